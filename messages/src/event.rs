@@ -1,0 +1,111 @@
+//! Lattice events: CloudEvents 1.0 JSON on `wasmbus.evt.{lattice}.{name}`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// The CloudEvents envelope every lattice event travels in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    pub specversion: String,
+    /// Unique per event.
+    pub id: String,
+    /// The publishing host's id.
+    pub source: String,
+    /// `com.wasmcloud.lattice.{name}`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339 time of publication.
+    pub time: String,
+    /// Always `application/json`.
+    pub datacontenttype: String,
+    /// Event-specific data.
+    pub data: serde_json::Value,
+}
+
+impl CloudEvent {
+    /// An event `name` (e.g. `host_started`) from host `source`, stamped now.
+    pub fn new(source: &str, name: &str, data: serde_json::Value) -> Self {
+        Self {
+            specversion: "1.0".into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            source: source.into(),
+            event_type: event_type(name),
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            datacontenttype: "application/json".into(),
+            data,
+        }
+    }
+
+    /// The short name (`host_started`) of this event, if its type is a lattice event type.
+    pub fn name(&self) -> Option<&str> {
+        self.event_type.strip_prefix(EVENT_TYPE_PREFIX)
+    }
+}
+
+const EVENT_TYPE_PREFIX: &str = "com.wasmcloud.lattice.";
+
+/// The CloudEvents `type` of lattice event `name`.
+pub fn event_type(name: &str) -> String {
+    format!("{EVENT_TYPE_PREFIX}{name}")
+}
+
+/// Event names, so that publishers and subscribers cannot drift apart.
+pub mod names {
+    /// A host joined the lattice.
+    pub const HOST_STARTED: &str = "host_started";
+    /// A host's periodic inventory.
+    pub const HOST_HEARTBEAT: &str = "host_heartbeat";
+    /// A host left gracefully.
+    pub const HOST_STOPPED: &str = "host_stopped";
+    /// A host's labels changed.
+    pub const LABELS_CHANGED: &str = "labels_changed";
+}
+
+/// Data of `host_started`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStarted {
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Labels at start.
+    pub labels: BTreeMap<String, String>,
+    /// Always 0.
+    pub uptime_seconds: u64,
+    /// Host software version.
+    pub version: String,
+}
+
+/// Data of `host_stopped`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStopped {
+    /// Labels at stop.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Data of `labels_changed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelsChanged {
+    /// The host whose labels changed.
+    pub host_id: String,
+    /// All labels after the change.
+    pub labels: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_fields() {
+        let ev = CloudEvent::new("NHOST", names::HOST_STARTED, serde_json::json!({"a": 1}));
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["specversion"], "1.0");
+        assert_eq!(json["type"], "com.wasmcloud.lattice.host_started");
+        assert_eq!(json["source"], "NHOST");
+        assert_eq!(json["datacontenttype"], "application/json");
+        assert!(humantime::parse_rfc3339(json["time"].as_str().unwrap()).is_ok());
+        assert_eq!(ev.name(), Some("host_started"));
+    }
+}
