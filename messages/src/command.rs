@@ -271,6 +271,32 @@ impl CtlCommand {
         })
     }
 
+    /// The operation this command is.
+    pub fn kind(&self) -> Operation {
+        use Operation as O;
+        match self {
+            Self::HostPing => O::HostPing,
+            Self::HostGet { .. } => O::HostGet,
+            Self::HostStop { .. } => O::HostStop,
+            Self::LabelPut { .. } => O::LabelPut,
+            Self::LabelDel { .. } => O::LabelDel,
+            Self::ComponentScale { .. } => O::ComponentScale,
+            Self::ComponentUpdate { .. } => O::ComponentUpdate,
+            Self::ComponentAuction(_) => O::ComponentAuction,
+            Self::ProviderStart { .. } => O::ProviderStart,
+            Self::ProviderStop { .. } => O::ProviderStop,
+            Self::ProviderAuction(_) => O::ProviderAuction,
+            Self::LinkPut(_) => O::LinkPut,
+            Self::LinkDel(_) => O::LinkDel,
+            Self::LinkGet => O::LinkGet,
+            Self::ClaimsGet => O::ClaimsGet,
+            Self::ConfigPut { .. } => O::ConfigPut,
+            Self::ConfigGet { .. } => O::ConfigGet,
+            Self::ConfigDel { .. } => O::ConfigDel,
+            Self::RegistryPut(_) => O::RegistryPut,
+        }
+    }
+
     /// The operation `subject` names, without reading a body.
     ///
     /// # Errors

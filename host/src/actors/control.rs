@@ -1,0 +1,203 @@
+//! The control actor: owns the control-interface subscriptions, parses each message once into
+//! a [`CtlCommand`], has the [`Dispatcher`] answer it, and publishes the reply.
+
+use std::pin::Pin;
+
+use actix::prelude::*;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, warn};
+use trellis_messages::{CtlCommand, CtlResponse, Subjects};
+
+use crate::dispatch::Dispatcher;
+use crate::error::{HostError, Result};
+use crate::runtime::{StopReason, StopRequest};
+
+/// Which kind of subscription delivered a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// A subscription for known operations.
+    Known,
+    /// The queue-group catch-all under the prefix: answers only subjects that name no operation.
+    CatchAll,
+}
+
+/// A control message and the subscription it came from.
+#[derive(Debug)]
+pub struct Incoming {
+    route: Route,
+    msg: async_nats::Message,
+}
+
+type IncomingStream = Pin<Box<dyn Stream<Item = Incoming> + Send>>;
+
+/// The control subscriptions of one host, made before the control actor starts so that a
+/// subscribe failure stops the host from starting instead of leaving it deaf.
+pub struct ControlSubscriptions {
+    stream: IncomingStream,
+}
+
+impl std::fmt::Debug for ControlSubscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSubscriptions").finish_non_exhaustive()
+    }
+}
+
+impl ControlSubscriptions {
+    /// Subscribes to every control subject of `host_id` (see [`Subjects::host_subscriptions`]).
+    ///
+    /// # Errors
+    /// [`HostError::Subscribe`] naming the subject that failed.
+    pub async fn subscribe(nats: &async_nats::Client, subjects: &Subjects, host_id: &str) -> Result<Self> {
+        let catch_all = format!("{}.>", subjects.base());
+        let mut streams = Vec::new();
+        for (subject, group) in subjects.host_subscriptions(host_id) {
+            let sub = match &group {
+                Some(g) => nats.queue_subscribe(subject.clone(), g.clone()).await,
+                None => nats.subscribe(subject.clone()).await,
+            }
+            .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
+            let route = if subject == catch_all { Route::CatchAll } else { Route::Known };
+            debug!(%subject, ?group, "subscribed");
+            streams.push(sub.map(move |msg| Incoming { route, msg }).boxed());
+        }
+        Ok(Self { stream: futures::stream::select_all(streams).boxed() })
+    }
+}
+
+/// Serves the control interface for one host.
+pub struct ControlActor {
+    /// For parsing subjects.
+    subjects: Subjects,
+    /// For publishing replies.
+    nats: async_nats::Client,
+    /// Answers parsed commands.
+    dispatcher: Dispatcher,
+    /// The subscriptions, until `started()` attaches them.
+    subscriptions: Option<ControlSubscriptions>,
+    /// The attached subscription stream, cancelled to unsubscribe when draining.
+    stream: Option<SpawnHandle>,
+    /// Messages being answered.
+    in_flight: usize,
+    /// Set by [`StopControl`]: told when the last in-flight answer is out.
+    drained: Option<oneshot::Sender<()>>,
+    /// Asks the runtime to stop the host when the subscriptions end on their own.
+    stop: mpsc::UnboundedSender<StopRequest>,
+}
+
+impl std::fmt::Debug for ControlActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlActor").field("base", &self.subjects.base()).field("in_flight", &self.in_flight).finish()
+    }
+}
+
+impl ControlActor {
+    /// A control actor serving `subscriptions`.
+    pub fn new(
+        subjects: Subjects,
+        nats: async_nats::Client,
+        dispatcher: Dispatcher,
+        subscriptions: ControlSubscriptions,
+        stop: mpsc::UnboundedSender<StopRequest>,
+    ) -> Self {
+        Self {
+            subjects,
+            nats,
+            dispatcher,
+            subscriptions: Some(subscriptions),
+            stream: None,
+            in_flight: 0,
+            drained: None,
+            stop,
+        }
+    }
+
+    fn one_done(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight -= 1;
+        if self.drained.is_some() && self.in_flight == 0 {
+            ctx.stop();
+        }
+    }
+}
+
+impl Actor for ControlActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(subs) = self.subscriptions.take() {
+            self.stream = Some(ctx.add_stream(subs.stream));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(done) = self.drained.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl StreamHandler<Incoming> for ControlActor {
+    fn handle(&mut self, incoming: Incoming, ctx: &mut Self::Context) {
+        let Incoming { route, msg } = incoming;
+        let subject = msg.subject.to_string();
+        if route == Route::CatchAll && CtlCommand::operation(&self.subjects, &subject).is_ok() {
+            return; // a known operation: its own subscription answers it
+        }
+        let parsed = CtlCommand::parse(&self.subjects, &subject, &msg.payload);
+        let dispatcher = self.dispatcher.clone();
+        let nats = self.nats.clone();
+        let reply_to = msg.reply.clone();
+        let work = async move {
+            let answer = match parsed {
+                Ok(command) => dispatcher.answer(command).await,
+                Err(e) => {
+                    warn!(%subject, error = %e, "rejected control message");
+                    crate::dispatch::Answer::reply(&CtlResponse::<()>::error(e.to_string()))
+                }
+            };
+            if let (Some(body), Some(reply_to)) = (answer.reply, reply_to) {
+                if let Err(e) = nats.publish(reply_to, body.into()).await {
+                    error!(%subject, error = %e, "control reply not sent");
+                }
+            }
+            if let Some(then) = answer.then_stop {
+                // Make sure the acknowledgement leaves before the host begins to stop.
+                let _ = nats.flush().await;
+                let _ = dispatcher.request_stop(then);
+            }
+        };
+        self.in_flight += 1;
+        ctx.spawn(actix::fut::wrap_future(work).map(|(), act: &mut Self, ctx| act.one_done(ctx)));
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        if self.drained.is_none() {
+            error!("control subscriptions ended unexpectedly; stopping the host");
+            let _ = self.stop.send(StopRequest { timeout: None, reason: StopReason::ControlLost });
+        }
+        if self.in_flight == 0 {
+            ctx.stop();
+        }
+    }
+}
+
+/// Unsubscribes, lets in-flight answers finish, then stops the actor and signals `done`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopControl {
+    /// Signalled once the actor has stopped.
+    pub done: oneshot::Sender<()>,
+}
+
+impl Handler<StopControl> for ControlActor {
+    type Result = ();
+    fn handle(&mut self, msg: StopControl, ctx: &mut Self::Context) {
+        if let Some(handle) = self.stream.take() {
+            ctx.cancel_future(handle); // drops the subscribers: NATS unsubscribes
+        }
+        self.drained = Some(msg.done);
+        if self.in_flight == 0 {
+            ctx.stop();
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The host's actix actors. See the crate documentation for how messages flow between them.
+
+pub mod control;
+pub mod host;

@@ -1,0 +1,151 @@
+//! Command-line arguments. Every option can also come from a `TRELLIS_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Trellis: a lattice host for WebAssembly components on NATS.
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,trellis_host=debug`); default `info`
+    /// for hosts and `warn` for client commands.
+    #[arg(long, global = true, env = "TRELLIS_LOG")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local NATS with JetStream when none is reachable, then run a host on it.
+    Up(UpArgs),
+    /// Run a host joined to an existing lattice.
+    Host(HostArgs),
+    /// List the hosts of the lattice (`host.ping`).
+    Hosts(ClientArgs),
+    /// Show a host's inventory (`host.get`).
+    Inventory {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+    },
+    /// Set or delete a host label.
+    Label {
+        #[command(subcommand)]
+        action: LabelAction,
+    },
+    /// Stop a host gracefully (`host.stop`).
+    StopHost {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// How long the host may drain, in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabelAction {
+    /// Set `key=value` on a host.
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// `key=value`.
+        label: String,
+    },
+    /// Delete `key` from a host.
+    Del {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// Label key.
+        key: String,
+    },
+}
+
+/// How to reach NATS.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated; `nats://user:pass@host:port` is accepted.
+    #[arg(long, env = "TRELLIS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// NATS credentials file (`.creds`: JWT and nkey seed).
+    #[arg(long, env = "TRELLIS_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the NATS server; requires TLS.
+    #[arg(long, env = "TRELLIS_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --nats-tls-key.
+    #[arg(long, env = "TRELLIS_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS; needs --nats-tls-cert.
+    #[arg(long, env = "TRELLIS_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+/// Which lattice, and how its control subjects are named.
+#[derive(Debug, Clone, Args)]
+pub struct LatticeArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Lattice name.
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    pub lattice: String,
+    /// Control-interface subject prefix.
+    #[arg(long, env = "TRELLIS_CTL_PREFIX", default_value = "wasmbus.ctl")]
+    pub ctl_prefix: String,
+}
+
+/// Options of client commands.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for a reply (broadcasts gather for this long).
+    #[arg(long, env = "TRELLIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Options of a host.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// A label `key=value` (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "label", short = 'l', env = "TRELLIS_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// nkey server seed (`SN…`) for a stable host id; a new id each run when unset.
+    #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
+    pub host_seed: Option<String>,
+    /// Friendly name shown by tools.
+    #[arg(long, env = "TRELLIS_FRIENDLY_NAME")]
+    pub friendly_name: Option<String>,
+    /// How often to publish `host_heartbeat`.
+    #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long a graceful stop may drain when the request names no timeout.
+    #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub stop_timeout: Duration,
+}
+
+/// Options of `trellis up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Where a NATS server started by `up` keeps its JetStream data
+    /// (default: `$XDG_DATA_HOME/trellis/nats` or `~/.local/share/trellis/nats`).
+    #[arg(long, env = "TRELLIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}

@@ -1,0 +1,127 @@
+//! The `trellis` command: run a host, or drive a lattice's hosts.
+
+mod args;
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use trellis_host::config::parse_label;
+use trellis_host::{local_nats, HostConfig, NatsConfig, StopReason};
+
+use crate::args::{Cli, Command, HostArgs, NatsArgs, UpArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Up(_) | Command::Host(_)) { "info" } else { "warn" };
+    let filter = match &cli.log {
+        Some(filter) => match EnvFilter::try_new(filter) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("trellis: --log `{filter}` is not a valid filter: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => EnvFilter::new(default_level),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trellis: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trellis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Up(args) => up(args).await,
+        Command::Host(args) => run_host(host_config(&args)?).await,
+        other => client::run(other).await,
+    }
+}
+
+fn nats_config(args: &NatsArgs) -> NatsConfig {
+    NatsConfig {
+        url: args.nats_url.clone(),
+        creds_file: args.nats_creds.clone(),
+        tls_ca: args.nats_tls_ca.clone(),
+        tls_client: args.nats_tls_cert.clone().zip(args.nats_tls_key.clone()),
+        ..NatsConfig::default()
+    }
+}
+
+fn host_config(args: &HostArgs) -> Result<HostConfig> {
+    let labels = args.labels.iter().filter(|l| !l.is_empty()).map(|l| parse_label(l)).collect::<Result<_, _>>()?;
+    Ok(HostConfig {
+        nats: nats_config(&args.lattice.nats),
+        lattice: args.lattice.lattice.clone(),
+        ctl_prefix: args.lattice.ctl_prefix.clone(),
+        labels,
+        friendly_name: args.friendly_name.clone(),
+        host_seed: args.host_seed.clone(),
+        heartbeat_interval: args.heartbeat_interval,
+        stop_timeout: args.stop_timeout,
+    })
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from(".trellis"));
+    base.join("trellis")
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let config = host_config(&args.host)?;
+    let store = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
+    let url = config.nats.url.clone();
+    let local = tokio::task::spawn_blocking(move || local_nats::ensure(&url, &store)).await??;
+    match &local {
+        Some(server) => println!(
+            "Started a local NATS server with JetStream at {} (data in {}); it stops with this host.",
+            server.url(),
+            server.store_dir().display()
+        ),
+        None => println!("Using the NATS server already running at {}.", trellis_host::nats::redact(&config.nats.url)),
+    }
+    let result = run_host(config).await;
+    drop(local);
+    result
+}
+
+async fn run_host(config: HostConfig) -> Result<()> {
+    let stop_timeout = config.stop_timeout;
+    let mut host = trellis_host::start(config).await.context("host did not start")?;
+    let info = host.info().clone();
+    println!(
+        "Trellis host {} ({}) joined lattice `{}` at {}.\nTry `trellis hosts --lattice {}` in another terminal; Ctrl-C stops the host.",
+        info.id, info.friendly_name, info.lattice, info.nats_url, info.lattice
+    );
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let reason = tokio::select! {
+        reason = host.wait() => reason?,
+        _ = tokio::signal::ctrl_c() => { host.stop(Some(stop_timeout)); host.wait().await? }
+        _ = sigterm.recv() => { host.stop(Some(stop_timeout)); host.wait().await? }
+    };
+    match reason {
+        StopReason::ControlLost => anyhow::bail!("host stopped: its NATS connection closed"),
+        StopReason::ControlInterface | StopReason::Requested => {
+            println!("Trellis host {} stopped.", info.id);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Host configuration, validated once before anything starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use trellis_messages::host::check_user_label_key;
+use trellis_messages::{DEFAULT_CTL_PREFIX, DEFAULT_LATTICE};
+
+use crate::error::{HostError, Result};
+
+/// How to reach NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated; user and password may be embedded
+    /// (`nats://user:pass@host:4222`).
+    pub url: String,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the server with; setting it requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// How long the first connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            creds_file: None,
+            tls_ca: None,
+            tls_client: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a host needs to start.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// How to reach NATS.
+    pub nats: NatsConfig,
+    /// The lattice to join.
+    pub lattice: String,
+    /// Control-interface subject prefix (`wasmbus.ctl`).
+    pub ctl_prefix: String,
+    /// User labels (no `hostcore.*`).
+    pub labels: BTreeMap<String, String>,
+    /// Friendly name; derived from the host id when unset.
+    pub friendly_name: Option<String>,
+    /// An nkey server seed (`SN…`) for a stable host id; a new key each run when unset.
+    pub host_seed: Option<String>,
+    /// How often `host_heartbeat` is published.
+    pub heartbeat_interval: Duration,
+    /// How long a graceful stop may drain when the request names no timeout.
+    pub stop_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsConfig::default(),
+            lattice: DEFAULT_LATTICE.into(),
+            ctl_prefix: DEFAULT_CTL_PREFIX.into(),
+            labels: BTreeMap::new(),
+            friendly_name: None,
+            host_seed: None,
+            heartbeat_interval: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Checks every value, so that a bad one is reported before the host joins the lattice.
+    ///
+    /// # Errors
+    /// [`HostError::Config`] naming the first bad value.
+    pub fn validate(&self) -> Result<()> {
+        check_token("lattice", &self.lattice)?;
+        for part in self.ctl_prefix.split('.') {
+            check_token("control prefix", part).map_err(|_| {
+                HostError::Config(format!("control prefix `{}` must be dot-separated NATS tokens", self.ctl_prefix))
+            })?;
+        }
+        for key in self.labels.keys() {
+            check_user_label_key(key).map_err(HostError::Config)?;
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(HostError::Config("heartbeat interval must be greater than zero".into()));
+        }
+        if self.nats.url.trim().is_empty() {
+            return Err(HostError::Config("NATS URL must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A value that becomes one NATS subject token: non-empty, no `.`, `*`, `>` or whitespace.
+fn check_token(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace()) {
+        return Err(HostError::Config(format!(
+            "{what} `{value}` must be non-empty and contain no `.`, `*`, `>` or whitespace"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses `key=value` (for `--label`).
+///
+/// # Errors
+/// [`HostError::Config`] when there is no `=` or the key is reserved.
+pub fn parse_label(s: &str) -> Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| HostError::Config(format!("label `{s}` must be written key=value")))?;
+    check_user_label_key(k).map_err(HostError::Config)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// The labels the host sets on itself.
+pub fn automatic_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("hostcore.arch".to_string(), std::env::consts::ARCH.to_string()),
+        ("hostcore.os".to_string(), std::env::consts::OS.to_string()),
+        ("hostcore.osfamily".to_string(), std::env::consts::FAMILY.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        HostConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let mut c = HostConfig { lattice: "a.b".into(), ..HostConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("lattice `a.b`"));
+        c.lattice = "ok".into();
+        c.labels.insert("hostcore.os".into(), "x".into());
+        assert!(c.validate().unwrap_err().to_string().contains("reserved"));
+        c.labels.clear();
+        c.ctl_prefix = "a..b".into();
+        assert!(c.validate().is_err());
+        c.ctl_prefix = "acme.ctl".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn parses_labels() {
+        assert_eq!(parse_label("zone=eu=1").unwrap(), ("zone".into(), "eu=1".into()));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("hostcore.arch=x").is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Turning a parsed control command into an answer: one match over [`CtlCommand`], each arm
+//! asking the actor that owns the state concerned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::Addr;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use trellis_messages::component::ComponentAuctionAck;
+use trellis_messages::provider::ProviderAuctionAck;
+use trellis_messages::{CtlCommand, CtlResponse};
+
+use crate::actors::host::{self as host_actor, HostActor, VERSION};
+use crate::error::HostError;
+use crate::runtime::{StopReason, StopRequest};
+
+/// What to do after a command: the reply body (none: stay silent) and whether to stop.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// JSON reply body.
+    pub reply: Option<Vec<u8>>,
+    /// Stop the host once the reply is out.
+    pub then_stop: Option<StopRequest>,
+}
+
+impl Answer {
+    /// An answer that replies `response`.
+    pub fn reply<T: Serialize>(response: &CtlResponse<T>) -> Self {
+        let body = serde_json::to_vec(response).unwrap_or_else(|e| {
+            // Our own reply types always encode; say so on the wire if one ever does not.
+            format!(r#"{{"success":false,"message":"reply could not be encoded: {e}"}}"#).into_bytes()
+        });
+        Self { reply: Some(body), then_stop: None }
+    }
+
+    fn silent() -> Self {
+        Self::default()
+    }
+
+    fn result(result: Result<String, HostError>) -> Self {
+        match result {
+            Ok(message) => Self::reply(&CtlResponse::success(message)),
+            Err(e) => Self::reply(&CtlResponse::<()>::error(e.to_string())),
+        }
+    }
+}
+
+/// Answers control commands for one host. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    /// This host's id.
+    host_id: String,
+    /// The actor owning host state.
+    host: Addr<HostActor>,
+    /// Where stop requests go (the runtime's supervisor).
+    stop: mpsc::UnboundedSender<StopRequest>,
+}
+
+impl Dispatcher {
+    /// A dispatcher for host `host_id`.
+    pub fn new(host_id: String, host: Addr<HostActor>, stop: mpsc::UnboundedSender<StopRequest>) -> Self {
+        Self { host_id, host, stop }
+    }
+
+    /// Asks the runtime to stop the host.
+    ///
+    /// # Errors
+    /// When the runtime is already gone.
+    pub fn request_stop(&self, request: StopRequest) -> Result<(), HostError> {
+        self.stop.send(request).map_err(|_| HostError::ShuttingDown)
+    }
+
+    /// The answer to `command`.
+    pub async fn answer(&self, command: CtlCommand) -> Answer {
+        match command {
+            CtlCommand::HostPing => match self.host.send(host_actor::Describe).await {
+                Ok(host) => Answer::reply(&CtlResponse::ok(host)),
+                Err(e) => Answer::result(Err(e.into())),
+            },
+            CtlCommand::HostGet { .. } => match self.host.send(host_actor::GetInventory).await {
+                Ok(inv) => Answer::reply(&CtlResponse::ok(inv)),
+                Err(e) => Answer::result(Err(e.into())),
+            },
+            CtlCommand::HostStop { command, .. } => {
+                info!(timeout_ms = ?command.timeout, "stop requested through the control interface");
+                let mut answer = Answer::reply(&CtlResponse::success("host stopping"));
+                answer.then_stop = Some(StopRequest {
+                    timeout: command.timeout.map(Duration::from_millis),
+                    reason: StopReason::ControlInterface,
+                });
+                answer
+            }
+            CtlCommand::LabelPut { label, .. } => {
+                let key = label.key.clone();
+                let result = self.host.send(host_actor::PutLabel { key: label.key, value: label.value }).await;
+                Answer::result(flatten(result).map(|()| format!("label `{key}` set")))
+            }
+            CtlCommand::LabelDel { label, .. } => {
+                let key = label.key.clone();
+                let result = self.host.send(host_actor::DeleteLabel { key: label.key }).await;
+                Answer::result(flatten(result).map(|was_set| {
+                    if was_set { format!("label `{key}` deleted") } else { format!("label `{key}` was not set") }
+                }))
+            }
+            CtlCommand::ComponentAuction(req) => {
+                if !self.satisfies(&req.constraints).await {
+                    return Answer::silent();
+                }
+                Answer::reply(&CtlResponse::ok(ComponentAuctionAck {
+                    component_ref: req.component_ref,
+                    component_id: req.component_id,
+                    host_id: self.host_id.clone(),
+                    constraints: req.constraints,
+                }))
+            }
+            CtlCommand::ProviderAuction(req) => {
+                if !self.satisfies(&req.constraints).await {
+                    return Answer::silent();
+                }
+                Answer::reply(&CtlResponse::ok(ProviderAuctionAck {
+                    host_id: self.host_id.clone(),
+                    provider_ref: req.provider_ref,
+                    provider_id: req.provider_id,
+                    constraints: req.constraints,
+                }))
+            }
+            CtlCommand::RegistryPut(_) => {
+                info!("registry credentials received; Trellis loads components from files only so far");
+                Answer::reply(&CtlResponse::success("registry credentials accepted"))
+            }
+            other => {
+                let op = other.kind().name();
+                warn!(operation = op, "control operation not supported yet");
+                Answer::reply(&CtlResponse::<()>::error(format!(
+                    "`{op}` is not supported by Trellis {VERSION} yet"
+                )))
+            }
+        }
+    }
+
+    async fn satisfies(&self, constraints: &BTreeMap<String, String>) -> bool {
+        match self.host.send(host_actor::GetLabels).await {
+            Ok(labels) => constraints.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            Err(_) => false,
+        }
+    }
+}
+
+fn flatten<T>(r: Result<Result<T, HostError>, actix::MailboxError>) -> Result<T, HostError> {
+    r.map_err(HostError::from).and_then(|inner| inner)
+}

@@ -1,0 +1,52 @@
+//! Publishing lattice events: a cheap handle any actor can clone.
+
+use serde::Serialize;
+use trellis_messages::event::CloudEvent;
+use trellis_messages::Subjects;
+use tracing::{debug, warn};
+
+use crate::error::{HostError, Result};
+
+/// Publishes CloudEvents from this host on `wasmbus.evt.{lattice}.{name}`.
+#[derive(Clone, Debug)]
+pub struct EventPublisher {
+    /// The connection events go out on.
+    nats: async_nats::Client,
+    /// For the event subjects.
+    subjects: Subjects,
+    /// The `source` of every event.
+    host_id: String,
+}
+
+impl EventPublisher {
+    /// A publisher for host `host_id`.
+    pub fn new(nats: async_nats::Client, subjects: Subjects, host_id: String) -> Self {
+        Self { nats, subjects, host_id }
+    }
+
+    /// Publishes event `name` with `data`.
+    ///
+    /// # Errors
+    /// [`HostError::Publish`] when the data cannot be encoded or the client refuses it.
+    pub async fn publish(&self, name: &str, data: impl Serialize) -> Result<()> {
+        let subject = self.subjects.event(name);
+        let data = serde_json::to_value(data)
+            .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
+        let event = CloudEvent::new(&self.host_id, name, data);
+        let bytes = serde_json::to_vec(&event)
+            .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
+        debug!(%subject, bytes = bytes.len(), "publishing event");
+        self.nats
+            .publish(subject.clone(), bytes.into())
+            .await
+            .map_err(|e| HostError::Publish { subject, reason: e.to_string() })
+    }
+
+    /// Publishes and logs a failure instead of returning it: events are best effort, and a
+    /// failed one must not stop the work that caused it.
+    pub async fn publish_logged(&self, name: &str, data: impl Serialize) {
+        if let Err(error) = self.publish(name, data).await {
+            warn!(%error, event = name, "event not published");
+        }
+    }
+}

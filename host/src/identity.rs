@@ -1,0 +1,94 @@
+//! Host identity: an nkey server key (`N…`), generated per run or loaded from a seed.
+
+use nkeys::{KeyPair, KeyPairType};
+
+use crate::error::{HostError, Result};
+
+/// Who this host is on the lattice.
+#[derive(Debug)]
+pub struct HostIdentity {
+    /// The host's key pair; the public key is the host id.
+    key: KeyPair,
+    /// A human-friendly name shown by tools.
+    friendly_name: String,
+}
+
+impl HostIdentity {
+    /// A new random identity, or one from `seed` (an `SN…` server seed).
+    ///
+    /// # Errors
+    /// [`HostError::Seed`] when the seed does not decode or is not a server key.
+    pub fn new(seed: Option<&str>, friendly_name: Option<String>) -> Result<Self> {
+        let key = match seed {
+            None => KeyPair::new_server(),
+            Some(seed) => {
+                let key = KeyPair::from_seed(seed.trim()).map_err(|e| HostError::Seed(e.to_string()))?;
+                if key.key_pair_type() != KeyPairType::Server {
+                    return Err(HostError::Seed(format!(
+                        "expected a server seed (starting `SN`), got a {:?} key",
+                        key.key_pair_type()
+                    )));
+                }
+                key
+            }
+        };
+        let friendly_name = friendly_name.unwrap_or_else(|| friendly_name_for(&key.public_key()));
+        Ok(Self { key, friendly_name })
+    }
+
+    /// The host id (the public key).
+    pub fn id(&self) -> String {
+        self.key.public_key()
+    }
+
+    /// The friendly name.
+    pub fn friendly_name(&self) -> &str {
+        &self.friendly_name
+    }
+}
+
+/// A stable, readable name derived from the host id, e.g. `quiet-river-4821`.
+fn friendly_name_for(id: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "quiet", "bold", "misty", "green", "swift", "calm", "bright", "amber", "silver", "gentle", "brave", "lucky",
+        "sunny", "frosty", "wild", "tidy",
+    ];
+    const NOUN: [&str; 16] = [
+        "river", "vine", "meadow", "cedar", "harbor", "canyon", "willow", "summit", "garden", "orchard", "lagoon",
+        "prairie", "grove", "ridge", "brook", "trellis",
+    ];
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    // Truncations are intended: we only want a few bits of the hash for each part.
+    let adj = ADJ[(h & 15) as usize];
+    let noun = NOUN[((h >> 4) & 15) as usize];
+    format!("{adj}-{noun}-{}", (h >> 8) % 10_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_id_is_a_server_key() {
+        let id = HostIdentity::new(None, None).unwrap();
+        assert!(id.id().starts_with('N'));
+        assert_eq!(id.id().len(), 56);
+    }
+
+    #[test]
+    fn seed_round_trips() {
+        let kp = KeyPair::new_server();
+        let id = HostIdentity::new(Some(&kp.seed().unwrap()), Some("h1".into())).unwrap();
+        assert_eq!(id.id(), kp.public_key());
+        assert_eq!(id.friendly_name(), "h1");
+    }
+
+    #[test]
+    fn rejects_non_server_seed() {
+        let user = KeyPair::new_user();
+        let err = HostIdentity::new(Some(&user.seed().unwrap()), None).unwrap_err();
+        assert!(err.to_string().contains("expected a server seed"), "{err}");
+        let err = HostIdentity::new(Some("SNnotaseed"), None).unwrap_err();
+        assert!(err.to_string().starts_with("invalid host seed"), "{err}");
+    }
+}

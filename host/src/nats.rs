@@ -1,0 +1,101 @@
+//! Connecting to NATS with the configured credentials and TLS, and reporting connection
+//! changes to the host.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+use crate::config::NatsConfig;
+use crate::error::{HostError, Result};
+
+/// Connects with `config`; connection events (disconnect, reconnect, errors) are logged and
+/// sent on `events`.
+///
+/// The client reconnects without limit; subscriptions survive reconnects.
+///
+/// # Errors
+/// [`HostError::File`] when the credentials file cannot be read, [`HostError::NatsConnect`]
+/// when no server answers within the connect timeout.
+pub async fn connect(
+    config: &NatsConfig,
+    name: &str,
+    events: UnboundedSender<async_nats::Event>,
+) -> Result<async_nats::Client> {
+    let mut opts = match &config.creds_file {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
+            .await
+            .map_err(|source| HostError::File { what: "NATS credentials file", path: path.clone(), source })?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    if let Some(ca) = &config.tls_ca {
+        check_readable("TLS CA certificate", ca)?;
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &config.tls_client {
+        check_readable("TLS client certificate", cert)?;
+        check_readable("TLS client key", key)?;
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    let opts = opts
+        .name(name)
+        .connection_timeout(config.connect_timeout)
+        .max_reconnects(None)
+        // Retry quickly at first so a restarted server is found within a second or two.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(3))
+        })
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                match &event {
+                    async_nats::Event::Connected => info!("NATS connected"),
+                    async_nats::Event::Disconnected => warn!("NATS connection lost; reconnecting"),
+                    other => warn!(event = %other, "NATS connection event"),
+                }
+                // The host may have stopped listening; that is not an error here.
+                let _ = events.send(event);
+            }
+        });
+    let urls: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .iter()
+        .map(|u| u.parse().map_err(|e| HostError::Config(format!("NATS URL `{}`: {e}", redact(u)))))
+        .collect::<Result<_>>()?;
+    opts.connect(addrs)
+        .await
+        .map_err(|e| HostError::NatsConnect { url: redact(&config.url), reason: e.to_string() })
+}
+
+fn check_readable(what: &'static str, path: &std::path::Path) -> Result<()> {
+    std::fs::metadata(path).map(|_| ()).map_err(|source| HostError::File { what, path: path.to_path_buf(), source })
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let creds = &u[scheme + 3..at];
+                match creds.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &u[..scheme + 3], &u[at..]),
+                    None => u.to_string(),
+                }
+            }
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://tok@h:4222,nats://a:b@c:1"), "nats://tok@h:4222,nats://a:***@c:1");
+    }
+}

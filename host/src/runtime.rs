@@ -1,0 +1,225 @@
+//! Starting a host and stopping it: the host thread, its actix `System`, and the supervisor
+//! future that builds the actors, waits for a stop request and drains in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+use trellis_messages::event::names;
+use trellis_messages::Subjects;
+
+use crate::actors::control::{ControlActor, ControlSubscriptions, StopControl};
+use crate::actors::host::{self as host_actor, HostActor};
+use crate::config::{automatic_labels, HostConfig};
+use crate::dispatch::Dispatcher;
+use crate::error::{HostError, Result};
+use crate::events::EventPublisher;
+use crate::identity::HostIdentity;
+use crate::nats::{connect, redact};
+
+/// Why a host stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `host.stop` on the control interface.
+    ControlInterface,
+    /// The owner of the [`HostHandle`] asked (e.g. on SIGINT/SIGTERM).
+    Requested,
+    /// The control subscriptions ended on their own (the NATS client closed).
+    ControlLost,
+}
+
+/// A request to stop the host, draining for at most `timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct StopRequest {
+    /// How long draining may take; the configured default when `None`.
+    pub timeout: Option<Duration>,
+    /// Who asked.
+    pub reason: StopReason,
+}
+
+/// What a started host tells its owner about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Host id (`N…`).
+    pub id: String,
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Lattice joined.
+    pub lattice: String,
+    /// NATS URL (password redacted).
+    pub nats_url: String,
+}
+
+/// A running host. Dropping it asks the host to stop; [`HostHandle::wait`] waits for that.
+#[derive(Debug)]
+pub struct HostHandle {
+    /// Who the host is.
+    info: HostInfo,
+    /// To the supervisor.
+    stop: mpsc::UnboundedSender<StopRequest>,
+    /// Resolves when the host thread has finished.
+    done: Option<oneshot::Receiver<Result<StopReason>>>,
+}
+
+impl HostHandle {
+    /// Who the host is.
+    pub fn info(&self) -> &HostInfo {
+        &self.info
+    }
+
+    /// The host id.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// Asks the host to stop, draining for at most `timeout` (the configured default if `None`).
+    /// Returns at once; use [`HostHandle::wait`] to wait for the stop.
+    pub fn stop(&self, timeout: Option<Duration>) {
+        let _ = self.stop.send(StopRequest { timeout, reason: StopReason::Requested });
+    }
+
+    /// Waits until the host has stopped, and says why it did.
+    ///
+    /// # Errors
+    /// [`HostError::Runtime`] when the host thread ended without reporting (a panic).
+    pub async fn wait(&mut self) -> Result<StopReason> {
+        match self.done.take() {
+            Some(done) => done.await.map_err(|_| HostError::Runtime("host thread ended without reporting".into()))?,
+            None => Err(HostError::Runtime("wait() was already called".into())),
+        }
+    }
+
+    /// Stops the host and waits for it.
+    ///
+    /// # Errors
+    /// As [`HostHandle::wait`].
+    pub async fn shutdown(mut self, timeout: Option<Duration>) -> Result<StopReason> {
+        self.stop(timeout);
+        self.wait().await
+    }
+}
+
+impl Drop for HostHandle {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            self.stop(None);
+        }
+    }
+}
+
+/// Starts a host on its own thread with its own actix `System`, and returns once it has joined
+/// the lattice (subscribed and announced `host_started`).
+///
+/// # Errors
+/// A bad configuration, an unreachable NATS server, a failed subscription.
+pub async fn start(config: HostConfig) -> Result<HostHandle> {
+    config.validate()?;
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    let supervisor_stop = stop_tx.clone();
+    std::thread::Builder::new()
+        .name("trellis-host".into())
+        .spawn(move || {
+            let system = actix::System::new();
+            let result = system.block_on(supervise(config, ready_tx, supervisor_stop, stop_rx));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| HostError::Runtime(format!("cannot spawn host thread: {e}")))?;
+    let info = ready_rx
+        .await
+        .map_err(|_| HostError::Runtime("host thread ended before it was ready".into()))??;
+    Ok(HostHandle { info, stop: stop_tx, done: Some(done_rx) })
+}
+
+/// Builds everything, reports readiness, waits for a stop request, then drains:
+/// control first (no new commands), then host state, then `host_stopped`, then NATS.
+async fn supervise(
+    config: HostConfig,
+    ready: oneshot::Sender<Result<HostInfo>>,
+    stop_tx: mpsc::UnboundedSender<StopRequest>,
+    mut stop_rx: mpsc::UnboundedReceiver<StopRequest>,
+) -> Result<StopReason> {
+    let started = match build(&config, stop_tx).await {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = ready.send(Err(HostError::Runtime(e.to_string())));
+            return Err(e);
+        }
+    };
+    let Started { info, nats, events, host, control } = started;
+    info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
+    let _ = ready.send(Ok(info));
+
+    let request = stop_rx
+        .recv()
+        .await
+        .unwrap_or(StopRequest { timeout: None, reason: StopReason::Requested });
+    let deadline = request.timeout.unwrap_or(config.stop_timeout);
+    info!(reason = ?request.reason, ?deadline, "host stopping");
+
+    let (drained_tx, drained_rx) = oneshot::channel();
+    if control.send(StopControl { done: drained_tx }).await.is_ok()
+        && tokio::time::timeout(deadline, drained_rx).await.is_err()
+    {
+        warn!(?deadline, "control answers still in flight at the stop deadline; stopping anyway");
+    }
+    let stopped = host.send(host_actor::Drain).await.unwrap_or_else(|_| {
+        trellis_messages::event::HostStopped { labels: config.labels.clone() }
+    });
+    events.publish_logged(names::HOST_STOPPED, stopped).await;
+    if let Err(e) = tokio::time::timeout(deadline, nats.flush()).await {
+        warn!(error = %e, "NATS flush timed out during stop");
+    }
+    info!("host stopped");
+    System::current().stop();
+    Ok(request.reason)
+}
+
+struct Started {
+    info: HostInfo,
+    nats: async_nats::Client,
+    events: EventPublisher,
+    host: Addr<HostActor>,
+    control: Addr<ControlActor>,
+}
+
+async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
+    let identity = Arc::new(HostIdentity::new(config.host_seed.as_deref(), config.friendly_name.clone())?);
+    let host_id = identity.id();
+    let mut labels = automatic_labels();
+    labels.extend(config.labels.clone());
+
+    let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
+    let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), nats_events_tx).await?;
+    let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
+    let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
+    let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
+    let nats_url = redact(&config.nats.url);
+
+    let started_data = HostActor::started_event(&identity, &labels);
+    let host = HostActor::new(
+        identity.clone(),
+        config.lattice.clone(),
+        labels,
+        events.clone(),
+        config.heartbeat_interval,
+        nats_url.clone(),
+        nats_events_rx,
+    );
+    // host_started goes out before the first heartbeat the host actor publishes on start.
+    events.publish(names::HOST_STARTED, started_data).await?;
+    let host = host.start();
+    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), stop_tx.clone());
+    let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
+    nats.flush().await.map_err(|e| HostError::Publish { subject: "(flush)".into(), reason: e.to_string() })?;
+    let info = HostInfo {
+        id: host_id,
+        friendly_name: identity.friendly_name().to_string(),
+        lattice: config.lattice.clone(),
+        nats_url,
+    };
+    Ok(Started { info, nats, events, host, control })
+}
