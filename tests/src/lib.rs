@@ -1,0 +1,282 @@
+//! Test fixtures: real `nats-server` processes on free ports with their own store dirs, a
+//! lattice name per test, hosts started in-process or as `trellis` processes.
+//!
+//! Nothing here relies on a server someone else started; everything is cleaned up on drop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use trellis_host::{HostConfig, HostHandle, NatsConfig};
+
+/// Logs from the host under test, when `RUST_LOG` asks for them.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The `nats-server` binary (`$TRELLIS_NATS_SERVER` or the first on `PATH`), checked once to
+/// be new enough.
+pub fn nats_server_bin() -> Result<PathBuf> {
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| trellis_host::local_nats::server_binary().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// One `nats-server -js` process.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn spawn(&mut self) -> Result<()> {
+        let child = Command::new(nats_server_bin()?)
+            .args(&self.args)
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run nats-server")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn start_with(args: Vec<String>, port: u16) -> Result<Self> {
+        let mut server = Self { child: None, port, args, store: tempfile::tempdir()? };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// A standalone server with JetStream.
+    pub async fn start() -> Result<Self> {
+        let port = free_port();
+        let server = Self::start_with(
+            vec!["-js".into(), "-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+            port,
+        )?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): clients see the connection drop.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("nats-server on port {} did not come up", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A lattice for one test: its own NATS server(s) and a unique lattice name.
+#[derive(Debug)]
+pub struct TestLattice {
+    /// The lattice name (unique per test).
+    pub name: String,
+    servers: Vec<NatsServer>,
+}
+
+impl TestLattice {
+    /// One NATS server with JetStream.
+    pub async fn new() -> Result<Self> {
+        init_tracing();
+        Ok(Self { name: unique_lattice(), servers: vec![NatsServer::start().await?] })
+    }
+
+    /// A NATS cluster of `n` nodes with JetStream, ready when JetStream answers on every node.
+    pub async fn cluster(n: usize) -> Result<Self> {
+        init_tracing();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports.iter().map(|(_, c)| format!("nats://127.0.0.1:{c}")).collect();
+        let mut servers = Vec::new();
+        for (i, (port, cport)) in ports.iter().enumerate() {
+            let args = vec![
+                "-js".into(),
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-n".into(),
+                format!("node{i}"),
+                "--cluster_name".into(),
+                "trellis-test".into(),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{cport}"),
+                "--routes".into(),
+                routes.join(","),
+            ];
+            servers.push(NatsServer::start_with(args, *port)?);
+        }
+        for s in &servers {
+            s.wait_ready().await?;
+        }
+        let lattice = Self { name: unique_lattice(), servers };
+        for i in 0..n {
+            lattice.wait_jetstream(i).await?;
+        }
+        Ok(lattice)
+    }
+
+    async fn wait_jetstream(&self, node: usize) -> Result<()> {
+        let client = async_nats::connect(self.url_of(node)).await?;
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match js.query_account().await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => bail!("JetStream on node {node} not ready: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// URL of the first node.
+    pub fn url(&self) -> String {
+        self.url_of(0)
+    }
+
+    /// URL of node `i`.
+    pub fn url_of(&self, i: usize) -> String {
+        self.servers[i].url()
+    }
+
+    /// Node `i`, e.g. to restart it.
+    pub fn server_mut(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.servers[i]
+    }
+
+    /// A NATS client (the version the host uses).
+    pub async fn nats(&self) -> Result<async_nats::Client> {
+        Ok(async_nats::connect(self.url()).await?)
+    }
+
+    /// The published wasmCloud control-interface client, on node 0.
+    pub async fn ctl(&self) -> Result<wasmcloud_control_interface::Client> {
+        let nc = async_nats_039::connect(self.url()).await?;
+        Ok(wasmcloud_control_interface::ClientBuilder::new(nc)
+            .lattice(self.name.clone())
+            .timeout(Duration::from_secs(5))
+            .auction_timeout(Duration::from_secs(1))
+            .build())
+    }
+
+    /// Trellis's own typed client.
+    pub async fn client(&self) -> Result<trellis_messages::Client> {
+        Ok(trellis_messages::Client::new(self.nats().await?, trellis_messages::DEFAULT_CTL_PREFIX, &self.name)
+            .with_gather(Duration::from_secs(1)))
+    }
+
+    /// A host configuration for this lattice on node 0, heartbeat every second.
+    pub fn host_config(&self) -> HostConfig {
+        self.host_config_on(0)
+    }
+
+    /// A host configuration for this lattice on node `i`.
+    pub fn host_config_on(&self, i: usize) -> HostConfig {
+        HostConfig {
+            nats: NatsConfig { url: self.url_of(i), ..NatsConfig::default() },
+            lattice: self.name.clone(),
+            heartbeat_interval: Duration::from_secs(1),
+            ..HostConfig::default()
+        }
+    }
+
+    /// Starts an in-process host with `config`.
+    pub async fn start_host(&self, config: HostConfig) -> Result<HostHandle> {
+        Ok(trellis_host::start(config).await?)
+    }
+}
+
+fn unique_lattice() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The `trellis` binary of this build, built on first use when the test run did not build it.
+pub fn trellis_bin() -> Result<PathBuf> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/trellis
+    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
+    let bin = profile_dir.join("trellis");
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "trellis-host", "--bin", "trellis"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("cannot run cargo to build the trellis binary")?;
+        if !status.success() || !bin.exists() {
+            bail!("building the trellis binary failed ({status})");
+        }
+    }
+    Ok(bin)
+}
+
+/// Waits until `f` returns `Some`, polling every 50 ms, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
