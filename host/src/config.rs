@@ -8,6 +8,7 @@ use trellis_messages::host::check_user_label_key;
 use trellis_messages::{DEFAULT_CTL_PREFIX, DEFAULT_LATTICE};
 
 use crate::error::{HostError, Result};
+use crate::wasm::WasmConfig;
 
 /// How to reach NATS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct HostConfig {
     pub heartbeat_interval: Duration,
     /// How long a graceful stop may drain when the request names no timeout.
     pub stop_timeout: Duration,
+    /// Guest limits, compile cache, guest threads.
+    pub wasm: WasmConfig,
 }
 
 impl Default for HostConfig {
@@ -69,6 +72,7 @@ impl Default for HostConfig {
             host_seed: None,
             heartbeat_interval: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(10),
+            wasm: WasmConfig::default(),
         }
     }
 }
@@ -93,6 +97,16 @@ impl HostConfig {
         }
         if self.nats.url.trim().is_empty() {
             return Err(HostError::Config("NATS URL must not be empty".into()));
+        }
+        let w = &self.wasm;
+        if w.max_execution_time < Duration::from_millis(10) {
+            return Err(HostError::Config("max execution time must be at least 10ms".into()));
+        }
+        if w.max_component_memory < 64 << 10 {
+            return Err(HostError::Config("max component memory must be at least 64 KiB (one wasm page)".into()));
+        }
+        if w.max_component_size == 0 {
+            return Err(HostError::Config("max component size must be greater than zero".into()));
         }
         Ok(())
     }

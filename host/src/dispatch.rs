@@ -13,6 +13,7 @@ use trellis_messages::provider::ProviderAuctionAck;
 use trellis_messages::{CtlCommand, CtlResponse};
 
 use crate::actors::host::{self as host_actor, HostActor, VERSION};
+use crate::actors::workload::{self, WorkloadActor};
 use crate::error::HostError;
 use crate::runtime::{StopReason, StopRequest};
 
@@ -54,14 +55,21 @@ pub struct Dispatcher {
     host_id: String,
     /// The actor owning host state.
     host: Addr<HostActor>,
+    /// The actor owning the running components.
+    workload: Addr<WorkloadActor>,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
 }
 
 impl Dispatcher {
     /// A dispatcher for host `host_id`.
-    pub fn new(host_id: String, host: Addr<HostActor>, stop: mpsc::UnboundedSender<StopRequest>) -> Self {
-        Self { host_id, host, stop }
+    pub fn new(
+        host_id: String,
+        host: Addr<HostActor>,
+        workload: Addr<WorkloadActor>,
+        stop: mpsc::UnboundedSender<StopRequest>,
+    ) -> Self {
+        Self { host_id, host, workload, stop }
     }
 
     /// Asks the runtime to stop the host.
@@ -103,6 +111,12 @@ impl Dispatcher {
                 Answer::result(flatten(result).map(|was_set| {
                     if was_set { format!("label `{key}` deleted") } else { format!("label `{key}` was not set") }
                 }))
+            }
+            CtlCommand::ComponentScale { command, .. } => {
+                Answer::result(flatten(self.workload.send(workload::Scale(command)).await))
+            }
+            CtlCommand::ComponentUpdate { command, .. } => {
+                Answer::result(flatten(self.workload.send(workload::UpdateComponent(command)).await))
             }
             CtlCommand::ComponentAuction(req) => {
                 if !self.satisfies(&req.constraints).await {

@@ -52,6 +52,30 @@ pub enum HostError {
     /// A local `nats-server` could not be started.
     #[error("cannot start a local nats-server: {0}")]
     LocalNats(String),
+    /// A component reference cannot be loaded: bad scheme, missing file, not a component, too
+    /// large.
+    #[error("cannot load component `{reference}`: {reason}")]
+    ComponentRef {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A component loaded but cannot run here: it does not compile or its imports are missing.
+    #[error("component `{reference}` cannot run on this host: {reason}")]
+    Component {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A control request about components cannot be carried out (unknown id, conflicting
+    /// reference, …).
+    #[error("{0}")]
+    Workload(String),
+    /// The wasm engine cannot be built.
+    #[error("wasm runtime: {0}")]
+    Wasm(String),
     /// The host's actors stopped before answering (the host is shutting down).
     #[error("the host is shutting down")]
     ShuttingDown,

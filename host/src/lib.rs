@@ -47,6 +47,7 @@ pub mod identity;
 pub mod local_nats;
 pub mod nats;
 pub mod runtime;
+pub mod wasm;
 
 pub use config::{HostConfig, NatsConfig};
 pub use error::{HostError, Result};

@@ -12,12 +12,14 @@ use trellis_messages::Subjects;
 
 use crate::actors::control::{ControlActor, ControlSubscriptions, StopControl};
 use crate::actors::host::{self as host_actor, HostActor};
+use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::config::{automatic_labels, HostConfig};
 use crate::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
 use crate::events::EventPublisher;
 use crate::identity::HostIdentity;
 use crate::nats::{connect, redact};
+use crate::wasm::WasmRuntime;
 
 /// Why a host stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +153,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, events, host, control } = started;
+    let Started { info, nats, events, host, control, workload, wasm } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -168,6 +170,9 @@ async fn supervise(
     {
         warn!(?deadline, "control answers still in flight at the stop deadline; stopping anyway");
     }
+    if tokio::time::timeout(deadline, workload.send(DrainComponents { timeout: deadline })).await.is_err() {
+        warn!(?deadline, "components still stopping at the stop deadline; stopping anyway");
+    }
     let stopped = host.send(host_actor::Drain).await.unwrap_or_else(|_| {
         trellis_messages::event::HostStopped { labels: config.labels.clone() }
     });
@@ -176,6 +181,8 @@ async fn supervise(
         warn!(error = %e, "NATS flush timed out during stop");
     }
     info!("host stopped");
+    // The guest threads and epoch ticker end with the last reference to the wasm runtime.
+    drop(wasm);
     System::current().stop();
     Ok(request.reason)
 }
@@ -186,6 +193,8 @@ struct Started {
     events: EventPublisher,
     host: Addr<HostActor>,
     control: Addr<ControlActor>,
+    workload: Addr<WorkloadActor>,
+    wasm: Arc<WasmRuntime>,
 }
 
 async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
@@ -194,6 +203,12 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
+    let wasm_config = config.wasm.clone();
+    let wasm = Arc::new(
+        tokio::task::spawn_blocking(move || WasmRuntime::new(wasm_config))
+            .await
+            .map_err(|e| HostError::Runtime(format!("wasm runtime setup failed: {e}")))??,
+    );
     let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
     let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), nats_events_tx).await?;
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
@@ -214,7 +229,17 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     // host_started goes out before the first heartbeat the host actor publishes on start.
     events.publish(names::HOST_STARTED, started_data).await?;
     let host = host.start();
-    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), stop_tx.clone());
+    let workload = WorkloadActor::new(
+        host_id.clone(),
+        subjects.clone(),
+        nats.clone(),
+        events.clone(),
+        wasm.clone(),
+        host.clone(),
+        config.stop_timeout,
+    )
+    .start();
+    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
     nats.flush().await.map_err(|e| HostError::Publish { subject: "(flush)".into(), reason: e.to_string() })?;
     let info = HostInfo {
@@ -223,5 +248,5 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, events, host, control })
+    Ok(Started { info, nats, events, host, control, workload, wasm })
 }

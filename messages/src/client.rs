@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::envelope::CtlResponse;
 use crate::error::{Error, Result};
+use crate::component::{ComponentAuctionAck, ComponentAuctionRequest, ScaleComponentCommand, UpdateComponentCommand};
 use crate::host::{Host, HostInventory, HostLabel, HostLabelIdentifier, StopHostCommand};
+use crate::invocation::{InvocationRequest, InvocationResponse};
 use crate::subjects::Subjects;
 
 /// A cheap-to-clone handle for driving hosts of one lattice.
@@ -48,6 +50,11 @@ impl Client {
     pub fn with_gather(mut self, gather: Duration) -> Self {
         self.gather = gather;
         self
+    }
+
+    /// The NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
     }
 
     /// The subjects this client uses.
@@ -99,6 +106,56 @@ impl Client {
         self.request_ack(self.subjects.host_stop(host_id), Some(&body)).await
     }
 
+    /// Asks host `host_id` to run `command.component_id` from `command.component_ref` with at
+    /// most `command.max_instances` concurrent invocations (`0` stops it). The host only
+    /// acknowledges; the outcome is a `component_scaled` or `component_scale_failed` event.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn scale_component(&self, host_id: &str, command: &ScaleComponentCommand) -> Result<String> {
+        self.request_ack(self.subjects.component_scale(host_id), Some(command)).await
+    }
+
+    /// Asks host `host_id` to switch a running component to a new reference.
+    ///
+    /// # Errors
+    /// On timeout or refusal (e.g. the component does not run there).
+    pub async fn update_component(&self, host_id: &str, command: &UpdateComponentCommand) -> Result<String> {
+        self.request_ack(self.subjects.component_update(host_id), Some(command)).await
+    }
+
+    /// The bids of every host that could run the component under `request.constraints`.
+    ///
+    /// # Errors
+    /// When the request cannot be published.
+    pub async fn component_auction(&self, request: &ComponentAuctionRequest) -> Result<Vec<ComponentAuctionAck>> {
+        let payload = serde_json::to_vec(request).map_err(|source| Error::Encode { what: "auction request", source })?;
+        let replies: Vec<CtlResponse<ComponentAuctionAck>> = self.gather(self.subjects.component_auction(), payload).await?;
+        Ok(replies.into_iter().filter(|r| r.success).filter_map(|r| r.response).collect())
+    }
+
+    /// Calls `function` of component `component_id` wherever it runs on the lattice, with
+    /// WAVE-encoded `args`. Returns the host's reply: results or a fault.
+    ///
+    /// # Errors
+    /// When no host answers in time ([`Error::Timeout`], or [`Error::Nats`] with "no responders"
+    /// when no host runs the component), or the reply does not parse.
+    pub async fn call(&self, component_id: &str, function: &str, args: Vec<String>) -> Result<InvocationResponse> {
+        let subject = self.subjects.invocation(component_id);
+        let body = InvocationRequest { function: function.into(), args };
+        let payload = serde_json::to_vec(&body).map_err(|source| Error::Encode { what: "invocation", source })?;
+        let msg = match self.request(subject.clone(), payload).await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(Error::NotRunning {
+                    component_id: component_id.into(),
+                    lattice: self.subjects.lattice().into(),
+                })
+            }
+            other => self.request_result(subject.clone(), other)?,
+        };
+        serde_json::from_slice(&msg.payload).map_err(|source| Error::BadReply { subject, source })
+    }
+
     /// Sends raw bytes on `subject` and returns the envelope, whatever `success` says.
     ///
     /// # Errors
@@ -137,14 +194,37 @@ impl Client {
     }
 
     async fn request_bytes(&self, subject: String, payload: Vec<u8>) -> Result<async_nats::Message> {
-        let request = self.nats.request(subject.clone(), payload.into());
+        let result = self.request(subject.clone(), payload).await;
+        self.request_result(subject, result)
+    }
+
+    /// A request bounded by this client's timeout (reported as `TimedOut`).
+    async fn request(
+        &self,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> std::result::Result<async_nats::Message, async_nats::RequestError> {
+        let request = self.nats.request(subject, payload.into());
         match tokio::time::timeout(self.timeout, request).await {
-            Err(_) => Err(Error::Timeout { subject, timeout: self.timeout }),
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+            Err(_) => Err(async_nats::RequestError::new(async_nats::RequestErrorKind::TimedOut)),
+            Ok(result) => result,
+        }
+    }
+
+    fn request_result(
+        &self,
+        subject: String,
+        result: std::result::Result<async_nats::Message, async_nats::RequestError>,
+    ) -> Result<async_nats::Message> {
+        match result {
+            Ok(msg) => Ok(msg),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
                 Err(Error::Timeout { subject, timeout: self.timeout })
             }
-            Ok(Err(e)) => Err(Error::Nats { subject, reason: e.to_string() }),
-            Ok(Ok(msg)) => Ok(msg),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                Err(Error::Nats { subject, reason: "no responders (nothing serves this subject)".into() })
+            }
+            Err(e) => Err(Error::Nats { subject, reason: e.to_string() }),
         }
     }
 

@@ -61,6 +61,14 @@ pub enum Error {
         /// What the NATS client reported.
         reason: String,
     },
+    /// No host serves the component called.
+    #[error("component `{component_id}` is not running on any host of lattice `{lattice}`")]
+    NotRunning {
+        /// The component called.
+        component_id: String,
+        /// The lattice.
+        lattice: String,
+    },
     /// No reply arrived in time.
     #[error("no reply on `{subject}` within {timeout:?} (is a host with that id running on this lattice?)")]
     Timeout {

@@ -62,6 +62,32 @@ pub mod names {
     pub const HOST_STOPPED: &str = "host_stopped";
     /// A host's labels changed.
     pub const LABELS_CHANGED: &str = "labels_changed";
+    /// A component's scale on a host changed (also after an update; `max_instances` 0: stopped).
+    pub const COMPONENT_SCALED: &str = "component_scaled";
+    /// A scale or update could not be carried out.
+    pub const COMPONENT_SCALE_FAILED: &str = "component_scale_failed";
+}
+
+/// Data of `component_scaled` and, with `error`, of `component_scale_failed`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentScaled {
+    /// The host the component runs on.
+    pub host_id: String,
+    /// The reference it runs from.
+    pub image_ref: String,
+    /// Its id.
+    pub component_id: String,
+    /// Concurrent invocations allowed on this host now (0: stopped).
+    pub max_instances: u32,
+    /// Annotations of the scale request.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Claims of a signed component (Trellis runs unsigned components: always absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<serde_json::Value>,
+    /// Why the scale failed (`component_scale_failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Data of `host_started`.

@@ -8,6 +8,7 @@
 //!   `wasmcloud-control-interface` 3.x crate, which the integration tests use as a client.
 //! * [`CtlCommand`] is a control message parsed once from its subject and body.
 //! * [`event`] builds the CloudEvents hosts publish on `wasmbus.evt.{lattice}.{name}`.
+//! * [`invocation`] is how components' exports are called over NATS.
 //! * [`Client`] is a typed async client over NATS, used by the `trellis` CLI and tests.
 
 pub mod client;
@@ -17,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod host;
+pub mod invocation;
 pub mod link;
 pub mod provider;
 pub mod subjects;

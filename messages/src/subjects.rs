@@ -33,6 +33,11 @@ impl Subjects {
         format!("{}.{rest}", self.base)
     }
 
+    /// Where component `component_id` serves its exports: `trellis.rpc.{lattice}.{id}`.
+    pub fn invocation(&self, component_id: &str) -> String {
+        format!("trellis.rpc.{}.{component_id}", self.lattice)
+    }
+
     /// Broadcast: every host answers with its description.
     pub fn host_ping(&self) -> String {
         self.ctl("host.ping")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use trellis_messages::component::ComponentDescription;
 use trellis_messages::event::{names, HostStarted, HostStopped, LabelsChanged};
 use trellis_messages::host::{check_user_label_key, Host, HostInventory};
 use tracing::{debug, info};
@@ -35,6 +36,8 @@ pub struct HostActor {
     nats_url: String,
     /// Connection events from the NATS client, taken by `started()`.
     nats_events: Option<NatsEvents>,
+    /// Components running here, as the workload actor last reported them.
+    components: Vec<ComponentDescription>,
 }
 
 /// Connection events from the NATS client.
@@ -60,6 +63,7 @@ impl HostActor {
             heartbeat_interval,
             nats_url,
             nats_events: Some(nats_events),
+            components: Vec::new(),
         }
     }
 
@@ -84,7 +88,7 @@ impl HostActor {
 
     fn inventory(&self) -> HostInventory {
         HostInventory {
-            components: Vec::new(),
+            components: self.components.clone(),
             providers: Vec::new(),
             host_id: self.identity.id(),
             friendly_name: self.identity.friendly_name().to_string(),
@@ -232,5 +236,17 @@ impl Handler<Drain> for HostActor {
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         ctx.stop();
         MessageResult(HostStopped { labels: self.labels.clone() })
+    }
+}
+
+/// The workload actor's current list of components, for inventory and heartbeat.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetComponents(pub Vec<ComponentDescription>);
+
+impl Handler<SetComponents> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetComponents, _: &mut Self::Context) {
+        self.components = msg.0;
     }
 }

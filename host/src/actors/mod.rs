@@ -2,3 +2,5 @@
 
 pub mod control;
 pub mod host;
+pub mod component;
+pub mod workload;

@@ -37,6 +37,52 @@ pub enum Command {
         #[command(subcommand)]
         action: LabelAction,
     },
+    /// Run a component on a host, or change its scale (`component.scale`); waits for the outcome.
+    Scale {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// Component id (one NATS token, e.g. `echo`).
+        component_id: String,
+        /// `file://…` reference or a path (a local path is made absolute).
+        component_ref: String,
+        /// Concurrent invocations allowed on that host; 0 stops the component.
+        #[arg(long, default_value_t = 1)]
+        max: u32,
+        /// Let a different reference replace the running one.
+        #[arg(long)]
+        allow_update: bool,
+        /// How long to wait for `component_scaled` / `component_scale_failed`.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Switch a running component to a new reference (`component.update`); waits for the outcome.
+    Update {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// Component id.
+        component_id: String,
+        /// The new reference.
+        new_ref: String,
+        /// How long to wait for the outcome.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Call a function a component exports, wherever it runs on the lattice. Arguments and
+    /// results are WAVE values: `'"hi"'`, `42`, `true`, `'[1, 2]'`, `'ok("x")'`.
+    Call {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Component id.
+        component_id: String,
+        /// `ns:pkg/interface.function` (e.g. `trellis:echo/echo.echo`), or a top-level export.
+        function: String,
+        /// One WAVE value per parameter.
+        args: Vec<String>,
+    },
     /// Stop a host gracefully (`host.stop`).
     StopHost {
         #[command(flatten)]
@@ -137,6 +183,46 @@ pub struct HostArgs {
     /// How long a graceful stop may drain when the request names no timeout.
     #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,
+    /// How long one component invocation may run before it is stopped.
+    #[arg(long, env = "TRELLIS_MAX_EXECUTION_TIME", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub max_execution_time: Duration,
+    /// Linear memory each component instance may use (`256MiB`, `64M`, bytes).
+    #[arg(long, env = "TRELLIS_MAX_COMPONENT_MEMORY", default_value = "256MiB", value_parser = parse_size)]
+    pub max_component_memory: u64,
+    /// Largest component file accepted (`50MiB`, bytes).
+    #[arg(long, env = "TRELLIS_MAX_COMPONENT_SIZE", default_value = "50MiB", value_parser = parse_size)]
+    pub max_component_size: u64,
+    /// How long a call waits for a free instance slot (`max_instances`) before failing busy.
+    #[arg(long, env = "TRELLIS_MAX_QUEUE_WAIT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_queue_wait: Duration,
+    /// Concurrent component instances the pooling allocator reserves; 0 allocates on demand.
+    #[arg(long, env = "TRELLIS_POOL_INSTANCES", default_value_t = 1000)]
+    pub pool_instances: u32,
+    /// Threads guests run on; 0 is one per CPU.
+    #[arg(long, env = "TRELLIS_GUEST_THREADS", default_value_t = 0)]
+    pub guest_threads: usize,
+    /// Directory of the compile cache (default: `cache` in the data directory).
+    #[arg(long, env = "TRELLIS_COMPILE_CACHE")]
+    pub compile_cache: Option<PathBuf>,
+    /// Compile every component afresh instead of using the cache.
+    #[arg(long, env = "TRELLIS_NO_COMPILE_CACHE", conflicts_with = "compile_cache")]
+    pub no_compile_cache: bool,
+}
+
+/// Parses `256MiB`, `64M`, `1G`, `4096` (bytes) into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like 256MiB or 4096"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Options of `trellis up`.

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use trellis_host::config::parse_label;
+use trellis_messages::component::{ScaleComponentCommand, UpdateComponentCommand};
+use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::Client;
 
 use crate::args::{ClientArgs, Command, LabelAction};
@@ -86,6 +89,114 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.stop_host(&host_id, timeout_ms).await?);
             Ok(())
         }
+        Command::Scale { client: args, host_id, component_id, component_ref, max, allow_update, wait } => {
+            let client = connect(&args).await?;
+            let command = ScaleComponentCommand {
+                component_ref: absolute_ref(&component_ref),
+                component_id: component_id.clone(),
+                max_instances: max,
+                host_id: host_id.clone(),
+                allow_update,
+                ..ScaleComponentCommand::default()
+            };
+            let outcome = watch_scale(&client, &component_id, wait).await?;
+            let ack = client.scale_component(&host_id, &command).await?;
+            if ack.contains("nothing to stop") {
+                println!("{ack}");
+                return Ok(());
+            }
+            report_scale(outcome, args.json).await
+        }
+        Command::Update { client: args, host_id, component_id, new_ref, wait } => {
+            let client = connect(&args).await?;
+            let command = UpdateComponentCommand {
+                component_id: component_id.clone(),
+                host_id: host_id.clone(),
+                new_component_ref: absolute_ref(&new_ref),
+                annotations: None,
+            };
+            let outcome = watch_scale(&client, &component_id, wait).await?;
+            let ack = client.update_component(&host_id, &command).await?;
+            if ack.contains("already runs") {
+                println!("{ack}");
+                return Ok(());
+            }
+            report_scale(outcome, args.json).await
+        }
+        Command::Call { client: args, component_id, function, args: call_args } => {
+            let reply = connect(&args).await?.call(&component_id, &function, call_args).await?;
+            if args.json {
+                return print_json(&reply);
+            }
+            match (reply.results, reply.error) {
+                (Some(results), _) => {
+                    for r in results {
+                        println!("{r}");
+                    }
+                    Ok(())
+                }
+                (None, Some(error)) => anyhow::bail!("{error}"),
+                (None, None) => anyhow::bail!("the host answered neither results nor an error"),
+            }
+        }
         Command::Up(_) | Command::Host(_) => anyhow::bail!("host commands are run by main, not the client"),
     }
+}
+
+/// A local path that exists becomes an absolute `file://` reference, so the host (whatever its
+/// working directory) finds the same file.
+fn absolute_ref(reference: &str) -> String {
+    if reference.contains("://") {
+        return reference.to_string();
+    }
+    match std::fs::canonicalize(reference) {
+        Ok(path) => format!("file://{}", path.display()),
+        Err(_) => reference.to_string(),
+    }
+}
+
+type ScaleOutcome = tokio::task::JoinHandle<Result<trellis_messages::event::CloudEvent>>;
+
+/// Subscribes to this component's scale events before the request goes out, so none is missed.
+async fn watch_scale(client: &Client, component_id: &str, wait: std::time::Duration) -> Result<ScaleOutcome> {
+    let nats = client.nats().clone();
+    let subject = client.subjects().events_wildcard();
+    let mut sub = nats.subscribe(subject).await?;
+    nats.flush().await?;
+    let id = component_id.to_string();
+    Ok(tokio::spawn(async move {
+        let find = async {
+            while let Some(msg) = sub.next().await {
+                let Ok(event) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
+                let is_scale = matches!(event.name(), Some(names::COMPONENT_SCALED | names::COMPONENT_SCALE_FAILED));
+                if is_scale && event.data.get("component_id").and_then(|v| v.as_str()) == Some(id.as_str()) {
+                    return Ok(event);
+                }
+            }
+            anyhow::bail!("the event subscription ended")
+        };
+        tokio::time::timeout(wait, find)
+            .await
+            .map_err(|_| anyhow::anyhow!("no component_scaled or component_scale_failed for `{id}` within {wait:?}"))?
+    }))
+}
+
+async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()> {
+    let event = outcome.await??;
+    if json {
+        return print_json(&event);
+    }
+    let data: ComponentScaled = serde_json::from_value(event.data.clone())?;
+    if let Some(error) = data.error {
+        anyhow::bail!("{error}");
+    }
+    if data.max_instances == 0 {
+        println!("component {} stopped on host {}", data.component_id, data.host_id);
+    } else {
+        println!(
+            "component {} runs {} on host {} (max {} instances)",
+            data.component_id, data.image_ref, data.host_id, data.max_instances
+        );
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use trellis_host::config::parse_label;
+use trellis_host::wasm::WasmConfig;
 use trellis_host::{local_nats, HostConfig, NatsConfig, StopReason};
 
 use crate::args::{Cli, Command, HostArgs, NatsArgs, UpArgs};
@@ -73,6 +74,19 @@ fn host_config(args: &HostArgs) -> Result<HostConfig> {
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
         stop_timeout: args.stop_timeout,
+        wasm: WasmConfig {
+            max_execution_time: args.max_execution_time,
+            max_component_memory: args.max_component_memory,
+            max_component_size: args.max_component_size,
+            max_queue_wait: args.max_queue_wait,
+            pool_instances: args.pool_instances,
+            guest_threads: args.guest_threads,
+            cache_dir: if args.no_compile_cache {
+                None
+            } else {
+                Some(args.compile_cache.clone().unwrap_or_else(|| default_data_dir().join("cache")))
+            },
+        },
     })
 }
 
@@ -85,8 +99,12 @@ fn default_data_dir() -> PathBuf {
 }
 
 async fn up(args: UpArgs) -> Result<()> {
-    let config = host_config(&args.host)?;
-    let store = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
+    let mut config = host_config(&args.host)?;
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    if config.wasm.cache_dir.is_some() && args.host.compile_cache.is_none() {
+        config.wasm.cache_dir = Some(data_dir.join("cache"));
+    }
+    let store = data_dir.join("nats");
     let url = config.nats.url.clone();
     let local = tokio::task::spawn_blocking(move || local_nats::ensure(&url, &store)).await??;
     match &local {

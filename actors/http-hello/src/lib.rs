@@ -1,0 +1,21 @@
+//! `wasi:http/incoming-handler`: answers every request with `Hello from Trellis`.
+
+use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+
+struct Hello;
+
+impl wasi::exports::http::incoming_handler::Guest for Hello {
+    fn handle(_request: IncomingRequest, out: ResponseOutparam) {
+        let headers = Fields::new();
+        let _ = headers.set("content-type", &[b"text/plain; charset=utf-8".to_vec()]);
+        let response = OutgoingResponse::new(headers);
+        let Ok(body) = response.body() else { return };
+        ResponseOutparam::set(out, Ok(response));
+        if let Ok(stream) = body.write() {
+            let _ = stream.blocking_write_and_flush(b"Hello from Trellis\n");
+        }
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+wasi::http::proxy::export!(Hello);

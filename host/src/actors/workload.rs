@@ -1,0 +1,318 @@
+//! The workload actor: which components run on this host, at what scale, from which reference.
+//! It carries out `component.scale` and `component.update` (loading and compiling on the guest
+//! threads, never on the actor's thread), starts and stops component actors, publishes
+//! `component_scaled` / `component_scale_failed`, and keeps the host actor's inventory current.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{info, warn};
+use trellis_messages::component::{ComponentDescription, ScaleComponentCommand, UpdateComponentCommand};
+use trellis_messages::event::{names, ComponentScaled};
+use trellis_messages::invocation::check_component_id;
+use trellis_messages::Subjects;
+
+use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, Update};
+use crate::actors::host::{HostActor, SetComponents};
+use crate::error::{HostError, Result};
+use crate::events::EventPublisher;
+use crate::wasm::{PreparedComponent, WasmRuntime};
+
+/// A component running here.
+#[derive(Debug)]
+struct Running {
+    addr: Addr<ComponentActor>,
+    description: ComponentDescription,
+}
+
+/// Owns the set of running components.
+pub struct WorkloadActor {
+    host_id: String,
+    subjects: Subjects,
+    nats: async_nats::Client,
+    events: EventPublisher,
+    runtime: Arc<WasmRuntime>,
+    host: Addr<HostActor>,
+    components: BTreeMap<String, Running>,
+    /// Ids with a scale or update in progress; a second one is refused until it finishes.
+    busy: HashSet<String>,
+    /// How long a stopping component may finish its calls.
+    stop_timeout: Duration,
+}
+
+impl std::fmt::Debug for WorkloadActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadActor").field("components", &self.components.keys()).finish_non_exhaustive()
+    }
+}
+
+impl WorkloadActor {
+    /// A workload actor with no components.
+    pub fn new(
+        host_id: String,
+        subjects: Subjects,
+        nats: async_nats::Client,
+        events: EventPublisher,
+        runtime: Arc<WasmRuntime>,
+        host: Addr<HostActor>,
+        stop_timeout: Duration,
+    ) -> Self {
+        Self {
+            host_id,
+            subjects,
+            nats,
+            events,
+            runtime,
+            host,
+            components: BTreeMap::new(),
+            busy: HashSet::new(),
+            stop_timeout,
+        }
+    }
+
+    fn publish_inventory(&self) {
+        let list = self.components.values().map(|r| r.description.clone()).collect();
+        self.host.do_send(SetComponents(list));
+    }
+
+    fn event(&self, id: &str, image_ref: &str, max: u32, annotations: Option<&BTreeMap<String, String>>, error: Option<String>) {
+        let data = ComponentScaled {
+            host_id: self.host_id.clone(),
+            image_ref: image_ref.into(),
+            component_id: id.into(),
+            max_instances: max,
+            annotations: annotations.cloned().unwrap_or_default(),
+            claims: None,
+            error,
+        };
+        let name = if data.error.is_some() { names::COMPONENT_SCALE_FAILED } else { names::COMPONENT_SCALED };
+        if let Some(e) = &data.error {
+            warn!(component_id = id, image_ref, error = %e, "component scale failed");
+        }
+        let events = self.events.clone();
+        actix::spawn(async move { events.publish_logged(name, data).await });
+    }
+
+    /// Loads and compiles `reference` on a guest blocking thread.
+    fn prepare(&self, reference: String) -> impl std::future::Future<Output = Result<Arc<PreparedComponent>>> {
+        let runtime = self.runtime.clone();
+        let handle = runtime.guests().clone();
+        async move {
+            handle
+                .spawn_blocking(move || PreparedComponent::load(&runtime, &reference).map(Arc::new))
+                .await
+                .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))?
+        }
+    }
+
+    fn start_component(&mut self, command: ScaleComponentCommand, ctx: &mut Context<Self>) {
+        let id = command.component_id.clone();
+        self.busy.insert(id.clone());
+        let prepare = self.prepare(command.component_ref.clone());
+        let runtime = self.runtime.clone();
+        let nats = self.nats.clone();
+        let subject = self.subjects.invocation(&id);
+        let host_id = self.host_id.clone();
+        let max = command.max_instances;
+        let fut = async move {
+            let component = prepare.await?;
+            let size = component.size;
+            ComponentActor::subscribe(&id, subject, &host_id, component, max, runtime, nats).await.map(|a| (a, size))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+            act.busy.remove(&command.component_id);
+            match result {
+                Ok((actor, _size)) => {
+                    let description = ComponentDescription {
+                        id: command.component_id.clone(),
+                        image_ref: command.component_ref.clone(),
+                        name: None,
+                        annotations: command.annotations.clone(),
+                        revision: 0,
+                        max_instances: command.max_instances,
+                        limits: command.component_limits.clone(),
+                    };
+                    let addr = actor.start();
+                    act.components.insert(command.component_id.clone(), Running { addr, description });
+                    act.event(&command.component_id, &command.component_ref, command.max_instances, command.annotations.as_ref(), None);
+                    act.publish_inventory();
+                }
+                Err(e) => act.event(
+                    &command.component_id,
+                    &command.component_ref,
+                    command.max_instances,
+                    command.annotations.as_ref(),
+                    Some(e.to_string()),
+                ),
+            }
+        }));
+    }
+
+    fn stop_component(&mut self, id: String, ctx: &mut Context<Self>) {
+        let Some(running) = self.components.remove(&id) else { return };
+        self.busy.insert(id.clone());
+        self.publish_inventory();
+        let timeout = self.stop_timeout;
+        let addr = running.addr.clone();
+        ctx.spawn(async move { addr.send(StopComponent { timeout }).await }.into_actor(self).map(move |_, act, _| {
+            act.busy.remove(&id);
+            let d = &running.description;
+            act.event(&id, &d.image_ref, 0, d.annotations.as_ref(), None);
+        }));
+    }
+
+    fn update_component(
+        &mut self,
+        id: String,
+        new_ref: String,
+        annotations: Option<BTreeMap<String, String>>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.busy.insert(id.clone());
+        let prepare = self.prepare(new_ref.clone());
+        ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
+            act.busy.remove(&id);
+            let Some(running) = act.components.get_mut(&id) else {
+                return; // stopped meanwhile
+            };
+            match result {
+                Ok(component) => {
+                    running.addr.do_send(Update(component));
+                    running.description.image_ref = new_ref.clone();
+                    if annotations.is_some() {
+                        running.description.annotations = annotations;
+                    }
+                    let d = running.description.clone();
+                    act.event(&id, &d.image_ref, d.max_instances, d.annotations.as_ref(), None);
+                    act.publish_inventory();
+                }
+                Err(e) => {
+                    let d = running.description.clone();
+                    act.event(&id, &new_ref, d.max_instances, d.annotations.as_ref(), Some(e.to_string()));
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for WorkloadActor {
+    type Context = Context<Self>;
+}
+
+/// `component.scale`: validated at once (the reply), carried out in the background (the event).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String>")]
+pub struct Scale(pub ScaleComponentCommand);
+
+impl Handler<Scale> for WorkloadActor {
+    type Result = Result<String>;
+    fn handle(&mut self, Scale(command): Scale, ctx: &mut Self::Context) -> Self::Result {
+        let id = command.component_id.clone();
+        check_component_id(&id).map_err(HostError::Workload)?;
+        if self.busy.contains(&id) {
+            return Err(HostError::Workload(format!(
+                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
+            )));
+        }
+        let max = command.max_instances;
+        match self.components.get(&id) {
+            None if max == 0 => Ok(format!("component `{id}` is not running on this host; nothing to stop")),
+            None => {
+                if command.component_ref.trim().is_empty() {
+                    return Err(HostError::Workload(format!("scaling component `{id}` needs a `component_ref`")));
+                }
+                info!(component_id = %id, image_ref = %command.component_ref, max, "scaling component");
+                self.start_component(command, ctx);
+                Ok(format!("component `{id}` is starting"))
+            }
+            Some(_) if max == 0 => {
+                info!(component_id = %id, "stopping component");
+                self.stop_component(id.clone(), ctx);
+                Ok(format!("component `{id}` is stopping"))
+            }
+            Some(running) if command.component_ref.is_empty() || command.component_ref == running.description.image_ref => {
+                running.addr.do_send(SetMaxInstances(max));
+                let d = {
+                    let r = self.components.get_mut(&id).ok_or(HostError::ShuttingDown)?;
+                    r.description.max_instances = max;
+                    if command.annotations.is_some() {
+                        r.description.annotations = command.annotations.clone();
+                    }
+                    r.description.clone()
+                };
+                self.event(&id, &d.image_ref, max, d.annotations.as_ref(), None);
+                self.publish_inventory();
+                Ok(format!("component `{id}` scaled to {max}"))
+            }
+            Some(running) if command.allow_update => {
+                running.addr.do_send(SetMaxInstances(max));
+                if let Some(r) = self.components.get_mut(&id) {
+                    r.description.max_instances = max;
+                }
+                self.update_component(id.clone(), command.component_ref, command.annotations, ctx);
+                Ok(format!("component `{id}` is updating"))
+            }
+            Some(running) => Err(HostError::Workload(format!(
+                "component `{id}` already runs `{}` on this host; scale it with that reference, set `allow_update`, or use component.update",
+                running.description.image_ref
+            ))),
+        }
+    }
+}
+
+/// `component.update`: switch a running component to a new reference without dropping calls.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String>")]
+pub struct UpdateComponent(pub UpdateComponentCommand);
+
+impl Handler<UpdateComponent> for WorkloadActor {
+    type Result = Result<String>;
+    fn handle(&mut self, UpdateComponent(command): UpdateComponent, ctx: &mut Self::Context) -> Self::Result {
+        let id = command.component_id.clone();
+        check_component_id(&id).map_err(HostError::Workload)?;
+        if command.new_component_ref.trim().is_empty() {
+            return Err(HostError::Workload(format!("updating component `{id}` needs a `new_component_ref`")));
+        }
+        if self.busy.contains(&id) {
+            return Err(HostError::Workload(format!(
+                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
+            )));
+        }
+        let Some(running) = self.components.get(&id) else {
+            return Err(HostError::Workload(format!("component `{id}` is not running on host {}", self.host_id)));
+        };
+        if running.description.image_ref == command.new_component_ref {
+            return Ok(format!("component `{id}` already runs `{}`", command.new_component_ref));
+        }
+        info!(component_id = %id, new_ref = %command.new_component_ref, "updating component");
+        self.update_component(id.clone(), command.new_component_ref, command.annotations, ctx);
+        Ok(format!("component `{id}` is updating"))
+    }
+}
+
+/// Stops every component (host shutdown), letting calls in flight finish within `timeout`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DrainComponents {
+    /// How long calls in flight may take.
+    pub timeout: Duration,
+}
+
+impl Handler<DrainComponents> for WorkloadActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, msg: DrainComponents, _: &mut Self::Context) -> Self::Result {
+        let running: Vec<_> = std::mem::take(&mut self.components).into_values().collect();
+        self.publish_inventory();
+        let timeout = msg.timeout;
+        Box::pin(
+            async move {
+                let stops = running.iter().map(|r| r.addr.send(StopComponent { timeout }));
+                futures::future::join_all(stops).await;
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}

@@ -1,0 +1,204 @@
+//! The host's wasmtime engine, linker, epoch ticker and guest thread pool.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::{info, warn};
+use wasmtime::component::Linker;
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::{HostError, Result};
+use crate::wasm::state::GuestState;
+
+/// How often the epoch advances: the granularity of deadlines and of guest yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and resources for running guests. Host flags set these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmConfig {
+    /// How long one invocation may run before it is stopped.
+    pub max_execution_time: Duration,
+    /// Linear memory a component instance may use, in bytes.
+    pub max_component_memory: u64,
+    /// Largest component file accepted, in bytes.
+    pub max_component_size: u64,
+    /// How long a call waits for a free instance slot (`max_instances`) before failing busy.
+    pub max_queue_wait: Duration,
+    /// Concurrent instances the pooling allocator pre-reserves; `0` uses on-demand allocation.
+    pub pool_instances: u32,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads guests run on; `0` means one per CPU.
+    pub guest_threads: usize,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            max_execution_time: Duration::from_secs(600),
+            max_component_memory: 256 << 20,
+            max_component_size: 50 << 20,
+            max_queue_wait: Duration::from_secs(10),
+            pool_instances: 1000,
+            cache_dir: None,
+            guest_threads: 0,
+        }
+    }
+}
+
+/// One per host: the engine every component of the host is compiled with, the linker holding
+/// what the host offers to guests, and the threads guests run on.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    config: WasmConfig,
+    /// Guest execution: a multi-threaded tokio runtime, so guests use every core and never run
+    /// on the actix arbiter thread.
+    guests: Option<tokio::runtime::Runtime>,
+    guests_handle: tokio::runtime::Handle,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    pooling: bool,
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime").field("config", &self.config).field("pooling", &self.pooling).finish_non_exhaustive()
+    }
+}
+
+impl WasmRuntime {
+    /// Builds the engine (pooling allocator when possible, else on-demand with a warning),
+    /// starts the epoch ticker and the guest threads.
+    ///
+    /// # Errors
+    /// [`HostError::Wasm`] when no engine can be built or the cache directory is unusable.
+    pub fn new(config: WasmConfig) -> Result<Self> {
+        let memory = usize::try_from(config.max_component_memory)
+            .map_err(|_| HostError::Config("max component memory does not fit this machine's address space".into()))?;
+        let mut pooling = config.pool_instances > 0;
+        let engine = match Self::build_engine(&config, memory, pooling) {
+            Ok(engine) => engine,
+            Err(e) if pooling => {
+                warn!(error = %e, "pooling allocator unavailable here; falling back to on-demand instance allocation");
+                pooling = false;
+                Self::build_engine(&config, memory, false)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| HostError::Wasm(format!("cannot link WASI: {e}")))?;
+
+        let threads = if config.guest_threads == 0 {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        } else {
+            config.guest_threads
+        };
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("trellis-guest")
+            .enable_all()
+            .build()
+            .map_err(|e| HostError::Runtime(format!("cannot start guest threads: {e}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("trellis-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| HostError::Runtime(format!("cannot start the epoch ticker: {e}")))?
+        };
+        info!(pooling, guest_threads = threads, cache = ?config.cache_dir, "wasm runtime ready");
+        let guests_handle = guests.handle().clone();
+        Ok(Self { engine, linker, config, guests: Some(guests), guests_handle, ticker: Some((stop, ticker)), pooling })
+    }
+
+    fn build_engine(config: &WasmConfig, memory: usize, pooling: bool) -> Result<Engine> {
+        let mut c = Config::new();
+        c.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let n = config.pool_instances;
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(2))
+                .total_memories(n)
+                .total_tables(n.saturating_mul(2))
+                .total_stacks(n)
+                .max_memory_size(memory);
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| HostError::File { what: "compile cache directory", path: dir.clone(), source })?;
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir.clone());
+            let cache = Cache::new(cache).map_err(|e| HostError::Wasm(format!("compile cache in {}: {e}", dir.display())))?;
+            c.cache(Some(cache));
+        }
+        let engine = Engine::new(&c).map_err(|e| HostError::Wasm(format!("cannot build the wasm engine: {e}")))?;
+        if pooling {
+            // The pool reserves its address space lazily on some systems: prove it works now.
+            probe(&engine)?;
+        }
+        Ok(engine)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// What the host links into every component.
+    pub fn linker(&self) -> &Linker<GuestState> {
+        &self.linker
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+
+    /// Where guest work runs.
+    pub fn guests(&self) -> &tokio::runtime::Handle {
+        &self.guests_handle
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+}
+
+/// Instantiates an empty component once, so a pool that cannot reserve memory fails here (and
+/// falls back) rather than on the first real call.
+fn probe(engine: &Engine) -> Result<()> {
+    let component = wasmtime::component::Component::new(engine, "(component (core module (memory 1)))")
+        .map_err(|e| HostError::Wasm(format!("probe component: {e}")))?;
+    let linker = Linker::<()>::new(engine);
+    let mut store = wasmtime::Store::new(engine, ());
+    linker.instantiate(&mut store, &component).map_err(|e| HostError::Wasm(format!("probe instance: {e}")))?;
+    Ok(())
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        if let Some((stop, ticker)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = ticker.join();
+        }
+        if let Some(rt) = self.guests.take() {
+            // Dropping a runtime inside another runtime's context panics; this never blocks.
+            rt.shutdown_background();
+        }
+    }
+}

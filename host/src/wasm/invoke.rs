@@ -1,0 +1,190 @@
+//! One invocation: fresh store and instance, WAVE in and out, faults named.
+
+use std::time::{Duration, Instant};
+
+use trellis_messages::invocation::FaultKind;
+use wasmtime::component::Val;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::wasm::engine::WasmRuntime;
+use crate::wasm::prepared::PreparedComponent;
+use crate::wasm::state::GuestState;
+
+/// Why a call failed, in words a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// The kind of failure.
+    pub kind: FaultKind,
+    /// What happened.
+    pub message: String,
+}
+
+impl Fault {
+    /// A fault of `kind`.
+    pub fn new(kind: FaultKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The error the epoch callback raises when an invocation runs past its deadline.
+#[derive(Debug)]
+struct DeadlineExceeded(Duration);
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ran past the deadline of {:?}", self.0)
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Calls `function` of `component` (id `component_id`, for messages) with WAVE `args`; returns
+/// the results as WAVE.
+///
+/// # Errors
+/// A [`Fault`]: unknown function, bad arguments, trap, deadline, memory limit.
+pub async fn invoke(
+    runtime: &WasmRuntime,
+    component_id: &str,
+    component: &PreparedComponent,
+    function: &str,
+    args: &[String],
+) -> Result<Vec<String>, Fault> {
+    let func = component.function(function).ok_or_else(|| {
+        Fault::new(
+            FaultKind::NoSuchFunction,
+            format!(
+                "component `{component_id}` exports no function `{function}`; it exports: {}",
+                component.function_names().join(", ")
+            ),
+        )
+    })?;
+    if args.len() != func.params.len() {
+        let expected: Vec<String> = func.params.iter().map(|(n, t)| format!("{n}: {}", type_name(t))).collect();
+        return Err(Fault::new(
+            FaultKind::BadArguments,
+            format!("`{function}` takes {} argument(s) ({}), got {}", func.params.len(), expected.join(", "), args.len()),
+        ));
+    }
+    let mut params = Vec::with_capacity(args.len());
+    for (i, (arg, (name, ty))) in args.iter().zip(&func.params).enumerate() {
+        let val = Val::from_wave(ty, arg).map_err(|e| {
+            Fault::new(
+                FaultKind::BadArguments,
+                format!("argument {} (`{name}`: {}) of `{function}` is not valid WAVE for its type: {e}", i + 1, type_name(ty)),
+            )
+        })?;
+        params.push(val);
+    }
+
+    let config = runtime.config();
+    let limit = config.max_execution_time;
+    let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory));
+    store.limiter(|state| &mut state.limiter);
+    let deadline = Instant::now() + limit;
+    store.set_epoch_deadline(1);
+    // Every tick: yield to other tasks on this thread, or stop the guest once past the deadline.
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded(limit)))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let instance = func_instance(&mut store, component).await.map_err(|e| classify(&store, component_id, function, &e))?;
+    let Some(callee) = instance.get_func(&mut store, func.index) else {
+        return Err(Fault::new(FaultKind::NoSuchFunction, format!("component `{component_id}` lost export `{function}`")));
+    };
+    let mut results = vec![Val::Bool(false); func.results.len()];
+    callee
+        .call_async(&mut store, &params, &mut results)
+        .await
+        .map_err(|e| classify(&store, component_id, function, &e))?;
+    results
+        .iter()
+        .map(|v| v.to_wave().map_err(|e| Fault::new(FaultKind::Host, format!("cannot print a result of `{function}`: {e}"))))
+        .collect()
+}
+
+async fn func_instance(
+    store: &mut Store<GuestState>,
+    component: &PreparedComponent,
+) -> wasmtime::Result<wasmtime::component::Instance> {
+    component.pre.instantiate_async(store).await
+}
+
+fn classify(store: &Store<GuestState>, component_id: &str, function: &str, error: &wasmtime::Error) -> Fault {
+    let at = format!("`{function}` of component `{component_id}`");
+    if let Some(DeadlineExceeded(limit)) = error.downcast_ref::<DeadlineExceeded>() {
+        return Fault::new(FaultKind::Deadline, format!("{at} ran past the host's deadline of {limit:?} and was stopped"));
+    }
+    let limiter = &store.data().limiter;
+    if limiter.refused {
+        return Fault::new(
+            FaultKind::MemoryLimit,
+            format!(
+                "{at} needed more than the memory limit of {} MiB per component and was stopped ({})",
+                limiter.max_memory >> 20,
+                describe(error)
+            ),
+        );
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        let what = match trap {
+            Trap::StackOverflow => "exhausted its call stack (too deep recursion)".to_string(),
+            Trap::UnreachableCodeReached => "trapped: the guest aborted (a panic, or `unreachable`)".to_string(),
+            Trap::MemoryOutOfBounds => {
+                "trapped: out of bounds memory access (often the guest's own stack overflowing)".to_string()
+            }
+            other => format!("trapped: {other}"),
+        };
+        return Fault::new(FaultKind::Trap, format!("{at} {what}"));
+    }
+    Fault::new(FaultKind::Host, format!("{at} failed: {}", describe(error)))
+}
+
+/// The trap, or the first line of the error chain (the rest is a wasm backtrace).
+fn describe(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return trap.to_string();
+    }
+    let text = format!("{error:#}");
+    text.lines().next().unwrap_or_default().trim_end_matches(':').to_string()
+}
+
+fn type_name(ty: &wasmtime::component::Type) -> String {
+    use wasmtime::component::Type as T;
+    match ty {
+        T::Bool => "bool".into(),
+        T::S8 => "s8".into(),
+        T::U8 => "u8".into(),
+        T::S16 => "s16".into(),
+        T::U16 => "u16".into(),
+        T::S32 => "s32".into(),
+        T::U32 => "u32".into(),
+        T::S64 => "s64".into(),
+        T::U64 => "u64".into(),
+        T::Float32 => "f32".into(),
+        T::Float64 => "f64".into(),
+        T::Char => "char".into(),
+        T::String => "string".into(),
+        T::List(l) => format!("list<{}>", type_name(&l.ty())),
+        T::Option(o) => format!("option<{}>", type_name(&o.ty())),
+        T::Result(_) => "result".into(),
+        T::Record(_) => "record".into(),
+        T::Tuple(_) => "tuple".into(),
+        T::Variant(_) => "variant".into(),
+        T::Enum(_) => "enum".into(),
+        T::Flags(_) => "flags".into(),
+        T::Own(_) | T::Borrow(_) => "resource".into(),
+        _ => "value".into(),
+    }
+}

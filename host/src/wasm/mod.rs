@@ -1,0 +1,21 @@
+//! Running WebAssembly components: one [`WasmRuntime`] per host.
+//!
+//! * [`engine`]: the wasmtime `Engine` (pooling allocator when the machine allows it, the
+//!   on-disk compile cache, epoch interruption with one ticker thread), the WASI linker, and the
+//!   multi-threaded tokio runtime guests execute on.
+//! * [`load`]: a component reference (`file://…` or a path) to validated component bytes.
+//! * [`prepared`]: a compiled component, pre-instantiated (`InstancePre`), with its export
+//!   table.
+//! * [`invoke`]: one call: a fresh `Store` and instance, WAVE arguments in, WAVE results out,
+//!   every guest fault (trap, deadline, memory limit) turned into a [`Fault`].
+//! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter).
+
+pub mod engine;
+pub mod invoke;
+pub mod load;
+pub mod prepared;
+pub mod state;
+
+pub use engine::{WasmConfig, WasmRuntime};
+pub use invoke::Fault;
+pub use prepared::PreparedComponent;

@@ -1,0 +1,134 @@
+//! A compiled, pre-instantiated component and the functions it exports.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tracing::info;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
+
+use crate::error::{HostError, Result};
+use crate::wasm::engine::WasmRuntime;
+use crate::wasm::load::read_component;
+use crate::wasm::state::GuestState;
+
+/// One exported function.
+#[derive(Debug, Clone)]
+pub struct ExportedFunc {
+    /// Where it is in the component.
+    pub index: ComponentExportIndex,
+    /// Parameter names and types.
+    pub params: Vec<(String, Type)>,
+    /// Result types.
+    pub results: Vec<Type>,
+}
+
+/// A component ready to serve calls: compiled, its imports resolved against the host's linker.
+/// Immutable; an update builds a new one.
+pub struct PreparedComponent {
+    /// The reference it was loaded from.
+    pub image_ref: String,
+    /// Compiled code with imports resolved; instantiated once per call.
+    pub pre: InstancePre<GuestState>,
+    /// Exported functions by name: `ns:pkg/iface@ver.func`, `ns:pkg/iface.func`, or `func`.
+    pub functions: BTreeMap<String, ExportedFunc>,
+    /// Size of the component file in bytes.
+    pub size: usize,
+}
+
+impl std::fmt::Debug for PreparedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedComponent")
+            .field("image_ref", &self.image_ref)
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedComponent {
+    /// Loads, compiles (or takes from the compile cache) and links `reference`. CPU-heavy: run
+    /// it on a blocking thread.
+    ///
+    /// # Errors
+    /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
+    /// it does not compile or imports something the host cannot provide.
+    pub fn load(runtime: &WasmRuntime, reference: &str) -> Result<Self> {
+        let bytes = read_component(reference, runtime.config().max_component_size)?;
+        let began = Instant::now();
+        let component = Component::new(runtime.engine(), &bytes)
+            .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;
+        let pre = runtime.linker().instantiate_pre(&component).map_err(|e| HostError::Component {
+            reference: reference.into(),
+            reason: format!("the host cannot satisfy its imports: {e:#}"),
+        })?;
+        let functions = exports(runtime, &component);
+        info!(reference, bytes = bytes.len(), elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len() })
+    }
+
+    /// The function called `name`: exact, or without the package version.
+    pub fn function(&self, name: &str) -> Option<&ExportedFunc> {
+        self.functions.get(name).or_else(|| {
+            // `ns:pkg/iface.func` matches `ns:pkg/iface@1.2.3.func`.
+            let (iface, func) = name.rsplit_once('.')?;
+            if iface.contains('@') {
+                return None;
+            }
+            self.functions
+                .iter()
+                .find(|(k, _)| {
+                    k.rsplit_once('.').is_some_and(|(ki, kf)| {
+                        kf == func && ki.split_once('@').is_some_and(|(base, _)| base == iface)
+                    })
+                })
+                .map(|(_, f)| f)
+        })
+    }
+
+    /// Names of all exported functions, without package versions, for error messages.
+    pub fn function_names(&self) -> Vec<String> {
+        self.functions.keys().map(|k| strip_version(k)).collect()
+    }
+}
+
+fn strip_version(name: &str) -> String {
+    match (name.split_once('@'), name.rsplit_once('.')) {
+        (Some((base, _)), Some((_, func))) => format!("{base}.{func}"),
+        _ => name.to_string(),
+    }
+}
+
+fn exports(runtime: &WasmRuntime, component: &Component) -> BTreeMap<String, ExportedFunc> {
+    let engine = runtime.engine();
+    let mut out = BTreeMap::new();
+    let ty = component.component_type();
+    for (name, item) in ty.exports(engine) {
+        match item {
+            ComponentItem::ComponentFunc(func) => {
+                if let Some(index) = component.get_export_index(None, name) {
+                    out.insert(name.to_string(), exported(index, &func));
+                }
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let Some(instance_index) = component.get_export_index(None, name) else { continue };
+                for (fname, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = item {
+                        if let Some(index) = component.get_export_index(Some(&instance_index), fname) {
+                            out.insert(format!("{name}.{fname}"), exported(index, &func));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn exported(index: ComponentExportIndex, func: &wasmtime::component::types::ComponentFunc) -> ExportedFunc {
+    ExportedFunc {
+        index,
+        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+        results: func.results().collect(),
+    }
+}

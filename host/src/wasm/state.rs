@@ -1,0 +1,64 @@
+//! The data of a guest's `Store`: a WASI context that grants nothing, and a memory limiter that
+//! remembers when it refused to grow memory (so a trap can be reported as the memory limit).
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Per-invocation store data.
+pub struct GuestState {
+    /// WASI 0.2 context: no preopened directories, no environment, no arguments, no sockets;
+    /// stdio goes nowhere.
+    wasi: WasiCtx,
+    /// Resources handed to the guest.
+    table: ResourceTable,
+    /// Caps linear memory.
+    pub limiter: MemoryLimiter,
+}
+
+impl GuestState {
+    /// A state whose memory may grow to `max_memory` bytes.
+    pub fn new(max_memory: usize) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(false);
+        Self { wasi: wasi.build(), table: ResourceTable::new(), limiter: MemoryLimiter { max_memory, refused: false } }
+    }
+}
+
+impl std::fmt::Debug for GuestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestState").field("limiter", &self.limiter).finish_non_exhaustive()
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A [`ResourceLimiter`] with a memory cap that records refusals.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    /// The cap, in bytes, for each linear memory.
+    pub max_memory: usize,
+    /// Whether a growth was refused during this invocation.
+    pub refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

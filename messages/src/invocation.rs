@@ -1,0 +1,120 @@
+//! Calling a component's exports over NATS.
+//!
+//! A component serves every export on one subject, `trellis.rpc.{lattice}.{component_id}`
+//! ([`crate::Subjects::invocation`]), in a queue group named after the component id, so every
+//! host running the component shares the calls and a host that stops drops out of the group.
+//! A request is an [`InvocationRequest`]; the reply is an [`InvocationResponse`].
+//! Values travel as WAVE text (the WebAssembly Value Encoding: `"hi"`, `42`, `ok("x")`,
+//! `[1, 2]`, `{a: 1}`), typed by the export's signature on the serving host.
+//!
+//! Unlike the wRPC NATS transport, a failed call is answered: the reply names the fault
+//! (a trap, the deadline, the memory limit, an unknown function, bad arguments), so the caller
+//! never waits for a timeout to learn that the guest failed.
+
+use serde::{Deserialize, Serialize};
+
+/// Header naming the calling component (absent for calls from outside the lattice's components).
+pub const SOURCE_ID_HEADER: &str = "source-id";
+/// Header naming the link a call went through.
+pub const LINK_NAME_HEADER: &str = "link-name";
+
+/// A call of one export function.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRequest {
+    /// The function: `ns:pkg/interface.func` (the package version may be given as
+    /// `ns:pkg/interface@1.0.0.func` or left out), or `func` for a function the component
+    /// exports at the top level.
+    pub function: String,
+    /// The arguments, one WAVE value per parameter.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// What went wrong in a failed call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The component has no such export.
+    NoSuchFunction,
+    /// The arguments do not match the function's parameters.
+    BadArguments,
+    /// The guest trapped (a panic, an `unreachable`, a stack overflow, …).
+    Trap,
+    /// The call ran past the host's per-invocation deadline.
+    Deadline,
+    /// The guest needed more memory than the per-component limit.
+    MemoryLimit,
+    /// The call waited too long for a free instance slot (`max_instances`).
+    Busy,
+    /// The host could not run the call (it is stopping, or instantiation failed).
+    Host,
+}
+
+/// The reply to an [`InvocationRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationResponse {
+    /// The results, one WAVE value per result, when the call succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<String>>,
+    /// Why the call failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The kind of failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultKind>,
+    /// The host that served the call.
+    #[serde(default)]
+    pub host_id: String,
+}
+
+impl InvocationResponse {
+    /// A successful reply.
+    pub fn ok(host_id: &str, results: Vec<String>) -> Self {
+        Self { results: Some(results), error: None, fault: None, host_id: host_id.into() }
+    }
+
+    /// A failed reply.
+    pub fn fault(host_id: &str, fault: FaultKind, error: impl Into<String>) -> Self {
+        Self { results: None, error: Some(error.into()), fault: Some(fault), host_id: host_id.into() }
+    }
+}
+
+/// A component id is one NATS subject token: non-empty, no `.`, `*`, `>` or whitespace.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn check_component_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("component id must not be empty".into());
+    }
+    if id.len() > 256 {
+        return Err(format!("component id `{}…` is longer than 256 bytes", id.chars().take(32).collect::<String>()));
+    }
+    if let Some(c) = id.chars().find(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control()) {
+        return Err(format!("component id `{id}` must not contain {c:?} (it is a NATS subject token)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_ids() {
+        assert!(check_component_id("echo").is_ok());
+        assert!(check_component_id("default-http_hello").is_ok());
+        assert!(check_component_id("").unwrap_err().contains("empty"));
+        assert!(check_component_id("a.b").unwrap_err().contains("'.'"));
+        assert!(check_component_id("a b").unwrap_err().contains("' '"));
+        assert!(check_component_id("a>").is_err());
+    }
+
+    #[test]
+    fn response_json_shape() {
+        let ok = serde_json::to_value(InvocationResponse::ok("N1", vec!["\"hi\"".into()])).unwrap();
+        assert_eq!(ok, serde_json::json!({"results": ["\"hi\""], "host_id": "N1"}));
+        let err = serde_json::to_value(InvocationResponse::fault("N1", FaultKind::Deadline, "too slow")).unwrap();
+        assert_eq!(err, serde_json::json!({"error": "too slow", "fault": "deadline", "host_id": "N1"}));
+    }
+}
