@@ -119,7 +119,9 @@ impl Dispatcher {
                 Answer::result(flatten(self.workload.send(workload::UpdateComponent(command)).await))
             }
             CtlCommand::ComponentAuction(req) => {
-                if !self.satisfies(&req.constraints).await {
+                // Like a wasmCloud host, do not bid for a component already running here.
+                let running = self.workload.send(workload::IsRunning(req.component_id.clone())).await.unwrap_or(true);
+                if running || !self.satisfies(&req.constraints).await {
                     return Answer::silent();
                 }
                 Answer::reply(&CtlResponse::ok(ComponentAuctionAck {

@@ -10,7 +10,41 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use trellis_host::wasm::WasmConfig;
 use trellis_host::{HostConfig, HostHandle, NatsConfig};
+use trellis_messages::component::ScaleComponentCommand;
+use trellis_messages::event::ComponentScaled;
+
+/// The example guests, built from `actors/` by this crate's build script.
+pub mod actors {
+    /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).
+    pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");
+    /// `wasi:http/incoming-handler` answering "Hello from Trellis".
+    pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
+}
+
+/// The JSON data of a CloudEvent received through the published client.
+pub fn event_data(event: &cloudevents::Event) -> serde_json::Value {
+    use cloudevents::event::Data;
+    match event.data() {
+        Some(Data::Json(v)) => v.clone(),
+        Some(Data::String(s)) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+        Some(Data::Binary(b)) => serde_json::from_slice(b).unwrap_or(serde_json::Value::Null),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Guest limits for tests: short deadline, small memory cap and pool (many hosts per process).
+pub fn test_wasm_config() -> WasmConfig {
+    WasmConfig {
+        max_execution_time: Duration::from_secs(2),
+        max_component_memory: 64 << 20,
+        max_queue_wait: Duration::from_secs(5),
+        pool_instances: 32,
+        cache_dir: None,
+        ..WasmConfig::default()
+    }
+}
 
 /// Logs from the host under test, when `RUST_LOG` asks for them.
 pub fn init_tracing() {
@@ -226,8 +260,67 @@ impl TestLattice {
             nats: NatsConfig { url: self.url_of(i), ..NatsConfig::default() },
             lattice: self.name.clone(),
             heartbeat_interval: Duration::from_secs(1),
+            wasm: test_wasm_config(),
             ..HostConfig::default()
         }
+    }
+
+    /// Scales `component_id` from `reference` on `host_id` and waits for the outcome event:
+    /// `Ok` with `component_scaled` data, `Err` with the text of `component_scale_failed`.
+    pub async fn scale(
+        &self,
+        host_id: &str,
+        component_id: &str,
+        reference: &str,
+        max_instances: u32,
+    ) -> Result<std::result::Result<ComponentScaled, String>> {
+        let client = self.client().await?;
+        let events = self.watch_scale_events(component_id).await?;
+        let command = ScaleComponentCommand {
+            component_ref: reference.into(),
+            component_id: component_id.into(),
+            max_instances,
+            host_id: host_id.into(),
+            ..ScaleComponentCommand::default()
+        };
+        let ack = client.scale_component(host_id, &command).await?;
+        tracing::debug!(%ack, "scale acknowledged");
+        events.await?
+    }
+
+    /// A task that resolves with the next scale event of `component_id` (60 s at most).
+    pub async fn watch_scale_events(
+        &self,
+        component_id: &str,
+    ) -> Result<tokio::task::JoinHandle<Result<std::result::Result<ComponentScaled, String>>>> {
+        let nats = self.nats().await?;
+        let mut sub = nats.subscribe(format!("wasmbus.evt.{}.>", self.name)).await?;
+        nats.flush().await?;
+        let id = component_id.to_string();
+        Ok(tokio::spawn(async move {
+            let _keep = nats;
+            let found = tokio::time::timeout(Duration::from_secs(60), async {
+                use futures::StreamExt;
+                while let Some(msg) = sub.next().await {
+                    let Ok(ev) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
+                    let name = ev.name().unwrap_or_default().to_string();
+                    if name != "component_scaled" && name != "component_scale_failed" {
+                        continue;
+                    }
+                    let data: ComponentScaled = serde_json::from_value(ev.data)?;
+                    if data.component_id != id {
+                        continue;
+                    }
+                    return Ok(match data.error.clone() {
+                        Some(e) => Err(e),
+                        None => Ok(data),
+                    });
+                }
+                bail!("event subscription ended")
+            })
+            .await;
+            found.map_err(|_| anyhow::anyhow!("no scale event for `{id}` within 60s"))?
+        }))
     }
 
     /// Starts an in-process host with `config`.

@@ -190,3 +190,61 @@ fn startup_errors_are_clear() {
     let err = run_failing(&["up", "--nats-url", "nats://trellis-test.invalid:4222"], &[]);
     assert!(err.contains("only starts a server itself on 127.0.0.1"), "{err}");
 }
+
+fn trellis_client(url: &str, lattice: &str, args: &[String]) -> (bool, String, String) {
+    let out = Command::new(trellis_bin().expect("binary"))
+        .args(args)
+        .env("TRELLIS_NATS_URL", url)
+        .env("TRELLIS_LATTICE", lattice)
+        .env("TRELLIS_TIMEOUT", "10s")
+        .output()
+        .expect("run trellis");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn scale_call_and_stop_a_component_from_the_cli() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let id = host.id().to_string();
+    let run = |args: Vec<String>| {
+        let (url, name) = (lattice.url(), lattice.name.clone());
+        tokio::task::spawn_blocking(move || trellis_client(&url, &name, &args))
+    };
+    let (ok, out, err) =
+        run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::actors::ECHO.into(), "--max".into(), "2".into()]).await?;
+    assert!(ok, "{err}");
+    assert!(out.contains("component echo runs file://") && out.contains("(max 2 instances)"), "{out}");
+
+    let (ok, out, err) = run(vec!["call".into(), "echo".into(), "trellis:echo/echo.echo".into(), r#""hi there""#.into()]).await?;
+    assert!(ok, "{err}");
+    assert_eq!(out, "\"hi there\"\n");
+    let (ok, out, _) = run(vec!["call".into(), "echo".into(), "trellis:echo/echo.try-echo".into(), r#""x""#.into(), "false".into()]).await?;
+    assert!(ok);
+    assert_eq!(out, "ok(\"x\")\n");
+    let (ok, _, err) = run(vec!["call".into(), "echo".into(), "trellis:echo/echo.trap".into(), r#""boom""#.into()]).await?;
+    assert!(!ok);
+    assert!(err.starts_with("trellis: `trellis:echo/echo.trap` of component `echo` trapped"), "{err}");
+    let (ok, out, _) = run(vec!["call".into(), "--json".into(), "echo".into(), "trellis:echo/echo.echo".into(), r#""j""#.into()]).await?;
+    assert!(ok);
+    let reply: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(reply["results"][0], "\"j\"");
+    assert_eq!(reply["host_id"], id.as_str());
+
+    let (ok, _, err) = run(vec!["scale".into(), id.clone(), "bad".into(), "/nonexistent/x.wasm".into()]).await?;
+    assert!(!ok);
+    assert!(err.contains("cannot load component `/nonexistent/x.wasm`"), "{err}");
+
+    let (ok, out, err) = run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::actors::ECHO.into(), "--max".into(), "0".into()]).await?;
+    assert!(ok, "{err}");
+    assert!(out.contains("component echo stopped"), "{out}");
+    let (ok, _, err) = run(vec!["call".into(), "echo".into(), "trellis:echo/echo.echo".into(), r#""x""#.into()]).await?;
+    assert!(!ok);
+    assert!(err.contains("component `echo` is not running on any host of lattice"), "{err}");
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -316,3 +316,15 @@ impl Handler<DrainComponents> for WorkloadActor {
         )
     }
 }
+
+/// Whether component `0` runs here (auctions skip hosts that already run it).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct IsRunning(pub String);
+
+impl Handler<IsRunning> for WorkloadActor {
+    type Result = bool;
+    fn handle(&mut self, msg: IsRunning, _: &mut Self::Context) -> bool {
+        self.components.contains_key(&msg.0) || self.busy.contains(&msg.0)
+    }
+}

@@ -1,0 +1,262 @@
+//! Components on the lattice: scale, call, update, scale to zero, through the published
+//! wasmCloud client and Trellis's own; calls shared by several hosts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trellis_messages::invocation::InvocationResponse;
+use trellis_tests::{actors, event_data, eventually, init_tracing, TestLattice};
+
+const ECHO_FN: &str = "trellis:echo/echo.echo";
+
+fn ok_results(reply: &InvocationResponse) -> Vec<String> {
+    match &reply.results {
+        Some(r) => r.clone(),
+        None => panic!("call failed: {:?} {:?}", reply.fault, reply.error),
+    }
+}
+
+#[tokio::test]
+async fn scale_call_and_scale_to_zero_with_the_published_client() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = ctl
+        .events_receiver(vec!["component_scaled".into(), "host_heartbeat".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let reference = format!("file://{}", actors::ECHO);
+    let annotations = BTreeMap::from([("app".to_string(), "demo".to_string())]);
+
+    let ack = ctl
+        .scale_component(host.id(), &reference, "echo", 3, Some(annotations.clone()), vec![], false)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    // component_scaled, then a heartbeat that lists the component.
+    let mut scaled = None;
+    let mut listed = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (scaled.is_none() || !listed) && Instant::now() < deadline {
+        let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await else { continue };
+        let data = event_data(&ev);
+        match cloudevents::AttributesReader::ty(&ev) {
+            t if t.ends_with("component_scaled") => scaled = Some(data),
+            t if t.ends_with("host_heartbeat") && scaled.is_some() => {
+                listed = data["components"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == "echo"));
+            }
+            _ => {}
+        }
+    }
+    let scaled = scaled.expect("component_scaled");
+    // A host that runs the component does not bid for it again.
+    let bids = ctl.perform_component_auction(&reference, "echo", BTreeMap::new()).await.map_err(anyhow::Error::msg)?;
+    assert!(bids.is_empty(), "no bid from the host already running echo");
+    let bids = ctl.perform_component_auction(&reference, "other", BTreeMap::new()).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(bids.len(), 1);
+    assert_eq!(scaled["component_id"], "echo");
+    assert_eq!(scaled["image_ref"], reference);
+    assert_eq!(scaled["max_instances"], 3);
+    assert_eq!(scaled["host_id"], host.id());
+    assert_eq!(scaled["annotations"]["app"], "demo");
+    assert!(listed, "a heartbeat after the scale lists the component");
+
+    let inventory = ctl.get_host_inventory(host.id()).await.map_err(anyhow::Error::msg)?;
+    let inventory = inventory.data().expect("inventory");
+    let components = inventory.components();
+    assert_eq!(components.len(), 1);
+    assert_eq!(components[0].id(), "echo");
+    assert_eq!(components[0].image_ref(), reference);
+    assert_eq!(components[0].max_instances(), 3);
+
+    let client = lattice.client().await?;
+    let reply = client.call("echo", ECHO_FN, vec![r#""hello lattice""#.into()]).await?;
+    assert_eq!(ok_results(&reply), vec![r#""hello lattice""#]);
+    assert_eq!(reply.host_id, host.id());
+    // The package version may be given or left out.
+    let reply = client.call("echo", "trellis:echo/echo@0.1.0.try-echo", vec![r#""no""#.into(), "true".into()]).await?;
+    assert_eq!(ok_results(&reply), vec![r#"err("no")"#]);
+
+    let ack = ctl
+        .scale_component(host.id(), &reference, "echo", 0, None, vec![], false)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let gone = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            match client.call("echo", ECHO_FN, vec![r#""x""#.into()]).await {
+                Err(trellis_messages::Error::NotRunning { .. }) => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(gone.is_some(), "after scale to 0 nothing serves echo");
+    let inventory = client.inventory(host.id()).await?;
+    assert!(inventory.components.is_empty(), "{:?}", inventory.components);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rescale_changes_max_instances_and_a_plain_path_works() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let scaled = lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(scaled.image_ref, actors::ECHO, "a plain path is accepted as the reference");
+    let scaled = lattice.scale(host.id(), "echo", actors::ECHO, 5).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(scaled.max_instances, 5);
+    let client = lattice.client().await?;
+    assert_eq!(client.inventory(host.id()).await?.components[0].max_instances, 5);
+
+    // A different reference is refused unless the request allows an update.
+    let copy = tempfile::NamedTempFile::new()?;
+    std::fs::copy(actors::ECHO, copy.path())?;
+    let other = copy.path().display().to_string();
+    let err = client
+        .scale_component(
+            host.id(),
+            &trellis_messages::component::ScaleComponentCommand {
+                component_ref: other.clone(),
+                component_id: "echo".into(),
+                max_instances: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already runs") && err.contains("allow_update"), "{err}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn update_during_a_stream_of_calls_fails_none() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "echo", actors::ECHO, 8).await?.map_err(anyhow::Error::msg)?;
+    let copy = tempfile::Builder::new().suffix(".wasm").tempfile()?;
+    std::fs::copy(actors::ECHO, copy.path())?;
+    let new_ref = format!("file://{}", copy.path().display());
+
+    let client = lattice.client().await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (client, stop, calls) = (client.clone(), stop.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let arg = format!(r#""w{worker}-{i}""#);
+                match client.call("echo", ECHO_FN, vec![arg.clone()]).await {
+                    Ok(r) if r.results.as_deref() == Some(std::slice::from_ref(&arg)) => {}
+                    other => failures.push(format!("{other:?}")),
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = lattice.watch_scale_events("echo").await?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .update_component(host.id(), "echo", &new_ref, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let updated = events.await??.map_err(anyhow::Error::msg)?;
+    assert_eq!(updated.image_ref, new_ref);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for t in tasks {
+        failures.extend(t.await?);
+    }
+    assert!(failures.is_empty(), "{} of {} calls failed: {:?}", failures.len(), calls.load(Ordering::Relaxed), &failures[..failures.len().min(3)]);
+    assert!(calls.load(Ordering::Relaxed) > 20, "the stream kept calling through the update");
+    assert_eq!(client.inventory(host.id()).await?.components[0].image_ref, new_ref);
+
+    // Updating a component this host does not run is refused.
+    let err = lattice.ctl().await?.update_component(host.id(), "nope", &new_ref, None).await.map_err(anyhow::Error::msg)?;
+    assert!(!err.succeeded());
+    assert!(err.message().contains("component `nope` is not running"), "{}", err.message());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(a.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+
+    let client = lattice.client().await?;
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    let replies = futures::future::join_all((0..200).map(|i| {
+        let client = client.clone();
+        async move { client.call("echo", ECHO_FN, vec![format!(r#""{i}""#)]).await }
+    }))
+    .await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        let reply = reply?;
+        assert_eq!(ok_results(&reply), vec![format!(r#""{i}""#)]);
+        *served.entry(reply.host_id).or_default() += 1;
+    }
+    assert_eq!(served.values().sum::<usize>(), 200);
+    assert!(served.get(a.id()).copied().unwrap_or(0) > 0 && served.get(b.id()).copied().unwrap_or(0) > 0, "{served:?}");
+
+    // Stop host A while calls keep coming; callers that retry never fail, and every call made
+    // after A has stopped is served by B.
+    let a_stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let client = client.clone().with_timeout(Duration::from_secs(2));
+        let a_stopped = a_stopped.clone();
+        tokio::spawn(async move {
+            let mut hosts_after_stop = Vec::new();
+            let mut i = 0;
+            while hosts_after_stop.len() < 50 {
+                let after_stop = a_stopped.load(Ordering::SeqCst);
+                let arg = format!(r#""r{i}""#);
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match client.call("echo", ECHO_FN, vec![arg.clone()]).await {
+                        Ok(r) if r.results.as_deref() == Some(std::slice::from_ref(&arg)) => {
+                            if after_stop {
+                                hosts_after_stop.push(r.host_id);
+                            }
+                            break;
+                        }
+                        other => assert!(attempt < 5, "call {i} failed {attempt} times: {other:?}"),
+                    }
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (i, hosts_after_stop)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.shutdown(Some(Duration::from_secs(5))).await?;
+    a_stopped.store(true, Ordering::SeqCst);
+    let (total, hosts_after_stop) = caller.await?;
+    assert!(total > 50, "calls were made while A stopped");
+    assert!(hosts_after_stop.iter().all(|h| h == b.id()), "after A stopped only B serves: {hosts_after_stop:?}");
+    b.shutdown(None).await?;
+    Ok(())
+}
