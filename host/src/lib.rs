@@ -6,9 +6,15 @@
 //!
 //! ## Threads
 //!
-//! [`start`] spawns one `trellis-host` thread running an actix `System`. The async-nats client
-//! lives on that thread's tokio runtime. The caller gets a [`HostHandle`], which is `Send` and
-//! works from any tokio runtime (the `trellis` binary, tests).
+//! [`start`] spawns one `trellis-host` thread running an actix `System`; every actor lives on
+//! it, and so does the async-nats client. Guests do **not** run there: the host's
+//! [`wasm::WasmRuntime`] owns a multi-threaded tokio runtime (`trellis-guest` threads, one per
+//! CPU by default) that component actors hand each call to, so guests use every core and a
+//! busy guest never delays the actors. Guests yield at every epoch tick (10 ms, one
+//! `trellis-epoch` ticker thread per engine), so a long call cannot monopolise a guest thread
+//! either. Compilation runs on the guest runtime's blocking pool. The caller of [`start`] gets
+//! a [`HostHandle`], which is `Send` and works from any tokio runtime (the `trellis` binary,
+//! tests).
 //!
 //! ## Actors and message flow
 //!
@@ -21,15 +27,27 @@
 //!   │ (bad input → success:false reply)             │                      │
 //!   │ Dispatcher::answer(cmd) ──────────────────────┼──► HostActor ────────┤ EventPublisher
 //!   │   Describe / GetInventory / GetLabels /       │    owns labels,      │ (host_heartbeat,
-//!   │   PutLabel / DeleteLabel                      │    uptime, heartbeat │  labels_changed)
-//!   │ publish reply; host.stop → StopRequest ───┐   │                      │
-//!   └───────────────────────────────────────────┼───┘                      │
-//!                                               ▼                          │
+//!   │   PutLabel / DeleteLabel                      │    uptime, heartbeat,│  labels_changed)
+//!   │                                               │    component list    │
+//!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
+//!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponents ──► │  …_scale_failed)
+//!   └───────────────────────────────────────────┼───┘    HostActor         │
+//!                                               │        │ load+compile on guest blocking pool
+//!                                               │        │ start / Update / SetMaxInstances /
+//!                                               │        ▼ StopComponent
+//!                                               │   ComponentActor (one per component)
+//!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id}: StreamHandler<Message>
+//!            (InvocationRequest)                │    → Call on a guest thread: permit
+//!                                               │      (max_instances) → Store → instance →
+//!                                               │      export → reply InvocationResponse
+//!                                               ▼
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
 //!     1. StopControl → ControlActor unsubscribes, finishes in-flight answers, stops
-//!     2. Drain → HostActor stops its heartbeat and stops, returns the final labels
-//!     3. publish host_stopped ───────────────────────────────────────────────┘
-//!     4. flush NATS, stop the System; the thread ends and HostHandle::wait returns
+//!     2. DrainComponents → WorkloadActor stops every ComponentActor: each drains its
+//!        subscription, lets calls in flight finish, stops
+//!     3. Drain → HostActor stops its heartbeat and stops, returns the final labels
+//!     4. publish host_stopped ───────────────────────────────────────────────┘
+//!     5. flush NATS, drop the wasm runtime, stop the System; HostHandle::wait returns
 //! ```
 //!
 //! The NATS client's connection events reach the `HostActor` as a stream: after a reconnect it
@@ -37,6 +55,9 @@
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
 //! and a queue-group catch-all under the prefix answers subjects that name no operation.
+//!
+//! A component update swaps the `Arc<PreparedComponent>` the actor hands to new calls; calls in
+//! flight finish on the old code, and the subscription never changes, so no call fails.
 
 pub mod actors;
 pub mod config;
