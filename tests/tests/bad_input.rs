@@ -44,11 +44,11 @@ async fn malformed_messages_get_clear_errors() -> anyhow::Result<()> {
         assert!(message.contains(expected), "{subject}: expected `{expected}` in `{message}`");
     }
 
-    // Operations later issues implement say so, instead of timing out.
+    // Operations not built yet say so, instead of timing out.
     let reply = raw(
         &nats,
-        format!("{base}.component.scale.{id}"),
-        br#"{"component_ref":"file:///x.wasm","component_id":"x","count":1}"#.to_vec(),
+        format!("{base}.provider.start.{id}"),
+        br#"{"provider_ref":"wasmcloud+builtin://http-server","provider_id":"http"}"#.to_vec(),
     )
     .await;
     assert_eq!(reply["success"], false);
