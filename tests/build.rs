@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ACTORS: &[&str] = &["echo", "http-hello"];
+const ACTORS: &[&str] = &["echo", "http-hello", "pinger"];
 
 fn main() {
     if let Err(e) = run() {

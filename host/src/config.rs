@@ -59,6 +59,8 @@ pub struct HostConfig {
     pub stop_timeout: Duration,
     /// Guest limits, compile cache, guest threads.
     pub wasm: WasmConfig,
+    /// Replicas of the lattice's KV buckets when this host creates them (3 on a 3-node cluster).
+    pub kv_replicas: usize,
 }
 
 impl Default for HostConfig {
@@ -73,6 +75,7 @@ impl Default for HostConfig {
             heartbeat_interval: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(10),
             wasm: WasmConfig::default(),
+            kv_replicas: 1,
         }
     }
 }
@@ -97,6 +100,9 @@ impl HostConfig {
         }
         if self.nats.url.trim().is_empty() {
             return Err(HostError::Config("NATS URL must not be empty".into()));
+        }
+        if !(1..=5).contains(&self.kv_replicas) {
+            return Err(HostError::Config(format!("KV replicas must be 1 to 5, not {}", self.kv_replicas)));
         }
         let w = &self.wasm;
         if w.max_execution_time < Duration::from_millis(10) {

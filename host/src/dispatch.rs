@@ -13,6 +13,7 @@ use trellis_messages::provider::ProviderAuctionAck;
 use trellis_messages::{CtlCommand, CtlResponse};
 
 use crate::actors::host::{self as host_actor, HostActor, VERSION};
+use crate::actors::lattice::{self, LatticeActor};
 use crate::actors::workload::{self, WorkloadActor};
 use crate::error::HostError;
 use crate::runtime::{StopReason, StopRequest};
@@ -57,6 +58,8 @@ pub struct Dispatcher {
     host: Addr<HostActor>,
     /// The actor owning the running components.
     workload: Addr<WorkloadActor>,
+    /// The actor owning links and configs.
+    lattice: Addr<LatticeActor>,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
 }
@@ -67,9 +70,10 @@ impl Dispatcher {
         host_id: String,
         host: Addr<HostActor>,
         workload: Addr<WorkloadActor>,
+        lattice: Addr<LatticeActor>,
         stop: mpsc::UnboundedSender<StopRequest>,
     ) -> Self {
-        Self { host_id, host, workload, stop }
+        Self { host_id, host, workload, lattice, stop }
     }
 
     /// Asks the runtime to stop the host.
@@ -118,6 +122,25 @@ impl Dispatcher {
             CtlCommand::ComponentUpdate { command, .. } => {
                 Answer::result(flatten(self.workload.send(workload::UpdateComponent(command)).await))
             }
+            CtlCommand::LinkPut(link) => Answer::result(flatten(self.lattice.send(lattice::PutLink(link)).await)),
+            CtlCommand::LinkDel(req) => Answer::result(flatten(self.lattice.send(lattice::DeleteLink(req)).await)),
+            CtlCommand::LinkGet => match flatten(self.lattice.send(lattice::GetLinks).await) {
+                Ok(links) => Answer::reply(&CtlResponse::ok(links)),
+                Err(e) => Answer::result(Err(e)),
+            },
+            CtlCommand::ConfigPut { name, values } => {
+                Answer::result(flatten(self.lattice.send(lattice::PutConfig { name, values }).await))
+            }
+            CtlCommand::ConfigGet { name } => match flatten(self.lattice.send(lattice::GetConfig(name.clone())).await) {
+                Ok(Some(values)) => Answer::reply(&CtlResponse::ok(values)),
+                Ok(None) => {
+                    let mut reply = CtlResponse::ok(BTreeMap::<String, String>::new());
+                    reply.message = format!("config `{name}` not found");
+                    Answer::reply(&reply)
+                }
+                Err(e) => Answer::result(Err(e)),
+            },
+            CtlCommand::ConfigDel { name } => Answer::result(flatten(self.lattice.send(lattice::DeleteConfig(name)).await)),
             CtlCommand::ComponentAuction(req) => {
                 // Like a wasmCloud host, do not bid for a component already running here.
                 let running = self.workload.send(workload::IsRunning(req.component_id.clone())).await.unwrap_or(true);

@@ -73,6 +73,12 @@ pub enum HostError {
     /// reference, …).
     #[error("{0}")]
     Workload(String),
+    /// A link was refused (missing config, conflicting target).
+    #[error("{0}")]
+    Link(String),
+    /// The lattice's KV buckets cannot be used.
+    #[error("lattice data: {0}")]
+    LatticeData(String),
     /// The wasm engine cannot be built.
     #[error("wasm runtime: {0}")]
     Wasm(String),

@@ -65,6 +65,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod lattice;
 pub mod local_nats;
 pub mod nats;
 pub mod runtime;

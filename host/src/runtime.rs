@@ -12,7 +12,10 @@ use trellis_messages::Subjects;
 
 use crate::actors::control::{ControlActor, ControlSubscriptions, StopControl};
 use crate::actors::host::{self as host_actor, HostActor};
+use crate::actors::lattice::{LatticeActor, StopLattice};
 use crate::actors::workload::{DrainComponents, WorkloadActor};
+use crate::lattice::{LatticeStore, LatticeView};
+use crate::wasm::local::LocalComponents;
 use crate::config::{automatic_labels, HostConfig};
 use crate::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
@@ -153,7 +156,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, events, host, control, workload, wasm } = started;
+    let Started { info, nats, events, host, control, workload, lattice, wasm } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -173,6 +176,7 @@ async fn supervise(
     if tokio::time::timeout(deadline, workload.send(DrainComponents { timeout: deadline })).await.is_err() {
         warn!(?deadline, "components still stopping at the stop deadline; stopping anyway");
     }
+    let _ = lattice.send(StopLattice).await;
     let stopped = host.send(host_actor::Drain).await.unwrap_or_else(|_| {
         trellis_messages::event::HostStopped { labels: config.labels.clone() }
     });
@@ -180,6 +184,9 @@ async fn supervise(
     if let Err(e) = tokio::time::timeout(deadline, nats.flush()).await {
         warn!(error = %e, "NATS flush timed out during stop");
     }
+    // Let stopped actors' contexts (and the NATS subscriptions they own) drop while the runtime
+    // still runs: dropped later, outside it, a subscription cannot send its unsubscribe.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     info!("host stopped");
     // The guest threads and epoch ticker end with the last reference to the wasm runtime.
     drop(wasm);
@@ -194,6 +201,7 @@ struct Started {
     host: Addr<HostActor>,
     control: Addr<ControlActor>,
     workload: Addr<WorkloadActor>,
+    lattice: Addr<LatticeActor>,
     wasm: Arc<WasmRuntime>,
 }
 
@@ -212,6 +220,8 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
     let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), nats_events_tx).await?;
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
+    let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
+    let view = LatticeView::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
     let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
     let nats_url = redact(&config.nats.url);
@@ -237,9 +247,12 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         wasm.clone(),
         host.clone(),
         config.stop_timeout,
+        view.clone(),
+        LocalComponents::default(),
     )
     .start();
-    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), stop_tx.clone());
+    let lattice = LatticeActor::new(store, view, events.clone()).start();
+    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
     nats.flush().await.map_err(|e| HostError::Publish { subject: "(flush)".into(), reason: e.to_string() })?;
     let info = HostInfo {
@@ -248,5 +261,5 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, events, host, control, workload, wasm })
+    Ok(Started { info, nats, events, host, control, workload, lattice, wasm })
 }

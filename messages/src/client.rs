@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::component::{ComponentAuctionAck, ComponentAuctionRequest, ScaleComponentCommand, UpdateComponentCommand};
 use crate::host::{Host, HostInventory, HostLabel, HostLabelIdentifier, StopHostCommand};
 use crate::invocation::{InvocationRequest, InvocationResponse};
+use crate::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 use crate::subjects::Subjects;
 
 /// A cheap-to-clone handle for driving hosts of one lattice.
@@ -154,6 +155,65 @@ impl Client {
             other => self.request_result(subject.clone(), other)?,
         };
         serde_json::from_slice(&msg.payload).map_err(|source| Error::BadReply { subject, source })
+    }
+
+    /// Puts a link (validated by the host that answers: configs must exist, no conflicting
+    /// target for the same source, package, interface and name).
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn put_link(&self, link: &Link) -> Result<String> {
+        self.request_ack(self.subjects.link_put(), Some(link)).await
+    }
+
+    /// Deletes the link of `source_id` named `name` for `wit_namespace:wit_package`; succeeds
+    /// when there is none.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn delete_link(&self, source_id: &str, name: &str, wit_namespace: &str, wit_package: &str) -> Result<String> {
+        let body = DeleteInterfaceLinkDefinitionRequest {
+            source_id: source_id.into(),
+            name: name.into(),
+            wit_namespace: wit_namespace.into(),
+            wit_package: wit_package.into(),
+        };
+        self.request_ack(self.subjects.link_del(), Some(&body)).await
+    }
+
+    /// Every link of the lattice.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let reply: CtlResponse<Vec<Link>> = self.request_envelope(self.subjects.link_get(), None::<&()>).await?;
+        Ok(reply.response.unwrap_or_default())
+    }
+
+    /// Creates or replaces the named config.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn put_config(&self, name: &str, values: &std::collections::HashMap<String, String>) -> Result<String> {
+        self.request_ack(self.subjects.config_put(name), Some(values)).await
+    }
+
+    /// The named config (empty when it does not exist).
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn config(&self, name: &str) -> Result<std::collections::HashMap<String, String>> {
+        let reply: CtlResponse<std::collections::HashMap<String, String>> =
+            self.request_envelope(self.subjects.config_get(name), None::<&()>).await?;
+        Ok(reply.response.unwrap_or_default())
+    }
+
+    /// Deletes the named config; succeeds when there is none.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn delete_config(&self, name: &str) -> Result<String> {
+        self.request_ack(self.subjects.config_del(name), None::<&()>).await
     }
 
     /// Sends raw bytes on `subject` and returns the envelope, whatever `success` says.

@@ -66,6 +66,33 @@ pub mod names {
     pub const COMPONENT_SCALED: &str = "component_scaled";
     /// A scale or update could not be carried out.
     pub const COMPONENT_SCALE_FAILED: &str = "component_scale_failed";
+    /// A link was put (data: the link).
+    pub const LINKDEF_SET: &str = "linkdef_set";
+    /// A link put was refused (data: the link and `error`).
+    pub const LINKDEF_SET_FAILED: &str = "linkdef_set_failed";
+    /// A link was deleted (always emitted: delete is idempotent).
+    pub const LINKDEF_DELETED: &str = "linkdef_deleted";
+    /// A named config was put.
+    pub const CONFIG_SET: &str = "config_set";
+    /// A named config was deleted.
+    pub const CONFIG_DELETED: &str = "config_deleted";
+}
+
+/// Data of `linkdef_set_failed`: the link and why it was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSetFailed {
+    /// The refused link.
+    #[serde(flatten)]
+    pub link: crate::link::Link,
+    /// Why.
+    pub error: String,
+}
+
+/// Data of `config_set` and `config_deleted`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChanged {
+    /// The config's name.
+    pub config_name: String,
 }
 
 /// Data of `component_scaled` and, with `error`, of `component_scale_failed`.

@@ -19,6 +19,8 @@ use trellis_messages::event::ComponentScaled;
 pub mod actors {
     /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).
     pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");
+    /// `trellis:echo/pinger`, calling `echo` through a link.
+    pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
     /// `wasi:http/incoming-handler` answering "Hello from Trellis".
     pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
 }
@@ -235,7 +237,12 @@ impl TestLattice {
 
     /// The published wasmCloud control-interface client, on node 0.
     pub async fn ctl(&self) -> Result<wasmcloud_control_interface::Client> {
-        let nc = async_nats_039::connect(self.url()).await?;
+        self.ctl_on(0).await
+    }
+
+    /// The published wasmCloud control-interface client, on node `i`.
+    pub async fn ctl_on(&self, i: usize) -> Result<wasmcloud_control_interface::Client> {
+        let nc = async_nats_039::connect(self.url_of(i)).await?;
         Ok(wasmcloud_control_interface::ClientBuilder::new(nc)
             .lattice(self.name.clone())
             .timeout(Duration::from_secs(5))

@@ -13,7 +13,8 @@ use tracing::{debug, info, warn};
 use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse};
 
 use crate::error::{HostError, Result};
-use crate::wasm::invoke::invoke;
+use crate::wasm::invoke::{parse_args, Fault};
+use crate::wasm::local::{LocalComponents, LocalTarget};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
 /// Messages buffered between the subscription and the actor.
@@ -41,6 +42,8 @@ pub struct ComponentActor {
     drain: Option<oneshot::Sender<()>>,
     /// Calls in flight.
     tracker: TaskTracker,
+    /// Components running here: this one is registered while it serves.
+    local: LocalComponents,
     /// Fired by `finished` once the drained subscription has handed over its last message.
     stream_ended: (Option<oneshot::Sender<()>>, Option<oneshot::Receiver<()>>),
 }
@@ -65,6 +68,7 @@ impl ComponentActor {
         max_instances: u32,
         runtime: Arc<WasmRuntime>,
         nats: async_nats::Client,
+        local: LocalComponents,
     ) -> Result<Self> {
         let subscription = nats
             .queue_subscribe(subject.clone(), id.to_string())
@@ -82,11 +86,22 @@ impl ComponentActor {
             subscription: Some(subscription),
             drain: None,
             tracker: TaskTracker::new(),
+            local,
             stream_ended: {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Some(rx))
             },
         })
+    }
+}
+
+impl ComponentActor {
+    /// Makes the current code and slots visible to local link calls.
+    fn register(&self) {
+        self.local.set(
+            &self.id,
+            LocalTarget { component: self.current.clone(), permits: self.permits.clone(), max_instances: self.max_instances },
+        );
     }
 }
 
@@ -119,6 +134,7 @@ impl Actor for ComponentActor {
             }
         });
         ctx.add_stream(tokio_stream_from(rx));
+        self.register();
         info!(component_id = %self.id, max_instances = self.max_instances, "component serving");
     }
 }
@@ -136,9 +152,11 @@ impl StreamHandler<async_nats::Message> for ComponentActor {
         let call = Call {
             id: self.id.clone(),
             host_id: self.host_id.clone(),
-            component: self.current.clone(),
-            permits: self.permits.clone(),
-            max_instances: self.max_instances,
+            target: LocalTarget {
+                component: self.current.clone(),
+                permits: self.permits.clone(),
+                max_instances: self.max_instances,
+            },
             runtime: self.runtime.clone(),
         };
         let nats = self.nats.clone();
@@ -166,9 +184,7 @@ impl StreamHandler<async_nats::Message> for ComponentActor {
 struct Call {
     id: Arc<str>,
     host_id: Arc<str>,
-    component: Arc<PreparedComponent>,
-    permits: Arc<Semaphore>,
-    max_instances: u32,
+    target: LocalTarget,
     runtime: Arc<WasmRuntime>,
 }
 
@@ -184,34 +200,19 @@ impl Call {
                 )
             }
         };
-        let wait = self.runtime.config().max_queue_wait;
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let began = Instant::now();
-                match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => {
-                        log_wait(&self.id, began.elapsed(), self.max_instances);
-                        p
-                    }
-                    Ok(Err(_)) => {
-                        return InvocationResponse::fault(&self.host_id, FaultKind::Host, "the component is stopping");
-                    }
-                    Err(_) => {
-                        return InvocationResponse::fault(
-                            &self.host_id,
-                            FaultKind::Busy,
-                            format!(
-                                "all {} instances of component `{}` on this host stayed busy for {wait:?}",
-                                self.max_instances, self.id
-                            ),
-                        )
-                    }
-                }
-            }
+        let component = self.target.component.clone();
+        let result = match parse_args(&self.id, &component, &request) {
+            Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params).await.and_then(|vals| {
+                vals.iter()
+                    .map(|v| {
+                        v.to_wave().map_err(|e| {
+                            Fault::new(FaultKind::Host, format!("cannot print a result of `{}`: {e}", request.function))
+                        })
+                    })
+                    .collect()
+            }),
+            Err(fault) => Err(fault),
         };
-        let result = invoke(&self.runtime, &self.id, &self.component, &request.function, &request.args).await;
-        drop(permit);
         match result {
             Ok(results) => InvocationResponse::ok(&self.host_id, results),
             Err(fault) => {
@@ -219,14 +220,6 @@ impl Call {
                 InvocationResponse::fault(&self.host_id, fault.kind, fault.message)
             }
         }
-    }
-}
-
-fn log_wait(id: &str, waited: Duration, max_instances: u32) {
-    if waited >= Duration::from_millis(100) {
-        info!(component_id = id, ?waited, max_instances, "call waited for a free instance slot");
-    } else {
-        debug!(component_id = id, ?waited, max_instances, "call waited for a free instance slot");
     }
 }
 
@@ -246,6 +239,7 @@ impl Handler<Update> for ComponentActor {
     fn handle(&mut self, msg: Update, _: &mut Self::Context) {
         info!(component_id = %self.id, image_ref = %msg.0.image_ref, "component updated");
         self.current = msg.0;
+        self.register();
     }
 }
 
@@ -261,6 +255,7 @@ impl Handler<SetMaxInstances> for ComponentActor {
             info!(component_id = %self.id, from = self.max_instances, to = msg.0, "component rescaled");
             self.max_instances = msg.0;
             self.permits = Arc::new(Semaphore::new(msg.0 as usize));
+            self.register();
         }
     }
 }
@@ -276,6 +271,8 @@ pub struct StopComponent {
 impl Handler<StopComponent> for ComponentActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: StopComponent, _: &mut Self::Context) -> Self::Result {
+        // Local callers now go over NATS (to another host, if any runs this component).
+        self.local.remove(&self.id);
         if let Some(drain) = self.drain.take() {
             let _ = drain.send(());
         }

@@ -4,3 +4,4 @@ pub mod control;
 pub mod host;
 pub mod component;
 pub mod workload;
+pub mod lattice;

@@ -18,6 +18,9 @@ use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, U
 use crate::actors::host::{HostActor, SetComponents};
 use crate::error::{HostError, Result};
 use crate::events::EventPublisher;
+use crate::lattice::LatticeView;
+use crate::wasm::imports::ImportContext;
+use crate::wasm::local::LocalComponents;
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
 /// A component running here.
@@ -40,6 +43,12 @@ pub struct WorkloadActor {
     busy: HashSet<String>,
     /// How long a stopping component may finish its calls.
     stop_timeout: Duration,
+    /// Links and configs, for components' imports.
+    view: LatticeView,
+    /// Components running here, for in-process link calls.
+    local: LocalComponents,
+    /// Config names each running component was scaled with.
+    configs: BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for WorkloadActor {
@@ -58,6 +67,8 @@ impl WorkloadActor {
         runtime: Arc<WasmRuntime>,
         host: Addr<HostActor>,
         stop_timeout: Duration,
+        view: LatticeView,
+        local: LocalComponents,
     ) -> Self {
         Self {
             host_id,
@@ -69,6 +80,9 @@ impl WorkloadActor {
             components: BTreeMap::new(),
             busy: HashSet::new(),
             stop_timeout,
+            view,
+            local,
+            configs: BTreeMap::new(),
         }
     }
 
@@ -95,13 +109,27 @@ impl WorkloadActor {
         actix::spawn(async move { events.publish_logged(name, data).await });
     }
 
-    /// Loads and compiles `reference` on a guest blocking thread.
-    fn prepare(&self, reference: String) -> impl std::future::Future<Output = Result<Arc<PreparedComponent>>> {
+    /// Loads and compiles `reference` for component `id` on a guest blocking thread.
+    fn prepare(
+        &self,
+        id: &str,
+        reference: String,
+        config_names: Vec<String>,
+    ) -> impl std::future::Future<Output = Result<Arc<PreparedComponent>>> {
         let runtime = self.runtime.clone();
         let handle = runtime.guests().clone();
+        let imports = Arc::new(ImportContext {
+            source_id: id.to_string(),
+            config_names,
+            view: self.view.clone(),
+            local: self.local.clone(),
+            runtime: self.runtime.clone(),
+            nats: self.nats.clone(),
+            subjects: self.subjects.clone(),
+        });
         async move {
             handle
-                .spawn_blocking(move || PreparedComponent::load(&runtime, &reference).map(Arc::new))
+                .spawn_blocking(move || PreparedComponent::load(&runtime, &reference, Some(&imports)).map(Arc::new))
                 .await
                 .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))?
         }
@@ -110,8 +138,9 @@ impl WorkloadActor {
     fn start_component(&mut self, command: ScaleComponentCommand, ctx: &mut Context<Self>) {
         let id = command.component_id.clone();
         self.busy.insert(id.clone());
-        let prepare = self.prepare(command.component_ref.clone());
+        let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone());
         let runtime = self.runtime.clone();
+        let local = self.local.clone();
         let nats = self.nats.clone();
         let subject = self.subjects.invocation(&id);
         let host_id = self.host_id.clone();
@@ -119,12 +148,13 @@ impl WorkloadActor {
         let fut = async move {
             let component = prepare.await?;
             let size = component.size;
-            ComponentActor::subscribe(&id, subject, &host_id, component, max, runtime, nats).await.map(|a| (a, size))
+            ComponentActor::subscribe(&id, subject, &host_id, component, max, runtime, nats, local).await.map(|a| (a, size))
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&command.component_id);
             match result {
                 Ok((actor, _size)) => {
+                    act.configs.insert(command.component_id.clone(), command.config.clone());
                     let description = ComponentDescription {
                         id: command.component_id.clone(),
                         image_ref: command.component_ref.clone(),
@@ -152,6 +182,7 @@ impl WorkloadActor {
 
     fn stop_component(&mut self, id: String, ctx: &mut Context<Self>) {
         let Some(running) = self.components.remove(&id) else { return };
+        self.configs.remove(&id);
         self.busy.insert(id.clone());
         self.publish_inventory();
         let timeout = self.stop_timeout;
@@ -171,7 +202,8 @@ impl WorkloadActor {
         ctx: &mut Context<Self>,
     ) {
         self.busy.insert(id.clone());
-        let prepare = self.prepare(new_ref.clone());
+        let configs = self.configs.get(&id).cloned().unwrap_or_default();
+        let prepare = self.prepare(&id, new_ref.clone(), configs);
         ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&id);
             let Some(running) = act.components.get_mut(&id) else {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_messages::invocation::FaultKind;
+use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -44,18 +44,13 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// Calls `function` of `component` (id `component_id`, for messages) with WAVE `args`; returns
-/// the results as WAVE.
+/// Parses the WAVE arguments of `request` against the signature of the function it names.
 ///
 /// # Errors
-/// A [`Fault`]: unknown function, bad arguments, trap, deadline, memory limit.
-pub async fn invoke(
-    runtime: &WasmRuntime,
-    component_id: &str,
-    component: &PreparedComponent,
-    function: &str,
-    args: &[String],
-) -> Result<Vec<String>, Fault> {
+/// [`FaultKind::NoSuchFunction`] or [`FaultKind::BadArguments`], naming what is wrong.
+pub fn parse_args(component_id: &str, component: &PreparedComponent, request: &InvocationRequest) -> Result<Vec<Val>, Fault> {
+    let function = request.function.as_str();
+    let args = &request.args;
     let func = component.function(function).ok_or_else(|| {
         Fault::new(
             FaultKind::NoSuchFunction,
@@ -72,17 +67,47 @@ pub async fn invoke(
             format!("`{function}` takes {} argument(s) ({}), got {}", func.params.len(), expected.join(", "), args.len()),
         ));
     }
-    let mut params = Vec::with_capacity(args.len());
-    for (i, (arg, (name, ty))) in args.iter().zip(&func.params).enumerate() {
-        let val = Val::from_wave(ty, arg).map_err(|e| {
-            Fault::new(
-                FaultKind::BadArguments,
-                format!("argument {} (`{name}`: {}) of `{function}` is not valid WAVE for its type: {e}", i + 1, type_name(ty)),
-            )
-        })?;
-        params.push(val);
-    }
+    args.iter()
+        .zip(&func.params)
+        .enumerate()
+        .map(|(i, (arg, (name, ty)))| {
+            Val::from_wave(ty, arg).map_err(|e| {
+                Fault::new(
+                    FaultKind::BadArguments,
+                    format!("argument {} (`{name}`: {}) of `{function}` is not valid WAVE for its type: {e}", i + 1, type_name(ty)),
+                )
+            })
+        })
+        .collect()
+}
 
+/// Calls `function` of `component` with typed `params` (no text round trip: local link calls
+/// use this directly).
+///
+/// # Errors
+/// A [`Fault`]: unknown function, wrong arity, trap, deadline, memory limit.
+pub async fn invoke_vals(
+    runtime: &WasmRuntime,
+    component_id: &str,
+    component: &PreparedComponent,
+    function: &str,
+    params: Vec<Val>,
+) -> Result<Vec<Val>, Fault> {
+    let func = component.function(function).ok_or_else(|| {
+        Fault::new(
+            FaultKind::NoSuchFunction,
+            format!(
+                "component `{component_id}` exports no function `{function}`; it exports: {}",
+                component.function_names().join(", ")
+            ),
+        )
+    })?;
+    if params.len() != func.params.len() {
+        return Err(Fault::new(
+            FaultKind::BadArguments,
+            format!("`{function}` takes {} argument(s), got {}", func.params.len(), params.len()),
+        ));
+    }
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
@@ -108,10 +133,7 @@ pub async fn invoke(
         .call_async(&mut store, &params, &mut results)
         .await
         .map_err(|e| classify(&store, component_id, function, &e))?;
-    results
-        .iter()
-        .map(|v| v.to_wave().map_err(|e| Fault::new(FaultKind::Host, format!("cannot print a result of `{function}`: {e}"))))
-        .collect()
+    Ok(results)
 }
 
 async fn func_instance(
@@ -156,8 +178,16 @@ fn describe(error: &wasmtime::Error) -> String {
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return trap.to_string();
     }
-    let text = format!("{error:#}");
-    text.lines().next().unwrap_or_default().trim_end_matches(':').to_string()
+    // Skip the wasm backtrace wrapper: the message a host function failed with is underneath.
+    error
+        .chain()
+        .map(ToString::to_string)
+        .find(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .unwrap_or_else(|| format!("{error}"))
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn type_name(ty: &wasmtime::component::Type) -> String {

@@ -8,7 +8,10 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
 
 use crate::error::{HostError, Result};
+use std::sync::Arc;
+
 use crate::wasm::engine::WasmRuntime;
+use crate::wasm::imports::{link_imports, ImportContext};
 use crate::wasm::load::read_component;
 use crate::wasm::state::GuestState;
 
@@ -52,12 +55,19 @@ impl PreparedComponent {
     /// # Errors
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
     /// it does not compile or imports something the host cannot provide.
-    pub fn load(runtime: &WasmRuntime, reference: &str) -> Result<Self> {
+    pub fn load(runtime: &WasmRuntime, reference: &str, imports: Option<&Arc<ImportContext>>) -> Result<Self> {
         let bytes = read_component(reference, runtime.config().max_component_size)?;
         let began = Instant::now();
         let component = Component::new(runtime.engine(), &bytes)
             .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;
-        let pre = runtime.linker().instantiate_pre(&component).map_err(|e| HostError::Component {
+        let mut linker = runtime.linker().clone();
+        if let Some(ctx) = imports {
+            link_imports(&mut linker, &component, ctx).map_err(|e| HostError::Component {
+                reference: reference.into(),
+                reason: format!("cannot link its imports: {e:#}"),
+            })?;
+        }
+        let pre = linker.instantiate_pre(&component).map_err(|e| HostError::Component {
             reference: reference.into(),
             reason: format!("the host cannot satisfy its imports: {e:#}"),
         })?;

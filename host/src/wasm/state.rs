@@ -17,6 +17,8 @@ pub struct GuestState {
     table: ResourceTable,
     /// Caps linear memory.
     pub limiter: MemoryLimiter,
+    /// Link names the guest chose per `ns:pkg` (`wasmcloud:bus/lattice.set-link-name`).
+    link_names: std::collections::HashMap<String, String>,
 }
 
 impl GuestState {
@@ -24,7 +26,27 @@ impl GuestState {
     pub fn new(max_memory: usize) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
-        Self { wasi: wasi.build(), table: ResourceTable::new(), limiter: MemoryLimiter { max_memory, refused: false } }
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_memory, refused: false },
+            link_names: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The link name the guest chose for calls into `ns:pkg`, if any.
+    pub fn link_name(&self, ns_pkg: &str) -> Option<&str> {
+        self.link_names.get(ns_pkg).map(String::as_str)
+    }
+
+    /// Chooses link `name` for calls into `ns:pkg` for the rest of this invocation.
+    pub fn set_link_name(&mut self, ns_pkg: String, name: String) {
+        self.link_names.insert(ns_pkg, name);
+    }
+
+    /// The guest's resource table.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 

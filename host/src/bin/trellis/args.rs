@@ -183,6 +183,9 @@ pub struct HostArgs {
     /// How long a graceful stop may drain when the request names no timeout.
     #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,
+    /// Replicas of the lattice's KV buckets (links, config) when this host creates them.
+    #[arg(long, env = "TRELLIS_KV_REPLICAS", default_value_t = 1)]
+    pub kv_replicas: usize,
     /// How long one component invocation may run before it is stopped.
     #[arg(long, env = "TRELLIS_MAX_EXECUTION_TIME", default_value = "10m", value_parser = humantime::parse_duration)]
     pub max_execution_time: Duration,

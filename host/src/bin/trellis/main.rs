@@ -74,6 +74,7 @@ fn host_config(args: &HostArgs) -> Result<HostConfig> {
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
         stop_timeout: args.stop_timeout,
+        kv_replicas: args.kv_replicas,
         wasm: WasmConfig {
             max_execution_time: args.max_execution_time,
             max_component_memory: args.max_component_memory,

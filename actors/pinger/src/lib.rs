@@ -1,0 +1,32 @@
+//! `trellis:echo/pinger`: calls `trellis:echo/echo` through whichever component its link points
+//! to, on whichever host runs it; reads config through `wasi:config/store`.
+
+wit_bindgen::generate!({ path: "../../wit/echo", world: "pinger-component", generate_all });
+
+use exports::trellis::echo::pinger::Guest;
+use trellis::echo::echo;
+use wasi::config::store;
+use wasmcloud::bus::lattice;
+
+struct Pinger;
+
+impl Guest for Pinger {
+    fn ping(message: String) -> String {
+        echo::echo(&message)
+    }
+
+    fn ping_via(link: String, message: String) -> String {
+        lattice::set_link_name(&link, vec![lattice::CallTargetInterface::new("trellis", "echo", "echo")]);
+        echo::echo(&message)
+    }
+
+    fn ping_spin() {
+        echo::spin();
+    }
+
+    fn config(key: String) -> Option<String> {
+        store::get(&key).ok().flatten()
+    }
+}
+
+export!(Pinger);

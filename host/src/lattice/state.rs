@@ -1,0 +1,193 @@
+//! The mirror of the lattice's links and configs, and the rules links follow.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use trellis_messages::link::Link;
+
+/// Link name used when a guest has not chosen one.
+pub const DEFAULT_LINK_NAME: &str = "default";
+
+/// Links by source id, configs by name.
+#[derive(Debug, Default)]
+struct Mirror {
+    links: BTreeMap<String, Vec<Link>>,
+    configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A cheap-to-clone handle on this host's mirror of the lattice data, kept current by the
+/// lattice actor's KV watches and read by guests' link and config calls.
+#[derive(Clone, Debug, Default)]
+pub struct LatticeView(Arc<RwLock<Mirror>>);
+
+impl LatticeView {
+    fn read<R>(&self, f: impl FnOnce(&Mirror) -> R) -> R {
+        let guard = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut Mirror) -> R) -> R {
+        let mut guard = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// Replaces the links of `source` (an empty list removes them).
+    pub fn set_links(&self, source: &str, links: Vec<Link>) {
+        self.write(|m| {
+            if links.is_empty() {
+                m.links.remove(source);
+            } else {
+                m.links.insert(source.to_string(), links);
+            }
+        });
+    }
+
+    /// Replaces (or with `None` removes) config `name`.
+    pub fn set_config(&self, name: &str, values: Option<BTreeMap<String, String>>) {
+        self.write(|m| match values {
+            Some(v) => {
+                m.configs.insert(name.to_string(), v);
+            }
+            None => {
+                m.configs.remove(name);
+            }
+        });
+    }
+
+    /// Forgets everything (before a full reload).
+    pub fn clear(&self) {
+        self.write(|m| *m = Mirror::default());
+    }
+
+    /// Every link, by source.
+    pub fn links(&self) -> Vec<Link> {
+        self.read(|m| m.links.values().flatten().cloned().collect())
+    }
+
+    /// The target of `source`'s link `name` for `ns:pkg/iface`.
+    ///
+    /// # Errors
+    /// A message naming the missing link.
+    pub fn resolve(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, String> {
+        self.read(|m| {
+            m.links
+                .get(source)
+                .and_then(|links| {
+                    links.iter().find(|l| {
+                        l.name == name && l.wit_namespace == ns && l.wit_package == pkg && l.interfaces.iter().any(|i| i == iface)
+                    })
+                })
+                .map(|l| l.target.clone())
+                .ok_or_else(|| {
+                    format!("no link named `{name}` from `{source}` for `{ns}:{pkg}/{iface}`; put one with link.put")
+                })
+        })
+    }
+
+    /// The merged values of configs `names` (later names win); missing names contribute nothing.
+    pub fn config(&self, names: &[String]) -> BTreeMap<String, String> {
+        self.read(|m| {
+            let mut out = BTreeMap::new();
+            for n in names {
+                if let Some(values) = m.configs.get(n) {
+                    out.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            out
+        })
+    }
+}
+
+/// The links of a source after putting `link`: replaces a link with the same target, package
+/// and name; refuses one that gives an interface already linked under that name to another
+/// target.
+///
+/// # Errors
+/// A message naming the conflicting link.
+pub fn with_link(existing: &[Link], link: &Link) -> Result<Vec<Link>, String> {
+    let same_slot = |l: &Link| l.name == link.name && l.wit_namespace == link.wit_namespace && l.wit_package == link.wit_package;
+    if let Some(conflict) = existing.iter().find(|l| {
+        same_slot(l) && l.target != link.target && l.interfaces.iter().any(|i| link.interfaces.contains(i))
+    }) {
+        let shared: Vec<&str> =
+            conflict.interfaces.iter().filter(|i| link.interfaces.contains(i)).map(String::as_str).collect();
+        return Err(format!(
+            "link `{}` from `{}` for {}:{}/{{{}}} already points to `{}`; delete it first or use another link name",
+            link.name,
+            link.source_id,
+            link.wit_namespace,
+            link.wit_package,
+            shared.join(", "),
+            conflict.target
+        ));
+    }
+    let mut out: Vec<Link> = existing.iter().filter(|l| !(same_slot(l) && l.target == link.target)).cloned().collect();
+    out.push(link.clone());
+    Ok(out)
+}
+
+/// The links of a source after deleting link `name` for `ns:pkg`.
+pub fn without_link(existing: &[Link], name: &str, ns: &str, pkg: &str) -> Vec<Link> {
+    existing.iter().filter(|l| !(l.name == name && l.wit_namespace == ns && l.wit_package == pkg)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(target: &str, name: &str, ifaces: &[&str]) -> Link {
+        Link {
+            source_id: "pinger".into(),
+            target: target.into(),
+            name: name.into(),
+            wit_namespace: "trellis".into(),
+            wit_package: "echo".into(),
+            interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
+            source_config: vec![],
+            target_config: vec![],
+        }
+    }
+
+    #[test]
+    fn conflicts_and_replacement() {
+        let a = link("echo", "default", &["echo"]);
+        let links = with_link(&[], &a).unwrap();
+        // Same source/target/package/name replaces.
+        let a2 = link("echo", "default", &["echo", "other"]);
+        let links = with_link(&links, &a2).unwrap();
+        assert_eq!(links, vec![a2.clone()]);
+        // Another target for an overlapping interface under the same name conflicts.
+        let err = with_link(&links, &link("echo2", "default", &["echo"])).unwrap_err();
+        assert!(err.contains("already points to `echo`"), "{err}");
+        // Another name is fine.
+        let links = with_link(&links, &link("echo2", "backup", &["echo"])).unwrap();
+        assert_eq!(links.len(), 2);
+        // Deleting one name leaves the other.
+        let left = without_link(&links, "default", "trellis", "echo");
+        assert_eq!(left, vec![link("echo2", "backup", &["echo"])]);
+    }
+
+    #[test]
+    fn resolution() {
+        let view = LatticeView::default();
+        view.set_links("pinger", vec![link("echo", "default", &["echo"]), link("echo2", "backup", &["echo"])]);
+        assert_eq!(view.resolve("pinger", "default", "trellis", "echo", "echo").unwrap(), "echo");
+        assert_eq!(view.resolve("pinger", "backup", "trellis", "echo", "echo").unwrap(), "echo2");
+        let err = view.resolve("pinger", "default", "trellis", "echo", "nope").unwrap_err();
+        assert!(err.contains("no link named `default` from `pinger` for `trellis:echo/nope`"), "{err}");
+        view.set_links("pinger", vec![]);
+        assert!(view.resolve("pinger", "default", "trellis", "echo", "echo").is_err());
+    }
+
+    #[test]
+    fn configs_merge_in_order() {
+        let view = LatticeView::default();
+        view.set_config("a", Some(BTreeMap::from([("k".into(), "1".into()), ("x".into(), "a".into())])));
+        view.set_config("b", Some(BTreeMap::from([("k".into(), "2".into())])));
+        let merged = view.config(&["a".into(), "b".into(), "missing".into()]);
+        assert_eq!(merged["k"], "2");
+        assert_eq!(merged["x"], "a");
+        view.set_config("a", None);
+        assert_eq!(view.config(&["a".into()]).len(), 0);
+    }
+}

@@ -1,0 +1,311 @@
+//! What a component imports beyond WASI 0.2, resolved per component when it is prepared:
+//!
+//! * an interface no host capability provides (e.g. `trellis:echo/echo`): every function is
+//!   linked to a host function that looks up the component's link for that interface **at call
+//!   time** (so a link put or deleted anywhere changes running components at once), then calls
+//!   the target in-process when it runs on this host, or over NATS otherwise;
+//! * `wasi:config/store`: the component's named configs, merged, read live from the lattice;
+//! * `wasi:logging/logging`: the host's tracing, with the component id.
+//!
+//! A call through an import with no link fails with a message naming the missing link; the
+//! guest traps (a WIT signature has no error case to carry it) and the caller of the guest gets
+//! that message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::{debug, error, info, trace, warn};
+use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_NAME_HEADER, SOURCE_ID_HEADER};
+use trellis_messages::Subjects;
+use wasmtime::component::types::{ComponentItem, ComponentFunc};
+use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
+
+use crate::lattice::state::DEFAULT_LINK_NAME;
+use crate::lattice::LatticeView;
+use crate::wasm::local::LocalComponents;
+use crate::wasm::state::GuestState;
+use crate::wasm::WasmRuntime;
+
+/// WASI 0.2 packages the host's base linker provides.
+const WASI_PROVIDED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"];
+
+/// Everything a component's imports need at call time.
+#[derive(Clone)]
+pub struct ImportContext {
+    /// The importing component (the link source).
+    pub source_id: String,
+    /// Names of the configs the component reads (`wasi:config/store`).
+    pub config_names: Vec<String>,
+    /// Links and configs.
+    pub view: LatticeView,
+    /// Components running here.
+    pub local: LocalComponents,
+    /// This host's wasm runtime (for local calls).
+    pub runtime: Arc<WasmRuntime>,
+    /// For calls to components on other hosts.
+    pub nats: async_nats::Client,
+    /// Subject builder of the lattice.
+    pub subjects: Subjects,
+}
+
+impl std::fmt::Debug for ImportContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportContext").field("source_id", &self.source_id).finish_non_exhaustive()
+    }
+}
+
+/// `ns:pkg/iface@version` split up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InterfaceName {
+    ns: String,
+    pkg: String,
+    iface: String,
+}
+
+impl InterfaceName {
+    /// `ns:pkg/iface`, the key a chosen link name is kept under.
+    fn key(&self) -> String {
+        format!("{}:{}/{}", self.ns, self.pkg, self.iface)
+    }
+}
+
+fn parse_interface(name: &str) -> Option<InterfaceName> {
+    let (ns, rest) = name.split_once(':')?;
+    let (pkg, iface) = rest.split_once('/')?;
+    let iface = iface.split_once('@').map_or(iface, |(i, _)| i);
+    Some(InterfaceName { ns: ns.into(), pkg: pkg.into(), iface: iface.into() })
+}
+
+/// Defines, in `linker`, every import of `component` the base linker does not provide and the
+/// host can provide. Imports left undefined make `instantiate_pre` fail with the import named.
+///
+/// # Errors
+/// When the linker refuses a definition (a bug, not a guest fault).
+pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
+    let engine = ctx.runtime.engine().clone();
+    for (name, item) in component.component_type().imports(&engine) {
+        if WASI_PROVIDED.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item else { continue };
+        let funcs: Vec<(String, ComponentFunc)> = instance
+            .exports(&engine)
+            .filter_map(|(n, item)| match item {
+                ComponentItem::ComponentFunc(f) => Some((n.to_string(), f)),
+                _ => None,
+            })
+            .collect();
+        if name.starts_with("wasi:config/store@") {
+            link_config(linker, name, ctx)?;
+        } else if name.starts_with("wasi:logging/logging@") {
+            link_logging(linker, name, ctx)?;
+        } else if name.starts_with("wasmcloud:bus/lattice@") {
+            link_bus(linker, name)?;
+        } else if let Some(iface) = parse_interface(name) {
+            if funcs.iter().all(|(_, f)| plain(f)) && instance.exports(&engine).len() == funcs.len() {
+                link_interface(linker, name, &iface, &funcs, ctx)?;
+            } else {
+                debug!(import = name, "import uses resources; not linkable to another component");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a function's signature has no resources (so its values can cross to another store).
+fn plain(f: &ComponentFunc) -> bool {
+    f.params().all(|(_, t)| plain_type(&t)) && f.results().all(|t| plain_type(&t))
+}
+
+fn plain_type(t: &Type) -> bool {
+    match t {
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => false,
+        Type::List(l) => plain_type(&l.ty()),
+        Type::Option(o) => plain_type(&o.ty()),
+        Type::Result(r) => r.ok().as_ref().is_none_or(plain_type) && r.err().as_ref().is_none_or(plain_type),
+        Type::Record(r) => r.fields().all(|f| plain_type(&f.ty)),
+        Type::Tuple(t) => t.types().all(|t| plain_type(&t)),
+        Type::Variant(v) => v.cases().all(|c| c.ty.as_ref().is_none_or(plain_type)),
+        _ => true,
+    }
+}
+
+fn link_interface(
+    linker: &mut Linker<GuestState>,
+    import: &str,
+    iface: &InterfaceName,
+    funcs: &[(String, ComponentFunc)],
+    ctx: &Arc<ImportContext>,
+) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    for (fname, _) in funcs {
+        let ctx = ctx.clone();
+        let iface = iface.clone();
+        let function = format!("{import}.{fname}");
+        instance.func_new_async(fname, move |store, ty, params, results| {
+            let ctx = ctx.clone();
+            let iface = iface.clone();
+            let function = function.clone();
+            let link_name = store.data().link_name(&iface.key()).unwrap_or(DEFAULT_LINK_NAME).to_string();
+            Box::new(async move {
+                let out = call_link(&ctx, &iface, &link_name, &function, &ty, params.to_vec()).await.map_err(wasmtime::Error::msg)?;
+                if out.len() != results.len() {
+                    return Err(wasmtime::Error::msg(format!(
+                        "`{function}` returned {} results where {} were expected",
+                        out.len(),
+                        results.len()
+                    )));
+                }
+                results.clone_from_slice(&out);
+                Ok(())
+            })
+        })?;
+    }
+    Ok(())
+}
+
+async fn call_link(
+    ctx: &ImportContext,
+    iface: &InterfaceName,
+    link_name: &str,
+    function: &str,
+    ty: &ComponentFunc,
+    params: Vec<Val>,
+) -> Result<Vec<Val>, String> {
+    let target = ctx.view.resolve(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface)?;
+    let failed = |e: &dyn std::fmt::Display| format!("call from `{}` to `{target}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id);
+    if let Some(local) = ctx.local.get(&target) {
+        trace!(source = %ctx.source_id, %target, function, "local link call");
+        return local.call(&ctx.runtime, &target, function, params).await.map_err(|f| failed(&f));
+    }
+    trace!(source = %ctx.source_id, %target, function, "link call over NATS");
+    let args = params.iter().map(Val::to_wave).collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
+    let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args }).map_err(|e| failed(&e))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(SOURCE_ID_HEADER, ctx.source_id.as_str());
+    headers.insert(LINK_NAME_HEADER, link_name);
+    let timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait + Duration::from_secs(1);
+    let request = ctx.nats.request_with_headers(ctx.subjects.invocation(&target), headers, Bytes::from(body));
+    let reply = match tokio::time::timeout(timeout, request).await {
+        Err(_) => return Err(failed(&format!("no reply within {timeout:?}"))),
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(failed(&format!("component `{target}` is not running on any host")))
+        }
+        Ok(Err(e)) => return Err(failed(&e)),
+        Ok(Ok(msg)) => msg,
+    };
+    let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| failed(&e))?;
+    match (response.results, response.error) {
+        (Some(results), _) => {
+            let types: Vec<Type> = ty.results().collect();
+            if results.len() != types.len() {
+                return Err(failed(&format!("{} results where {} were expected", results.len(), types.len())));
+            }
+            results.iter().zip(&types).map(|(r, t)| Val::from_wave(t, r).map_err(|e| failed(&e))).collect()
+        }
+        (None, Some(error)) => Err(failed(&error)),
+        (None, None) => Err(failed(&"empty reply")),
+    }
+}
+
+fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    let c = ctx.clone();
+    instance.func_new("get", move |_, _, params, results| {
+        let key = match params.first() {
+            Some(Val::String(k)) => k.clone(),
+            _ => return Err(wasmtime::Error::msg("wasi:config/store.get expects a string key")),
+        };
+        let value = c.view.config(&c.config_names).get(&key).cloned();
+        results[0] = Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v))))))));
+        Ok(())
+    })?;
+    let c = ctx.clone();
+    instance.func_new("get-all", move |_, _, _, results| {
+        let pairs = c
+            .view
+            .config(&c.config_names)
+            .into_iter()
+            .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
+            .collect();
+        results[0] = Val::Result(Ok(Some(Box::new(Val::List(pairs)))));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn link_logging(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    let id = ctx.source_id.clone();
+    instance.func_new("log", move |_, _, params, _| {
+        let text = |i: usize| match params.get(i) {
+            Some(Val::String(s)) => s.as_str(),
+            _ => "",
+        };
+        let level = match params.first() {
+            Some(Val::Enum(l)) => l.as_str(),
+            _ => "info",
+        };
+        let (context, message) = (text(1), text(2));
+        match level {
+            "trace" => trace!(component_id = %id, context, "{message}"),
+            "debug" => debug!(component_id = %id, context, "{message}"),
+            "warn" => warn!(component_id = %id, context, "{message}"),
+            "error" | "critical" => error!(component_id = %id, context, "{message}"),
+            _ => info!(component_id = %id, context, "{message}"),
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A `wasmcloud:bus/lattice.call-target-interface` a guest made.
+#[derive(Debug)]
+pub struct CallTargetInterface {
+    key: String,
+}
+
+/// `wasmcloud:bus/lattice`: `set-link-name` makes the rest of this invocation's calls into the
+/// given interfaces go through link `name`.
+fn link_bus(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    instance.resource("call-target-interface", ResourceType::host::<CallTargetInterface>(), |mut store, rep| {
+        store.data_mut().table().delete(Resource::<CallTargetInterface>::new_own(rep))?;
+        Ok(())
+    })?;
+    instance.func_wrap(
+        "[constructor]call-target-interface",
+        |mut store, (ns, pkg, iface): (String, String, String)| -> wasmtime::Result<(Resource<CallTargetInterface>,)> {
+            let target = CallTargetInterface { key: format!("{ns}:{pkg}/{iface}") };
+            Ok((store.data_mut().table().push(target)?,))
+        },
+    )?;
+    instance.func_wrap(
+        "set-link-name",
+        |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
+            for r in interfaces {
+                let target = store.data_mut().table().delete(r)?;
+                debug!(link = %name, interface = %target.key, "guest chose a link name");
+                store.data_mut().set_link_name(target.key, name.clone());
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert_eq!(
+            parse_interface("trellis:echo/echo@0.1.0"),
+            Some(InterfaceName { ns: "trellis".into(), pkg: "echo".into(), iface: "echo".into() })
+        );
+        assert_eq!(parse_interface("wasi:keyvalue/store").map(|i| i.iface), Some("store".into()));
+        assert_eq!(parse_interface("nonsense"), None);
+    }
+}
