@@ -43,7 +43,11 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
         (
             write(
                 "imports.wasm",
-                &wat::parse_str(r#"(component (import "acme:missing/thing@1.0.0" (instance (export "f" (func)))))"#)?,
+                // An interface with a resource: only the host could provide it (plain-function
+                // imports are linked to other components at call time instead).
+                &wat::parse_str(
+                    r#"(component (import "acme:missing/thing@1.0.0" (instance (export "handle" (type (sub resource))))))"#,
+                )?,
             )?,
             "the host cannot satisfy its imports",
         ),

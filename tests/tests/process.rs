@@ -248,3 +248,48 @@ async fn scale_call_and_stop_a_component_from_the_cli() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn links_and_config_from_the_cli() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let run = |args: &[&str]| {
+        let (url, name) = (lattice.url(), lattice.name.clone());
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || trellis_client(&url, &name, &args))
+    };
+    let (ok, out, err) = run(&["config", "put", "greet", "hello=world", "lang=en"]).await?;
+    assert!(ok, "{err}");
+    assert!(out.contains("config `greet` set"), "{out}");
+    let (ok, out, _) = run(&["config", "get", "greet"]).await?;
+    assert!(ok);
+    assert_eq!(out, "hello=world\nlang=en\n");
+    let (ok, _, err) = run(&["config", "put", "bad", "novalue"]).await?;
+    assert!(!ok);
+    assert!(err.contains("key=value"), "{err}");
+
+    let (ok, out, err) = run(&["link", "put", "pinger", "echo", "trellis:echo/echo", "--source-config", "greet"]).await?;
+    assert!(ok, "{err}");
+    assert!(out.contains("link `default` from `pinger` to `echo` set"), "{out}");
+    let (ok, _, err) = run(&["link", "put", "pinger", "echo", "trellis:echo/echo", "--source-config", "nope"]).await?;
+    assert!(!ok);
+    assert!(err.contains("config `nope`, which does not exist"), "{err}");
+    let (ok, _, err) = run(&["link", "put", "pinger", "echo", "trellis-echo"]).await?;
+    assert!(!ok);
+    assert!(err.contains("must be written ns:pkg/iface"), "{err}");
+    let (ok, out, _) = run(&["link", "get"]).await?;
+    assert!(ok);
+    assert_eq!(out, "pinger -> echo  trellis:echo/{echo}  name=default\n");
+    let (ok, _, _) = run(&["link", "del", "pinger", "trellis:echo"]).await?;
+    assert!(ok);
+    let (ok, out, _) = run(&["link", "get"]).await?;
+    assert!(ok);
+    assert_eq!(out, "");
+    let (ok, _, _) = run(&["config", "del", "greet"]).await?;
+    assert!(ok);
+    let (ok, out, _) = run(&["config", "get", "greet"]).await?;
+    assert!(ok);
+    assert_eq!(out, "");
+    host.shutdown(None).await?;
+    Ok(())
+}

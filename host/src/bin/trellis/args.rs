@@ -83,6 +83,16 @@ pub enum Command {
         /// One WAVE value per parameter.
         args: Vec<String>,
     },
+    /// Put, delete or list links (`link.put`, `link.del`, `link.get`).
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+    /// Put, read or delete a named config (`config.put`, `config.get`, `config.del`).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Stop a host gracefully (`host.stop`).
     StopHost {
         #[command(flatten)]
@@ -92,6 +102,74 @@ pub enum Command {
         /// How long the host may drain, in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkAction {
+    /// Link `source` to `target` for `ns:pkg/iface[,iface…]`.
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The caller's component id.
+        source: String,
+        /// The callee's component id.
+        target: String,
+        /// `ns:pkg/iface`, several interfaces comma-separated: `trellis:echo/echo,other`.
+        interfaces: String,
+        /// Link name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Config names handed to the source (repeatable).
+        #[arg(long = "source-config")]
+        source_config: Vec<String>,
+        /// Config names handed to the target (repeatable).
+        #[arg(long = "target-config")]
+        target_config: Vec<String>,
+    },
+    /// Delete `source`'s link for `ns:pkg` (succeeds when there is none).
+    Del {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The caller's component id.
+        source: String,
+        /// `ns:pkg`.
+        package: String,
+        /// Link name.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List every link of the lattice.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Create or replace config `name` with `key=value` pairs.
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Config name.
+        name: String,
+        /// `key=value` pairs.
+        values: Vec<String>,
+    },
+    /// Show config `name`.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Config name.
+        name: String,
+    },
+    /// Delete config `name` (succeeds when there is none).
+    Del {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Config name.
+        name: String,
     },
 }
 

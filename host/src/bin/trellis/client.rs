@@ -9,7 +9,7 @@ use trellis_messages::component::{ScaleComponentCommand, UpdateComponentCommand}
 use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::Client;
 
-use crate::args::{ClientArgs, Command, LabelAction};
+use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction};
 
 async fn connect(args: &ClientArgs) -> Result<Client> {
     let nats = &args.lattice.nats;
@@ -138,6 +138,70 @@ pub async fn run(command: Command) -> Result<()> {
                 (None, Some(error)) => anyhow::bail!("{error}"),
                 (None, None) => anyhow::bail!("the host answered neither results nor an error"),
             }
+        }
+        Command::Link { action: LinkAction::Put { client: args, source, target, interfaces, name, source_config, target_config } } => {
+            let (package, ifaces) = interfaces
+                .split_once('/')
+                .with_context(|| format!("`{interfaces}` must be written ns:pkg/iface[,iface…]"))?;
+            let (ns, pkg) = package.split_once(':').with_context(|| format!("`{package}` must be written ns:pkg"))?;
+            let link = trellis_messages::link::Link {
+                source_id: source,
+                target,
+                name,
+                wit_namespace: ns.into(),
+                wit_package: pkg.into(),
+                interfaces: ifaces.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+                source_config,
+                target_config,
+            };
+            println!("{}", connect(&args).await?.put_link(&link).await?);
+            Ok(())
+        }
+        Command::Link { action: LinkAction::Del { client: args, source, package, name } } => {
+            let (ns, pkg) = package.split_once(':').with_context(|| format!("`{package}` must be written ns:pkg"))?;
+            println!("{}", connect(&args).await?.delete_link(&source, &name, ns, pkg).await?);
+            Ok(())
+        }
+        Command::Link { action: LinkAction::Get { client: args } } => {
+            let links = connect(&args).await?.links().await?;
+            if args.json {
+                return print_json(&links);
+            }
+            for l in links {
+                println!(
+                    "{} -> {}  {}:{}/{{{}}}  name={}",
+                    l.source_id,
+                    l.target,
+                    l.wit_namespace,
+                    l.wit_package,
+                    l.interfaces.join(","),
+                    l.name
+                );
+            }
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Put { client: args, name, values } } => {
+            let values = values
+                .iter()
+                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect::<Option<std::collections::HashMap<_, _>>>()
+                .context("config values must be written key=value")?;
+            println!("{}", connect(&args).await?.put_config(&name, &values).await?);
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Get { client: args, name } } => {
+            let values: std::collections::BTreeMap<_, _> = connect(&args).await?.config(&name).await?.into_iter().collect();
+            if args.json {
+                return print_json(&values);
+            }
+            for (k, v) in values {
+                println!("{k}={v}");
+            }
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Del { client: args, name } } => {
+            println!("{}", connect(&args).await?.delete_config(&name).await?);
+            Ok(())
         }
         Command::Up(_) | Command::Host(_) => anyhow::bail!("host commands are run by main, not the client"),
     }
