@@ -29,6 +29,11 @@
 //!   │   Describe / GetInventory / GetLabels /       │    owns labels,      │ (host_heartbeat,
 //!   │   PutLabel / DeleteLabel                      │    uptime, heartbeat,│  labels_changed)
 //!   │                                               │    component list    │
+//!   │   PutLink / DeleteLink / GetLinks /           │                      │
+//!   │   PutConfig / GetConfig / DeleteConfig ───────┼──► LatticeActor ─────┤ (linkdef_*, config_*)
+//!   │                                               │    KV read-modify-   │
+//!   │                                               │    write; watches    │
+//!   │                                               │    both buckets ──► LatticeView (mirror)
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponents ──► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
@@ -40,12 +45,17 @@
 //!            (InvocationRequest)                │    → Call on a guest thread: permit
 //!                                               │      (max_instances) → Store → instance →
 //!                                               │      export → reply InvocationResponse
+//!                                               │    guest import call (linked interface):
+//!                                               │      LatticeView.resolve(link) → target;
+//!                                               │      LocalComponents has it? call in-process
+//!                                               │      (same permits/limits) : NATS request
 //!                                               ▼
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
 //!     1. StopControl → ControlActor unsubscribes, finishes in-flight answers, stops
 //!     2. DrainComponents → WorkloadActor stops every ComponentActor: each drains its
 //!        subscription, lets calls in flight finish, stops
-//!     3. Drain → HostActor stops its heartbeat and stops, returns the final labels
+//!     3. StopLattice → LatticeActor drops its KV watches and stops
+//!        Drain → HostActor stops its heartbeat and stops, returns the final labels
 //!     4. publish host_stopped ───────────────────────────────────────────────┘
 //!     5. flush NATS, drop the wasm runtime, stop the System; HostHandle::wait returns
 //! ```
@@ -55,6 +65,12 @@
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
 //! and a queue-group catch-all under the prefix answers subjects that name no operation.
+//!
+//! Links and configs live in JetStream KV (`LATTICEDATA_{lattice}`, `CONFIGDATA_{lattice}`).
+//! Every host's `LatticeActor` watches both buckets (history replay, then live) into a
+//! `LatticeView` that guests' import calls read at call time, so a link put or deleted on any
+//! host changes running components everywhere without a restart, and a restarted host reloads
+//! everything by replaying the watch.
 //!
 //! A component update swaps the `Arc<PreparedComponent>` the actor hands to new calls; calls in
 //! flight finish on the old code, and the subscription never changes, so no call fails.
