@@ -85,6 +85,7 @@ pub mod lattice;
 pub mod local_nats;
 pub mod nats;
 pub mod runtime;
+pub mod services;
 pub mod wasm;
 
 pub use config::{HostConfig, NatsConfig};

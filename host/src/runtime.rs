@@ -15,6 +15,7 @@ use crate::actors::host::{self as host_actor, HostActor};
 use crate::actors::lattice::{LatticeActor, StopLattice};
 use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
+use crate::services::HostServices;
 use crate::wasm::local::LocalComponents;
 use crate::config::{automatic_labels, HostConfig};
 use crate::dispatch::Dispatcher;
@@ -239,18 +240,16 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     // host_started goes out before the first heartbeat the host actor publishes on start.
     events.publish(names::HOST_STARTED, started_data).await?;
     let host = host.start();
-    let workload = WorkloadActor::new(
-        host_id.clone(),
-        subjects.clone(),
-        nats.clone(),
-        events.clone(),
-        wasm.clone(),
-        host.clone(),
-        config.stop_timeout,
-        view.clone(),
-        LocalComponents::default(),
-    )
-    .start();
+    let services = HostServices {
+        host_id: host_id.clone(),
+        subjects: subjects.clone(),
+        nats: nats.clone(),
+        events: events.clone(),
+        runtime: wasm.clone(),
+        view: view.clone(),
+        local: LocalComponents::default(),
+    };
+    let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view, events.clone()).start();
     let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();

@@ -14,6 +14,7 @@ use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationRespo
 
 use crate::error::{HostError, Result};
 use crate::wasm::invoke::{parse_args, Fault};
+use crate::services::HostServices;
 use crate::wasm::local::{LocalComponents, LocalTarget};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
@@ -62,14 +63,12 @@ impl ComponentActor {
     /// [`HostError::Subscribe`] when NATS refuses the subscription.
     pub async fn subscribe(
         id: &str,
-        subject: String,
-        host_id: &str,
         component: Arc<PreparedComponent>,
         max_instances: u32,
-        runtime: Arc<WasmRuntime>,
-        nats: async_nats::Client,
-        local: LocalComponents,
+        services: &HostServices,
     ) -> Result<Self> {
+        let subject = services.subjects.invocation(id);
+        let nats = services.nats.clone();
         let subscription = nats
             .queue_subscribe(subject.clone(), id.to_string())
             .await
@@ -77,16 +76,16 @@ impl ComponentActor {
         nats.flush().await.map_err(|e| HostError::Subscribe { subject, reason: e.to_string() })?;
         Ok(Self {
             id: id.into(),
-            host_id: host_id.into(),
+            host_id: services.host_id.as_str().into(),
             current: component,
             permits: Arc::new(Semaphore::new(max_instances as usize)),
             max_instances,
-            runtime,
+            runtime: services.runtime.clone(),
             nats,
             subscription: Some(subscription),
             drain: None,
             tracker: TaskTracker::new(),
-            local,
+            local: services.local.clone(),
             stream_ended: {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Some(rx))

@@ -12,16 +12,13 @@ use tracing::{info, warn};
 use trellis_messages::component::{ComponentDescription, ScaleComponentCommand, UpdateComponentCommand};
 use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::invocation::check_component_id;
-use trellis_messages::Subjects;
 
 use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, Update};
 use crate::actors::host::{HostActor, SetComponents};
 use crate::error::{HostError, Result};
-use crate::events::EventPublisher;
-use crate::lattice::LatticeView;
+use crate::services::HostServices;
 use crate::wasm::imports::ImportContext;
-use crate::wasm::local::LocalComponents;
-use crate::wasm::{PreparedComponent, WasmRuntime};
+use crate::wasm::PreparedComponent;
 
 /// A component running here.
 #[derive(Debug)]
@@ -32,21 +29,14 @@ struct Running {
 
 /// Owns the set of running components.
 pub struct WorkloadActor {
-    host_id: String,
-    subjects: Subjects,
-    nats: async_nats::Client,
-    events: EventPublisher,
-    runtime: Arc<WasmRuntime>,
+    /// Shared host handles (NATS, events, wasm runtime, lattice view, local components).
+    services: HostServices,
     host: Addr<HostActor>,
     components: BTreeMap<String, Running>,
     /// Ids with a scale or update in progress; a second one is refused until it finishes.
     busy: HashSet<String>,
     /// How long a stopping component may finish its calls.
     stop_timeout: Duration,
-    /// Links and configs, for components' imports.
-    view: LatticeView,
-    /// Components running here, for in-process link calls.
-    local: LocalComponents,
     /// Config names each running component was scaled with.
     configs: BTreeMap<String, Vec<String>>,
 }
@@ -59,31 +49,26 @@ impl std::fmt::Debug for WorkloadActor {
 
 impl WorkloadActor {
     /// A workload actor with no components.
-    pub fn new(
-        host_id: String,
-        subjects: Subjects,
-        nats: async_nats::Client,
-        events: EventPublisher,
-        runtime: Arc<WasmRuntime>,
-        host: Addr<HostActor>,
-        stop_timeout: Duration,
-        view: LatticeView,
-        local: LocalComponents,
-    ) -> Self {
+    pub fn new(services: HostServices, host: Addr<HostActor>, stop_timeout: Duration) -> Self {
         Self {
-            host_id,
-            subjects,
-            nats,
-            events,
-            runtime,
+            services,
             host,
             components: BTreeMap::new(),
             busy: HashSet::new(),
             stop_timeout,
-            view,
-            local,
             configs: BTreeMap::new(),
         }
+    }
+
+    /// Refuses an invalid id, or one with a scale or update still in progress.
+    fn check_idle(&self, id: &str) -> Result<()> {
+        check_component_id(id).map_err(HostError::Workload)?;
+        if self.busy.contains(id) {
+            return Err(HostError::Workload(format!(
+                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
+            )));
+        }
+        Ok(())
     }
 
     fn publish_inventory(&self) {
@@ -93,7 +78,7 @@ impl WorkloadActor {
 
     fn event(&self, id: &str, image_ref: &str, max: u32, annotations: Option<&BTreeMap<String, String>>, error: Option<String>) {
         let data = ComponentScaled {
-            host_id: self.host_id.clone(),
+            host_id: self.services.host_id.clone(),
             image_ref: image_ref.into(),
             component_id: id.into(),
             max_instances: max,
@@ -105,7 +90,7 @@ impl WorkloadActor {
         if let Some(e) = &data.error {
             warn!(component_id = id, image_ref, error = %e, "component scale failed");
         }
-        let events = self.events.clone();
+        let events = self.services.events.clone();
         actix::spawn(async move { events.publish_logged(name, data).await });
     }
 
@@ -116,16 +101,17 @@ impl WorkloadActor {
         reference: String,
         config_names: Vec<String>,
     ) -> impl std::future::Future<Output = Result<Arc<PreparedComponent>>> {
-        let runtime = self.runtime.clone();
+        let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
+        let s = &self.services;
         let imports = Arc::new(ImportContext {
             source_id: id.to_string(),
             config_names,
-            view: self.view.clone(),
-            local: self.local.clone(),
-            runtime: self.runtime.clone(),
-            nats: self.nats.clone(),
-            subjects: self.subjects.clone(),
+            view: s.view.clone(),
+            local: s.local.clone(),
+            runtime: s.runtime.clone(),
+            nats: s.nats.clone(),
+            subjects: s.subjects.clone(),
         });
         async move {
             handle
@@ -139,16 +125,12 @@ impl WorkloadActor {
         let id = command.component_id.clone();
         self.busy.insert(id.clone());
         let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone());
-        let runtime = self.runtime.clone();
-        let local = self.local.clone();
-        let nats = self.nats.clone();
-        let subject = self.subjects.invocation(&id);
-        let host_id = self.host_id.clone();
+        let services = self.services.clone();
         let max = command.max_instances;
         let fut = async move {
             let component = prepare.await?;
             let size = component.size;
-            ComponentActor::subscribe(&id, subject, &host_id, component, max, runtime, nats, local).await.map(|a| (a, size))
+            ComponentActor::subscribe(&id, component, max, &services).await.map(|a| (a, size))
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&command.component_id);
@@ -242,12 +224,7 @@ impl Handler<Scale> for WorkloadActor {
     type Result = Result<String>;
     fn handle(&mut self, Scale(command): Scale, ctx: &mut Self::Context) -> Self::Result {
         let id = command.component_id.clone();
-        check_component_id(&id).map_err(HostError::Workload)?;
-        if self.busy.contains(&id) {
-            return Err(HostError::Workload(format!(
-                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
-            )));
-        }
+        self.check_idle(&id)?;
         let max = command.max_instances;
         match self.components.get(&id) {
             None if max == 0 => Ok(format!("component `{id}` is not running on this host; nothing to stop")),
@@ -303,17 +280,12 @@ impl Handler<UpdateComponent> for WorkloadActor {
     type Result = Result<String>;
     fn handle(&mut self, UpdateComponent(command): UpdateComponent, ctx: &mut Self::Context) -> Self::Result {
         let id = command.component_id.clone();
-        check_component_id(&id).map_err(HostError::Workload)?;
         if command.new_component_ref.trim().is_empty() {
             return Err(HostError::Workload(format!("updating component `{id}` needs a `new_component_ref`")));
         }
-        if self.busy.contains(&id) {
-            return Err(HostError::Workload(format!(
-                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
-            )));
-        }
+        self.check_idle(&id)?;
         let Some(running) = self.components.get(&id) else {
-            return Err(HostError::Workload(format!("component `{id}` is not running on host {}", self.host_id)));
+            return Err(HostError::Workload(format!("component `{id}` is not running on host {}", self.services.host_id)));
         };
         if running.description.image_ref == command.new_component_ref {
             return Ok(format!("component `{id}` already runs `{}`", command.new_component_ref));

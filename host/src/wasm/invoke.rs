@@ -7,7 +7,7 @@ use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::wasm::engine::WasmRuntime;
-use crate::wasm::prepared::PreparedComponent;
+use crate::wasm::prepared::{ExportedFunc, PreparedComponent};
 use crate::wasm::state::GuestState;
 
 /// Why a call failed, in words a caller can act on.
@@ -44,14 +44,9 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// Parses the WAVE arguments of `request` against the signature of the function it names.
-///
-/// # Errors
-/// [`FaultKind::NoSuchFunction`] or [`FaultKind::BadArguments`], naming what is wrong.
-pub fn parse_args(component_id: &str, component: &PreparedComponent, request: &InvocationRequest) -> Result<Vec<Val>, Fault> {
-    let function = request.function.as_str();
-    let args = &request.args;
-    let func = component.function(function).ok_or_else(|| {
+/// The export `function` of `component`, or a fault listing what it exports.
+fn lookup<'a>(component_id: &str, component: &'a PreparedComponent, function: &str) -> Result<&'a ExportedFunc, Fault> {
+    component.function(function).ok_or_else(|| {
         Fault::new(
             FaultKind::NoSuchFunction,
             format!(
@@ -59,7 +54,17 @@ pub fn parse_args(component_id: &str, component: &PreparedComponent, request: &I
                 component.function_names().join(", ")
             ),
         )
-    })?;
+    })
+}
+
+/// Parses the WAVE arguments of `request` against the signature of the function it names.
+///
+/// # Errors
+/// [`FaultKind::NoSuchFunction`] or [`FaultKind::BadArguments`], naming what is wrong.
+pub fn parse_args(component_id: &str, component: &PreparedComponent, request: &InvocationRequest) -> Result<Vec<Val>, Fault> {
+    let function = request.function.as_str();
+    let args = &request.args;
+    let func = lookup(component_id, component, function)?;
     if args.len() != func.params.len() {
         let expected: Vec<String> = func.params.iter().map(|(n, t)| format!("{n}: {}", type_name(t))).collect();
         return Err(Fault::new(
@@ -93,15 +98,7 @@ pub async fn invoke_vals(
     function: &str,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, Fault> {
-    let func = component.function(function).ok_or_else(|| {
-        Fault::new(
-            FaultKind::NoSuchFunction,
-            format!(
-                "component `{component_id}` exports no function `{function}`; it exports: {}",
-                component.function_names().join(", ")
-            ),
-        )
-    })?;
+    let func = lookup(component_id, component, function)?;
     if params.len() != func.params.len() {
         return Err(Fault::new(
             FaultKind::BadArguments,

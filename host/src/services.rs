@@ -1,0 +1,29 @@
+//! The handles a host's actors share, built once at start and passed explicitly (no globals).
+
+use std::sync::Arc;
+
+use trellis_messages::Subjects;
+
+use crate::events::EventPublisher;
+use crate::lattice::LatticeView;
+use crate::wasm::local::LocalComponents;
+use crate::wasm::WasmRuntime;
+
+/// What the workload and component actors need from the host. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HostServices {
+    /// This host's id.
+    pub host_id: String,
+    /// Subject builder of the lattice.
+    pub subjects: Subjects,
+    /// The host's NATS connection.
+    pub nats: async_nats::Client,
+    /// Event publisher.
+    pub events: EventPublisher,
+    /// Engine, limits, guest threads.
+    pub runtime: Arc<WasmRuntime>,
+    /// Links and configs, mirrored from KV.
+    pub view: LatticeView,
+    /// Components running here, for in-process calls.
+    pub local: LocalComponents,
+}
