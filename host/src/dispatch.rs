@@ -14,6 +14,7 @@ use trellis_messages::{CtlCommand, CtlResponse};
 
 use crate::actors::host::{self as host_actor, HostActor, VERSION};
 use crate::actors::lattice::{self, LatticeActor};
+use crate::actors::providers::{self, ProvidersActor};
 use crate::actors::workload::{self, WorkloadActor};
 use crate::error::HostError;
 use crate::runtime::{StopReason, StopRequest};
@@ -60,6 +61,8 @@ pub struct Dispatcher {
     workload: Addr<WorkloadActor>,
     /// The actor owning links and configs.
     lattice: Addr<LatticeActor>,
+    /// The actor owning the running providers.
+    providers: Addr<ProvidersActor>,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
 }
@@ -71,9 +74,10 @@ impl Dispatcher {
         host: Addr<HostActor>,
         workload: Addr<WorkloadActor>,
         lattice: Addr<LatticeActor>,
+        providers: Addr<ProvidersActor>,
         stop: mpsc::UnboundedSender<StopRequest>,
     ) -> Self {
-        Self { host_id, host, workload, lattice, stop }
+        Self { host_id, host, workload, lattice, providers, stop }
     }
 
     /// Asks the runtime to stop the host.
@@ -121,6 +125,12 @@ impl Dispatcher {
             }
             CtlCommand::ComponentUpdate { command, .. } => {
                 Answer::result(flatten(self.workload.send(workload::UpdateComponent(command)).await))
+            }
+            CtlCommand::ProviderStart { command, .. } => {
+                Answer::result(flatten(self.providers.send(providers::StartProvider(command)).await))
+            }
+            CtlCommand::ProviderStop { command, .. } => {
+                Answer::result(flatten(self.providers.send(providers::StopProvider(command)).await))
             }
             CtlCommand::LinkPut(link) => Answer::result(flatten(self.lattice.send(lattice::PutLink(link)).await)),
             CtlCommand::LinkDel(req) => Answer::result(flatten(self.lattice.send(lattice::DeleteLink(req)).await)),

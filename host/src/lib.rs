@@ -82,6 +82,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod lattice;
+pub mod providers;
 pub mod local_nats;
 pub mod nats;
 pub mod runtime;

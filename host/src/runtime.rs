@@ -13,6 +13,7 @@ use trellis_messages::Subjects;
 use crate::actors::control::{ControlActor, ControlSubscriptions, StopControl};
 use crate::actors::host::{self as host_actor, HostActor};
 use crate::actors::lattice::{LatticeActor, StopLattice};
+use crate::actors::providers::{ProvidersActor, StopProviders};
 use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
 use crate::services::HostServices;
@@ -157,7 +158,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, events, host, control, workload, lattice, wasm } = started;
+    let Started { info, nats, events, host, control, workload, lattice, providers, wasm } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -174,6 +175,8 @@ async fn supervise(
     {
         warn!(?deadline, "control answers still in flight at the stop deadline; stopping anyway");
     }
+    // Providers first: no new HTTP requests reach components that are about to stop.
+    let _ = providers.send(StopProviders).await;
     if tokio::time::timeout(deadline, workload.send(DrainComponents { timeout: deadline })).await.is_err() {
         warn!(?deadline, "components still stopping at the stop deadline; stopping anyway");
     }
@@ -203,6 +206,7 @@ struct Started {
     control: Addr<ControlActor>,
     workload: Addr<WorkloadActor>,
     lattice: Addr<LatticeActor>,
+    providers: Addr<ProvidersActor>,
     wasm: Arc<WasmRuntime>,
 }
 
@@ -249,9 +253,11 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         view: view.clone(),
         local: LocalComponents::default(),
     };
+    let providers = ProvidersActor::new(services.clone(), host.clone()).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view, events.clone()).start();
-    let dispatcher = Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), stop_tx.clone());
+    let dispatcher =
+        Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
     nats.flush().await.map_err(|e| HostError::Publish { subject: "(flush)".into(), reason: e.to_string() })?;
     let info = HostInfo {
@@ -260,5 +266,5 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, events, host, control, workload, lattice, wasm })
+    Ok(Started { info, nats, events, host, control, workload, lattice, providers, wasm })
 }

@@ -157,6 +157,24 @@ impl Client {
         serde_json::from_slice(&msg.payload).map_err(|source| Error::BadReply { subject, source })
     }
 
+    /// Starts a provider on host `host_id`; the outcome is a `provider_started` or
+    /// `provider_start_failed` event.
+    ///
+    /// # Errors
+    /// On timeout or refusal.
+    pub async fn start_provider(&self, host_id: &str, command: &crate::provider::StartProviderCommand) -> Result<String> {
+        self.request_ack(self.subjects.provider_start(host_id), Some(command)).await
+    }
+
+    /// Stops provider `provider_id` on host `host_id`.
+    ///
+    /// # Errors
+    /// On timeout or refusal (it does not run there).
+    pub async fn stop_provider(&self, host_id: &str, provider_id: &str) -> Result<String> {
+        let body = crate::provider::StopProviderCommand { host_id: host_id.into(), provider_id: provider_id.into() };
+        self.request_ack(self.subjects.provider_stop(host_id), Some(&body)).await
+    }
+
     /// Puts a link (validated by the host that answers: configs must exist, no conflicting
     /// target for the same source, package, interface and name).
     ///

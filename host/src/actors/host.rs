@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use trellis_messages::component::ComponentDescription;
+use trellis_messages::provider::ProviderDescription;
 use trellis_messages::event::{names, HostStarted, HostStopped, LabelsChanged};
 use trellis_messages::host::{check_user_label_key, Host, HostInventory};
 use tracing::{debug, info};
@@ -38,6 +39,8 @@ pub struct HostActor {
     nats_events: Option<NatsEvents>,
     /// Components running here, as the workload actor last reported them.
     components: Vec<ComponentDescription>,
+    /// Providers running here, as the providers actor last reported them.
+    providers: Vec<ProviderDescription>,
 }
 
 /// Connection events from the NATS client.
@@ -64,6 +67,7 @@ impl HostActor {
             nats_url,
             nats_events: Some(nats_events),
             components: Vec::new(),
+            providers: Vec::new(),
         }
     }
 
@@ -89,7 +93,7 @@ impl HostActor {
     fn inventory(&self) -> HostInventory {
         HostInventory {
             components: self.components.clone(),
-            providers: Vec::new(),
+            providers: self.providers.clone(),
             host_id: self.identity.id(),
             friendly_name: self.identity.friendly_name().to_string(),
             labels: self.labels.clone(),
@@ -248,5 +252,17 @@ impl Handler<SetComponents> for HostActor {
     type Result = ();
     fn handle(&mut self, msg: SetComponents, _: &mut Self::Context) {
         self.components = msg.0;
+    }
+}
+
+/// The providers actor's current list of providers, for inventory and heartbeat.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetProviders(pub Vec<ProviderDescription>);
+
+impl Handler<SetProviders> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetProviders, _: &mut Self::Context) {
+        self.providers = msg.0;
     }
 }

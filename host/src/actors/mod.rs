@@ -5,3 +5,4 @@ pub mod host;
 pub mod component;
 pub mod workload;
 pub mod lattice;
+pub mod providers;

@@ -16,11 +16,52 @@ struct Mirror {
 }
 
 /// A cheap-to-clone handle on this host's mirror of the lattice data, kept current by the
-/// lattice actor's KV watches and read by guests' link and config calls.
-#[derive(Clone, Debug, Default)]
-pub struct LatticeView(Arc<RwLock<Mirror>>);
+/// lattice actor's KV watches and read by guests' link and config calls. Providers follow
+/// changes through [`LatticeView::changes`].
+#[derive(Clone, Debug)]
+pub struct LatticeView(Arc<RwLock<Mirror>>, Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for LatticeView {
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
 
 impl LatticeView {
+    /// A receiver that sees a new value after every change.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.1.subscribe()
+    }
+
+    fn changed(&self) {
+        self.1.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The links whose source is `source`.
+    pub fn links_from(&self, source: &str) -> Vec<Link> {
+        self.read(|m| m.links.get(source).cloned().unwrap_or_default())
+    }
+
+    /// The link `source` uses for `ns:pkg/iface` under `name`.
+    ///
+    /// # Errors
+    /// A message naming the missing link.
+    pub fn resolve_link(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<Link, String> {
+        self.read(|m| {
+            m.links
+                .get(source)
+                .and_then(|links| {
+                    links.iter().find(|l| {
+                        l.name == name && l.wit_namespace == ns && l.wit_package == pkg && l.interfaces.iter().any(|i| i == iface)
+                    })
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    format!("no link named `{name}` from `{source}` for `{ns}:{pkg}/{iface}`; put one with link.put")
+                })
+        })
+    }
+
     fn read<R>(&self, f: impl FnOnce(&Mirror) -> R) -> R {
         let guard = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&guard)
@@ -40,6 +81,7 @@ impl LatticeView {
                 m.links.insert(source.to_string(), links);
             }
         });
+        self.changed();
     }
 
     /// Replaces (or with `None` removes) config `name`.
@@ -52,11 +94,13 @@ impl LatticeView {
                 m.configs.remove(name);
             }
         });
+        self.changed();
     }
 
     /// Forgets everything (before a full reload).
     pub fn clear(&self) {
         self.write(|m| *m = Mirror::default());
+        self.changed();
     }
 
     /// Every link, by source.
@@ -69,19 +113,7 @@ impl LatticeView {
     /// # Errors
     /// A message naming the missing link.
     pub fn resolve(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, String> {
-        self.read(|m| {
-            m.links
-                .get(source)
-                .and_then(|links| {
-                    links.iter().find(|l| {
-                        l.name == name && l.wit_namespace == ns && l.wit_package == pkg && l.interfaces.iter().any(|i| i == iface)
-                    })
-                })
-                .map(|l| l.target.clone())
-                .ok_or_else(|| {
-                    format!("no link named `{name}` from `{source}` for `{ns}:{pkg}/{iface}`; put one with link.put")
-                })
-        })
+        self.resolve_link(source, name, ns, pkg, iface).map(|l| l.target)
     }
 
     /// The merged values of configs `names` (later names win); missing names contribute nothing.

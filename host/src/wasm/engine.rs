@@ -91,6 +91,8 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Wasm(format!("cannot link WASI: {e}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| HostError::Wasm(format!("cannot link wasi:http: {e}")))?;
 
         let threads = if config.guest_threads == 0 {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)

@@ -28,7 +28,8 @@ use crate::wasm::state::GuestState;
 use crate::wasm::WasmRuntime;
 
 /// WASI 0.2 packages the host's base linker provides.
-const WASI_PROVIDED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"];
+const WASI_PROVIDED: &[&str] =
+    &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
 
 /// Everything a component's imports need at call time.
 #[derive(Clone)]
@@ -102,6 +103,10 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
             link_logging(linker, name, ctx)?;
         } else if name.starts_with("wasmcloud:bus/lattice@") {
             link_bus(linker, name)?;
+        } else if name.starts_with("wasi:keyvalue/store@") {
+            crate::wasm::keyvalue::link_store(linker, name, ctx)?;
+        } else if name.starts_with("wasi:keyvalue/atomics@") {
+            crate::wasm::keyvalue::link_atomics(linker, name)?;
         } else if let Some(iface) = parse_interface(name) {
             if funcs.iter().all(|(_, f)| plain(f)) && instance.exports(&engine).len() == funcs.len() {
                 link_interface(linker, name, &iface, &funcs, ctx)?;

@@ -6,6 +6,7 @@ use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::engine::WasmRuntime;
 use crate::wasm::prepared::{ExportedFunc, PreparedComponent};
 use crate::wasm::state::GuestState;
@@ -105,22 +106,7 @@ pub async fn invoke_vals(
             format!("`{function}` takes {} argument(s), got {}", func.params.len(), params.len()),
         ));
     }
-    let config = runtime.config();
-    let limit = config.max_execution_time;
-    let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
-    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory));
-    store.limiter(|state| &mut state.limiter);
-    let deadline = Instant::now() + limit;
-    store.set_epoch_deadline(1);
-    // Every tick: yield to other tasks on this thread, or stop the guest once past the deadline.
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(wasmtime::Error::new(DeadlineExceeded(limit)))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-
+    let mut store = new_store(runtime, component_id, component);
     let instance = func_instance(&mut store, component).await.map_err(|e| classify(&store, component_id, function, &e))?;
     let Some(callee) = instance.get_func(&mut store, func.index) else {
         return Err(Fault::new(FaultKind::NoSuchFunction, format!("component `{component_id}` lost export `{function}`")));
@@ -133,6 +119,29 @@ pub async fn invoke_vals(
     Ok(results)
 }
 
+/// A fresh store for one call of `component`: memory limit, deadline (the guest yields every
+/// epoch tick and is stopped past the deadline), outgoing HTTP only when linked.
+pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &PreparedComponent) -> Store<GuestState> {
+    let config = runtime.config();
+    let limit = config.max_execution_time;
+    let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
+    let allow_http = component.imports.as_ref().is_some_and(|ctx| {
+        ctx.view.resolve(component_id, DEFAULT_LINK_NAME, "wasi", "http", "outgoing-handler").is_ok()
+    });
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http));
+    store.limiter(|state| &mut state.limiter);
+    let deadline = Instant::now() + limit;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded(limit)))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
 async fn func_instance(
     store: &mut Store<GuestState>,
     component: &PreparedComponent,
@@ -140,7 +149,8 @@ async fn func_instance(
     component.pre.instantiate_async(store).await
 }
 
-fn classify(store: &Store<GuestState>, component_id: &str, function: &str, error: &wasmtime::Error) -> Fault {
+/// Turns a failed call into a [`Fault`] naming what happened.
+pub fn classify(store: &Store<GuestState>, component_id: &str, function: &str, error: &wasmtime::Error) -> Fault {
     let at = format!("`{function}` of component `{component_id}`");
     if let Some(DeadlineExceeded(limit)) = error.downcast_ref::<DeadlineExceeded>() {
         return Fault::new(FaultKind::Deadline, format!("{at} ran past the host's deadline of {limit:?} and was stopped"));

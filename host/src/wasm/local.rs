@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 use trellis_messages::invocation::FaultKind;
 use wasmtime::component::Val;
@@ -32,6 +32,17 @@ impl LocalTarget {
     /// # Errors
     /// A [`Fault`] from the call, or [`FaultKind::Busy`] when no slot freed up in time.
     pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
+        let permit = self.acquire(runtime, id).await?;
+        let result = invoke_vals(runtime, id, &self.component, function, params).await;
+        drop(permit);
+        result
+    }
+
+    /// An instance slot, waiting at most the host's queue wait.
+    ///
+    /// # Errors
+    /// [`FaultKind::Busy`] when no slot freed up in time, [`FaultKind::Host`] when stopping.
+    pub async fn acquire(&self, runtime: &WasmRuntime, id: &str) -> Result<OwnedSemaphorePermit, Fault> {
         let wait = runtime.config().max_queue_wait;
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -57,9 +68,7 @@ impl LocalTarget {
                 }
             }
         };
-        let result = invoke_vals(runtime, id, &self.component, function, params).await;
-        drop(permit);
-        result
+        Ok(permit)
     }
 }
 

@@ -15,7 +15,9 @@
 
 pub mod engine;
 pub mod invoke;
+pub mod http;
 pub mod imports;
+pub mod keyvalue;
 pub mod load;
 pub mod local;
 pub mod prepared;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::wasm::engine::WasmRuntime;
 use crate::wasm::imports::{link_imports, ImportContext};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::wasm::load::read_component;
 use crate::wasm::state::GuestState;
 
@@ -37,6 +38,10 @@ pub struct PreparedComponent {
     pub functions: BTreeMap<String, ExportedFunc>,
     /// Size of the component file in bytes.
     pub size: usize,
+    /// The `wasi:http/incoming-handler` entry point, when the component exports it.
+    pub proxy: Option<ProxyPre<GuestState>>,
+    /// What its imports call at run time (links, config).
+    pub imports: Option<Arc<ImportContext>>,
 }
 
 impl std::fmt::Debug for PreparedComponent {
@@ -72,8 +77,9 @@ impl PreparedComponent {
             reason: format!("the host cannot satisfy its imports: {e:#}"),
         })?;
         let functions = exports(runtime, &component);
+        let proxy = ProxyPre::new(pre.clone()).ok();
         info!(reference, bytes = bytes.len(), elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len() })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports: imports.cloned() })
     }
 
     /// The function called `name`: exact, or without the package version.

@@ -4,6 +4,11 @@
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
+use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -17,19 +22,26 @@ pub struct GuestState {
     table: ResourceTable,
     /// Caps linear memory.
     pub limiter: MemoryLimiter,
+    /// `wasi:http` state.
+    http: WasiHttpCtx,
+    /// Outgoing HTTP policy.
+    hooks: HttpHooks,
     /// Link names the guest chose per `ns:pkg` (`wasmcloud:bus/lattice.set-link-name`).
     link_names: std::collections::HashMap<String, String>,
 }
 
 impl GuestState {
-    /// A state whose memory may grow to `max_memory` bytes.
-    pub fn new(max_memory: usize) -> Self {
+    /// A state whose memory may grow to `max_memory` bytes; outgoing HTTP only when
+    /// `allow_outgoing_http` (the component is linked to an HTTP client provider).
+    pub fn new(max_memory: usize, allow_outgoing_http: bool) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
         Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_memory, refused: false },
+            http: WasiHttpCtx::new(),
+            hooks: HttpHooks { allow_outgoing: allow_outgoing_http },
             link_names: std::collections::HashMap::new(),
         }
     }
@@ -59,6 +71,32 @@ impl std::fmt::Debug for GuestState {
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outgoing HTTP is refused unless the component is linked to an HTTP client provider.
+#[derive(Debug)]
+pub struct HttpHooks {
+    allow_outgoing: bool,
+}
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        if !self.allow_outgoing {
+            tracing::info!(uri = %request.uri(), "outgoing HTTP refused: the component has no link to an HTTP client provider");
+            return Err(ErrorCode::HttpRequestDenied.into());
+        }
+        Ok(wasmtime_wasi_http::p2::default_send_request(request, config))
     }
 }
 

@@ -83,6 +83,11 @@ pub enum Command {
         /// One WAVE value per parameter.
         args: Vec<String>,
     },
+    /// Start or stop a built-in provider (`provider.start`, `provider.stop`).
+    Provider {
+        #[command(subcommand)]
+        action: ProviderAction,
+    },
     /// Put, delete or list links (`link.put`, `link.del`, `link.get`).
     Link {
         #[command(subcommand)]
@@ -102,6 +107,30 @@ pub enum Command {
         /// How long the host may drain, in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderAction {
+    /// Start provider `provider_id` from `reference` (e.g. `wasmcloud+builtin://http-server`).
+    Start {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// Provider id (the link source or target name).
+        provider_id: String,
+        /// `wasmcloud+builtin://http-server`, `…/http-client`, `trellis://keyvalue`.
+        reference: String,
+    },
+    /// Stop provider `provider_id`.
+    Stop {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Host id (`N…`).
+        host_id: String,
+        /// Provider id.
+        provider_id: String,
     },
 }
 

@@ -9,7 +9,7 @@ use trellis_messages::component::{ScaleComponentCommand, UpdateComponentCommand}
 use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::Client;
 
-use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction};
+use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction, ProviderAction};
 
 async fn connect(args: &ClientArgs) -> Result<Client> {
     let nats = &args.lattice.nats;
@@ -139,6 +139,31 @@ pub async fn run(command: Command) -> Result<()> {
                 (None, None) => anyhow::bail!("the host answered neither results nor an error"),
             }
         }
+        Command::Provider { action: ProviderAction::Start { client: args, host_id, provider_id, reference } } => {
+            let client = connect(&args).await?;
+            let watch = watch_provider(&client, &provider_id, args.timeout.max(Duration::from_secs(5))).await?;
+            let command = trellis_messages::provider::StartProviderCommand {
+                provider_id: provider_id.clone(),
+                provider_ref: reference,
+                host_id: host_id.clone(),
+                ..Default::default()
+            };
+            let ack = client.start_provider(&host_id, &command).await?;
+            if ack.contains("already runs") {
+                println!("{ack}");
+                return Ok(());
+            }
+            let event = watch.await??;
+            if let Some(error) = event.data.get("error").and_then(|e| e.as_str()) {
+                anyhow::bail!("{error}");
+            }
+            println!("provider {provider_id} started on host {host_id}");
+            Ok(())
+        }
+        Command::Provider { action: ProviderAction::Stop { client: args, host_id, provider_id } } => {
+            println!("{}", connect(&args).await?.stop_provider(&host_id, &provider_id).await?);
+            Ok(())
+        }
         Command::Link { action: LinkAction::Put { client: args, source, target, interfaces, name, source_config, target_config } } => {
             let (package, ifaces) = interfaces
                 .split_once('/')
@@ -263,4 +288,25 @@ async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The next `provider_started` / `provider_start_failed` of `provider_id`.
+async fn watch_provider(client: &Client, provider_id: &str, wait: Duration) -> Result<ScaleOutcome> {
+    let nats = client.nats().clone();
+    let mut sub = nats.subscribe(client.subjects().events_wildcard()).await?;
+    nats.flush().await?;
+    let id = provider_id.to_string();
+    Ok(tokio::spawn(async move {
+        let find = async {
+            while let Some(msg) = sub.next().await {
+                let Ok(event) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
+                let is_start = matches!(event.name(), Some("provider_started" | "provider_start_failed"));
+                if is_start && event.data.get("provider_id").and_then(|v| v.as_str()) == Some(id.as_str()) {
+                    return Ok(event);
+                }
+            }
+            anyhow::bail!("the event subscription ended")
+        };
+        tokio::time::timeout(wait, find).await.map_err(|_| anyhow::anyhow!("no provider_started for `{id}` within {wait:?}"))?
+    }))
 }

@@ -1,0 +1,240 @@
+//! The HTTP server provider: an actor that follows the links whose source is this provider
+//! (`wasi:http/incoming-handler`) and serves the linked components over HTTP/1.1.
+//!
+//! Each link's source config gives `address` (default `127.0.0.1:8000`) and optionally `path`:
+//! links without `path` own their address; links with `path` share an address and are routed
+//! by the longest matching path prefix. Requests for a component running on this host go to it
+//! in-process. Listening failures (address in use, bad address) are published as
+//! `linkdef_set_failed` with the reason, once per link and reason.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+use trellis_messages::event::{names, LinkSetFailed};
+use trellis_messages::link::Link;
+
+use crate::services::HostServices;
+use crate::wasm::http::{serve_local, text, ResponseBody};
+
+/// Address used when a link's config names none.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
+
+/// A route on one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    prefix: Option<String>,
+    target: String,
+}
+
+type Routes = Arc<RwLock<Vec<Route>>>;
+
+struct Listener {
+    routes: Routes,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// One HTTP server provider.
+pub struct HttpServerActor {
+    id: String,
+    services: HostServices,
+    listeners: HashMap<SocketAddr, Listener>,
+    /// Failures already reported, so a link is not reported again on every change.
+    reported: HashSet<(String, String)>,
+}
+
+impl std::fmt::Debug for HttpServerActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServerActor").field("id", &self.id).field("listeners", &self.listeners.keys()).finish()
+    }
+}
+
+impl HttpServerActor {
+    /// A provider `id` with no listeners yet; they follow its links once it starts.
+    pub fn new(id: String, services: HostServices) -> Self {
+        Self { id, services, listeners: HashMap::new(), reported: HashSet::new() }
+    }
+
+    /// Routes wanted by the current links, by address.
+    fn desired(&mut self) -> BTreeMap<SocketAddr, Vec<Route>> {
+        let mut out: BTreeMap<SocketAddr, Vec<Route>> = BTreeMap::new();
+        for link in self.services.view.links_from(&self.id) {
+            if link.wit_namespace != "wasi" || link.wit_package != "http" || !link.interfaces.iter().any(|i| i == "incoming-handler") {
+                continue;
+            }
+            let config = self.services.view.config(&link.source_config);
+            let address = config.get("address").map_or(DEFAULT_ADDRESS, String::as_str);
+            match address.parse::<SocketAddr>() {
+                Ok(addr) => out.entry(addr).or_default().push(Route { prefix: config.get("path").cloned(), target: link.target.clone() }),
+                Err(e) => self.report(&link, format!("HTTP server `{}`: address `{address}` is not valid: {e}", self.id)),
+            }
+        }
+        out
+    }
+
+    fn report(&mut self, link: &Link, error: String) {
+        if self.reported.insert((format!("{}->{}", link.source_id, link.target), error.clone())) {
+            warn!("{error}");
+            let events = self.services.events.clone();
+            let data = LinkSetFailed { link: link.clone(), error };
+            actix::spawn(async move { events.publish_logged(names::LINKDEF_SET_FAILED, data).await });
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let desired = self.desired();
+        let gone: Vec<SocketAddr> = self.listeners.keys().filter(|a| !desired.contains_key(a)).copied().collect();
+        for addr in gone {
+            if let Some(mut l) = self.listeners.remove(&addr) {
+                info!(provider = %self.id, %addr, "HTTP listener stopped (no link uses it)");
+                if let Some(stop) = l.stop.take() {
+                    let _ = stop.send(());
+                }
+            }
+        }
+        for (addr, routes) in desired {
+            if let Some(l) = self.listeners.get(&addr) {
+                *l.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = routes;
+                continue;
+            }
+            match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+                Ok(std_listener) => {
+                    let routes: Routes = Arc::new(RwLock::new(routes));
+                    let (stop_tx, stop_rx) = oneshot::channel();
+                    let services = self.services.clone();
+                    let r = routes.clone();
+                    let id = self.id.clone();
+                    self.services.runtime.guests().spawn(async move {
+                        match tokio::net::TcpListener::from_std(std_listener) {
+                            Ok(listener) => accept_loop(id, listener, r, services, stop_rx).await,
+                            Err(e) => warn!(%addr, error = %e, "cannot use the HTTP listener"),
+                        }
+                    });
+                    info!(provider = %self.id, %addr, "HTTP listener started");
+                    self.listeners.insert(addr, Listener { routes, stop: Some(stop_tx) });
+                }
+                Err(e) => {
+                    let links: Vec<Link> = self.services.view.links_from(&self.id);
+                    for link in links.iter().filter(|l| routes.iter().any(|r| r.target == l.target)) {
+                        self.report(link, format!("HTTP server `{}` cannot listen on {addr}: {e}", self.id));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    provider: String,
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    services: HostServices,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut stop => return,
+        };
+        let (routes, services, provider) = (routes.clone(), services.clone(), provider.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (routes, services) = (routes.clone(), services.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, &routes, &services).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%provider, %peer, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn route(req: hyper::Request<hyper::body::Incoming>, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody> {
+    let path = req.uri().path().to_string();
+    let target = {
+        let routes = routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let by_prefix = routes
+            .iter()
+            .filter_map(|r| r.prefix.as_ref().map(|p| (p, r)))
+            .filter(|(p, _)| path_matches(&path, p))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, r)| r.target.clone());
+        by_prefix.or_else(|| routes.iter().find(|r| r.prefix.is_none()).map(|r| r.target.clone()))
+    };
+    let Some(target) = target else {
+        return text(404, format!("no component serves `{path}` here"));
+    };
+    match services.local.get(&target) {
+        Some(local) => serve_local(services.runtime.clone(), &target, local, req).await,
+        None => text(503, format!("component `{target}` is not running on this host")),
+    }
+}
+
+/// `/api` matches `/api`, `/api/`, `/api/x`, not `/apix`.
+fn path_matches(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl Actor for HttpServerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let changes = self.services.view.changes();
+        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+        self.reconcile();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (_, mut l) in self.listeners.drain() {
+            if let Some(stop) = l.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
+
+impl StreamHandler<()> for HttpServerActor {
+    fn handle(&mut self, (): (), _: &mut Self::Context) {
+        self.reconcile();
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// Stops the provider and its listeners.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopHttpServer;
+
+impl Handler<StopHttpServer> for HttpServerActor {
+    type Result = ();
+    fn handle(&mut self, _: StopHttpServer, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    #[test]
+    fn prefixes() {
+        assert!(path_matches("/api", "/api"));
+        assert!(path_matches("/api/x", "/api/"));
+        assert!(!path_matches("/apix", "/api"));
+        assert!(path_matches("/anything", "/"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Built-in capability providers.
+//!
+//! | reference | kind | how it works |
+//! |---|---|---|
+//! | `wasmcloud+builtin://http-server`, `trellis://http-server` | [`ProviderKind::HttpServer`] | an actor that follows its links (source = the provider) and serves each linked component's `wasi:http/incoming-handler` on the address in the link's source config |
+//! | `wasmcloud+builtin://http-client`, `trellis://http-client` | [`ProviderKind::HttpClient`] | in-process: a component linked to it for `wasi:http/outgoing-handler` may send requests; others get `HTTP-request-denied` |
+//! | `wasmcloud+builtin://keyvalue-nats`, `trellis://keyvalue` | [`ProviderKind::KeyValue`] | in-process: `wasi:keyvalue/store` + `atomics` on the JetStream KV bucket named by the link's target config (`bucket`) |
+//!
+//! Providers that run in-process are still started, listed and stopped like any provider, so
+//! tools see them; their work happens in the host functions guests call, without a NATS hop.
+
+pub mod http_server;
+
+/// The built-in providers Trellis knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Serves components over HTTP/1.1.
+    HttpServer,
+    /// Lets linked components make outgoing HTTP requests.
+    HttpClient,
+    /// Key-value on JetStream.
+    KeyValue,
+}
+
+impl ProviderKind {
+    /// The kind `reference` names.
+    ///
+    /// # Errors
+    /// A message listing the references Trellis knows.
+    pub fn parse(reference: &str) -> Result<Self, String> {
+        let name = reference
+            .strip_prefix("wasmcloud+builtin://")
+            .or_else(|| reference.strip_prefix("trellis://"))
+            .ok_or_else(|| {
+                format!(
+                    "provider reference `{reference}` is not a built-in provider; Trellis runs `wasmcloud+builtin://…` \
+                     and `trellis://…` providers (http-server, http-client, keyvalue) and no external provider processes yet"
+                )
+            })?;
+        match name {
+            "http-server" => Ok(Self::HttpServer),
+            "http-client" => Ok(Self::HttpClient),
+            "keyvalue" | "keyvalue-nats" => Ok(Self::KeyValue),
+            "messaging-nats" | "messaging" => {
+                Err(format!("`{reference}`: the messaging provider is not built into Trellis yet"))
+            }
+            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue")),
+        }
+    }
+
+    /// A short name for logs and the inventory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HttpServer => "http-server",
+            Self::HttpClient => "http-client",
+            Self::KeyValue => "keyvalue",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(ProviderKind::parse("wasmcloud+builtin://http-server"), Ok(ProviderKind::HttpServer));
+        assert_eq!(ProviderKind::parse("trellis://keyvalue"), Ok(ProviderKind::KeyValue));
+        assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().contains("not a built-in provider"));
+        assert!(ProviderKind::parse("trellis://nope").unwrap_err().contains("unknown built-in provider `nope`"));
+        assert!(ProviderKind::parse("wasmcloud+builtin://messaging-nats").unwrap_err().contains("not built into Trellis yet"));
+    }
+}
