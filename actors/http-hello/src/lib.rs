@@ -1,11 +1,22 @@
-//! `wasi:http/incoming-handler`: answers every request with `Hello from Trellis`.
+//! `wasi:http/incoming-handler`: answers every request with `Hello from Trellis`, except two
+//! paths for fault tests: a path containing `/trap` panics, one containing `/slow` never answers.
 
 use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 struct Hello;
 
 impl wasi::exports::http::incoming_handler::Guest for Hello {
-    fn handle(_request: IncomingRequest, out: ResponseOutparam) {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        if path.contains("/trap") {
+            panic!("asked to trap");
+        }
+        if path.contains("/slow") {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         let headers = Fields::new();
         let _ = headers.set("content-type", &[b"text/plain; charset=utf-8".to_vec()]);
         let response = OutgoingResponse::new(headers);

@@ -44,6 +44,8 @@ pub struct HttpServerActor {
     listeners: HashMap<SocketAddr, Listener>,
     /// Failures already reported, so a link is not reported again on every change.
     reported: HashSet<(String, String)>,
+    /// A retry of failed binds is scheduled.
+    retrying: bool,
 }
 
 impl std::fmt::Debug for HttpServerActor {
@@ -55,7 +57,7 @@ impl std::fmt::Debug for HttpServerActor {
 impl HttpServerActor {
     /// A provider `id` with no listeners yet; they follow its links once it starts.
     pub fn new(id: String, services: HostServices) -> Self {
-        Self { id, services, listeners: HashMap::new(), reported: HashSet::new() }
+        Self { id, services, listeners: HashMap::new(), reported: HashSet::new(), retrying: false }
     }
 
     /// Routes wanted by the current links, by address.
@@ -84,7 +86,21 @@ impl HttpServerActor {
         }
     }
 
-    fn reconcile(&mut self) {
+    /// Brings listeners and routes in line with the links; a listener that cannot bind is
+    /// retried every second (the address may be freed, e.g. by a previous owner stopping).
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        if !self.reconcile_once() && !self.retrying {
+            self.retrying = true;
+            ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
+                act.retrying = false;
+                act.reconcile(ctx);
+            });
+        }
+    }
+
+    /// One pass; `false` when some listener could not bind.
+    fn reconcile_once(&mut self) -> bool {
+        let mut all_bound = true;
         let desired = self.desired();
         let gone: Vec<SocketAddr> = self.listeners.keys().filter(|a| !desired.contains_key(a)).copied().collect();
         for addr in gone {
@@ -117,6 +133,7 @@ impl HttpServerActor {
                     self.listeners.insert(addr, Listener { routes, stop: Some(stop_tx) });
                 }
                 Err(e) => {
+                    all_bound = false;
                     let links: Vec<Link> = self.services.view.links_from(&self.id);
                     for link in links.iter().filter(|l| routes.iter().any(|r| r.target == l.target)) {
                         self.report(link, format!("HTTP server `{}` cannot listen on {addr}: {e}", self.id));
@@ -124,6 +141,7 @@ impl HttpServerActor {
                 }
             }
         }
+        all_bound
     }
 }
 
@@ -194,7 +212,7 @@ impl Actor for HttpServerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let changes = self.services.view.changes();
         ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
-        self.reconcile();
+        self.reconcile(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -207,8 +225,8 @@ impl Actor for HttpServerActor {
 }
 
 impl StreamHandler<()> for HttpServerActor {
-    fn handle(&mut self, (): (), _: &mut Self::Context) {
-        self.reconcile();
+    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
+        self.reconcile(ctx);
     }
 
     fn finished(&mut self, _: &mut Self::Context) {}

@@ -1,0 +1,250 @@
+//! Built-in providers with real HTTP, real JetStream and real wasm: the HTTP server serving
+//! components (path routing, faults, load), key-value counters shared by hosts and kept across
+//! restarts, provider lifecycle and bad references.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_messages::Client;
+use trellis_tests::{actors, eventually, free_port, init_tracing, TestLattice};
+
+/// One HTTP/1.1 request over a fresh TCP connection: (status, body).
+async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    Ok((status, dechunk(body)))
+}
+
+/// The payload of a chunked body (or the body itself when not chunked).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() { body.to_string() } else { out }
+}
+
+fn link(source: &str, target: &str, name: &str, ns_pkg: (&str, &str), ifaces: &[&str], source_config: &[&str], target_config: &[&str]) -> Link {
+    Link {
+        source_id: source.into(),
+        target: target.into(),
+        name: name.into(),
+        wit_namespace: ns_pkg.0.into(),
+        wit_package: ns_pkg.1.into(),
+        interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
+        source_config: source_config.iter().map(|s| s.to_string()).collect(),
+        target_config: target_config.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn start_provider(client: &Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {
+    let command = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host.into(), ..Default::default() };
+    client.start_provider(host, &command).await?;
+    Ok(())
+}
+
+/// Serves `component` (already scaled) on `port` at `path` through provider `http`.
+async fn serve(client: &Client, component: &str, port: u16, path: Option<&str>) -> anyhow::Result<()> {
+    let name = format!("{component}-http");
+    let mut values = HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))]);
+    if let Some(p) = path {
+        values.insert("path".into(), p.into());
+    }
+    client.put_config(&name, &values).await?;
+    client.put_link(&link("http", component, component, ("wasi", "http"), &["incoming-handler"], &[&name], &[])).await?;
+    Ok(())
+}
+
+async fn wait_ok(port: u16, path: &str) -> Option<(u16, String)> {
+    eventually(Duration::from_secs(10), || async move { get(port, path).await.ok().filter(|(s, _)| *s == 200) }).await
+}
+
+#[tokio::test]
+async fn http_hello_path_routing_faults_and_load() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(1);
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    start_provider(&client, host.id(), "http", "wasmcloud+builtin://http-server").await?;
+    start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
+    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 32).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "counter", actors::KV_COUNTER, 8).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("kv-cfg", &HashMap::from([("bucket".to_string(), format!("t_{}", lattice.name.replace('-', "_")))])).await?;
+    client.put_link(&link("counter", "kv", "default", ("wasi", "keyvalue"), &["store", "atomics"], &[], &["kv-cfg"])).await?;
+    let port = free_port();
+    serve(&client, "hello", port, Some("/hello")).await?;
+    serve(&client, "counter", port, Some("/count")).await?;
+
+    let (status, body) = wait_ok(port, "/hello").await.expect("hello is served");
+    assert_eq!((status, body.as_str()), (200, "Hello from Trellis\n"));
+    let (status, body) = wait_ok(port, "/count/x").await.expect("counter is served on the same listener");
+    assert_eq!((status, body.as_str()), (200, "Count: 1\n"));
+    assert_eq!(get(port, "/count/x").await?, (200, "Count: 2\n".to_string()));
+    let (status, body) = get(port, "/elsewhere").await?;
+    assert_eq!(status, 404, "{body}");
+
+    // A trapping component gives 500; one that never answers gives 504 at the deadline; the
+    // next request works.
+    let (status, body) = get(port, "/hello/trap").await?;
+    assert_eq!(status, 500);
+    assert!(body.contains("trapped"), "{body}");
+    let (status, body) = get(port, "/hello/slow").await?;
+    assert_eq!(status, 504);
+    assert!(body.contains("deadline"), "{body}");
+    assert_eq!(get(port, "/hello").await?.0, 200);
+
+    // A malformed request gets a 4xx and the listener stays up.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    raw.write_all(b"NOT HTTP AT ALL\r\n\r\n").await?;
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert_eq!(get(port, "/hello").await?.0, 200);
+
+    // 1,000 requests at concurrency 32.
+    let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..32).map(|_| {
+        let ok = ok.clone();
+        tokio::spawn(async move {
+            for _ in 0..(1000 / 32 + 1) {
+                if let Ok((200, body)) = get(port, "/hello").await {
+                    if body == "Hello from Trellis\n" {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    });
+    futures::future::join_all(workers).await;
+    assert_eq!(ok.load(std::sync::atomic::Ordering::Relaxed), 32 * (1000 / 32 + 1), "every request succeeded");
+
+    // Deleting the link stops serving that route.
+    client.delete_link("http", "hello", "wasi", "http").await?;
+    let gone = eventually(Duration::from_secs(10), || async { get(port, "/hello").await.ok().filter(|(s, _)| *s == 404) }).await;
+    assert!(gone.is_some());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn counter_from_two_hosts_is_exact_and_survives_restarts() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let client = lattice.client().await?;
+    let bucket = format!("c_{}", lattice.name.replace('-', "_"));
+    let ports = [free_port(), free_port()];
+    let start = |i: usize| {
+        let lattice = &lattice;
+        let client = client.clone();
+        async move {
+            let host = lattice.start_host(lattice.host_config()).await?;
+            start_provider(&client, host.id(), "http", "wasmcloud+builtin://http-server").await?;
+            lattice.scale(host.id(), "counter", actors::KV_COUNTER, 16).await?.map_err(anyhow::Error::msg)?;
+            Ok::<_, anyhow::Error>((host, i))
+        }
+    };
+    let (a, _) = start(0).await?;
+    // Links and config are lattice-wide; each host's HTTP provider needs its own address, so
+    // the two providers get different ids.
+    client.put_config("kv-cfg", &HashMap::from([("bucket".to_string(), bucket.clone())])).await?;
+    client.put_link(&link("counter", "kv", "default", ("wasi", "keyvalue"), &["store", "atomics"], &[], &["kv-cfg"])).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    start_provider(&client, b.id(), "http-b", "wasmcloud+builtin://http-server").await?;
+    lattice.scale(b.id(), "counter", actors::KV_COUNTER, 16).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("a-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{}", ports[0]))])).await?;
+    client.put_config("b-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{}", ports[1]))])).await?;
+    client.put_link(&link("http", "counter", "counter", ("wasi", "http"), &["incoming-handler"], &["a-http"], &[])).await?;
+    client.put_link(&link("http-b", "counter", "counter", ("wasi", "http"), &["incoming-handler"], &["b-http"], &[])).await?;
+    assert_eq!(wait_ok(ports[0], "/warmup").await.map(|r| r.1), Some("Count: 1\n".into()));
+    assert_eq!(wait_ok(ports[1], "/warmup").await.map(|r| r.1), Some("Count: 2\n".into()));
+
+    let tasks = (0..200).map(|i| tokio::spawn(async move { get(ports[i % 2], "/hits").await }));
+    let mut seen = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        let (status, body) = t??;
+        assert_eq!(status, 200, "{body}");
+        let n: u64 = body.trim().trim_start_matches("Count: ").parse()?;
+        seen.push(n);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=200).collect::<Vec<u64>>(), "200 concurrent increments from two hosts: each value exactly once");
+
+    // Restart both hosts: the count is in JetStream.
+    a.shutdown(None).await?;
+    b.shutdown(None).await?;
+    let (a, _) = start(0).await?;
+    assert_eq!(wait_ok(ports[0], "/hits").await.map(|r| r.1), Some("Count: 201\n".into()));
+    a.shutdown(None).await?;
+    Ok(())
+}
+
+async fn next(events: &mut tokio::sync::mpsc::Receiver<cloudevents::Event>) -> (String, serde_json::Value) {
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.ok().flatten().expect("event");
+    let ty = cloudevents::AttributesReader::ty(&ev).rsplit('.').next().unwrap_or_default().to_string();
+    (ty, trellis_tests::event_data(&ev))
+}
+
+#[tokio::test]
+async fn provider_lifecycle_bad_references_and_busy_addresses() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = ctl
+        .events_receiver(vec!["provider_started".into(), "provider_start_failed".into(), "provider_stopped".into(), "linkdef_set_failed".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+    let ack = ctl.start_provider(host.id(), "wasmcloud+builtin://http-server", "http", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let (ty, data) = next(&mut events).await;
+    assert_eq!(ty, "provider_started");
+    assert_eq!(data["provider_id"], "http");
+    let inventory = lattice.client().await?.inventory(host.id()).await?;
+    assert_eq!(inventory.providers.len(), 1);
+    assert_eq!(inventory.providers[0].id, "http");
+
+    let ack = ctl.start_provider(host.id(), "ghcr.io/acme/provider:1", "ext", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded());
+    let (ty, data) = next(&mut events).await;
+    assert_eq!(ty, "provider_start_failed");
+    assert!(data["error"].as_str().unwrap_or_default().contains("not a built-in provider"), "{data}");
+
+    // An address already in use is reported on the link.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = busy.local_addr()?.port();
+    let client = lattice.client().await?;
+    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 1).await?.map_err(anyhow::Error::msg)?;
+    serve(&client, "hello", port, None).await?;
+    let (ty, data) = next(&mut events).await;
+    assert_eq!(ty, "linkdef_set_failed");
+    assert!(data["error"].as_str().unwrap_or_default().contains(&format!("cannot listen on 127.0.0.1:{port}")), "{data}");
+
+    let ack = ctl.stop_provider(host.id(), "http").await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded());
+    let (ty, data) = next(&mut events).await;
+    assert_eq!(ty, "provider_stopped");
+    assert_eq!(data["provider_id"], "http");
+    assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
+    let ack = ctl.stop_provider(host.id(), "http").await.map_err(anyhow::Error::msg)?;
+    assert!(!ack.succeeded(), "stopping a provider that does not run is refused");
+    host.shutdown(None).await?;
+    Ok(())
+}
