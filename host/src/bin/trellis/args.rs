@@ -344,4 +344,11 @@ pub struct UpArgs {
     /// (default: `$XDG_DATA_HOME/trellis/nats` or `~/.local/share/trellis/nats`).
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Run the demo: `http-hello` and `kv-counter` from this directory (`http_hello.wasm`,
+    /// `kv_counter.wasm`, as `scripts/build-actors` makes them) behind the HTTP server provider.
+    #[arg(long, env = "TRELLIS_DEMO")]
+    pub demo: Option<PathBuf>,
+    /// Where the demo's HTTP server listens.
+    #[arg(long, env = "TRELLIS_DEMO_ADDRESS", default_value = "127.0.0.1:8080")]
+    pub demo_address: String,
 }

@@ -244,10 +244,10 @@ fn absolute_ref(reference: &str) -> String {
     }
 }
 
-type ScaleOutcome = tokio::task::JoinHandle<Result<trellis_messages::event::CloudEvent>>;
+pub(crate) type ScaleOutcome = tokio::task::JoinHandle<Result<trellis_messages::event::CloudEvent>>;
 
 /// Subscribes to this component's scale events before the request goes out, so none is missed.
-async fn watch_scale(client: &Client, component_id: &str, wait: std::time::Duration) -> Result<ScaleOutcome> {
+pub(crate) async fn watch_scale(client: &Client, component_id: &str, wait: std::time::Duration) -> Result<ScaleOutcome> {
     let nats = client.nats().clone();
     let subject = client.subjects().events_wildcard();
     let mut sub = nats.subscribe(subject).await?;
@@ -270,7 +270,7 @@ async fn watch_scale(client: &Client, component_id: &str, wait: std::time::Durat
     }))
 }
 
-async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()> {
+pub(crate) async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()> {
     let event = outcome.await??;
     if json {
         return print_json(&event);

@@ -2,6 +2,7 @@
 
 mod args;
 mod client;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,12 +117,20 @@ async fn up(args: UpArgs) -> Result<()> {
         ),
         None => println!("Using the NATS server already running at {}.", trellis_host::nats::redact(&config.nats.url)),
     }
-    let result = run_host(config).await;
+    let demo = match args.demo {
+        Some(dir) => Some(demo::Demo::new(&dir, args.demo_address, &config)?),
+        None => None,
+    };
+    let result = run_host_with(config, demo).await;
     drop(local);
     result
 }
 
 async fn run_host(config: HostConfig) -> Result<()> {
+    run_host_with(config, None).await
+}
+
+async fn run_host_with(config: HostConfig, demo: Option<demo::Demo>) -> Result<()> {
     let stop_timeout = config.stop_timeout;
     let mut host = trellis_host::start(config).await.context("host did not start")?;
     let info = host.info().clone();
@@ -129,6 +138,12 @@ async fn run_host(config: HostConfig) -> Result<()> {
         "Trellis host {} ({}) joined lattice `{}` at {}.\nTry `trellis hosts --lattice {}` in another terminal; Ctrl-C stops the host.",
         info.id, info.friendly_name, info.lattice, info.nats_url, info.lattice
     );
+    if let Some(demo) = demo {
+        // The host runs on; a demo that cannot be set up says why.
+        if let Err(e) = demo.run(&info.id).await {
+            eprintln!("trellis: the demo could not be set up: {e:#}");
+        }
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let reason = tokio::select! {

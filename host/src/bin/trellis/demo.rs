@@ -1,0 +1,103 @@
+//! `trellis up --demo DIR`: the newcomer's application, set up through the control interface
+//! like any client would: an HTTP server provider and a key-value provider, `http-hello` and
+//! `kv-counter` scaled from DIR, configs and links. The count lives in JetStream, so it survives
+//! restarts of the host (and of the NATS server `up` started, whose data is on disk).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use trellis_host::HostConfig;
+use trellis_messages::component::ScaleComponentCommand;
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_messages::Client;
+
+use crate::client::{report_scale, watch_scale};
+
+/// What the demo runs, checked before the host starts.
+#[derive(Debug)]
+pub struct Demo {
+    hello: PathBuf,
+    counter: PathBuf,
+    address: String,
+    nats_url: String,
+    lattice: String,
+    ctl_prefix: String,
+}
+
+impl Demo {
+    /// Checks that `dir` has both components.
+    ///
+    /// # Errors
+    /// A missing file, named, with how to build it.
+    pub fn new(dir: &Path, address: String, config: &HostConfig) -> Result<Self> {
+        let find = |name: &str| -> Result<PathBuf> {
+            let path = dir.join(name);
+            if !path.is_file() {
+                bail!("the demo needs {} (build the actors with `scripts/build-actors`)", path.display());
+            }
+            std::fs::canonicalize(&path).with_context(|| path.display().to_string())
+        };
+        Ok(Self {
+            hello: find("http_hello.wasm")?,
+            counter: find("kv_counter.wasm")?,
+            address,
+            nats_url: config.nats.url.clone(),
+            lattice: config.lattice.clone(),
+            ctl_prefix: config.ctl_prefix.clone(),
+        })
+    }
+
+    /// Sets the demo up on host `host_id`.
+    ///
+    /// # Errors
+    /// When a control request is refused or a component does not start.
+    pub async fn run(self, host_id: &str) -> Result<()> {
+        let nats = async_nats::connect(self.nats_url.split(',').next().unwrap_or_default()).await?;
+        let client = Client::new(nats, &self.ctl_prefix, &self.lattice).with_timeout(Duration::from_secs(10));
+        for (id, reference) in [("demo-http", "wasmcloud+builtin://http-server"), ("demo-kv", "trellis://keyvalue")] {
+            let command = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host_id.into(), ..Default::default() };
+            client.start_provider(host_id, &command).await?;
+        }
+        for (id, path) in [("http-hello", &self.hello), ("kv-counter", &self.counter)] {
+            let outcome = watch_scale(&client, id, Duration::from_secs(60)).await?;
+            let command = ScaleComponentCommand {
+                component_ref: format!("file://{}", path.display()),
+                component_id: id.into(),
+                max_instances: 16,
+                host_id: host_id.into(),
+                allow_update: true,
+                ..ScaleComponentCommand::default()
+            };
+            let ack = client.scale_component(host_id, &command).await?;
+            if !ack.contains("scaled to") {
+                report_scale(outcome, false).await?;
+            }
+        }
+        let config = |path: &str| HashMap::from([("address".to_string(), self.address.clone()), ("path".to_string(), path.to_string())]);
+        client.put_config("demo-hello-http", &config("/hello")).await?;
+        client.put_config("demo-counter-http", &config("/count")).await?;
+        client.put_config("demo-counter-kv", &HashMap::from([("bucket".to_string(), "trellis_demo_counters".to_string())])).await?;
+        let link = |source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &str, tc: &str| Link {
+            source_id: source.into(),
+            target: target.into(),
+            name: name.into(),
+            wit_namespace: ns.into(),
+            wit_package: pkg.into(),
+            interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
+            source_config: if sc.is_empty() { vec![] } else { vec![sc.into()] },
+            target_config: if tc.is_empty() { vec![] } else { vec![tc.into()] },
+        };
+        client.put_link(&link("demo-http", "http-hello", "http-hello", "wasi", "http", &["incoming-handler"], "demo-hello-http", "")).await?;
+        client.put_link(&link("demo-http", "kv-counter", "kv-counter", "wasi", "http", &["incoming-handler"], "demo-counter-http", "")).await?;
+        client.put_link(&link("kv-counter", "demo-kv", "default", "wasi", "keyvalue", &["store", "atomics"], "", "demo-counter-kv")).await?;
+        println!(
+            "Demo running: `curl http://{a}/hello` (http-hello) and `curl http://{a}/count` (kv-counter: the count rises \
+             with every request and survives restarts). Ctrl-C stops the host and the NATS server it started.",
+            a = self.address
+        );
+        Ok(())
+    }
+}
