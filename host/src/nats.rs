@@ -99,3 +99,23 @@ mod tests {
         assert_eq!(redact("nats://tok@h:4222,nats://a:b@c:1"), "nats://tok@h:4222,nats://a:***@c:1");
     }
 }
+
+/// Waits until the server has processed everything this connection sent so far (subscriptions
+/// included): `flush` only empties the client's write buffer, so a client on another connection
+/// could still find no subscriber. A message to ourselves comes back only after the server has
+/// handled every earlier command of this connection.
+///
+/// # Errors
+/// When the connection cannot subscribe or publish, or the echo does not come back in 10 s.
+pub async fn barrier(client: &async_nats::Client) -> Result<(), String> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+    client.publish(inbox, bytes::Bytes::new()).await.map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())?;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed".into()),
+        Err(_) => Err("the NATS server did not echo within 10s".into()),
+    }
+}

@@ -259,7 +259,8 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
-    nats.flush().await.map_err(|e| HostError::Publish { subject: "(flush)".into(), reason: e.to_string() })?;
+    // Every subscription is in place on the server before the host reports itself started.
+    crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: "(barrier)".into(), reason })?;
     let info = HostInfo {
         id: host_id,
         friendly_name: identity.friendly_name().to_string(),

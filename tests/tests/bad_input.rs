@@ -45,12 +45,7 @@ async fn malformed_messages_get_clear_errors() -> anyhow::Result<()> {
     }
 
     // Operations not built yet say so, instead of timing out.
-    let reply = raw(
-        &nats,
-        format!("{base}.provider.start.{id}"),
-        br#"{"provider_ref":"wasmcloud+builtin://http-server","provider_id":"http"}"#.to_vec(),
-    )
-    .await;
+    let reply = raw(&nats, format!("{base}.claims.get"), Vec::new()).await;
     assert_eq!(reply["success"], false);
     assert!(reply["message"].as_str().unwrap_or_default().contains("not supported"), "{reply}");
 

@@ -293,3 +293,56 @@ async fn links_and_config_from_the_cli() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// `GET path` on 127.0.0.1:`port`: the body, when the answer is 200.
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let body = text.split_once("\r\n\r\n")?.1;
+    // One chunk: "<len>\r\n<payload>\r\n0\r\n\r\n".
+    Some(body.split("\r\n").nth(1).unwrap_or(body).to_string())
+}
+
+#[tokio::test]
+async fn up_with_the_demo_serves_a_counter_that_survives_restarts() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let nats_port = free_port();
+    let http_port = free_port();
+    let actors = std::path::Path::new(trellis_tests::actors::HTTP_HELLO).parent().expect("actors dir").to_path_buf();
+    let start = || {
+        Command::new(trellis_bin().expect("binary"))
+            .args(["up", "--nats-url", &format!("nats://127.0.0.1:{nats_port}"), "--lattice", "demo"])
+            .arg("--demo")
+            .arg(&actors)
+            .args(["--demo-address", &format!("127.0.0.1:{http_port}")])
+            .env("TRELLIS_DATA_DIR", data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn trellis up")
+    };
+    let mut expected = 1;
+    for round in 0..2 {
+        let mut child = start();
+        let hello = eventually(Duration::from_secs(60), || http_get(http_port, "/hello")).await;
+        assert_eq!(hello.as_deref(), Some("Hello from Trellis\n"), "round {round}");
+        for _ in 0..2 {
+            let count = http_get(http_port, "/count").await;
+            assert_eq!(count, Some(format!("Count: {expected}\n")), "round {round}: the count rises");
+            expected += 1;
+        }
+        signal(&child, "INT");
+        let status = wait_exit(&mut child, Duration::from_secs(20));
+        assert!(status.success(), "exit status {status}");
+        let out = stdout_of(child);
+        assert!(out.contains("Demo running"), "{out}");
+    }
+    Ok(())
+}

@@ -53,7 +53,11 @@ fn link(source: &str, target: &str, name: &str, ns_pkg: (&str, &str), ifaces: &[
 
 async fn start_provider(client: &Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {
     let command = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host.into(), ..Default::default() };
-    client.start_provider(host, &command).await?;
+    if let Err(e) = client.start_provider(host, &command).await {
+        let hosts = client.ping_hosts().await.map(|h| h.into_iter().map(|h| h.id).collect::<Vec<_>>());
+        let again = client.start_provider(host, &command).await;
+        anyhow::bail!("start_provider on {host} failed: {e}; hosts answering ping: {hosts:?}; retry: {again:?}");
+    }
     Ok(())
 }
 

@@ -73,7 +73,8 @@ impl ComponentActor {
             .queue_subscribe(subject.clone(), id.to_string())
             .await
             .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
-        nats.flush().await.map_err(|e| HostError::Subscribe { subject, reason: e.to_string() })?;
+        // In place on the server before `component_scaled` tells anyone to call.
+        crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject, reason })?;
         Ok(Self {
             id: id.into(),
             host_id: services.host_id.as_str().into(),
