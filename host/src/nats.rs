@@ -88,18 +88,6 @@ pub fn redact(url: &str) -> String {
         .join(",")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
-        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
-        assert_eq!(redact("nats://tok@h:4222,nats://a:b@c:1"), "nats://tok@h:4222,nats://a:***@c:1");
-    }
-}
-
 /// Waits until the server has processed everything this connection sent so far (subscriptions
 /// included): `flush` only empties the client's write buffer, so a client on another connection
 /// could still find no subscriber. A message to ourselves comes back only after the server has
@@ -117,5 +105,17 @@ pub async fn barrier(client: &async_nats::Client) -> Result<(), String> {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err("the connection closed".into()),
         Err(_) => Err("the NATS server did not echo within 10s".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://tok@h:4222,nats://a:b@c:1"), "nats://tok@h:4222,nats://a:***@c:1");
     }
 }

@@ -248,17 +248,21 @@ pub(crate) type ScaleOutcome = tokio::task::JoinHandle<Result<trellis_messages::
 
 /// Subscribes to this component's scale events before the request goes out, so none is missed.
 pub(crate) async fn watch_scale(client: &Client, component_id: &str, wait: std::time::Duration) -> Result<ScaleOutcome> {
+    watch_event(client, &[names::COMPONENT_SCALED, names::COMPONENT_SCALE_FAILED], "component_id", component_id, wait).await
+}
+
+/// The next event named one of `names` whose data has `key` = `id`, within `wait`.
+async fn watch_event(client: &Client, names: &'static [&'static str], key: &'static str, id: &str, wait: Duration) -> Result<ScaleOutcome> {
     let nats = client.nats().clone();
-    let subject = client.subjects().events_wildcard();
-    let mut sub = nats.subscribe(subject).await?;
+    let mut sub = nats.subscribe(client.subjects().events_wildcard()).await?;
     nats.flush().await?;
-    let id = component_id.to_string();
+    let id = id.to_string();
     Ok(tokio::spawn(async move {
         let find = async {
             while let Some(msg) = sub.next().await {
                 let Ok(event) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
-                let is_scale = matches!(event.name(), Some(names::COMPONENT_SCALED | names::COMPONENT_SCALE_FAILED));
-                if is_scale && event.data.get("component_id").and_then(|v| v.as_str()) == Some(id.as_str()) {
+                let wanted = event.name().is_some_and(|n| names.contains(&n));
+                if wanted && event.data.get(key).and_then(|v| v.as_str()) == Some(id.as_str()) {
                     return Ok(event);
                 }
             }
@@ -266,7 +270,7 @@ pub(crate) async fn watch_scale(client: &Client, component_id: &str, wait: std::
         };
         tokio::time::timeout(wait, find)
             .await
-            .map_err(|_| anyhow::anyhow!("no component_scaled or component_scale_failed for `{id}` within {wait:?}"))?
+            .map_err(|_| anyhow::anyhow!("no {} for `{id}` within {wait:?}", names.join(" or ")))?
     }))
 }
 
@@ -292,21 +296,5 @@ pub(crate) async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()
 
 /// The next `provider_started` / `provider_start_failed` of `provider_id`.
 async fn watch_provider(client: &Client, provider_id: &str, wait: Duration) -> Result<ScaleOutcome> {
-    let nats = client.nats().clone();
-    let mut sub = nats.subscribe(client.subjects().events_wildcard()).await?;
-    nats.flush().await?;
-    let id = provider_id.to_string();
-    Ok(tokio::spawn(async move {
-        let find = async {
-            while let Some(msg) = sub.next().await {
-                let Ok(event) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
-                let is_start = matches!(event.name(), Some("provider_started" | "provider_start_failed"));
-                if is_start && event.data.get("provider_id").and_then(|v| v.as_str()) == Some(id.as_str()) {
-                    return Ok(event);
-                }
-            }
-            anyhow::bail!("the event subscription ended")
-        };
-        tokio::time::timeout(wait, find).await.map_err(|_| anyhow::anyhow!("no provider_started for `{id}` within {wait:?}"))?
-    }))
+    watch_event(client, &["provider_started", "provider_start_failed"], "provider_id", provider_id, wait).await
 }
