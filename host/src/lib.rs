@@ -34,6 +34,13 @@
 //!   │                                               │    KV read-modify-   │
 //!   │                                               │    write; watches    │
 //!   │                                               │    both buckets ──► LatticeView (mirror)
+//!   │   StartProvider / StopProvider ───────────────┼──► ProvidersActor ───┤ (provider_started,
+//!   │                                               │    starts one        │  …_start_failed,
+//!   │                                               │    HttpServerActor   │  …_stopped)
+//!   │                                               │    per HTTP server:  │
+//!   │                                               │    LatticeView.changes() → reconcile
+//!   │                                               │    listeners; requests run the target
+//!   │                                               │    in-process (wasm::http::serve_local)
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponents ──► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
@@ -52,7 +59,8 @@
 //!                                               ▼
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
 //!     1. StopControl → ControlActor unsubscribes, finishes in-flight answers, stops
-//!     2. DrainComponents → WorkloadActor stops every ComponentActor: each drains its
+//!     2. StopProviders → ProvidersActor stops the HTTP servers (no new requests), stops
+//!        DrainComponents → WorkloadActor stops every ComponentActor: each drains its
 //!        subscription, lets calls in flight finish, stops
 //!     3. StopLattice → LatticeActor drops its KV watches and stops
 //!        Drain → HostActor stops its heartbeat and stops, returns the final labels
@@ -71,6 +79,9 @@
 //! `LatticeView` that guests' import calls read at call time, so a link put or deleted on any
 //! host changes running components everywhere without a restart, and a restarted host reloads
 //! everything by replaying the watch.
+//!
+//! Key-value (`wasi:keyvalue` on JetStream KV) and the HTTP client gate are host functions in
+//! `wasm::keyvalue` and `wasm::state`, resolved through the component's links at call time.
 //!
 //! A component update swaps the `Arc<PreparedComponent>` the actor hands to new calls; calls in
 //! flight finish on the old code, and the subscription never changes, so no call fails.
