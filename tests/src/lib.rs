@@ -21,6 +21,8 @@ pub mod actors {
     pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");
     /// `trellis:echo/pinger`, calling `echo` through a link.
     pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
+    /// `trellis:fetch/fetch`: outgoing HTTP through `wasi:http/outgoing-handler`.
+    pub const HTTP_FETCH: &str = env!("TRELLIS_ACTOR_HTTP_FETCH");
     /// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
     pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
     /// `wasi:http/incoming-handler` answering "Hello from Trellis".

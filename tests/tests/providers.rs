@@ -252,3 +252,44 @@ async fn provider_lifecycle_bad_references_and_busy_addresses() -> anyhow::Resul
     host.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
+    init_tracing();
+    // A local server the component fetches from.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = server.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong").await;
+            });
+        }
+    });
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_provider(&client, host.id(), "httpc", "wasmcloud+builtin://http-client").await?;
+    lattice.scale(host.id(), "linked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "unlinked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
+    client.put_link(&link("linked", "httpc", "default", ("wasi", "http"), &["outgoing-handler"], &[], &[])).await?;
+
+    let url = format!("{:?}", format!("http://127.0.0.1:{port}/ping"));
+    let fetched = eventually(Duration::from_secs(10), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.call("linked", "trellis:fetch/fetch.get", vec![url]).await.ok()?;
+            r.results.filter(|r| r[0] == r#"ok("200 pong")"#)
+        }
+    })
+    .await;
+    assert!(fetched.is_some(), "the linked component fetches from the local server");
+
+    let reply = client.call("unlinked", "trellis:fetch/fetch.get", vec![url]).await?;
+    let result = reply.results.expect("a guest result")[0].clone();
+    assert!(result.starts_with("err(") && result.contains("HttpRequestDenied"), "{result}");
+    host.shutdown(None).await?;
+    Ok(())
+}
