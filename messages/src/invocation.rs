@@ -18,6 +18,17 @@ pub const SOURCE_ID_HEADER: &str = "source-id";
 /// Header naming the link a call went through.
 pub const LINK_NAME_HEADER: &str = "link-name";
 
+/// Header marking an invocation message as an HTTP request for the component's
+/// `wasi:http/incoming-handler` (an HTTP server provider on another host forwards it): the body
+/// is the HTTP body, the other HTTP headers travel as NATS headers.
+pub const HTTP_KIND_HEADER: &str = "Trellis-Kind";
+/// Method of a forwarded HTTP request.
+pub const HTTP_METHOD_HEADER: &str = "Trellis-Method";
+/// Path and query of a forwarded HTTP request.
+pub const HTTP_URI_HEADER: &str = "Trellis-Uri";
+/// Status of the reply to a forwarded HTTP request (its body is the response body).
+pub const HTTP_STATUS_HEADER: &str = "Trellis-Status";
+
 /// A call of one export function.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationRequest {

@@ -293,3 +293,31 @@ async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    // The component only on A, the HTTP server only on B.
+    lattice.scale(a.id(), "hello", actors::HTTP_HELLO, 8).await?.map_err(anyhow::Error::msg)?;
+    start_provider(&client, b.id(), "http", "wasmcloud+builtin://http-server").await?;
+    let port = free_port();
+    serve(&client, "hello", port, None).await?;
+    let (status, body) = wait_ok(port, "/").await.expect("served through B");
+    assert_eq!((status, body.as_str()), (200, "Hello from Trellis\n"));
+    // Faults keep their status across the hop.
+    assert_eq!(get(port, "/trap").await?.0, 500);
+    for _ in 0..50 {
+        assert_eq!(get(port, "/").await?, (200, "Hello from Trellis\n".to_string()));
+    }
+    // Nothing runs it any more: 503, and the listener stays up.
+    a.shutdown(None).await?;
+    let (status, body) = get(port, "/").await?;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not running on any host"), "{body}");
+    b.shutdown(None).await?;
+    Ok(())
+}

@@ -10,11 +10,12 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse};
+use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND_HEADER};
 
 use crate::error::{HostError, Result};
 use crate::wasm::invoke::{parse_args, Fault};
 use crate::services::HostServices;
+use crate::wasm::http::serve_forwarded;
 use crate::wasm::local::{LocalComponents, LocalTarget};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
@@ -160,6 +161,21 @@ impl StreamHandler<async_nats::Message> for ComponentActor {
             runtime: self.runtime.clone(),
         };
         let nats = self.nats.clone();
+        let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");
+        if is_http {
+            let target = call.target.clone();
+            let (runtime, id) = (self.runtime.clone(), self.id.clone());
+            self.tracker.spawn_on(
+                async move {
+                    let (headers, body) = serve_forwarded(runtime, &id, target, msg.headers, msg.payload).await;
+                    if let Err(e) = nats.publish_with_headers(reply, headers, body).await {
+                        warn!(error = %e, "forwarded HTTP reply not sent");
+                    }
+                },
+                self.runtime.guests(),
+            );
+            return;
+        }
         self.tracker.spawn_on(
             async move {
                 let response = call.run(&msg.payload).await;

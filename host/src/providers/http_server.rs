@@ -4,7 +4,8 @@
 //! Each link's source config gives `address` (default `127.0.0.1:8000`) and optionally `path`:
 //! links without `path` own their address; links with `path` share an address and are routed
 //! by the longest matching path prefix. Requests for a component running on this host go to it
-//! in-process. Listening failures (address in use, bad address) are published as
+//! in-process; otherwise they are forwarded over NATS to whichever host runs it (the body is
+//! buffered, up to the NATS max payload). Listening failures (address in use, bad address) are published as
 //! `linkdef_set_failed` with the reason, once per link and reason.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,7 +19,7 @@ use trellis_messages::event::{names, LinkSetFailed};
 use trellis_messages::link::Link;
 
 use crate::services::HostServices;
-use crate::wasm::http::{serve_local, text, ResponseBody};
+use crate::wasm::http::{forward, serve_local, text, ResponseBody};
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
@@ -196,7 +197,11 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: &Routes, serv
     };
     match services.local.get(&target) {
         Some(local) => serve_local(services.runtime.clone(), &target, local, req).await,
-        None => text(503, format!("component `{target}` is not running on this host")),
+        None => {
+            let config = services.runtime.config();
+            let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);
+            forward(&services.nats, services.subjects.invocation(&target), &target, timeout, req).await
+        }
     }
 }
 

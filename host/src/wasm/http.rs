@@ -86,3 +86,104 @@ where
         },
     }
 }
+
+/// Headers that belong to the NATS envelope, not to the HTTP message.
+fn envelope_header(name: &str) -> bool {
+    name.starts_with("Trellis-") || name.eq_ignore_ascii_case("content-length")
+}
+
+/// Serves an HTTP request that arrived over NATS (method, URI and headers as NATS headers, the
+/// body as payload) and returns the reply's headers and body.
+pub async fn serve_forwarded(
+    runtime: Arc<WasmRuntime>,
+    id: &str,
+    target: LocalTarget,
+    headers: Option<async_nats::HeaderMap>,
+    body: Bytes,
+) -> (async_nats::HeaderMap, Bytes) {
+    use trellis_messages::invocation::{HTTP_METHOD_HEADER, HTTP_URI_HEADER};
+    let headers = headers.unwrap_or_default();
+    let method = headers.get(HTTP_METHOD_HEADER).map_or("GET", |v| v.as_str()).to_string();
+    let uri = headers.get(HTTP_URI_HEADER).map_or("/", |v| v.as_str()).to_string();
+    let mut builder = hyper::Request::builder().method(method.as_str()).uri(uri.as_str());
+    for (name, values) in headers.iter() {
+        let name: &str = name.as_ref();
+        if envelope_header(name) {
+            continue;
+        }
+        for v in values {
+            builder = builder.header(name, v.as_str());
+        }
+    }
+    let response = match builder.body(Full::new(body)) {
+        Ok(request) => serve_local(runtime, id, target, request).await,
+        Err(e) => text(400, format!("bad forwarded request: {e}")),
+    };
+    encode_response(response).await
+}
+
+async fn encode_response(response: hyper::Response<ResponseBody>) -> (async_nats::HeaderMap, Bytes) {
+    use trellis_messages::invocation::HTTP_STATUS_HEADER;
+    let (parts, body) = response.into_parts();
+    let (status, body) = match body.collect().await {
+        Ok(collected) => (parts.status.as_u16(), collected.to_bytes()),
+        Err(e) => (500, Bytes::from(format!("the component's response body failed: {e}\n"))),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HTTP_STATUS_HEADER, status.to_string().as_str());
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v);
+        }
+    }
+    (headers, body)
+}
+
+/// Forwards `request` to component `id` on whichever host runs it, over NATS.
+pub async fn forward(
+    nats: &async_nats::Client,
+    subject: String,
+    id: &str,
+    timeout: std::time::Duration,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<ResponseBody> {
+    use trellis_messages::invocation::{HTTP_KIND_HEADER, HTTP_METHOD_HEADER, HTTP_STATUS_HEADER, HTTP_URI_HEADER};
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return text(400, format!("cannot read the request body: {e}")),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HTTP_KIND_HEADER, "http");
+    headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());
+    headers.insert(HTTP_URI_HEADER, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v);
+        }
+    }
+    let reply = match tokio::time::timeout(timeout, nats.request_with_headers(subject, headers, body)).await {
+        Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return text(503, format!("component `{id}` is not running on any host"))
+        }
+        Ok(Err(e)) => return text(502, format!("forwarding to component `{id}` failed: {e}")),
+        Ok(Ok(msg)) => msg,
+    };
+    let reply_headers = reply.headers.unwrap_or_default();
+    let status = reply_headers.get(HTTP_STATUS_HEADER).and_then(|s| s.as_str().parse().ok()).unwrap_or(502);
+    let mut response = hyper::Response::new(Full::new(reply.payload).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    for (name, values) in reply_headers.iter() {
+        let name: &str = name.as_ref();
+        if envelope_header(name) {
+            continue;
+        }
+        for v in values {
+            if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(v.as_str())) {
+                response.headers_mut().append(n, v);
+            }
+        }
+    }
+    response
+}
