@@ -23,6 +23,8 @@ pub mod actors {
     pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
     /// `trellis:fetch/fetch`: outgoing HTTP through `wasi:http/outgoing-handler`.
     pub const HTTP_FETCH: &str = env!("TRELLIS_ACTOR_HTTP_FETCH");
+    /// `wasmcloud:messaging/handler` answering through `wasmcloud:messaging/consumer`.
+    pub const MSG_ECHO: &str = env!("TRELLIS_ACTOR_MSG_ECHO");
     /// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
     pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
     /// `wasi:http/incoming-handler` answering "Hello from Trellis".

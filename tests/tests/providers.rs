@@ -321,3 +321,70 @@ async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> a
     b.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn messaging_delivers_subscriptions_and_components_publish_and_request() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    let nats = lattice.nats().await?;
+    // A service the component asks through `consumer.request`.
+    let mut service = nats.subscribe("svc.time").await?;
+    let responder = nats.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(m) = service.next().await {
+            if let Some(r) = m.reply {
+                let _ = responder.publish(r, "tick".into()).await;
+            }
+        }
+    });
+    // The provider on A, the component on B: delivery crosses hosts.
+    start_provider(&client, a.id(), "msg", "wasmcloud+builtin://messaging-nats").await?;
+    lattice.scale(b.id(), "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("msg-subs", &HashMap::from([("subscriptions".to_string(), "demo.echo,ask.svc.time".to_string())])).await?;
+    client.put_link(&link("msg", "msg-echo", "default", ("wasmcloud", "messaging"), &["handler"], &["msg-subs"], &[])).await?;
+    client.put_link(&link("msg-echo", "msg", "default", ("wasmcloud", "messaging"), &["consumer"], &[], &[])).await?;
+
+    let reply = eventually(Duration::from_secs(10), || {
+        let nats = nats.clone();
+        async move { tokio::time::timeout(Duration::from_millis(500), nats.request("demo.echo", "hi".into())).await.ok()?.ok() }
+    })
+    .await
+    .expect("the component answers messages on its subscription");
+    assert_eq!(&reply.payload[..], b"echo: hi");
+    let reply = nats.request("ask.svc.time", "".into()).await?;
+    assert_eq!(&reply.payload[..], b"tick", "the component's consumer.request reached the service");
+
+    // Without the consumer link the component cannot publish: no reply comes.
+    client.delete_link("msg-echo", "default", "wasmcloud", "messaging").await?;
+    let silent = eventually(Duration::from_secs(10), || {
+        let nats = nats.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_millis(500), nats.request("demo.echo", "x".into())).await {
+                Err(_) => Some(()),
+                Ok(_) => None,
+            }
+        }
+    })
+    .await;
+    assert!(silent.is_some(), "an unlinked component cannot publish");
+    // Deleting the handler link ends delivery: no responders on the subject.
+    client.delete_link("msg", "default", "wasmcloud", "messaging").await?;
+    let gone = eventually(Duration::from_secs(10), || {
+        let nats = nats.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_millis(500), nats.request("demo.echo", "x".into())).await {
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(gone.is_some(), "the subscription went with the link");
+    a.shutdown(None).await?;
+    b.shutdown(None).await?;
+    Ok(())
+}

@@ -13,6 +13,7 @@ use trellis_messages::provider::{ProviderDescription, StartProviderCommand, Stop
 use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{HostError, Result};
 use crate::providers::http_server::{HttpServerActor, StopHttpServer};
+use crate::providers::messaging::{MessagingActor, StopMessaging};
 use crate::providers::ProviderKind;
 use crate::services::HostServices;
 
@@ -22,6 +23,8 @@ struct Running {
     kind: ProviderKind,
     /// The actor, for providers that have one (in-process capabilities do not).
     http: Option<Addr<HttpServerActor>>,
+    /// The messaging actor, for a messaging provider.
+    messaging: Option<Addr<MessagingActor>>,
     description: ProviderDescription,
 }
 
@@ -52,6 +55,9 @@ impl ProvidersActor {
         let Some(running) = self.running.remove(id) else { return false };
         if let Some(addr) = running.http {
             addr.do_send(StopHttpServer);
+        }
+        if let Some(addr) = running.messaging {
+            addr.do_send(StopMessaging);
         }
         info!(provider_id = id, kind = running.kind.name(), reason, "provider stopped");
         self.publish("provider_stopped", json!({"host_id": self.services.host_id, "provider_id": id, "reason": reason}));
@@ -101,6 +107,8 @@ impl Handler<StartProvider> for ProvidersActor {
         };
         let http = (kind == ProviderKind::HttpServer)
             .then(|| HttpServerActor::new(cmd.provider_id.clone(), self.services.clone()).start());
+        let messaging = (kind == ProviderKind::Messaging)
+            .then(|| MessagingActor::new(cmd.provider_id.clone(), self.services.clone()).start());
         let description = ProviderDescription {
             id: cmd.provider_id.clone(),
             image_ref: Some(cmd.provider_ref.clone()),
@@ -109,7 +117,7 @@ impl Handler<StartProvider> for ProvidersActor {
             annotations: cmd.annotations.clone(),
         };
         info!(provider_id = %cmd.provider_id, kind = kind.name(), "provider started");
-        self.running.insert(cmd.provider_id.clone(), Running { kind, http, description });
+        self.running.insert(cmd.provider_id.clone(), Running { kind, http, messaging, description });
         self.publish("provider_started", base);
         self.publish_inventory();
         Ok(format!("provider `{}` is starting", cmd.provider_id))

@@ -6,10 +6,13 @@
 //! | `wasmcloud+builtin://http-client`, `trellis://http-client` | [`ProviderKind::HttpClient`] | in-process: a component linked to it for `wasi:http/outgoing-handler` may send requests; others get `HTTP-request-denied` |
 //! | `wasmcloud+builtin://keyvalue-nats`, `trellis://keyvalue` | [`ProviderKind::KeyValue`] | in-process: `wasi:keyvalue/store` + `atomics` on the JetStream KV bucket named by the link's target config (`bucket`) |
 //!
+//! | `wasmcloud+builtin://messaging-nats`, `trellis://messaging` | [`ProviderKind::Messaging`] | an actor that follows its links (`wasmcloud:messaging/handler`) and delivers the messages of each link's `subscriptions` to the component; components linked to it for `wasmcloud:messaging/consumer` publish and request |
+//!
 //! Providers that run in-process are still started, listed and stopped like any provider, so
 //! tools see them; their work happens in the host functions guests call, without a NATS hop.
 
 pub mod http_server;
+pub mod messaging;
 
 /// The built-in providers Trellis knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub enum ProviderKind {
     HttpClient,
     /// Key-value on JetStream.
     KeyValue,
+    /// `wasmcloud:messaging` on the lattice's NATS.
+    Messaging,
 }
 
 impl ProviderKind {
@@ -34,17 +39,16 @@ impl ProviderKind {
             .ok_or_else(|| {
                 format!(
                     "provider reference `{reference}` is not a built-in provider; Trellis runs `wasmcloud+builtin://…` \
-                     and `trellis://…` providers (http-server, http-client, keyvalue) and no external provider processes yet"
+                     and `trellis://…` providers (http-server, http-client, keyvalue, messaging-nats) and no external \
+                     provider processes yet"
                 )
             })?;
         match name {
             "http-server" => Ok(Self::HttpServer),
             "http-client" => Ok(Self::HttpClient),
             "keyvalue" | "keyvalue-nats" => Ok(Self::KeyValue),
-            "messaging-nats" | "messaging" => {
-                Err(format!("`{reference}`: the messaging provider is not built into Trellis yet"))
-            }
-            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue")),
+            "messaging-nats" | "messaging" => Ok(Self::Messaging),
+            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats")),
         }
     }
 
@@ -54,6 +58,7 @@ impl ProviderKind {
             Self::HttpServer => "http-server",
             Self::HttpClient => "http-client",
             Self::KeyValue => "keyvalue",
+            Self::Messaging => "messaging-nats",
         }
     }
 }
@@ -68,6 +73,6 @@ mod tests {
         assert_eq!(ProviderKind::parse("trellis://keyvalue"), Ok(ProviderKind::KeyValue));
         assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().contains("not a built-in provider"));
         assert!(ProviderKind::parse("trellis://nope").unwrap_err().contains("unknown built-in provider `nope`"));
-        assert!(ProviderKind::parse("wasmcloud+builtin://messaging-nats").unwrap_err().contains("not built into Trellis yet"));
+        assert_eq!(ProviderKind::parse("wasmcloud+builtin://messaging-nats"), Ok(ProviderKind::Messaging));
     }
 }

@@ -103,6 +103,8 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
             link_logging(linker, name, ctx)?;
         } else if name.starts_with("wasmcloud:bus/lattice@") {
             link_bus(linker, name)?;
+        } else if name.starts_with("wasmcloud:messaging/consumer@") {
+            crate::wasm::messaging::link_consumer(linker, name, ctx)?;
         } else if name.starts_with("wasi:keyvalue/store@") {
             crate::wasm::keyvalue::link_store(linker, name, ctx)?;
         } else if name.starts_with("wasi:keyvalue/atomics@") {

@@ -20,6 +20,7 @@ pub mod imports;
 pub mod keyvalue;
 pub mod load;
 pub mod local;
+pub mod messaging;
 pub mod prepared;
 pub mod state;
 

@@ -1,0 +1,165 @@
+//! The messaging provider: an actor that follows the links whose source is this provider
+//! (`wasmcloud:messaging/handler`) and delivers the messages of each link's `subscriptions`
+//! (source config, comma-separated; `queue_group` optional) to the linked component's
+//! `handle-message`: in-process when the component runs here, else over NATS.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use tracing::{debug, info, warn};
+use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
+use wasmtime::component::Val;
+
+use crate::services::HostServices;
+
+/// The export messages are delivered to.
+const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
+
+/// One subscription: (target component, subject, queue group).
+type Key = (String, String, Option<String>);
+
+/// One messaging provider.
+pub struct MessagingActor {
+    id: String,
+    services: HostServices,
+    subscriptions: HashMap<Key, tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MessagingActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagingActor").field("id", &self.id).field("subscriptions", &self.subscriptions.keys()).finish()
+    }
+}
+
+impl MessagingActor {
+    /// A provider `id`; subscriptions follow its links once it starts.
+    pub fn new(id: String, services: HostServices) -> Self {
+        Self { id, services, subscriptions: HashMap::new() }
+    }
+
+    fn desired(&self) -> Vec<Key> {
+        let mut out = Vec::new();
+        for link in self.services.view.links_from(&self.id) {
+            if link.wit_namespace != "wasmcloud" || link.wit_package != "messaging" || !link.interfaces.iter().any(|i| i == "handler") {
+                continue;
+            }
+            let config = self.services.view.config(&link.source_config);
+            let queue = config.get("queue_group").filter(|q| !q.is_empty()).cloned();
+            for subject in config.get("subscriptions").map(String::as_str).unwrap_or_default().split(',') {
+                let subject = subject.trim();
+                if !subject.is_empty() {
+                    out.push((link.target.clone(), subject.to_string(), queue.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn reconcile(&mut self) {
+        let desired = self.desired();
+        debug!(provider = %self.id, ?desired, links = ?self.services.view.links_from(&self.id).len(), "messaging reconcile");
+        self.subscriptions.retain(|key, task| {
+            let keep = desired.contains(key);
+            if !keep {
+                info!(subject = %key.1, target = %key.0, "messaging subscription removed");
+                task.abort();
+            }
+            keep
+        });
+        for key in desired {
+            if self.subscriptions.contains_key(&key) {
+                continue;
+            }
+            info!(provider = %self.id, subject = %key.1, target = %key.0, queue = ?key.2, "messaging subscription added");
+            let services = self.services.clone();
+            let task = self.services.runtime.guests().spawn(deliver(services, key.clone()));
+            self.subscriptions.insert(key, task);
+        }
+    }
+}
+
+async fn deliver(services: HostServices, (target, subject, queue): Key) {
+    let sub = match &queue {
+        Some(q) => services.nats.queue_subscribe(subject.clone(), q.clone()).await,
+        None => services.nats.subscribe(subject.clone()).await,
+    };
+    let mut sub = match sub {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%subject, error = %e, "messaging provider cannot subscribe");
+            return;
+        }
+    };
+    let _ = crate::nats::barrier(&services.nats).await;
+    while let Some(msg) = sub.next().await {
+        let (services, target) = (services.clone(), target.clone());
+        tokio::spawn(async move {
+            if let Err(e) = handle(&services, &target, msg).await {
+                warn!(component_id = %target, "message not handled: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), String> {
+    let record = Val::Record(vec![
+        ("subject".into(), Val::String(msg.subject.to_string())),
+        ("body".into(), Val::List(msg.payload.iter().map(|b| Val::U8(*b)).collect())),
+        ("reply-to".into(), Val::Option(msg.reply.map(|r| Box::new(Val::String(r.to_string()))))),
+    ]);
+    let result = if let Some(local) = services.local.get(target) {
+        let out = local.call(&services.runtime, target, HANDLE, vec![record]).await.map_err(|f| f.message)?;
+        out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default()
+    } else {
+        let arg = record.to_wave().map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&InvocationRequest { function: HANDLE.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
+        let reply = services.nats.request(services.subjects.invocation(target), body.into()).await.map_err(|e| e.to_string())?;
+        let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
+        match (response.results, response.error) {
+            (Some(r), _) => r.into_iter().next().unwrap_or_default(),
+            (None, e) => return Err(e.unwrap_or_default()),
+        }
+    };
+    if result.starts_with("err(") {
+        debug!(component_id = target, "handle-message returned {result}");
+    }
+    Ok(())
+}
+
+impl Actor for MessagingActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let changes = self.services.view.changes();
+        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+        self.reconcile();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (_, task) in self.subscriptions.drain() {
+            task.abort();
+        }
+    }
+}
+
+impl StreamHandler<()> for MessagingActor {
+    fn handle(&mut self, (): (), _: &mut Self::Context) {
+        self.reconcile();
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// Stops the provider and its subscriptions.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopMessaging;
+
+impl Handler<StopMessaging> for MessagingActor {
+    type Result = ();
+    fn handle(&mut self, _: StopMessaging, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
