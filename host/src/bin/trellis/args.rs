@@ -24,7 +24,16 @@ pub enum Command {
     /// Run a host joined to an existing lattice.
     Host(HostArgs),
     /// List the hosts of the lattice (`host.ping`).
-    Hosts(ClientArgs),
+    Hosts {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only hosts with this label (`key=value`).
+        #[arg(long = "with-label")]
+        with_label: Option<String>,
+        /// Print only the host ids, one per line (for scripts).
+        #[arg(long, conflicts_with = "json")]
+        ids: bool,
+    },
     /// Show a host's inventory (`host.get`).
     Inventory {
         #[command(flatten)]

@@ -43,12 +43,22 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 /// Runs a client command.
 pub async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Hosts(args) => {
+        Command::Hosts { client: args, with_label, ids } => {
             let client = connect(&args).await?;
             let mut hosts = client.ping_hosts().await?;
             hosts.sort_by(|a, b| a.id.cmp(&b.id));
+            if let Some(label) = with_label {
+                let (k, v) = label.split_once('=').with_context(|| format!("`{label}` must be written key=value"))?;
+                hosts.retain(|h| h.labels.get(k).map(String::as_str) == Some(v));
+            }
             if args.json {
                 return print_json(&hosts);
+            }
+            if ids {
+                for h in hosts {
+                    println!("{}", h.id);
+                }
+                return Ok(());
             }
             if hosts.is_empty() {
                 println!("No host answered on lattice `{}`.", args.lattice.lattice);
