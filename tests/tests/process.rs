@@ -346,3 +346,55 @@ async fn up_with_the_demo_serves_a_counter_that_survives_restarts() -> anyhow::R
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn guest_logs_reach_the_host_log_with_the_component_id() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let key = nkeys::KeyPair::new_server();
+    let child = Command::new(trellis_bin()?)
+        .args(["host", "--log", "info"])
+        .env("TRELLIS_NATS_URL", lattice.url())
+        .env("TRELLIS_LATTICE", &lattice.name)
+        .env("TRELLIS_HOST_SEED", key.seed()?)
+        .env("TRELLIS_NO_COMPILE_CACHE", "true")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let id = wait_for_host(&lattice, &key.public_key()).await.id;
+    let client = lattice.client().await?;
+    let start = trellis_messages::provider::StartProviderCommand {
+        provider_id: "msg".into(),
+        provider_ref: "wasmcloud+builtin://messaging-nats".into(),
+        ..Default::default()
+    };
+    client.start_provider(&id, &start).await?;
+    lattice.scale(&id, "msg-echo", trellis_tests::actors::MSG_ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("subs", &std::collections::HashMap::from([("subscriptions".to_string(), "log.me".to_string())])).await?;
+    let link = trellis_messages::link::Link {
+        source_id: "msg".into(),
+        target: "msg-echo".into(),
+        name: "default".into(),
+        wit_namespace: "wasmcloud".into(),
+        wit_package: "messaging".into(),
+        interfaces: vec!["handler".into()],
+        source_config: vec!["subs".into()],
+        target_config: vec![],
+    };
+    client.put_link(&link).await?;
+    let nats = lattice.nats().await?;
+    for _ in 0..20 {
+        nats.publish("log.me", "x".into()).await?;
+        nats.flush().await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lattice.ctl().await?.stop_host(&id, Some(3_000)).await.map_err(anyhow::Error::msg)?;
+    let mut child = child;
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success());
+    let Output { stderr, .. } = child.wait_with_output()?;
+    let log = String::from_utf8_lossy(&stderr);
+    let line = log.lines().find(|l| l.contains("message on `log.me`")).unwrap_or_else(|| panic!("no guest log line in:\n{log}"));
+    assert!(line.contains("INFO") && line.contains("component_id=msg-echo") && line.contains("context=\"msg-echo\""), "{line}");
+    Ok(())
+}
