@@ -20,6 +20,13 @@ impl Guest for Pinger {
         echo::echo(&message)
     }
 
+    fn ping_many(count: u32, message: String) -> u32 {
+        for _ in 0..count {
+            let _ = echo::echo(&message);
+        }
+        count
+    }
+
     fn ping_spin() {
         echo::spin();
     }

@@ -1,0 +1,402 @@
+//! `bench`: Trellis measured against baselines taken in the same run on the same machine.
+//!
+//! Starts its own NATS server and hosts (in this process), runs every figure, prints a table
+//! and writes JSON. `--quick` runs few iterations (the test suite uses it as a smoke test);
+//! `--json PATH` chooses where the JSON goes (default `target/bench.json`).
+//!
+//! Figures: local call (in-process link) vs wasmtime called directly; cross-host call vs a raw
+//! NATS round trip; control-plane call vs the raw round trip; HTTP at concurrency 1/8/64 vs a
+//! plain hyper server; scale from zero (cold and warm compile cache); density (memory per
+//! component, time to scale, heartbeat size); link propagation across hosts.
+
+use std::collections::HashMap;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::Full;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_tests::{actors, free_port, TestLattice};
+
+#[derive(Clone, Copy)]
+struct Size {
+    calls: usize,
+    inner: u32,
+    http: usize,
+    density: usize,
+}
+
+/// One line of the table.
+struct Figure {
+    name: String,
+    trellis: String,
+    baseline: String,
+    ratio: f64,
+    json: serde_json::Value,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// p50/p99 of `n` runs of `f`.
+async fn latencies<F, Fut>(n: usize, mut f: F) -> Result<(Duration, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..(n / 10).max(3) {
+        f().await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        v.push(t.elapsed());
+    }
+    v.sort_unstable();
+    Ok((pct(&v, 0.5), pct(&v, 0.99)))
+}
+
+fn latency_figure(name: &str, t: (Duration, Duration), b: (Duration, Duration)) -> Figure {
+    Figure {
+        name: name.into(),
+        trellis: format!("p50 {:.1} µs  p99 {:.1} µs", us(t.0), us(t.1)),
+        baseline: format!("p50 {:.1} µs  p99 {:.1} µs", us(b.0), us(b.1)),
+        ratio: us(t.0) / us(b.0).max(0.001),
+        json: json!({"trellis_p50_us": us(t.0), "trellis_p99_us": us(t.1), "baseline_p50_us": us(b.0), "baseline_p99_us": us(b.1)}),
+    }
+}
+
+fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &[&str], tc: &[&str]) -> Link {
+    Link {
+        source_id: source.into(),
+        target: target.into(),
+        name: name.into(),
+        wit_namespace: ns.into(),
+        wit_package: pkg.into(),
+        interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
+        source_config: sc.iter().map(|s| s.to_string()).collect(),
+        target_config: tc.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, max: u32) -> Result<()> {
+    lattice.scale(host, id, reference, max).await?.map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// Per-call time of the pinger → echo link path: ping-many(n) minus ping-many(0), over n.
+async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
+    let mut per_call = Vec::new();
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        client.call("pinger", "trellis:echo/pinger.ping-many", vec!["0".into(), r#""x""#.into()]).await?;
+        let empty = t0.elapsed();
+        let t1 = Instant::now();
+        let r = client.call("pinger", "trellis:echo/pinger.ping-many", vec![n.to_string(), r#""x""#.into()]).await?;
+        let full = t1.elapsed();
+        anyhow::ensure!(r.results.is_some(), "ping-many failed: {:?}", r.error);
+        per_call.push(full.saturating_sub(empty) / n);
+    }
+    per_call.sort_unstable();
+    Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
+}
+
+/// Direct wasmtime: instantiate echo and call `echo`, per call (what Trellis does per call).
+async fn direct_wasmtime(n: usize) -> Result<(Duration, Duration)> {
+    use trellis_host::wasm::state::GuestState;
+    use wasmtime::component::{Component, Linker, Val};
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config)?;
+    let component = Component::from_file(&engine, actors::ECHO)?;
+    let mut linker = Linker::<GuestState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    let pre = linker.instantiate_pre(&component)?;
+    let iface = component.get_export_index(None, "trellis:echo/echo@0.1.0").context("echo interface")?;
+    let func = component.get_export_index(Some(&iface), "echo").context("echo function")?;
+    latencies(n, || {
+        let (pre, engine) = (pre.clone(), engine.clone());
+        async move {
+            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false));
+            let instance = pre.instantiate_async(&mut store).await?;
+            let f = instance.get_func(&mut store, func).context("func")?;
+            let mut out = [Val::Bool(false)];
+            f.call_async(&mut store, &[Val::String("x".into())], &mut out).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn raw_nats_rtt(nats: &async_nats::Client, n: usize) -> Result<(Duration, Duration)> {
+    let mut sub = nats.subscribe("bench.echo").await?;
+    let responder = nats.clone();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(r) = m.reply {
+                let _ = responder.publish(r, m.payload).await;
+            }
+        }
+    });
+    nats.flush().await?;
+    latencies(n, || {
+        let nats = nats.clone();
+        async move {
+            nats.request("bench.echo", "x".into()).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn http_get(port: u16, path: &str) -> Result<()> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    anyhow::ensure!(raw.starts_with(b"HTTP/1.1 200"), "not 200: {}", String::from_utf8_lossy(&raw));
+    Ok(())
+}
+
+/// Requests/s and p50/p99 of `total` GETs at `concurrency`, a new connection each.
+async fn http_load(port: u16, path: &'static str, concurrency: usize, total: usize) -> Result<(f64, Duration, Duration)> {
+    let began = Instant::now();
+    let per = total.div_ceil(concurrency);
+    let tasks = (0..concurrency).map(|_| {
+        tokio::spawn(async move {
+            let mut v = Vec::with_capacity(per);
+            for _ in 0..per {
+                let t = Instant::now();
+                http_get(port, path).await?;
+                v.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(v)
+        })
+    });
+    let mut all = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        all.extend(t??);
+    }
+    let elapsed = began.elapsed();
+    all.sort_unstable();
+    Ok((all.len() as f64 / elapsed.as_secs_f64(), pct(&all, 0.5), pct(&all, 0.99)))
+}
+
+async fn hyper_hello() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"Hello from hyper\n"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "target/bench.json".into());
+    let size = if quick {
+        Size { calls: 30, inner: 20, http: 64, density: 10 }
+    } else {
+        Size { calls: 2000, inner: 1000, http: 2000, density: 100 }
+    };
+    let mut figures = Vec::new();
+    let lattice = TestLattice::cluster(3).await?;
+    let mut hosts = Vec::new();
+    for i in 0..3 {
+        let mut config = lattice.host_config_on(i);
+        config.heartbeat_interval = Duration::from_secs(30);
+        config.wasm.max_execution_time = Duration::from_secs(30);
+        config.wasm.pool_instances = 256;
+        config.kv_replicas = 1;
+        hosts.push(lattice.start_host(config).await?);
+    }
+    let (a, b, c) = (hosts[0].id().to_string(), hosts[1].id().to_string(), hosts[2].id().to_string());
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(30));
+    let nats = lattice.nats().await?;
+
+    // 1. Local call: pinger → echo on one host (in-process link).
+    scaled(&lattice, &a, "pinger", actors::PINGER, 64).await?;
+    scaled(&lattice, &a, "echo", actors::ECHO, 64).await?;
+    client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[], &[])).await?;
+    let rounds = if quick { 3 } else { 20 };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let local = link_path(&client, size.inner, rounds).await?;
+    let direct = direct_wasmtime(size.calls).await?;
+    figures.push(latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct", local, direct));
+
+    // 2. Cross-host: echo only on host B (a different NATS node).
+    client.scale_component(&a, &trellis_messages::component::ScaleComponentCommand { component_id: "echo".into(), component_ref: actors::ECHO.into(), max_instances: 0, ..Default::default() }).await?;
+    scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cross = link_path(&client, size.inner, rounds).await?;
+    let rtt = raw_nats_rtt(&nats, size.calls).await?;
+    figures.push(latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip", cross, rtt));
+
+    // 3. Control-plane call from an external client.
+    let ctl = latencies(size.calls, || {
+        let client = client.clone();
+        async move {
+            let r = client.call("echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+            anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
+            Ok(())
+        }
+    })
+    .await?;
+    figures.push(latency_figure("3. control-plane call (client → echo) vs raw NATS round trip", ctl, rtt));
+
+    // 4. HTTP: http-hello through the HTTP server provider vs plain hyper.
+    let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
+    client.start_provider(&c, &start).await?;
+    scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
+    let port = free_port();
+    client.put_config("bench-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"], &[])).await?;
+    let mut ready = false;
+    for _ in 0..100 {
+        if http_get(port, "/").await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(ready, "http-hello not served");
+    let hyper_port = hyper_hello().await?;
+    for concurrency in [1, 8, 64] {
+        let t = http_load(port, "/", concurrency, size.http).await?;
+        let h = http_load(hyper_port, "/", concurrency, size.http).await?;
+        figures.push(Figure {
+            name: format!("4. HTTP http-hello at concurrency {concurrency} vs hyper hello"),
+            trellis: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs", t.0, us(t.1), us(t.2)),
+            baseline: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs", h.0, us(h.1), us(h.2)),
+            ratio: t.0 / h.0.max(0.001),
+            json: json!({"concurrency": concurrency, "trellis_rps": t.0, "trellis_p50_us": us(t.1), "trellis_p99_us": us(t.2),
+                         "baseline_rps": h.0, "baseline_p50_us": us(h.1), "baseline_p99_us": us(h.2)}),
+        });
+    }
+
+    // 5. Scale from zero, cold and warm compile cache (a fresh host each time).
+    let cache = tempfile::tempdir()?;
+    let mut scale_times = Vec::new();
+    for _ in 0..2 {
+        let mut config = lattice.host_config();
+        config.wasm.cache_dir = Some(cache.path().to_path_buf());
+        config.labels.insert("bench".into(), "scale".into());
+        let host = lattice.start_host(config).await?;
+        let id = format!("cold-{}", scale_times.len());
+        let began = Instant::now();
+        scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
+        let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+        anyhow::ensure!(r.results.is_some());
+        scale_times.push(began.elapsed());
+        host.shutdown(None).await?;
+    }
+    figures.push(Figure {
+        name: "5. scale from zero → first call (warm cache vs cold)".into(),
+        trellis: format!("warm {:.1} ms", scale_times[1].as_secs_f64() * 1e3),
+        baseline: format!("cold {:.1} ms", scale_times[0].as_secs_f64() * 1e3),
+        ratio: scale_times[1].as_secs_f64() / scale_times[0].as_secs_f64().max(1e-9),
+        json: json!({"cold_ms": scale_times[0].as_secs_f64() * 1e3, "warm_ms": scale_times[1].as_secs_f64() * 1e3}),
+    });
+
+    // 6. Density: N components under distinct ids on one fresh host.
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let before = rss_bytes();
+    let began = Instant::now();
+    for i in 0..size.density {
+        scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
+    }
+    let took = began.elapsed();
+    let after = rss_bytes();
+    let inventory = client.inventory(host.id()).await?;
+    let heartbeat = serde_json::to_vec(&inventory)?.len();
+    let per = after.saturating_sub(before) / size.density as u64;
+    figures.push(Figure {
+        name: format!("6. density: {} components on one host", size.density),
+        trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
+        baseline: format!("heartbeat {heartbeat} bytes (NATS max payload 1 MiB)"),
+        ratio: heartbeat as f64 / 1_048_576.0,
+        json: json!({"components": size.density, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
+    });
+    host.shutdown(None).await?;
+
+    // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
+    scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
+    client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+    let mut props = Vec::new();
+    for _ in 0..rounds.min(5) {
+        client.delete_link("pinger", "alt", "trellis", "echo").await?;
+        client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.delete_link("pinger", "alt", "trellis", "echo").await?;
+        let began = Instant::now();
+        client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+        loop {
+            let r = client.call("pinger", "trellis:echo/pinger.ping-via", vec![r#""alt""#.into(), r#""x""#.into()]).await?;
+            if r.results.is_some() {
+                break;
+            }
+            anyhow::ensure!(began.elapsed() < Duration::from_secs(10), "link never propagated");
+        }
+        props.push(began.elapsed());
+    }
+    props.sort_unstable();
+    let one_call = rtt.0;
+    figures.push(Figure {
+        name: "7. link propagation (put ack → caller on another host uses it) vs one NATS round trip".into(),
+        trellis: format!("p50 {:.1} ms", pct(&props, 0.5).as_secs_f64() * 1e3),
+        baseline: format!("{:.1} µs", us(one_call)),
+        ratio: us(pct(&props, 0.5)) / us(one_call).max(0.001),
+        json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)}),
+    });
+
+    println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
+    for f in &figures {
+        println!("{:<80} | {:<44} | {:<44} | {:.2}", f.name, f.trellis, f.baseline, f.ratio);
+    }
+    let out = json!({
+        "quick": quick,
+        "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
+        "figures": figures.iter().map(|f| json!({"name": f.name, "ratio": f.ratio, "data": f.json})).collect::<Vec<_>>(),
+    });
+    if let Some(dir) = std::path::Path::new(&json_path).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&out)?)?;
+    println!("JSON written to {json_path}");
+    for h in hosts {
+        h.shutdown(None).await?;
+    }
+
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! The benchmark in `--quick` mode as a smoke test: it runs end to end and produces every
+//! figure. It asserts nothing about the numbers (a benchmark, not a timed test).
+
+#[test]
+fn quick_benchmark_produces_every_figure() {
+    let json = tempfile::NamedTempFile::new().expect("temp file");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--quick", "--json"])
+        .arg(json.path())
+        .output()
+        .expect("run the benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path()).expect("JSON written")).expect("valid JSON");
+    let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
+    for prefix in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. "] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "figure {prefix} missing from {names:?}");
+    }
+    assert_eq!(names.iter().filter(|n| n.starts_with("4. ")).count(), 3, "HTTP at concurrency 1, 8, 64");
+    for f in report["figures"].as_array().expect("figures") {
+        let ratio = f["ratio"].as_f64().expect("ratio");
+        assert!(ratio.is_finite() && ratio > 0.0, "{f}");
+    }
+    assert!(stdout.contains("| ratio"), "the table is printed: {stdout}");
+}
