@@ -30,6 +30,36 @@ pub struct Link {
     pub target_config: Vec<String>,
 }
 
+impl Link {
+    /// A link named `name` from `source` to `target` for `ns:pkg/{interfaces}`, without configs.
+    pub fn new(source: &str, target: &str, name: &str, ns: &str, pkg: &str, interfaces: &[&str]) -> Self {
+        Self {
+            source_id: source.into(),
+            target: target.into(),
+            name: name.into(),
+            wit_namespace: ns.into(),
+            wit_package: pkg.into(),
+            interfaces: interfaces.iter().map(|s| (*s).to_string()).collect(),
+            source_config: Vec::new(),
+            target_config: Vec::new(),
+        }
+    }
+
+    /// With config names handed to the source.
+    #[must_use]
+    pub fn with_source_config(mut self, names: &[&str]) -> Self {
+        self.source_config = names.iter().map(|s| (*s).to_string()).collect();
+        self
+    }
+
+    /// With config names handed to the target.
+    #[must_use]
+    pub fn with_target_config(mut self, names: &[&str]) -> Self {
+        self.target_config = names.iter().map(|s| (*s).to_string()).collect();
+        self
+    }
+}
+
 /// Body of `link.del`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteInterfaceLinkDefinitionRequest {

@@ -15,16 +15,7 @@ use trellis_tests::{actors, event_data, eventually, init_tracing, trellis_bin, T
 const PING: &str = "trellis:echo/pinger.ping";
 
 fn echo_link(source: &str, target: &str, name: &str) -> Link {
-    Link {
-        source_id: source.into(),
-        target: target.into(),
-        name: name.into(),
-        wit_namespace: "trellis".into(),
-        wit_package: "echo".into(),
-        interfaces: vec!["echo".into()],
-        source_config: vec![],
-        target_config: vec![],
-    }
+    Link::new(source, target, name, "trellis", "echo", &["echo"])
 }
 
 fn published(link: &Link) -> wasmcloud_control_interface::Link {

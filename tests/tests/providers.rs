@@ -39,16 +39,7 @@ fn dechunk(body: &str) -> String {
 }
 
 fn link(source: &str, target: &str, name: &str, ns_pkg: (&str, &str), ifaces: &[&str], source_config: &[&str], target_config: &[&str]) -> Link {
-    Link {
-        source_id: source.into(),
-        target: target.into(),
-        name: name.into(),
-        wit_namespace: ns_pkg.0.into(),
-        wit_package: ns_pkg.1.into(),
-        interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
-        source_config: source_config.iter().map(|s| s.to_string()).collect(),
-        target_config: target_config.iter().map(|s| s.to_string()).collect(),
-    }
+    Link::new(source, target, name, ns_pkg.0, ns_pkg.1, ifaces).with_source_config(source_config).with_target_config(target_config)
 }
 
 async fn start_provider(client: &Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {

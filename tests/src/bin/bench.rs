@@ -81,17 +81,8 @@ fn latency_figure(name: &str, t: (Duration, Duration), b: (Duration, Duration)) 
     }
 }
 
-fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &[&str], tc: &[&str]) -> Link {
-    Link {
-        source_id: source.into(),
-        target: target.into(),
-        name: name.into(),
-        wit_namespace: ns.into(),
-        wit_package: pkg.into(),
-        interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
-        source_config: sc.iter().map(|s| s.to_string()).collect(),
-        target_config: tc.iter().map(|s| s.to_string()).collect(),
-    }
+fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &[&str]) -> Link {
+    Link::new(source, target, name, ns, pkg, ifaces).with_source_config(sc)
 }
 
 async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, max: u32) -> Result<()> {
@@ -248,7 +239,7 @@ async fn main() -> Result<()> {
     // 1. Local call: pinger → echo on one host (in-process link).
     scaled(&lattice, &a, "pinger", actors::PINGER, 64).await?;
     scaled(&lattice, &a, "echo", actors::ECHO, 64).await?;
-    client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[], &[])).await?;
+    client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[])).await?;
     let rounds = if quick { 3 } else { 20 };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let local = link_path(&client, size.inner, rounds).await?;
@@ -281,7 +272,7 @@ async fn main() -> Result<()> {
     scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
     let port = free_port();
     client.put_config("bench-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
-    client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"], &[])).await?;
+    client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"])).await?;
     let mut ready = false;
     for _ in 0..100 {
         if http_get(port, "/").await.is_ok() {
@@ -352,15 +343,15 @@ async fn main() -> Result<()> {
 
     // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
     scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
-    client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+    client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
     let mut props = Vec::new();
     for _ in 0..rounds.min(5) {
         client.delete_link("pinger", "alt", "trellis", "echo").await?;
-        client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+        client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         client.delete_link("pinger", "alt", "trellis", "echo").await?;
         let began = Instant::now();
-        client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[], &[])).await?;
+        client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[])).await?;
         loop {
             let r = client.call("pinger", "trellis:echo/pinger.ping-via", vec![r#""alt""#.into(), r#""x""#.into()]).await?;
             if r.results.is_some() {

@@ -80,19 +80,13 @@ impl Demo {
         client.put_config("demo-hello-http", &config("/hello")).await?;
         client.put_config("demo-counter-http", &config("/count")).await?;
         client.put_config("demo-counter-kv", &HashMap::from([("bucket".to_string(), "trellis_demo_counters".to_string())])).await?;
-        let link = |source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &str, tc: &str| Link {
-            source_id: source.into(),
-            target: target.into(),
-            name: name.into(),
-            wit_namespace: ns.into(),
-            wit_package: pkg.into(),
-            interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
-            source_config: if sc.is_empty() { vec![] } else { vec![sc.into()] },
-            target_config: if tc.is_empty() { vec![] } else { vec![tc.into()] },
+        let http = |target: &str, config: &str| {
+            Link::new("demo-http", target, target, "wasi", "http", &["incoming-handler"]).with_source_config(&[config])
         };
-        client.put_link(&link("demo-http", "http-hello", "http-hello", "wasi", "http", &["incoming-handler"], "demo-hello-http", "")).await?;
-        client.put_link(&link("demo-http", "kv-counter", "kv-counter", "wasi", "http", &["incoming-handler"], "demo-counter-http", "")).await?;
-        client.put_link(&link("kv-counter", "demo-kv", "default", "wasi", "keyvalue", &["store", "atomics"], "", "demo-counter-kv")).await?;
+        client.put_link(&http("http-hello", "demo-hello-http")).await?;
+        client.put_link(&http("kv-counter", "demo-counter-http")).await?;
+        let kv = Link::new("kv-counter", "demo-kv", "default", "wasi", "keyvalue", &["store", "atomics"]);
+        client.put_link(&kv.with_target_config(&["demo-counter-kv"])).await?;
         println!(
             "Demo running: `curl http://{a}/hello` (http-hello) and `curl http://{a}/count` (kv-counter: the count rises \
              with every request and survives restarts). Ctrl-C stops the host and the NATS server it started.",
