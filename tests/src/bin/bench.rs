@@ -134,9 +134,12 @@ async fn direct_wasmtime(n: usize) -> Result<(Duration, Duration)> {
     .await
 }
 
-async fn raw_nats_rtt(nats: &async_nats::Client, n: usize) -> Result<(Duration, Duration)> {
-    let mut sub = nats.subscribe("bench.echo").await?;
-    let responder = nats.clone();
+/// Raw request/reply: `nats` asks, a responder connected to `responder` answers (another node of
+/// the cluster, like the hosts in figures 2 and 3).
+async fn raw_nats_rtt(nats: &async_nats::Client, responder: async_nats::Client, n: usize) -> Result<(Duration, Duration)> {
+    let mut sub = responder.subscribe("bench.echo").await?;
+    responder.flush().await?;
+    trellis_host::nats::barrier(&responder).await.map_err(anyhow::Error::msg)?;
     tokio::spawn(async move {
         while let Some(m) = sub.next().await {
             if let Some(r) = m.reply {
@@ -144,7 +147,13 @@ async fn raw_nats_rtt(nats: &async_nats::Client, n: usize) -> Result<(Duration, 
             }
         }
     });
-    nats.flush().await?;
+    // Interest reaches the asking node through the cluster route: wait until it answers.
+    for _ in 0..100 {
+        if nats.request("bench.echo", "x".into()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     latencies(n, || {
         let nats = nats.clone();
         async move {
@@ -251,8 +260,8 @@ async fn main() -> Result<()> {
     scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cross = link_path(&client, size.inner, rounds).await?;
-    let rtt = raw_nats_rtt(&nats, size.calls).await?;
-    figures.push(latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip", cross, rtt));
+    let rtt = raw_nats_rtt(&nats, async_nats::connect(lattice.url_of(1)).await?, size.calls).await?;
+    figures.push(latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, rtt));
 
     // 3. Control-plane call from an external client.
     let ctl = latencies(size.calls, || {
@@ -264,7 +273,7 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    figures.push(latency_figure("3. control-plane call (client → echo) vs raw NATS round trip", ctl, rtt));
+    figures.push(latency_figure("3. control-plane call (client → echo) vs raw NATS round trip (node 0→1)", ctl, rtt));
 
     // 4. HTTP: http-hello through the HTTP server provider vs plain hyper.
     let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
