@@ -329,26 +329,29 @@ async fn main() -> Result<()> {
         json: json!({"cold_ms": scale_times[0].as_secs_f64() * 1e3, "warm_ms": scale_times[1].as_secs_f64() * 1e3}),
     });
 
-    // 6. Density: N components under distinct ids on one fresh host.
-    let host = lattice.start_host(lattice.host_config()).await?;
-    let before = rss_bytes();
-    let began = Instant::now();
-    for i in 0..size.density {
-        scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
+    // 6. Density: N components under distinct ids on one fresh host each.
+    let counts: &[usize] = if quick { &[size.density] } else { &[size.density, size.density * 10] };
+    for &n in counts {
+        let host = lattice.start_host(lattice.host_config()).await?;
+        let before = rss_bytes();
+        let began = Instant::now();
+        for i in 0..n {
+            scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
+        }
+        let took = began.elapsed();
+        let after = rss_bytes();
+        let inventory = client.inventory(host.id()).await?;
+        let heartbeat = serde_json::to_vec(&inventory)?.len();
+        let per = after.saturating_sub(before) / n as u64;
+        figures.push(Figure {
+            name: format!("6. density: {n} components on one host"),
+            trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
+            baseline: format!("heartbeat {heartbeat} bytes (NATS max payload 1 MiB)"),
+            ratio: heartbeat as f64 / 1_048_576.0,
+            json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
+        });
+        host.shutdown(None).await?;
     }
-    let took = began.elapsed();
-    let after = rss_bytes();
-    let inventory = client.inventory(host.id()).await?;
-    let heartbeat = serde_json::to_vec(&inventory)?.len();
-    let per = after.saturating_sub(before) / size.density as u64;
-    figures.push(Figure {
-        name: format!("6. density: {} components on one host", size.density),
-        trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
-        baseline: format!("heartbeat {heartbeat} bytes (NATS max payload 1 MiB)"),
-        ratio: heartbeat as f64 / 1_048_576.0,
-        json: json!({"components": size.density, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
-    });
-    host.shutdown(None).await?;
 
     // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
     scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
