@@ -125,7 +125,8 @@ pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &Prepared
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
-    let allow_http = component.imports.as_ref().is_some_and(|ctx| {
+    let allow_http = component.imports_outgoing_http
+        && component.imports.as_ref().is_some_and(|ctx| {
         ctx.view.resolve(component_id, DEFAULT_LINK_NAME, "wasi", "http", "outgoing-handler").is_ok()
     });
     let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http));

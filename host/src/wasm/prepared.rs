@@ -42,6 +42,9 @@ pub struct PreparedComponent {
     pub proxy: Option<ProxyPre<GuestState>>,
     /// What its imports call at run time (links, config).
     pub imports: Option<Arc<ImportContext>>,
+    /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
+    /// up when a call starts).
+    pub imports_outgoing_http: bool,
 }
 
 impl std::fmt::Debug for PreparedComponent {
@@ -78,8 +81,12 @@ impl PreparedComponent {
         })?;
         let functions = exports(runtime, &component);
         let proxy = ProxyPre::new(pre.clone()).ok();
+        let imports_outgoing_http = component
+            .component_type()
+            .imports(runtime.engine())
+            .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports: imports.cloned() })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports: imports.cloned(), imports_outgoing_http })
     }
 
     /// The function called `name`: exact, or without the package version.
