@@ -126,6 +126,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL): clients see the connection drop.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -229,6 +234,11 @@ impl TestLattice {
     /// URL of node `i`.
     pub fn url_of(&self, i: usize) -> String {
         self.servers[i].url()
+    }
+
+    /// Process ids of the running nodes (e.g. to read their CPU time).
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.servers.iter().filter_map(NatsServer::pid).collect()
     }
 
     /// Node `i`, e.g. to restart it.

@@ -103,6 +103,29 @@ async fn scale_call_and_scale_to_zero_with_the_published_client() -> anyhow::Res
     Ok(())
 }
 
+/// Every call gets a fresh instance: nothing one call leaves in linear memory (a static, the
+/// heap) is visible to the next, even though pooled memory is reset in place and reused.
+#[tokio::test]
+async fn calls_share_no_memory() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    let client = lattice.client().await?;
+    let empty = vec![r#""""#.to_string()];
+    let remember = |i: usize| {
+        let client = client.clone();
+        async move { client.call("echo", "trellis:echo/echo.remember", vec![format!(r#""secret-{i}""#)]).await }
+    };
+    for i in 0..20 {
+        assert_eq!(ok_results(&remember(i).await?), empty, "call {i} saw an earlier call's memory");
+    }
+    for reply in futures::future::join_all((20..60).map(remember)).await {
+        assert_eq!(ok_results(&reply?), empty, "a concurrent call saw another call's memory");
+    }
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn rescale_changes_max_instances_and_a_plain_path_works() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;

@@ -4,10 +4,14 @@
 wit_bindgen::generate!({ path: "../../wit/echo", world: "echo-component" });
 
 use std::hint::black_box;
+use std::sync::Mutex;
 
 use exports::trellis::echo::echo::Guest;
 
 struct Echo;
+
+/// What `remember` kept: the string lives on the heap, the pointer in a static.
+static KEPT: Mutex<String> = Mutex::new(String::new());
 
 impl Guest for Echo {
     fn echo(message: String) -> String {
@@ -56,6 +60,11 @@ impl Guest for Echo {
         }
         black_box(go(black_box(depth)));
         depth
+    }
+
+    fn remember(value: String) -> String {
+        let mut kept = KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *kept, value)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Starts its own NATS server and hosts (in this process), runs every figure, prints a table
 //! and writes JSON. `--quick` runs few iterations (the test suite uses it as a smoke test);
-//! `--json PATH` chooses where the JSON goes (default `target/bench.json`).
+//! `--json PATH` chooses where the JSON goes (default `target/bench.json`); `--only 2,3` runs only
+//! those figures (what they need is still set up), for profiling one path at a time.
 //!
 //! Figures: local call (in-process link) vs wasmtime called directly; cross-host call vs a raw
 //! NATS round trip; control-plane call vs the raw round trip; HTTP at concurrency 1/8/64 vs a
@@ -58,7 +59,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    for _ in 0..(n / 10).max(3) {
+    for _ in 0..warmups(n) {
         f().await?;
     }
     let mut v = Vec::with_capacity(n);
@@ -71,6 +72,11 @@ where
     Ok((pct(&v, 0.5), pct(&v, 0.99)))
 }
 
+/// Unmeasured runs before `latencies` measures `n`.
+fn warmups(n: usize) -> usize {
+    (n / 10).max(3)
+}
+
 fn latency_figure(name: &str, t: (Duration, Duration), b: (Duration, Duration)) -> Figure {
     Figure {
         name: name.into(),
@@ -79,6 +85,22 @@ fn latency_figure(name: &str, t: (Duration, Duration), b: (Duration, Duration)) 
         ratio: us(t.0) / us(b.0).max(0.001),
         json: json!({"trellis_p50_us": us(t.0), "trellis_p99_us": us(t.1), "baseline_p50_us": us(b.0), "baseline_p99_us": us(b.1)}),
     }
+}
+
+/// A latency figure over NATS, with what each call cost in this process (hosts, client,
+/// responder) and in the NATS servers, for Trellis (`tc`) and the baseline (`bc`).
+fn nats_latency_figure(name: &str, t: (Duration, Duration), tc: Cost, b: (Duration, Duration), bc: Cost) -> Figure {
+    let mut f = latency_figure(name, t, b);
+    let show = |c: Cost| format!("  cpu {:.0}+{:.0} µs  switches {:.1}+{:.1}", c.cpu.0, c.cpu.1, c.switches.0, c.switches.1);
+    f.trellis.push_str(&show(tc));
+    f.baseline.push_str(&show(bc));
+    let data = |c: Cost| {
+        json!({"cpu_us": {"process": c.cpu.0, "nats_servers": c.cpu.1},
+               "context_switches": {"process": c.switches.0, "nats_servers": c.switches.1}})
+    };
+    f.json["trellis_per_call"] = data(tc);
+    f.json["baseline_per_call"] = data(bc);
+    f
 }
 
 fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&str], sc: &[&str]) -> Link {
@@ -213,6 +235,84 @@ async fn hyper_hello() -> Result<u16> {
     Ok(port)
 }
 
+/// CPU time (user + system, all threads) of process `pid` ("self" for this one), from
+/// `/proc/{pid}/stat` in clock ticks of 10 ms: precise enough over thousands of calls.
+fn cpu_time(pid: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at the last ')'.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Context switches (voluntary and not) of every thread of process `pid` now running.
+fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// What operations cost while they run, in this process and in the NATS servers: CPU time and
+/// thread context switches (on a loopback lattice, most of the time per call goes to waking
+/// threads, so switches explain latency better than instructions do).
+struct CpuMeter {
+    servers: Vec<String>,
+    start: Sample,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    cpu: (Duration, Duration),
+    switches: (u64, u64),
+}
+
+/// Per operation: CPU µs and context switches, in this process and in the NATS servers.
+#[derive(Clone, Copy)]
+struct Cost {
+    cpu: (f64, f64),
+    switches: (f64, f64),
+}
+
+impl CpuMeter {
+    fn start(lattice: &TestLattice) -> Self {
+        let servers = lattice.server_pids().iter().map(u32::to_string).collect::<Vec<_>>();
+        let start = Self::read(&servers);
+        Self { servers, start }
+    }
+
+    fn read(servers: &[String]) -> Sample {
+        Sample {
+            cpu: (cpu_time("self"), servers.iter().map(|p| cpu_time(p)).sum()),
+            switches: (context_switches("self"), servers.iter().map(|p| context_switches(p)).sum()),
+        }
+    }
+
+    /// Cost per operation of `n` operations since `start`.
+    fn per_op(&self, n: usize) -> Cost {
+        let now = Self::read(&self.servers);
+        let n = n.max(1) as f64;
+        let cpu = |a: Duration, b: Duration| us(a.saturating_sub(b)) / n;
+        let sw = |a: u64, b: u64| a.saturating_sub(b) as f64 / n;
+        Cost {
+            cpu: (cpu(now.cpu.0, self.start.cpu.0), cpu(now.cpu.1, self.start.cpu.1)),
+            switches: (sw(now.switches.0, self.start.switches.0), sw(now.switches.1, self.start.switches.1)),
+        }
+    }
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -220,11 +320,24 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// `--only`'s argument: figure numbers, comma separated.
+fn figure_list(list: &str) -> Result<Vec<u32>> {
+    list.split(',')
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=7).contains(n)))
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("--only takes figure numbers 1 to 7, comma separated (such as 2,3), not `{list}`"))
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "target/bench.json".into());
+    let only = match args.iter().position(|a| a == "--only") {
+        None => None,
+        Some(i) => Some(figure_list(args.get(i + 1).map(String::as_str).unwrap_or_default())?),
+    };
+    let want = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
     let size = if quick {
         Size { calls: 30, inner: 20, http: 64, density: 10 }
     } else {
@@ -251,137 +364,164 @@ async fn main() -> Result<()> {
     client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[])).await?;
     let rounds = if quick { 3 } else { 20 };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let local = link_path(&client, size.inner, rounds).await?;
-    let direct = direct_wasmtime(size.calls).await?;
-    figures.push(latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct", local, direct));
+    if want(1) {
+        let local = link_path(&client, size.inner, rounds).await?;
+        let direct = direct_wasmtime(size.calls).await?;
+        figures.push(latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct", local, direct));
+    }
 
     // 2. Cross-host: echo only on host B (a different NATS node).
     client.scale_component(&a, &trellis_messages::component::ScaleComponentCommand { component_id: "echo".into(), component_ref: actors::ECHO.into(), max_instances: 0, ..Default::default() }).await?;
     scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cross = link_path(&client, size.inner, rounds).await?;
-    let rtt = raw_nats_rtt(&nats, async_nats::connect(lattice.url_of(1)).await?, size.calls).await?;
-    figures.push(latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, rtt));
+    let responder = async_nats::connect(lattice.url_of(1)).await?;
+    let meter = CpuMeter::start(&lattice);
+    let rtt = raw_nats_rtt(&nats, responder, size.calls).await?;
+    let rtt_cpu = meter.per_op(size.calls + warmups(size.calls));
+    if want(2) {
+        let meter = CpuMeter::start(&lattice);
+        let cross = link_path(&client, size.inner, rounds).await?;
+        let cpu = meter.per_op(size.inner as usize * rounds);
+        figures.push(nats_latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, cpu, rtt, rtt_cpu));
+    }
 
     // 3. Control-plane call from an external client.
-    let ctl = latencies(size.calls, || {
-        let client = client.clone();
-        async move {
-            let r = client.call("echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-            anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
-            Ok(())
-        }
-    })
-    .await?;
-    figures.push(latency_figure("3. control-plane call (client → echo) vs raw NATS round trip (node 0→1)", ctl, rtt));
+    if want(3) {
+        let meter = CpuMeter::start(&lattice);
+        let ctl = latencies(size.calls, || {
+            let client = client.clone();
+            async move {
+                let r = client.call("echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+                anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
+                Ok(())
+            }
+        })
+        .await?;
+        let cpu = meter.per_op(size.calls + warmups(size.calls));
+        figures.push(nats_latency_figure("3. control-plane call (client → echo) vs raw NATS round trip (node 0→1)", ctl, cpu, rtt, rtt_cpu));
+    }
 
     // 4. HTTP: http-hello through the HTTP server provider vs plain hyper.
-    let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
-    client.start_provider(&c, &start).await?;
-    scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
-    let port = free_port();
-    client.put_config("bench-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
-    client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"])).await?;
-    let mut ready = false;
-    for _ in 0..100 {
-        if http_get(port, "/").await.is_ok() {
-            ready = true;
-            break;
+    if want(4) {
+        let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
+        client.start_provider(&c, &start).await?;
+        scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
+        let port = free_port();
+        client.put_config("bench-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+        client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"])).await?;
+        let mut ready = false;
+        for _ in 0..100 {
+            if http_get(port, "/").await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::ensure!(ready, "http-hello not served");
-    let hyper_port = hyper_hello().await?;
-    for concurrency in [1, 8, 64] {
-        let t = http_load(port, "/", concurrency, size.http).await?;
-        let h = http_load(hyper_port, "/", concurrency, size.http).await?;
-        figures.push(Figure {
-            name: format!("4. HTTP http-hello at concurrency {concurrency} vs hyper hello"),
-            trellis: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs", t.0, us(t.1), us(t.2)),
-            baseline: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs", h.0, us(h.1), us(h.2)),
-            ratio: t.0 / h.0.max(0.001),
-            json: json!({"concurrency": concurrency, "trellis_rps": t.0, "trellis_p50_us": us(t.1), "trellis_p99_us": us(t.2),
-                         "baseline_rps": h.0, "baseline_p50_us": us(h.1), "baseline_p99_us": us(h.2)}),
-        });
+        anyhow::ensure!(ready, "http-hello not served");
+        let hyper_port = hyper_hello().await?;
+        for concurrency in [1, 8, 64] {
+            let meter = CpuMeter::start(&lattice);
+            let t = http_load(port, "/", concurrency, size.http).await?;
+            let tc = meter.per_op(size.http);
+            let meter = CpuMeter::start(&lattice);
+            let h = http_load(hyper_port, "/", concurrency, size.http).await?;
+            let hc = meter.per_op(size.http);
+            figures.push(Figure {
+                name: format!("4. HTTP http-hello at concurrency {concurrency} vs hyper hello"),
+                trellis: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs  cpu {:.0} µs  switches {:.1}", t.0, us(t.1), us(t.2), tc.cpu.0, tc.switches.0),
+                baseline: format!("{:.0} req/s  p50 {:.0} µs  p99 {:.0} µs  cpu {:.0} µs  switches {:.1}", h.0, us(h.1), us(h.2), hc.cpu.0, hc.switches.0),
+                ratio: t.0 / h.0.max(0.001),
+                json: json!({"concurrency": concurrency, "trellis_rps": t.0, "trellis_p50_us": us(t.1), "trellis_p99_us": us(t.2),
+                             "baseline_rps": h.0, "baseline_p50_us": us(h.1), "baseline_p99_us": us(h.2),
+                             "trellis_cpu_us_per_request": tc.cpu.0, "baseline_cpu_us_per_request": hc.cpu.0,
+                             "trellis_switches_per_request": tc.switches.0, "baseline_switches_per_request": hc.switches.0}),
+            });
+        }
     }
 
     // 5. Scale from zero, cold and warm compile cache (a fresh host each time).
-    let cache = tempfile::tempdir()?;
-    let mut scale_times = Vec::new();
-    for _ in 0..2 {
-        let mut config = lattice.host_config();
-        config.wasm.cache_dir = Some(cache.path().to_path_buf());
-        config.labels.insert("bench".into(), "scale".into());
-        let host = lattice.start_host(config).await?;
-        let id = format!("cold-{}", scale_times.len());
-        let began = Instant::now();
-        scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
-        let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-        anyhow::ensure!(r.results.is_some());
-        scale_times.push(began.elapsed());
-        host.shutdown(None).await?;
+    if want(5) {
+        let cache = tempfile::tempdir()?;
+        let mut scale_times = Vec::new();
+        for _ in 0..2 {
+            let mut config = lattice.host_config();
+            config.wasm.cache_dir = Some(cache.path().to_path_buf());
+            config.labels.insert("bench".into(), "scale".into());
+            let host = lattice.start_host(config).await?;
+            let id = format!("cold-{}", scale_times.len());
+            let began = Instant::now();
+            scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
+            let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+            anyhow::ensure!(r.results.is_some());
+            scale_times.push(began.elapsed());
+            host.shutdown(None).await?;
+        }
+        figures.push(Figure {
+            name: "5. scale from zero → first call (warm cache vs cold)".into(),
+            trellis: format!("warm {:.1} ms", scale_times[1].as_secs_f64() * 1e3),
+            baseline: format!("cold {:.1} ms", scale_times[0].as_secs_f64() * 1e3),
+            ratio: scale_times[1].as_secs_f64() / scale_times[0].as_secs_f64().max(1e-9),
+            json: json!({"cold_ms": scale_times[0].as_secs_f64() * 1e3, "warm_ms": scale_times[1].as_secs_f64() * 1e3}),
+        });
     }
-    figures.push(Figure {
-        name: "5. scale from zero → first call (warm cache vs cold)".into(),
-        trellis: format!("warm {:.1} ms", scale_times[1].as_secs_f64() * 1e3),
-        baseline: format!("cold {:.1} ms", scale_times[0].as_secs_f64() * 1e3),
-        ratio: scale_times[1].as_secs_f64() / scale_times[0].as_secs_f64().max(1e-9),
-        json: json!({"cold_ms": scale_times[0].as_secs_f64() * 1e3, "warm_ms": scale_times[1].as_secs_f64() * 1e3}),
-    });
 
     // 6. Density: N components under distinct ids on one fresh host each.
-    let counts: &[usize] = if quick { &[size.density] } else { &[size.density, size.density * 10] };
-    for &n in counts {
-        let host = lattice.start_host(lattice.host_config()).await?;
-        let before = rss_bytes();
-        let began = Instant::now();
-        for i in 0..n {
-            scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
+    if want(6) {
+        let counts: &[usize] = if quick { &[size.density] } else { &[size.density, size.density * 10] };
+        for &n in counts {
+            let host = lattice.start_host(lattice.host_config()).await?;
+            let before = rss_bytes();
+            let began = Instant::now();
+            for i in 0..n {
+                scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
+            }
+            let took = began.elapsed();
+            let after = rss_bytes();
+            let inventory = client.inventory(host.id()).await?;
+            let heartbeat = serde_json::to_vec(&inventory)?.len();
+            let per = after.saturating_sub(before) / n as u64;
+            figures.push(Figure {
+                name: format!("6. density: {n} components on one host"),
+                trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
+                baseline: format!("heartbeat {heartbeat} bytes (NATS max payload 1 MiB)"),
+                ratio: heartbeat as f64 / 1_048_576.0,
+                json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
+            });
+            host.shutdown(None).await?;
         }
-        let took = began.elapsed();
-        let after = rss_bytes();
-        let inventory = client.inventory(host.id()).await?;
-        let heartbeat = serde_json::to_vec(&inventory)?.len();
-        let per = after.saturating_sub(before) / n as u64;
-        figures.push(Figure {
-            name: format!("6. density: {n} components on one host"),
-            trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
-            baseline: format!("heartbeat {heartbeat} bytes (NATS max payload 1 MiB)"),
-            ratio: heartbeat as f64 / 1_048_576.0,
-            json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
-        });
-        host.shutdown(None).await?;
     }
 
     // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
-    scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
-    client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
-    let mut props = Vec::new();
-    for _ in 0..rounds.min(5) {
-        client.delete_link("pinger", "alt", "trellis", "echo").await?;
+    if want(7) {
+        scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
         client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        client.delete_link("pinger", "alt", "trellis", "echo").await?;
-        let began = Instant::now();
-        client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[])).await?;
-        loop {
-            let r = client.call("pinger", "trellis:echo/pinger.ping-via", vec![r#""alt""#.into(), r#""x""#.into()]).await?;
-            if r.results.is_some() {
-                break;
+        let mut props = Vec::new();
+        for _ in 0..rounds.min(5) {
+            client.delete_link("pinger", "alt", "trellis", "echo").await?;
+            client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            client.delete_link("pinger", "alt", "trellis", "echo").await?;
+            let began = Instant::now();
+            client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[])).await?;
+            loop {
+                let r = client.call("pinger", "trellis:echo/pinger.ping-via", vec![r#""alt""#.into(), r#""x""#.into()]).await?;
+                if r.results.is_some() {
+                    break;
+                }
+                anyhow::ensure!(began.elapsed() < Duration::from_secs(10), "link never propagated");
             }
-            anyhow::ensure!(began.elapsed() < Duration::from_secs(10), "link never propagated");
+            props.push(began.elapsed());
         }
-        props.push(began.elapsed());
+        props.sort_unstable();
+        let one_call = rtt.0;
+        figures.push(Figure {
+            name: "7. link propagation (put ack → caller on another host uses it) vs one NATS round trip".into(),
+            trellis: format!("p50 {:.1} ms", pct(&props, 0.5).as_secs_f64() * 1e3),
+            baseline: format!("{:.1} µs", us(one_call)),
+            ratio: us(pct(&props, 0.5)) / us(one_call).max(0.001),
+            json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)}),
+        });
     }
-    props.sort_unstable();
-    let one_call = rtt.0;
-    figures.push(Figure {
-        name: "7. link propagation (put ack → caller on another host uses it) vs one NATS round trip".into(),
-        trellis: format!("p50 {:.1} ms", pct(&props, 0.5).as_secs_f64() * 1e3),
-        baseline: format!("{:.1} µs", us(one_call)),
-        ratio: us(pct(&props, 0.5)) / us(one_call).max(0.001),
-        json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)}),
-    });
 
     println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
     for f in &figures {

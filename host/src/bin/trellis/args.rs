@@ -317,6 +317,10 @@ pub struct HostArgs {
     /// Concurrent component instances the pooling allocator reserves; 0 allocates on demand.
     #[arg(long, env = "TRELLIS_POOL_INSTANCES", default_value_t = 1000)]
     pub pool_instances: u32,
+    /// Memory of each pooled instance reset in place when it is freed, kept warm for the next
+    /// call (`1MiB`, bytes; 0 returns it all to the kernel).
+    #[arg(long, env = "TRELLIS_KEEP_RESIDENT", default_value = "1MiB", value_parser = parse_size)]
+    pub keep_resident: u64,
     /// Threads guests run on; 0 is one per CPU.
     #[arg(long, env = "TRELLIS_GUEST_THREADS", default_value_t = 0)]
     pub guest_threads: usize,

@@ -82,6 +82,7 @@ fn host_config(args: &HostArgs) -> Result<HostConfig> {
             max_component_size: args.max_component_size,
             max_queue_wait: args.max_queue_wait,
             pool_instances: args.pool_instances,
+            keep_resident: args.keep_resident,
             guest_threads: args.guest_threads,
             cache_dir: if args.no_compile_cache {
                 None
