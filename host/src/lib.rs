@@ -7,10 +7,15 @@
 //! ## Threads
 //!
 //! [`start`] spawns one `trellis-host` thread running an actix `System`; every actor lives on
-//! it, and so does the async-nats client. Guests do **not** run there: the host's
-//! [`wasm::WasmRuntime`] owns a multi-threaded tokio runtime (`trellis-guest` threads, one per
-//! CPU by default) that component actors hand each call to, so guests use every core and a
-//! busy guest never delays the actors. Guests yield at every epoch tick (10 ms, one
+//! it, and so does the **control connection** to NATS (control interface, events, KV
+//! watches). Guests do **not** run there: the host's [`wasm::WasmRuntime`] owns a
+//! multi-threaded tokio runtime (`trellis-guest` threads, one per CPU by default), so guests use
+//! every core and a busy guest never delays the actors. The **call connection** (a second NATS
+//! connection: component subscriptions and replies, link calls to other hosts, HTTP forwarding,
+//! messaging, key-value) has its I/O task on the guest runtime too, and so do the component
+//! subscriptions' forwarders, so a call goes from the socket to its guest and back without a
+//! thread switch (each switch costs tens of µs on a loaded machine; the benchmark counts them),
+//! and call traffic never queues behind control answers or heartbeats. Guests yield at every epoch tick (10 ms, one
 //! `trellis-epoch` ticker thread per engine), so a long call cannot monopolise a guest thread
 //! either. Compilation runs on the guest runtime's blocking pool. The caller of [`start`] gets
 //! a [`HostHandle`], which is `Send` and works from any tokio runtime (the `trellis` binary,
@@ -47,9 +52,11 @@
 //!                                               │        │ load+compile on guest blocking pool
 //!                                               │        │ start / Update / SetMaxInstances /
 //!                                               │        ▼ StopComponent
-//!                                               │   ComponentActor (one per component)
-//!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id}: StreamHandler<Message>
-//!            (InvocationRequest)                │    → Call on a guest thread: permit
+//!                                               │   ComponentActor (one per component): owns
+//!                                               │   what calls run (code, slots), the drain
+//!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
+//!            (InvocationRequest)                │    forwarder task on a guest thread
+//!                                               │    → Call task on the guest runtime: permit
 //!                                               │      (max_instances) → Store → instance →
 //!                                               │      export → reply InvocationResponse
 //!                                               │    guest import call (linked interface):
@@ -60,16 +67,18 @@
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
 //!     1. StopControl → ControlActor unsubscribes, finishes in-flight answers, stops
 //!     2. StopProviders → ProvidersActor stops the HTTP servers (no new requests), stops
-//!        DrainComponents → WorkloadActor stops every ComponentActor: each drains its
-//!        subscription, lets calls in flight finish, stops
+//!        DrainComponents → WorkloadActor stops every ComponentActor: each has its forwarder
+//!        drain the subscription, lets calls in flight finish, stops
 //!     3. StopLattice → LatticeActor drops its KV watches and stops
 //!        Drain → HostActor stops its heartbeat and stops, returns the final labels
 //!     4. publish host_stopped ───────────────────────────────────────────────┘
-//!     5. flush NATS, drop the wasm runtime, stop the System; HostHandle::wait returns
+//!     5. flush both NATS connections, drop the wasm runtime (and with it the call
+//!        connection's I/O), stop the System; HostHandle::wait returns
 //! ```
 //!
-//! The NATS client's connection events reach the `HostActor` as a stream: after a reconnect it
-//! publishes a heartbeat at once. Subscriptions survive reconnects (async-nats resubscribes).
+//! The control connection's events reach the `HostActor` as a stream: after a reconnect it
+//! publishes a heartbeat at once; the call connection's events are logged. Both reconnect
+//! without limit, and their subscriptions survive reconnects (async-nats resubscribes).
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
 //! and a queue-group catch-all under the prefix answers subjects that name no operation.

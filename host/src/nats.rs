@@ -10,7 +10,8 @@ use crate::config::NatsConfig;
 use crate::error::{HostError, Result};
 
 /// Connects with `config`; connection events (disconnect, reconnect, errors) are logged and
-/// sent on `events`.
+/// sent on `events` when given. The connection's I/O task runs on the tokio runtime this is
+/// called on.
 ///
 /// The client reconnects without limit; subscriptions survive reconnects.
 ///
@@ -20,8 +21,9 @@ use crate::error::{HostError, Result};
 pub async fn connect(
     config: &NatsConfig,
     name: &str,
-    events: UnboundedSender<async_nats::Event>,
+    events: Option<UnboundedSender<async_nats::Event>>,
 ) -> Result<async_nats::Client> {
+    let connection = name.to_string();
     let mut opts = match &config.creds_file {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
             .await
@@ -46,15 +48,17 @@ pub async fn connect(
             Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(3))
         })
         .event_callback(move |event| {
-            let events = events.clone();
+            let (events, connection) = (events.clone(), connection.clone());
             async move {
                 match &event {
-                    async_nats::Event::Connected => info!("NATS connected"),
-                    async_nats::Event::Disconnected => warn!("NATS connection lost; reconnecting"),
-                    other => warn!(event = %other, "NATS connection event"),
+                    async_nats::Event::Connected => info!(%connection, "NATS connected"),
+                    async_nats::Event::Disconnected => warn!(%connection, "NATS connection lost; reconnecting"),
+                    other => warn!(%connection, event = %other, "NATS connection event"),
                 }
                 // The host may have stopped listening; that is not an error here.
-                let _ = events.send(event);
+                if let Some(events) = &events {
+                    let _ = events.send(event);
+                }
             }
         });
     let urls: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();

@@ -158,7 +158,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, events, host, control, workload, lattice, providers, wasm } = started;
+    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -185,8 +185,10 @@ async fn supervise(
         trellis_messages::event::HostStopped { labels: config.labels.clone() }
     });
     events.publish_logged(names::HOST_STOPPED, stopped).await;
-    if let Err(e) = tokio::time::timeout(deadline, nats.flush()).await {
-        warn!(error = %e, "NATS flush timed out during stop");
+    for (client, which) in [(&calls, "call"), (&nats, "control")] {
+        if let Err(e) = tokio::time::timeout(deadline, client.flush()).await {
+            warn!(error = %e, connection = which, "NATS flush timed out during stop");
+        }
     }
     // Let stopped actors' contexts (and the NATS subscriptions they own) drop while the runtime
     // still runs: dropped later, outside it, a subscription cannot send its unsubscribe.
@@ -201,6 +203,7 @@ async fn supervise(
 struct Started {
     info: HostInfo,
     nats: async_nats::Client,
+    calls: async_nats::Client,
     events: EventPublisher,
     host: Addr<HostActor>,
     control: Addr<ControlActor>,
@@ -223,7 +226,15 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             .map_err(|e| HostError::Runtime(format!("wasm runtime setup failed: {e}")))??,
     );
     let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
-    let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), nats_events_tx).await?;
+    let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), Some(nats_events_tx)).await?;
+    // The call connection is made on the guest runtime, so its I/O task runs there.
+    let calls = {
+        let (nats_config, name) = (config.nats.clone(), format!("trellis-host-{host_id}-calls"));
+        wasm.guests()
+            .spawn(async move { connect(&nats_config, &name, None).await })
+            .await
+            .map_err(|e| HostError::Runtime(format!("call connection setup failed: {e}")))??
+    };
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
     let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
     let view = LatticeView::default();
@@ -248,6 +259,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         host_id: host_id.clone(),
         subjects: subjects.clone(),
         nats: nats.clone(),
+        calls: calls.clone(),
         events: events.clone(),
         runtime: wasm.clone(),
         view: view.clone(),
@@ -267,5 +279,5 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, events, host, control, workload, lattice, providers, wasm })
+    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm })
 }

@@ -16,8 +16,14 @@ pub struct HostServices {
     pub host_id: String,
     /// Subject builder of the lattice.
     pub subjects: Subjects,
-    /// The host's NATS connection.
+    /// The control connection: control interface, events, KV watches. Its I/O runs on the
+    /// host thread.
     pub nats: async_nats::Client,
+    /// The call connection: component subscriptions and replies, link calls, HTTP forwarding,
+    /// messaging, key-value. Its I/O runs on the guest threads, so a call moves between NATS and
+    /// the guest serving or making it without a thread switch, and heavy call traffic never
+    /// queues behind (or delays) control answers and heartbeats.
+    pub calls: async_nats::Client,
     /// Event publisher.
     pub events: EventPublisher,
     /// Engine, limits, guest threads.

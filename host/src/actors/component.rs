@@ -1,13 +1,17 @@
 //! A component actor: one per component running on this host. It owns the component's NATS
-//! subscription (a queue group shared with every other host running the same component id) and
-//! hands each call to the guest threads, bounded by `max_instances`.
+//! subscription (a queue group shared with every other host running the same component id),
+//! read by a forwarder task on the guest threads that starts each call there, bounded by
+//! `max_instances`; the actor holds what calls run (code, slots) and stops the forwarder.
+//!
+//! The forwarder, the call connection's I/O and the calls share the guest runtime, so a call
+//! goes from the socket to the guest and its reply back without a thread switch.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND_HEADER};
@@ -19,24 +23,19 @@ use crate::wasm::http::serve_forwarded;
 use crate::wasm::local::{LocalComponents, LocalTarget};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
-/// Messages buffered between the subscription and the actor.
-const INCOMING_BUFFER: usize = 1024;
-
 /// Serves one component's exports.
 pub struct ComponentActor {
     /// The component id.
     id: Arc<str>,
     /// This host, named in replies.
     host_id: Arc<str>,
-    /// The code calls run; replaced by an update (calls in flight keep the old one).
-    current: Arc<PreparedComponent>,
-    /// Free instance slots: `max_instances` permits.
-    permits: Arc<Semaphore>,
-    /// The configured `max_instances`.
-    max_instances: u32,
+    /// What new calls run: the code (replaced by an update; calls in flight keep the old one),
+    /// the free instance slots (`max_instances` permits) and the limit. Shared with the
+    /// forwarder, which reads it once per call.
+    serving: Arc<RwLock<LocalTarget>>,
     /// Engine, limits, guest threads.
     runtime: Arc<WasmRuntime>,
-    /// For replies.
+    /// The call connection, for replies.
     nats: async_nats::Client,
     /// The subscription, until `started` hands it to the forwarder.
     subscription: Option<async_nats::Subscriber>,
@@ -46,13 +45,13 @@ pub struct ComponentActor {
     tracker: TaskTracker,
     /// Components running here: this one is registered while it serves.
     local: LocalComponents,
-    /// Fired by `finished` once the drained subscription has handed over its last message.
+    /// Fired by the forwarder once the drained subscription has handed over its last message.
     stream_ended: (Option<oneshot::Sender<()>>, Option<oneshot::Receiver<()>>),
 }
 
 impl std::fmt::Debug for ComponentActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentActor").field("id", &self.id).field("max_instances", &self.max_instances).finish_non_exhaustive()
+        f.debug_struct("ComponentActor").field("id", &self.id).field("max_instances", &self.target().max_instances).finish_non_exhaustive()
     }
 }
 
@@ -69,7 +68,7 @@ impl ComponentActor {
         services: &HostServices,
     ) -> Result<Self> {
         let subject = services.subjects.invocation(id);
-        let nats = services.nats.clone();
+        let nats = services.calls.clone();
         let subscription = nats
             .queue_subscribe(subject.clone(), id.to_string())
             .await
@@ -79,9 +78,11 @@ impl ComponentActor {
         Ok(Self {
             id: id.into(),
             host_id: services.host_id.as_str().into(),
-            current: component,
-            permits: Arc::new(Semaphore::new(max_instances as usize)),
-            max_instances,
+            serving: Arc::new(RwLock::new(LocalTarget {
+                component,
+                permits: Arc::new(Semaphore::new(max_instances as usize)),
+                max_instances,
+            })),
             runtime: services.runtime.clone(),
             nats,
             subscription: Some(subscription),
@@ -97,102 +98,111 @@ impl ComponentActor {
 }
 
 impl ComponentActor {
+    /// What new calls run.
+    fn target(&self) -> LocalTarget {
+        self.serving.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Makes `target` what new calls run, over NATS and from local link calls.
+    fn serve(&self, target: LocalTarget) {
+        *self.serving.write().unwrap_or_else(std::sync::PoisonError::into_inner) = target;
+        self.register();
+    }
+
     /// Makes the current code and slots visible to local link calls.
     fn register(&self) {
-        self.local.set(
-            &self.id,
-            LocalTarget { component: self.current.clone(), permits: self.permits.clone(), max_instances: self.max_instances },
-        );
+        self.local.set(&self.id, self.target());
     }
 }
 
 impl Actor for ComponentActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(mut subscription) = self.subscription.take() else { return };
-        let (tx, rx) = mpsc::channel(INCOMING_BUFFER);
-        let (drain_tx, mut drain_rx) = oneshot::channel();
+    fn started(&mut self, _: &mut Self::Context) {
+        let Some(subscription) = self.subscription.take() else { return };
+        let (drain_tx, drain_rx) = oneshot::channel();
         self.drain = Some(drain_tx);
-        // Forwarder: subscription → actor mailbox. On drain it unsubscribes and still hands over
-        // every message the server had already sent, so nothing accepted is dropped.
-        actix::spawn(async move {
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    msg = subscription.next() => match msg {
-                        Some(msg) => if tx.send(msg).await.is_err() { break },
-                        None => break,
-                    },
-                    _ = &mut drain_rx, if !draining => {
-                        draining = true;
-                        if let Err(e) = subscription.drain().await {
-                            debug!(error = %e, "component subscription drain");
-                            break;
-                        }
-                    }
-                }
+        let forwarder = Forwarder {
+            id: self.id.clone(),
+            host_id: self.host_id.clone(),
+            serving: self.serving.clone(),
+            runtime: self.runtime.clone(),
+            nats: self.nats.clone(),
+            tracker: self.tracker.clone(),
+        };
+        let ended = self.stream_ended.0.take();
+        self.runtime.guests().spawn(async move {
+            forwarder.run(subscription, drain_rx).await;
+            if let Some(ended) = ended {
+                let _ = ended.send(());
             }
         });
-        ctx.add_stream(tokio_stream_from(rx));
         self.register();
-        info!(component_id = %self.id, max_instances = self.max_instances, "component serving");
+        info!(component_id = %self.id, max_instances = self.target().max_instances, "component serving");
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+/// Reads the component's subscription on a guest thread and starts each call there.
+struct Forwarder {
+    id: Arc<str>,
+    host_id: Arc<str>,
+    serving: Arc<RwLock<LocalTarget>>,
+    runtime: Arc<WasmRuntime>,
+    nats: async_nats::Client,
+    tracker: TaskTracker,
 }
 
-impl StreamHandler<async_nats::Message> for ComponentActor {
-    fn handle(&mut self, msg: async_nats::Message, _: &mut Self::Context) {
+impl Forwarder {
+    /// Until the subscription ends. When `drain` fires (or its sender is dropped) it
+    /// unsubscribes and still starts every message the server had already sent, so nothing
+    /// accepted is dropped.
+    async fn run(self, mut subscription: async_nats::Subscriber, mut drain: oneshot::Receiver<()>) {
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                msg = subscription.next() => match msg {
+                    Some(msg) => self.start(msg),
+                    None => break,
+                },
+                _ = &mut drain, if !draining => {
+                    draining = true;
+                    if let Err(e) = subscription.drain().await {
+                        debug!(component_id = %self.id, error = %e, "component subscription drain");
+                        break;
+                    }
+                }
+            }
+        }
+        debug!(component_id = %self.id, "component subscription ended");
+    }
+
+    /// Starts one call on this runtime (tracked, so a stop waits for it).
+    fn start(&self, msg: async_nats::Message) {
         let Some(reply) = msg.reply.clone() else {
             warn!(component_id = %self.id, "invocation without a reply subject dropped");
             return;
         };
-        let call = Call {
-            id: self.id.clone(),
-            host_id: self.host_id.clone(),
-            target: LocalTarget {
-                component: self.current.clone(),
-                permits: self.permits.clone(),
-                max_instances: self.max_instances,
-            },
-            runtime: self.runtime.clone(),
-        };
+        let target = self.serving.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let nats = self.nats.clone();
+        let (runtime, id) = (self.runtime.clone(), self.id.clone());
         let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");
         if is_http {
-            let target = call.target.clone();
-            let (runtime, id) = (self.runtime.clone(), self.id.clone());
-            self.tracker.spawn_on(
-                async move {
-                    let (headers, body) = serve_forwarded(runtime, &id, target, msg.headers, msg.payload).await;
-                    if let Err(e) = nats.publish_with_headers(reply, headers, body).await {
-                        warn!(error = %e, "forwarded HTTP reply not sent");
-                    }
-                },
-                self.runtime.guests(),
-            );
+            self.tracker.spawn(async move {
+                let (headers, body) = serve_forwarded(runtime, &id, target, msg.headers, msg.payload).await;
+                if let Err(e) = nats.publish_with_headers(reply, headers, body).await {
+                    warn!(error = %e, "forwarded HTTP reply not sent");
+                }
+            });
             return;
         }
-        self.tracker.spawn_on(
-            async move {
-                let response = call.run(&msg.payload).await;
-                let body = serde_json::to_vec(&response).unwrap_or_default();
-                if let Err(e) = nats.publish(reply, body.into()).await {
-                    warn!(error = %e, "invocation reply not sent");
-                }
-            },
-            self.runtime.guests(),
-        );
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        debug!(component_id = %self.id, "component subscription ended");
-        if let Some(tx) = self.stream_ended.0.take() {
-            let _ = tx.send(());
-        }
+        let call = Call { id, host_id: self.host_id.clone(), target, runtime };
+        self.tracker.spawn(async move {
+            let response = call.run(&msg.payload).await;
+            let body = serde_json::to_vec(&response).unwrap_or_default();
+            if let Err(e) = nats.publish(reply, body.into()).await {
+                warn!(error = %e, "invocation reply not sent");
+            }
+        });
     }
 }
 
@@ -254,8 +264,8 @@ impl Handler<Update> for ComponentActor {
     type Result = ();
     fn handle(&mut self, msg: Update, _: &mut Self::Context) {
         info!(component_id = %self.id, image_ref = %msg.0.image_ref, "component updated");
-        self.current = msg.0;
-        self.register();
+        let target = self.target();
+        self.serve(LocalTarget { component: msg.0, ..target });
     }
 }
 
@@ -267,11 +277,10 @@ pub struct SetMaxInstances(pub u32);
 impl Handler<SetMaxInstances> for ComponentActor {
     type Result = ();
     fn handle(&mut self, msg: SetMaxInstances, _: &mut Self::Context) {
-        if msg.0 != self.max_instances {
-            info!(component_id = %self.id, from = self.max_instances, to = msg.0, "component rescaled");
-            self.max_instances = msg.0;
-            self.permits = Arc::new(Semaphore::new(msg.0 as usize));
-            self.register();
+        let target = self.target();
+        if msg.0 != target.max_instances {
+            info!(component_id = %self.id, from = target.max_instances, to = msg.0, "component rescaled");
+            self.serve(LocalTarget { permits: Arc::new(Semaphore::new(msg.0 as usize)), max_instances: msg.0, ..target });
         }
     }
 }

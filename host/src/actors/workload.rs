@@ -110,7 +110,7 @@ impl WorkloadActor {
             view: s.view.clone(),
             local: s.local.clone(),
             runtime: s.runtime.clone(),
-            nats: s.nats.clone(),
+            nats: s.calls.clone(),
             subjects: s.subjects.clone(),
         });
         async move {

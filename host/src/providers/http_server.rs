@@ -200,7 +200,7 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: &Routes, serv
         None => {
             let config = services.runtime.config();
             let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);
-            forward(&services.nats, services.subjects.invocation(&target), &target, timeout, req).await
+            forward(&services.calls, services.subjects.invocation(&target), &target, timeout, req).await
         }
     }
 }

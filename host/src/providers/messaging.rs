@@ -81,8 +81,8 @@ impl MessagingActor {
 
 async fn deliver(services: HostServices, (target, subject, queue): Key) {
     let sub = match &queue {
-        Some(q) => services.nats.queue_subscribe(subject.clone(), q.clone()).await,
-        None => services.nats.subscribe(subject.clone()).await,
+        Some(q) => services.calls.queue_subscribe(subject.clone(), q.clone()).await,
+        None => services.calls.subscribe(subject.clone()).await,
     };
     let mut sub = match sub {
         Ok(s) => s,
@@ -91,7 +91,7 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
             return;
         }
     };
-    let _ = crate::nats::barrier(&services.nats).await;
+    let _ = crate::nats::barrier(&services.calls).await;
     while let Some(msg) = sub.next().await {
         let (services, target) = (services.clone(), target.clone());
         tokio::spawn(async move {
@@ -114,7 +114,7 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
     } else {
         let arg = record.to_wave().map_err(|e| e.to_string())?;
         let body = serde_json::to_vec(&InvocationRequest { function: HANDLE.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
-        let reply = services.nats.request(services.subjects.invocation(target), body.into()).await.map_err(|e| e.to_string())?;
+        let reply = services.calls.request(services.subjects.invocation(target), body.into()).await.map_err(|e| e.to_string())?;
         let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
         match (response.results, response.error) {
             (Some(r), _) => r.into_iter().next().unwrap_or_default(),

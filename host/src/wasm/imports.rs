@@ -44,7 +44,7 @@ pub struct ImportContext {
     pub local: LocalComponents,
     /// This host's wasm runtime (for local calls).
     pub runtime: Arc<WasmRuntime>,
-    /// For calls to components on other hosts.
+    /// The host's call connection: calls to components on other hosts, key-value, messaging.
     pub nats: async_nats::Client,
     /// Subject builder of the lattice.
     pub subjects: Subjects,
