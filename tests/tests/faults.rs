@@ -239,3 +239,40 @@ fn walk_files(dir: &std::path::Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// With every guest thread running a guest that never yields on its own, the host still
+/// answers its control interface (its own connection, on the host thread) and still serves a
+/// plain call (guests yield at each epoch tick, and the call connection's I/O shares their
+/// threads) well before the spinning calls reach their deadline.
+#[tokio::test]
+async fn control_and_calls_are_answered_while_every_guest_thread_spins() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.guest_threads = 2;
+    config.wasm.max_execution_time = Duration::from_secs(3);
+    let host = lattice.start_host(config).await?;
+    lattice.scale(host.id(), "echo", actors::ECHO, 16).await?.map_err(anyhow::Error::msg)?;
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let spins: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call("echo", "trellis:echo/echo.spin", vec![]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let began = Instant::now();
+    let inventory = client.inventory(host.id()).await?;
+    assert_eq!(inventory.components.len(), 1);
+    let control = began.elapsed();
+    echo_works(&client, "echo").await;
+    let call = began.elapsed();
+    assert!(control < Duration::from_secs(1), "control answered after {control:?} while guests spun");
+    assert!(call < Duration::from_secs(2), "a call was served after {call:?} while guests spun");
+
+    for spin in spins {
+        assert_eq!(fault(&spin.await??).0, FaultKind::Deadline);
+    }
+    host.shutdown(None).await?;
+    Ok(())
+}
