@@ -307,8 +307,8 @@ impl Handler<StopComponent> for ComponentActor {
         let timeout = msg.timeout;
         Box::pin(
             async move {
-                // Every message the server delivered before the unsubscribe reaches `handle`
-                // before the stream ends.
+                // The forwarder has started a tracked call for every message the server
+                // delivered before the unsubscribe by the time it reports the stream ended.
                 if let Some(ended) = ended {
                     let _ = tokio::time::timeout_at(deadline.into(), ended).await;
                 }
