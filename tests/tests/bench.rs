@@ -21,5 +21,40 @@ fn quick_benchmark_produces_every_figure() {
         let ratio = f["ratio"].as_f64().expect("ratio");
         assert!(ratio.is_finite() && ratio > 0.0, "{f}");
     }
+    // Figures over NATS carry what a call cost (CPU and context switches), and figure 7 its
+    // KV baseline and the put's own acknowledgement.
+    for f in report["figures"].as_array().expect("figures") {
+        let name = f["name"].as_str().unwrap_or_default();
+        let data = &f["data"];
+        if name.starts_with("2. ") || name.starts_with("3. ") {
+            for side in ["trellis_per_call", "baseline_per_call"] {
+                assert!(data[side]["context_switches"]["process"].as_f64().is_some(), "{side} of {f}");
+                assert!(data[side]["cpu_us"]["nats_servers"].as_f64().is_some(), "{side} of {f}");
+            }
+        }
+        if name.starts_with("7. ") {
+            assert!(data["baseline_kv_watch_p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{f}");
+            assert!(data["put_ack_p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{f}");
+        }
+    }
     assert!(stdout.contains("| ratio"), "the table is printed: {stdout}");
+}
+
+#[test]
+fn only_runs_the_figures_named_and_refuses_a_bad_list() {
+    let json = tempfile::NamedTempFile::new().expect("temp file");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--quick", "--only", "3", "--json"])
+        .arg(json.path())
+        .output()
+        .expect("run the benchmark");
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path()).expect("JSON written")).expect("valid JSON");
+    let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
+    assert!(names.len() == 1 && names[0].starts_with("3. "), "{names:?}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,9"]).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("figure numbers 1 to 7") && stderr.contains("2,9"), "{stderr}");
 }
