@@ -6,7 +6,7 @@
 //! The forwarder, the call connection's I/O and the calls share the guest runtime, so a call
 //! goes from the socket to the guest and its reply back without a thread switch.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -29,10 +29,8 @@ pub struct ComponentActor {
     id: Arc<str>,
     /// This host, named in replies.
     host_id: Arc<str>,
-    /// What new calls run: the code (replaced by an update; calls in flight keep the old one),
-    /// the free instance slots (`max_instances` permits) and the limit. Shared with the
-    /// forwarder, which reads it once per call.
-    serving: Arc<RwLock<LocalTarget>>,
+    /// What new calls run; shared with the forwarder.
+    serving: Serving,
     /// Engine, limits, guest threads.
     runtime: Arc<WasmRuntime>,
     /// The call connection, for replies.
@@ -78,11 +76,11 @@ impl ComponentActor {
         Ok(Self {
             id: id.into(),
             host_id: services.host_id.as_str().into(),
-            serving: Arc::new(RwLock::new(LocalTarget {
+            serving: Serving::new(LocalTarget {
                 component,
                 permits: Arc::new(Semaphore::new(max_instances as usize)),
                 max_instances,
-            })),
+            }),
             runtime: services.runtime.clone(),
             nats,
             subscription: Some(subscription),
@@ -97,15 +95,35 @@ impl ComponentActor {
     }
 }
 
+/// What new calls of a component run: the code (replaced by an update; calls in flight keep
+/// the old one), the free instance slots (`max_instances` permits) and the limit. The actor
+/// changes it; the forwarder reads it once per call.
+#[derive(Clone)]
+struct Serving(Arc<RwLock<LocalTarget>>);
+
+impl Serving {
+    fn new(target: LocalTarget) -> Self {
+        Self(Arc::new(RwLock::new(target)))
+    }
+
+    fn get(&self) -> LocalTarget {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, target: LocalTarget) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = target;
+    }
+}
+
 impl ComponentActor {
     /// What new calls run.
     fn target(&self) -> LocalTarget {
-        self.serving.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.serving.get()
     }
 
     /// Makes `target` what new calls run, over NATS and from local link calls.
     fn serve(&self, target: LocalTarget) {
-        *self.serving.write().unwrap_or_else(std::sync::PoisonError::into_inner) = target;
+        self.serving.set(target);
         self.register();
     }
 
@@ -146,7 +164,7 @@ impl Actor for ComponentActor {
 struct Forwarder {
     id: Arc<str>,
     host_id: Arc<str>,
-    serving: Arc<RwLock<LocalTarget>>,
+    serving: Serving,
     runtime: Arc<WasmRuntime>,
     nats: async_nats::Client,
     tracker: TaskTracker,
@@ -182,7 +200,7 @@ impl Forwarder {
             warn!(component_id = %self.id, "invocation without a reply subject dropped");
             return;
         };
-        let target = self.serving.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let target = self.serving.get();
         let nats = self.nats.clone();
         let (runtime, id) = (self.runtime.clone(), self.id.clone());
         let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");

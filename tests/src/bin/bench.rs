@@ -293,48 +293,36 @@ fn context_switches(pid: &str) -> u64 {
 /// What operations cost while they run, in this process and in the NATS servers: CPU time and
 /// thread context switches (on a loopback lattice, most of the time per call goes to waking
 /// threads, so switches explain latency better than instructions do).
-struct CpuMeter {
+struct CostMeter {
     servers: Vec<String>,
-    start: Sample,
+    start: Cost,
 }
 
-#[derive(Clone, Copy)]
-struct Sample {
-    cpu: (Duration, Duration),
-    switches: (u64, u64),
-}
-
-/// Per operation: CPU µs and context switches, in this process and in the NATS servers.
+/// CPU µs and context switches, in this process and in the NATS servers: totals when read,
+/// per operation from [`CostMeter::per_op`].
 #[derive(Clone, Copy)]
 struct Cost {
     cpu: (f64, f64),
     switches: (f64, f64),
 }
 
-impl CpuMeter {
+impl CostMeter {
     fn start(lattice: &TestLattice) -> Self {
         let servers = lattice.server_pids().iter().map(u32::to_string).collect::<Vec<_>>();
         let start = Self::read(&servers);
         Self { servers, start }
     }
 
-    fn read(servers: &[String]) -> Sample {
-        Sample {
-            cpu: (cpu_time("self"), servers.iter().map(|p| cpu_time(p)).sum()),
-            switches: (context_switches("self"), servers.iter().map(|p| context_switches(p)).sum()),
-        }
+    fn read(servers: &[String]) -> Cost {
+        let total = |f: fn(&str) -> f64| (f("self"), servers.iter().map(|p| f(p)).sum());
+        Cost { cpu: total(|p| us(cpu_time(p))), switches: total(|p| context_switches(p) as f64) }
     }
 
     /// Cost per operation of `n` operations since `start`.
     fn per_op(&self, n: usize) -> Cost {
-        let now = Self::read(&self.servers);
-        let n = n.max(1) as f64;
-        let cpu = |a: Duration, b: Duration| us(a.saturating_sub(b)) / n;
-        let sw = |a: u64, b: u64| a.saturating_sub(b) as f64 / n;
-        Cost {
-            cpu: (cpu(now.cpu.0, self.start.cpu.0), cpu(now.cpu.1, self.start.cpu.1)),
-            switches: (sw(now.switches.0, self.start.switches.0), sw(now.switches.1, self.start.switches.1)),
-        }
+        let (now, n) = (Self::read(&self.servers), n.max(1) as f64);
+        let per = |a: (f64, f64), b: (f64, f64)| ((a.0 - b.0).max(0.0) / n, (a.1 - b.1).max(0.0) / n);
+        Cost { cpu: per(now.cpu, self.start.cpu), switches: per(now.switches, self.start.switches) }
     }
 }
 
@@ -400,11 +388,11 @@ async fn main() -> Result<()> {
     scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let responder = async_nats::connect(lattice.url_of(1)).await?;
-    let meter = CpuMeter::start(&lattice);
+    let meter = CostMeter::start(&lattice);
     let rtt = raw_nats_rtt(&nats, responder, size.calls).await?;
     let rtt_cpu = meter.per_op(size.calls + warmups(size.calls));
     if want(2) {
-        let meter = CpuMeter::start(&lattice);
+        let meter = CostMeter::start(&lattice);
         let cross = link_path(&client, size.inner, rounds).await?;
         let cpu = meter.per_op(size.inner as usize * rounds);
         figures.push(nats_latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, cpu, rtt, rtt_cpu));
@@ -412,7 +400,7 @@ async fn main() -> Result<()> {
 
     // 3. Control-plane call from an external client.
     if want(3) {
-        let meter = CpuMeter::start(&lattice);
+        let meter = CostMeter::start(&lattice);
         let ctl = latencies(size.calls, || {
             let client = client.clone();
             async move {
@@ -445,10 +433,10 @@ async fn main() -> Result<()> {
         anyhow::ensure!(ready, "http-hello not served");
         let hyper_port = hyper_hello().await?;
         for concurrency in [1, 8, 64] {
-            let meter = CpuMeter::start(&lattice);
+            let meter = CostMeter::start(&lattice);
             let t = http_load(port, "/", concurrency, size.http).await?;
             let tc = meter.per_op(size.http);
-            let meter = CpuMeter::start(&lattice);
+            let meter = CostMeter::start(&lattice);
             let h = http_load(hyper_port, "/", concurrency, size.http).await?;
             let hc = meter.per_op(size.http);
             figures.push(Figure {
