@@ -10,19 +10,20 @@
 //! plain hyper server; scale from zero (cold and warm compile cache); density (memory per
 //! component, time to scale, heartbeat size); link propagation across hosts.
 
-use std::collections::HashMap;
+mod baselines;
+mod measure;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
-use futures::StreamExt;
-use http_body_util::Full;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::{actors, free_port, TestLattice};
+
+use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_nats_rtt};
+use measure::{latencies, pct, rss_bytes, us, warmups, Cost, CostMeter};
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -39,42 +40,6 @@ struct Figure {
     baseline: String,
     ratio: f64,
     json: serde_json::Value,
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// p50/p99 of `n` runs of `f`.
-async fn latencies<F, Fut>(n: usize, mut f: F) -> Result<(Duration, Duration)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    for _ in 0..warmups(n) {
-        f().await?;
-    }
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        f().await?;
-        v.push(t.elapsed());
-    }
-    v.sort_unstable();
-    Ok((pct(&v, 0.5), pct(&v, 0.99)))
-}
-
-/// Unmeasured runs before `latencies` measures `n`.
-fn warmups(n: usize) -> usize {
-    (n / 10).max(3)
 }
 
 fn latency_figure(name: &str, t: (Duration, Duration), b: (Duration, Duration)) -> Figure {
@@ -127,210 +92,6 @@ async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> 
     }
     per_call.sort_unstable();
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
-}
-
-/// Direct wasmtime: instantiate echo and call `echo`, per call (what Trellis does per call).
-async fn direct_wasmtime(n: usize) -> Result<(Duration, Duration)> {
-    use trellis_host::wasm::state::GuestState;
-    use wasmtime::component::{Component, Linker, Val};
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    let engine = wasmtime::Engine::new(&config)?;
-    let component = Component::from_file(&engine, actors::ECHO)?;
-    let mut linker = Linker::<GuestState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    let pre = linker.instantiate_pre(&component)?;
-    let iface = component.get_export_index(None, "trellis:echo/echo@0.1.0").context("echo interface")?;
-    let func = component.get_export_index(Some(&iface), "echo").context("echo function")?;
-    latencies(n, || {
-        let (pre, engine) = (pre.clone(), engine.clone());
-        async move {
-            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false));
-            let instance = pre.instantiate_async(&mut store).await?;
-            let f = instance.get_func(&mut store, func).context("func")?;
-            let mut out = [Val::Bool(false)];
-            f.call_async(&mut store, &[Val::String("x".into())], &mut out).await?;
-            Ok(())
-        }
-    })
-    .await
-}
-
-/// Raw request/reply: `nats` asks, a responder connected to `responder` answers (another node of
-/// the cluster, like the hosts in figures 2 and 3).
-async fn raw_nats_rtt(nats: &async_nats::Client, responder: async_nats::Client, n: usize) -> Result<(Duration, Duration)> {
-    let mut sub = responder.subscribe("bench.echo").await?;
-    responder.flush().await?;
-    trellis_host::nats::barrier(&responder).await.map_err(anyhow::Error::msg)?;
-    tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            if let Some(r) = m.reply {
-                let _ = responder.publish(r, m.payload).await;
-            }
-        }
-    });
-    // Interest reaches the asking node through the cluster route: wait until it answers.
-    for _ in 0..100 {
-        if nats.request("bench.echo", "x".into()).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    latencies(n, || {
-        let nats = nats.clone();
-        async move {
-            nats.request("bench.echo", "x".into()).await?;
-            Ok(())
-        }
-    })
-    .await
-}
-
-/// The limit link propagation runs into: a JetStream KV put on node 0, acknowledged, until a
-/// watcher connected to node 2 sees it (how a link reaches another host), `rounds` times.
-async fn kv_watch_delay(lattice: &TestLattice, rounds: usize) -> Result<Duration> {
-    use async_nats::jetstream;
-    let writer = jetstream::new(lattice.nats().await?);
-    let bucket = format!("BENCH_{}", lattice.name.replace(['-', '.'], "_"));
-    let kv = writer.create_key_value(jetstream::kv::Config { bucket: bucket.clone(), history: 1, ..Default::default() }).await?;
-    let reader = jetstream::new(async_nats::connect(lattice.url_of(2)).await?).get_key_value(&bucket).await?;
-    let mut watch = reader.watch("link").await?;
-    let mut delays = Vec::new();
-    for i in 0..rounds {
-        let began = Instant::now();
-        kv.put("link", i.to_string().into()).await?;
-        loop {
-            let entry = tokio::time::timeout(Duration::from_secs(10), watch.next()).await?.context("watch ended")??;
-            if entry.value.as_ref() == i.to_string().as_bytes() {
-                break;
-            }
-        }
-        delays.push(began.elapsed());
-    }
-    delays.sort_unstable();
-    Ok(pct(&delays, 0.5))
-}
-
-async fn http_get(port: u16, path: &str) -> Result<()> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    anyhow::ensure!(raw.starts_with(b"HTTP/1.1 200"), "not 200: {}", String::from_utf8_lossy(&raw));
-    Ok(())
-}
-
-/// Requests/s and p50/p99 of `total` GETs at `concurrency`, a new connection each.
-async fn http_load(port: u16, path: &'static str, concurrency: usize, total: usize) -> Result<(f64, Duration, Duration)> {
-    let began = Instant::now();
-    let per = total.div_ceil(concurrency);
-    let tasks = (0..concurrency).map(|_| {
-        tokio::spawn(async move {
-            let mut v = Vec::with_capacity(per);
-            for _ in 0..per {
-                let t = Instant::now();
-                http_get(port, path).await?;
-                v.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(v)
-        })
-    });
-    let mut all = Vec::new();
-    for t in futures::future::join_all(tasks).await {
-        all.extend(t??);
-    }
-    let elapsed = began.elapsed();
-    all.sort_unstable();
-    Ok((all.len() as f64 / elapsed.as_secs_f64(), pct(&all, 0.5), pct(&all, 0.99)))
-}
-
-async fn hyper_hello() -> Result<u16> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"Hello from hyper\n"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-            });
-        }
-    });
-    Ok(port)
-}
-
-/// CPU time (user + system, all threads) of process `pid` ("self" for this one), from
-/// `/proc/{pid}/stat` in clock ticks of 10 ms: precise enough over thousands of calls.
-fn cpu_time(pid: &str) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces) start at the last ')'.
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-/// Context switches (voluntary and not) of every thread of process `pid` now running.
-fn context_switches(pid: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
-/// What operations cost while they run, in this process and in the NATS servers: CPU time and
-/// thread context switches (on a loopback lattice, most of the time per call goes to waking
-/// threads, so switches explain latency better than instructions do).
-struct CostMeter {
-    servers: Vec<String>,
-    start: Cost,
-}
-
-/// CPU µs and context switches, in this process and in the NATS servers: totals when read,
-/// per operation from [`CostMeter::per_op`].
-#[derive(Clone, Copy)]
-struct Cost {
-    cpu: (f64, f64),
-    switches: (f64, f64),
-}
-
-impl CostMeter {
-    fn start(lattice: &TestLattice) -> Self {
-        let servers = lattice.server_pids().iter().map(u32::to_string).collect::<Vec<_>>();
-        let start = Self::read(&servers);
-        Self { servers, start }
-    }
-
-    fn read(servers: &[String]) -> Cost {
-        let total = |f: fn(&str) -> f64| (f("self"), servers.iter().map(|p| f(p)).sum());
-        Cost { cpu: total(|p| us(cpu_time(p))), switches: total(|p| context_switches(p) as f64) }
-    }
-
-    /// Cost per operation of `n` operations since `start`.
-    fn per_op(&self, n: usize) -> Cost {
-        let (now, n) = (Self::read(&self.servers), n.max(1) as f64);
-        let per = |a: (f64, f64), b: (f64, f64)| ((a.0 - b.0).max(0.0) / n, (a.1 - b.1).max(0.0) / n);
-        Cost { cpu: per(now.cpu, self.start.cpu), switches: per(now.switches, self.start.switches) }
-    }
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
 }
 
 /// `--only`'s argument: figure numbers, comma separated.

@@ -1,0 +1,119 @@
+//! Measuring: percentiles, latency runs, and what operations cost in CPU time, context switches
+//! and memory (read from `/proc`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use trellis_tests::TestLattice;
+
+/// The `p` quantile (0 to 1) of `sorted`.
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `d` in microseconds.
+pub(crate) fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// p50/p99 of `n` runs of `f`.
+pub(crate) async fn latencies<F, Fut>(n: usize, mut f: F) -> Result<(Duration, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..warmups(n) {
+        f().await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        v.push(t.elapsed());
+    }
+    v.sort_unstable();
+    Ok((pct(&v, 0.5), pct(&v, 0.99)))
+}
+
+/// Unmeasured runs before `latencies` measures `n`.
+pub(crate) fn warmups(n: usize) -> usize {
+    (n / 10).max(3)
+}
+
+
+/// CPU time (user + system, all threads) of process `pid` ("self" for this one), from
+/// `/proc/{pid}/stat` in clock ticks of 10 ms: precise enough over thousands of calls.
+pub(crate) fn cpu_time(pid: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at the last ')'.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Context switches (voluntary and not) of every thread of process `pid` now running.
+pub(crate) fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// What operations cost while they run, in this process and in the NATS servers: CPU time and
+/// thread context switches (on a loopback lattice, most of the time per call goes to waking
+/// threads, so switches explain latency better than instructions do).
+pub(crate) struct CostMeter {
+    servers: Vec<String>,
+    start: Cost,
+}
+
+/// CPU µs and context switches, in this process and in the NATS servers: totals when read,
+/// per operation from [`CostMeter::per_op`].
+#[derive(Clone, Copy)]
+pub(crate) struct Cost {
+    pub(crate) cpu: (f64, f64),
+    pub(crate) switches: (f64, f64),
+}
+
+impl CostMeter {
+    pub(crate) fn start(lattice: &TestLattice) -> Self {
+        let servers = lattice.server_pids().iter().map(u32::to_string).collect::<Vec<_>>();
+        let start = Self::read(&servers);
+        Self { servers, start }
+    }
+
+    fn read(servers: &[String]) -> Cost {
+        let total = |f: fn(&str) -> f64| (f("self"), servers.iter().map(|p| f(p)).sum());
+        Cost { cpu: total(|p| us(cpu_time(p))), switches: total(|p| context_switches(p) as f64) }
+    }
+
+    /// Cost per operation of `n` operations since `start`.
+    pub(crate) fn per_op(&self, n: usize) -> Cost {
+        let (now, n) = (Self::read(&self.servers), n.max(1) as f64);
+        let per = |a: (f64, f64), b: (f64, f64)| ((a.0 - b.0).max(0.0) / n, (a.1 - b.1).max(0.0) / n);
+        Cost { cpu: per(now.cpu, self.start.cpu), switches: per(now.switches, self.start.switches) }
+    }
+}
+
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
