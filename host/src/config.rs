@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use trellis_messages::host::check_user_label_key;
+
 use trellis_messages::{DEFAULT_CTL_PREFIX, DEFAULT_LATTICE};
 
 use crate::error::{HostError, Result};
@@ -38,6 +39,35 @@ impl Default for NatsConfig {
     }
 }
 
+/// Bounds on the work a host accepts from the network, so that a flood gets a refusal, never
+/// memory growth. Flags set these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Control messages answered at once; more get a `success: false` "busy" reply.
+    pub max_control_in_flight: usize,
+    /// Largest control message accepted, in bytes; a larger one is refused before parsing.
+    pub max_control_message: usize,
+    /// Open connections per HTTP server listener; more are answered 503 and closed.
+    pub max_http_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// Largest HTTP request or response body, in bytes (413 for a request past it; a response
+    /// past it is cut off).
+    pub max_http_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_control_in_flight: 256,
+            max_control_message: 1 << 20,
+            max_http_connections: 10_000,
+            http_header_timeout: Duration::from_secs(30),
+            max_http_body: 64 << 20,
+        }
+    }
+}
+
 /// Everything a host needs to start.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -59,8 +89,14 @@ pub struct HostConfig {
     pub stop_timeout: Duration,
     /// Guest limits, compile cache, guest threads.
     pub wasm: WasmConfig,
-    /// Replicas of the lattice's KV buckets when this host creates them (3 on a 3-node cluster).
+    /// Replicas of the lattice's KV buckets when this host creates them (3 on a 3-node cluster);
+    /// also of key-value buckets created for guests.
     pub kv_replicas: usize,
+    /// The bucket of a key-value link whose target config names none; `None` refuses such
+    /// links.
+    pub kv_default_bucket: Option<String>,
+    /// Bounds on control messages and HTTP traffic.
+    pub limits: Limits,
 }
 
 impl Default for HostConfig {
@@ -76,6 +112,8 @@ impl Default for HostConfig {
             stop_timeout: Duration::from_secs(10),
             wasm: WasmConfig::default(),
             kv_replicas: 1,
+            kv_default_bucket: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -92,8 +130,8 @@ impl HostConfig {
                 HostError::Config(format!("control prefix `{}` must be dot-separated NATS tokens", self.ctl_prefix))
             })?;
         }
-        for key in self.labels.keys() {
-            check_user_label_key(key).map_err(HostError::Config)?;
+        for (i, (key, value)) in self.labels.iter().enumerate() {
+            trellis_messages::host::check_user_label(key, value, i + automatic_labels().len(), false).map_err(HostError::Config)?;
         }
         if self.heartbeat_interval.is_zero() {
             return Err(HostError::Config("heartbeat interval must be greater than zero".into()));
@@ -103,6 +141,15 @@ impl HostConfig {
         }
         if !(1..=5).contains(&self.kv_replicas) {
             return Err(HostError::Config(format!("KV replicas must be 1 to 5, not {}", self.kv_replicas)));
+        }
+        if let Some(bucket) = &self.kv_default_bucket {
+            crate::capability::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
+        }
+        let l = &self.limits;
+        if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.max_control_message < 1024 {
+            return Err(HostError::Config(
+                "control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB".into(),
+            ));
         }
         let w = &self.wasm;
         if w.max_execution_time < Duration::from_millis(10) {

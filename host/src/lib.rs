@@ -96,6 +96,7 @@
 //! flight finish on the old code, and the subscription never changes, so no call fails.
 
 pub mod actors;
+pub mod capability;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -109,6 +110,6 @@ pub mod runtime;
 pub mod services;
 pub mod wasm;
 
-pub use config::{HostConfig, NatsConfig};
+pub use config::{HostConfig, Limits, NatsConfig};
 pub use error::{HostError, Result};
 pub use runtime::{start, HostHandle, HostInfo, StopReason};

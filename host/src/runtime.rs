@@ -18,6 +18,7 @@ use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
 use crate::services::HostServices;
 use crate::wasm::local::LocalComponents;
+use crate::capability::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
 use crate::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
@@ -158,7 +159,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm } = started;
+    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -181,6 +182,7 @@ async fn supervise(
         warn!(?deadline, "components still stopping at the stop deadline; stopping anyway");
     }
     let _ = lattice.send(StopLattice).await;
+    follower.abort();
     let stopped = host.send(host_actor::Drain).await.unwrap_or_else(|_| {
         trellis_messages::event::HostStopped { labels: config.labels.clone() }
     });
@@ -211,6 +213,8 @@ struct Started {
     lattice: Addr<LatticeActor>,
     providers: Addr<ProvidersActor>,
     wasm: Arc<WasmRuntime>,
+    /// Follows other hosts' provider events into the provider directory.
+    follower: tokio::task::JoinHandle<()>,
 }
 
 async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
@@ -238,6 +242,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
     let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
     let view = LatticeView::default();
+    let providers_dir = ProviderDirectory::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
     let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
     let nats_url = redact(&config.nats.url);
@@ -264,13 +269,27 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         runtime: wasm.clone(),
         view: view.clone(),
         local: LocalComponents::default(),
+        providers: providers_dir.clone(),
+        limits: config.limits.clone(),
+        resolver: Resolver::new(
+            view.clone(),
+            providers_dir.clone(),
+            GuestPolicy {
+                ctl_prefix: config.ctl_prefix.clone(),
+                kv_replicas: config.kv_replicas,
+                kv_default_bucket: config.kv_default_bucket.clone(),
+            },
+        ),
     };
+    let follower = crate::capability::follow::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
+        .await
+        .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
     let providers = ProvidersActor::new(services.clone(), host.clone()).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view, events.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), stop_tx.clone());
-    let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx).start();
+    let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
     crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: "(barrier)".into(), reason })?;
     let info = HostInfo {
@@ -279,5 +298,5 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm })
+    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower })
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use trellis_messages::Subjects;
 
+use crate::capability::{ProviderDirectory, Resolver};
+use crate::config::Limits;
 use crate::events::EventPublisher;
 use crate::lattice::LatticeView;
 use crate::wasm::local::LocalComponents;
@@ -32,4 +34,10 @@ pub struct HostServices {
     pub view: LatticeView,
     /// Components running here, for in-process calls.
     pub local: LocalComponents,
+    /// Providers running in the lattice (this host's kept by the providers actor).
+    pub providers: ProviderDirectory,
+    /// Decides what guests may reach; handed to every component.
+    pub resolver: Resolver,
+    /// Bounds on network work (HTTP connections, bodies).
+    pub limits: Limits,
 }

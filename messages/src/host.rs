@@ -103,11 +103,38 @@ pub struct StopHostCommand {
 
 /// Checks a label key a user wants to set or delete.
 ///
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY: usize = 256;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 4096;
+/// Most labels a host carries (its own `hostcore.*` ones included): with the limits above, a
+/// heartbeat stays far below the NATS server's max payload (1 MiB by default).
+pub const MAX_LABELS: usize = 100;
+
+/// `Ok` when a user label `key` = `value` may be set on a host that has `count` labels
+/// (`replacing` when `key` is one of them).
+///
 /// # Errors
-/// A message saying why the key is refused: empty, or under `hostcore.`.
+/// A message naming the limit.
+pub fn check_user_label(key: &str, value: &str, count: usize, replacing: bool) -> Result<(), String> {
+    check_user_label_key(key)?;
+    if value.len() > MAX_LABEL_VALUE {
+        return Err(format!("label value is {} bytes; at most {MAX_LABEL_VALUE} are allowed", value.len()));
+    }
+    if !replacing && count >= MAX_LABELS {
+        return Err(format!("a host carries at most {MAX_LABELS} labels; delete one first"));
+    }
+    Ok(())
+}
+
+/// # Errors
+/// A message saying why the key is refused: empty, too long, or under `hostcore.`.
 pub fn check_user_label_key(key: &str) -> Result<(), String> {
     if key.trim().is_empty() {
         return Err("label key must not be empty".into());
+    }
+    if key.len() > MAX_LABEL_KEY {
+        return Err(format!("label key is {} bytes; at most {MAX_LABEL_KEY} are allowed", key.len()));
     }
     if key.starts_with(RESERVED_LABEL_PREFIX) {
         return Err(format!(

@@ -24,6 +24,11 @@ impl Subjects {
         &self.base
     }
 
+    /// The control prefix (`wasmbus.ctl`).
+    pub fn prefix(&self) -> &str {
+        self.base.strip_suffix(&format!(".v1.{}", self.lattice)).unwrap_or(&self.base)
+    }
+
     /// The lattice name.
     pub fn lattice(&self) -> &str {
         &self.lattice

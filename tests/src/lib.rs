@@ -27,6 +27,9 @@ pub mod actors {
     pub const MSG_ECHO: &str = env!("TRELLIS_ACTOR_MSG_ECHO");
     /// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
     pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
+    /// `trellis:hostile/probe`: tries to leave its sandbox; its HTTP handler sends and reads
+    /// bodies of any size.
+    pub const HOSTILE: &str = env!("TRELLIS_ACTOR_HOSTILE");
     /// `wasi:http/incoming-handler` answering "Hello from Trellis".
     pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
 }
@@ -50,6 +53,7 @@ pub fn test_wasm_config() -> WasmConfig {
         max_queue_wait: Duration::from_secs(5),
         pool_instances: 32,
         cache_dir: None,
+        file_load: trellis_host::wasm::load::FileLoad::anywhere(),
         ..WasmConfig::default()
     }
 }

@@ -314,6 +314,7 @@ async fn a_host_killed_and_restarted_reloads_links_and_config_from_kv() -> anyho
     let start = || -> anyhow::Result<std::process::Child> {
         Ok(Command::new(trellis_bin()?)
             .arg("host")
+            .env("TRELLIS_ALLOW_FILE_LOAD", "true")
             .env("TRELLIS_NATS_URL", lattice.url())
             .env("TRELLIS_LATTICE", &lattice.name)
             .env("TRELLIS_HOST_SEED", key.seed()?)

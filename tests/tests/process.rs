@@ -352,7 +352,7 @@ async fn guest_logs_reach_the_host_log_with_the_component_id() -> anyhow::Result
     let lattice = TestLattice::new().await?;
     let key = nkeys::KeyPair::new_server();
     let child = Command::new(trellis_bin()?)
-        .args(["host", "--log", "info"])
+        .args(["host", "--log", "info", "--allow-file-load"])
         .env("TRELLIS_NATS_URL", lattice.url())
         .env("TRELLIS_LATTICE", &lattice.name)
         .env("TRELLIS_HOST_SEED", key.seed()?)

@@ -337,7 +337,9 @@ async fn messaging_delivers_subscriptions_and_components_publish_and_request() -
     lattice.scale(b.id(), "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     client.put_config("msg-subs", &HashMap::from([("subscriptions".to_string(), "demo.echo,ask.svc.time".to_string())])).await?;
     client.put_link(&link("msg", "msg-echo", "default", ("wasmcloud", "messaging"), &["handler"], &["msg-subs"], &[])).await?;
-    client.put_link(&link("msg-echo", "msg", "default", ("wasmcloud", "messaging"), &["consumer"], &[], &[])).await?;
+    // It may publish to the service's subjects (and to the reply subjects of what it handles).
+    client.put_config("msg-pub", &HashMap::from([("subjects".to_string(), "svc.>".to_string())])).await?;
+    client.put_link(&link("msg-echo", "msg", "default", ("wasmcloud", "messaging"), &["consumer"], &[], &["msg-pub"])).await?;
 
     let reply = eventually(Duration::from_secs(10), || {
         let nats = nats.clone();

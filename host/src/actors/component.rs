@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::StreamExt;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND_HEADER};
@@ -20,7 +21,7 @@ use crate::error::{HostError, Result};
 use crate::wasm::invoke::{parse_args, Fault};
 use crate::services::HostServices;
 use crate::wasm::http::serve_forwarded;
-use crate::wasm::local::{LocalComponents, LocalTarget};
+use crate::wasm::local::{LocalComponents, LocalTarget, Slots};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
 /// Serves one component's exports.
@@ -41,6 +42,8 @@ pub struct ComponentActor {
     drain: Option<oneshot::Sender<()>>,
     /// Calls in flight.
     tracker: TaskTracker,
+    /// Cancelled at the stop deadline: calls still running then are answered with a fault.
+    cutoff: CancellationToken,
     /// Components running here: this one is registered while it serves.
     local: LocalComponents,
     /// Fired by the forwarder once the drained subscription has handed over its last message.
@@ -49,7 +52,7 @@ pub struct ComponentActor {
 
 impl std::fmt::Debug for ComponentActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentActor").field("id", &self.id).field("max_instances", &self.target().max_instances).finish_non_exhaustive()
+        f.debug_struct("ComponentActor").field("id", &self.id).field("max_instances", &self.target().slots.limit()).finish_non_exhaustive()
     }
 }
 
@@ -78,14 +81,14 @@ impl ComponentActor {
             host_id: services.host_id.as_str().into(),
             serving: Serving::new(LocalTarget {
                 component,
-                permits: Arc::new(Semaphore::new(max_instances as usize)),
-                max_instances,
+                slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
             }),
             runtime: services.runtime.clone(),
             nats,
             subscription: Some(subscription),
             drain: None,
             tracker: TaskTracker::new(),
+            cutoff: CancellationToken::new(),
             local: services.local.clone(),
             stream_ended: {
                 let (tx, rx) = oneshot::channel();
@@ -147,6 +150,7 @@ impl Actor for ComponentActor {
             runtime: self.runtime.clone(),
             nats: self.nats.clone(),
             tracker: self.tracker.clone(),
+            cutoff: self.cutoff.clone(),
         };
         let ended = self.stream_ended.0.take();
         self.runtime.guests().spawn(async move {
@@ -156,7 +160,7 @@ impl Actor for ComponentActor {
             }
         });
         self.register();
-        info!(component_id = %self.id, max_instances = self.target().max_instances, "component serving");
+        info!(component_id = %self.id, max_instances = self.target().slots.limit(), "component serving");
     }
 }
 
@@ -168,6 +172,12 @@ struct Forwarder {
     runtime: Arc<WasmRuntime>,
     nats: async_nats::Client,
     tracker: TaskTracker,
+    cutoff: CancellationToken,
+}
+
+/// What a call cut off at the host's stop deadline is answered with.
+fn cut_off(id: &str) -> String {
+    format!("component `{id}` was stopped (the host's stop deadline passed) before the call finished")
 }
 
 impl Forwarder {
@@ -204,18 +214,32 @@ impl Forwarder {
         let nats = self.nats.clone();
         let (runtime, id) = (self.runtime.clone(), self.id.clone());
         let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");
+        let cutoff = self.cutoff.clone();
         if is_http {
             self.tracker.spawn(async move {
-                let (headers, body) = serve_forwarded(runtime, &id, target, msg.headers, msg.payload).await;
+                let max = usize::try_from(nats.server_info().max_payload).unwrap_or(usize::MAX);
+                let serve = serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max);
+                let (headers, body) = tokio::select! {
+                    reply = serve => reply,
+                    () = cutoff.cancelled() => {
+                        let mut h = async_nats::HeaderMap::new();
+                        h.insert(trellis_messages::invocation::HTTP_STATUS_HEADER, "503");
+                        (h, bytes::Bytes::from(cut_off(&id)))
+                    }
+                };
                 if let Err(e) = nats.publish_with_headers(reply, headers, body).await {
                     warn!(error = %e, "forwarded HTTP reply not sent");
                 }
             });
             return;
         }
-        let call = Call { id, host_id: self.host_id.clone(), target, runtime };
+        let host_id = self.host_id.clone();
+        let call = Call { id: id.clone(), host_id: host_id.clone(), target, runtime };
         self.tracker.spawn(async move {
-            let response = call.run(&msg.payload).await;
+            let response = tokio::select! {
+                response = call.run(&msg.payload) => response,
+                () = cutoff.cancelled() => InvocationResponse::fault(&host_id, FaultKind::Host, cut_off(&id)),
+            };
             let body = serde_json::to_vec(&response).unwrap_or_default();
             if let Err(e) = nats.publish(reply, body.into()).await {
                 warn!(error = %e, "invocation reply not sent");
@@ -287,7 +311,8 @@ impl Handler<Update> for ComponentActor {
     }
 }
 
-/// Changes `max_instances`; calls holding a slot of the old limit finish normally.
+/// Changes `max_instances` in place: calls holding a slot finish normally, and no more than the
+/// new limit run once they have.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetMaxInstances(pub u32);
@@ -295,10 +320,11 @@ pub struct SetMaxInstances(pub u32);
 impl Handler<SetMaxInstances> for ComponentActor {
     type Result = ();
     fn handle(&mut self, msg: SetMaxInstances, _: &mut Self::Context) {
-        let target = self.target();
-        if msg.0 != target.max_instances {
-            info!(component_id = %self.id, from = target.max_instances, to = msg.0, "component rescaled");
-            self.serve(LocalTarget { permits: Arc::new(Semaphore::new(msg.0 as usize)), max_instances: msg.0, ..target });
+        let slots = self.target().slots;
+        let from = slots.limit();
+        if msg.0 != from {
+            info!(component_id = %self.id, from, to = msg.0, "component rescaled");
+            slots.resize(msg.0);
         }
     }
 }
@@ -333,11 +359,13 @@ impl Handler<StopComponent> for ComponentActor {
             }
             .into_actor(self)
             .then(move |(), act, _| {
-                let tracker = act.tracker.clone();
+                let (tracker, cutoff) = (act.tracker.clone(), act.cutoff.clone());
                 tracker.close();
                 async move {
                     if tokio::time::timeout_at(deadline.into(), tracker.wait()).await.is_err() {
-                        warn!(component_id = %id, ?timeout, "calls still running when the component stopped");
+                        warn!(component_id = %id, ?timeout, "calls still running at the stop deadline are answered with a fault");
+                        cutoff.cancel();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
                     }
                 }
                 .into_actor(act)

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 use trellis_messages::{CtlCommand, CtlResponse, Subjects};
 
+use crate::config::Limits;
 use crate::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
 use crate::runtime::{StopReason, StopRequest};
@@ -35,6 +36,27 @@ type IncomingStream = Pin<Box<dyn Stream<Item = Incoming> + Send>>;
 /// subscribe failure stops the host from starting instead of leaving it deaf.
 pub struct ControlSubscriptions {
     stream: IncomingStream,
+    /// Set to `true` to drain: each subscription unsubscribes on the server and then still
+    /// delivers what the server had already sent, so every request received gets its answer.
+    drain: tokio::sync::watch::Sender<bool>,
+}
+
+/// A subscription as a stream that drains when `drain` turns `true`, then ends.
+fn draining(sub: async_nats::Subscriber, drain: tokio::sync::watch::Receiver<bool>, route: Route) -> IncomingStream {
+    futures::stream::unfold((sub, drain, false), move |(mut sub, mut drain, mut drained)| async move {
+        loop {
+            tokio::select! {
+                msg = sub.next() => return msg.map(|msg| (Incoming { route, msg }, (sub, drain, drained))),
+                alive = async { drain.wait_for(|d| *d).await.is_ok() }, if !drained => {
+                    drained = true;
+                    if !alive || sub.drain().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 impl std::fmt::Debug for ControlSubscriptions {
@@ -50,6 +72,7 @@ impl ControlSubscriptions {
     /// [`HostError::Subscribe`] naming the subject that failed.
     pub async fn subscribe(nats: &async_nats::Client, subjects: &Subjects, host_id: &str) -> Result<Self> {
         let catch_all = format!("{}.>", subjects.base());
+        let (drain, drain_rx) = tokio::sync::watch::channel(false);
         let mut streams = Vec::new();
         for (subject, group) in subjects.host_subscriptions(host_id) {
             let sub = match &group {
@@ -59,9 +82,9 @@ impl ControlSubscriptions {
             .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
             let route = if subject == catch_all { Route::CatchAll } else { Route::Known };
             debug!(%subject, ?group, "subscribed");
-            streams.push(sub.map(move |msg| Incoming { route, msg }).boxed());
+            streams.push(draining(sub, drain_rx.clone(), route));
         }
-        Ok(Self { stream: futures::stream::select_all(streams).boxed() })
+        Ok(Self { stream: futures::stream::select_all(streams).boxed(), drain })
     }
 }
 
@@ -75,14 +98,18 @@ pub struct ControlActor {
     dispatcher: Dispatcher,
     /// The subscriptions, until `started()` attaches them.
     subscriptions: Option<ControlSubscriptions>,
-    /// The attached subscription stream, cancelled to unsubscribe when draining.
-    stream: Option<SpawnHandle>,
+    /// Drains the subscriptions (see [`ControlSubscriptions`]).
+    drain: Option<tokio::sync::watch::Sender<bool>>,
+    /// The subscriptions have ended (drained).
+    ended: bool,
     /// Messages being answered.
     in_flight: usize,
     /// Set by [`StopControl`]: told when the last in-flight answer is out.
     drained: Option<oneshot::Sender<()>>,
     /// Asks the runtime to stop the host when the subscriptions end on their own.
     stop: mpsc::UnboundedSender<StopRequest>,
+    /// Message size and in-flight bounds.
+    limits: Limits,
 }
 
 impl std::fmt::Debug for ControlActor {
@@ -99,22 +126,25 @@ impl ControlActor {
         dispatcher: Dispatcher,
         subscriptions: ControlSubscriptions,
         stop: mpsc::UnboundedSender<StopRequest>,
+        limits: Limits,
     ) -> Self {
         Self {
             subjects,
             nats,
             dispatcher,
             subscriptions: Some(subscriptions),
-            stream: None,
+            drain: None,
+            ended: false,
             in_flight: 0,
             drained: None,
             stop,
+            limits,
         }
     }
 
     fn one_done(&mut self, ctx: &mut Context<Self>) {
         self.in_flight -= 1;
-        if self.drained.is_some() && self.in_flight == 0 {
+        if self.drained.is_some() && self.ended && self.in_flight == 0 {
             ctx.stop();
         }
     }
@@ -125,7 +155,8 @@ impl Actor for ControlActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(subs) = self.subscriptions.take() {
-            self.stream = Some(ctx.add_stream(subs.stream));
+            self.drain = Some(subs.drain);
+            ctx.add_stream(subs.stream);
         }
     }
 
@@ -143,10 +174,36 @@ impl StreamHandler<Incoming> for ControlActor {
         if route == Route::CatchAll && CtlCommand::operation(&self.subjects, &subject).is_ok() {
             return; // a known operation: its own subscription answers it
         }
-        let parsed = CtlCommand::parse(&self.subjects, &subject, &msg.payload);
-        let dispatcher = self.dispatcher.clone();
         let nats = self.nats.clone();
         let reply_to = msg.reply.clone();
+        // Bounded before anything is parsed or spawned: an answer, never a queue.
+        let refusal = if msg.payload.len() > self.limits.max_control_message {
+            Some(format!(
+                "control message of {} bytes refused: this host accepts at most {} bytes (--max-control-message)",
+                msg.payload.len(),
+                self.limits.max_control_message
+            ))
+        } else if self.in_flight >= self.limits.max_control_in_flight {
+            Some(format!(
+                "host is busy: {} control requests are being answered (--max-control-in-flight); try again",
+                self.in_flight
+            ))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            warn!(%subject, "{refusal}");
+            if let Some(reply_to) = reply_to {
+                let body = crate::dispatch::Answer::reply(&CtlResponse::<()>::error(refusal)).reply.unwrap_or_default();
+                // Fire and forget: the publish is buffered by the client, not awaited.
+                actix::spawn(async move {
+                    let _ = nats.publish(reply_to, body.into()).await;
+                });
+            }
+            return;
+        }
+        let parsed = CtlCommand::parse(&self.subjects, &subject, &msg.payload);
+        let dispatcher = self.dispatcher.clone();
         let work = async move {
             let answer = match parsed {
                 Ok(command) => dispatcher.answer(command).await,
@@ -171,6 +228,7 @@ impl StreamHandler<Incoming> for ControlActor {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        self.ended = true;
         if self.drained.is_none() {
             error!("control subscriptions ended unexpectedly; stopping the host");
             let _ = self.stop.send(StopRequest { timeout: None, reason: StopReason::ControlLost });
@@ -181,7 +239,8 @@ impl StreamHandler<Incoming> for ControlActor {
     }
 }
 
-/// Unsubscribes, lets in-flight answers finish, then stops the actor and signals `done`.
+/// Drains the subscriptions (unsubscribes, answers what the server had already delivered), lets
+/// in-flight answers finish, then stops the actor and signals `done`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopControl {
@@ -192,11 +251,14 @@ pub struct StopControl {
 impl Handler<StopControl> for ControlActor {
     type Result = ();
     fn handle(&mut self, msg: StopControl, ctx: &mut Self::Context) {
-        if let Some(handle) = self.stream.take() {
-            ctx.cancel_future(handle); // drops the subscribers: NATS unsubscribes
-        }
         self.drained = Some(msg.done);
-        if self.in_flight == 0 {
+        match self.drain.take() {
+            Some(drain) => {
+                let _ = drain.send(true);
+            }
+            None => self.ended = true,
+        }
+        if self.ended && self.in_flight == 0 {
             ctx.stop();
         }
     }

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use trellis_messages::component::ComponentDescription;
 use trellis_messages::provider::ProviderDescription;
 use trellis_messages::event::{names, HostStarted, HostStopped, LabelsChanged};
-use trellis_messages::host::{check_user_label_key, Host, HostInventory};
+use trellis_messages::host::{check_user_label, check_user_label_key, Host, HostInventory};
 use tracing::{debug, info};
 
 use crate::error::{HostError, Result};
@@ -201,7 +201,7 @@ pub struct PutLabel {
 impl Handler<PutLabel> for HostActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: PutLabel, _: &mut Self::Context) -> Self::Result {
-        check_user_label_key(&msg.key).map_err(HostError::Label)?;
+        check_user_label(&msg.key, &msg.value, self.labels.len(), self.labels.contains_key(&msg.key)).map_err(HostError::Label)?;
         info!(key = %msg.key, value = %msg.value, "label set");
         self.labels.insert(msg.key, msg.value);
         self.labels_changed();

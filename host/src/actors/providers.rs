@@ -53,6 +53,8 @@ impl ProvidersActor {
 
     fn stop_one(&mut self, id: &str, reason: &str) -> bool {
         let Some(running) = self.running.remove(id) else { return false };
+        // Revoked before anything else: calls that start from now on are refused.
+        self.services.providers.remove(&self.services.host_id, id);
         if let Some(addr) = running.http {
             addr.do_send(StopHttpServer);
         }
@@ -117,6 +119,7 @@ impl Handler<StartProvider> for ProvidersActor {
             annotations: cmd.annotations.clone(),
         };
         info!(provider_id = %cmd.provider_id, kind = kind.name(), "provider started");
+        self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
         self.running.insert(cmd.provider_id.clone(), Running { kind, http, messaging, description });
         self.publish("provider_started", base);
         self.publish_inventory();

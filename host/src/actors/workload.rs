@@ -39,6 +39,8 @@ pub struct WorkloadActor {
     stop_timeout: Duration,
     /// Config names each running component was scaled with.
     configs: BTreeMap<String, Vec<String>>,
+    /// Set when the host drains: a component that finishes starting afterwards is not started.
+    draining: bool,
 }
 
 impl std::fmt::Debug for WorkloadActor {
@@ -57,6 +59,7 @@ impl WorkloadActor {
             busy: HashSet::new(),
             stop_timeout,
             configs: BTreeMap::new(),
+            draining: false,
         }
     }
 
@@ -107,7 +110,7 @@ impl WorkloadActor {
         let imports = Arc::new(ImportContext {
             source_id: id.to_string(),
             config_names,
-            view: s.view.clone(),
+            resolver: s.resolver.clone(),
             local: s.local.clone(),
             runtime: s.runtime.clone(),
             nats: s.calls.clone(),
@@ -134,6 +137,11 @@ impl WorkloadActor {
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&command.component_id);
+            let result = match result {
+                // Never started, so never drained: dropping it drops its subscription.
+                Ok(_) if act.draining => Err(HostError::ShuttingDown),
+                other => other,
+            };
             match result {
                 Ok((actor, _size)) => {
                     act.configs.insert(command.component_id.clone(), command.config.clone());
@@ -307,6 +315,7 @@ pub struct DrainComponents {
 impl Handler<DrainComponents> for WorkloadActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: DrainComponents, _: &mut Self::Context) -> Self::Result {
+        self.draining = true;
         let running: Vec<_> = std::mem::take(&mut self.components).into_values().collect();
         self.publish_inventory();
         let timeout = msg.timeout;

@@ -5,7 +5,11 @@
 //! links without `path` own their address; links with `path` share an address and are routed
 //! by the longest matching path prefix. Requests for a component running on this host go to it
 //! in-process; otherwise they are forwarded over NATS to whichever host runs it (the body is
-//! buffered, up to the NATS max payload). Listening failures (address in use, bad address) are published as
+//! buffered, up to the NATS max payload). Each listener serves at most `--max-http-connections`
+//! connections (more get 503), gives a client `--http-header-timeout` to send its headers, and
+//! counts bodies as they stream: a request past `--max-http-body` gets 413 (at once when its
+//! `content-length` says so), a response past it is cut off. When the provider stops, open
+//! connections finish the request in flight and close. Listening failures (address in use, bad address) are published as
 //! `linkdef_set_failed` with the reason, once per link and reason.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,7 +23,9 @@ use trellis_messages::event::{names, LinkSetFailed};
 use trellis_messages::link::Link;
 
 use crate::services::HostServices;
-use crate::wasm::http::{forward, serve_local, text, ResponseBody};
+use http_body_util::BodyExt;
+
+use crate::wasm::http::{forward, serve_local, text, BodyError, ResponseBody};
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
@@ -146,6 +152,9 @@ impl HttpServerActor {
     }
 }
 
+/// How long open connections may finish their requests after the provider stops.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn accept_loop(
     provider: String,
     listener: tokio::net::TcpListener,
@@ -153,34 +162,97 @@ async fn accept_loop(
     services: HostServices,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let limits = services.limits.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_http_connections));
+    // Tells every open connection to finish the request it serves and close.
+    let closing = tokio_util::sync::CancellationToken::new();
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     debug!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
             },
-            _ = &mut stop => return,
+            _ = &mut stop => break,
         };
-        let (routes, services, provider) = (routes.clone(), services.clone(), provider.clone());
-        tokio::spawn(async move {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(%provider, %peer, limit = limits.max_http_connections, "HTTP connection refused: too many open connections");
+            let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            continue;
+        };
+        let (routes, services, provider, closing) = (routes.clone(), services.clone(), provider.clone(), closing.clone());
+        let header_timeout = limits.http_header_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (routes, services) = (routes.clone(), services.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, &routes, &services).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(req, routes, services).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 debug!(%provider, %peer, error = %e, "HTTP connection ended with an error");
             }
         });
     }
+    // Stopped: no new connections; open ones finish their request in flight and close.
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(CLOSE_GRACE + std::time::Duration::from_secs(1), connections.wait()).await.is_err() {
+        warn!(%provider, "HTTP connections still open after the provider stopped");
+    }
 }
 
-async fn route(req: hyper::Request<hyper::body::Incoming>, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody> {
+fn content_length(req: &hyper::Request<hyper::body::Incoming>) -> Option<u64> {
+    req.headers().get(hyper::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, services: HostServices) -> hyper::Response<ResponseBody> {
+    let limit = services.limits.max_http_body;
+    if content_length(&req).is_some_and(|n| n > limit) {
+        return text(413, format!("the request body is larger than this server's limit of {limit} bytes"));
+    }
+    let response = dispatch(req.map(|b| limit_body(b, limit)), &routes, &services).await;
+    response.map(|b| limit_body(b, limit).boxed_unsync())
+}
+
+/// `body`, ending in an error past `limit` bytes (counted as it streams).
+fn limit_body<B>(body: B, limit: u64) -> impl hyper::body::Body<Data = B::Data, Error = BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<BodyError>,
+{
+    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(|e: BodyError| -> BodyError {
+        if e.is::<http_body_util::LengthLimitError>() {
+            "the body is larger than this server's limit (--max-http-body)".into()
+        } else {
+            e
+        }
+    })
+}
+
+async fn dispatch<B>(req: hyper::Request<B>, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = BodyError> + Send + Sync + 'static,
+{
     let path = req.uri().path().to_string();
     let target = {
         let routes = routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -196,7 +268,7 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: &Routes, serv
         return text(404, format!("no component serves `{path}` here"));
     };
     match services.local.get(&target) {
-        Some(local) => serve_local(services.runtime.clone(), &target, local, req).await,
+        Some(local) => serve_local(services.runtime.clone(), &target, local, req.map(|b| http_body_util::BodyExt::map_err(b, std::io::Error::other))).await,
         None => {
             let config = services.runtime.config();
             let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);

@@ -30,6 +30,9 @@ pub struct WasmConfig {
     pub max_component_size: u64,
     /// How long a call waits for a free instance slot (`max_instances`) before failing busy.
     pub max_queue_wait: Duration,
+    /// Calls that may wait for a free instance slot per component; more are refused `busy` at
+    /// once (so a flood of calls cannot pile up tasks and payloads).
+    pub max_queued_calls: usize,
     /// Concurrent instances the pooling allocator pre-reserves; `0` uses on-demand allocation.
     pub pool_instances: u32,
     /// Bytes of each pooled instance's linear memory reset in place (not returned to the
@@ -41,6 +44,8 @@ pub struct WasmConfig {
     pub cache_dir: Option<PathBuf>,
     /// Threads guests run on; `0` means one per CPU.
     pub guest_threads: usize,
+    /// Which files components may be loaded from (none by default).
+    pub file_load: crate::wasm::load::FileLoad,
 }
 
 impl Default for WasmConfig {
@@ -50,10 +55,12 @@ impl Default for WasmConfig {
             max_component_memory: 256 << 20,
             max_component_size: 50 << 20,
             max_queue_wait: Duration::from_secs(10),
+            max_queued_calls: 1000,
             pool_instances: 1000,
             keep_resident: 1 << 20,
             cache_dir: None,
             guest_threads: 0,
+            file_load: crate::wasm::load::FileLoad::default(),
         }
     }
 }

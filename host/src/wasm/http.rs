@@ -11,7 +11,7 @@ use trellis_messages::invocation::FaultKind;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::WasiHttpView;
 
-use crate::wasm::invoke::{classify, new_store, Fault};
+use crate::wasm::invoke::{classify, new_store, within_deadline, Fault};
 use crate::wasm::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
@@ -67,14 +67,19 @@ where
         }
     };
     let component_id = id.to_string();
+    let (deadline, limit) = (store.data().deadline, runtime.config().max_execution_time);
     let task = runtime.guests().spawn(async move {
         let _permit = permit;
-        let result = async {
-            let proxy = proxy.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-        }
-        .await;
-        result.map_err(|e| classify(&store, &component_id, "wasi:http/incoming-handler.handle", &e))
+        const HANDLE: &str = "wasi:http/incoming-handler.handle";
+        let call = async {
+            let result = async {
+                let proxy = proxy.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            }
+            .await;
+            result.map_err(|e| classify(&store, &component_id, HANDLE, &e))
+        };
+        within_deadline(deadline, limit, &component_id, HANDLE, call).await
     });
     match rx.await {
         Ok(Ok(response)) => response.map(|body| body.map_err(|e| Box::new(e) as BodyError).boxed_unsync()),
@@ -93,13 +98,15 @@ fn envelope_header(name: &str) -> bool {
 }
 
 /// Serves an HTTP request that arrived over NATS (method, URI and headers as NATS headers, the
-/// body as payload) and returns the reply's headers and body.
+/// body as payload) and returns the reply's headers and body (a response body over `max_body`,
+/// the NATS max payload, becomes a 500).
 pub async fn serve_forwarded(
     runtime: Arc<WasmRuntime>,
     id: &str,
     target: LocalTarget,
     headers: Option<async_nats::HeaderMap>,
     body: Bytes,
+    max_body: usize,
 ) -> (async_nats::HeaderMap, Bytes) {
     use trellis_messages::invocation::{HTTP_METHOD_HEADER, HTTP_URI_HEADER};
     let headers = headers.unwrap_or_default();
@@ -119,14 +126,14 @@ pub async fn serve_forwarded(
         Ok(request) => serve_local(runtime, id, target, request).await,
         Err(e) => text(400, format!("bad forwarded request: {e}")),
     };
-    encode_response(response).await
+    encode_response(response, max_body).await
 }
 
-async fn encode_response(response: hyper::Response<ResponseBody>) -> (async_nats::HeaderMap, Bytes) {
+async fn encode_response(response: hyper::Response<ResponseBody>, max: usize) -> (async_nats::HeaderMap, Bytes) {
     use trellis_messages::invocation::HTTP_STATUS_HEADER;
     let (parts, body) = response.into_parts();
-    let (status, body) = match body.collect().await {
-        Ok(collected) => (parts.status.as_u16(), collected.to_bytes()),
+    let (status, body) = match collect_at_most(body, max).await {
+        Ok(bytes) => (parts.status.as_u16(), bytes),
         Err(e) => (500, Bytes::from(format!("the component's response body failed: {e}\n"))),
     };
     let mut headers = async_nats::HeaderMap::new();
@@ -139,20 +146,42 @@ async fn encode_response(response: hyper::Response<ResponseBody>) -> (async_nats
     (headers, body)
 }
 
+/// The whole of `body`, or an error once it passes `max` bytes.
+async fn collect_at_most(mut body: ResponseBody, max: usize) -> Result<Bytes, BodyError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > max {
+                return Err(format!("the response body is larger than {max} bytes (the NATS max payload)").into());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// Forwards `request` to component `id` on whichever host runs it, over NATS.
-pub async fn forward(
+pub async fn forward<B>(
     nats: &async_nats::Client,
     subject: String,
     id: &str,
     timeout: std::time::Duration,
-    request: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<ResponseBody> {
+    request: hyper::Request<B>,
+) -> hyper::Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = Bytes, Error = BodyError>,
+{
     use trellis_messages::invocation::{HTTP_KIND_HEADER, HTTP_METHOD_HEADER, HTTP_STATUS_HEADER, HTTP_URI_HEADER};
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.to_string().contains("--max-http-body") => return text(413, e.to_string()),
         Err(e) => return text(400, format!("cannot read the request body: {e}")),
     };
+    let max = usize::try_from(nats.server_info().max_payload).unwrap_or(usize::MAX);
+    if body.len() > max {
+        return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
+    }
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(HTTP_KIND_HEADER, "http");
     headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());

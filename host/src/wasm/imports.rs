@@ -17,44 +17,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::{debug, error, info, trace, warn};
 use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_NAME_HEADER, SOURCE_ID_HEADER};
-use trellis_messages::Subjects;
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
 use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
 
 use crate::lattice::state::DEFAULT_LINK_NAME;
-use crate::lattice::LatticeView;
-use crate::wasm::local::LocalComponents;
+pub use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
-use crate::wasm::WasmRuntime;
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =
     &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
-
-/// Everything a component's imports need at call time.
-#[derive(Clone)]
-pub struct ImportContext {
-    /// The importing component (the link source).
-    pub source_id: String,
-    /// Names of the configs the component reads (`wasi:config/store`).
-    pub config_names: Vec<String>,
-    /// Links and configs.
-    pub view: LatticeView,
-    /// Components running here.
-    pub local: LocalComponents,
-    /// This host's wasm runtime (for local calls).
-    pub runtime: Arc<WasmRuntime>,
-    /// The host's call connection: calls to components on other hosts, key-value, messaging.
-    pub nats: async_nats::Client,
-    /// Subject builder of the lattice.
-    pub subjects: Subjects,
-}
-
-impl std::fmt::Debug for ImportContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImportContext").field("source_id", &self.source_id).finish_non_exhaustive()
-    }
-}
 
 /// `ns:pkg/iface@version` split up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +152,7 @@ async fn call_link(
     ty: &ComponentFunc,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, String> {
-    let target = ctx.view.resolve(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface)?;
+    let target = ctx.resolver.component(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0)?;
     let failed = |e: &dyn std::fmt::Display| format!("call from `{}` to `{target}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id);
     if let Some(local) = ctx.local.get(&target) {
         trace!(source = %ctx.source_id, %target, function, "local link call");
@@ -224,14 +196,14 @@ fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportCo
             Some(Val::String(k)) => k.clone(),
             _ => return Err(wasmtime::Error::msg("wasi:config/store.get expects a string key")),
         };
-        let value = c.view.config(&c.config_names).get(&key).cloned();
+        let value = c.resolver.config(&c.config_names).get(&key).cloned();
         results[0] = Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v))))))));
         Ok(())
     })?;
     let c = ctx.clone();
     instance.func_new("get-all", move |_, _, _, results| {
         let pairs = c
-            .view
+            .resolver
             .config(&c.config_names)
             .into_iter()
             .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))

@@ -6,6 +6,7 @@ use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::capability::{reply_grant, Capability};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::engine::WasmRuntime;
 use crate::wasm::prepared::{ExportedFunc, PreparedComponent};
@@ -107,31 +108,59 @@ pub async fn invoke_vals(
         ));
     }
     let mut store = new_store(runtime, component_id, component);
-    let instance = func_instance(&mut store, component).await.map_err(|e| classify(&store, component_id, function, &e))?;
-    let Some(callee) = instance.get_func(&mut store, func.index) else {
-        return Err(Fault::new(FaultKind::NoSuchFunction, format!("component `{component_id}` lost export `{function}`")));
+    store.data_mut().reply_to = reply_grant(function, &params);
+    let deadline = store.data().deadline;
+    let call = async {
+        let instance = func_instance(&mut store, component).await.map_err(|e| classify(&store, component_id, function, &e))?;
+        let Some(callee) = instance.get_func(&mut store, func.index) else {
+            return Err(Fault::new(FaultKind::NoSuchFunction, format!("component `{component_id}` lost export `{function}`")));
+        };
+        let mut results = vec![Val::Bool(false); func.results.len()];
+        callee
+            .call_async(&mut store, &params, &mut results)
+            .await
+            .map_err(|e| classify(&store, component_id, function, &e))?;
+        Ok(results)
     };
-    let mut results = vec![Val::Bool(false); func.results.len()];
-    callee
-        .call_async(&mut store, &params, &mut results)
-        .await
-        .map_err(|e| classify(&store, component_id, function, &e))?;
-    Ok(results)
+    within_deadline(deadline, runtime.config().max_execution_time, component_id, function, call).await
+}
+
+/// Runs `call` (a whole invocation: wasm and the host calls it makes) until `deadline`; past
+/// it the call is dropped — its store, instance and pending host calls with it — and the
+/// result is the `deadline` fault. The epoch callback stops wasm that runs; this stops a guest
+/// that waits in a host call (a long `poll`, a slow request).
+///
+/// # Errors
+/// The call's own fault, or [`FaultKind::Deadline`].
+pub async fn within_deadline<T>(
+    deadline: Instant,
+    limit: Duration,
+    component_id: &str,
+    function: &str,
+    call: impl std::future::Future<Output = Result<T, Fault>>,
+) -> Result<T, Fault> {
+    match tokio::time::timeout_at(deadline.into(), call).await {
+        Ok(result) => result,
+        Err(_) => Err(Fault::new(
+            FaultKind::Deadline,
+            format!("`{function}` of component `{component_id}` ran past the host's deadline of {limit:?} and was stopped"),
+        )),
+    }
 }
 
 /// A fresh store for one call of `component`: memory limit, deadline (the guest yields every
-/// epoch tick and is stopped past the deadline), outgoing HTTP only when linked.
+/// epoch tick and is stopped past the deadline), outgoing HTTP only when the resolver grants it.
 pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &PreparedComponent) -> Store<GuestState> {
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
     let allow_http = component.imports_outgoing_http
         && component.imports.as_ref().is_some_and(|ctx| {
-        ctx.view.resolve(component_id, DEFAULT_LINK_NAME, "wasi", "http", "outgoing-handler").is_ok()
-    });
-    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http));
-    store.limiter(|state| &mut state.limiter);
+            ctx.resolver.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).is_ok()
+        });
     let deadline = Instant::now() + limit;
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http, deadline));
+    store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {

@@ -1,11 +1,14 @@
 //! `wasi:keyvalue/store` and `wasi:keyvalue/atomics` (0.2.0-draft), backed by JetStream KV so
 //! the data is shared by every host and survives restarts.
 //!
-//! `open(identifier)` follows the component's link for `wasi:keyvalue/store`: the bucket is the
-//! `bucket` value of the link's target config, else the identifier itself. Without a link the
-//! call fails with `access-denied` and a log line naming the missing link. `increment` is a
-//! compare-and-set on the key's revision, retried until it wins, so concurrent increments from
-//! any number of hosts are never lost.
+//! `open(identifier)` asks the capability resolver for the component's link for
+//! `wasi:keyvalue/store` (under the link name the guest chose, else `default`): the link must
+//! target a running key-value provider, and the bucket is the one its target config names (or
+//! the host's default), never the guest's identifier and never one of the lattice's own buckets.
+//! A refusal is `access-denied`, with a log line saying why. A missing bucket is created with the
+//! host's `--kv-replicas`. `list-keys` returns pages of [`KEYS_PAGE`] keys with a cursor.
+//! `increment` is a compare-and-set on the key's revision, retried until it wins, so concurrent
+//! increments from any number of hosts are never lost.
 
 use std::sync::Arc;
 
@@ -14,8 +17,9 @@ use bytes::Bytes;
 use tracing::{debug, info};
 use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
 
+use crate::capability::Capability;
 use crate::lattice::state::DEFAULT_LINK_NAME;
-use crate::wasm::imports::ImportContext;
+use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
 
 /// `wasi:keyvalue/store.error`.
@@ -54,25 +58,43 @@ fn other(e: impl std::fmt::Display) -> KvError {
     KvError::Other(e.to_string())
 }
 
+/// Keys `list-keys` returns per call; the cursor continues after them.
+pub const KEYS_PAGE: usize = 1000;
+
 async fn open(ctx: &ImportContext, link_name: &str, identifier: &str) -> Result<kv::Store, KvError> {
-    let link = ctx.view.resolve_link(&ctx.source_id, link_name, "wasi", "keyvalue", "store").map_err(|e| {
-        info!(component_id = %ctx.source_id, "{e}");
+    let denied = |e: crate::capability::Denied| {
+        info!(component_id = %ctx.source_id, identifier, "key-value open refused: {e}");
         KvError::AccessDenied
-    })?;
-    let config = ctx.view.config(&link.target_config);
-    let bucket = config.get("bucket").cloned().unwrap_or_else(|| identifier.to_string());
+    };
+    let grant = ctx.resolver.provider(&ctx.source_id, link_name, Capability::KeyValue).map_err(denied)?;
+    let bucket = ctx.resolver.kv_bucket(&grant).map_err(denied)?;
     let js = jetstream::new(ctx.nats.clone());
     if let Ok(store) = js.get_key_value(&bucket).await {
         return Ok(store);
     }
-    let replicas = config.get("replicas").and_then(|r| r.parse().ok()).unwrap_or(1);
     let created = js
-        .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, num_replicas: replicas, ..Default::default() })
+        .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, num_replicas: ctx.resolver.kv_replicas(), ..Default::default() })
         .await;
     match created {
         Ok(store) => Ok(store),
         Err(e) => js.get_key_value(&bucket).await.map_err(|_| other(format!("cannot open or create bucket `{bucket}`: {e}"))),
     }
+}
+
+/// One page of keys after `cursor` (the number of keys already returned).
+async fn list_keys(store: &kv::Store, cursor: Option<u64>) -> Result<KeyResponse, KvError> {
+    use futures::StreamExt;
+    let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+    let mut keys = store.keys().await.map_err(other)?.skip(skip);
+    let mut page = Vec::new();
+    while let Some(key) = keys.next().await {
+        if page.len() == KEYS_PAGE {
+            // There is at least one more: hand out a cursor.
+            return Ok(KeyResponse { keys: page, cursor: Some((skip + KEYS_PAGE) as u64) });
+        }
+        page.push(key.map_err(other)?);
+    }
+    Ok(KeyResponse { keys: page, cursor: None })
 }
 
 async fn increment(store: &kv::Store, key: &str, delta: u64) -> Result<u64, KvError> {
@@ -126,7 +148,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
     let c = ctx.clone();
     inst.func_wrap_async("open", move |mut store, (identifier,): (String,)| {
         let c = c.clone();
-        let link = store.data().link_name("wasi:keyvalue/store").unwrap_or(DEFAULT_LINK_NAME).to_string();
+        let link = store.data().link_name(Capability::KeyValue.key()).unwrap_or(DEFAULT_LINK_NAME).to_string();
         Box::new(async move {
             match open(&c, &link, &identifier).await {
                 Ok(kv) => Ok((Ok::<_, KvError>(store.data_mut().table().push(KvBucket { store: kv })?),)),
@@ -162,16 +184,10 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
             Ok((r,))
         })
     })?;
-    inst.func_wrap_async("[method]bucket.list-keys", |mut store, (b, _cursor): (Resource<KvBucket>, Option<u64>)| {
+    inst.func_wrap_async("[method]bucket.list-keys", |mut store, (b, cursor): (Resource<KvBucket>, Option<u64>)| {
         Box::new(async move {
-            use futures::TryStreamExt;
             let kv = bucket_of(&mut store, &b)?;
-            let r: Result<KeyResponse, KvError> = async {
-                let keys: Vec<String> = kv.keys().await.map_err(other)?.try_collect().await.map_err(other)?;
-                Ok(KeyResponse { keys, cursor: None })
-            }
-            .await;
-            Ok((r,))
+            Ok((list_keys(&kv, cursor).await,))
         })
     })?;
     Ok(())

@@ -1,17 +1,80 @@
 //! From a component reference to component bytes, with every way it can be wrong named.
+//!
+//! A reference is chosen by whoever sends the control message, so a file reference is a request
+//! to read a file of this machine. [`FileLoad`] decides whether that is allowed: not at all
+//! unless the operator allows it (wasmCloud's `--allow-file-load`), and only under the
+//! directories given when any are. A refusal does not say whether the file exists.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component as PathPart, Path, PathBuf};
 
 use crate::error::{HostError, Result};
 
+/// Which files a host may load components from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileLoad {
+    /// Whether file references are accepted at all.
+    pub allowed: bool,
+    /// When not empty, files must lie under one of these directories (absolute paths).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl FileLoad {
+    /// Any file the host's user can read.
+    pub fn anywhere() -> Self {
+        Self { allowed: true, dirs: Vec::new() }
+    }
+
+    /// `Ok` when `path` may be read, checked on the path as written (before the file system is
+    /// touched, so a refusal reveals nothing about the file).
+    fn check_path(&self, path: &Path) -> std::result::Result<(), String> {
+        if !self.allowed {
+            return Err("this host does not load components from files (start it with --allow-file-load)".into());
+        }
+        if self.dirs.is_empty() {
+            return Ok(());
+        }
+        let outside = || format!("only files under {} may be loaded here", self.dirs_text());
+        if !path.is_absolute() || path.components().any(|c| matches!(c, PathPart::ParentDir | PathPart::CurDir)) {
+            return Err(outside());
+        }
+        if self.dirs.iter().any(|d| path.starts_with(d)) {
+            Ok(())
+        } else {
+            Err(outside())
+        }
+    }
+
+    /// `Ok` when the file `path` resolves to (symbolic links followed) is still under an
+    /// allowed directory.
+    fn check_resolved(&self, path: &Path) -> std::result::Result<(), String> {
+        if self.dirs.is_empty() {
+            return Ok(());
+        }
+        let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let inside = self.dirs.iter().any(|d| std::fs::canonicalize(d).is_ok_and(|d| real.starts_with(d)));
+        if inside {
+            Ok(())
+        } else {
+            Err(format!("only files under {} may be loaded here", self.dirs_text()))
+        }
+    }
+
+    fn dirs_text(&self) -> String {
+        self.dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// Reads the component `reference` names: `file:///abs/path.wasm`, `file://rel/path.wasm` or a
-/// plain path. Checks size and that it is a component (not a core module, not something else).
+/// plain path, when `files` allows it. Checks size and that it is a component (not a core
+/// module, not something else).
 ///
 /// # Errors
 /// [`HostError::ComponentRef`] saying what is wrong with the reference or the file.
-pub fn read_component(reference: &str, max_size: u64) -> Result<Vec<u8>> {
+pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Result<Vec<u8>> {
     let path = path_of(reference)?;
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
+    files.check_path(&path).map_err(bad)?;
+    files.check_resolved(&path).map_err(bad)?;
     let meta = std::fs::metadata(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(bad(format!("{} is not a file", path.display())));
@@ -75,6 +138,33 @@ mod tests {
         assert_eq!(path_of("./b.wasm").unwrap(), PathBuf::from("./b.wasm"));
         assert!(path_of("oci://ghcr.io/x:1").unwrap_err().to_string().contains("`oci://` references are not supported"));
         assert!(path_of(" ").unwrap_err().to_string().contains("empty"));
+    }
+
+    #[test]
+    fn file_load_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.wasm");
+        std::fs::write(&file, b"\0asm\x0d\0\x01\0").unwrap();
+        let off = FileLoad::default();
+        let err = read_component(file.to_str().unwrap(), 1 << 20, &off).unwrap_err().to_string();
+        assert!(err.contains("does not load components from files"), "{err}");
+        // The same refusal for a file that does not exist: nothing is revealed.
+        let missing = read_component("/nonexistent/x.wasm", 1 << 20, &off).unwrap_err().to_string();
+        assert_eq!(err.replace(file.to_str().unwrap(), "P"), missing.replace("/nonexistent/x.wasm", "P"));
+        assert!(read_component(file.to_str().unwrap(), 1 << 20, &FileLoad::anywhere()).is_ok());
+
+        let only = FileLoad { allowed: true, dirs: vec![dir.path().to_path_buf()] };
+        assert!(read_component(file.to_str().unwrap(), 1 << 20, &only).is_ok());
+        for outside in ["/etc/passwd", "/etc/nonexistent", "relative.wasm"] {
+            let err = read_component(outside, 1 << 20, &only).unwrap_err().to_string();
+            assert!(err.contains("only files under"), "{outside}: {err}");
+        }
+        let escape = format!("{}/../../etc/passwd", dir.path().display());
+        assert!(read_component(&escape, 1 << 20, &only).unwrap_err().to_string().contains("only files under"));
+        // A symbolic link inside that points outside is refused too.
+        let link = dir.path().join("link.wasm");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        assert!(read_component(link.to_str().unwrap(), 1 << 20, &only).unwrap_err().to_string().contains("only files under"));
     }
 
     #[test]

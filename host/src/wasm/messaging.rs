@@ -1,15 +1,19 @@
 //! `wasmcloud:messaging/consumer` (0.2.0) for components linked to a messaging provider:
-//! `publish` and `request` on the lattice's NATS connection. Without a link the call returns an
-//! error naming the missing link.
+//! `publish` and `request` on the host's call connection, to the subjects the capability
+//! resolver allows (the link's `subjects` allow-list, the reply subject of the message being
+//! handled, never the lattice's own subjects). A refusal is an error string naming the rule; a
+//! request waits at most until the call's deadline.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::info;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 
+use crate::capability::{Capability, ProviderGrant};
 use crate::lattice::state::DEFAULT_LINK_NAME;
-use crate::wasm::imports::ImportContext;
+use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
 
 /// `wasmcloud:messaging/types.broker-message`.
@@ -25,8 +29,57 @@ pub struct BrokerMessage {
     pub reply_to: Option<String>,
 }
 
-fn check_link(ctx: &ImportContext, link_name: &str) -> Result<(), String> {
-    ctx.view.resolve(&ctx.source_id, link_name, "wasmcloud", "messaging", "consumer").map(|_| ())
+/// What one consumer call may do, decided before it does anything.
+struct Permit {
+    ctx: Arc<ImportContext>,
+    grant: ProviderGrant,
+    reply_to: Option<String>,
+    deadline: Instant,
+}
+
+impl Permit {
+    fn new(ctx: &Arc<ImportContext>, state: &GuestState) -> Result<Self, String> {
+        let link = state.link_name(Capability::Messaging.key()).unwrap_or(DEFAULT_LINK_NAME);
+        let grant = ctx.resolver.provider(&ctx.source_id, link, Capability::Messaging).map_err(|d| d.0)?;
+        Ok(Self { ctx: ctx.clone(), grant, reply_to: state.reply_to.clone(), deadline: state.deadline })
+    }
+
+    fn check(&self, subject: &str) -> Result<(), String> {
+        self.ctx.resolver.may_publish(&self.grant, subject, self.reply_to.as_deref()).map_err(|d| {
+            info!(component_id = %self.ctx.source_id, subject, "messaging refused: {d}");
+            d.0
+        })
+    }
+
+    async fn publish(self, msg: BrokerMessage) -> Result<(), String> {
+        self.check(&msg.subject)?;
+        let body = Bytes::from(msg.body);
+        match msg.reply_to {
+            Some(reply) => {
+                // A reply subject is where the receiver will publish: it must be a subject
+                // this component could publish to itself.
+                self.check(&reply)?;
+                self.ctx.nats.publish_with_reply(msg.subject, reply, body).await
+            }
+            None => self.ctx.nats.publish(msg.subject, body).await,
+        }
+        .map_err(|e| format!("publish failed: {e}"))
+    }
+
+    async fn request(self, subject: String, body: Vec<u8>, timeout_ms: u32) -> Result<BrokerMessage, String> {
+        self.check(&subject)?;
+        let asked = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let timeout = asked.min(self.deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(timeout, self.ctx.nats.request(subject.clone(), body.into())).await {
+            Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
+            Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
+            Ok(Ok(msg)) => Ok(BrokerMessage {
+                subject: msg.subject.to_string(),
+                body: msg.payload.to_vec(),
+                reply_to: msg.reply.map(|r| r.to_string()),
+            }),
+        }
+    }
 }
 
 /// Links `wasmcloud:messaging/consumer` (`import`) into `linker`.
@@ -37,41 +90,23 @@ pub fn link_consumer(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Im
     let mut inst = linker.instance(import)?;
     let c = ctx.clone();
     inst.func_wrap_async("publish", move |store, (msg,): (BrokerMessage,)| {
-        let c = c.clone();
-        let link = store.data().link_name("wasmcloud:messaging/consumer").unwrap_or(DEFAULT_LINK_NAME).to_string();
+        let permit = Permit::new(&c, store.data());
         Box::new(async move {
-            let result = async {
-                check_link(&c, &link)?;
-                let body = Bytes::from(msg.body);
-                match msg.reply_to {
-                    Some(reply) => c.nats.publish_with_reply(msg.subject, reply, body).await,
-                    None => c.nats.publish(msg.subject, body).await,
-                }
-                .map_err(|e| format!("publish failed: {e}"))
-            }
-            .await;
+            let result = match permit {
+                Ok(p) => p.publish(msg).await,
+                Err(e) => Err(e),
+            };
             Ok((result,))
         })
     })?;
     let c = ctx.clone();
     inst.func_wrap_async("request", move |store, (subject, body, timeout_ms): (String, Vec<u8>, u32)| {
-        let c = c.clone();
-        let link = store.data().link_name("wasmcloud:messaging/consumer").unwrap_or(DEFAULT_LINK_NAME).to_string();
+        let permit = Permit::new(&c, store.data());
         Box::new(async move {
-            let result = async {
-                check_link(&c, &link)?;
-                let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
-                match tokio::time::timeout(timeout, c.nats.request(subject.clone(), body.into())).await {
-                    Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
-                    Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
-                    Ok(Ok(msg)) => Ok(BrokerMessage {
-                        subject: msg.subject.to_string(),
-                        body: msg.payload.to_vec(),
-                        reply_to: msg.reply.map(|r| r.to_string()),
-                    }),
-                }
-            }
-            .await;
+            let result = match permit {
+                Ok(p) => p.request(subject, body, timeout_ms).await,
+                Err(e) => Err(e),
+            };
             Ok((result,))
         })
     })?;

@@ -8,11 +8,14 @@
 //!   table.
 //! * [`invoke`]: one call: a fresh `Store` and instance, WAVE arguments in, WAVE results out,
 //!   every guest fault (trap, deadline, memory limit) turned into a [`Fault`].
+//! * [`context`]: what a component's host functions need at call time (the capability
+//!   resolver among it).
 //! * [`imports`]: what a component imports beyond WASI: interfaces served by linked
 //!   components (locally or over NATS), `wasi:config/store`, `wasi:logging/logging`.
 //! * [`local`]: the components running on this host, for in-process link calls.
 //! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter).
 
+pub mod context;
 pub mod engine;
 pub mod invoke;
 pub mod http;

@@ -64,7 +64,7 @@ impl PreparedComponent {
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
     /// it does not compile or imports something the host cannot provide.
     pub fn load(runtime: &WasmRuntime, reference: &str, imports: Option<&Arc<ImportContext>>) -> Result<Self> {
-        let bytes = read_component(reference, runtime.config().max_component_size)?;
+        let bytes = read_component(reference, runtime.config().max_component_size, &runtime.config().file_load)?;
         let began = Instant::now();
         let component = Component::new(runtime.engine(), &bytes)
             .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;

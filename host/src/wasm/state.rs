@@ -28,12 +28,17 @@ pub struct GuestState {
     hooks: HttpHooks,
     /// Link names the guest chose per `ns:pkg` (`wasmcloud:bus/lattice.set-link-name`).
     link_names: std::collections::HashMap<String, String>,
+    /// When this invocation's deadline passes (host calls wait no longer).
+    pub deadline: std::time::Instant,
+    /// The reply subject of the message this invocation handles, which it may publish to
+    /// ([`crate::capability::reply_grant`]).
+    pub reply_to: Option<String>,
 }
 
 impl GuestState {
-    /// A state whose memory may grow to `max_memory` bytes; outgoing HTTP only when
-    /// `allow_outgoing_http` (the component is linked to an HTTP client provider).
-    pub fn new(max_memory: usize, allow_outgoing_http: bool) -> Self {
+    /// A state whose memory may grow to `max_memory` bytes, for a call ending at `deadline`;
+    /// outgoing HTTP only when `allow_outgoing_http` (the capability resolver granted it).
+    pub fn new(max_memory: usize, allow_outgoing_http: bool, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
         Self {
@@ -43,6 +48,8 @@ impl GuestState {
             http: WasiHttpCtx::new(),
             hooks: HttpHooks { allow_outgoing: allow_outgoing_http },
             link_names: std::collections::HashMap::new(),
+            deadline,
+            reply_to: None,
         }
     }
 
@@ -80,7 +87,8 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Outgoing HTTP is refused unless the component is linked to an HTTP client provider.
+/// Outgoing HTTP is refused unless the capability resolver granted it when the call started
+/// (a link to a running HTTP client provider).
 #[derive(Debug)]
 pub struct HttpHooks {
     allow_outgoing: bool,

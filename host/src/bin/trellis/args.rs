@@ -314,6 +314,9 @@ pub struct HostArgs {
     /// How long a call waits for a free instance slot (`max_instances`) before failing busy.
     #[arg(long, env = "TRELLIS_MAX_QUEUE_WAIT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub max_queue_wait: Duration,
+    /// Calls that may wait for a free instance slot, per component; more are refused `busy`.
+    #[arg(long, env = "TRELLIS_MAX_QUEUED_CALLS", default_value_t = 1000)]
+    pub max_queued_calls: usize,
     /// Concurrent component instances the pooling allocator reserves; 0 allocates on demand.
     #[arg(long, env = "TRELLIS_POOL_INSTANCES", default_value_t = 1000)]
     pub pool_instances: u32,
@@ -327,6 +330,32 @@ pub struct HostArgs {
     /// Directory of the compile cache (default: `cache` in the data directory).
     #[arg(long, env = "TRELLIS_COMPILE_CACHE")]
     pub compile_cache: Option<PathBuf>,
+    /// Load components from files (`file://` references and paths) named in control
+    /// messages. Off by default for `trellis host`, on for `trellis up`.
+    #[arg(long, env = "TRELLIS_ALLOW_FILE_LOAD", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_file_load: Option<bool>,
+    /// Only load component files under this directory (repeatable; implies --allow-file-load).
+    #[arg(long = "file-load-dir", env = "TRELLIS_FILE_LOAD_DIRS", value_delimiter = ',')]
+    pub file_load_dirs: Vec<PathBuf>,
+    /// The key-value bucket of a link whose target config names none (default: such links are
+    /// refused).
+    #[arg(long, env = "TRELLIS_KV_DEFAULT_BUCKET")]
+    pub kv_default_bucket: Option<String>,
+    /// Control messages answered at once; more get a "busy" reply.
+    #[arg(long, env = "TRELLIS_MAX_CONTROL_IN_FLIGHT", default_value_t = 256)]
+    pub max_control_in_flight: usize,
+    /// Largest control message accepted (`1MiB`, bytes).
+    #[arg(long, env = "TRELLIS_MAX_CONTROL_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_control_message: u64,
+    /// Open connections per HTTP server listener; more are answered 503.
+    #[arg(long, env = "TRELLIS_MAX_HTTP_CONNECTIONS", default_value_t = 10_000)]
+    pub max_http_connections: usize,
+    /// Time an HTTP client has to send its request headers.
+    #[arg(long, env = "TRELLIS_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Largest HTTP request or response body (`64MiB`, bytes): 413 for a request past it.
+    #[arg(long, env = "TRELLIS_MAX_HTTP_BODY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_http_body: u64,
     /// Compile every component afresh instead of using the cache.
     #[arg(long, env = "TRELLIS_NO_COMPILE_CACHE", conflicts_with = "compile_cache")]
     pub no_compile_cache: bool,

@@ -11,8 +11,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use trellis_host::config::parse_label;
+use trellis_host::wasm::load::FileLoad;
 use trellis_host::wasm::WasmConfig;
-use trellis_host::{local_nats, HostConfig, NatsConfig, StopReason};
+use trellis_host::{local_nats, HostConfig, Limits, NatsConfig, StopReason};
 
 use crate::args::{Cli, Command, HostArgs, NatsArgs, UpArgs};
 
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Up(args) => up(args).await,
-        Command::Host(args) => run_host(host_config(&args)?).await,
+        Command::Host(args) => run_host(host_config(&args, false)?).await,
         other => client::run(other).await,
     }
 }
@@ -64,7 +65,15 @@ fn nats_config(args: &NatsArgs) -> NatsConfig {
     }
 }
 
-fn host_config(args: &HostArgs) -> Result<HostConfig> {
+/// The host's configuration; `files_by_default` says whether file loads are allowed when the
+/// flags say nothing (`trellis up` yes, `trellis host` no).
+fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
+    let mut dirs = Vec::new();
+    for dir in &args.file_load_dirs {
+        let abs = std::path::absolute(dir).with_context(|| format!("--file-load-dir `{}`", dir.display()))?;
+        dirs.push(abs);
+    }
+    let allowed = args.allow_file_load.unwrap_or(files_by_default || !dirs.is_empty());
     let labels = args.labels.iter().filter(|l| !l.is_empty()).map(|l| parse_label(l)).collect::<Result<_, _>>()?;
     Ok(HostConfig {
         nats: nats_config(&args.lattice.nats),
@@ -76,11 +85,21 @@ fn host_config(args: &HostArgs) -> Result<HostConfig> {
         heartbeat_interval: args.heartbeat_interval,
         stop_timeout: args.stop_timeout,
         kv_replicas: args.kv_replicas,
+        kv_default_bucket: args.kv_default_bucket.clone(),
+        limits: Limits {
+            max_control_in_flight: args.max_control_in_flight,
+            max_control_message: usize::try_from(args.max_control_message).unwrap_or(usize::MAX),
+            max_http_connections: args.max_http_connections,
+            http_header_timeout: args.http_header_timeout,
+            max_http_body: args.max_http_body,
+        },
         wasm: WasmConfig {
+            file_load: FileLoad { allowed, dirs },
             max_execution_time: args.max_execution_time,
             max_component_memory: args.max_component_memory,
             max_component_size: args.max_component_size,
             max_queue_wait: args.max_queue_wait,
+            max_queued_calls: args.max_queued_calls,
             pool_instances: args.pool_instances,
             keep_resident: args.keep_resident,
             guest_threads: args.guest_threads,
@@ -102,7 +121,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 async fn up(args: UpArgs) -> Result<()> {
-    let mut config = host_config(&args.host)?;
+    let mut config = host_config(&args.host, true)?;
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     if config.wasm.cache_dir.is_some() && args.host.compile_cache.is_none() {
         config.wasm.cache_dir = Some(data_dir.join("cache"));

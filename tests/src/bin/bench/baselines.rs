@@ -28,7 +28,7 @@ pub(crate) async fn direct_wasmtime(n: usize) -> Result<(Duration, Duration)> {
     latencies(n, || {
         let (pre, engine) = (pre.clone(), engine.clone());
         async move {
-            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false));
+            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false, std::time::Instant::now() + std::time::Duration::from_secs(3600)));
             let instance = pre.instantiate_async(&mut store).await?;
             let f = instance.get_func(&mut store, func).context("func")?;
             let mut out = [Val::Bool(false)];

@@ -1,0 +1,111 @@
+//! A hostile guest for the containment tests. `trellis:hostile/probe` tries what an attacker's
+//! component would: open any key-value store by name, publish or request on any subject, send
+//! HTTP without a link, wait in a host call past the deadline. Its `wasi:http/incoming-handler`
+//! answers `/big/N` with an N-byte body and any other request with the size of the body it read.
+
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit/hostile", world: "hostile", generate_all });
+}
+
+use ::wasi::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme};
+use bindings::exports::trellis::hostile::probe::Guest;
+use bindings::wasi::keyvalue::store;
+use bindings::wasmcloud::messaging::consumer;
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+
+struct Hostile;
+
+fn kv_error(e: store::Error) -> String {
+    match e {
+        store::Error::NoSuchStore => "no-such-store".into(),
+        store::Error::AccessDenied => "access-denied".into(),
+        store::Error::Other(m) => format!("other: {m}"),
+    }
+}
+
+impl Guest for Hostile {
+    fn kv_list(identifier: String) -> Result<Vec<String>, String> {
+        let bucket = store::open(&identifier).map_err(kv_error)?;
+        Ok(bucket.list_keys(None).map_err(kv_error)?.keys)
+    }
+
+    fn kv_set(identifier: String, key: String, value: String) -> Result<(), String> {
+        let bucket = store::open(&identifier).map_err(kv_error)?;
+        bucket.set(&key, value.as_bytes()).map_err(kv_error)
+    }
+
+    fn publish(subject: String, body: String) -> Result<(), String> {
+        consumer::publish(&BrokerMessage { subject, body: body.into_bytes(), reply_to: None })
+    }
+
+    fn request(subject: String, body: String, timeout_ms: u32) -> Result<String, String> {
+        let reply = consumer::request(&subject, body.as_bytes(), timeout_ms)?;
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    fn fetch(url: String) -> Result<u16, String> {
+        let (scheme, rest) = url.split_once("://").ok_or("the URL needs a scheme")?;
+        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let request = OutgoingRequest::new(Fields::new());
+        request.set_method(&Method::Get).map_err(|()| "method")?;
+        request.set_scheme(Some(&if scheme == "https" { Scheme::Https } else { Scheme::Http })).map_err(|()| "scheme")?;
+        request.set_authority(Some(authority)).map_err(|()| "authority")?;
+        request.set_path_with_query(Some(&path)).map_err(|()| "path")?;
+        let pending = ::wasi::http::outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+        pending.subscribe().block();
+        let response = pending.get().ok_or("no response")?.map_err(|()| "taken twice")?.map_err(|e| format!("{e:?}"))?;
+        Ok(response.status())
+    }
+
+    fn sleep(ms: u64) {
+        ::wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+    }
+}
+
+bindings::export!(Hostile with_types_in bindings);
+
+fn respond(out: ResponseOutparam, status: u16, size: usize, text: Option<String>) {
+    let response = OutgoingResponse::new(Fields::new());
+    let _ = response.set_status_code(status);
+    let Ok(body) = response.body() else { return };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = body.write() {
+        match text {
+            Some(t) => {
+                let _ = stream.blocking_write_and_flush(t.as_bytes());
+            }
+            None => {
+                let chunk = vec![b'x'; 4096];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.blocking_write_and_flush(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
+
+impl ::wasi::exports::http::incoming_handler::Guest for Hostile {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        if let Some(n) = path.strip_prefix("/big/").and_then(|n| n.parse::<usize>().ok()) {
+            return respond(out, 200, n, None);
+        }
+        let mut read = 0usize;
+        if let Ok(body) = request.consume() {
+            if let Ok(stream) = body.stream() {
+                while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                    read += chunk.len();
+                }
+            }
+        }
+        respond(out, 200, 0, Some(format!("read {read} bytes\n")))
+    }
+}
+
+::wasi::http::proxy::export!(Hostile);

@@ -1,0 +1,119 @@
+//! Keeps a [`ProviderDirectory`] current with the other hosts of the lattice: their
+//! `provider_started`, `provider_stopped`, `host_heartbeat` and `host_stopped` events, and at
+//! start the inventory of every host that answers a ping. This host's own events are skipped:
+//! the providers actor records its providers directly, so a stop here revokes at once and a
+//! late heartbeat cannot bring a stopped provider back.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tracing::{debug, warn};
+use trellis_messages::event::CloudEvent;
+use trellis_messages::{Client, Subjects};
+
+use crate::capability::ProviderDirectory;
+
+/// Subscribes to the lattice's events and returns the task that follows them (abort it to
+/// stop).
+///
+/// # Errors
+/// When the subscription cannot be made.
+pub async fn follow(
+    nats: async_nats::Client,
+    subjects: Subjects,
+    host_id: String,
+    directory: ProviderDirectory,
+) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
+    let mut events = nats.subscribe(subjects.events_wildcard()).await?;
+    Ok(actix::spawn(async move {
+        let bootstrap = bootstrap(nats.clone(), subjects.clone(), host_id.clone(), directory.clone());
+        actix::spawn(bootstrap);
+        while let Some(msg) = events.next().await {
+            let Ok(event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else { continue };
+            if event.source == host_id {
+                continue;
+            }
+            apply(&directory, &event);
+        }
+    }))
+}
+
+/// Applies one event of another host.
+fn apply(directory: &ProviderDirectory, event: &CloudEvent) {
+    let host = event.source.as_str();
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    match event.name() {
+        Some("provider_started") => {
+            if let (Some(id), Some(reference)) =
+                (text(&event.data, "provider_id"), text(&event.data, "image_ref").or_else(|| text(&event.data, "provider_ref")))
+            {
+                directory.add(host, &id, &reference);
+            }
+        }
+        Some("provider_stopped") => {
+            if let Some(id) = text(&event.data, "provider_id") {
+                directory.remove(host, &id);
+            }
+        }
+        Some("host_heartbeat") => directory.set_host(host, providers_of(&event.data)),
+        Some("host_stopped") => directory.remove_host(host),
+        _ => {}
+    }
+}
+
+/// `(id, image_ref)` of the `providers` list of a heartbeat or inventory.
+fn providers_of(data: &Value) -> Vec<(String, String)> {
+    data.get("providers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| Some((p.get("id")?.as_str()?.to_string(), p.get("image_ref")?.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Learns what the hosts already running have, without waiting for their next heartbeat.
+async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String, directory: ProviderDirectory) {
+    let client = Client::new(nats, subjects.prefix(), subjects.lattice())
+        .with_timeout(Duration::from_secs(2))
+        .with_gather(Duration::from_millis(500));
+    let hosts = match client.ping_hosts().await {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %e, "cannot list the lattice's hosts; their providers are learnt from their heartbeats");
+            return;
+        }
+    };
+    for host in hosts.into_iter().filter(|h| h.id != host_id) {
+        match client.inventory(&host.id).await {
+            Ok(inventory) => {
+                let value = serde_json::to_value(&inventory).unwrap_or_default();
+                directory.set_host(&host.id, providers_of(&value));
+            }
+            Err(e) => debug!(host = %host.id, error = %e, "no inventory"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_update_the_directory() {
+        let d = ProviderDirectory::default();
+        let ev = |name: &str, data: Value| CloudEvent::new("H2", name, data);
+        apply(&d, &ev("provider_started", json!({"provider_id": "kv", "image_ref": "trellis://keyvalue"})));
+        assert!(d.kind_of("kv").is_some());
+        apply(&d, &ev("provider_stopped", json!({"provider_id": "kv"})));
+        assert!(d.kind_of("kv").is_none());
+        apply(&d, &ev("host_heartbeat", json!({"providers": [{"id": "m", "image_ref": "trellis://messaging"}]})));
+        assert!(d.kind_of("m").is_some());
+        apply(&d, &ev("host_stopped", json!({})));
+        assert!(d.kind_of("m").is_none());
+        apply(&d, &ev("provider_started", json!("not an object")));
+    }
+}

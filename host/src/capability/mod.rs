@@ -1,0 +1,350 @@
+//! The capability resolver: the one place that decides what a guest may reach.
+//!
+//! A component holds no ambient authority. Each host function that reaches beyond the guest's
+//! own instance names the [`Capability`] it uses and asks the [`Resolver`], which answers from
+//! the component's links: "component C uses capability K under link name N: which provider
+//! serves it, with which config" — or a [`Denied`] naming the missing link or the rule that
+//! refused. Nothing else in the host grants a guest anything.
+//!
+//! | capability | granted when | then limited to |
+//! |---|---|---|
+//! | a component interface (`ns:pkg/iface`) | C has link N for it | that link's target component |
+//! | [`Capability::KeyValue`] | C has link N for `wasi:keyvalue/store` whose target is a running key-value provider | the bucket its target config names (`bucket`/`BUCKET`, else the host's default bucket), never a system bucket |
+//! | [`Capability::Messaging`] | C has link N for `wasmcloud:messaging/consumer` whose target is a running messaging provider | subjects matching the target config's `subjects` allow-list (none when absent), plus the reply subject of the message being handled; never a lattice system subject ([`subjects::is_system`]) |
+//! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | — |
+//!
+//! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
+//! revokes the capability for every call that starts afterwards. WASI itself grants nothing
+//! (see [`crate::wasm::state`]): no files, environment, sockets or clocks beyond the defaults.
+
+pub mod directory;
+pub mod follow;
+pub mod subjects;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use trellis_messages::link::Link;
+use wasmtime::component::Val;
+
+use crate::lattice::LatticeView;
+use crate::providers::ProviderKind;
+
+pub use directory::ProviderDirectory;
+
+/// A capability served by a built-in provider, used through host functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// `wasi:keyvalue/store` (and `atomics` on a bucket it opened).
+    KeyValue,
+    /// `wasmcloud:messaging/consumer`.
+    Messaging,
+    /// `wasi:http/outgoing-handler`.
+    HttpClient,
+}
+
+impl Capability {
+    /// The interface a link for this capability names: `(namespace, package, interface)`.
+    pub fn interface(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::KeyValue => ("wasi", "keyvalue", "store"),
+            Self::Messaging => ("wasmcloud", "messaging", "consumer"),
+            Self::HttpClient => ("wasi", "http", "outgoing-handler"),
+        }
+    }
+
+    /// `ns:pkg/iface`, the key a guest's chosen link name is kept under.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::KeyValue => "wasi:keyvalue/store",
+            Self::Messaging => "wasmcloud:messaging/consumer",
+            Self::HttpClient => "wasi:http/outgoing-handler",
+        }
+    }
+
+    /// The kind of provider that serves it.
+    pub fn provider_kind(self) -> ProviderKind {
+        match self {
+            Self::KeyValue => ProviderKind::KeyValue,
+            Self::Messaging => ProviderKind::Messaging,
+            Self::HttpClient => ProviderKind::HttpClient,
+        }
+    }
+}
+
+/// A capability refused, with the reason (naming the missing link or the rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+/// A granted provider capability: which provider, through which link, with which config.
+#[derive(Debug, Clone)]
+pub struct ProviderGrant {
+    /// The capability.
+    pub capability: Capability,
+    /// The link that grants it.
+    pub link: Link,
+    /// The link's target config, merged.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Host settings the resolver applies to every guest.
+#[derive(Debug, Clone)]
+pub struct GuestPolicy {
+    /// The control-interface prefix (its subjects are never reachable).
+    pub ctl_prefix: String,
+    /// Replicas of key-value buckets created for guests.
+    pub kv_replicas: usize,
+    /// The bucket of a key-value link whose config names none; `None` refuses such links.
+    pub kv_default_bucket: Option<String>,
+}
+
+impl Default for GuestPolicy {
+    fn default() -> Self {
+        Self { ctl_prefix: trellis_messages::DEFAULT_CTL_PREFIX.into(), kv_replicas: 1, kv_default_bucket: None }
+    }
+}
+
+/// Answers every capability question of this host's guests. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    view: LatticeView,
+    providers: ProviderDirectory,
+    policy: Arc<GuestPolicy>,
+}
+
+impl Resolver {
+    /// A resolver reading links and configs from `view` and running providers from
+    /// `providers`.
+    pub fn new(view: LatticeView, providers: ProviderDirectory, policy: GuestPolicy) -> Self {
+        Self { view, providers, policy: Arc::new(policy) }
+    }
+
+    /// The component that `source`'s link `link_name` for `ns:pkg/iface` targets.
+    ///
+    /// # Errors
+    /// [`Denied`] naming the missing link.
+    pub fn component(&self, source: &str, link_name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, Denied> {
+        self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)
+    }
+
+    /// The grant for `source` to use `capability` through link `link_name`.
+    ///
+    /// # Errors
+    /// [`Denied`] when there is no such link, or its target is not a running provider of the
+    /// capability's kind.
+    pub fn provider(&self, source: &str, link_name: &str, capability: Capability) -> Result<ProviderGrant, Denied> {
+        let (ns, pkg, iface) = capability.interface();
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        let wanted = capability.provider_kind();
+        match self.providers.kind_of(&link.target) {
+            Some(kind) if kind == wanted => {}
+            Some(kind) => {
+                return Err(Denied(format!(
+                    "link `{link_name}` from `{source}` for `{ns}:{pkg}/{iface}` targets `{}`, a {} provider, not a {} provider",
+                    link.target,
+                    kind.name(),
+                    wanted.name()
+                )))
+            }
+            None => {
+                return Err(Denied(format!(
+                    "link `{link_name}` from `{source}` for `{ns}:{pkg}/{iface}` targets `{}`, which is not a running {} provider",
+                    link.target,
+                    wanted.name()
+                )))
+            }
+        }
+        let config = self.view.config(&link.target_config);
+        Ok(ProviderGrant { capability, link, config })
+    }
+
+    /// The merged configs `names` (what `wasi:config/store` shows a component).
+    pub fn config(&self, names: &[String]) -> BTreeMap<String, String> {
+        self.view.config(names)
+    }
+
+    /// The bucket a key-value grant opens: the link's `bucket` (or `BUCKET`, wasmCloud's name),
+    /// else the host's default. The guest's own identifier never chooses it.
+    ///
+    /// # Errors
+    /// [`Denied`] when the link names none and the host has no default, or the name is not a
+    /// valid bucket name or is one of the lattice's own buckets.
+    pub fn kv_bucket(&self, grant: &ProviderGrant) -> Result<String, Denied> {
+        let named = grant.config.get("bucket").or_else(|| grant.config.get("BUCKET"));
+        let bucket = named.or(self.policy.kv_default_bucket.as_ref()).ok_or_else(|| {
+            Denied(format!(
+                "link `{}` from `{}` to `{}` names no bucket (set `bucket` in its target config) and this host has no default bucket",
+                grant.link.name, grant.link.source_id, grant.link.target
+            ))
+        })?;
+        check_bucket(bucket)?;
+        Ok(bucket.clone())
+    }
+
+    /// Replicas of a bucket created for a guest.
+    pub fn kv_replicas(&self) -> usize {
+        self.policy.kv_replicas
+    }
+
+    /// Whether a messaging grant may publish (or send a request) to `subject`; `reply_to` is the
+    /// reply subject of the message the guest is handling, if any.
+    ///
+    /// # Errors
+    /// [`Denied`] naming the rule.
+    pub fn may_publish(&self, grant: &ProviderGrant, subject: &str, reply_to: Option<&str>) -> Result<(), Denied> {
+        subjects::check_concrete(subject).map_err(Denied)?;
+        let system = subjects::is_system(subject, &self.policy.ctl_prefix);
+        if reply_to == Some(subject) && (!system || subject.starts_with("_INBOX.")) {
+            return Ok(());
+        }
+        if system {
+            return Err(Denied(format!("`{subject}` is a subject of the lattice itself; guests never publish there")));
+        }
+        let allowed = subjects::allow_list(grant.config.get("subjects").map(String::as_str));
+        if allowed.iter().any(|p| subjects::matches(p, subject)) {
+            return Ok(());
+        }
+        Err(Denied(format!(
+            "link `{}` from `{}` allows publishing to {} only, not `{subject}` (set `subjects` in its target config)",
+            grant.link.name,
+            grant.link.source_id,
+            if allowed.is_empty() { "no subject".to_string() } else { format!("`{}`", allowed.join("`, `")) }
+        )))
+    }
+}
+
+/// The export messaging deliveries call.
+pub const MESSAGE_HANDLER: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
+
+/// The reply subject an invocation may publish to: the `reply-to` of the message a
+/// `handle-message` call delivers.
+pub fn reply_grant(function: &str, params: &[Val]) -> Option<String> {
+    if !(function.starts_with("wasmcloud:messaging/handler") && function.ends_with(".handle-message")) {
+        return None;
+    }
+    let Some(Val::Record(fields)) = params.first() else { return None };
+    fields.iter().find(|(n, _)| n == "reply-to").and_then(|(_, v)| match v {
+        Val::Option(Some(s)) => match s.as_ref() {
+            Val::String(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// `Ok` when `bucket` is a valid JetStream KV bucket name a guest may use: not one of the
+/// lattice's own buckets (`LATTICEDATA_*`, `CONFIGDATA_*`, wadm's, `TRELLIS_*`).
+///
+/// # Errors
+/// [`Denied`] saying why.
+pub fn check_bucket(bucket: &str) -> Result<(), Denied> {
+    if bucket.is_empty() || bucket.len() > 64 || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(Denied(format!("`{bucket}` is not a valid bucket name (1 to 64 of A-Z a-z 0-9 _ -)")));
+    }
+    let lower = bucket.to_ascii_lowercase();
+    const SYSTEM: &[&str] = &["latticedata_", "configdata_", "wadm", "wasmcloud", "trellis_system", "trellis_artifacts"];
+    if SYSTEM.iter().any(|p| lower.starts_with(p)) {
+        return Err(Denied(format!("`{bucket}` is one of the lattice's own buckets; guests never open it")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(target: &str, ns: &str, pkg: &str, iface: &str, config: &[&str]) -> Link {
+        Link {
+            source_id: "c".into(),
+            target: target.into(),
+            name: "default".into(),
+            wit_namespace: ns.into(),
+            wit_package: pkg.into(),
+            interfaces: vec![iface.into()],
+            source_config: vec![],
+            target_config: config.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn resolver() -> (Resolver, LatticeView, ProviderDirectory) {
+        let (view, dir) = (LatticeView::default(), ProviderDirectory::default());
+        (Resolver::new(view.clone(), dir.clone(), GuestPolicy::default()), view, dir)
+    }
+
+    #[test]
+    fn provider_grants_need_a_running_provider_of_the_kind() {
+        let (r, view, dir) = resolver();
+        let err = r.provider("c", "default", Capability::KeyValue).unwrap_err();
+        assert!(err.0.contains("no link named `default` from `c` for `wasi:keyvalue/store`"), "{err}");
+        view.set_links("c", vec![link("kv", "wasi", "keyvalue", "store", &["cfg"]), link("echo", "wasi", "http", "outgoing-handler", &[])]);
+        let err = r.provider("c", "default", Capability::KeyValue).unwrap_err();
+        assert!(err.0.contains("`kv`, which is not a running keyvalue provider"), "{err}");
+        dir.add("h", "kv", "trellis://messaging");
+        let err = r.provider("c", "default", Capability::KeyValue).unwrap_err();
+        assert!(err.0.contains("a messaging-nats provider, not a keyvalue provider"), "{err}");
+        dir.set_host("h", [("kv".to_string(), "trellis://keyvalue".to_string())]);
+        view.set_config("cfg", Some(BTreeMap::from([("bucket".into(), "b1".into())])));
+        let grant = r.provider("c", "default", Capability::KeyValue).unwrap();
+        assert_eq!(r.kv_bucket(&grant).unwrap(), "b1");
+        // A link to a component grants no HTTP.
+        assert!(r.provider("c", "default", Capability::HttpClient).is_err());
+        dir.remove("h", "kv");
+        assert!(r.provider("c", "default", Capability::KeyValue).is_err(), "stopping the provider revokes");
+    }
+
+    #[test]
+    fn buckets() {
+        let (r, view, dir) = resolver();
+        dir.add("h", "kv", "trellis://keyvalue");
+        view.set_links("c", vec![link("kv", "wasi", "keyvalue", "store", &["cfg"])]);
+        let grant = r.provider("c", "default", Capability::KeyValue).unwrap();
+        assert!(r.kv_bucket(&grant).unwrap_err().0.contains("names no bucket"));
+        let with_default =
+            Resolver::new(view.clone(), dir, GuestPolicy { kv_default_bucket: Some("apps".into()), ..GuestPolicy::default() });
+        assert_eq!(with_default.kv_bucket(&grant).unwrap(), "apps");
+        for system in ["LATTICEDATA_default", "CONFIGDATA_x", "wadm_manifests", "configdata_y"] {
+            view.set_config("cfg", Some(BTreeMap::from([("BUCKET".into(), system.into())])));
+            let grant = r.provider("c", "default", Capability::KeyValue).unwrap();
+            assert!(r.kv_bucket(&grant).unwrap_err().0.contains("lattice's own buckets"), "{system}");
+        }
+        assert!(check_bucket("a.b").is_err());
+        assert!(check_bucket("trellis_demo_counters").is_ok());
+    }
+
+    #[test]
+    fn publishing() {
+        let (r, view, dir) = resolver();
+        dir.add("h", "msg", "trellis://messaging");
+        view.set_links("c", vec![link("msg", "wasmcloud", "messaging", "consumer", &["cfg"])]);
+        let grant = r.provider("c", "default", Capability::Messaging).unwrap();
+        assert!(r.may_publish(&grant, "orders.new", None).unwrap_err().0.contains("no subject"));
+        view.set_config("cfg", Some(BTreeMap::from([("subjects".into(), "orders.*, audit.>, >".into())])));
+        let grant = r.provider("c", "default", Capability::Messaging).unwrap();
+        r.may_publish(&grant, "orders.new", None).unwrap();
+        // `>` in the allow-list still never reaches the lattice's subjects.
+        for s in ["wasmbus.ctl.v1.default.host.stop.N", "$JS.API.INFO", "trellis.rpc.default.x", "_INBOX.x"] {
+            assert!(r.may_publish(&grant, s, None).unwrap_err().0.contains("lattice itself"), "{s}");
+        }
+        // The reply subject of the message being handled is granted, unless it is a system subject.
+        r.may_publish(&grant, "_INBOX.abc.1", Some("_INBOX.abc.1")).unwrap();
+        assert!(r.may_publish(&grant, "_INBOX.abc.2", Some("_INBOX.abc.1")).is_err());
+        let evil = "wasmbus.ctl.v1.default.host.stop.N";
+        assert!(r.may_publish(&grant, evil, Some(evil)).is_err());
+        assert!(r.may_publish(&grant, "orders.*", None).is_err(), "no wildcards");
+    }
+
+    #[test]
+    fn reply_grants() {
+        let msg = |reply: Option<&str>| {
+            Val::Record(vec![
+                ("subject".into(), Val::String("s".into())),
+                ("body".into(), Val::List(vec![])),
+                ("reply-to".into(), Val::Option(reply.map(|r| Box::new(Val::String(r.into()))))),
+            ])
+        };
+        assert_eq!(reply_grant(MESSAGE_HANDLER, &[msg(Some("_INBOX.1"))]), Some("_INBOX.1".into()));
+        assert_eq!(reply_grant(MESSAGE_HANDLER, &[msg(None)]), None);
+        assert_eq!(reply_grant("trellis:echo/echo.echo", &[msg(Some("_INBOX.1"))]), None);
+    }
+}
