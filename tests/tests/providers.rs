@@ -151,6 +151,9 @@ async fn counter_from_two_hosts_is_exact_and_survives_restarts() -> anyhow::Resu
         async move {
             let host = lattice.start_host(lattice.host_config()).await?;
             start_provider(&client, host.id(), "http", "wasmcloud+builtin://http-server").await?;
+            // The key-value provider runs on A only: B learns of it from A's inventory when it
+            // joins, and its components use it in-process.
+            start_provider(&client, host.id(), "kv", "wasmcloud+builtin://keyvalue-nats").await?;
             lattice.scale(host.id(), "counter", actors::KV_COUNTER, 16).await?.map_err(anyhow::Error::msg)?;
             Ok::<_, anyhow::Error>((host, i))
         }

@@ -1,0 +1,233 @@
+//! Bounds on what the network can make a host do: HTTP connections, header time, body sizes,
+//! control message size, labels; and stops that end every piece of work with an answer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use trellis_host::Limits;
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_messages::Client;
+use trellis_tests::{actors, eventually, free_port, init_tracing, TestLattice};
+
+async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
+    Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
+}
+
+/// Starts an HTTP server provider `http` on `host` serving `hostile` on `port`.
+async fn serve_hostile(lattice: &TestLattice, client: &Client, host: &str, port: u16) -> anyhow::Result<()> {
+    let cmd = StartProviderCommand { provider_id: "http".into(), provider_ref: "trellis://http-server".into(), ..Default::default() };
+    client.start_provider(host, &cmd).await?;
+    lattice.scale(host, "hostile", actors::HOSTILE, 8).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("hostile-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&Link::new("http", "hostile", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["hostile-http"])).await?;
+    let up = eventually(Duration::from_secs(10), || async move { exchange(port, &request("GET", "/", None)).await.ok().filter(|(s, _)| *s == 200) }).await;
+    anyhow::ensure!(up.is_some(), "hostile is served on {port}");
+    Ok(())
+}
+
+fn request(method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n").into_bytes();
+    if let Some(b) = body {
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", b.len()).as_bytes());
+        out.extend_from_slice(b);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Sends `raw` on a new connection and reads to the end: (status, body bytes).
+async fn exchange(port: u16, raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(raw).await?;
+    let mut out = Vec::new();
+    // A cut-off body ends in a reset; what arrived before it counts.
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await? {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len().saturating_sub(4));
+    let head = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
+    let body = out.get(split + 4..).unwrap_or_default().to_vec();
+    Ok((status, if head.contains("transfer-encoding: chunked") { dechunk(&body) } else { body }))
+}
+
+/// The payload of a chunked body (as much of it as arrived).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let Ok(n) = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16) else { break };
+        let data = &raw[eol + 2..];
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[..n.min(data.len())]);
+        if data.len() < n + 2 {
+            break;
+        }
+        raw = &data[n + 2..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn http_bodies_and_header_time_are_bounded() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.limits = Limits { max_http_body: 64 << 10, http_header_timeout: Duration::from_millis(500), ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    let port = free_port();
+    serve_hostile(&lattice, &client, host.id(), port).await?;
+
+    // Under the limit: read whole.
+    let (status, body) = exchange(port, &request("POST", "/", Some(&[b'a'; 1000]))).await?;
+    assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, "read 1000 bytes"));
+    // A declared length over the limit: 413 before anything is read.
+    let mut raw = b"POST / HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 1000000\r\n\r\n".to_vec();
+    raw.extend_from_slice(&[b'a'; 100]);
+    let (status, body) = exchange(port, &raw).await?;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    // A chunked body that grows past the limit: the guest never gets more than the limit.
+    let mut raw = b"POST / HTTP/1.1\r\nhost: t\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..40 {
+        raw.extend_from_slice(format!("{:x}\r\n", 4096).as_bytes());
+        raw.extend_from_slice(&[b'b'; 4096]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let (status, body) = exchange(port, &raw).await?;
+    let text = String::from_utf8_lossy(&body).to_string();
+    let read: usize = text.trim().trim_start_matches("read ").trim_end_matches(" bytes").parse().unwrap_or(0);
+    assert!(status != 200 || read <= 64 << 10, "the guest read {read} bytes of a body over the limit ({status})");
+    // A response past the limit is cut off; one under it arrives whole.
+    let (status, body) = exchange(port, &request("GET", "/big/1000", None)).await?;
+    assert_eq!((status, body.len()), (200, 1000));
+    let (_, body) = exchange(port, &request("GET", "/big/1000000", None)).await?;
+    assert!(body.len() < 200 << 10, "a response over the limit was sent whole ({} bytes)", body.len());
+
+    // Headers that never finish: the connection is closed after the header timeout.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).await?;
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n").await?;
+    let began = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a client that never finishes its headers is dropped");
+    assert!(began.elapsed() < Duration::from_secs(3));
+    // Still serving.
+    assert_eq!(exchange(port, &request("GET", "/", None)).await?.0, 200);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_connections_are_bounded_and_close_when_the_provider_stops() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.limits = Limits { max_http_connections: 4, ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    let port = free_port();
+    serve_hostile(&lattice, &client, host.id(), port).await?;
+
+    // Four idle connections take every slot: the fifth is answered 503 and closed.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = exchange(port, &request("GET", "/", None)).await?;
+    assert_eq!(status, 503, "past --max-http-connections");
+    drop(idle);
+    let ok = eventually(Duration::from_secs(5), || async { exchange(port, &request("GET", "/", None)).await.ok().filter(|(s, _)| *s == 200) }).await;
+    assert!(ok.is_some(), "slots come back when connections close");
+
+    // A keep-alive connection does not outlive its provider.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await?;
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await?;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    client.stop_provider(host.id(), "http").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = conn.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let after = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await?;
+    assert!(matches!(after, Ok(0) | Err(_)), "the connection was closed, not served: {:?}", after.map(|n| String::from_utf8_lossy(&buf[..n]).to_string()));
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversized_control_messages_and_labels_are_refused() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.limits = Limits { max_control_message: 4096, ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    let subject = format!("wasmbus.ctl.v1.{}.label.put.{}", lattice.name, host.id());
+    let big = serde_json::to_vec(&serde_json::json!({"key": "k", "value": "v".repeat(10_000)}))?;
+    let reply = client.request_raw(subject, big).await?;
+    assert!(!reply.success);
+    assert!(reply.message.contains("at most 4096 bytes (--max-control-message)"), "{}", reply.message);
+
+    let err = client.put_label(host.id(), "k", &"v".repeat(4097)).await.expect_err("value too long");
+    assert!(err.to_string().contains("at most 4096"), "{err}");
+    let err = client.put_label(host.id(), &"k".repeat(300), "v").await.expect_err("key too long");
+    assert!(err.to_string().contains("at most 256"), "{err}");
+    let mut refused = None;
+    for i in 0..120 {
+        if let Err(e) = client.put_label(host.id(), &format!("l{i}"), "v").await {
+            refused = Some((i, e.to_string()));
+            break;
+        }
+    }
+    let (at, why) = refused.expect("a label count limit");
+    assert!(why.contains("at most 100 labels"), "{why}");
+    assert!(at < 100, "refused at {at}");
+    // The host still answers and heartbeats.
+    assert!(client.inventory(host.id()).await.is_ok());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_call_still_running_at_the_stop_deadline_is_answered() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(30);
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    let call = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("hostile", "trellis:hostile/probe.sleep", vec!["20000".into()]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    host.shutdown(Some(Duration::from_secs(1))).await?;
+    let response = call.await??;
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert_eq!(response.fault, Some(trellis_messages::invocation::FaultKind::Host), "{response:?}");
+    assert!(response.error.as_deref().is_some_and(|e| e.contains("stop deadline")), "{response:?}");
+    Ok(())
+}
