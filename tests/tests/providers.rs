@@ -338,7 +338,10 @@ async fn messaging_delivers_subscriptions_and_components_publish_and_request() -
     // The provider on A, the component on B: delivery crosses hosts.
     start_provider(&client, a.id(), "msg", "wasmcloud+builtin://messaging-nats").await?;
     lattice.scale(b.id(), "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
-    client.put_config("msg-subs", &HashMap::from([("subscriptions".to_string(), "demo.echo,ask.svc.time".to_string())])).await?;
+    // Subscriptions that could see the lattice's own subjects (`>`, `wasmbus.…`) are refused;
+    // the others work.
+    let evt = format!("wasmbus.evt.{}.>", lattice.name);
+    client.put_config("msg-subs", &HashMap::from([("subscriptions".to_string(), format!("demo.echo,ask.svc.time,>,{evt}"))])).await?;
     client.put_link(&link("msg", "msg-echo", "default", ("wasmcloud", "messaging"), &["handler"], &["msg-subs"], &[])).await?;
     // It may publish to the service's subjects (and to the reply subjects of what it handles).
     client.put_config("msg-pub", &HashMap::from([("subjects".to_string(), "svc.>".to_string())])).await?;
@@ -353,6 +356,10 @@ async fn messaging_delivers_subscriptions_and_components_publish_and_request() -
     assert_eq!(&reply.payload[..], b"echo: hi");
     let reply = nats.request("ask.svc.time", "".into()).await?;
     assert_eq!(&reply.payload[..], b"tick", "the component's consumer.request reached the service");
+    match tokio::time::timeout(Duration::from_millis(500), nats.request("anything.else", "x".into())).await {
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+        other => panic!("`>` was subscribed for the component: {other:?}"),
+    }
 
     // Without the consumer link the component cannot publish: no reply comes.
     client.delete_link("msg-echo", "default", "wasmcloud", "messaging").await?;

@@ -11,6 +11,7 @@
 //! | a component interface (`ns:pkg/iface`) | C has link N for it | that link's target component |
 //! | [`Capability::KeyValue`] | C has link N for `wasi:keyvalue/store` whose target is a running key-value provider | the bucket its target config names (`bucket`/`BUCKET`, else the host's default bucket), never a system bucket |
 //! | [`Capability::Messaging`] | C has link N for `wasmcloud:messaging/consumer` whose target is a running messaging provider | subjects matching the target config's `subjects` allow-list (none when absent), plus the reply subject of the message being handled; never a lattice system subject ([`subjects::is_system`]) |
+//! | delivery of messages (`wasmcloud:messaging/handler`) | a handler link from a messaging provider | its `subscriptions`, none of which may match a lattice subject ([`Resolver::may_subscribe`]) |
 //! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | — |
 //!
 //! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
@@ -185,6 +186,20 @@ impl Resolver {
     /// Replicas of a bucket created for a guest.
     pub fn kv_replicas(&self) -> usize {
         self.policy.kv_replicas
+    }
+
+    /// Whether a messaging provider may subscribe to `pattern` on a component's behalf (a
+    /// handler link's `subscriptions`): never where the lattice's own subjects could arrive.
+    ///
+    /// # Errors
+    /// [`Denied`] naming the rule.
+    pub fn may_subscribe(&self, pattern: &str) -> Result<(), Denied> {
+        if subjects::could_match_system(pattern, &self.policy.ctl_prefix) {
+            return Err(Denied(format!(
+                "subscription `{pattern}` could receive the lattice's own subjects; subscribe to a subject that starts with an ordinary token"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether a messaging grant may publish (or send a request) to `subject`; `reply_to` is the

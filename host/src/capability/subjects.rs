@@ -48,6 +48,14 @@ pub fn is_system(subject: &str, ctl_prefix: &str) -> bool {
     PREFIXES.iter().any(|p| subject.starts_with(p)) || matches(&format!("{ctl_prefix}.>"), subject)
 }
 
+/// Whether subscription `pattern` could receive a subject of the lattice machinery: it is one,
+/// or it starts with a wildcard, or its first token is a system subject's first token.
+pub fn could_match_system(pattern: &str, ctl_prefix: &str) -> bool {
+    let first = pattern.split('.').next().unwrap_or_default();
+    let ctl_first = ctl_prefix.split('.').next().unwrap_or_default();
+    matches!(first, "*" | ">" | "wasmbus" | "trellis" | "wadm" | "_INBOX") || first.starts_with('$') || first == ctl_first
+}
+
 /// The patterns of an allow-list value (`a.b, c.*, d.>`).
 pub fn allow_list(value: Option<&str>) -> Vec<&str> {
     value.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect()
@@ -87,6 +95,16 @@ mod tests {
         }
         assert!(!is_system("orders.created", "wasmbus.ctl"));
         assert!(!is_system("wasmbusiness.x", "wasmbus.ctl"));
+    }
+
+    #[test]
+    fn subscriptions_that_could_see_the_lattice() {
+        for p in [">", "*.x", "wasmbus.evt.default.>", "$KV.LATTICEDATA_default.>", "_INBOX.>", "acme.x", "trellis.rpc.*.*"] {
+            assert!(could_match_system(p, "acme.ctl"), "{p}");
+        }
+        for p in ["orders.>", "orders.*", "demo.echo"] {
+            assert!(!could_match_system(p, "wasmbus.ctl"), "{p}");
+        }
     }
 
     #[test]

@@ -48,8 +48,12 @@ impl MessagingActor {
             let queue = config.get("queue_group").filter(|q| !q.is_empty()).cloned();
             for subject in config.get("subscriptions").map(String::as_str).unwrap_or_default().split(',') {
                 let subject = subject.trim();
-                if !subject.is_empty() {
-                    out.push((link.target.clone(), subject.to_string(), queue.clone()));
+                if subject.is_empty() {
+                    continue;
+                }
+                match self.services.resolver.may_subscribe(subject) {
+                    Ok(()) => out.push((link.target.clone(), subject.to_string(), queue.clone())),
+                    Err(e) => warn!(provider = %self.id, target = %link.target, "messaging subscription refused: {e}"),
                 }
             }
         }

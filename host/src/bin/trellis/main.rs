@@ -158,17 +158,20 @@ async fn run_host_with(config: HostConfig, demo: Option<demo::Demo>) -> Result<(
         "Trellis host {} ({}) joined lattice `{}` at {}.\nTry `trellis hosts --lattice {}` in another terminal; Ctrl-C stops the host.",
         info.id, info.friendly_name, info.lattice, info.nats_url, info.lattice
     );
+    // Listening before the demo is set up: a signal that arrives meanwhile (a restarted demo
+    // serves from the stored links at once) is kept for the select below, not fatal.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     if let Some(demo) = demo {
         // The host runs on; a demo that cannot be set up says why.
         if let Err(e) = demo.run(&info.id).await {
             eprintln!("trellis: the demo could not be set up: {e:#}");
         }
     }
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
     let reason = tokio::select! {
         reason = host.wait() => reason?,
-        _ = tokio::signal::ctrl_c() => { host.stop(Some(stop_timeout)); host.wait().await? }
+        _ = sigint.recv() => { host.stop(Some(stop_timeout)); host.wait().await? }
         _ = sigterm.recv() => { host.stop(Some(stop_timeout)); host.wait().await? }
     };
     match reason {
