@@ -19,6 +19,9 @@ pub struct NatsConfig {
     pub url: String,
     /// A `.creds` file (JWT + nkey seed).
     pub creds_file: Option<PathBuf>,
+    /// An nkey user seed (`SU…`) to authenticate with (servers that list the user's public
+    /// nkey).
+    pub nkey_seed: Option<String>,
     /// A CA certificate (PEM) to verify the server with; setting it requires TLS.
     pub tls_ca: Option<PathBuf>,
     /// Client certificate and key (PEM) for mutual TLS.
@@ -32,6 +35,7 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             creds_file: None,
+            nkey_seed: None,
             tls_ca: None,
             tls_client: None,
             connect_timeout: Duration::from_secs(5),
@@ -135,6 +139,9 @@ impl HostConfig {
         }
         if self.heartbeat_interval.is_zero() {
             return Err(HostError::Config("heartbeat interval must be greater than zero".into()));
+        }
+        if self.nats.creds_file.is_some() && self.nats.nkey_seed.is_some() {
+            return Err(HostError::Config("give NATS credentials as a .creds file or an nkey seed, not both".into()));
         }
         if self.nats.url.trim().is_empty() {
             return Err(HostError::Config("NATS URL must not be empty".into()));

@@ -24,11 +24,15 @@ pub async fn connect(
     events: Option<UnboundedSender<async_nats::Event>>,
 ) -> Result<async_nats::Client> {
     let connection = name.to_string();
-    let mut opts = match &config.creds_file {
-        Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
+    let mut opts = match (&config.creds_file, &config.nkey_seed) {
+        (Some(path), _) => async_nats::ConnectOptions::with_credentials_file(path.clone())
             .await
             .map_err(|source| HostError::File { what: "NATS credentials file", path: path.clone(), source })?,
-        None => async_nats::ConnectOptions::new(),
+        (None, Some(seed)) => {
+            nkeys::KeyPair::from_seed(seed).map_err(|e| HostError::Config(format!("NATS nkey seed: {e}")))?;
+            async_nats::ConnectOptions::with_nkey(seed.clone())
+        }
+        (None, None) => async_nats::ConnectOptions::new(),
     };
     if let Some(ca) = &config.tls_ca {
         check_readable("TLS CA certificate", ca)?;
@@ -66,9 +70,22 @@ pub async fn connect(
         .iter()
         .map(|u| u.parse().map_err(|e| HostError::Config(format!("NATS URL `{}`: {e}", redact(u)))))
         .collect::<Result<_>>()?;
+    // async-nats does not read credentials embedded in the URL when given addresses: take
+    // them from the first URL that has some (`user:password@`, or a token as `token@`).
+    let embedded = addrs.iter().find_map(|a| a.username().map(|u| (u.to_string(), a.password().map(str::to_string))));
+    let opts = match embedded {
+        Some((user, Some(password))) => opts.user_and_password(percent_decode(&user), percent_decode(&password)),
+        Some((token, None)) => opts.token(percent_decode(&token)),
+        None => opts,
+    };
     opts.connect(addrs)
         .await
         .map_err(|e| HostError::NatsConnect { url: redact(&config.url), reason: e.to_string() })
+}
+
+/// `%XX` escapes of a URL's user or password decoded (a password may contain `@` or `:`).
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 fn check_readable(what: &'static str, path: &std::path::Path) -> Result<()> {
@@ -115,6 +132,13 @@ pub async fn barrier(client: &async_nats::Client) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn decodes_url_credentials() {
+        assert_eq!(super::percent_decode("p%40ss%3Aw"), "p@ss:w");
+        assert_eq!(super::percent_decode("plain%"), "plain%");
+        assert_eq!(super::percent_decode("100%2"), "100%2");
+    }
 
     #[test]
     fn redacts_passwords() {

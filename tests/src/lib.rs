@@ -91,6 +91,8 @@ pub struct NatsServer {
     port: u16,
     args: Vec<String>,
     store: tempfile::TempDir,
+    /// Holds the configuration file of a configured server.
+    config_dir: Option<tempfile::TempDir>,
 }
 
 impl NatsServer {
@@ -109,7 +111,7 @@ impl NatsServer {
     }
 
     fn start_with(args: Vec<String>, port: u16) -> Result<Self> {
-        let mut server = Self { child: None, port, args, store: tempfile::tempdir()? };
+        let mut server = Self { child: None, port, args, store: tempfile::tempdir()?, config_dir: None };
         server.spawn()?;
         Ok(server)
     }
@@ -121,6 +123,19 @@ impl NatsServer {
             vec!["-js".into(), "-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
             port,
         )?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// A standalone server with JetStream and `config` (nats-server configuration syntax:
+    /// `tls { … }`, `authorization { … }`) added to its configuration file.
+    pub async fn start_configured(config: &str) -> Result<Self> {
+        let port = free_port();
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("nats.conf");
+        std::fs::write(&file, format!("host: 127.0.0.1\nport: {port}\njetstream: enabled\n{config}\n"))?;
+        let mut server = Self::start_with(vec!["-c".into(), file.display().to_string()], port)?;
+        server.config_dir = Some(dir);
         server.wait_ready().await?;
         Ok(server)
     }
@@ -177,6 +192,12 @@ pub struct TestLattice {
 }
 
 impl TestLattice {
+    /// A lattice on an already started server (e.g. [`NatsServer::start_configured`]).
+    pub fn on(server: NatsServer) -> Self {
+        init_tracing();
+        Self { name: unique_lattice(), servers: vec![server] }
+    }
+
     /// One NATS server with JetStream.
     pub async fn new() -> Result<Self> {
         init_tracing();

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::providers::ProviderKind;
+use crate::capability::ProviderKind;
 
 /// Host id → provider id → provider reference.
 type Table = BTreeMap<String, BTreeMap<String, String>>;

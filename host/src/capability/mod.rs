@@ -20,6 +20,7 @@
 
 pub mod directory;
 pub mod follow;
+pub mod kind;
 pub mod subjects;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use trellis_messages::link::Link;
 use wasmtime::component::Val;
 
 use crate::lattice::LatticeView;
-use crate::providers::ProviderKind;
+pub use kind::ProviderKind;
 
 pub use directory::ProviderDirectory;
 

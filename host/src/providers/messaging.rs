@@ -16,6 +16,9 @@ use crate::services::HostServices;
 /// The export messages are delivered to.
 const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
 
+/// Messages of one subscription being delivered at once.
+const MAX_DELIVERIES_IN_FLIGHT: usize = 256;
+
 /// One subscription: (target component, subject, queue group).
 type Key = (String, String, Option<String>);
 
@@ -96,9 +99,15 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
         }
     };
     let _ = crate::nats::barrier(&services.calls).await;
+    // Deliveries in flight per subscription: past this the subscription is not read until one
+    // finishes, so a flood waits in the client's bounded buffer (which drops past its size,
+    // as NATS does for any slow consumer) instead of piling up tasks.
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
     while let Some(msg) = sub.next().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let (services, target) = (services.clone(), target.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = handle(&services, &target, msg).await {
                 warn!(component_id = %target, "message not handled: {e}");
             }

@@ -214,6 +214,21 @@ fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportCo
     Ok(())
 }
 
+/// Longest guest log message kept, in bytes; the rest is cut.
+const MAX_LOG_MESSAGE: usize = 16 << 10;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn link_logging(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
     let id = ctx.source_id.clone();
@@ -226,7 +241,7 @@ fn link_logging(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportC
             Some(Val::Enum(l)) => l.as_str(),
             _ => "info",
         };
-        let (context, message) = (text(1), text(2));
+        let (context, message) = (clip(text(1), 256), clip(text(2), MAX_LOG_MESSAGE));
         match level {
             "trace" => trace!(component_id = %id, context, "{message}"),
             "debug" => debug!(component_id = %id, context, "{message}"),

@@ -13,6 +13,10 @@ use wasmtime_wasi_http::WasiHttpCtx;
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
+/// Host resources (streams, fields, buckets, link-name handles…) one invocation may hold at
+/// once. Each lives in host memory, outside the guest's memory limit, so it is bounded here.
+pub const MAX_RESOURCES: usize = 10_000;
+
 /// Per-invocation store data.
 pub struct GuestState {
     /// WASI 0.2 context: no preopened directories, no environment, no arguments, no sockets;
@@ -41,9 +45,11 @@ impl GuestState {
     pub fn new(max_memory: usize, allow_outgoing_http: bool, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter { max_memory, refused: false },
             http: WasiHttpCtx::new(),
             hooks: HttpHooks { allow_outgoing: allow_outgoing_http },

@@ -242,6 +242,9 @@ pub struct NatsArgs {
     /// NATS credentials file (`.creds`: JWT and nkey seed).
     #[arg(long, env = "TRELLIS_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
+    /// NATS nkey user seed (`SU…`), for servers that list the user's public nkey.
+    #[arg(long, env = "TRELLIS_NATS_NKEY", hide_env_values = true, conflicts_with = "nats_creds")]
+    pub nats_nkey: Option<String>,
     /// CA certificate (PEM) to verify the NATS server; requires TLS.
     #[arg(long, env = "TRELLIS_NATS_TLS_CA")]
     pub nats_tls_ca: Option<PathBuf>,

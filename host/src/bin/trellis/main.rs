@@ -59,6 +59,7 @@ fn nats_config(args: &NatsArgs) -> NatsConfig {
     NatsConfig {
         url: args.nats_url.clone(),
         creds_file: args.nats_creds.clone(),
+        nkey_seed: args.nats_nkey.clone(),
         tls_ca: args.nats_tls_ca.clone(),
         tls_client: args.nats_tls_cert.clone().zip(args.nats_tls_key.clone()),
         ..NatsConfig::default()

@@ -1,0 +1,65 @@
+//! The kinds of built-in provider, and which a provider reference names: what the capability
+//! resolver checks a link's target against.
+
+/// The built-in providers Trellis knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Serves components over HTTP/1.1.
+    HttpServer,
+    /// Lets linked components make outgoing HTTP requests.
+    HttpClient,
+    /// Key-value on JetStream.
+    KeyValue,
+    /// `wasmcloud:messaging` on the lattice's NATS.
+    Messaging,
+}
+
+impl ProviderKind {
+    /// The kind `reference` names.
+    ///
+    /// # Errors
+    /// A message listing the references Trellis knows.
+    pub fn parse(reference: &str) -> Result<Self, String> {
+        let name = reference
+            .strip_prefix("wasmcloud+builtin://")
+            .or_else(|| reference.strip_prefix("trellis://"))
+            .ok_or_else(|| {
+                format!(
+                    "provider reference `{reference}` is not a built-in provider; Trellis runs `wasmcloud+builtin://…` \
+                     and `trellis://…` providers (http-server, http-client, keyvalue, messaging-nats) and no external \
+                     provider processes yet"
+                )
+            })?;
+        match name {
+            "http-server" => Ok(Self::HttpServer),
+            "http-client" => Ok(Self::HttpClient),
+            "keyvalue" | "keyvalue-nats" => Ok(Self::KeyValue),
+            "messaging-nats" | "messaging" => Ok(Self::Messaging),
+            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats")),
+        }
+    }
+
+    /// A short name for logs and the inventory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HttpServer => "http-server",
+            Self::HttpClient => "http-client",
+            Self::KeyValue => "keyvalue",
+            Self::Messaging => "messaging-nats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(ProviderKind::parse("wasmcloud+builtin://http-server"), Ok(ProviderKind::HttpServer));
+        assert_eq!(ProviderKind::parse("trellis://keyvalue"), Ok(ProviderKind::KeyValue));
+        assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().contains("not a built-in provider"));
+        assert!(ProviderKind::parse("trellis://nope").unwrap_err().contains("unknown built-in provider `nope`"));
+        assert_eq!(ProviderKind::parse("wasmcloud+builtin://messaging-nats"), Ok(ProviderKind::Messaging));
+    }
+}
