@@ -28,7 +28,8 @@
 //!                            │ subscriptions (made before start)            ▲
 //!                            ▼                                              │
 //!   ┌──────────────── ControlActor ─────────────────┐                      │
-//!   │ StreamHandler<Incoming>: CtlCommand::parse    │                      │
+//!   │ StreamHandler<Incoming>: size and in-flight   │                      │
+//!   │ bounds, then CtlCommand::parse                │                      │
 //!   │ (bad input → success:false reply)             │                      │
 //!   │ Dispatcher::answer(cmd) ──────────────────────┼──► HostActor ────────┤ EventPublisher
 //!   │   Describe / GetInventory / GetLabels /       │    owns labels,      │ (host_heartbeat,
@@ -40,8 +41,13 @@
 //!   │                                               │    write; watches    │
 //!   │                                               │    both buckets ──► LatticeView (mirror)
 //!   │   StartProvider / StopProvider ───────────────┼──► ProvidersActor ───┤ (provider_started,
-//!   │                                               │    starts one        │  …_start_failed,
-//!   │                                               │    HttpServerActor   │  …_stopped)
+//!   │                                               │    records it in the │  …_start_failed,
+//!   │                                               │    ProviderDirectory │  …_stopped)
+//!   │                                               │    (other hosts' via │
+//!   │                                               │    capability::follow│
+//!   │                                               │    on their events), │
+//!   │                                               │    starts one        │
+//!   │                                               │    HttpServerActor
 //!   │                                               │    per HTTP server:  │
 //!   │                                               │    LatticeView.changes() → reconcile
 //!   │                                               │    listeners; requests run the target
@@ -59,16 +65,25 @@
 //!                                               │    → Call task on the guest runtime: permit
 //!                                               │      (max_instances) → Store → instance →
 //!                                               │      export → reply InvocationResponse
-//!                                               │    guest import call (linked interface):
-//!                                               │      LatticeView.resolve(link) → target;
+//!                                               │    every guest host call that reaches
+//!                                               │    beyond the instance asks the capability
+//!                                               │    Resolver (links, ProviderDirectory):
+//!                                               │      component import → target;
 //!                                               │      LocalComponents has it? call in-process
-//!                                               │      (same permits/limits) : NATS request
+//!                                               │      (same permits/limits) : NATS request;
+//!                                               │      key-value → the link's bucket;
+//!                                               │      messaging → allowed subjects;
+//!                                               │      outgoing HTTP → granted or denied
+//!                                               │    the whole call ends at the deadline
 //!                                               ▼
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
-//!     1. StopControl → ControlActor unsubscribes, finishes in-flight answers, stops
-//!     2. StopProviders → ProvidersActor stops the HTTP servers (no new requests), stops
-//!        DrainComponents → WorkloadActor stops every ComponentActor: each has its forwarder
-//!        drain the subscription, lets calls in flight finish, stops
+//!     1. StopControl → ControlActor drains its subscriptions (answers what the server had
+//!        already delivered), finishes in-flight answers, stops
+//!     2. StopProviders → ProvidersActor stops the HTTP servers (no new connections; open
+//!        ones finish their request and close), stops
+//!        DrainComponents → WorkloadActor stops every ComponentActor (and never starts one
+//!        that finishes loading now): each has its forwarder drain the subscription, lets
+//!        calls in flight finish, and answers those still running at the deadline with a fault
 //!     3. StopLattice → LatticeActor drops its KV watches and stops
 //!        Drain → HostActor stops its heartbeat and stops, returns the final labels
 //!     4. publish host_stopped ───────────────────────────────────────────────┘
@@ -89,8 +104,10 @@
 //! host changes running components everywhere without a restart, and a restarted host reloads
 //! everything by replaying the watch.
 //!
-//! Key-value (`wasi:keyvalue` on JetStream KV) and the HTTP client gate are host functions in
-//! `wasm::keyvalue` and `wasm::state`, resolved through the component's links at call time.
+//! Key-value (`wasi:keyvalue` on JetStream KV), messaging (`wasmcloud:messaging/consumer`) and
+//! the HTTP client gate are host functions in `wasm::keyvalue`, `wasm::messaging` and
+//! `wasm::invoke`/`wasm::state`; what each may reach is decided by [`capability`] at call time,
+//! and nowhere else.
 //!
 //! A component update swaps the `Arc<PreparedComponent>` the actor hands to new calls; calls in
 //! flight finish on the old code, and the subscription never changes, so no call fails.

@@ -253,6 +253,28 @@ async fn outgoing_http_needs_a_link_to_a_running_http_client_provider() -> anyho
 }
 
 #[tokio::test]
+async fn wasi_grants_no_environment_files_or_sockets() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = client(&lattice).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    // A listener the guest tries to reach: nothing may arrive.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let target = listener.local_addr()?.to_string();
+    let response = client.call("hostile", "trellis:hostile/probe.ambient", vec![wave(&target)]).await?;
+    let lines = response.results.unwrap_or_default().join("");
+    for expected in ["\"env: 0\"", "\"args: 0\"", "\"preopens: 0\""] {
+        assert!(lines.contains(expected), "{expected} in {lines}");
+    }
+    assert!(lines.contains("tcp: connect failed") && lines.contains("access-denied"), "{lines}");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "the guest reached a socket");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_guest_waiting_in_a_host_call_is_stopped_at_the_deadline() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;

@@ -115,6 +115,12 @@ async fn http_bodies_and_header_time_are_bounded() -> anyhow::Result<()> {
     let (_, body) = exchange(port, &request("GET", "/big/1000000", None)).await?;
     assert!(body.len() < 200 << 10, "a response over the limit was sent whole ({} bytes)", body.len());
 
+    // A handler waiting in a host call is stopped at the deadline (2 s): 504, not a hang.
+    let began = Instant::now();
+    let (status, _) = exchange(port, &request("GET", "/sleep/60000", None)).await?;
+    assert_eq!(status, 504);
+    assert!(began.elapsed() < Duration::from_secs(4), "{:?}", began.elapsed());
+
     // Headers that never finish: the connection is closed after the header timeout.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).await?;
     slow.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n").await?;

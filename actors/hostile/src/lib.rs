@@ -1,7 +1,8 @@
 //! A hostile guest for the containment tests. `trellis:hostile/probe` tries what an attacker's
 //! component would: open any key-value store by name, publish or request on any subject, send
 //! HTTP without a link, wait in a host call past the deadline. Its `wasi:http/incoming-handler`
-//! answers `/big/N` with an N-byte body and any other request with the size of the body it read.
+//! answers `/big/N` with an N-byte body, `/sleep/MS` after waiting MS milliseconds in a host
+//! call, and any other request with the size of the body it read.
 
 mod bindings {
     wit_bindgen::generate!({ path: "../../wit/hostile", world: "hostile", generate_all });
@@ -57,8 +58,39 @@ impl Guest for Hostile {
         Ok(response.status())
     }
 
+    fn ambient(tcp_target: String) -> Vec<String> {
+        vec![
+            format!("env: {}", ::wasi::cli::environment::get_environment().len()),
+            format!("args: {}", ::wasi::cli::environment::get_arguments().len()),
+            format!("preopens: {}", ::wasi::filesystem::preopens::get_directories().len()),
+            format!("tcp: {}", tcp_connect(&tcp_target)),
+        ]
+    }
+
     fn sleep(ms: u64) {
         ::wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+    }
+}
+
+/// Tries a TCP connection to `target` (`a.b.c.d:port`) and says how it went.
+fn tcp_connect(target: &str) -> String {
+    use ::wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    let Some((ip, port)) = target.split_once(':') else { return "bad target".into() };
+    let octets: Vec<u8> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+    let (Ok(port), [a, b, c, d]) = (port.parse::<u16>(), octets.as_slice()) else { return "bad target".into() };
+    let network = ::wasi::sockets::instance_network::instance_network();
+    let socket = match ::wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Ok(s) => s,
+        Err(e) => return format!("create failed: {e:?}"),
+    };
+    let address = IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (*a, *b, *c, *d) });
+    if let Err(e) = socket.start_connect(&network, address) {
+        return format!("connect failed: {e:?}");
+    }
+    socket.subscribe().block();
+    match socket.finish_connect() {
+        Ok(_) => "connected".into(),
+        Err(e) => format!("connect failed: {e:?}"),
     }
 }
 
@@ -95,6 +127,10 @@ impl ::wasi::exports::http::incoming_handler::Guest for Hostile {
         let path = request.path_with_query().unwrap_or_default();
         if let Some(n) = path.strip_prefix("/big/").and_then(|n| n.parse::<usize>().ok()) {
             return respond(out, 200, n, None);
+        }
+        if let Some(ms) = path.strip_prefix("/sleep/").and_then(|n| n.parse::<u64>().ok()) {
+            ::wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+            return respond(out, 200, 0, Some("awake\n".into()));
         }
         let mut read = 0usize;
         if let Ok(body) = request.consume() {

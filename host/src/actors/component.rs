@@ -217,7 +217,7 @@ impl Forwarder {
         let cutoff = self.cutoff.clone();
         if is_http {
             self.tracker.spawn(async move {
-                let max = usize::try_from(nats.server_info().max_payload).unwrap_or(usize::MAX);
+                let max = nats.server_info().max_payload;
                 let serve = serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max);
                 let (headers, body) = tokio::select! {
                     reply = serve => reply,

@@ -3,8 +3,8 @@
 //!
 //! This host's own providers are set by the providers actor the moment they start or stop (so
 //! `provider.stop` revokes at once for calls that start afterwards); other hosts' come from
-//! their `provider_started` / `provider_stopped` / `host_heartbeat` / `host_stopped` events,
-//! followed by [`crate::actors::directory`].
+//! their `provider_started` / `provider_stopped` / `host_heartbeat` / `host_stopped` events
+//! ([`super::follow`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};

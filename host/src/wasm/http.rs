@@ -178,7 +178,7 @@ where
         Err(e) if e.to_string().contains("--max-http-body") => return text(413, e.to_string()),
         Err(e) => return text(400, format!("cannot read the request body: {e}")),
     };
-    let max = usize::try_from(nats.server_info().max_payload).unwrap_or(usize::MAX);
+    let max = nats.server_info().max_payload;
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
