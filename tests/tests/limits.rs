@@ -237,3 +237,63 @@ async fn a_call_still_running_at_the_stop_deadline_is_answered() -> anyhow::Resu
     assert!(response.error.as_deref().is_some_and(|e| e.contains("stop deadline")), "{response:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stopping_host_answers_every_control_request_it_received() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let nats = lattice.nats().await?;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(format!("{inbox}.>")).await?;
+    nats.flush().await?;
+    // 200 inventory requests, then the stop, all sent before any answer is read.
+    let get = format!("wasmbus.ctl.v1.{}.host.get.{}", lattice.name, host.id());
+    for i in 0..200 {
+        nats.publish_with_reply(get.clone(), format!("{inbox}.get.{i}"), "".into()).await?;
+    }
+    nats.publish_with_reply(format!("wasmbus.ctl.v1.{}.host.stop.{}", lattice.name, host.id()), format!("{inbox}.stop"), "{}".into()).await?;
+    nats.flush().await?;
+    let mut answered = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.len() < 201 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), replies.next()).await {
+            Ok(Some(m)) => {
+                answered.insert(m.subject.to_string());
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(answered.len(), 201, "every request the host received was answered before it stopped");
+    let mut host = host;
+    host.wait().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_scale_in_progress_when_the_host_stops_ends_with_an_event() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = client(&lattice).await?;
+    let outcome = lattice.watch_scale_events("late").await?;
+    let command = trellis_messages::component::ScaleComponentCommand {
+        component_ref: actors::HOSTILE.into(),
+        component_id: "late".into(),
+        max_instances: 1,
+        host_id: host.id().into(),
+        ..Default::default()
+    };
+    client.scale_component(host.id(), &command).await?;
+    host.shutdown(Some(Duration::from_secs(5))).await?;
+    // Either it started before the drain (and was drained with the rest) or it is refused.
+    match outcome.await?? {
+        Ok(_) => {}
+        Err(e) => assert!(e.contains("shutting down"), "{e}"),
+    }
+    // Nothing serves it afterwards.
+    let r = client.call("late", "trellis:hostile/probe.sleep", vec!["1".into()]).await;
+    assert!(r.is_err(), "{r:?}");
+    Ok(())
+}

@@ -41,6 +41,9 @@ pub struct WorkloadActor {
     configs: BTreeMap<String, Vec<String>>,
     /// Set when the host drains: a component that finishes starting afterwards is not started.
     draining: bool,
+    /// Loads and compiles in progress; a drain waits for them, so every scale it acknowledged
+    /// ends with an event.
+    loading: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for WorkloadActor {
@@ -60,6 +63,7 @@ impl WorkloadActor {
             stop_timeout,
             configs: BTreeMap::new(),
             draining: false,
+            loading: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -135,6 +139,7 @@ impl WorkloadActor {
             let size = component.size;
             ComponentActor::subscribe(&id, component, max, &services).await.map(|a| (a, size))
         };
+        let fut = self.loading.track_future(fut);
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&command.component_id);
             let result = match result {
@@ -193,7 +198,7 @@ impl WorkloadActor {
     ) {
         self.busy.insert(id.clone());
         let configs = self.configs.get(&id).cloned().unwrap_or_default();
-        let prepare = self.prepare(&id, new_ref.clone(), configs);
+        let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs));
         ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&id);
             let Some(running) = act.components.get_mut(&id) else {
@@ -319,13 +324,21 @@ impl Handler<DrainComponents> for WorkloadActor {
         let running: Vec<_> = std::mem::take(&mut self.components).into_values().collect();
         self.publish_inventory();
         let timeout = msg.timeout;
+        let loading = self.loading.clone();
+        loading.close();
         Box::pin(
             async move {
                 let stops = running.iter().map(|r| r.addr.send(StopComponent { timeout }));
                 futures::future::join_all(stops).await;
+                // A component still loading is refused when it finishes (see `draining`).
+                let _ = tokio::time::timeout(timeout, loading.wait()).await;
             }
             .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
+            // A moment later, so the completions of those loads (futures of this actor) have
+            // run and published their events.
+            .map(|(), _, ctx| {
+                ctx.run_later(Duration::from_millis(5), |_, ctx| ctx.stop());
+            }),
         )
     }
 }
