@@ -97,6 +97,8 @@ async fn key_value_opens_only_the_bucket_its_link_names() -> anyhow::Result<()> 
     }
     let page = probe(&client, "kv-list", &[&wave("x")]).await?.map_err(anyhow::Error::msg)?;
     assert_eq!(page.matches('"').count() / 2, 1000, "one page of keys, not all 1,101");
+    assert_eq!(probe(&client, "kv-page", &[&wave("x"), "none"]).await?, Ok("ok((1000, some(1000)))".into()));
+    assert_eq!(probe(&client, "kv-page", &[&wave("x"), "some(1000)"]).await?, Ok("ok((101, none))".into()), "the cursor continues");
 
     // A link to something that is not a running key-value provider grants nothing.
     client.delete_link("hostile", "default", "wasi", "keyvalue").await?;

@@ -59,6 +59,9 @@ async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::
     assert_eq!(host.friendly_name, "proc-host");
     assert_eq!(host.labels["zone"], "east");
     assert_eq!(host.labels["team"], "core");
+    // `trellis host` loads no component files unless the operator says so.
+    let refused = lattice.scale(&key.public_key(), "echo", trellis_tests::actors::ECHO, 1).await?.expect_err("file loads are off");
+    assert!(refused.contains("--allow-file-load"), "{refused}");
 
     let ack = lattice.ctl().await?.stop_host(&key.public_key(), Some(3_000)).await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded());

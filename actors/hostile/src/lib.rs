@@ -30,6 +30,12 @@ impl Guest for Hostile {
         Ok(bucket.list_keys(None).map_err(kv_error)?.keys)
     }
 
+    fn kv_page(identifier: String, cursor: Option<u64>) -> Result<(u32, Option<u64>), String> {
+        let bucket = store::open(&identifier).map_err(kv_error)?;
+        let page = bucket.list_keys(cursor).map_err(kv_error)?;
+        Ok((page.keys.len() as u32, page.cursor))
+    }
+
     fn kv_set(identifier: String, key: String, value: String) -> Result<(), String> {
         let bucket = store::open(&identifier).map_err(kv_error)?;
         bucket.set(&key, value.as_bytes()).map_err(kv_error)
