@@ -115,7 +115,6 @@
 pub mod actors;
 pub mod capability;
 pub mod config;
-pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod identity;
@@ -125,6 +124,7 @@ pub mod local_nats;
 pub mod nats;
 pub mod runtime;
 pub mod services;
+pub mod stop;
 pub mod wasm;
 
 pub use config::{HostConfig, Limits, NatsConfig};

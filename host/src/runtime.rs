@@ -20,32 +20,14 @@ use crate::services::HostServices;
 use crate::wasm::local::LocalComponents;
 use crate::capability::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
-use crate::dispatch::Dispatcher;
+use crate::actors::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
 use crate::events::EventPublisher;
 use crate::identity::HostIdentity;
 use crate::nats::{connect, redact};
 use crate::wasm::WasmRuntime;
+pub use crate::stop::{StopReason, StopRequest};
 
-/// Why a host stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// `host.stop` on the control interface.
-    ControlInterface,
-    /// The owner of the [`HostHandle`] asked (e.g. on SIGINT/SIGTERM).
-    Requested,
-    /// The control subscriptions ended on their own (the NATS client closed).
-    ControlLost,
-}
-
-/// A request to stop the host, draining for at most `timeout`.
-#[derive(Clone, Copy, Debug)]
-pub struct StopRequest {
-    /// How long draining may take; the configured default when `None`.
-    pub timeout: Option<Duration>,
-    /// Who asked.
-    pub reason: StopReason,
-}
 
 /// What a started host tells its owner about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

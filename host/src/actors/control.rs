@@ -10,9 +10,9 @@ use tracing::{debug, error, warn};
 use trellis_messages::{CtlCommand, CtlResponse, Subjects};
 
 use crate::config::Limits;
-use crate::dispatch::Dispatcher;
+use crate::actors::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
-use crate::runtime::{StopReason, StopRequest};
+use crate::stop::{StopReason, StopRequest};
 
 /// Which kind of subscription delivered a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl StreamHandler<Incoming> for ControlActor {
         if let Some(refusal) = refusal {
             warn!(%subject, "{refusal}");
             if let Some(reply_to) = reply_to {
-                let body = crate::dispatch::Answer::reply(&CtlResponse::<()>::error(refusal)).reply.unwrap_or_default();
+                let body = crate::actors::dispatch::Answer::reply(&CtlResponse::<()>::error(refusal)).reply.unwrap_or_default();
                 // Fire and forget: the publish is buffered by the client, not awaited.
                 actix::spawn(async move {
                     let _ = nats.publish(reply_to, body.into()).await;
@@ -209,7 +209,7 @@ impl StreamHandler<Incoming> for ControlActor {
                 Ok(command) => dispatcher.answer(command).await,
                 Err(e) => {
                     warn!(%subject, error = %e, "rejected control message");
-                    crate::dispatch::Answer::reply(&CtlResponse::<()>::error(e.to_string()))
+                    crate::actors::dispatch::Answer::reply(&CtlResponse::<()>::error(e.to_string()))
                 }
             };
             if let (Some(body), Some(reply_to)) = (answer.reply, reply_to) {

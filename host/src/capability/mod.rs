@@ -16,7 +16,7 @@
 //!
 //! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
 //! revokes the capability for every call that starts afterwards. WASI itself grants nothing
-//! (see [`crate::wasm::state`]): no files, environment, sockets or clocks beyond the defaults.
+//! (the guest store in `wasm::state`): no files, environment, sockets or clocks beyond the defaults.
 
 pub mod directory;
 pub mod follow;

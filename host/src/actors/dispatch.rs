@@ -17,7 +17,7 @@ use crate::actors::lattice::{self, LatticeActor};
 use crate::actors::providers::{self, ProvidersActor};
 use crate::actors::workload::{self, WorkloadActor};
 use crate::error::HostError;
-use crate::runtime::{StopReason, StopRequest};
+use crate::stop::{StopReason, StopRequest};
 
 /// What to do after a command: the reply body (none: stay silent) and whether to stop.
 #[derive(Debug, Default)]
