@@ -17,7 +17,7 @@ use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, U
 use crate::actors::host::{HostActor, SetComponents};
 use crate::error::{HostError, Result};
 use crate::services::HostServices;
-use crate::wasm::imports::ImportContext;
+use crate::wasm::imports::{link_imports, ImportContext};
 use crate::wasm::PreparedComponent;
 
 /// A component running here.
@@ -122,7 +122,11 @@ impl WorkloadActor {
         });
         async move {
             handle
-                .spawn_blocking(move || PreparedComponent::load(&runtime, &reference, Some(&imports)).map(Arc::new))
+                .spawn_blocking(move || {
+                    let resolver = imports.resolver.clone();
+                    let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
+                    PreparedComponent::load(&runtime, &reference, link, Some(resolver)).map(Arc::new)
+                })
                 .await
                 .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))?
         }

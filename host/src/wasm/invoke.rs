@@ -155,9 +155,7 @@ pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &Prepared
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
     let allow_http = component.imports_outgoing_http
-        && component.imports.as_ref().is_some_and(|ctx| {
-            ctx.resolver.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).is_ok()
-        });
+        && component.resolver.as_ref().is_some_and(|r| r.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).is_ok());
     let deadline = Instant::now() + limit;
     let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http, deadline));
     store.limiter(|state| &mut state.limiter);

@@ -8,10 +8,10 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
 
 use crate::error::{HostError, Result};
-use std::sync::Arc;
 
 use crate::wasm::engine::WasmRuntime;
-use crate::wasm::imports::{link_imports, ImportContext};
+use crate::capability::Resolver;
+use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::wasm::load::read_component;
 use crate::wasm::state::GuestState;
@@ -40,8 +40,8 @@ pub struct PreparedComponent {
     pub size: usize,
     /// The `wasi:http/incoming-handler` entry point, when the component exports it.
     pub proxy: Option<ProxyPre<GuestState>>,
-    /// What its imports call at run time (links, config).
-    pub imports: Option<Arc<ImportContext>>,
+    /// Decides what it may reach (asked when a call starts, for outgoing HTTP).
+    pub resolver: Option<Resolver>,
     /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
     /// up when a call starts).
     pub imports_outgoing_http: bool,
@@ -63,18 +63,23 @@ impl PreparedComponent {
     /// # Errors
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
     /// it does not compile or imports something the host cannot provide.
-    pub fn load(runtime: &WasmRuntime, reference: &str, imports: Option<&Arc<ImportContext>>) -> Result<Self> {
+    /// `link` defines, in the host's linker, what the component imports beyond WASI (see
+    /// `wasm::imports::link_imports`); `resolver` is what decides its capabilities.
+    pub fn load(
+        runtime: &WasmRuntime,
+        reference: &str,
+        link: impl FnOnce(&mut Linker<GuestState>, &Component) -> wasmtime::Result<()>,
+        resolver: Option<Resolver>,
+    ) -> Result<Self> {
         let bytes = read_component(reference, runtime.config().max_component_size, &runtime.config().file_load)?;
         let began = Instant::now();
         let component = Component::new(runtime.engine(), &bytes)
             .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;
         let mut linker = runtime.linker().clone();
-        if let Some(ctx) = imports {
-            link_imports(&mut linker, &component, ctx).map_err(|e| HostError::Component {
-                reference: reference.into(),
-                reason: format!("cannot link its imports: {e:#}"),
-            })?;
-        }
+        link(&mut linker, &component).map_err(|e| HostError::Component {
+            reference: reference.into(),
+            reason: format!("cannot link its imports: {e:#}"),
+        })?;
         let pre = linker.instantiate_pre(&component).map_err(|e| HostError::Component {
             reference: reference.into(),
             reason: format!("the host cannot satisfy its imports: {e:#}"),
@@ -86,7 +91,7 @@ impl PreparedComponent {
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports: imports.cloned(), imports_outgoing_http })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports_outgoing_http })
     }
 
     /// The function called `name`: exact, or without the package version.
