@@ -297,3 +297,38 @@ async fn a_scale_in_progress_when_the_host_stops_ends_with_an_event() -> anyhow:
     assert!(r.is_err(), "{r:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_burst_of_control_requests_past_the_in_flight_bound_is_answered_busy() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.limits = Limits { max_control_in_flight: 1, ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let nats = lattice.nats().await?;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(format!("{inbox}.>")).await?;
+    nats.flush().await?;
+    let subject = format!("wasmbus.ctl.v1.{}.link.get", lattice.name);
+    for i in 0..100 {
+        nats.publish_with_reply(subject.clone(), format!("{inbox}.{i}"), "".into()).await?;
+    }
+    nats.flush().await?;
+    let (mut ok, mut busy) = (0, 0);
+    while ok + busy < 100 {
+        let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), replies.next()).await else { break };
+        let reply: serde_json::Value = serde_json::from_slice(&m.payload)?;
+        if reply["success"] == true {
+            ok += 1;
+        } else {
+            assert!(reply["message"].as_str().is_some_and(|m| m.contains("--max-control-in-flight")), "{reply}");
+            busy += 1;
+        }
+    }
+    assert_eq!(ok + busy, 100, "every request is answered");
+    assert!(busy > 0 && ok > 0, "ok {ok}, busy {busy}");
+    assert!(client(&lattice).await?.inventory(host.id()).await.is_ok(), "and the host serves on");
+    host.shutdown(None).await?;
+    Ok(())
+}
