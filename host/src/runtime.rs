@@ -223,6 +223,11 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     };
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
     let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
+    match store.migrate().await {
+        Ok(0) => {}
+        Ok(n) => info!(specs = n, "rewrote component specs stored in Trellis's old layout as wasmCloud's ComponentSpecification"),
+        Err(e) => warn!(error = %e, "could not rewrite component specs stored in the old layout; they are still read"),
+    }
     let view = LatticeView::default();
     let providers_dir = ProviderDirectory::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
@@ -253,6 +258,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         local: LocalComponents::default(),
         providers: providers_dir.clone(),
         limits: config.limits.clone(),
+        store: store.clone(),
         resolver: Resolver::new(
             view.clone(),
             providers_dir.clone(),

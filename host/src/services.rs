@@ -7,7 +7,7 @@ use trellis_messages::Subjects;
 use crate::capability::{ProviderDirectory, Resolver};
 use crate::config::Limits;
 use crate::events::EventPublisher;
-use crate::lattice::LatticeView;
+use crate::lattice::{LatticeStore, LatticeView};
 use crate::wasm::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
@@ -40,4 +40,6 @@ pub struct HostServices {
     pub resolver: Resolver,
     /// Bounds on network work (HTTP connections, bodies).
     pub limits: Limits,
+    /// The lattice's KV buckets (a scale records the component's reference in its spec).
+    pub store: LatticeStore,
 }

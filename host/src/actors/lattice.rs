@@ -15,6 +15,7 @@ use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 
 use crate::error::Result;
 use crate::events::EventPublisher;
+use crate::lattice::spec::ComponentSpec;
 use crate::lattice::{LatticeStore, LatticeView};
 
 /// Which bucket a watched entry came from.
@@ -84,15 +85,15 @@ impl LatticeActor {
             Bucket::Links => {
                 let Some(source) = entry.key.strip_prefix("COMPONENT_") else { return };
                 if deleted {
-                    self.view.set_links(source, Vec::new());
+                    self.view.set_spec(source, ComponentSpec::default());
                     return;
                 }
-                match serde_json::from_slice::<Vec<Link>>(&entry.value) {
-                    Ok(links) => {
-                        debug!(source, links = links.len(), "links changed");
-                        self.view.set_links(source, links);
+                match ComponentSpec::decode(&entry.value) {
+                    Ok(decoded) => {
+                        debug!(source, links = decoded.spec.links.len(), url = %decoded.spec.url, "component spec changed");
+                        self.view.set_spec(source, decoded.spec);
                     }
-                    Err(e) => warn!(key = %entry.key, error = %e, "ignoring links that are not valid JSON"),
+                    Err(e) => warn!(key = %entry.key, error = %e, "ignoring a component spec that cannot be read"),
                 }
             }
             Bucket::Configs => {

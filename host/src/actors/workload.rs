@@ -165,6 +165,7 @@ impl WorkloadActor {
                     };
                     let addr = actor.start();
                     act.components.insert(command.component_id.clone(), Running { addr, description });
+                    act.record_url(&command.component_id, &command.component_ref);
                     act.event(&command.component_id, &command.component_ref, command.max_instances, command.annotations.as_ref(), None);
                     act.publish_inventory();
                 }
@@ -217,6 +218,7 @@ impl WorkloadActor {
                     }
                     let d = running.description.clone();
                     act.event(&id, &d.image_ref, d.max_instances, d.annotations.as_ref(), None);
+                    act.record_url(&id, &new_ref);
                     act.publish_inventory();
                 }
                 Err(e) => {
@@ -230,6 +232,48 @@ impl WorkloadActor {
 
 impl Actor for WorkloadActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let changes = self.services.view.changes();
+        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+    }
+}
+
+/// A change of the lattice's specs: a running component whose spec now names another reference
+/// is updated to it (calls in flight finish on the old code), as on every host that runs it.
+impl StreamHandler<()> for WorkloadActor {
+    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
+        if self.draining {
+            return;
+        }
+        let moved: Vec<(String, String)> = self
+            .components
+            .iter()
+            .filter(|(id, _)| !self.busy.contains(*id))
+            .filter_map(|(id, r)| {
+                let url = self.services.view.url_of(id)?;
+                (url != r.description.image_ref).then(|| (id.clone(), url))
+            })
+            .collect();
+        for (id, url) in moved {
+            info!(component_id = %id, new_ref = %url, "the component's spec names a new reference; updating");
+            self.update_component(id, url, None, ctx);
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl WorkloadActor {
+    /// Records `reference` as component `id`'s url in the lattice's spec (in the background).
+    fn record_url(&self, id: &str, reference: &str) {
+        let (store, id, reference) = (self.services.store.clone(), id.to_string(), reference.to_string());
+        actix::spawn(async move {
+            if let Err(e) = store.set_url(&id, &reference).await {
+                warn!(component_id = %id, error = %e, "could not record the component's reference in its spec");
+            }
+        });
+    }
 }
 
 /// `component.scale`: validated at once (the reply), carried out in the background (the event).

@@ -2,10 +2,13 @@
 //!
 //! * [`state`]: the in-memory mirror every host keeps ([`LatticeView`]), and the link rules
 //!   (conflicts, replacement, resolution) as pure functions.
-//! * [`store`]: the KV buckets `LATTICEDATA_{lattice}` (links under `COMPONENT_{source}`) and
+//! * [`spec`]: the value of `COMPONENT_{id}`, wasmCloud's `ComponentSpecification`
+//!   (`{"url", "links"}`).
+//! * [`store`]: the KV buckets `LATTICEDATA_{lattice}` (specs under `COMPONENT_{source}`) and
 //!   `CONFIGDATA_{lattice}` (one key per config name), read-modify-write with revision checks so
 //!   concurrent puts from several hosts never lose one another.
 
+pub mod spec;
 pub mod state;
 pub mod store;
 

@@ -8,10 +8,11 @@ use trellis_messages::link::Link;
 /// Link name used when a guest has not chosen one.
 pub const DEFAULT_LINK_NAME: &str = "default";
 
-/// Links by source id, configs by name.
+/// Links and references by source id, configs by name.
 #[derive(Debug, Default)]
 struct Mirror {
     links: BTreeMap<String, Vec<Link>>,
+    urls: BTreeMap<String, String>,
     configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -82,6 +83,23 @@ impl LatticeView {
             }
         });
         self.changed();
+    }
+
+    /// Replaces the spec of `source`: its links and reference (a default spec removes both).
+    pub fn set_spec(&self, source: &str, spec: crate::lattice::spec::ComponentSpec) {
+        self.write(|m| {
+            if spec.url.is_empty() {
+                m.urls.remove(source);
+            } else {
+                m.urls.insert(source.to_string(), spec.url);
+            }
+        });
+        self.set_links(source, spec.links);
+    }
+
+    /// The reference the lattice's spec of component `id` names, if any.
+    pub fn url_of(&self, id: &str) -> Option<String> {
+        self.read(|m| m.urls.get(id).cloned())
     }
 
     /// Replaces (or with `None` removes) config `name`.

@@ -1,4 +1,4 @@
-//! The lattice's JetStream KV buckets: links and configs.
+//! The lattice's JetStream KV buckets: component specs (links, reference) and configs.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +8,13 @@ use tracing::debug;
 use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 
 use crate::error::{HostError, Result};
+use crate::lattice::spec::ComponentSpec;
 use crate::lattice::state::{with_link, without_link};
 
 /// Attempts of a read-modify-write before giving up on a key other writers keep changing.
 const CAS_ATTEMPTS: usize = 10;
 
-/// Key of the links of `source`.
+/// Key of the spec (reference and links) of component or provider `source`.
 pub fn link_key(source: &str) -> String {
     format!("COMPONENT_{source}")
 }
@@ -62,34 +63,34 @@ impl LatticeStore {
         }
     }
 
-    /// The stored links of `source`, with the revision to update them at (0: no key).
-    async fn links_of(&self, source: &str) -> Result<(Vec<Link>, u64)> {
-        match self.links.entry(link_key(source)).await.map_err(|e| kv_error("reading links", e))? {
+    /// The stored spec of `id`, with the revision to update it at (0: no key) and whether it is
+    /// in the old layout.
+    async fn spec_of(&self, id: &str) -> Result<(ComponentSpec, u64, bool)> {
+        match self.links.entry(link_key(id)).await.map_err(|e| kv_error("reading a component spec", e))? {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let links = serde_json::from_slice(&entry.value).map_err(|e| {
-                    HostError::LatticeData(format!("stored links of `{source}` are not valid JSON: {e}"))
-                })?;
-                Ok((links, entry.revision))
+                let decoded = ComponentSpec::decode(&entry.value)
+                    .map_err(|e| HostError::LatticeData(format!("stored spec of `{id}`: {e}")))?;
+                Ok((decoded.spec, entry.revision, decoded.legacy))
             }
-            Some(entry) => Ok((Vec::new(), entry.revision)),
-            None => Ok((Vec::new(), 0)),
+            Some(entry) => Ok((ComponentSpec::default(), entry.revision, false)),
+            None => Ok((ComponentSpec::default(), 0, false)),
         }
     }
 
-    /// Writes `links` for `source` if the key is still at `revision`; `false` when someone else
+    /// Writes `spec` for `id` if the key is still at `revision`; `false` when someone else
     /// wrote it first.
-    async fn write_links(&self, source: &str, links: &[Link], revision: u64) -> Result<bool> {
-        let key = link_key(source);
-        let value = Bytes::from(serde_json::to_vec(links).map_err(|e| kv_error("encoding links", e))?);
+    async fn write_spec(&self, id: &str, spec: &ComponentSpec, revision: u64) -> Result<bool> {
+        let key = link_key(id);
+        let value = Bytes::from(spec.encode().map_err(|e| kv_error("encoding a component spec", e))?);
         let result = if revision == 0 {
             self.links.create(&key, value).await.map(|_| ()).map_err(|e| {
-                (e.kind() == kv::CreateErrorKind::AlreadyExists).then_some(()).ok_or_else(|| kv_error("writing links", e))
+                (e.kind() == kv::CreateErrorKind::AlreadyExists).then_some(()).ok_or_else(|| kv_error("writing a component spec", e))
             })
         } else {
             self.links.update(&key, value, revision).await.map(|_| ()).map_err(|e| {
                 (e.kind() == kv::UpdateErrorKind::WrongLastRevision)
                     .then_some(())
-                    .ok_or_else(|| kv_error("writing links", e))
+                    .ok_or_else(|| kv_error("writing a component spec", e))
             })
         };
         match result {
@@ -97,6 +98,59 @@ impl LatticeStore {
             Err(Ok(())) => Ok(false),
             Err(Err(e)) => Err(e),
         }
+    }
+
+    /// Read-modify-write of `id`'s spec: `change` returns the new spec, or `None` to leave it.
+    async fn update_spec(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&ComponentSpec, bool) -> Result<Option<ComponentSpec>>,
+    ) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (existing, revision, legacy) = self.spec_of(id).await?;
+            let Some(spec) = change(&existing, legacy)? else { return Ok(()) };
+            if self.write_spec(id, &spec, revision).await? {
+                return Ok(());
+            }
+            debug!(component = %id, "component spec changed concurrently; retrying");
+        }
+        Err(HostError::LatticeData(format!("the spec of `{id}` keeps changing; try again")))
+    }
+
+    /// Records `url` as component `id`'s reference (a host scaled it from there); its links
+    /// are kept.
+    ///
+    /// # Errors
+    /// [`HostError::LatticeData`] when KV fails.
+    pub async fn set_url(&self, id: &str, url: &str) -> Result<()> {
+        self.update_spec(id, |spec, legacy| {
+            Ok((spec.url != url || legacy).then(|| ComponentSpec { url: url.to_string(), links: spec.links.clone() }))
+        })
+        .await
+    }
+
+    /// Rewrites every spec still in Trellis's old layout (a bare array of links) as wasmCloud's
+    /// `ComponentSpecification`, so wasmCloud hosts can read it. Returns how many.
+    ///
+    /// # Errors
+    /// [`HostError::LatticeData`] when KV fails.
+    pub async fn migrate(&self) -> Result<usize> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = match self.links.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(|e| kv_error("listing component specs", e))?,
+            Err(e) => return Err(kv_error("listing component specs", e)),
+        };
+        let mut rewritten = 0;
+        for id in keys.iter().filter_map(|k| k.strip_prefix("COMPONENT_")) {
+            let mut was_legacy = false;
+            self.update_spec(id, |spec, legacy| {
+                was_legacy = legacy;
+                Ok(legacy.then(|| spec.clone()))
+            })
+            .await?;
+            rewritten += usize::from(was_legacy);
+        }
+        Ok(rewritten)
     }
 
     /// Stores `link` after checking its configs exist and it conflicts with no other link.
@@ -112,15 +166,11 @@ impl LatticeStore {
                 )));
             }
         }
-        for _ in 0..CAS_ATTEMPTS {
-            let (existing, revision) = self.links_of(&link.source_id).await?;
-            let links = with_link(&existing, link).map_err(HostError::Link)?;
-            if self.write_links(&link.source_id, &links, revision).await? {
-                return Ok(());
-            }
-            debug!(source = %link.source_id, "links changed concurrently; retrying");
-        }
-        Err(HostError::LatticeData(format!("links of `{}` keep changing; try again", link.source_id)))
+        self.update_spec(&link.source_id, |spec, _| {
+            let links = with_link(&spec.links, link).map_err(HostError::Link)?;
+            Ok(Some(ComponentSpec { url: spec.url.clone(), links }))
+        })
+        .await
     }
 
     /// Deletes a link; deleting one that does not exist succeeds.
@@ -128,17 +178,11 @@ impl LatticeStore {
     /// # Errors
     /// [`HostError::LatticeData`] when KV fails.
     pub async fn delete_link(&self, req: &DeleteInterfaceLinkDefinitionRequest) -> Result<()> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (existing, revision) = self.links_of(&req.source_id).await?;
-            let links = without_link(&existing, &req.name, &req.wit_namespace, &req.wit_package);
-            if links.len() == existing.len() {
-                return Ok(());
-            }
-            if self.write_links(&req.source_id, &links, revision).await? {
-                return Ok(());
-            }
-        }
-        Err(HostError::LatticeData(format!("links of `{}` keep changing; try again", req.source_id)))
+        self.update_spec(&req.source_id, |spec, _| {
+            let links = without_link(&spec.links, &req.name, &req.wit_namespace, &req.wit_package);
+            Ok((links.len() != spec.links.len()).then(|| ComponentSpec { url: spec.url.clone(), links }))
+        })
+        .await
     }
 
     /// Every stored link.
@@ -153,7 +197,7 @@ impl LatticeStore {
         };
         let mut out = Vec::new();
         for key in keys.iter().filter_map(|k| k.strip_prefix("COMPONENT_")) {
-            out.extend(self.links_of(key).await?.0);
+            out.extend(self.spec_of(key).await?.0.links);
         }
         Ok(out)
     }
