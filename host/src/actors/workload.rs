@@ -121,11 +121,17 @@ impl WorkloadActor {
             subjects: s.subjects.clone(),
         });
         async move {
+            let config = runtime.config().clone();
+            let fetched = {
+                let reference = reference.clone();
+                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config).await })
+            };
+            let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
             handle
                 .spawn_blocking(move || {
                     let resolver = imports.resolver.clone();
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
-                    PreparedComponent::load(&runtime, &reference, link, Some(resolver)).map(Arc::new)
+                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(resolver)).map(Arc::new)
                 })
                 .await
                 .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))?

@@ -46,6 +46,8 @@ pub struct WasmConfig {
     pub guest_threads: usize,
     /// Which files components may be loaded from (none by default).
     pub file_load: crate::wasm::load::FileLoad,
+    /// How components are pulled from OCI registries.
+    pub oci: crate::wasm::oci::OciConfig,
 }
 
 impl Default for WasmConfig {
@@ -61,6 +63,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             guest_threads: 0,
             file_load: crate::wasm::load::FileLoad::default(),
+            oci: crate::wasm::oci::OciConfig::default(),
         }
     }
 }

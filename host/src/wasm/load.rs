@@ -91,6 +91,25 @@ pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Resul
     Ok(bytes)
 }
 
+/// The bytes of the component `reference` names: pulled from an OCI registry (see
+/// [`crate::wasm::oci`]) or read from a file as [`read_component`] does. Runs the file read on a
+/// blocking thread; a registry pull is bounded by its timeout.
+///
+/// # Errors
+/// [`HostError::ComponentRef`] saying what is wrong with the reference, the registry or the file.
+pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig) -> Result<Vec<u8>> {
+    let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
+    if crate::wasm::oci::is_oci(reference) {
+        let bytes = crate::wasm::oci::pull(reference, &config.oci, config.max_component_size).await.map_err(bad)?;
+        check_component(&bytes).map_err(bad)?;
+        return Ok(bytes);
+    }
+    let (r, max, files) = (reference.to_string(), config.max_component_size, config.file_load.clone());
+    tokio::task::spawn_blocking(move || read_component(&r, max, &files))
+        .await
+        .map_err(|e| bad(format!("the file reader failed: {e}")))?
+}
+
 /// The file a reference names.
 ///
 /// # Errors
@@ -106,7 +125,7 @@ pub fn path_of(reference: &str) -> Result<PathBuf> {
     if let Some((scheme, _)) = reference.split_once("://") {
         return Err(HostError::ComponentRef {
             reference: reference.to_string(),
-            reason: format!("`{scheme}://` references are not supported yet; use `file://` or a path"),
+            reason: format!("`{scheme}://` references are not supported yet; use an OCI reference, `file://` or a path"),
         });
     }
     Ok(Path::new(reference).to_path_buf())

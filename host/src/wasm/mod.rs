@@ -3,7 +3,8 @@
 //! * [`engine`]: the wasmtime `Engine` (pooling allocator when the machine allows it, the
 //!   on-disk compile cache, epoch interruption with one ticker thread), the WASI linker, and the
 //!   multi-threaded tokio runtime guests execute on.
-//! * [`load`]: a component reference (`file://…` or a path) to validated component bytes.
+//! * [`load`]: a component reference (an OCI reference, `file://…` or a path) to validated
+//!   component bytes; [`oci`]: registry pulls with a digest-checked cache.
 //! * [`prepared`]: a compiled component, pre-instantiated (`InstancePre`), with its export
 //!   table.
 //! * [`invoke`]: one call: a fresh `Store` and instance, WAVE arguments in, WAVE results out,
@@ -24,6 +25,7 @@ pub mod keyvalue;
 pub mod load;
 pub mod local;
 pub mod messaging;
+pub mod oci;
 pub mod prepared;
 pub mod state;
 

@@ -13,7 +13,6 @@ use crate::wasm::engine::WasmRuntime;
 use crate::capability::Resolver;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use crate::wasm::load::read_component;
 use crate::wasm::state::GuestState;
 
 /// One exported function.
@@ -57,8 +56,8 @@ impl std::fmt::Debug for PreparedComponent {
 }
 
 impl PreparedComponent {
-    /// Loads, compiles (or takes from the compile cache) and links `reference`. CPU-heavy: run
-    /// it on a blocking thread.
+    /// Compiles (or takes from the compile cache) and links `bytes`, fetched from `reference`
+    /// ([`crate::wasm::load::fetch`]). CPU-heavy: run it on a blocking thread.
     ///
     /// # Errors
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
@@ -68,10 +67,10 @@ impl PreparedComponent {
     pub fn load(
         runtime: &WasmRuntime,
         reference: &str,
+        bytes: Vec<u8>,
         link: impl FnOnce(&mut Linker<GuestState>, &Component) -> wasmtime::Result<()>,
         resolver: Option<Resolver>,
     ) -> Result<Self> {
-        let bytes = read_component(reference, runtime.config().max_component_size, &runtime.config().file_load)?;
         let began = Instant::now();
         let component = Component::new(runtime.engine(), &bytes)
             .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;

@@ -92,6 +92,23 @@ pub enum Command {
         /// One WAVE value per parameter.
         args: Vec<String>,
     },
+    /// Publish a component to an OCI registry the way `wash push` lays it out (config
+    /// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer).
+    Push {
+        /// Where: `registry/repository:tag` (or `oci://…`).
+        reference: String,
+        /// The component file.
+        file: PathBuf,
+        /// Reach the registry over plain HTTP.
+        #[arg(long)]
+        insecure: bool,
+        /// Registry username.
+        #[arg(long, env = "TRELLIS_OCI_USER", requires = "password")]
+        user: Option<String>,
+        /// Registry password.
+        #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "user")]
+        password: Option<String>,
+    },
     /// Start or stop a built-in provider (`provider.start`, `provider.stop`).
     Provider {
         #[command(subcommand)]
@@ -340,6 +357,22 @@ pub struct HostArgs {
     /// Only load component files under this directory (repeatable; implies --allow-file-load).
     #[arg(long = "file-load-dir", env = "TRELLIS_FILE_LOAD_DIRS", value_delimiter = ',')]
     pub file_load_dirs: Vec<PathBuf>,
+    /// Accept `:latest` (and untagged) OCI references.
+    #[arg(long, env = "TRELLIS_ALLOW_LATEST")]
+    pub allow_latest: bool,
+    /// Registries (`host:port`, comma-separated) reached over plain HTTP.
+    #[arg(long, env = "TRELLIS_ALLOWED_INSECURE", value_delimiter = ',')]
+    pub allowed_insecure: Vec<String>,
+    /// Username for OCI registries.
+    #[arg(long, env = "TRELLIS_OCI_USER", requires = "oci_password")]
+    pub oci_user: Option<String>,
+    /// Password for OCI registries.
+    #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
+    pub oci_password: Option<String>,
+    /// Where components pulled from registries are cached (default: `artifacts` in the data
+    /// directory).
+    #[arg(long, env = "TRELLIS_ARTIFACT_CACHE")]
+    pub artifact_cache: Option<PathBuf>,
     /// The key-value bucket of a link whose target config names none (default: such links are
     /// refused).
     #[arg(long, env = "TRELLIS_KV_DEFAULT_BUCKET")]

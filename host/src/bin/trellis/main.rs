@@ -12,6 +12,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use trellis_host::config::parse_label;
 use trellis_host::wasm::load::FileLoad;
+use trellis_host::wasm::oci::OciConfig;
 use trellis_host::wasm::WasmConfig;
 use trellis_host::{local_nats, HostConfig, Limits, NatsConfig, StopReason};
 
@@ -96,6 +97,13 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         },
         wasm: WasmConfig {
             file_load: FileLoad { allowed, dirs },
+            oci: OciConfig {
+                allow_latest: args.allow_latest,
+                insecure: args.allowed_insecure.clone(),
+                credentials: args.oci_user.clone().zip(args.oci_password.clone()),
+                cache_dir: Some(args.artifact_cache.clone().unwrap_or_else(|| default_data_dir().join("artifacts"))),
+                ..OciConfig::default()
+            },
             max_execution_time: args.max_execution_time,
             max_component_memory: args.max_component_memory,
             max_component_size: args.max_component_size,

@@ -1,0 +1,208 @@
+//! Components from OCI registries, as wasmCloud references them (`oci://registry/repo:tag`,
+//! `registry/repo:tag`, `…@sha256:…`), pulled with `oci-client` and kept in an on-disk cache
+//! keyed by manifest digest. The one wasm layer's content is checked against its digest before
+//! anything compiles it, on download and on every cache hit.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info};
+
+/// Layer media types that carry a component (wasmCloud accepts the same three).
+pub const WASM_MEDIA_TYPES: &[&str] =
+    &["application/wasm", "application/vnd.module.wasm.content.layer.v1+wasm", "application/vnd.oci.image.layer.v1.tar"];
+
+/// How a host reaches registries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OciConfig {
+    /// Accept `:latest` (and untagged) references; refused by default, as wasmCloud does.
+    pub allow_latest: bool,
+    /// Registries (`host:port`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Username and password for every registry.
+    pub credentials: Option<(String, String)>,
+    /// Where pulled components are cached; `None` downloads every time.
+    pub cache_dir: Option<PathBuf>,
+    /// How long one pull may take.
+    pub timeout: Duration,
+}
+
+impl Default for OciConfig {
+    fn default() -> Self {
+        Self { allow_latest: false, insecure: Vec::new(), credentials: None, cache_dir: None, timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Whether `reference` names an OCI artifact rather than a file: `oci://…`, or no scheme and a
+/// first segment that is a registry host (`ghcr.io/…`, `localhost:5000/…`, `127.0.0.1:5000/…`).
+pub fn is_oci(reference: &str) -> bool {
+    if reference.starts_with("oci://") {
+        return true;
+    }
+    if reference.contains("://") || reference.starts_with('/') || reference.starts_with('.') || reference.ends_with(".wasm") {
+        return false;
+    }
+    reference
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
+}
+
+/// The parsed reference, refusing `:latest` unless allowed.
+///
+/// # Errors
+/// Why the reference is refused.
+pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, String> {
+    let text = reference.strip_prefix("oci://").unwrap_or(reference);
+    let parsed = Reference::from_str(text).map_err(|e| format!("`{reference}` is not an OCI reference: {e}"))?;
+    let explicit_tag = text.rsplit('/').next().is_some_and(|last| last.contains(':'));
+    let latest = parsed.digest().is_none() && (!explicit_tag || parsed.tag() == Some("latest"));
+    if latest && !allow_latest {
+        return Err(format!(
+            "`{reference}` names `:latest` (or no tag), which can change under a running lattice; pin a version or a digest, or start the host with --allow-latest"
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Pulls `reference` (at most `max_size` bytes), from the cache when its manifest digest is
+/// there and the content still matches.
+///
+/// # Errors
+/// A message naming the registry, the reference and the cause.
+pub async fn pull(reference: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, String> {
+    let image = parse(reference, config.allow_latest)?;
+    let registry = image.resolve_registry().to_string();
+    let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {e}");
+    let work = async {
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(config.insecure.clone()), ..ClientConfig::default() });
+        let auth = match &config.credentials {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(|e| failed("cannot read the manifest", &e))?;
+        let cache = config.cache_dir.as_deref().map(|d| Cache::new(d, &digest));
+        if let Some(bytes) = cache.as_ref().and_then(Cache::read) {
+            debug!(reference, %digest, "component taken from the OCI cache");
+            return Ok(bytes);
+        }
+        let wasm: Vec<_> = manifest.layers.iter().filter(|l| WASM_MEDIA_TYPES.contains(&l.media_type.as_str())).collect();
+        let layer = match wasm.as_slice() {
+            [one] => *one,
+            [] => return Err(failed("not wasm", &format!("no layer of media type {}", WASM_MEDIA_TYPES.join(", ")))),
+            more => return Err(failed("not one component", &format!("{} wasm layers; Trellis runs artifacts with exactly one", more.len()))),
+        };
+        if u64::try_from(layer.size).unwrap_or(u64::MAX) > max_size {
+            return Err(failed("too large", &format!("{} bytes, over the host's component size limit of {max_size} bytes", layer.size)));
+        }
+        let mut bytes = Vec::new();
+        client.pull_blob(&image, layer, &mut bytes).await.map_err(|e| failed("cannot download the component", &e))?;
+        let actual = sha256(&bytes);
+        if actual != layer.digest {
+            return Err(failed("digest mismatch", &format!("the layer says {} but its content is {actual}", layer.digest)));
+        }
+        info!(reference, %digest, bytes = bytes.len(), "component pulled");
+        if let Some(cache) = cache {
+            cache.write(&layer.digest, &bytes);
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(config.timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(failed("no answer", &format!("the pull took longer than {:?}", config.timeout))),
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The cache entry of one manifest digest: `{dir}/oci/{digest}.layer` names the layer digest,
+/// `{dir}/oci/{layer digest}.wasm` holds the content.
+struct Cache {
+    dir: PathBuf,
+    manifest: String,
+}
+
+fn file_name(digest: &str) -> String {
+    digest.replace(':', "_")
+}
+
+impl Cache {
+    fn new(dir: &Path, manifest_digest: &str) -> Self {
+        Self { dir: dir.join("oci"), manifest: file_name(manifest_digest) }
+    }
+
+    /// The cached content, when it is there and still matches its digest.
+    fn read(&self) -> Option<Vec<u8>> {
+        let layer = std::fs::read_to_string(self.dir.join(format!("{}.layer", self.manifest))).ok()?;
+        let layer = layer.trim();
+        let path = self.dir.join(format!("{}.wasm", file_name(layer)));
+        let bytes = std::fs::read(&path).ok()?;
+        if sha256(&bytes) != layer {
+            info!(path = %path.display(), "cached component no longer matches its digest; fetching it again");
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Stores `bytes` (the layer `layer_digest`); failures only cost a later download.
+    fn write(&self, layer_digest: &str, bytes: &[u8]) {
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let tmp = self.dir.join(format!(".{}.{}", file_name(layer_digest), std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, self.dir.join(format!("{}.wasm", file_name(layer_digest))))?;
+            std::fs::write(self.dir.join(format!("{}.layer", self.manifest)), layer_digest)
+        };
+        if let Err(e) = write() {
+            info!(dir = %self.dir.display(), error = %e, "cannot cache the pulled component");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_references_are_oci() {
+        for r in ["oci://ghcr.io/a/b:1", "ghcr.io/a/b:1", "localhost:5000/a:1", "127.0.0.1:5000/echo@sha256:ab", "localhost/a:1"] {
+            assert!(is_oci(r), "{r}");
+        }
+        for r in ["/abs/echo.wasm", "./echo.wasm", "target/echo.wasm", "file:///a.wasm", "echo.wasm", "nats://x"] {
+            assert!(!is_oci(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn latest_is_refused_unless_allowed() {
+        assert!(parse("ghcr.io/a/b:latest", false).unwrap_err().contains("--allow-latest"));
+        assert!(parse("ghcr.io/a/b", false).unwrap_err().contains("--allow-latest"));
+        assert!(parse("ghcr.io/a/b", true).is_ok());
+        assert!(parse("oci://127.0.0.1:5000/a/b:1.0", false).is_ok());
+        let pinned = format!("ghcr.io/a/b@sha256:{}", "0".repeat(64));
+        assert!(parse(&pinned, false).is_ok());
+    }
+
+    #[test]
+    fn cache_checks_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path(), "sha256:m1");
+        assert!(cache.read().is_none());
+        let bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        cache.write(&sha256(&bytes), &bytes);
+        assert_eq!(cache.read(), Some(bytes.clone()));
+        // Tampered content is not used (and is dropped).
+        std::fs::write(dir.path().join("oci").join(format!("{}.wasm", file_name(&sha256(&bytes)))), b"evil").unwrap();
+        assert!(cache.read().is_none());
+    }
+}
