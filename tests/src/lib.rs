@@ -183,6 +183,75 @@ impl Drop for NatsServer {
     }
 }
 
+/// A CNCF distribution registry (Debian's `docker-registry`, installed by `scripts/install-deps`)
+/// on a free port with its own storage, optionally with basic auth; killed on drop.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry; with `users` (name, password) it requires basic auth.
+    pub async fn start(users: &[(&str, &str)]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if !users.is_empty() {
+            let mut htpasswd = String::new();
+            for (user, password) in users {
+                htpasswd.push_str(&format!("{user}:{}\n", bcrypt::hash(password, 4)?));
+            }
+            std::fs::write(dir.path().join("htpasswd"), htpasswd)?;
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: trellis\n    path: {}\n", dir.path().join("htpasswd").display()));
+        }
+        std::fs::write(dir.path().join("config.yml"), config)?;
+        let log = std::fs::File::create(dir.path().join("log"))?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot run docker-registry (scripts/install-deps installs it)")?;
+        let registry = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("docker-registry did not come up on {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(registry)
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many times a blob was downloaded so far (from the registry's request log).
+    pub fn blob_downloads(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:") && l.contains("\" 200 "))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A lattice for one test: its own NATS server(s) and a unique lattice name.
 #[derive(Debug)]
 pub struct TestLattice {
