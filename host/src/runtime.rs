@@ -230,6 +230,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     }
     let view = LatticeView::default();
     let providers_dir = ProviderDirectory::default();
+    let registries = crate::wasm::oci::Registries::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
     let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
     let nats_url = redact(&config.nats.url);
@@ -259,6 +260,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         providers: providers_dir.clone(),
         limits: config.limits.clone(),
         store: store.clone(),
+        registries: registries.clone(),
         resolver: Resolver::new(
             view.clone(),
             providers_dir.clone(),
@@ -276,7 +278,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view, events.clone()).start();
     let dispatcher =
-        Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), stop_tx.clone());
+        Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
     crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: "(barrier)".into(), reason })?;

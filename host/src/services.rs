@@ -42,4 +42,6 @@ pub struct HostServices {
     pub limits: Limits,
     /// The lattice's KV buckets (a scale records the component's reference in its spec).
     pub store: LatticeStore,
+    /// Registry credentials from `registry.put`.
+    pub registries: crate::wasm::oci::Registries,
 }

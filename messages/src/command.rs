@@ -205,8 +205,8 @@ pub enum CtlCommand {
         /// Config name.
         name: String,
     },
-    /// Registry credentials (accepted, not used by Trellis yet).
-    RegistryPut(serde_json::Value),
+    /// Registry credentials per registry host.
+    RegistryPut(crate::registry::RegistryCredentials),
 }
 
 impl CtlCommand {

@@ -21,6 +21,7 @@ pub mod host;
 pub mod invocation;
 pub mod link;
 pub mod provider;
+pub mod registry;
 pub mod subjects;
 
 pub use client::Client;

@@ -94,6 +94,16 @@ async fn registry_credentials_are_used_and_a_wrong_password_fails_clearly() -> a
     let err = lattice.scale(bad.id(), "echo2", &reference, 1).await?.expect_err("wrong password");
     assert!(err.contains(&registry.address()) && err.to_lowercase().contains("auth"), "{err}");
     assert!(!err.contains("wrong"), "the password is not printed: {err}");
+    // `registry.put` from wasmCloud's own client gives the host the right credentials for that
+    // registry; they take precedence over the host's.
+    let creds = wasmcloud_control_interface::RegistryCredential::from_username_password("ci", "s3cret", "oci");
+    let ctl = lattice.ctl().await?;
+    ctl.put_registries(std::collections::HashMap::from([(registry.address(), creds)])).await.map_err(anyhow::Error::msg)?;
+    let pulled = trellis_tests::eventually(Duration::from_secs(10), || async {
+        lattice.scale(bad.id(), "echo3", &reference, 1).await.ok()?.ok()
+    })
+    .await;
+    assert!(pulled.is_some(), "registry.put credentials were used");
     good.shutdown(None).await?;
     bad.shutdown(None).await?;
     Ok(())

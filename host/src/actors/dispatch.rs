@@ -63,6 +63,8 @@ pub struct Dispatcher {
     lattice: Addr<LatticeActor>,
     /// The actor owning the running providers.
     providers: Addr<ProvidersActor>,
+    /// Registry credentials (`registry.put`), read by component pulls.
+    registries: crate::wasm::oci::Registries,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
 }
@@ -75,9 +77,10 @@ impl Dispatcher {
         workload: Addr<WorkloadActor>,
         lattice: Addr<LatticeActor>,
         providers: Addr<ProvidersActor>,
+        registries: crate::wasm::oci::Registries,
         stop: mpsc::UnboundedSender<StopRequest>,
     ) -> Self {
-        Self { host_id, host, workload, lattice, providers, stop }
+        Self { host_id, host, workload, lattice, providers, registries, stop }
     }
 
     /// Asks the runtime to stop the host.
@@ -175,9 +178,11 @@ impl Dispatcher {
                     constraints: req.constraints,
                 }))
             }
-            CtlCommand::RegistryPut(_) => {
-                info!("registry credentials received; Trellis loads components from files only so far");
-                Answer::reply(&CtlResponse::success("registry credentials accepted"))
+            CtlCommand::RegistryPut(credentials) => {
+                let names: Vec<&String> = credentials.keys().collect();
+                info!(registries = ?names, "registry credentials stored");
+                self.registries.put(credentials);
+                Answer::reply(&CtlResponse::success("registry credentials stored"))
             }
             other => {
                 let op = other.kind().name();

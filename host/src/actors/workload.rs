@@ -111,6 +111,7 @@ impl WorkloadActor {
         let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
         let s = &self.services;
+        let registries = s.registries.clone();
         let imports = Arc::new(ImportContext {
             source_id: id.to_string(),
             config_names,
@@ -124,7 +125,7 @@ impl WorkloadActor {
             let config = runtime.config().clone();
             let fetched = {
                 let reference = reference.clone();
-                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config).await })
+                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &registries).await })
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
             handle

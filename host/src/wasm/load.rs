@@ -97,10 +97,10 @@ pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Resul
 ///
 /// # Errors
 /// [`HostError::ComponentRef`] saying what is wrong with the reference, the registry or the file.
-pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig) -> Result<Vec<u8>> {
+pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, registries: &crate::wasm::oci::Registries) -> Result<Vec<u8>> {
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
     if crate::wasm::oci::is_oci(reference) {
-        let bytes = crate::wasm::oci::pull(reference, &config.oci, config.max_component_size).await.map_err(bad)?;
+        let bytes = crate::wasm::oci::pull(reference, &config.oci, registries, config.max_component_size).await.map_err(bad)?;
         check_component(&bytes).map_err(bad)?;
         return Ok(bytes);
     }

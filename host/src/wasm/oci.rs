@@ -38,6 +38,32 @@ impl Default for OciConfig {
     }
 }
 
+/// Credentials per registry host, as `registry.put` delivered them (they take precedence over
+/// the host's `--oci-user`). Cheap to clone; shared by the dispatcher that stores them and the
+/// pulls that use them.
+#[derive(Clone, Debug, Default)]
+pub struct Registries(std::sync::Arc<std::sync::RwLock<trellis_messages::registry::RegistryCredentials>>);
+
+impl Registries {
+    /// Adds or replaces the credentials of each registry in `credentials`.
+    pub fn put(&self, credentials: trellis_messages::registry::RegistryCredentials) {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(credentials);
+    }
+
+    /// How to authenticate to `registry`.
+    fn auth(&self, registry: &str, config: &OciConfig) -> RegistryAuth {
+        let stored = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(registry).cloned();
+        match stored {
+            Some(c) if c.token.is_some() => RegistryAuth::Bearer(c.token.unwrap_or_default()),
+            Some(c) if c.username.is_some() => RegistryAuth::Basic(c.username.unwrap_or_default(), c.password.unwrap_or_default()),
+            _ => match &config.credentials {
+                Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+                None => RegistryAuth::Anonymous,
+            },
+        }
+    }
+}
+
 /// Whether `reference` names an OCI artifact rather than a file: `oci://…`, or no scheme and a
 /// first segment that is a registry host (`ghcr.io/…`, `localhost:5000/…`, `127.0.0.1:5000/…`).
 pub fn is_oci(reference: &str) -> bool {
@@ -74,16 +100,13 @@ pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, String> {
 ///
 /// # Errors
 /// A message naming the registry, the reference and the cause.
-pub async fn pull(reference: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, String> {
+pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64) -> Result<Vec<u8>, String> {
     let image = parse(reference, config.allow_latest)?;
     let registry = image.resolve_registry().to_string();
     let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {e}");
     let work = async {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(config.insecure.clone()), ..ClientConfig::default() });
-        let auth = match &config.credentials {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
+        let auth = registries.auth(&registry, config);
         let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(|e| failed("cannot read the manifest", &e))?;
         let cache = config.cache_dir.as_deref().map(|d| Cache::new(d, &digest));
         if let Some(bytes) = cache.as_ref().and_then(Cache::read) {
