@@ -111,7 +111,11 @@ impl WorkloadActor {
         let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
         let s = &self.services;
-        let registries = s.registries.clone();
+        let sources = crate::wasm::load::Sources {
+            registries: s.registries.clone(),
+            nats: s.calls.clone(),
+            lattice: s.subjects.lattice().to_string(),
+        };
         let imports = Arc::new(ImportContext {
             source_id: id.to_string(),
             config_names,
@@ -125,7 +129,7 @@ impl WorkloadActor {
             let config = runtime.config().clone();
             let fetched = {
                 let reference = reference.clone();
-                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &registries).await })
+                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &sources).await })
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
             handle

@@ -91,16 +91,35 @@ pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Resul
     Ok(bytes)
 }
 
-/// The bytes of the component `reference` names: pulled from an OCI registry (see
-/// [`crate::wasm::oci`]) or read from a file as [`read_component`] does. Runs the file read on a
-/// blocking thread; a registry pull is bounded by its timeout.
+/// Where components come from besides files: registry credentials, and the lattice whose
+/// artifact store `nats://` references name.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// Credentials per registry (`registry.put`).
+    pub registries: crate::wasm::oci::Registries,
+    /// A NATS connection to the lattice, for `nats://` artifacts.
+    pub nats: async_nats::Client,
+    /// The lattice name.
+    pub lattice: String,
+}
+
+/// The bytes of the component `reference` names: from the lattice's artifact store
+/// (`nats://…`, [`crate::wasm::artifacts`]), an OCI registry ([`crate::wasm::oci`]) or a file
+/// as [`read_component`] reads it (on a blocking thread). Remote pulls are bounded by a timeout.
 ///
 /// # Errors
-/// [`HostError::ComponentRef`] saying what is wrong with the reference, the registry or the file.
-pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, registries: &crate::wasm::oci::Registries) -> Result<Vec<u8>> {
+/// [`HostError::ComponentRef`] saying what is wrong with the reference, the source or the file.
+pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, sources: &Sources) -> Result<Vec<u8>> {
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
-    if crate::wasm::oci::is_oci(reference) {
-        let bytes = crate::wasm::oci::pull(reference, &config.oci, registries, config.max_component_size).await.map_err(bad)?;
+    let remote = if reference.starts_with(crate::wasm::artifacts::SCHEME) {
+        Some(crate::wasm::artifacts::pull(reference, &sources.nats, &sources.lattice, &config.oci, config.max_component_size).await)
+    } else if crate::wasm::oci::is_oci(reference) {
+        Some(crate::wasm::oci::pull(reference, &config.oci, &sources.registries, config.max_component_size).await)
+    } else {
+        None
+    };
+    if let Some(pulled) = remote {
+        let bytes = pulled.map_err(bad)?;
         check_component(&bytes).map_err(bad)?;
         return Ok(bytes);
     }

@@ -4,7 +4,8 @@
 //!   on-disk compile cache, epoch interruption with one ticker thread), the WASI linker, and the
 //!   multi-threaded tokio runtime guests execute on.
 //! * [`load`]: a component reference (an OCI reference, `file://…` or a path) to validated
-//!   component bytes; [`oci`]: registry pulls with a digest-checked cache.
+//!   component bytes; [`oci`]: registry pulls with a digest-checked cache; [`artifacts`]:
+//!   components kept in the lattice's own object store (`nats://NAME:VERSION`).
 //! * [`prepared`]: a compiled component, pre-instantiated (`InstancePre`), with its export
 //!   table.
 //! * [`invoke`]: one call: a fresh `Store` and instance, WAVE arguments in, WAVE results out,
@@ -16,6 +17,7 @@
 //! * [`local`]: the components running on this host, for in-process link calls.
 //! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter).
 
+pub mod artifacts;
 pub mod context;
 pub mod engine;
 pub mod invoke;

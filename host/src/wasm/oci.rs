@@ -149,7 +149,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// The cache entry of one manifest digest: `{dir}/oci/{digest}.layer` names the layer digest,
 /// `{dir}/oci/{layer digest}.wasm` holds the content.
-struct Cache {
+pub(crate) struct Cache {
     dir: PathBuf,
     manifest: String,
 }
@@ -159,12 +159,12 @@ fn file_name(digest: &str) -> String {
 }
 
 impl Cache {
-    fn new(dir: &Path, manifest_digest: &str) -> Self {
+    pub(crate) fn new(dir: &Path, manifest_digest: &str) -> Self {
         Self { dir: dir.join("oci"), manifest: file_name(manifest_digest) }
     }
 
     /// The cached content, when it is there and still matches its digest.
-    fn read(&self) -> Option<Vec<u8>> {
+    pub(crate) fn read(&self) -> Option<Vec<u8>> {
         let layer = std::fs::read_to_string(self.dir.join(format!("{}.layer", self.manifest))).ok()?;
         let layer = layer.trim();
         let path = self.dir.join(format!("{}.wasm", file_name(layer)));
@@ -178,7 +178,7 @@ impl Cache {
     }
 
     /// Stores `bytes` (the layer `layer_digest`); failures only cost a later download.
-    fn write(&self, layer_digest: &str, bytes: &[u8]) {
+    pub(crate) fn write(&self, layer_digest: &str, bytes: &[u8]) {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
             let tmp = self.dir.join(format!(".{}.{}", file_name(layer_digest), std::process::id()));

@@ -93,15 +93,22 @@ pub enum Command {
         args: Vec<String>,
     },
     /// Publish a component to an OCI registry the way `wash push` lays it out (config
-    /// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer).
+    /// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer), or to the
+    /// lattice's own artifact store (`nats://NAME:VERSION`).
     Push {
-        /// Where: `registry/repository:tag` (or `oci://…`).
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Where: `registry/repository:tag` (or `oci://…`), or `nats://NAME:VERSION` for the
+        /// lattice's own artifact store.
         reference: String,
         /// The component file.
         file: PathBuf,
         /// Reach the registry over plain HTTP.
         #[arg(long)]
         insecure: bool,
+        /// Replicas of the lattice's artifact store when this push creates it.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// Registry username.
         #[arg(long, env = "TRELLIS_OCI_USER", requires = "password")]
         user: Option<String>,

@@ -12,24 +12,10 @@ use trellis_messages::Client;
 use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction, ProviderAction};
 
 async fn connect(args: &ClientArgs) -> Result<Client> {
-    let nats = &args.lattice.nats;
-    let mut opts = match &nats.nats_creds {
-        Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
-            .await
-            .with_context(|| format!("cannot read NATS credentials file {}", path.display()))?,
-        None => async_nats::ConnectOptions::new(),
-    };
-    if let Some(ca) = &nats.nats_tls_ca {
-        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    if let (Some(cert), Some(key)) = (&nats.nats_tls_cert, &nats.nats_tls_key) {
-        opts = opts.add_client_certificate(cert.clone(), key.clone());
-    }
-    let client = opts
-        .connection_timeout(Duration::from_secs(5))
-        .connect(nats.nats_url.as_str())
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", trellis_host::nats::redact(&nats.nats_url)))?;
+    // The host's own connect: credentials (in the URL, a .creds file or an nkey) and TLS alike.
+    let mut config = crate::nats_config(&args.lattice.nats);
+    config.connect_timeout = Duration::from_secs(5);
+    let client = trellis_host::nats::connect(&config, "trellis-cli", None).await?;
     Ok(Client::new(client, &args.lattice.ctl_prefix, &args.lattice.lattice)
         .with_timeout(args.timeout)
         .with_gather(args.timeout))
@@ -133,7 +119,19 @@ pub async fn run(command: Command) -> Result<()> {
             }
             report_scale(outcome, args.json).await
         }
-        Command::Push { reference, file, insecure, user, password } => push(&reference, &file, insecure, user.zip(password)).await,
+        Command::Push { client: args, reference, file, insecure, replicas, user, password } => {
+            if reference.starts_with(trellis_host::wasm::artifacts::SCHEME) {
+                let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let client = connect(&args).await?;
+                let digest = trellis_host::wasm::artifacts::push(client.nats(), &args.lattice.lattice, replicas, &reference, &bytes)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!("pushed {reference} to lattice `{}` ({digest})", args.lattice.lattice);
+                Ok(())
+            } else {
+                push(&reference, &file, insecure, user.zip(password)).await
+            }
+        }
         Command::Call { client: args, component_id, function, args: call_args } => {
             let reply = connect(&args).await?.call(&component_id, &function, call_args).await?;
             if args.json {

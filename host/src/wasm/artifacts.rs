@@ -1,0 +1,106 @@
+//! Components kept in the lattice itself: `nats://NAME:VERSION` names an object in the
+//! lattice's JetStream object store (bucket `TRELLIS_ARTIFACTS_{lattice}`, replicated like the
+//! lattice's other buckets), so a lattice of several machines needs no registry and no shared
+//! file system. The object store checks each object's SHA-256 as it is read; pulled components
+//! share the OCI cache, keyed by that digest and checked again on every hit.
+
+use async_nats::jetstream::{self, object_store};
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info};
+
+use crate::wasm::oci::{sha256, Cache, OciConfig};
+
+/// The scheme of lattice artifacts.
+pub const SCHEME: &str = "nats://";
+
+/// The object store bucket of `lattice`'s artifacts (guests never open it: see
+/// `capability::check_bucket`).
+pub fn bucket(lattice: &str) -> String {
+    format!("TRELLIS_ARTIFACTS_{lattice}")
+}
+
+/// The object name `reference` (`nats://NAME:VERSION`) names, refusing a missing or `latest`
+/// version unless `allow_latest`.
+///
+/// # Errors
+/// Why the reference is refused.
+pub fn object_name(reference: &str, allow_latest: bool) -> Result<String, String> {
+    let rest = reference.strip_prefix(SCHEME).ok_or_else(|| format!("`{reference}` is not a `nats://` reference"))?;
+    let (name, version) = rest.split_once(':').unwrap_or((rest, "latest"));
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid(name) || !valid(version) {
+        return Err(format!("`{reference}` must be nats://NAME:VERSION (letters, digits, `-`, `_`, `.`)"));
+    }
+    if version == "latest" && !allow_latest {
+        return Err(format!("`{reference}` names no version (or `latest`); pin one, or start the host with --allow-latest"));
+    }
+    Ok(format!("{name}:{version}"))
+}
+
+/// Pulls `reference` from `lattice`'s object store (at most `max_size` bytes).
+///
+/// # Errors
+/// A message naming the reference and the cause.
+pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, String> {
+    let name = object_name(reference, config.allow_latest)?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| format!("lattice artifact `{reference}`: {what}: {e}");
+    let work = async {
+        let js = jetstream::new(nats.clone());
+        let store = js.get_object_store(bucket(lattice)).await.map_err(|e| failed("no artifact store in this lattice (push one with `trellis push nats://…`)", &e))?;
+        let info = store.info(&name).await.map_err(|e| failed("not found", &e))?;
+        if info.size as u64 > max_size {
+            return Err(failed("too large", &format!("{} bytes, over the host's component size limit of {max_size} bytes", info.size)));
+        }
+        let digest = info.digest.clone().unwrap_or_default();
+        let cache = config.cache_dir.as_deref().filter(|_| !digest.is_empty()).map(|d| Cache::new(d, &digest));
+        if let Some(bytes) = cache.as_ref().and_then(Cache::read) {
+            debug!(reference, %digest, "component taken from the artifact cache");
+            return Ok(bytes);
+        }
+        let mut object = store.get(&name).await.map_err(|e| failed("cannot read", &e))?;
+        let mut bytes = Vec::with_capacity(info.size);
+        // The object store compares the content with its SHA-256 at the end of the read.
+        object.read_to_end(&mut bytes).await.map_err(|e| failed("cannot read (digest mismatch?)", &e))?;
+        info!(reference, bytes = bytes.len(), "component pulled from the lattice's artifact store");
+        if let Some(cache) = cache {
+            cache.write(&sha256(&bytes), &bytes);
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(config.timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(failed("no answer", &format!("the pull took longer than {:?}", config.timeout))),
+    }
+}
+
+/// Stores `bytes` as `reference` in `lattice`'s object store (created with `replicas`).
+///
+/// # Errors
+/// A message naming the cause.
+pub async fn push(nats: &async_nats::Client, lattice: &str, replicas: usize, reference: &str, bytes: &[u8]) -> Result<String, String> {
+    let name = object_name(reference, true)?;
+    let js = jetstream::new(nats.clone());
+    let store = match js.get_object_store(bucket(lattice)).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(object_store::Config { bucket: bucket(lattice), num_replicas: replicas, ..Default::default() })
+            .await
+            .map_err(|e| format!("cannot create the artifact store `{}`: {e}", bucket(lattice)))?,
+    };
+    let info = store.put(name.as_str(), &mut &bytes[..]).await.map_err(|e| format!("cannot store `{reference}`: {e}"))?;
+    Ok(info.digest.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(object_name("nats://echo:1.0", false).unwrap(), "echo:1.0");
+        assert!(object_name("nats://echo", false).unwrap_err().contains("--allow-latest"));
+        assert_eq!(object_name("nats://echo", true).unwrap(), "echo:latest");
+        assert!(object_name("nats://a/b:1", false).is_err());
+        assert!(object_name("oci://x", false).is_err());
+    }
+}
