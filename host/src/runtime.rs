@@ -164,7 +164,10 @@ async fn supervise(
         warn!(?deadline, "components still stopping at the stop deadline; stopping anyway");
     }
     let _ = lattice.send(StopLattice).await;
+    // Awaited, so the follower's subscription is dropped here, inside the runtime (a NATS
+    // subscriber dropped after the runtime is gone panics in async-nats's Drop).
     follower.abort();
+    let _ = follower.await;
     let stopped = host.send(host_actor::Drain).await.unwrap_or_else(|_| {
         trellis_messages::event::HostStopped { labels: config.labels.clone() }
     });

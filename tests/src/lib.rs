@@ -235,6 +235,24 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The files holding the registry's blobs (to corrupt one in a test).
+    pub fn blob_files(&self) -> Result<Vec<PathBuf>> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    walk(&path, out)?;
+                } else if path.file_name().is_some_and(|n| n == "data") && path.to_string_lossy().contains("/blobs/") {
+                    out.push(path);
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.path().join("data"), &mut out)?;
+        Ok(out)
+    }
+
     /// How many times a blob was downloaded so far (from the registry's request log).
     pub fn blob_downloads(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("log"))

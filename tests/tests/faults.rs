@@ -52,7 +52,7 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
             "the host cannot satisfy its imports",
         ),
         (write("big.wasm", &big)?, "over the host's component size limit of 102400 bytes"),
-        ("oci://ghcr.io/acme/echo:1".to_string(), "`oci://` references are not supported yet"),
+        ("s3://acme/echo.wasm".to_string(), "`s3://` references are not supported yet"),
     ];
     for (i, (reference, expected)) in cases.iter().enumerate() {
         let outcome = lattice.scale(host.id(), &format!("bad{i}"), reference, 1).await?;

@@ -69,6 +69,28 @@ async fn components_come_from_a_registry_once_per_cache() -> anyhow::Result<()> 
     let missing = format!("{}/trellis/nope:1.0", registry.address());
     let err = lattice.scale(a.id(), "nope", &missing, 1).await?.expect_err("missing");
     assert!(err.contains(&registry.address()) && err.contains("nope"), "{err}");
+    // Over the host's component size limit: refused before downloading.
+    let mut small = oci_host(&lattice, &registry, tempfile::tempdir()?.path(), None);
+    small.wasm.max_component_size = 1024;
+    let d = lattice.start_host(small).await?;
+    let err = lattice.scale(d.id(), "big", &reference, 1).await?.expect_err("too large");
+    assert!(err.contains("too large") && err.contains(&registry.address()), "{err}");
+    d.shutdown(None).await?;
+    // Content that does not match its digest (corrupted in the registry's storage) is never
+    // compiled.
+    for blob in registry.blob_files()? {
+        let data = std::fs::read(&blob)?;
+        if data.starts_with(b"\0asm") {
+            let mut bad = data.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0xff;
+            std::fs::write(&blob, bad)?;
+        }
+    }
+    let e = lattice.start_host(oci_host(&lattice, &registry, tempfile::tempdir()?.path(), None)).await?;
+    let err = lattice.scale(e.id(), "corrupt", &reference, 1).await?.expect_err("digest mismatch");
+    assert!(err.to_lowercase().contains("digest"), "{err}");
+    e.shutdown(None).await?;
     // A file that is not a component cannot be pushed.
     let out = push(&format!("{}/trellis/bad:1.0", registry.address()), "/etc/hostname", None)?;
     assert!(!out.status.success());

@@ -26,16 +26,19 @@ pub async fn follow(
     directory: ProviderDirectory,
 ) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
     let mut events = nats.subscribe(subjects.events_wildcard()).await?;
+    // One task for both, so that stopping it drops every subscription inside the runtime.
     Ok(actix::spawn(async move {
         let bootstrap = bootstrap(nats.clone(), subjects.clone(), host_id.clone(), directory.clone());
-        actix::spawn(bootstrap);
-        while let Some(msg) = events.next().await {
-            let Ok(event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else { continue };
-            if event.source == host_id {
-                continue;
+        let follow = async {
+            while let Some(msg) = events.next().await {
+                let Ok(event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else { continue };
+                if event.source == host_id {
+                    continue;
+                }
+                apply(&directory, &event);
             }
-            apply(&directory, &event);
-        }
+        };
+        futures::join!(bootstrap, follow);
     }))
 }
 
