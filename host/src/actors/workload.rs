@@ -1,7 +1,9 @@
 //! The workload actor: which components run on this host, at what scale, from which reference.
-//! It carries out `component.scale` and `component.update` (loading and compiling on the guest
+//! It carries out `component.scale` and `component.update` (fetching and compiling on the guest
 //! threads, never on the actor's thread), starts and stops component actors, publishes
-//! `component_scaled` / `component_scale_failed`, and keeps the host actor's inventory current.
+//! `component_scaled` / `component_scale_failed`, keeps the host actor's inventory current,
+//! records each component's reference in its lattice spec, and follows a spec whose reference
+//! changes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -101,7 +103,8 @@ impl WorkloadActor {
         actix::spawn(async move { events.publish_logged(name, data).await });
     }
 
-    /// Loads and compiles `reference` for component `id` on a guest blocking thread.
+    /// Fetches `reference` for component `id` (a file, an OCI registry or the lattice's artifact
+    /// store) on the guest threads, then compiles it on their blocking pool.
     fn prepare(
         &self,
         id: &str,
