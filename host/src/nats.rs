@@ -23,6 +23,10 @@ pub async fn connect(
     name: &str,
     events: Option<UnboundedSender<async_nats::Event>>,
 ) -> Result<async_nats::Client> {
+    // More than one rustls crypto provider is compiled in (the OCI client's HTTP stack brings
+    // aws-lc-rs beside async-nats's ring), so rustls cannot pick one by itself and a TLS
+    // connection would panic: choose ring, once per process. An error means one is set already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let connection = name.to_string();
     let mut opts = match (&config.creds_file, &config.nkey_seed) {
         (Some(path), _) => async_nats::ConnectOptions::with_credentials_file(path.clone())

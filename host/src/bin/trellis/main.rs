@@ -19,6 +19,9 @@ use trellis_host::{local_nats, HostConfig, Limits, NatsConfig, StopReason};
 use crate::args::{Cli, Command, HostArgs, NatsArgs, UpArgs};
 
 fn main() -> ExitCode {
+    // One rustls crypto provider for every TLS connection of the process (NATS, registries):
+    // two are compiled in, and rustls will not choose between them by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Up(_) | Command::Host(_)) { "info" } else { "warn" };
     let filter = match &cli.log {
