@@ -400,6 +400,30 @@ impl TestLattice {
         }
     }
 
+    /// A host configuration on node `i` that loads no local files, as a host on another
+    /// machine: its components come from the lattice's artifact store ([`Self::push`]).
+    pub fn machine_config_on(&self, i: usize) -> HostConfig {
+        let mut config = self.host_config_on(i);
+        config.wasm.file_load = trellis_host::wasm::load::FileLoad::default();
+        config
+    }
+
+    /// [`Self::machine_config_on`] node 0.
+    pub fn machine_config(&self) -> HostConfig {
+        self.machine_config_on(0)
+    }
+
+    /// Pushes the guest at `path` into the lattice's artifact store (one replica) and returns
+    /// its reference, `nats://{name}:test`, which hosts of every node can scale.
+    pub async fn push(&self, name: &str, path: &str) -> Result<String> {
+        let reference = format!("nats://{name}:test");
+        let bytes = std::fs::read(path)?;
+        trellis_host::wasm::artifacts::push(&self.nats().await?, &self.name, 1, &reference, &bytes)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        Ok(reference)
+    }
+
     /// Scales `component_id` from `reference` on `host_id` and waits for the outcome event:
     /// `Ok` with `component_scaled` data, `Err` with the text of `component_scale_failed`.
     pub async fn scale(

@@ -223,10 +223,11 @@ async fn update_during_a_stream_of_calls_fails_none() -> anyhow::Result<()> {
 async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let a = lattice.start_host(lattice.host_config()).await?;
-    let b = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(a.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(b.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let a = lattice.start_host(lattice.machine_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
+    lattice.scale(a.id(), "echo", &echo, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo", &echo, 4).await?.map_err(anyhow::Error::msg)?;
 
     let client = lattice.client().await?;
     let mut served: BTreeMap<String, usize> = BTreeMap::new();

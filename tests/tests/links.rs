@@ -40,15 +40,16 @@ fn results(reply: &InvocationResponse) -> Vec<String> {
 async fn pinger_calls_echo_across_a_three_node_cluster_and_follows_link_changes() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
+    let (echo, pinger) = (lattice.push("echo", actors::ECHO).await?, lattice.push("pinger", actors::PINGER).await?);
     let mut hosts = Vec::new();
     for i in 0..3 {
-        let mut config = lattice.host_config_on(i);
+        let mut config = lattice.machine_config_on(i);
         config.kv_replicas = 3;
         hosts.push(lattice.start_host(config).await?);
     }
     let (a, c) = (&hosts[0], &hosts[2]);
-    lattice.scale(a.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(c.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "pinger", &pinger, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(c.id(), "echo", &echo, 4).await?.map_err(anyhow::Error::msg)?;
 
     // Put the link from a client on node 1: whichever host's queue member answers, every host
     // sees it through its KV watch.
@@ -156,11 +157,12 @@ async fn a_chain_on_one_host_does_not_cross_nats() -> anyhow::Result<()> {
 async fn named_links_pick_their_target() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let a = lattice.start_host(lattice.host_config()).await?;
-    let b = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(a.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(a.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(b.id(), "echo-b", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    let (echo, pinger) = (lattice.push("echo", actors::ECHO).await?, lattice.push("pinger", actors::PINGER).await?);
+    let a = lattice.start_host(lattice.machine_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
+    lattice.scale(a.id(), "pinger", &pinger, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "echo", &echo, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo-b", &echo, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?;
     client.put_link(&echo_link("pinger", "echo", "default")).await?;
     client.put_link(&echo_link("pinger", "nobody", "broken")).await?;

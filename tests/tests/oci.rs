@@ -130,3 +130,142 @@ async fn registry_credentials_are_used_and_a_wrong_password_fails_clearly() -> a
     bad.shutdown(None).await?;
     Ok(())
 }
+
+/// Pushes an artifact with `layers` (bytes, media type) and a plain image config, as any OCI
+/// tool can: what `trellis push` refuses to write.
+async fn push_raw(registry: &Registry, repository: &str, layers: Vec<(Vec<u8>, &str)>) -> anyhow::Result<String> {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let reference = format!("{}/{repository}", registry.address());
+    let image: oci_client::Reference = reference.parse()?;
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.address()]),
+        ..ClientConfig::default()
+    });
+    let layers: Vec<_> = layers.into_iter().map(|(data, media)| ImageLayer::new(data, media.to_string(), None)).collect();
+    let config = Config::new(b"{}".to_vec(), "application/vnd.oci.image.config.v1+json".to_string(), None);
+    client.push(&image, &layers, config, &oci_client::secrets::RegistryAuth::Anonymous, None).await?;
+    Ok(reference)
+}
+
+#[tokio::test]
+async fn artifacts_that_are_not_one_component_are_refused_by_name() -> anyhow::Result<()> {
+    init_tracing();
+    let registry = Registry::start(&[]).await?;
+    let image = push_raw(&registry, "trellis/image:1.0", vec![(b"not a tarball".to_vec(), "application/vnd.oci.image.layer.v1.tar+gzip")]).await?;
+    let echo = std::fs::read(actors::ECHO)?;
+    let pinger = std::fs::read(actors::PINGER)?;
+    let two = push_raw(&registry, "trellis/two:1.0", vec![(echo, "application/wasm"), (pinger, "application/wasm")]).await?;
+
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(oci_host(&lattice, &registry, tempfile::tempdir()?.path(), None)).await?;
+    let err = lattice.scale(host.id(), "image", &image, 1).await?.expect_err("no wasm layer");
+    assert!(err.contains("not wasm") && err.contains(&image) && err.contains("application/wasm"), "{err}");
+    let err = lattice.scale(host.id(), "two", &two, 1).await?.expect_err("two wasm layers");
+    assert!(err.contains("not one component") && err.contains(&two), "{err}");
+    assert_eq!(registry.blob_downloads(), 0, "refused from the manifest alone");
+    // The host carries on.
+    let inventory = lattice.client().await?.inventory(host.id()).await?;
+    assert!(inventory.components.is_empty(), "{inventory:?}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A stand-in registry on a free port that reads each request's head and either never answers
+/// (`silent`) or answers `404 manifest unknown`; the heads are kept for the test to read.
+async fn fake_registry(silent: bool) -> anyhow::Result<(String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                    if silent {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                    let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+                    let answer = format!(
+                        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((address, heads))
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_times_out_and_does_not_hold_up_control_answers() -> anyhow::Result<()> {
+    init_tracing();
+    let (address, heads) = fake_registry(true).await?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.oci = OciConfig { insecure: vec![address.clone()], timeout: Duration::from_secs(6), ..OciConfig::default() };
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    // Ten pulls hang on the registry at once.
+    let mut outcomes = Vec::new();
+    for i in 0..10 {
+        outcomes.push(lattice.watch_scale_events(&format!("slow{i}")).await?);
+        let command = trellis_messages::component::ScaleComponentCommand {
+            component_ref: format!("{address}/slow/c{i}:1.0"),
+            component_id: format!("slow{i}"),
+            max_instances: 1,
+            host_id: host.id().into(),
+            ..Default::default()
+        };
+        tokio::time::timeout(Duration::from_secs(2), client.scale_component(host.id(), &command)).await??;
+    }
+    let hung = trellis_tests::eventually(Duration::from_secs(5), || async { (heads.lock().unwrap().len() >= 10).then_some(()) }).await;
+    assert!(hung.is_some(), "every pull reached the registry");
+    // Meanwhile the host answers its control subjects well inside the pulls' 6 s.
+    let started = std::time::Instant::now();
+    let inventory = tokio::time::timeout(Duration::from_secs(3), client.inventory(host.id())).await??;
+    assert!(inventory.components.is_empty());
+    assert!(tokio::time::timeout(Duration::from_secs(3), lattice.ctl().await?.get_hosts()).await?.is_ok());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for outcome in outcomes {
+        let err = outcome.await??.expect_err("the pull timed out");
+        assert!(err.contains(&address) && err.contains("no answer"), "{err}");
+    }
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_registry_token_from_registry_put_is_sent_as_a_bearer_token() -> anyhow::Result<()> {
+    init_tracing();
+    let (address, heads) = fake_registry(false).await?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.oci = OciConfig { insecure: vec![address.clone()], timeout: Duration::from_secs(10), ..OciConfig::default() };
+    let host = lattice.start_host(config).await?;
+    let creds = wasmcloud_control_interface::RegistryCredential::from_token("t0ken-for-ci", "oci");
+    let ctl = lattice.ctl().await?;
+    ctl.put_registries(std::collections::HashMap::from([(address.clone(), creds)])).await.map_err(anyhow::Error::msg)?;
+    let reference = format!("{address}/private/echo:1.0");
+    let err = lattice.scale(host.id(), "echo", &reference, 1).await?.expect_err("the stand-in has nothing");
+    assert!(err.contains(&address) && !err.contains("t0ken-for-ci"), "the token is not printed: {err}");
+    let heads = heads.lock().unwrap().clone();
+    let manifest = heads.iter().find(|h| h.contains("/v2/private/echo/manifests/1.0")).expect("the manifest was asked for");
+    assert!(manifest.to_lowercase().contains("authorization: bearer t0ken-for-ci"), "{manifest}");
+    host.shutdown(None).await?;
+    Ok(())
+}

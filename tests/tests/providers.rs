@@ -142,19 +142,21 @@ async fn http_hello_path_routing_faults_and_load() -> anyhow::Result<()> {
 async fn counter_from_two_hosts_is_exact_and_survives_restarts() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
+    // Hosts as on separate machines: no local files, the component from the artifact store.
+    let counter = lattice.push("counter", actors::KV_COUNTER).await?;
     let client = lattice.client().await?;
     let bucket = format!("c_{}", lattice.name.replace('-', "_"));
     let ports = [free_port(), free_port()];
     let start = |i: usize| {
-        let lattice = &lattice;
+        let (lattice, counter) = (&lattice, &counter);
         let client = client.clone();
         async move {
-            let host = lattice.start_host(lattice.host_config()).await?;
+            let host = lattice.start_host(lattice.machine_config()).await?;
             start_provider(&client, host.id(), "http", "wasmcloud+builtin://http-server").await?;
             // The key-value provider runs on A only: B learns of it from A's inventory when it
             // joins, and its components use it in-process.
             start_provider(&client, host.id(), "kv", "wasmcloud+builtin://keyvalue-nats").await?;
-            lattice.scale(host.id(), "counter", actors::KV_COUNTER, 16).await?.map_err(anyhow::Error::msg)?;
+            lattice.scale(host.id(), "counter", counter, 16).await?.map_err(anyhow::Error::msg)?;
             Ok::<_, anyhow::Error>((host, i))
         }
     };
@@ -163,9 +165,9 @@ async fn counter_from_two_hosts_is_exact_and_survives_restarts() -> anyhow::Resu
     // the two providers get different ids.
     client.put_config("kv-cfg", &HashMap::from([("bucket".to_string(), bucket.clone())])).await?;
     client.put_link(&link("counter", "kv", "default", ("wasi", "keyvalue"), &["store", "atomics"], &[], &["kv-cfg"])).await?;
-    let b = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
     start_provider(&client, b.id(), "http-b", "wasmcloud+builtin://http-server").await?;
-    lattice.scale(b.id(), "counter", actors::KV_COUNTER, 16).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "counter", &counter, 16).await?.map_err(anyhow::Error::msg)?;
     client.put_config("a-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{}", ports[0]))])).await?;
     client.put_config("b-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{}", ports[1]))])).await?;
     client.put_link(&link("http", "counter", "counter", ("wasi", "http"), &["incoming-handler"], &["a-http"], &[])).await?;
@@ -292,11 +294,12 @@ async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
 async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let a = lattice.start_host(lattice.host_config()).await?;
-    let b = lattice.start_host(lattice.host_config()).await?;
+    let hello = lattice.push("hello", actors::HTTP_HELLO).await?;
+    let a = lattice.start_host(lattice.machine_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
     let client = lattice.client().await?;
     // The component only on A, the HTTP server only on B.
-    lattice.scale(a.id(), "hello", actors::HTTP_HELLO, 8).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "hello", &hello, 8).await?.map_err(anyhow::Error::msg)?;
     start_provider(&client, b.id(), "http", "wasmcloud+builtin://http-server").await?;
     let port = free_port();
     serve(&client, "hello", port, None).await?;
@@ -320,8 +323,9 @@ async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> a
 async fn messaging_delivers_subscriptions_and_components_publish_and_request() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let a = lattice.start_host(lattice.host_config()).await?;
-    let b = lattice.start_host(lattice.host_config()).await?;
+    let msg_echo = lattice.push("msg-echo", actors::MSG_ECHO).await?;
+    let a = lattice.start_host(lattice.machine_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
     let client = lattice.client().await?;
     let nats = lattice.nats().await?;
     // A service the component asks through `consumer.request`.
@@ -337,7 +341,7 @@ async fn messaging_delivers_subscriptions_and_components_publish_and_request() -
     });
     // The provider on A, the component on B: delivery crosses hosts.
     start_provider(&client, a.id(), "msg", "wasmcloud+builtin://messaging-nats").await?;
-    lattice.scale(b.id(), "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "msg-echo", &msg_echo, 4).await?.map_err(anyhow::Error::msg)?;
     // Subscriptions that could see the lattice's own subjects (`>`, `wasmbus.…`) are refused;
     // the others work.
     let evt = format!("wasmbus.evt.{}.>", lattice.name);

@@ -376,6 +376,9 @@ pub struct HostArgs {
     /// Password for OCI registries.
     #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
     pub oci_password: Option<String>,
+    /// How long one pull of a component (from a registry or the artifact store) may take.
+    #[arg(long, env = "TRELLIS_OCI_PULL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub oci_pull_timeout: std::time::Duration,
     /// Where components pulled from registries are cached (default: `artifacts` in the data
     /// directory).
     #[arg(long, env = "TRELLIS_ARTIFACT_CACHE")]

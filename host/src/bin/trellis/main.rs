@@ -105,7 +105,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
                 insecure: args.allowed_insecure.clone(),
                 credentials: args.oci_user.clone().zip(args.oci_password.clone()),
                 cache_dir: Some(args.artifact_cache.clone().unwrap_or_else(|| default_data_dir().join("artifacts"))),
-                ..OciConfig::default()
+                timeout: args.oci_pull_timeout,
             },
             max_execution_time: args.max_execution_time,
             max_component_memory: args.max_component_memory,
