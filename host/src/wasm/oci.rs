@@ -140,6 +140,24 @@ pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, 
     }
 }
 
+/// Publishes `component` at `reference` as `wash push` lays it out (config
+/// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer), so wasmCloud hosts and
+/// Trellis hosts pull each other's pushes. `insecure` reaches the registry over plain HTTP.
+/// Returns the manifest's URL.
+///
+/// # Errors
+/// Why the reference, the component or the registry refused it.
+pub async fn push(reference: &str, component: Vec<u8>, insecure: bool, credentials: Option<(String, String)>) -> Result<String, String> {
+    let text = reference.strip_prefix("oci://").unwrap_or(reference);
+    let image = Reference::from_str(text).map_err(|e| format!("`{reference}` is not an OCI reference: {e}"))?;
+    let (config, layer) = oci_wasm::WasmConfig::from_raw_component(component, None).map_err(|e| format!("not a WebAssembly component: {e}"))?;
+    let protocol = if insecure { ClientProtocol::HttpsExcept(vec![image.resolve_registry().to_string()]) } else { ClientProtocol::Https };
+    let client = oci_wasm::WasmClient::new(Client::new(ClientConfig { protocol, ..ClientConfig::default() }));
+    let auth = credentials.map_or(RegistryAuth::Anonymous, |(user, password)| RegistryAuth::Basic(user, password));
+    let pushed = client.push(&image, &auth, layer, config, None).await.map_err(|e| format!("pushing to `{reference}` failed: {e}"))?;
+    Ok(pushed.manifest_url)
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

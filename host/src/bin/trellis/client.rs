@@ -308,19 +308,12 @@ async fn watch_provider(client: &Client, provider_id: &str, wait: Duration) -> R
     watch_event(client, &["provider_started", "provider_start_failed"], "provider_id", provider_id, wait).await
 }
 
-/// `trellis push`: one `application/wasm` layer and the wasm config, as `wash push` writes them.
+/// `trellis push` to a registry, in `wash push`'s layout.
 async fn push(reference: &str, file: &std::path::Path, insecure: bool, credentials: Option<(String, String)>) -> Result<()> {
-    use oci_client::client::{ClientConfig, ClientProtocol};
-    use oci_client::secrets::RegistryAuth;
-    let text = reference.strip_prefix("oci://").unwrap_or(reference);
-    let image: oci_client::Reference = text.parse().with_context(|| format!("`{reference}` is not an OCI reference"))?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let (config, layer) = oci_wasm::WasmConfig::from_raw_component(bytes, None)
-        .with_context(|| format!("{} is not a WebAssembly component", file.display()))?;
-    let protocol = if insecure { ClientProtocol::HttpsExcept(vec![image.resolve_registry().to_string()]) } else { ClientProtocol::Https };
-    let client = oci_wasm::WasmClient::new(oci_client::Client::new(ClientConfig { protocol, ..ClientConfig::default() }));
-    let auth = credentials.map_or(RegistryAuth::Anonymous, |(u, p)| RegistryAuth::Basic(u, p));
-    let pushed = client.push(&image, &auth, layer, config, None).await.with_context(|| format!("pushing to `{reference}` failed"))?;
-    println!("pushed {} ({})", image.whole(), pushed.manifest_url);
+    let manifest = trellis_host::wasm::oci::push(reference, bytes, insecure, credentials)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    println!("pushed {reference} ({manifest})");
     Ok(())
 }

@@ -8,7 +8,8 @@
 //! Figures: local call (in-process link) vs wasmtime called directly; cross-host call vs a raw
 //! NATS round trip; control-plane call vs the raw round trip; HTTP at concurrency 1/8/64 vs a
 //! plain hyper server; scale from zero (cold and warm compile cache); density (memory per
-//! component, time to scale, heartbeat size); link propagation across hosts.
+//! component, time to scale, heartbeat size); link propagation across hosts; scale from an OCI
+//! registry and from the lattice's artifact store, cold and warm, vs from a file.
 
 mod baselines;
 mod measure;
@@ -94,12 +95,74 @@ async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> 
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
 }
 
+/// Scale → first call of `echo` on a fresh host whose compile cache (and artifact cache) is
+/// `caches`, from `reference`.
+async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, caches: &std::path::Path, registry: &str, reference: &str) -> Result<Duration> {
+    let mut config = lattice.host_config();
+    config.wasm.cache_dir = Some(caches.join("compiled"));
+    config.wasm.oci.cache_dir = Some(caches.join("artifacts"));
+    config.wasm.oci.insecure = vec![registry.to_string()];
+    config.labels.insert("bench".into(), "source".into());
+    let host = lattice.start_host(config).await?;
+    let id = format!("src-{}", uuid::Uuid::new_v4().simple());
+    let began = Instant::now();
+    scaled(lattice, host.id(), &id, reference, 1).await?;
+    let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+    anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
+    let took = began.elapsed();
+    host.shutdown(None).await?;
+    Ok(took)
+}
+
+/// Figure 8: the same component scaled from an OCI registry (a local `docker-registry`) and
+/// from the lattice's artifact store, cold (download + compile) and warm (both caches), each
+/// next to scaling it from a file with the compile cache in the same state. Medians of `rounds`.
+async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Client, rounds: usize) -> Result<Vec<Figure>> {
+    let registry = trellis_tests::Registry::start(&[]).await?;
+    let oci = format!("{}/bench/echo:1.0", registry.address());
+    let echo = std::fs::read(actors::ECHO)?;
+    trellis_host::wasm::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
+    let store = lattice.push("bench-echo", actors::ECHO).await?;
+    let sources = [("file", actors::ECHO.to_string()), ("oci", oci), ("store", store)];
+    let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    for _ in 0..rounds {
+        for (source, reference) in &sources {
+            let caches = tempfile::tempdir()?;
+            for state in ["cold", "warm"] {
+                let took = scale_once(lattice, client, caches.path(), &registry.address(), reference).await?;
+                times.entry((source, state)).or_default().push(took);
+            }
+        }
+    }
+    let median = |source: &str, state: &str| {
+        let mut v = times.get(&(source, state)).cloned().unwrap_or_default();
+        v.sort_unstable();
+        pct(&v, 0.5).as_secs_f64() * 1e3
+    };
+    let row = |name: &str, source: &str, state: &str, what: &str| {
+        let (t, b) = (median(source, state), median("file", state));
+        Figure {
+            name: name.into(),
+            trellis: format!("{state} {t:.1} ms ({what})"),
+            baseline: format!("file, {state} compile cache {b:.1} ms"),
+            ratio: t / b.max(1e-6),
+            json: json!({"source": source, "cache": state, "trellis_ms": t, "baseline_file_ms": b, "rounds": rounds}),
+        }
+    };
+    Ok(vec![
+        row("8. scale from an OCI registry → first call, cold vs from a file", "oci", "cold", "download + compile"),
+        row("8. scale from an OCI registry → first call, warm vs from a file", "oci", "warm", "manifest check + caches"),
+        row("8. scale from the lattice's artifact store → first call, cold vs from a file", "store", "cold", "download + compile"),
+        row("8. scale from the lattice's artifact store → first call, warm vs from a file", "store", "warm", "digest check + caches"),
+    ])
+}
+
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=7).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=8).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 7, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 8, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -305,6 +368,11 @@ async fn main() -> Result<()> {
                          "baseline_kv_watch_p50_ms": kv.as_secs_f64() * 1e3, "put_ack_p50_ms": pct(&acks, 0.5).as_secs_f64() * 1e3,
                          "calls_per_round": attempts as f64 / props.len().max(1) as f64}),
         });
+    }
+
+    // 8. Scale from a registry and from the lattice's artifact store, next to a file.
+    if want(8) {
+        figures.extend(scale_by_source(&lattice, &client, if quick { 1 } else { 5 }).await?);
     }
 
     println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
