@@ -101,6 +101,9 @@ pub struct HostConfig {
     pub kv_default_bucket: Option<String>,
     /// Bounds on control messages and HTTP traffic.
     pub limits: Limits,
+    /// Run declared applications: answer wadm's API and reconcile this host's share (off to
+    /// leave applications to a wadm running on the lattice).
+    pub apps: bool,
 }
 
 impl Default for HostConfig {
@@ -118,6 +121,7 @@ impl Default for HostConfig {
             kv_replicas: 1,
             kv_default_bucket: None,
             limits: Limits::default(),
+            apps: true,
         }
     }
 }

@@ -113,6 +113,7 @@
 //! flight finish on the old code, and the subscription never changes, so no call fails.
 
 pub mod actors;
+pub mod apps;
 pub mod capability;
 pub mod config;
 pub mod error;

@@ -141,7 +141,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower } = started;
+    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -157,6 +157,10 @@ async fn supervise(
         && tokio::time::timeout(deadline, drained_rx).await.is_err()
     {
         warn!(?deadline, "control answers still in flight at the stop deadline; stopping anyway");
+    }
+    // Its share of the applications moves to other hosts before its components stop.
+    if let Some(apps) = apps {
+        stop_apps(apps, deadline.min(Duration::from_secs(5))).await;
     }
     // Providers first: no new HTTP requests reach components that are about to stop.
     let _ = providers.send(StopProviders).await;
@@ -200,6 +204,8 @@ struct Started {
     wasm: Arc<WasmRuntime>,
     /// Follows other hosts' provider events into the provider directory.
     follower: tokio::task::JoinHandle<()>,
+    /// Declared applications (unless turned off).
+    apps: Option<AppTasks>,
 }
 
 async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
@@ -279,9 +285,14 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
     let providers = ProvidersActor::new(services.clone(), host.clone()).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
-    let lattice = LatticeActor::new(store, view, events.clone()).start();
+    let lattice = LatticeActor::new(store, view.clone(), events.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
+    let apps = if config.apps {
+        Some(start_apps(config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await?)
+    } else {
+        None
+    };
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
     crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: "(barrier)".into(), reason })?;
@@ -291,5 +302,67 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         lattice: config.lattice.clone(),
         nats_url,
     };
-    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower })
+    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps })
+}
+
+/// The tasks of declared applications ([`crate::apps`]) on this host.
+struct AppTasks {
+    reconciler: crate::apps::reconciler::Reconciler,
+    /// Reconciles this host's share.
+    run: tokio::task::JoinHandle<()>,
+    /// Publishes this host's liveness record.
+    beat: tokio::task::JoinHandle<()>,
+    /// Follows the other hosts' records.
+    follow: tokio::task::JoinHandle<()>,
+    /// Answers wadm's API.
+    api: tokio::task::JoinHandle<()>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_apps(
+    config: &HostConfig,
+    host_id: &str,
+    nats: &async_nats::Client,
+    host: &Addr<HostActor>,
+    workload: &Addr<WorkloadActor>,
+    providers: &Addr<ProvidersActor>,
+    lattice: &Addr<LatticeActor>,
+    view: &LatticeView,
+) -> Result<AppTasks> {
+    use crate::apps::{api::AppsApi, liveness::Liveness, reconciler::Reconciler, store::ManifestStore};
+    let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await?;
+    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas).await?;
+    let follow = tokio::spawn(liveness.follow().await?);
+    let reconciler = Reconciler {
+        host_id: host_id.to_string(),
+        lattice: config.lattice.clone(),
+        store: store.clone(),
+        liveness: liveness.clone(),
+        host: host.clone(),
+        workload: workload.clone(),
+        providers: providers.clone(),
+        lattice_actor: lattice.clone(),
+        view: view.clone(),
+        nats: nats.clone(),
+        failures: std::sync::Arc::default(),
+    };
+    let api = AppsApi { store, liveness, lattice: lattice.clone(), view: view.clone(), lattice_name: config.lattice.clone() };
+    let api = tokio::spawn(api.serve(nats.clone()).await.map_err(|reason| HostError::Subscribe { subject: format!("wadm.api.{}.model.>", config.lattice), reason })?);
+    let beat = tokio::spawn(reconciler.clone().beat());
+    let run = tokio::spawn(reconciler.clone().run());
+    Ok(AppTasks { reconciler, run, beat, follow, api })
+}
+
+/// Stops reconciling, hands this host's share to the others (at most `within`), then stops the
+/// rest; every task is awaited, so its NATS subscriptions drop inside the runtime.
+async fn stop_apps(apps: AppTasks, within: Duration) {
+    apps.run.abort();
+    apps.beat.abort();
+    let _ = apps.run.await;
+    let _ = apps.beat.await;
+    crate::apps::reconciler::hand_off(&apps.reconciler, within).await;
+    apps.follow.abort();
+    apps.api.abort();
+    let _ = apps.follow.await;
+    let _ = apps.api.await;
 }

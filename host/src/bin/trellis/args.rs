@@ -376,6 +376,10 @@ pub struct HostArgs {
     /// Password for OCI registries.
     #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
     pub oci_password: Option<String>,
+    /// Leave declared applications to a wadm running on the lattice: do not answer wadm's API
+    /// or reconcile applications on this host.
+    #[arg(long, env = "TRELLIS_NO_APPS")]
+    pub no_apps: bool,
     /// How long one pull of a component (from a registry or the artifact store) may take.
     #[arg(long, env = "TRELLIS_OCI_PULL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub oci_pull_timeout: std::time::Duration,

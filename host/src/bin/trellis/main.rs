@@ -121,6 +121,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
                 Some(args.compile_cache.clone().unwrap_or_else(|| default_data_dir().join("cache")))
             },
         },
+        apps: !args.no_apps,
     })
 }
 

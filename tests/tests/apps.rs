@@ -1,0 +1,395 @@
+//! Declared applications run by the hosts themselves: wadm's API through the published
+//! `wadm-client`, manifests stored as wadm stores them, placement over labelled hosts by
+//! weight, daemonscaler, link and config traits, a host joining later, and healing after
+//! `kill -9` (of any host, including the app's steward) within seconds, under load.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
+use wadm_types::api::StatusType;
+
+fn wadm(lattice: &TestLattice, nats: async_nats_039::Client) -> wadm_client::Client {
+    wadm_client::Client::from_nats_client(&lattice.name, None, nats)
+}
+
+async fn nats039(lattice: &TestLattice) -> anyhow::Result<async_nats_039::Client> {
+    Ok(async_nats_039::connect(lattice.url()).await?)
+}
+
+fn echo_app(name: &str, version: &str, echo: &str, instances: usize) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+  annotations:
+    version: {version}
+    description: an echo
+spec:
+  components:
+    - name: echo
+      type: component
+      properties:
+        image: "{echo}"
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: {instances}
+"#
+    )
+}
+
+async fn wait_status(client: &wadm_client::Client, name: &str, want: StatusType, within: Duration) -> anyhow::Result<()> {
+    let reached = eventually(within, || async {
+        let status = client.get_manifest_status(name).await.ok()?;
+        (status.info.status_type == want).then_some(())
+    })
+    .await;
+    if reached.is_none() {
+        let status = client.get_manifest_status(name).await;
+        anyhow::bail!("`{name}` not {want:?} within {within:?}: {status:?}");
+    }
+    Ok(())
+}
+
+/// max_instances of `id` on each host, by host id.
+async fn placement(lattice: &TestLattice, hosts: &[&str], id: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+    let client = lattice.client().await?;
+    let mut out = BTreeMap::new();
+    for h in hosts {
+        let inv = client.inventory(h).await?;
+        if let Some(c) = inv.components.iter().find(|c| c.id == id) {
+            out.insert((*h).to_string(), c.max_instances);
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn the_wadm_api_round_trip_with_the_published_client() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+
+    // Put in YAML, then a second version in JSON.
+    let v1 = echo_app("demo", "v1", &echo, 2);
+    let (name, version) = client.put_manifest(v1.as_bytes()).await?;
+    assert_eq!((name.as_str(), version.as_str()), ("demo", "v1"));
+    let v2: wadm_types::Manifest = serde_yaml::from_str(&echo_app("demo", "v2", &echo, 3))?;
+    let nats = lattice.nats().await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/json");
+    let reply = nats
+        .request_with_headers(format!("wadm.api.{}.model.put", lattice.name), headers, serde_json::to_vec(&v2)?.into())
+        .await?;
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!((reply["result"].as_str(), reply["total_versions"].as_u64(), reply["current_version"].as_str()), (Some("newversion"), Some(2), Some("v2")), "{reply}");
+    // The same version again is refused; versions are listed in order.
+    assert!(client.put_manifest(v1.as_bytes()).await.is_err(), "v1 exists");
+    let versions: Vec<(String, bool)> = client.list_versions("demo").await?.into_iter().map(|v| (v.version, v.deployed)).collect();
+    assert_eq!(versions, [("v1".to_string(), false), ("v2".to_string(), false)]);
+    assert_eq!(client.get_manifest("demo", Some("v1")).await?.metadata.annotations["version"], "v1");
+
+    // Deploy v1: the host runs it with wadm's annotations; status reaches deployed.
+    client.deploy_manifest("demo", Some("v1")).await?;
+    wait_status(&client, "demo", StatusType::Deployed, Duration::from_secs(15)).await?;
+    let inventory = lattice.client().await?.inventory(host.id()).await?;
+    let c = inventory.components.iter().find(|c| c.id == "demo-echo").expect("demo-echo runs");
+    assert_eq!(c.max_instances, 2);
+    let annotations = c.annotations.clone().unwrap_or_default();
+    assert_eq!((annotations["wasmcloud.dev/managed-by"].as_str(), annotations["wasmcloud.dev/appspec"].as_str()), ("wadm", "demo"));
+    let r = lattice.client().await?.call("demo-echo", "trellis:echo/echo.echo", vec![r#""declared""#.into()]).await?;
+    assert_eq!(r.results, Some(vec![r#""declared""#.to_string()]));
+    let models = client.list_manifests().await?;
+    assert_eq!(models.len(), 1);
+    assert_eq!((models[0].deployed_version.as_deref(), models[0].detailed_status.info.status_type), (Some("v1"), StatusType::Deployed));
+
+    // Stored as wadm stores it.
+    let kv = async_nats::jetstream::new(nats.clone()).get_key_value("wadm_manifests").await?;
+    let stored: serde_json::Value = serde_json::from_slice(&kv.get(format!("{}-demo", lattice.name)).await?.expect("stored"))?;
+    assert_eq!(stored["deployed_version"], "v1");
+    let keys: Vec<&String> = stored["manifests"].as_object().expect("versions").keys().collect();
+    assert_eq!(keys, ["v1", "v2"]);
+    let names: Vec<String> = serde_json::from_slice(&kv.get(&lattice.name).await?.expect("names"))?;
+    assert_eq!(names, ["demo"]);
+
+    // Deploy the newer version: rescaled in place to 3.
+    client.deploy_manifest("demo", None).await?;
+    let rescaled = eventually(Duration::from_secs(10), || async {
+        (placement(&lattice, &[host.id()], "demo-echo").await.ok()?.get(host.id()) == Some(&3)).then_some(())
+    })
+    .await;
+    assert!(rescaled.is_some());
+
+    // Undeploy: gone from the host; delete: gone from the store.
+    client.undeploy_manifest("demo").await?;
+    let gone = eventually(Duration::from_secs(10), || async { placement(&lattice, &[host.id()], "demo-echo").await.ok()?.is_empty().then_some(()) }).await;
+    assert!(gone.is_some(), "undeployed everywhere");
+    wait_status(&client, "demo", StatusType::Undeployed, Duration::from_secs(5)).await?;
+    assert!(client.delete_manifest("demo", None).await?);
+    assert!(matches!(client.get_manifest("demo", None).await, Err(wadm_client::error::ClientError::NotFound(_))));
+    assert!(client.list_manifests().await?.is_empty());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_manifests_and_requests_get_clear_errors_and_the_host_carries_on() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let nats = lattice.nats().await?;
+    let ask = |suffix: &str, body: &[u8]| {
+        let (nats, subject, body) = (nats.clone(), format!("wadm.api.{}.model.{suffix}", lattice.name), body.to_vec());
+        async move {
+            let reply = nats.request(subject, body.into()).await?;
+            Ok::<serde_json::Value, anyhow::Error>(serde_json::from_slice(&reply.payload)?)
+        }
+    };
+    let hostile = echo_app("bad", "v1", "nats://x:1", 1).replace(
+        "        - type: spreadscaler",
+        "        - type: link\n          properties:\n            namespace: 5\n            package: p\n            interfaces: [i]\n            target: {name: t}\n        - type: spreadscaler",
+    );
+    for (body, expect) in [
+        (&b"{not yaml: ["[..], "Unable to parse manifest"),
+        (hostile.as_bytes(), "namespace"),
+        (echo_app("bad name!", "v1", "nats://x:1", 1).as_bytes(), "invalid characters"),
+        (&[b'a'; 1_000_000][..], "Unable to parse manifest"),
+    ] {
+        let reply = ask("put", body).await?;
+        assert_eq!(reply["result"], "error", "{reply}");
+        assert!(reply["message"].as_str().unwrap_or_default().contains(expect), "{expect}: {reply}");
+    }
+    for (suffix, result) in [("deploy.nope", "notfound"), ("status.nope", "notfound"), ("get.nope", "notfound"), ("del.nope", "noop"), ("frobnicate.x", "error")] {
+        let reply = ask(suffix, b"").await?;
+        assert_eq!(reply["result"], result, "{suffix}: {reply}");
+    }
+    assert!(lattice.client().await?.ping_hosts().await?.iter().any(|h| h.id == host.id()));
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+const SPREAD_APP: &str = r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: shop
+  annotations:
+    version: v1
+spec:
+  components:
+    - name: echo
+      type: component
+      properties:
+        image: "ECHO"
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 10
+            spread:
+              - name: east
+                requirements: {zone: east}
+                weight: 80
+              - name: west
+                requirements: {zone: west}
+                weight: 20
+    - name: pinger
+      type: component
+      properties:
+        image: "PINGER"
+        config:
+          - name: greet
+            properties: {greeting: hello}
+      traits:
+        - type: daemonscaler
+          properties:
+            instances: 2
+            spread:
+              - name: east-only
+                requirements: {zone: east}
+        - type: link
+          properties:
+            namespace: trellis
+            package: echo
+            interfaces: [echo]
+            target:
+              name: echo
+"#;
+
+#[tokio::test]
+async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let pinger = lattice.push("pinger", actors::PINGER).await?;
+    let zone = |z: &str| {
+        let mut c = lattice.machine_config();
+        c.labels.insert("zone".into(), z.into());
+        c
+    };
+    let (a, b, c) = (lattice.start_host(zone("east")).await?, lattice.start_host(zone("east")).await?, lattice.start_host(zone("west")).await?);
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(SPREAD_APP.replace("ECHO", &echo).replace("PINGER", &pinger).as_bytes()).await?;
+    wait_status(&client, "shop", StatusType::Deployed, Duration::from_secs(20)).await?;
+
+    let echo_at = placement(&lattice, &[a.id(), b.id(), c.id()], "shop-echo").await?;
+    assert_eq!(echo_at.get(a.id()).copied().unwrap_or(0) + echo_at.get(b.id()).copied().unwrap_or(0), 8, "80% east: {echo_at:?}");
+    assert_eq!(echo_at.get(c.id()), Some(&2), "20% west: {echo_at:?}");
+    let pinger_at = placement(&lattice, &[a.id(), b.id(), c.id()], "shop-pinger").await?;
+    assert_eq!(pinger_at, BTreeMap::from([(a.id().to_string(), 2), (b.id().to_string(), 2)]), "daemonscaler on every east host");
+    // The link trait and the app's config are in place: pinger reaches echo.
+    let ctl = lattice.client().await?;
+    let r = ctl.call("shop-pinger", "trellis:echo/pinger.ping", vec![r#""through the link""#.into()]).await?;
+    assert_eq!(r.results, Some(vec![r#""through the link""#.to_string()]), "{r:?}");
+    let wasmcloud = lattice.ctl().await?;
+    let greet = wasmcloud.get_config("shop-greet").await.map_err(anyhow::Error::msg)?.into_data().unwrap_or_default();
+    assert_eq!(greet.get("greeting").map(String::as_str), Some("hello"));
+
+    // A west host joins: the west share (2) is spread over both west hosts.
+    let d = lattice.start_host(zone("west")).await?;
+    let spread = eventually(Duration::from_secs(10), || async {
+        let at = placement(&lattice, &[c.id(), d.id()], "shop-echo").await.ok()?;
+        (at.get(c.id()) == Some(&1) && at.get(d.id()) == Some(&1)).then_some(())
+    })
+    .await;
+    assert!(spread.is_some(), "{:?}", placement(&lattice, &[c.id(), d.id()], "shop-echo").await?);
+
+    // What an operator scaled by hand is left alone.
+    lattice.scale(a.id(), "by-hand", &echo, 1).await?.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(placement(&lattice, &[a.id()], "by-hand").await?.get(a.id()), Some(&1));
+
+    // Undeploy: the app's workloads and its link go, the hand-scaled component stays.
+    client.undeploy_manifest("shop").await?;
+    let all = [a.id(), b.id(), c.id(), d.id()];
+    let gone = eventually(Duration::from_secs(10), || async {
+        let e = placement(&lattice, &all, "shop-echo").await.ok()?;
+        let p = placement(&lattice, &all, "shop-pinger").await.ok()?;
+        (e.is_empty() && p.is_empty()).then_some(())
+    })
+    .await;
+    assert!(gone.is_some());
+    let links = wasmcloud.get_links().await.map_err(anyhow::Error::msg)?.into_data().unwrap_or_default();
+    assert!(links.iter().all(|l| l.source_id() != "shop-pinger"), "the app's link is deleted");
+    assert_eq!(placement(&lattice, &[a.id()], "by-hand").await?.get(a.id()), Some(&1));
+    for h in [a, b, c, d] {
+        h.shutdown(None).await?;
+    }
+    Ok(())
+}
+
+/// A `trellis host` process, killed with -9 on drop if still running.
+struct HostProcess {
+    child: Child,
+    id: String,
+}
+
+impl HostProcess {
+    fn start(lattice: &TestLattice, node: usize) -> anyhow::Result<Self> {
+        let key = nkeys::KeyPair::new_server();
+        let child = Command::new(trellis_bin()?)
+            .args(["host", "--nats-url", &lattice.url_of(node), "--lattice", &lattice.name, "--host-seed", &key.seed()?])
+            .args(["--kv-replicas", "3", "--label", &format!("node={node}")])
+            .env("TRELLIS_DATA_DIR", tempfile::tempdir()?.keep())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self { child, id: key.public_key() })
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Kills the host `victim` picks while calls stream in; returns (seconds until the app runs at
+/// full scale again, calls failed in that time).
+async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, victim: usize, total: u32) -> anyhow::Result<(f64, usize)> {
+    let client = lattice.client().await?.with_timeout(Duration::from_millis(1500));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let caller = {
+        let (client, stop, failed_at) = (client.clone(), stop.clone(), failed_at.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let ok = client.call("heal-echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await.map(|r| r.results.is_some()).unwrap_or(false);
+                if !ok {
+                    failed_at.lock().expect("lock").push(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut gone = hosts.remove(victim);
+    let killed = Instant::now();
+    gone.kill9();
+    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let restored = eventually(Duration::from_secs(20), || async {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let at = placement(lattice, &refs, "heal-echo").await.ok()?;
+        (at.values().sum::<u32>() == total).then(Instant::now)
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the app was not back at full scale within 20 s"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    caller.await?;
+    let failures = failed_at.lock().expect("lock").iter().filter(|t| **t >= killed).count();
+    Ok(((restored - killed).as_secs_f64(), failures))
+}
+
+#[tokio::test]
+async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::cluster(3).await?;
+    let echo = lattice.push("heal", actors::ECHO).await?;
+    let mut hosts = Vec::new();
+    for node in 0..3 {
+        hosts.push(HostProcess::start(&lattice, node)?);
+    }
+    let ctl = lattice.client().await?;
+    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let joined = eventually(Duration::from_secs(20), || async {
+        let seen: Vec<String> = ctl.ping_hosts().await.ok()?.into_iter().map(|h| h.id).collect();
+        ids.iter().all(|id| seen.contains(id)).then_some(())
+    })
+    .await;
+    assert!(joined.is_some(), "three host processes joined");
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    let app = echo_app("heal", "v1", &echo, 6);
+    client.put_and_deploy_manifest(app.as_bytes()).await?;
+    wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let at = placement(&lattice, &refs, "heal-echo").await?;
+    assert_eq!((at.len(), at.values().sum::<u32>()), (3, 6), "two instances on each host: {at:?}");
+
+    // Kill a host that is not the app's steward, then the steward.
+    let views: Vec<trellis_host::apps::placement::HostView> =
+        ids.iter().map(|id| trellis_host::apps::placement::HostView { id: id.clone(), labels: BTreeMap::new() }).collect();
+    let steward = trellis_host::apps::placement::steward("heal", &views).map(|h| h.id.clone()).expect("a steward");
+    let other = hosts.iter().position(|h| h.id != steward).expect("another host");
+    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, other, 6).await?;
+    eprintln!("non-steward killed: full scale again after {secs:.2} s, {failures} calls failed");
+    assert!(secs <= 5.0, "share restored in {secs:.2} s");
+    assert!(failures <= 10, "{failures} calls failed");
+    wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(10)).await?;
+
+    let steward_at = hosts.iter().position(|h| h.id == steward).expect("the steward still runs");
+    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, steward_at, 6).await?;
+    eprintln!("steward killed: full scale again after {secs:.2} s, {failures} calls failed");
+    assert!(secs <= 5.0, "share restored in {secs:.2} s after the steward died");
+    assert!(failures <= 10, "{failures} calls failed");
+    wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(10)).await?;
+    Ok(())
+}
