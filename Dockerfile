@@ -13,6 +13,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/trellis /usr/local/bin/trellis
 COPY --from=build /actors /usr/local/share/trellis/actors
+COPY --from=build /src/examples/demo.yaml /usr/local/share/trellis/demo.yaml
 ENV TRELLIS_LOG=info
 ENTRYPOINT ["trellis"]
 CMD ["host"]

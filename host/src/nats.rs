@@ -61,6 +61,7 @@ pub async fn connect(
                 match &event {
                     async_nats::Event::Connected => info!(%connection, "NATS connected"),
                     async_nats::Event::Disconnected => warn!(%connection, "NATS connection lost; reconnecting"),
+                    async_nats::Event::Closed => info!(%connection, "NATS connection closed"),
                     other => warn!(%connection, event = %other, "NATS connection event"),
                 }
                 // The host may have stopped listening; that is not an error here.

@@ -131,6 +131,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Declared applications through wadm's API: put, deploy, undeploy, list, status, get,
+    /// versions, del.
+    App {
+        #[command(subcommand)]
+        action: AppAction,
+    },
     /// Stop a host gracefully (`host.stop`).
     StopHost {
         #[command(flatten)]
@@ -205,6 +211,73 @@ pub enum LinkAction {
     Get {
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppAction {
+    /// Store a manifest (YAML or JSON) as a new version.
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The manifest file.
+        file: PathBuf,
+    },
+    /// Deploy an application: a manifest file (put first), or the name of a stored one.
+    Deploy {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A manifest file, or an application name.
+        app: String,
+        /// The version to deploy (default: the newest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Undeploy an application (its versions stay stored).
+    Undeploy {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application name.
+        name: String,
+    },
+    /// List the applications with their status.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an application's status.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application name.
+        name: String,
+    },
+    /// Print a stored manifest (JSON).
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application name.
+        name: String,
+        /// The version (default: the newest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List an application's versions.
+    Versions {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application name.
+        name: String,
+    },
+    /// Delete an application (undeploying it), or one version.
+    Del {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application name.
+        name: String,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<String>,
     },
 }
 

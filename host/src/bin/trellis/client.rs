@@ -21,7 +21,7 @@ async fn connect(args: &ClientArgs) -> Result<Client> {
         .with_gather(args.timeout))
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -237,7 +237,7 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.delete_config(&name).await?);
             Ok(())
         }
-        Command::Up(_) | Command::Host(_) => anyhow::bail!("host commands are run by main, not the client"),
+        Command::Up(_) | Command::Host(_) | Command::App { .. } => anyhow::bail!("host and app commands are run by main, not this client"),
     }
 }
 

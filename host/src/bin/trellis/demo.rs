@@ -1,21 +1,20 @@
-//! `trellis up --demo DIR`: the newcomer's application, set up through the control interface
-//! like any client would: an HTTP server provider and a key-value provider, `http-hello` and
-//! `kv-counter` pushed from DIR into the lattice's artifact store (`nats://…:demo`, so any host
-//! of the lattice can run them) and scaled from there, configs and links. The count lives in JetStream, so it survives
-//! restarts of the host (and of the NATS server `up` started, whose data is on disk).
+//! `trellis up --demo DIR`: the newcomer's application, `examples/demo.yaml`, deployed through
+//! wadm's API like any client would: `http-hello` and `kv-counter` pushed from DIR into the
+//! lattice's artifact store (`nats://…:demo`, so any host of the lattice can run them), and the
+//! hosts place them, the HTTP server and key-value providers, configs and links themselves. The
+//! count lives in JetStream, so it survives restarts of the host (and of the NATS server `up`
+//! started, whose data is on disk).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use trellis_host::HostConfig;
-use trellis_messages::component::ScaleComponentCommand;
-use trellis_messages::link::Link;
-use trellis_messages::provider::StartProviderCommand;
-use trellis_messages::Client;
 
-use crate::client::{report_scale, watch_scale};
+/// The demo application, as in `examples/demo.yaml`.
+const MANIFEST: &str = include_str!("../../../../examples/demo.yaml");
+/// The listen address in that file, replaced with `--demo-address`.
+const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
 
 /// What the demo runs, checked before the host starts.
 #[derive(Debug)]
@@ -25,7 +24,6 @@ pub struct Demo {
     address: String,
     nats_url: String,
     lattice: String,
-    ctl_prefix: String,
     replicas: usize,
 }
 
@@ -48,57 +46,61 @@ impl Demo {
             address,
             nats_url: config.nats.url.clone(),
             lattice: config.lattice.clone(),
-            ctl_prefix: config.ctl_prefix.clone(),
             replicas: config.kv_replicas,
         })
     }
 
-    /// Sets the demo up on host `host_id`.
+    /// Deploys the demo: pushes the components into the lattice's artifact store, then puts and
+    /// deploys `examples/demo.yaml` (with this demo's address) through wadm's API, and waits
+    /// until the hosts report it deployed.
     ///
     /// # Errors
-    /// When a control request is refused or a component does not start.
-    pub async fn run(self, host_id: &str) -> Result<()> {
+    /// When a request is refused or the application does not reach `deployed` within a minute.
+    pub async fn run(self, _host_id: &str) -> Result<()> {
         let nats = async_nats::connect(self.nats_url.split(',').next().unwrap_or_default()).await?;
-        let client = Client::new(nats.clone(), &self.ctl_prefix, &self.lattice).with_timeout(Duration::from_secs(10));
-        for (id, reference) in [("demo-http", "wasmcloud+builtin://http-server"), ("demo-kv", "trellis://keyvalue")] {
-            let command = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host_id.into(), ..Default::default() };
-            client.start_provider(host_id, &command).await?;
-        }
         for (id, path) in [("http-hello", &self.hello), ("kv-counter", &self.counter)] {
             let reference = format!("nats://{id}:demo");
             let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
             trellis_host::wasm::artifacts::push(&nats, &self.lattice, self.replicas, &reference, &bytes)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let outcome = watch_scale(&client, id, Duration::from_secs(60)).await?;
-            let command = ScaleComponentCommand {
-                component_ref: reference,
-                component_id: id.into(),
-                max_instances: 16,
-                host_id: host_id.into(),
-                allow_update: true,
-                ..ScaleComponentCommand::default()
-            };
-            let ack = client.scale_component(host_id, &command).await?;
-            if !ack.contains("scaled to") {
-                report_scale(outcome, false).await?;
+        }
+        let manifest = MANIFEST.replace(DEFAULT_ADDRESS, &self.address);
+        // The version names the content: the same demo again is the same version.
+        let version = format!("v1-{}", &trellis_host::wasm::oci::sha256(manifest.as_bytes())["sha256:".len()..][..12]);
+        let manifest = manifest.replace("version: v1", &format!("version: {version}"));
+        let api = |op: &str| format!("wadm.api.{}.model.{op}", self.lattice);
+        let ask = |op: String, body: Vec<u8>| {
+            let nats = nats.clone();
+            async move {
+                let reply = tokio::time::timeout(Duration::from_secs(10), nats.request(op, body.into())).await??;
+                Ok::<serde_json::Value, anyhow::Error>(serde_json::from_slice(&reply.payload)?)
+            }
+        };
+        let put = ask(api("put"), manifest.into_bytes()).await?;
+        let message = put["message"].as_str().unwrap_or_default();
+        if put["result"] == "error" && !message.contains("already exists") {
+            bail!("the demo's manifest was refused: {message}");
+        }
+        let deploy = ask(api("deploy.demo"), serde_json::json!({ "version": version }).to_string().into_bytes()).await?;
+        if deploy["result"] != "acknowledged" {
+            bail!("the demo was not deployed: {}", deploy["message"]);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = ask(api("status.demo"), Vec::new()).await?;
+            let state = &status["status"]["status"];
+            match state["type"].as_str() {
+                Some("deployed") => break,
+                Some("failed") if tokio::time::Instant::now() > deadline => bail!("the demo failed: {}", state["message"]),
+                _ if tokio::time::Instant::now() > deadline => bail!("the demo was not deployed within a minute: {}", state["message"]),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        let config = |path: &str| HashMap::from([("address".to_string(), self.address.clone()), ("path".to_string(), path.to_string())]);
-        client.put_config("demo-hello-http", &config("/hello")).await?;
-        client.put_config("demo-counter-http", &config("/count")).await?;
-        client.put_config("demo-counter-kv", &HashMap::from([("bucket".to_string(), "trellis_demo_counters".to_string())])).await?;
-        let http = |target: &str, config: &str| {
-            Link::new("demo-http", target, target, "wasi", "http", &["incoming-handler"]).with_source_config(&[config])
-        };
-        // The counter's key-value link first: once a route serves it, it can count.
-        let kv = Link::new("kv-counter", "demo-kv", "default", "wasi", "keyvalue", &["store", "atomics"]);
-        client.put_link(&kv.with_target_config(&["demo-counter-kv"])).await?;
-        client.put_link(&http("http-hello", "demo-hello-http")).await?;
-        client.put_link(&http("kv-counter", "demo-counter-http")).await?;
         println!(
             "Demo running: `curl http://{a}/hello` (http-hello) and `curl http://{a}/count` (kv-counter: the count rises \
-             with every request and survives restarts). Ctrl-C stops the host and the NATS server it started.",
+             with every request and survives restarts). It is the application in examples/demo.yaml, run by the host \
+             itself: `trellis app status demo`. Ctrl-C stops the host and the NATS server it started.",
             a = self.address
         );
         Ok(())

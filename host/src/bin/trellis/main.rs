@@ -1,5 +1,6 @@
 //! The `trellis` command: run a host, or drive a lattice's hosts.
 
+mod app;
 mod args;
 mod client;
 mod demo;
@@ -55,6 +56,7 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Up(args) => up(args).await,
         Command::Host(args) => run_host(host_config(&args, false)?).await,
+        Command::App { action } => app::run(action).await,
         other => client::run(other).await,
     }
 }
