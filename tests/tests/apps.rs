@@ -393,3 +393,85 @@ async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Re
     wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(10)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn failures_back_off_and_show_in_status_and_a_stopping_host_hands_its_share_over() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let a = lattice.start_host(lattice.machine_config()).await?;
+    let b = lattice.start_host(lattice.machine_config()).await?;
+    let nats = lattice.nats().await?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+
+    // A reference that cannot load: failed, with the reason, retried with backoff (not at
+    // every pass).
+    let mut failures = nats.subscribe(format!("wasmbus.evt.{}.component_scale_failed", lattice.name)).await?;
+    nats.flush().await?;
+    client.put_and_deploy_manifest(echo_app("broken", "v1", "nats://missing:1.0", 1).as_bytes()).await?;
+    let mut status_updates = client.subscribe_to_status("broken").await?;
+    wait_status(&client, "broken", StatusType::Failed, Duration::from_secs(15)).await?;
+    let status = client.get_manifest_status("broken").await?;
+    assert!(status.info.message.contains("nats://missing:1.0"), "{status:?}");
+    let published = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut status_updates)).await?.expect("a status message");
+    let published: wadm_types::api::Status = serde_json::from_slice(&published.payload)?;
+    assert_ne!(published.info.status_type, StatusType::Deployed, "published on wadm.status.{{lattice}}.broken");
+    let window = Instant::now();
+    let mut attempts = 0;
+    while window.elapsed() < Duration::from_secs(4) {
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut failures)).await {
+            attempts += 1;
+        }
+    }
+    assert!(attempts <= 4, "{attempts} attempts in 4 s: backoff (1, 2, 4 s…), not one every pass");
+    client.delete_manifest("broken", None).await?;
+
+    // Two hosts share four instances; a host told to stop moves its share to the other first.
+    client.put_and_deploy_manifest(echo_app("moving", "v1", &echo, 4).as_bytes()).await?;
+    wait_status(&client, "moving", StatusType::Deployed, Duration::from_secs(15)).await?;
+    assert_eq!(placement(&lattice, &[a.id(), b.id()], "moving-echo").await?.len(), 2, "both hosts serve");
+    let b_id = b.id().to_string();
+    a.shutdown(None).await?;
+    assert_eq!(placement(&lattice, &[&b_id], "moving-echo").await?.get(&b_id), Some(&4), "B runs all four when A is gone");
+    b.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_trellis_app_commands() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, echo_app("cli", "v1", &echo, 1))?;
+    let app = |args: &[&str]| {
+        let out = Command::new(trellis_bin().expect("binary"))
+            .arg("app")
+            .args(args)
+            .args(["--nats-url", &lattice.url(), "--lattice", &lattice.name])
+            .output()
+            .expect("run trellis");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, out, err) = app(&["deploy", file.to_str().expect("path")]);
+    assert!(ok && out.contains("deployed application cli"), "{out}{err}");
+    let deployed = eventually(Duration::from_secs(15), || async { app(&["status", "cli"]).1.starts_with("cli: deployed").then_some(()) }).await;
+    assert!(deployed.is_some(), "{}", app(&["status", "cli"]).1);
+    let (_, list, _) = app(&["list"]);
+    assert!(list.lines().any(|l| l.starts_with("cli ") && l.contains("deployed")), "{list}");
+    std::fs::write(&file, echo_app("cli", "v2", &echo, 2))?;
+    assert!(app(&["put", file.to_str().expect("path")]).0);
+    assert_eq!(app(&["versions", "cli"]).1, "v1 (deployed)\nv2\n");
+    let (ok, manifest, _) = app(&["get", "cli", "--version", "v2"]);
+    assert!(ok && manifest.contains("\"instances\": 2"), "{manifest}");
+    assert!(app(&["undeploy", "cli"]).0);
+    assert!(app(&["del", "cli"]).0);
+    let (ok, _, err) = app(&["status", "cli"]);
+    assert!(!ok && err.contains("no application named `cli`"), "{err}");
+    let (ok, _, err) = app(&["deploy", "/nonexistent.yaml"]);
+    assert!(!ok && err.contains("cannot read /nonexistent.yaml"), "{err}");
+    host.shutdown(None).await?;
+    Ok(())
+}

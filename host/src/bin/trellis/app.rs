@@ -55,7 +55,8 @@ pub async fn run(action: AppAction) -> Result<()> {
         }
         AppAction::Deploy { client, app, version } => {
             let path = std::path::Path::new(&app);
-            let (name, version) = if path.is_file() {
+            let looks_like_a_file = app.contains('/') || [".yaml", ".yml", ".json"].iter().any(|e| app.ends_with(e));
+            let (name, version) = if path.is_file() || looks_like_a_file {
                 let reply = put(&client, path).await?;
                 (reply.name, version.or(Some(reply.current_version)))
             } else {
