@@ -499,8 +499,10 @@ fn unique_lattice() -> String {
 /// host's sources is refused rather than silently tested.
 pub fn trellis_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> → target/<profile>/trellis
-    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
+    // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (the benchmark)
+    // → target/<profile>/trellis
+    let dir = exe.parent().context("test binary has no directory")?;
+    let profile_dir = if dir.ends_with("deps") { dir.parent().context("test binary has no target dir")? } else { dir };
     let bin = profile_dir.join("trellis");
     let hint = "build it first: `cargo build --workspace --bins` (scripts/test does)";
     let built = std::fs::metadata(&bin)

@@ -13,7 +13,7 @@ fn quick_benchmark_produces_every_figure() {
     assert!(out.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path()).expect("JSON written")).expect("valid JSON");
     let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
-    for prefix in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. "] {
+    for prefix in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. "] {
         assert!(names.iter().any(|n| n.starts_with(prefix)), "figure {prefix} missing from {names:?}");
     }
     assert_eq!(names.iter().filter(|n| n.starts_with("4. ")).count(), 3, "HTTP at concurrency 1, 8, 64");
@@ -54,8 +54,8 @@ fn only_runs_the_figures_named_and_refuses_a_bad_list() {
     let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
     assert!(names.len() == 1 && names[0].starts_with("3. "), "{names:?}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,9"]).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,10"]).output().expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("figure numbers 1 to 8") && stderr.contains("2,9"), "{stderr}");
+    assert!(stderr.contains("figure numbers 1 to 9") && stderr.contains("2,10"), "{stderr}");
 }

@@ -9,9 +9,11 @@
 //! NATS round trip; control-plane call vs the raw round trip; HTTP at concurrency 1/8/64 vs a
 //! plain hyper server; scale from zero (cold and warm compile cache); density (memory per
 //! component, time to scale, heartbeat size); link propagation across hosts; scale from an OCI
-//! registry and from the lattice's artifact store, cold and warm, vs from a file.
+//! registry and from the lattice's artifact store, cold and warm, vs from a file; healing of a
+//! declared app after `kill -9` of a host process, vs the liveness deadline.
 
 mod baselines;
+mod heal;
 mod measure;
 
 use std::collections::HashMap;
@@ -160,9 +162,9 @@ async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Clien
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=8).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=9).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 8, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 9, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -373,6 +375,19 @@ async fn main() -> Result<()> {
     // 8. Scale from a registry and from the lattice's artifact store, next to a file.
     if want(8) {
         figures.extend(scale_by_source(&lattice, &client, if quick { 1 } else { 5 }).await?);
+    }
+
+    // 9. Healing: kill -9 of a host process → its share of a declared app runs elsewhere.
+    if want(9) {
+        let (first, full, rounds) = heal::heal(&lattice, if quick { 1 } else { 5 }).await?;
+        let deadline = trellis_host::apps::liveness::DEAD_AFTER.as_secs_f64();
+        figures.push(Figure {
+            name: "9. healing: kill -9 of one of three hosts → declared app at full scale again vs liveness deadline".into(),
+            trellis: format!("p50 {full:.2} s (first replacement scaled at {first:.2} s)"),
+            baseline: format!("liveness deadline {deadline:.1} s (records every 1 s)"),
+            ratio: full / deadline,
+            json: json!({"restored_p50_s": full, "first_replacement_p50_s": first, "liveness_deadline_s": deadline, "rounds": rounds}),
+        });
     }
 
     println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
