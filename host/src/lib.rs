@@ -79,6 +79,8 @@
 //!   supervisor future (runtime.rs) ◄── StopRequest ◄── HostHandle::stop (SIGINT/SIGTERM)
 //!     1. StopControl → ControlActor drains its subscriptions (answers what the server had
 //!        already delivered), finishes in-flight answers, stops
+//!     1b. apps: the reconciler stops, the host deletes its liveness record and waits (≤ 5 s)
+//!        until the other hosts run its share of the declared applications
 //!     2. StopProviders → ProvidersActor stops the HTTP servers (no new connections; open
 //!        ones finish their request and close), stops
 //!        DrainComponents → WorkloadActor stops every ComponentActor (and never starts one
@@ -108,6 +110,14 @@
 //! the HTTP client gate are host functions in `wasm::keyvalue`, `wasm::messaging` and
 //! `wasm::invoke`/`wasm::state`; what each may reach is decided by [`capability`] at call time,
 //! and nowhere else.
+//!
+//! Declared applications ([`apps`]) are tasks the supervisor owns beside the actors: the
+//! liveness beat (asks `HostActor` for the inventory every second, puts it in
+//! `TRELLIS_LIVE_{lattice}`) and follower (every host's records), wadm's API (queue group
+//! `wadm_server`, manifests in `wadm_manifests`), and the reconciler, which computes the plan
+//! from the deployed manifests and the live hosts and sends this host's part to its own actors:
+//! `Scale` to the `WorkloadActor`, `StartProvider` / `StopProvider` to the `ProvidersActor`, and,
+//! where it is an app's steward, `PutConfig` / `PutLink` to the `LatticeActor`.
 //!
 //! A component update swaps the `Arc<PreparedComponent>` the actor hands to new calls; calls in
 //! flight finish on the old code, and the subscription never changes, so no call fails.

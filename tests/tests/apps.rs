@@ -102,6 +102,7 @@ async fn the_wadm_api_round_trip_with_the_published_client() -> anyhow::Result<(
     assert_eq!(c.max_instances, 2);
     let annotations = c.annotations.clone().unwrap_or_default();
     assert_eq!((annotations["wasmcloud.dev/managed-by"].as_str(), annotations["wasmcloud.dev/appspec"].as_str()), ("wadm", "demo"));
+    assert_eq!((annotations["wasmcloud.dev/scaler"].as_str(), annotations["wasmcloud.dev/spread_name"].as_str()), ("spreadscaler", "default"));
     let r = lattice.client().await?.call("demo-echo", "trellis:echo/echo.echo", vec![r#""declared""#.into()]).await?;
     assert_eq!(r.results, Some(vec![r#""declared""#.to_string()]));
     let models = client.list_manifests().await?;
@@ -154,7 +155,13 @@ async fn bad_manifests_and_requests_get_clear_errors_and_the_host_carries_on() -
         "        - type: spreadscaler",
         "        - type: link\n          properties:\n            namespace: 5\n            package: p\n            interfaces: [i]\n            target: {name: t}\n        - type: spreadscaler",
     );
+    let custom_trait = echo_app("odd", "v1", "nats://x:1", 1).replace("type: spreadscaler", "type: frobscaler").replace("instances: 1", "speed: 11");
+    let shared = echo_app("shared", "v1", "nats://x:1", 1).replace("        image: \"nats://x:1\"", "        application: {name: other, component: echo}");
+    let policy = echo_app("pol", "v1", "nats://x:1", 1).replace("spec:\n", "spec:\n  policies:\n    - {name: vault, type: policy.secret.wasmcloud.dev/v1alpha1, properties: {backend: vault}}\n");
     for (body, expect) in [
+        (custom_trait.as_bytes(), "frobscaler"),
+        (policy.as_bytes(), "policies"),
+        (shared.as_bytes(), "shared application"),
         (&b"{not yaml: ["[..], "Unable to parse manifest"),
         (hostile.as_bytes(), "namespace"),
         (echo_app("bad name!", "v1", "nats://x:1", 1).as_bytes(), "invalid characters"),

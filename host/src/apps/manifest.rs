@@ -72,11 +72,38 @@ pub async fn validate(manifest: &Manifest) -> Result<(), String> {
             "Manifest name {name} contains invalid characters. Manifest names can only contain alphanumeric characters, dashes, and underscores."
         ));
     }
+    unsupported(manifest)?;
     let failures = wadm_types::validation::validate_manifest(manifest).await.map_err(|e| e.to_string())?;
     match failures.into_iter().find(|f| matches!(f.level, ValidationFailureLevel::Error)) {
         Some(f) => Err(f.msg),
         None => Ok(()),
     }
+}
+
+/// What wadm accepts and Trellis does not run yet: refused rather than silently ignored.
+fn unsupported(manifest: &Manifest) -> Result<(), String> {
+    use wadm_types::Properties;
+    if !manifest.spec.policies.is_empty() {
+        return Err("policies (and the secrets they serve) are not supported by Trellis yet".into());
+    }
+    for c in &manifest.spec.components {
+        let (shared, secrets) = match &c.properties {
+            Properties::Component { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
+            Properties::Capability { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
+        };
+        if shared {
+            return Err(format!("component `{}` refers to a shared application, which Trellis does not support yet", c.name));
+        }
+        if secrets {
+            return Err(format!("component `{}` uses secrets, which Trellis does not support yet", c.name));
+        }
+        for t in c.traits.iter().flatten() {
+            if let wadm_types::TraitProperty::Custom(_) = t.properties {
+                return Err(format!("component `{}`: trait `{}` is not supported by Trellis", c.name, t.trait_type));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
