@@ -8,7 +8,7 @@ use std::time::Duration;
 pub enum StopReason {
     /// `host.stop` on the control interface.
     ControlInterface,
-    /// The owner of the [`HostHandle`] asked (e.g. on SIGINT/SIGTERM).
+    /// The owner of the [`HostHandle`](crate::HostHandle) asked (e.g. on SIGINT/SIGTERM).
     Requested,
     /// The control subscriptions ended on their own (the NATS client closed).
     ControlLost,
