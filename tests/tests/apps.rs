@@ -224,6 +224,14 @@ spec:
             interfaces: [echo]
             target:
               name: echo
+    - name: kv
+      type: capability
+      properties:
+        image: "trellis://keyvalue"
+      traits:
+        - type: daemonscaler
+          properties:
+            instances: 1
 "#;
 
 #[tokio::test]
@@ -247,6 +255,10 @@ async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> an
     assert_eq!(echo_at.get(c.id()), Some(&2), "20% west: {echo_at:?}");
     let pinger_at = placement(&lattice, &[a.id(), b.id(), c.id()], "shop-pinger").await?;
     assert_eq!(pinger_at, BTreeMap::from([(a.id().to_string(), 2), (b.id().to_string(), 2)]), "daemonscaler on every east host");
+    for h in [&a, &b, &c] {
+        let providers = lattice.client().await?.inventory(h.id()).await?.providers;
+        assert!(providers.iter().any(|p| p.id == "shop-kv"), "a key-value provider on every host");
+    }
     // The link trait and the app's config are in place: pinger reaches echo.
     let ctl = lattice.client().await?;
     let r = ctl.call("shop-pinger", "trellis:echo/pinger.ping", vec![r#""through the link""#.into()]).await?;
@@ -279,6 +291,10 @@ async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> an
     })
     .await;
     assert!(gone.is_some());
+    for h in all {
+        let providers = ctl.inventory(h).await?.providers;
+        assert!(providers.iter().all(|p| p.id != "shop-kv"), "the app's providers are stopped");
+    }
     let links = wasmcloud.get_links().await.map_err(anyhow::Error::msg)?.into_data().unwrap_or_default();
     assert!(links.iter().all(|l| l.source_id() != "shop-pinger"), "the app's link is deleted");
     assert_eq!(placement(&lattice, &[a.id()], "by-hand").await?.get(a.id()), Some(&1));
@@ -295,11 +311,14 @@ struct HostProcess {
 }
 
 impl HostProcess {
-    fn start(lattice: &TestLattice, node: usize) -> anyhow::Result<Self> {
-        let key = nkeys::KeyPair::new_server();
+    fn start(lattice: &TestLattice, node: usize, role: &str) -> anyhow::Result<Self> {
+        Self::start_as(lattice, node, role, nkeys::KeyPair::new_server())
+    }
+
+    fn start_as(lattice: &TestLattice, node: usize, role: &str, key: nkeys::KeyPair) -> anyhow::Result<Self> {
         let child = Command::new(trellis_bin()?)
             .args(["host", "--nats-url", &lattice.url_of(node), "--lattice", &lattice.name, "--host-seed", &key.seed()?])
-            .args(["--kv-replicas", "3", "--label", &format!("node={node}")])
+            .args(["--kv-replicas", "3", "--label", &format!("node={node}"), "--label", &format!("role={role}")])
             .env("TRELLIS_DATA_DIR", tempfile::tempdir()?.keep())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -321,7 +340,21 @@ impl Drop for HostProcess {
 
 /// Kills the host `victim` picks while calls stream in; returns (seconds until the app runs at
 /// full scale again, calls failed in that time).
-async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, victim: usize, total: u32) -> anyhow::Result<(f64, usize)> {
+/// `GET /` on `port`; `true` for a 200 from http-hello.
+async fn http_ok(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        Some(text.starts_with("HTTP/1.1 200") && text.contains("Hello from Trellis"))
+    };
+    tokio::time::timeout(Duration::from_millis(1500), attempt).await.ok().flatten().unwrap_or(false)
+}
+
+async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, victim: usize, total: u32, port: u16) -> anyhow::Result<(f64, usize)> {
     let client = lattice.client().await?.with_timeout(Duration::from_millis(1500));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failed_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
@@ -329,8 +362,9 @@ async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, v
         let (client, stop, failed_at) = (client.clone(), stop.clone(), failed_at.clone());
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let ok = client.call("heal-echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await.map(|r| r.results.is_some()).unwrap_or(false);
-                if !ok {
+                let called = client.call("heal-echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await.map(|r| r.results.is_some()).unwrap_or(false);
+                let served = http_ok(port).await;
+                if !called || !served {
                     failed_at.lock().expect("lock").push(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -356,48 +390,115 @@ async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, v
     Ok(((restored - killed).as_secs_f64(), failures))
 }
 
+const HEAL_APP: &str = r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: heal
+  annotations:
+    version: v1
+spec:
+  components:
+    - name: echo
+      type: component
+      properties:
+        image: "ECHO"
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 6
+            spread: [{name: workers, requirements: {role: worker}}]
+    - name: hello
+      type: component
+      properties:
+        image: "HELLO"
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 6
+            spread: [{name: workers, requirements: {role: worker}}]
+    - name: http
+      type: capability
+      properties:
+        image: "wasmcloud+builtin://http-server"
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+            spread: [{name: ingress, requirements: {role: ingress}}]
+        - type: link
+          properties:
+            namespace: wasi
+            package: http
+            interfaces: [incoming-handler]
+            source:
+              config:
+                - name: listen
+                  properties: {address: "127.0.0.1:PORT"}
+            target:
+              name: hello
+"#;
+
 #[tokio::test]
 async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
     let echo = lattice.push("heal", actors::ECHO).await?;
+    let hello = lattice.push("heal-hello", actors::HTTP_HELLO).await?;
+    // Three workers, one on each node, and an ingress host that runs the HTTP server: every
+    // request crosses NATS to a worker.
     let mut hosts = Vec::new();
     for node in 0..3 {
-        hosts.push(HostProcess::start(&lattice, node)?);
+        hosts.push(HostProcess::start(&lattice, node, "worker")?);
     }
+    // The ingress host is never the app's steward (ids are drawn until it is not), so the
+    // second kill below is the steward's.
+    let view = |id: &str| trellis_host::apps::placement::HostView { id: id.to_string(), labels: BTreeMap::new() };
+    let ingress_key = loop {
+        let key = nkeys::KeyPair::new_server();
+        let mut views: Vec<_> = hosts.iter().map(|h| view(&h.id)).collect();
+        views.push(view(&key.public_key()));
+        if trellis_host::apps::placement::steward("heal", &views).is_some_and(|s| s.id != key.public_key()) {
+            break key;
+        }
+    };
+    let ingress = HostProcess::start_as(&lattice, 0, "ingress", ingress_key)?;
     let ctl = lattice.client().await?;
-    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let mut ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    ids.push(ingress.id.clone());
     let joined = eventually(Duration::from_secs(20), || async {
         let seen: Vec<String> = ctl.ping_hosts().await.ok()?.into_iter().map(|h| h.id).collect();
         ids.iter().all(|id| seen.contains(id)).then_some(())
     })
     .await;
-    assert!(joined.is_some(), "three host processes joined");
+    assert!(joined.is_some(), "four host processes joined");
     let client = wadm(&lattice, nats039(&lattice).await?);
-    let app = echo_app("heal", "v1", &echo, 6);
+    let port = trellis_tests::free_port();
+    let app = HEAL_APP.replace("ECHO", &echo).replace("HELLO", &hello).replace("PORT", &port.to_string());
     client.put_and_deploy_manifest(app.as_bytes()).await?;
     wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(30)).await?;
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let at = placement(&lattice, &refs, "heal-echo").await?;
-    assert_eq!((at.len(), at.values().sum::<u32>()), (3, 6), "two instances on each host: {at:?}");
+    let workers: Vec<&str> = ids[..3].iter().map(String::as_str).collect();
+    let at = placement(&lattice, &workers, "heal-echo").await?;
+    assert_eq!((at.len(), at.values().sum::<u32>()), (3, 6), "two instances on each worker: {at:?}");
+    assert!(eventually(Duration::from_secs(10), || async { http_ok(port).await.then_some(()) }).await.is_some(), "served over HTTP");
 
-    // Kill a host that is not the app's steward, then the steward.
-    let views: Vec<trellis_host::apps::placement::HostView> =
-        ids.iter().map(|id| trellis_host::apps::placement::HostView { id: id.clone(), labels: BTreeMap::new() }).collect();
+    // Kill a worker that is not the app's steward, then the steward.
+    let views: Vec<_> = ids.iter().map(|id| view(id)).collect();
     let steward = trellis_host::apps::placement::steward("heal", &views).map(|h| h.id.clone()).expect("a steward");
-    let other = hosts.iter().position(|h| h.id != steward).expect("another host");
-    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, other, 6).await?;
-    eprintln!("non-steward killed: full scale again after {secs:.2} s, {failures} calls failed");
+    assert_ne!(steward, ingress.id);
+    let other = hosts.iter().position(|h| h.id != steward).expect("another worker");
+    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, other, 6, port).await?;
+    eprintln!("worker killed: full scale again after {secs:.2} s, {failures} calls or requests failed");
     assert!(secs <= 5.0, "share restored in {secs:.2} s");
-    assert!(failures <= 10, "{failures} calls failed");
+    assert!(failures <= 10, "{failures} calls or requests failed");
     wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(10)).await?;
 
-    let steward_at = hosts.iter().position(|h| h.id == steward).expect("the steward still runs");
-    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, steward_at, 6).await?;
-    eprintln!("steward killed: full scale again after {secs:.2} s, {failures} calls failed");
-    assert!(secs <= 5.0, "share restored in {secs:.2} s after the steward died");
-    assert!(failures <= 10, "{failures} calls failed");
+    let next = hosts.iter().position(|h| h.id == steward).expect("the steward still runs");
+    let (secs, failures) = kill_and_measure(&lattice, &mut hosts, next, 6, port).await?;
+    eprintln!("steward killed: full scale again after {secs:.2} s, {failures} calls or requests failed");
+    assert!(secs <= 5.0, "share restored in {secs:.2} s");
+    assert!(failures <= 10, "{failures} calls or requests failed");
     wait_status(&client, "heal", StatusType::Deployed, Duration::from_secs(10)).await?;
+    drop(ingress);
     Ok(())
 }
 
@@ -432,6 +533,16 @@ async fn failures_back_off_and_show_in_status_and_a_stopping_host_hands_its_shar
     }
     assert!(attempts <= 4, "{attempts} attempts in 4 s: backoff (1, 2, 4 s…), not one every pass");
     client.delete_manifest("broken", None).await?;
+    // No host matches the spread: failed, saying so.
+    let nowhere = echo_app("nowhere", "v1", &echo, 1).replace(
+        "            instances: 1\n",
+        "            instances: 1\n            spread:\n              - name: mars\n                requirements: {zone: mars}\n",
+    );
+    client.put_and_deploy_manifest(nowhere.as_bytes()).await?;
+    wait_status(&client, "nowhere", StatusType::Failed, Duration::from_secs(10)).await?;
+    let status = client.get_manifest_status("nowhere").await?;
+    assert!(status.info.message.contains("0/2 eligible hosts"), "{status:?}");
+    client.delete_manifest("nowhere", None).await?;
 
     // Two hosts share four instances; a host told to stop moves its share to the other first.
     client.put_and_deploy_manifest(echo_app("moving", "v1", &echo, 4).as_bytes()).await?;
