@@ -360,7 +360,10 @@ async fn stop_apps(apps: AppTasks, within: Duration) {
     apps.beat.abort();
     let _ = apps.run.await;
     let _ = apps.beat.await;
-    crate::apps::reconciler::hand_off(&apps.reconciler, within).await;
+    // Bounded as a whole: with NATS unreachable even the goodbye would wait for a timeout.
+    if tokio::time::timeout(within, crate::apps::reconciler::hand_off(&apps.reconciler, within)).await.is_err() {
+        warn!(?within, "could not hand this host's share of the applications over in time");
+    }
     apps.follow.abort();
     apps.api.abort();
     let _ = apps.follow.await;

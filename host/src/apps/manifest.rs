@@ -94,6 +94,13 @@ fn unsupported(manifest: &Manifest) -> Result<(), String> {
         if shared {
             return Err(format!("component `{}` refers to a shared application, which Trellis does not support yet", c.name));
         }
+        let explicit = match &c.properties {
+            Properties::Component { properties } => properties.id.as_ref(),
+            Properties::Capability { properties } => properties.id.as_ref(),
+        };
+        if let Some(id) = explicit {
+            trellis_messages::invocation::check_component_id(id).map_err(|e| format!("component `{}`: {e}", c.name))?;
+        }
         if secrets {
             return Err(format!("component `{}` uses secrets, which Trellis does not support yet", c.name));
         }

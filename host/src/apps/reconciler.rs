@@ -136,7 +136,11 @@ impl Reconciler {
                         apps = all.iter().filter_map(|s| s.deployed().map(|m| (s.name().to_string(), m.clone()))).collect();
                         loaded = Some(Instant::now());
                     }
-                    Err(e) => warn!(error = %e, "cannot read the deployed applications"),
+                    Err(e) => {
+                        // Tried again at the next reload, not at every pass.
+                        warn!(error = %e, "cannot read the deployed applications; keeping the last ones read");
+                        loaded = Some(Instant::now());
+                    }
                 }
             }
             self.pass(&apps, &mut attempts, &mut published).await;
