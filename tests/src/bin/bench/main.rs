@@ -404,6 +404,14 @@ async fn main() -> Result<()> {
     }
     std::fs::write(&json_path, serde_json::to_vec_pretty(&out)?)?;
     println!("JSON written to {json_path}");
+    // The same figures as a Markdown table, for the README (copied from here, not typed).
+    let md_path = std::path::Path::new(&json_path).with_extension("md");
+    let mut md = String::from("| Figure | Trellis | Baseline | Ratio |\n|---|---|---|---|\n");
+    for f in &figures {
+        md.push_str(&format!("| {} | {} | {} | {:.2} |\n", f.name, f.trellis.replace('|', "/"), f.baseline.replace('|', "/"), f.ratio));
+    }
+    std::fs::write(&md_path, md)?;
+    println!("Markdown table written to {}", md_path.display());
     for h in hosts {
         h.shutdown(None).await?;
     }
