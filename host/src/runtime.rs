@@ -237,6 +237,9 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         Ok(n) => info!(specs = n, "rewrote component specs stored in Trellis's old layout as wasmCloud's ComponentSpecification"),
         Err(e) => warn!(error = %e, "could not rewrite component specs stored in the old layout; they are still read"),
     }
+    // What declared applications need from NATS, opened before any actor or task starts: a
+    // host whose user may not use them fails here, with nothing to tear down.
+    let apps_opened = if config.apps { Some(open_apps(config, &nats).await?) } else { None };
     let view = LatticeView::default();
     let providers_dir = ProviderDirectory::default();
     let registries = crate::wasm::oci::Registries::default();
@@ -288,14 +291,20 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let lattice = LatticeActor::new(store, view.clone(), events.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
-    let apps = if config.apps {
-        Some(start_apps(config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await?)
-    } else {
-        None
+    let apps = match apps_opened {
+        Some(opened) => Some(start_apps(opened, config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await),
+        None => None,
     };
     let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
-    crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: "(barrier)".into(), reason })?;
+    if let Err(reason) = crate::nats::barrier(&nats).await {
+        follower.abort();
+        let _ = follower.await;
+        if let Some(apps) = apps {
+            stop_apps(apps, Duration::ZERO).await;
+        }
+        return Err(HostError::Subscribe { subject: "(barrier)".into(), reason });
+    }
     let info = HostInfo {
         id: host_id,
         friendly_name: identity.friendly_name().to_string(),
@@ -318,8 +327,33 @@ struct AppTasks {
     api: tokio::task::JoinHandle<()>,
 }
 
+/// The application store, the liveness bucket, and the follower of the liveness records (a
+/// future holding its KV watch, spawned by [`start_apps`]).
+struct AppsOpened {
+    store: crate::apps::store::ManifestStore,
+    liveness: crate::apps::liveness::Liveness,
+    follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+async fn open_apps(config: &HostConfig, nats: &async_nats::Client) -> Result<AppsOpened> {
+    use crate::apps::{liveness::Liveness, store::ManifestStore};
+    let needs = |e: HostError| {
+        HostError::Runtime(format!(
+            "declared applications cannot start ({e}); give this host's NATS user the application subjects and buckets, or run it with --no-apps"
+        ))
+    };
+    let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await.map_err(needs)?;
+    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas).await.map_err(needs)?;
+    let follow = Box::pin(liveness.follow().await.map_err(needs)?);
+    Ok(AppsOpened { store, liveness, follow })
+}
+
+/// Spawns the application tasks. Nothing here fails the host: the only fallible step is the
+/// API's subscription, which fails only on a closed connection (a permission refusal comes back
+/// from the server later); the host then runs without answering the API, and says so.
 #[allow(clippy::too_many_arguments)]
 async fn start_apps(
+    opened: AppsOpened,
     config: &HostConfig,
     host_id: &str,
     nats: &async_nats::Client,
@@ -328,11 +362,10 @@ async fn start_apps(
     providers: &Addr<ProvidersActor>,
     lattice: &Addr<LatticeActor>,
     view: &LatticeView,
-) -> Result<AppTasks> {
-    use crate::apps::{api::AppsApi, liveness::Liveness, reconciler::Reconciler, store::ManifestStore};
-    let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await?;
-    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas).await?;
-    let follow = tokio::spawn(liveness.follow().await?);
+) -> AppTasks {
+    use crate::apps::{api::AppsApi, reconciler::Reconciler};
+    let AppsOpened { store, liveness, follow } = opened;
+    let follow = tokio::spawn(follow);
     let reconciler = Reconciler {
         host_id: host_id.to_string(),
         lattice: config.lattice.clone(),
@@ -347,10 +380,16 @@ async fn start_apps(
         failures: std::sync::Arc::default(),
     };
     let api = AppsApi { store, liveness, lattice: lattice.clone(), view: view.clone(), lattice_name: config.lattice.clone() };
-    let api = tokio::spawn(api.serve(nats.clone()).await.map_err(|reason| HostError::Subscribe { subject: format!("wadm.api.{}.model.>", config.lattice), reason })?);
+    let api = match api.serve(nats.clone()).await {
+        Ok(serve) => tokio::spawn(serve),
+        Err(e) => {
+            warn!(error = %e, "cannot subscribe to wadm's API; this host does not answer it");
+            tokio::spawn(async {})
+        }
+    };
     let beat = tokio::spawn(reconciler.clone().beat());
     let run = tokio::spawn(reconciler.clone().run());
-    Ok(AppTasks { reconciler, run, beat, follow, api })
+    AppTasks { reconciler, run, beat, follow, api }
 }
 
 /// Stops reconciling, hands this host's share to the others (at most `within`), then stops the

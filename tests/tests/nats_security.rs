@@ -108,18 +108,27 @@ async fn user_and_password() -> anyhow::Result<()> {
 
 /// nats-server permissions for a host of `lattice` only.
 fn lattice_permissions(lattice: &str) -> String {
+    permissions(lattice, true)
+}
+
+/// The permissions of one lattice, with or without what declared applications need.
+fn permissions(lattice: &str, apps: bool) -> String {
     let kv = |b: &str| {
         format!(
             "\"$JS.API.STREAM.*.KV_{b}\", \"$JS.API.STREAM.MSG.GET.KV_{b}\", \"$JS.API.DIRECT.GET.KV_{b}.>\", \
              \"$JS.API.CONSUMER.*.KV_{b}\", \"$JS.API.CONSUMER.*.KV_{b}.>\", \"$JS.API.CONSUMER.*.*.KV_{b}.>\", \"$KV.{b}.>\", \"$JS.ACK.KV_{b}.>\", \"$JS.FC.KV_{b}.>\""
         )
     };
+    // Declared applications add wadm's API and status subjects, the liveness bucket, and wadm's
+    // manifest bucket (one for every lattice, as wadm has it).
     format!(
-        "permissions: {{ publish: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"_INBOX.>\", \"$JS.API.INFO\", {a}, {b}] }}, \
-         subscribe: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"_INBOX.>\"] }} }}",
+        "permissions: {{ publish: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"wadm.api.{l}.>\", \"wadm.status.{l}.>\", \"_INBOX.>\", \"$JS.API.INFO\", {a}, {b}, {c}, {d}] }}, \
+         subscribe: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"wadm.api.{l}.>\", \"_INBOX.>\"] }} }}",
         l = lattice,
         a = kv(&format!("LATTICEDATA_{lattice}")),
         b = kv(&format!("CONFIGDATA_{lattice}")),
+        c = if apps { kv(&format!("TRELLIS_LIVE_{lattice}")) } else { "\"none.c\"".into() },
+        d = if apps { kv("wadm_manifests") } else { "\"none.d\"".into() },
     )
 }
 
@@ -128,10 +137,13 @@ async fn an_nkey_user_limited_to_its_lattice_cannot_join_or_read_another() -> an
     use futures::StreamExt;
     let user = nkeys::KeyPair::new_user();
     let seed = user.seed()?;
+    let no_apps_user = nkeys::KeyPair::new_user();
     let server = NatsServer::start_configured(&format!(
-        "authorization {{\n users: [\n  {{ nkey: {}, {} }},\n  {{ user: admin, password: admin }}\n ]\n}}",
+        "authorization {{\n users: [\n  {{ nkey: {}, {} }},\n  {{ nkey: {}, {} }},\n  {{ user: admin, password: admin }}\n ]\n}}",
         user.public_key(),
-        lattice_permissions("lattice-a")
+        lattice_permissions("lattice-a"),
+        no_apps_user.public_key(),
+        permissions("lattice-a", false),
     ))
     .await?;
     let mut lattice = TestLattice::on(server);
@@ -164,6 +176,15 @@ async fn an_nkey_user_limited_to_its_lattice_cannot_join_or_read_another() -> an
     })
     .await;
     assert_eq!(answered, Some(vec!["\"in a\"".to_string()]));
+
+    // A key without the application buckets: the host says what is missing and how to run
+    // without applications, and runs with --no-apps.
+    let no_apps_nats = NatsConfig { url: lattice.url(), nkey_seed: Some(no_apps_user.seed()?), connect_timeout: Duration::from_secs(3), ..NatsConfig::default() };
+    let err = lattice.start_host(config_for("lattice-a", no_apps_nats.clone())).await.expect_err("no application buckets");
+    assert!(err.to_string().contains("--no-apps"), "{err}");
+    let mut without = config_for("lattice-a", no_apps_nats);
+    without.apps = false;
+    lattice.start_host(without).await?.shutdown(None).await?;
 
     // Another lattice with the same key: the host cannot join (its buckets and subjects are not
     // its to use).

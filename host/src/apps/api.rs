@@ -89,15 +89,19 @@ fn storage_error(e: &crate::error::HostError) -> String {
 }
 
 impl AppsApi {
-    /// Subscribes and answers until the returned task is aborted.
+    /// Subscribes (in wadm's queue group) and returns the future that answers until aborted.
     ///
     /// # Errors
-    /// When the subscription cannot be made.
+    /// When the client cannot subscribe (it is closed).
     pub async fn serve(self, nats: async_nats::Client) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
         let prefix = format!("wadm.api.{}.", self.lattice_name);
-        let mut sub = nats.queue_subscribe(format!("{prefix}model.>"), QUEUE_GROUP.to_string()).await.map_err(|e| e.to_string())?;
+        let sub = nats.queue_subscribe(format!("{prefix}model.>"), QUEUE_GROUP.to_string()).await.map_err(|e| e.to_string())?;
+        Ok(self.answer_all(nats, sub, prefix))
+    }
+
+    async fn answer_all(self, nats: async_nats::Client, mut sub: async_nats::Subscriber, prefix: String) {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-        Ok(async move {
+        {
             while let Some(msg) = sub.next().await {
                 let Some(reply) = msg.reply.clone() else { continue };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
@@ -112,7 +116,7 @@ impl AppsApi {
                     drop(permit);
                 });
             }
-        })
+        }
     }
 
     /// The reply to one request.
