@@ -177,6 +177,14 @@ async fn bad_manifests_and_requests_get_clear_errors_and_the_host_carries_on() -
         let reply = ask(suffix, b"").await?;
         assert_eq!(reply["result"], result, "{suffix}: {reply}");
     }
+    // A record in the liveness bucket that is not one (a forged or broken writer) is ignored:
+    // the host still places an application on itself.
+    let live = async_nats::jetstream::new(nats.clone()).get_key_value(format!("TRELLIS_LIVE_{}", lattice.name)).await?;
+    live.put("NFORGED", "not a record".into()).await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(echo_app("after", "v1", &echo, 1).as_bytes()).await?;
+    wait_status(&client, "after", StatusType::Deployed, Duration::from_secs(15)).await?;
     assert!(lattice.client().await?.ping_hosts().await?.iter().any(|h| h.id == host.id()));
     host.shutdown(None).await?;
     Ok(())

@@ -64,7 +64,9 @@ async fn key_value_opens_only_the_bucket_its_link_names() -> anyhow::Result<()> 
     assert!(r.is_some(), "a link without a bucket grants nothing");
 
     // The link names a system bucket: refused.
-    for bucket in [system.clone(), format!("CONFIGDATA_{}", lattice.name)] {
+    // (Also the liveness records hosts place applications by, and wadm's manifests: a guest
+    // that could write them could forge hosts or deploy applications.)
+    for bucket in [system.clone(), format!("CONFIGDATA_{}", lattice.name), format!("TRELLIS_LIVE_{}", lattice.name), "wadm_manifests".to_string()] {
         client.put_config("sys", &HashMap::from([("bucket".to_string(), bucket.clone())])).await?;
         client.put_link(&kv_link("sys")).await?;
         let denied = eventually(Duration::from_secs(5), || async {

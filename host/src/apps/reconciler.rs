@@ -97,13 +97,15 @@ impl Reconciler {
 
     /// Follows this host's own start failures into `failures` until aborted.
     async fn follow_failures(nats: async_nats::Client, lattice: String, host_id: String, failures: Arc<Mutex<BTreeMap<String, String>>>) {
-        let subject = format!("wasmbus.evt.{lattice}.>");
-        let Ok(mut sub) = nats.subscribe(subject).await else { return };
+        // Only the two failure events, not every event of the lattice (heartbeats included).
+        let (Ok(components), Ok(providers)) = (
+            nats.subscribe(format!("wasmbus.evt.{lattice}.component_scale_failed")).await,
+            nats.subscribe(format!("wasmbus.evt.{lattice}.provider_start_failed")).await,
+        ) else {
+            return;
+        };
+        let mut sub = futures::stream::select(components, providers);
         while let Some(msg) = sub.next().await {
-            let kind = msg.subject.as_str().rsplit('.').next().unwrap_or_default().to_string();
-            if kind != "component_scale_failed" && kind != "provider_start_failed" {
-                continue;
-            }
             let Ok(event) = serde_json::from_slice::<serde_json::Value>(&msg.payload) else { continue };
             let data = &event["data"];
             if data["host_id"].as_str() != Some(host_id.as_str()) {
@@ -163,19 +165,12 @@ impl Reconciler {
         }
     }
 
-    fn hosts(&self, alive: &BTreeMap<String, LiveRecord>, own: &LiveRecord) -> Vec<HostView> {
-        let mut hosts: Vec<HostView> = alive.iter().map(|(id, r)| HostView { id: id.clone(), labels: r.inventory.labels.clone() }).collect();
-        if !alive.contains_key(&self.host_id) {
-            hosts.push(HostView { id: self.host_id.clone(), labels: own.inventory.labels.clone() });
-        }
-        hosts
-    }
-
     async fn pass(&self, apps: &[(String, wadm_types::Manifest)], attempts: &mut HashMap<String, Attempts>, published: &mut HashMap<String, Status>) {
         let Some(own) = self.record().await else { return };
         let mut alive = self.liveness.alive();
+        // This host, as it is now, whether or not its own record has come back yet.
         alive.insert(self.host_id.clone(), own.clone());
-        let hosts = self.hosts(&alive, &own);
+        let hosts: Vec<HostView> = alive.iter().map(|(id, r)| HostView { id: id.clone(), labels: r.inventory.labels.clone() }).collect();
         let plan = placement::place(apps, &hosts);
         self.components(&plan, &own, attempts).await;
         self.providers(&plan, &own, attempts).await;

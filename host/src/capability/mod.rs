@@ -259,7 +259,7 @@ pub fn check_bucket(bucket: &str) -> Result<(), Denied> {
         return Err(Denied(format!("`{bucket}` is not a valid bucket name (1 to 64 of A-Z a-z 0-9 _ -)")));
     }
     let lower = bucket.to_ascii_lowercase();
-    const SYSTEM: &[&str] = &["latticedata_", "configdata_", "wadm", "wasmcloud", "trellis_system", "trellis_artifacts"];
+    const SYSTEM: &[&str] = &["latticedata_", "configdata_", "wadm", "wasmcloud", "trellis_system", "trellis_artifacts", "trellis_live_"];
     if SYSTEM.iter().any(|p| lower.starts_with(p)) {
         return Err(Denied(format!("`{bucket}` is one of the lattice's own buckets; guests never open it")));
     }
@@ -319,7 +319,7 @@ mod tests {
         let with_default =
             Resolver::new(view.clone(), dir, GuestPolicy { kv_default_bucket: Some("apps".into()), ..GuestPolicy::default() });
         assert_eq!(with_default.kv_bucket(&grant).unwrap(), "apps");
-        for system in ["LATTICEDATA_default", "CONFIGDATA_x", "wadm_manifests", "configdata_y"] {
+        for system in ["LATTICEDATA_default", "CONFIGDATA_x", "wadm_manifests", "configdata_y", "TRELLIS_LIVE_default", "TRELLIS_ARTIFACTS_x"] {
             view.set_config("cfg", Some(BTreeMap::from([("BUCKET".into(), system.into())])));
             let grant = r.provider("c", "default", Capability::KeyValue).unwrap();
             assert!(r.kv_bucket(&grant).unwrap_err().0.contains("lattice's own buckets"), "{system}");
