@@ -72,6 +72,34 @@ impl Default for Limits {
     }
 }
 
+/// How external provider processes are supervised. Flags set these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// How long a provider has to exit after the shutdown request before SIGTERM (SIGKILL
+    /// follows 2 s later).
+    pub shutdown_grace: Duration,
+    /// Between health checks once a provider answers.
+    pub health_interval: Duration,
+    /// The first restart delay of a provider that exited on its own; it doubles on each exit.
+    pub restart_min: Duration,
+    /// The longest restart delay.
+    pub restart_max: Duration,
+    /// A process that ran this long before exiting restarts after the first delay again.
+    pub reset_after: Duration,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(3),
+            health_interval: Duration::from_secs(30),
+            restart_min: Duration::from_millis(100),
+            restart_max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything a host needs to start.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -104,6 +132,8 @@ pub struct HostConfig {
     /// Run declared applications: answer wadm's API and reconcile this host's share (off to
     /// leave applications to a wadm running on the lattice).
     pub apps: bool,
+    /// External provider supervision.
+    pub providers: ProviderSettings,
 }
 
 impl Default for HostConfig {
@@ -122,6 +152,7 @@ impl Default for HostConfig {
             kv_default_bucket: None,
             limits: Limits::default(),
             apps: true,
+            providers: ProviderSettings::default(),
         }
     }
 }
@@ -171,6 +202,12 @@ impl HostConfig {
         }
         if w.max_component_size == 0 {
             return Err(HostError::Config("max component size must be greater than zero".into()));
+        }
+        let p = &self.providers;
+        if p.health_interval < Duration::from_millis(100) || p.restart_min.is_zero() || p.restart_max < p.restart_min {
+            return Err(HostError::Config(
+                "provider health interval must be at least 100ms, and the longest restart delay at least the first".into(),
+            ));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::actors::control::{ControlActor, ControlSubscriptions, StopControl};
 use crate::actors::host::{self as host_actor, HostActor};
 use crate::actors::lattice::{LatticeActor, StopLattice};
 use crate::actors::providers::{ProvidersActor, StopProviders};
+use crate::providers::external::Launch;
 use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
 use crate::services::HostServices;
@@ -286,7 +287,12 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let follower = crate::capability::follow::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
         .await
         .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
-    let providers = ProvidersActor::new(services.clone(), host.clone()).start();
+    let launch = match Launch::refusal(&config.nats) {
+        Some(why) => Err(why.to_string()),
+        None => Launch::new(config.providers.clone(), config.wasm.file_load.clone(), &config.nats, config.wasm.max_execution_time)
+            .map(Arc::new),
+    };
+    let providers = ProvidersActor::new(services.clone(), host.clone(), launch).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view.clone(), events.clone()).start();
     let dispatcher =

@@ -22,6 +22,29 @@ pub struct ProviderDescription {
     /// Annotations given when it was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// How an external provider's process is doing (a Trellis addition; absent for built-ins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ProviderStatus>,
+}
+
+/// The state of an external provider's process, in the inventory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// `starting` (process started, not answering yet), `running`, `restarting` (exited; a
+    /// new process follows after a delay).
+    pub state: String,
+    /// The last health answer; `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// The message of the last unhealthy answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Processes restarted since `provider.start`.
+    #[serde(default)]
+    pub restarts: u32,
+    /// How the last process ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
 }
 
 /// Body of `provider.start.{host}`.

@@ -546,3 +546,29 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The test capability provider (`providers/test-provider`, built with the published
+/// `wasmcloud-provider-sdk`): `TRELLIS_TEST_PROVIDER` when set (scripts/test builds it up
+/// front), else built here once with `scripts/build-test-provider` (its own target directory,
+/// so it does not wait for the lock the running `cargo test` holds).
+pub fn test_provider() -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    if let Some(path) = std::env::var_os("TRELLIS_TEST_PROVIDER") {
+        return Ok(PathBuf::from(path));
+    }
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(path) = &*built {
+        return Ok(path.clone());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("scripts/build-test-provider"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running scripts/build-test-provider")?;
+    if !out.status.success() {
+        bail!("scripts/build-test-provider failed ({})", out.status);
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
+    *built = Some(path.clone());
+    Ok(path)
+}

@@ -1,8 +1,10 @@
-//! The providers actor: which built-in providers run on this host. Carries out
+//! The providers actor: which providers run on this host, built-in and external. Carries out
 //! `provider.start` / `provider.stop`, publishes `provider_started`, `provider_start_failed`
-//! and `provider_stopped`, and keeps the host actor's inventory current.
+//! and `provider_stopped`, and keeps the host actor's inventory current (external providers
+//! report their process's state to it).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::json;
@@ -12,19 +14,31 @@ use trellis_messages::provider::{ProviderDescription, StartProviderCommand, Stop
 
 use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{HostError, Result};
+use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
+use crate::providers::external::{reference, Launch};
 use crate::providers::http_server::{HttpServerActor, StopHttpServer};
 use crate::providers::messaging::{MessagingActor, StopMessaging};
 use crate::providers::ProviderKind;
 use crate::services::HostServices;
 
+/// What runs a provider.
+#[derive(Debug)]
+enum Runner {
+    /// In-process, without an actor (HTTP client, key-value).
+    InProcess,
+    /// The HTTP server's actor.
+    Http(Addr<HttpServerActor>),
+    /// The messaging provider's actor.
+    Messaging(Addr<MessagingActor>),
+    /// An external process and its supervisor.
+    External(Addr<ExternalProvider>),
+}
+
 /// A provider running here.
 #[derive(Debug)]
 struct Running {
-    kind: ProviderKind,
-    /// The actor, for providers that have one (in-process capabilities do not).
-    http: Option<Addr<HttpServerActor>>,
-    /// The messaging actor, for a messaging provider.
-    messaging: Option<Addr<MessagingActor>>,
+    kind: &'static str,
+    runner: Runner,
     description: ProviderDescription,
 }
 
@@ -34,12 +48,14 @@ pub struct ProvidersActor {
     services: HostServices,
     host: Addr<HostActor>,
     running: BTreeMap<String, Running>,
+    /// How external providers start; `Err` says why they cannot on this host.
+    launch: std::result::Result<Arc<Launch>, String>,
 }
 
 impl ProvidersActor {
     /// No providers yet.
-    pub fn new(services: HostServices, host: Addr<HostActor>) -> Self {
-        Self { services, host, running: BTreeMap::new() }
+    pub fn new(services: HostServices, host: Addr<HostActor>, launch: std::result::Result<Arc<Launch>, String>) -> Self {
+        Self { services, host, running: BTreeMap::new(), launch }
     }
 
     fn publish(&self, name: &'static str, data: serde_json::Value) {
@@ -51,19 +67,59 @@ impl ProvidersActor {
         self.host.do_send(SetProviders(self.running.values().map(|r| r.description.clone()).collect()));
     }
 
-    fn stop_one(&mut self, id: &str, reason: &str) -> bool {
-        let Some(running) = self.running.remove(id) else { return false };
+    /// Stops provider `id`; the future finishes when it has (an external process may take the
+    /// shutdown grace period and the SIGTERM/SIGKILL steps). `None` when it does not run here.
+    fn stop_one(&mut self, id: &str, reason: &'static str) -> Option<impl std::future::Future<Output = ()>> {
+        let running = self.running.remove(id)?;
         // Revoked before anything else: calls that start from now on are refused.
         self.services.providers.remove(&self.services.host_id, id);
-        if let Some(addr) = running.http {
-            addr.do_send(StopHttpServer);
+        let external = match running.runner {
+            Runner::Http(addr) => {
+                addr.do_send(StopHttpServer);
+                None
+            }
+            Runner::Messaging(addr) => {
+                addr.do_send(StopMessaging);
+                None
+            }
+            Runner::External(addr) => Some(addr),
+            Runner::InProcess => None,
+        };
+        let (events, host_id, id, kind) = (self.services.events.clone(), self.services.host_id.clone(), id.to_string(), running.kind);
+        Some(async move {
+            if let Some(addr) = external {
+                let _ = addr.send(StopExternal).await;
+            }
+            info!(provider_id = %id, kind, reason, "provider stopped");
+            events.publish_logged("provider_stopped", json!({"host_id": host_id, "provider_id": id, "reason": reason})).await;
+        })
+    }
+
+    /// Starts an external provider; `Err` is the reason for `provider_start_failed`.
+    fn start_external(&self, cmd: &StartProviderCommand, ctx: &Context<Self>) -> std::result::Result<Runner, String> {
+        let launch = self.launch.clone()?;
+        let path = reference::executable(&cmd.provider_ref, &launch.files)?;
+        let supervisor = ExternalProvider::launch(
+            cmd.provider_id.clone(),
+            path,
+            cmd.config.clone(),
+            self.services.clone(),
+            launch,
+            ctx.address().recipient(),
+        )?;
+        Ok(Runner::External(supervisor.start()))
+    }
+}
+
+impl Handler<StatusChanged> for ProvidersActor {
+    type Result = ();
+    fn handle(&mut self, msg: StatusChanged, _: &mut Self::Context) {
+        if let Some(r) = self.running.get_mut(&msg.id) {
+            if matches!(r.runner, Runner::External(_)) {
+                r.description.status = Some(msg.status);
+                self.publish_inventory();
+            }
         }
-        if let Some(addr) = running.messaging {
-            addr.do_send(StopMessaging);
-        }
-        info!(provider_id = id, kind = running.kind.name(), reason, "provider stopped");
-        self.publish("provider_stopped", json!({"host_id": self.services.host_id, "provider_id": id, "reason": reason}));
-        true
     }
 }
 
@@ -78,7 +134,7 @@ pub struct StartProvider(pub StartProviderCommand);
 
 impl Handler<StartProvider> for ProvidersActor {
     type Result = Result<String>;
-    fn handle(&mut self, StartProvider(cmd): StartProvider, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, StartProvider(cmd): StartProvider, ctx: &mut Self::Context) -> Self::Result {
         check_component_id(&cmd.provider_id).map_err(|e| HostError::Workload(e.replace("component id", "provider id")))?;
         let base = json!({
             "host_id": self.services.host_id,
@@ -97,7 +153,21 @@ impl Handler<StartProvider> for ProvidersActor {
                 r.description.image_ref.clone().unwrap_or_default()
             )));
         }
-        let kind = match ProviderKind::parse(&cmd.provider_ref) {
+        let started = if ProviderKind::is_builtin(&cmd.provider_ref) {
+            ProviderKind::parse(&cmd.provider_ref).map(|kind| {
+                let runner = match kind {
+                    ProviderKind::HttpServer => Runner::Http(HttpServerActor::new(cmd.provider_id.clone(), self.services.clone()).start()),
+                    ProviderKind::Messaging => {
+                        Runner::Messaging(MessagingActor::new(cmd.provider_id.clone(), self.services.clone()).start())
+                    }
+                    ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
+                };
+                (kind.name(), runner)
+            })
+        } else {
+            self.start_external(&cmd, ctx).map(|runner| ("external", runner))
+        };
+        let (kind, runner) = match started {
             Ok(k) => k,
             Err(e) => {
                 warn!(provider_id = %cmd.provider_id, "{e}");
@@ -107,20 +177,19 @@ impl Handler<StartProvider> for ProvidersActor {
                 return Ok(format!("provider `{}` is starting", cmd.provider_id));
             }
         };
-        let http = (kind == ProviderKind::HttpServer)
-            .then(|| HttpServerActor::new(cmd.provider_id.clone(), self.services.clone()).start());
-        let messaging = (kind == ProviderKind::Messaging)
-            .then(|| MessagingActor::new(cmd.provider_id.clone(), self.services.clone()).start());
+        let status = matches!(runner, Runner::External(_))
+            .then(|| trellis_messages::provider::ProviderStatus { state: "starting".into(), ..Default::default() });
         let description = ProviderDescription {
             id: cmd.provider_id.clone(),
             image_ref: Some(cmd.provider_ref.clone()),
-            name: Some(kind.name().to_string()),
+            name: Some(kind.to_string()),
             revision: 0,
             annotations: cmd.annotations.clone(),
+            status,
         };
-        info!(provider_id = %cmd.provider_id, kind = kind.name(), "provider started");
+        info!(provider_id = %cmd.provider_id, kind, "provider started");
         self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
-        self.running.insert(cmd.provider_id.clone(), Running { kind, http, messaging, description });
+        self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description });
         self.publish("provider_started", base);
         self.publish_inventory();
         Ok(format!("provider `{}` is starting", cmd.provider_id))
@@ -135,8 +204,10 @@ pub struct StopProvider(pub StopProviderCommand);
 impl Handler<StopProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StopProvider(cmd): StopProvider, _: &mut Self::Context) -> Self::Result {
-        if self.stop_one(&cmd.provider_id, "stop requested") {
+        if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop requested") {
             self.publish_inventory();
+            // provider_stopped follows once it has (for an external one, after its process).
+            actix::spawn(stopping);
             Ok(format!("provider `{}` stopped", cmd.provider_id))
         } else {
             Err(HostError::Workload(format!("provider `{}` is not running on host {}", cmd.provider_id, self.services.host_id)))
@@ -144,18 +215,17 @@ impl Handler<StopProvider> for ProvidersActor {
     }
 }
 
-/// Stops every provider (host shutdown).
+/// Stops every provider (host shutdown); answered once all have stopped, external processes
+/// included (each within its shutdown grace period plus the SIGTERM/SIGKILL steps).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopProviders;
 
 impl Handler<StopProviders> for ProvidersActor {
-    type Result = ();
-    fn handle(&mut self, _: StopProviders, ctx: &mut Self::Context) {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopProviders, _: &mut Self::Context) -> Self::Result {
         let ids: Vec<String> = self.running.keys().cloned().collect();
-        for id in ids {
-            self.stop_one(&id, "host stopping");
-        }
-        ctx.stop();
+        let stops: Vec<_> = ids.iter().filter_map(|id| self.stop_one(id, "host stopping")).collect();
+        Box::pin(futures::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }

@@ -15,6 +15,11 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Whether `reference` names a built-in provider (rather than an external one).
+    pub fn is_builtin(reference: &str) -> bool {
+        reference.starts_with("wasmcloud+builtin://") || reference.starts_with("trellis://")
+    }
+
     /// The kind `reference` names.
     ///
     /// # Errors
@@ -25,9 +30,8 @@ impl ProviderKind {
             .or_else(|| reference.strip_prefix("trellis://"))
             .ok_or_else(|| {
                 format!(
-                    "provider reference `{reference}` is not a built-in provider; Trellis runs `wasmcloud+builtin://…` \
-                     and `trellis://…` providers (http-server, http-client, keyvalue, messaging-nats) and no external \
-                     provider processes yet"
+                    "provider reference `{reference}` is not a built-in provider (`wasmcloud+builtin://…` or \
+                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats)"
                 )
             })?;
         match name {

@@ -8,9 +8,13 @@
 //!
 //! | `wasmcloud+builtin://messaging-nats`, `trellis://messaging` | [`ProviderKind::Messaging`] | an actor that follows its links (`wasmcloud:messaging/handler`) and delivers the messages of each link's `subscriptions` to the component; components linked to it for `wasmcloud:messaging/consumer` publish and request |
 //!
+//! Any other reference names an external provider executable ([`external`]), started and
+//! supervised as its own process.
+//!
 //! Providers that run in-process are still started, listed and stopped like any provider, so
 //! tools see them; their work happens in the host functions guests call, without a NATS hop.
 
+pub mod external;
 pub mod http_server;
 pub mod messaging;
 

@@ -59,6 +59,16 @@ impl FileLoad {
         }
     }
 
+    /// `Ok` when the file `path` names may be read (or, for a provider, run): the path as
+    /// written, then the file it resolves to.
+    ///
+    /// # Errors
+    /// Why not, without saying whether the file exists when the path alone is refused.
+    pub fn check(&self, path: &Path) -> std::result::Result<(), String> {
+        self.check_path(path)?;
+        self.check_resolved(path)
+    }
+
     fn dirs_text(&self) -> String {
         self.dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", ")
     }

@@ -453,6 +453,17 @@ pub struct HostArgs {
     /// or reconcile applications on this host.
     #[arg(long, env = "TRELLIS_NO_APPS")]
     pub no_apps: bool,
+    /// How long an external provider has to exit after the shutdown request before SIGTERM
+    /// (SIGKILL follows 2 s later).
+    #[arg(long, env = "TRELLIS_PROVIDER_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub provider_shutdown_grace: std::time::Duration,
+    /// Between health checks of an external provider.
+    #[arg(long, env = "TRELLIS_PROVIDER_HEALTH_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub provider_health_interval: std::time::Duration,
+    /// The longest delay before an external provider that keeps exiting is restarted (the
+    /// delay starts at 100 ms and doubles).
+    #[arg(long, env = "TRELLIS_PROVIDER_RESTART_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub provider_restart_max: std::time::Duration,
     /// How long one pull of a component (from a registry or the artifact store) may take.
     #[arg(long, env = "TRELLIS_OCI_PULL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub oci_pull_timeout: std::time::Duration,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use trellis_host::config::parse_label;
+use trellis_host::config::{parse_label, ProviderSettings};
 use trellis_host::wasm::load::FileLoad;
 use trellis_host::wasm::oci::OciConfig;
 use trellis_host::wasm::WasmConfig;
@@ -124,6 +124,12 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             },
         },
         apps: !args.no_apps,
+        providers: ProviderSettings {
+            shutdown_grace: args.provider_shutdown_grace,
+            health_interval: args.provider_health_interval,
+            restart_max: args.provider_restart_max,
+            ..ProviderSettings::default()
+        },
     })
 }
 

@@ -1,0 +1,85 @@
+//! External capability providers: executables started and supervised by the host, speaking
+//! wasmCloud 1.x's provider protocol, so providers built with `wasmcloud-provider-sdk` run
+//! unchanged.
+//!
+//! - [`reference`]: which executable a `provider.start` reference names, and whether this host
+//!   may run it (the file-load policy);
+//! - [`host_data`]: the start data on stdin and the links as providers receive them;
+//! - [`process`]: one process (cleared environment, own process group, bounded logging of its
+//!   output, signals to the group);
+//! - [`supervisor`]: the actor that owns the process: links, config, health, restarts, stop.
+//!
+//! Not yet: calls between components and external providers (wRPC), provider archives (`.par`)
+//! and images from registries, secrets.
+
+pub mod host_data;
+pub mod process;
+pub mod reference;
+pub mod supervisor;
+
+use std::time::Duration;
+
+use crate::config::{NatsConfig, ProviderSettings};
+use crate::wasm::load::FileLoad;
+
+/// What starting a provider needs from the host's configuration, fixed at host start.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Supervision timings.
+    pub settings: ProviderSettings,
+    /// Which files may be run.
+    pub files: FileLoad,
+    /// The NATS URL providers connect to (the host's).
+    pub nats_url: String,
+    /// A user JWT and seed from the host's `.creds`, or empty.
+    pub jwt: String,
+    /// See `jwt`.
+    pub seed: String,
+    /// The host's xkey (public).
+    pub host_xkey: String,
+    /// The level providers log at.
+    pub log_level: String,
+    /// Providers' default call timeout.
+    pub rpc_timeout: Duration,
+}
+
+impl Launch {
+    /// From the host's settings.
+    ///
+    /// # Errors
+    /// When the host's NATS credentials cannot be handed to a provider (an nkey seed without a
+    /// JWT: the SDK connects only with a JWT and its seed, or with credentials in the URL), or
+    /// the `.creds` file cannot be read.
+    pub fn new(settings: ProviderSettings, files: FileLoad, nats: &NatsConfig, rpc_timeout: Duration) -> Result<Self, String> {
+        let (jwt, seed) = match (&nats.creds_file, &nats.nkey_seed) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                host_data::read_creds(&text)?
+            }
+            _ => (String::new(), String::new()),
+        };
+        let log_level = std::env::var("RUST_LOG")
+            .ok()
+            .map(|l| l.to_lowercase())
+            .filter(|l| ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()))
+            .unwrap_or_else(|| "info".to_string());
+        Ok(Self {
+            settings,
+            files,
+            nats_url: nats.url.clone(),
+            jwt,
+            seed,
+            host_xkey: nkeys::XKey::new().public_key(),
+            log_level,
+            rpc_timeout,
+        })
+    }
+
+    /// Why providers cannot run with these credentials, if they cannot.
+    pub fn refusal(nats: &NatsConfig) -> Option<&'static str> {
+        (nats.creds_file.is_none() && nats.nkey_seed.is_some()).then_some(
+            "this host authenticates to NATS with an nkey seed, which wasmCloud's provider SDK cannot use; \
+             run hosts with a .creds file (JWT) or credentials in the URL to start external providers",
+        )
+    }
+}

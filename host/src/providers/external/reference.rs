@@ -1,0 +1,81 @@
+//! From a provider reference to the executable to run.
+//!
+//! Running a file is a bigger grant than loading wasm from it, so the host's file policy
+//! ([`FileLoad`]: off unless `--allow-file-load`, and only under `--file-load-dir`s when any are
+//! given) decides, and the file must be a regular file with an execute bit. Provider archives
+//! (`.par`) and provider images in OCI registries are not supported yet and say so.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+use crate::wasm::load::FileLoad;
+
+/// The executable `reference` names, when this host may run it.
+///
+/// # Errors
+/// Why not, in words for the `provider_start_failed` event.
+pub fn executable(reference: &str, files: &FileLoad) -> Result<PathBuf, String> {
+    let reference = reference.trim();
+    let path = if let Some(rest) = reference.strip_prefix("file://") {
+        PathBuf::from(rest)
+    } else if let Some((scheme, _)) = reference.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` provider references are not supported yet: name an executable (a path or file://); \
+             provider images from registries are not supported yet"
+        ));
+    } else if reference.contains(':') || reference.contains('@') {
+        return Err("provider images from registries are not supported yet: name an executable (a path or file://)".into());
+    } else {
+        PathBuf::from(reference)
+    };
+    if reference.is_empty() {
+        return Err("the provider reference is empty".into());
+    }
+    if !files.allowed {
+        return Err("this host does not start providers from files (start it with --allow-file-load)".into());
+    }
+    files.check(&path)?;
+    let name = path.display();
+    if path.extension().is_some_and(|e| e == "par") || reference.ends_with(".par.gz") {
+        return Err(format!("{name}: provider archives (.par) are not supported yet; name the provider's executable"));
+    }
+    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{name} is not a file"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{name} is not executable"));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("p");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let any = FileLoad::anywhere();
+        assert_eq!(executable(&exe.display().to_string(), &any).unwrap(), exe);
+        assert_eq!(executable(&format!("file://{}", exe.display()), &any).unwrap(), exe);
+        let refused = |r: &str, files: &FileLoad| executable(r, files).unwrap_err();
+        assert!(refused(&plain.display().to_string(), &any).contains("not executable"));
+        assert!(refused(&dir.path().display().to_string(), &any).contains("not a file"));
+        assert!(refused("/no/such/provider", &any).contains("cannot read"));
+        assert!(refused(&exe.display().to_string(), &FileLoad::default()).contains("--allow-file-load"));
+        let elsewhere = FileLoad { allowed: true, dirs: vec![PathBuf::from("/opt/providers")] };
+        assert!(refused(&exe.display().to_string(), &elsewhere).contains("only files under"));
+        assert!(refused("ghcr.io/wasmcloud/keyvalue-redis:0.28.0", &any).contains("not supported yet"));
+        assert!(refused("oci://ghcr.io/x/y:1", &any).contains("not supported yet"));
+        assert!(refused("", &any).contains("empty"));
+        let par = dir.path().join("p.par");
+        std::fs::write(&par, "x").unwrap();
+        assert!(refused(&par.display().to_string(), &any).contains(".par"));
+    }
+}

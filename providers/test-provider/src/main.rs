@@ -1,0 +1,148 @@
+//! A provider for Trellis's tests, built with wasmCloud's provider SDK.
+//!
+//! It writes what happens to it as JSON lines to the file named by the `record` entry of its
+//! config, so a test can see exactly what the host delivered: `init` (with the start data and
+//! the environment's variable names), `link_put`, `link_del`, `config_update`, `health`,
+//! `shutdown`. Other config entries change its behaviour:
+//! - `healthy`: `false` answers health checks unhealthy (a config update can flip it);
+//! - `ignore_shutdown`: `true` keeps running after the shutdown request and ignores SIGTERM;
+//! - `say`: a line printed on stdout and on stderr at start.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wasmcloud_provider_sdk::{
+    load_host_data, run_provider, HealthCheckRequest, HealthCheckResponse, LinkConfig, LinkDeleteInfo, Provider,
+    ProviderConfigUpdate, ProviderInitConfig,
+};
+
+#[derive(Clone, Default)]
+struct TestProvider {
+    config: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl TestProvider {
+    fn setting(&self, key: &str) -> Option<String> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn record(&self, event: &str, data: Value) {
+        let Some(path) = self.setting("record") else { return };
+        let mut line = json!({ "event": event, "pid": std::process::id() });
+        if let (Value::Object(line), Value::Object(data)) = (&mut line, data) {
+            line.extend(data);
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn link_json(role: &str, l: &LinkConfig<'_>) -> Value {
+    json!({
+        "role": role,
+        "source_id": l.source_id,
+        "target": l.target_id,
+        "name": l.link_name,
+        "config": l.config,
+        "wit": format!("{}:{}/{}", l.wit_metadata.0, l.wit_metadata.1, l.wit_metadata.2.join(",")),
+    })
+}
+
+impl Provider for TestProvider {
+    async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = init.get_config().clone();
+        let host = load_host_data()?;
+        let mut env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+        env.sort();
+        self.record(
+            "init",
+            json!({
+                "provider_id": init.get_provider_id(),
+                "host_id": host.host_id,
+                "lattice": host.lattice_rpc_prefix,
+                "link_name": host.link_name,
+                "instance_id": host.instance_id,
+                "rpc_url": host.lattice_rpc_url,
+                "links": host.link_definitions.len(),
+                "config": host.config,
+                "default_rpc_timeout_ms": host.default_rpc_timeout_ms,
+                "env": env,
+            }),
+        );
+        if let Some(say) = self.setting("say") {
+            println!("{say}");
+            eprintln!("{say} (stderr)");
+        }
+        Ok(())
+    }
+
+    async fn on_config_update(&self, update: impl ProviderConfigUpdate) -> anyhow::Result<()> {
+        let values = update.get_values().clone();
+        self.record("config_update", json!({ "values": values }));
+        let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let record = config.get("record").cloned();
+        *config = values;
+        // Where it records is fixed at start.
+        if let Some(r) = record {
+            config.insert("record".into(), r);
+        }
+        Ok(())
+    }
+
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        self.record("link_put", link_json("source", &link));
+        Ok(())
+    }
+
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        self.record("link_put", link_json("target", &link));
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.record("link_del", json!({"role": "source", "source_id": info.get_source_id(), "target": info.get_target_id(), "name": info.get_link_name()}));
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.record("link_del", json!({"role": "target", "source_id": info.get_source_id(), "target": info.get_target_id(), "name": info.get_link_name()}));
+        Ok(())
+    }
+
+    async fn health_request(&self, _: &HealthCheckRequest) -> anyhow::Result<HealthCheckResponse> {
+        let healthy = self.setting("healthy").as_deref() != Some("false");
+        self.record("health", json!({ "healthy": healthy }));
+        Ok(HealthCheckResponse { healthy, message: (!healthy).then(|| "told to be unhealthy".to_string()) })
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        self.record("shutdown", json!({}));
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let provider = TestProvider::default();
+    let shutdown = run_provider(provider.clone(), "trellis-test-provider").await?;
+    let stubborn = provider.setting("ignore_shutdown").as_deref() == Some("true");
+    if stubborn {
+        // SIGTERM is caught and ignored: only SIGKILL ends this process.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            while term.recv().await.is_some() {
+                provider.record("sigterm_ignored", json!({}));
+            }
+        });
+    }
+    shutdown.await;
+    if stubborn {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    }
+    Ok(())
+}

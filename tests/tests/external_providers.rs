@@ -1,0 +1,315 @@
+//! External capability providers: a provider built with wasmCloud's published provider SDK
+//! (`providers/test-provider`) started, told its links and config, health-checked and stopped
+//! by a Trellis host over wasmCloud's provider protocol; and supervision of providers that
+//! crash, flood their output or ignore the shutdown request (small shell-script providers).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use serde_json::Value;
+use trellis_host::config::ProviderSettings;
+use trellis_messages::link::Link;
+use trellis_tests::{eventually, init_tracing, test_provider, TestLattice};
+
+fn settings() -> ProviderSettings {
+    ProviderSettings {
+        shutdown_grace: Duration::from_secs(2),
+        health_interval: Duration::from_millis(500),
+        restart_max: Duration::from_secs(2),
+        ..ProviderSettings::default()
+    }
+}
+
+/// What the test provider recorded.
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn wait_record(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(15), || {
+        let found = records(path).into_iter().find(|r| pred(r));
+        async move { found }
+    })
+    .await
+    .unwrap_or_else(|| panic!("the provider never recorded {what}; it recorded: {:#?}", records(path)))
+}
+
+/// Lattice events as (type, data).
+struct Events(async_nats::Subscriber);
+
+impl Events {
+    async fn on(lattice: &TestLattice) -> anyhow::Result<Self> {
+        let nats = lattice.nats().await?;
+        Ok(Self(nats.subscribe(format!("wasmbus.evt.{}.>", lattice.name)).await?))
+    }
+
+    /// The next event of type `ty` for which `pred` holds (others are skipped).
+    async fn expect(&mut self, ty: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(msg)) = tokio::time::timeout(left, self.0.next()).await else {
+                panic!("no `{ty}` event within {timeout:?}");
+            };
+            let Ok(ev) = serde_json::from_slice::<Value>(&msg.payload) else { continue };
+            let t = ev["type"].as_str().unwrap_or_default().rsplit('.').next().unwrap_or_default().to_string();
+            if t == ty && pred(&ev["data"]) {
+                return ev["data"].clone();
+            }
+        }
+    }
+}
+
+fn alive(pid: u64) -> bool {
+    // A zombie is not running: read its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.split(") ").nth(1).unwrap_or_default().starts_with('Z'))
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("record.jsonl");
+
+    let provider_config: HashMap<String, String> =
+        [("record".to_string(), record.display().to_string()), ("say".into(), "hello-from-the-test-provider".into())].into();
+    client.put_config("tp-settings", &provider_config).await?;
+    client.put_config("kv-target", &[("bucket".to_string(), "orders".to_string())].into()).await?;
+    // A link that exists before the provider starts arrives in its start data.
+    client.put_link(&Link::new("shop", "tp", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["kv-target"])).await?;
+
+    let ack = ctl
+        .start_provider(host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.expect("provider_started", Duration::from_secs(5), |d| d["provider_id"] == "tp").await;
+
+    let init = wait_record(&record, "init", |r| r["event"] == "init").await;
+    assert_eq!(init["provider_id"], "tp");
+    assert_eq!(init["host_id"], host.id());
+    assert_eq!(init["lattice"], lattice.name.as_str());
+    assert_eq!(init["link_name"], "default");
+    assert_eq!(init["links"], 1, "{init}");
+    assert_eq!(init["config"]["say"], "hello-from-the-test-provider");
+    assert!(init["default_rpc_timeout_ms"].as_u64().is_some(), "{init}");
+    let env: Vec<&str> = init["env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(env.iter().all(|k| *k == "RUST_LOG" || k.starts_with("OTEL_")), "the environment is cleared: {env:?}");
+    let pid = init["pid"].as_u64().unwrap();
+    // The SDK hands start-data links to the provider as it starts.
+    wait_record(&record, "the start-data link", |r| r["event"] == "link_put" && r["source_id"] == "shop" && r["config"]["bucket"] == "orders").await;
+
+    // Health: answered, passed, and the inventory says so.
+    events.expect("health_check_passed", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    let inv = client.inventory(host.id()).await?;
+    let desc = inv.providers.iter().find(|p| p.id == "tp").expect("in the inventory");
+    let status = desc.status.clone().expect("an external provider has a status");
+    assert_eq!((status.state.as_str(), status.healthy), ("running", Some(true)), "{status:?}");
+
+    // Links made and removed while it runs reach it, as source and as target.
+    client.put_link(&Link::new("tp", "worker", "default", "wasmcloud", "messaging", &["handler"])).await?;
+    wait_record(&record, "a link as source", |r| r["event"] == "link_put" && r["role"] == "source" && r["target"] == "worker").await;
+    client.delete_link("shop", "default", "wasi", "keyvalue").await?;
+    wait_record(&record, "the link delete", |r| r["event"] == "link_del" && r["source_id"] == "shop").await;
+    let puts = records(&record).iter().filter(|r| r["event"] == "link_put" && r["role"] == "source").count();
+    assert_eq!(puts, 1, "each link reaches the instance once");
+
+    // A config update reaches it; told to be unhealthy, the host reports it.
+    let mut unhealthy = provider_config.clone();
+    unhealthy.insert("healthy".into(), "false".into());
+    client.put_config("tp-settings", &unhealthy).await?;
+    wait_record(&record, "the config update", |r| r["event"] == "config_update" && r["values"]["healthy"] == "false").await;
+    events.expect("health_check_failed", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    let status = eventually(Duration::from_secs(5), || {
+        let client = client.clone();
+        let id = host.id().to_string();
+        async move {
+            let inv = client.inventory(&id).await.ok()?;
+            inv.providers.into_iter().find(|p| p.id == "tp")?.status.filter(|s| s.healthy == Some(false))
+        }
+    })
+    .await
+    .expect("the inventory shows the provider unhealthy");
+    assert_eq!(status.message.as_deref(), Some("told to be unhealthy"));
+
+    // Stop: the SDK runs the provider's shutdown and exits within the grace period.
+    let asked = Instant::now();
+    let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    assert!(asked.elapsed() < Duration::from_secs(2), "stopped within the grace period: {:?}", asked.elapsed());
+    wait_record(&record, "the shutdown", |r| r["event"] == "shutdown").await;
+    assert!(!alive(pid), "the provider process is gone");
+    assert!(client.inventory(host.id()).await?.providers.is_empty());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopping_host_stops_its_providers_and_a_stubborn_one_is_killed() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let ctl = lattice.ctl().await?;
+    let dir = tempfile::tempdir()?;
+    let (polite, stubborn) = (dir.path().join("polite.jsonl"), dir.path().join("stubborn.jsonl"));
+    client.put_config("polite", &[("record".to_string(), polite.display().to_string())].into()).await?;
+    client
+        .put_config(
+            "stubborn",
+            &[("record".to_string(), stubborn.display().to_string()), ("ignore_shutdown".into(), "true".into())].into(),
+        )
+        .await?;
+    for (id, conf) in [("polite", "polite"), ("stubborn", "stubborn")] {
+        let ack = ctl.start_provider(host.id(), &provider.display().to_string(), id, None, vec![conf.into()]).await.map_err(anyhow::Error::msg)?;
+        assert!(ack.succeeded(), "{}", ack.message());
+    }
+    let polite_pid = wait_record(&polite, "init", |r| r["event"] == "init").await["pid"].as_u64().unwrap();
+    let stubborn_pid = wait_record(&stubborn, "init", |r| r["event"] == "init").await["pid"].as_u64().unwrap();
+
+    let asked = Instant::now();
+    host.shutdown(None).await?;
+    let took = asked.elapsed();
+    assert!(!alive(polite_pid), "the polite provider exited");
+    assert!(!alive(stubborn_pid), "the stubborn provider was killed");
+    wait_record(&stubborn, "SIGTERM ignored", |r| r["event"] == "sigterm_ignored").await;
+    // grace (2 s) + SIGTERM's 2 s, and not much more.
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(9), "host stop took {took:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_crashing_provider_restarts_with_growing_delays_and_reports_why() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let crasher = script(dir.path(), "crasher", "echo \"cannot reach the database (pid $$)\" >&2\nexit 3");
+
+    let ack = lattice.ctl().await?.start_provider(host.id(), &crasher.display().to_string(), "db", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let exited = events.expect("provider_exited", Duration::from_secs(10), |d| d["provider_id"] == "db").await;
+        assert_eq!(exited["status"], "exit status: 3", "{exited}");
+        let tail = exited["stderr_tail"].as_array().unwrap();
+        assert!(tail.iter().any(|l| l.as_str().unwrap_or_default().contains("cannot reach the database")), "{exited}");
+        delays.push(exited["restart_in_ms"].as_u64().unwrap());
+    }
+    assert_eq!(delays, [100, 200, 400, 800], "the restart delay doubles");
+    let status = client.inventory(host.id()).await?.providers.into_iter().find(|p| p.id == "db").and_then(|p| p.status).unwrap();
+    assert!(status.restarts >= 4, "{status:?}");
+    assert_eq!(status.last_exit.as_deref(), Some("exit status: 3"));
+
+    // The delay is capped (2 s here), and a stop ends the loop at once.
+    let ack = lattice.ctl().await?.stop_provider(host.id(), "db").await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded());
+    events.expect("provider_stopped", Duration::from_secs(5), |d| d["provider_id"] == "db").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(client.inventory(host.id()).await?.providers.is_empty(), "not restarted after the stop");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_provider_flooding_its_output_or_leaving_children_is_contained() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let ctl = lattice.ctl().await?;
+    let dir = tempfile::tempdir()?;
+    let pids = dir.path().join("child.pid");
+    // Floods stdout without newlines and stderr with lines; starts a child that ignores SIGTERM
+    // and would outlive it; ignores the shutdown request and SIGTERM itself.
+    let flood = script(
+        dir.path(),
+        "flood",
+        &format!(
+            "trap '' TERM\n(trap '' TERM; exec sleep 1000) & echo $! > {}\n\
+             yes flood-line >&2 &\nhead -c 100000000 /dev/zero | tr '\\0' x\nwait",
+            pids.display()
+        ),
+    );
+    let ack = ctl.start_provider(host.id(), &flood.display().to_string(), "noisy", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let child: u64 = eventually(Duration::from_secs(5), || {
+        let pid = std::fs::read_to_string(&pids).ok().and_then(|s| s.trim().parse().ok());
+        async move { pid }
+    })
+    .await
+    .expect("the script started its child");
+    // The host answers while the provider floods.
+    for _ in 0..5 {
+        let asked = Instant::now();
+        client.inventory(host.id()).await?;
+        assert!(asked.elapsed() < Duration::from_secs(2), "inventory took {:?} during the flood", asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))
+        .unwrap_or(0);
+    assert!(rss < 1 << 20, "the test process (host included) stays under 1 GiB while 100 MB arrive without a newline: {rss} kB");
+    let ack = ctl.stop_provider(host.id(), "noisy").await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded());
+    let gone = eventually(Duration::from_secs(8), || async move { (!alive(child)).then_some(()) }).await;
+    assert!(gone.is_some(), "the provider's child went with its process group");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn provider_references_a_host_may_not_run_are_refused() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let exe = script(dir.path(), "p", "sleep 100");
+    for (reference, reason) in [
+        (exe.display().to_string(), "does not start providers from files"),
+        ("ghcr.io/wasmcloud/keyvalue-redis:0.28.2".to_string(), "not supported yet"),
+    ] {
+        let ack = ctl.start_provider(host.id(), &reference, "p", None, vec![]).await.map_err(anyhow::Error::msg)?;
+        assert!(ack.succeeded());
+        let failed = events.expect("provider_start_failed", Duration::from_secs(5), |_| true).await;
+        assert!(failed["error"].as_str().unwrap_or_default().contains(reason), "{reference}: {failed}");
+    }
+    assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
+    host.shutdown(None).await?;
+    Ok(())
+}
