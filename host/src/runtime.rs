@@ -274,6 +274,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         limits: config.limits.clone(),
         store: store.clone(),
         registries: registries.clone(),
+        wrpc: crate::wasm::wrpc::Wrpc::new(calls.clone(), &config.lattice, wasm.engine().clone()),
         resolver: Resolver::new(
             view.clone(),
             providers_dir.clone(),

@@ -44,4 +44,6 @@ pub struct HostServices {
     pub store: LatticeStore,
     /// Registry credentials from `registry.put`.
     pub registries: crate::wasm::oci::Registries,
+    /// wRPC to and from external providers, on the call connection.
+    pub wrpc: crate::wasm::wrpc::Wrpc,
 }

@@ -48,6 +48,8 @@ pub struct ComponentActor {
     local: LocalComponents,
     /// Fired by the forwarder once the drained subscription has handed over its last message.
     stream_ended: (Option<oneshot::Sender<()>>, Option<oneshot::Receiver<()>>),
+    /// The tasks serving the component's exports over wRPC (for providers).
+    wrpc_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for ComponentActor {
@@ -76,7 +78,21 @@ impl ComponentActor {
             .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
         // In place on the server before `component_scaled` tells anyone to call.
         crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject, reason })?;
+        // Providers call components over wRPC, on the component's own subjects.
+        let wrpc_tasks = {
+            let (wrpc, prepared, local, runtime, owned_id) =
+                (services.wrpc.clone(), component.clone(), services.local.clone(), services.runtime.clone(), id.to_string());
+            let subject = format!("{}.{id}.wrpc.>", services.subjects.lattice());
+            services
+                .runtime
+                .guests()
+                .spawn(async move { wrpc.serve_component(&owned_id, &prepared, local, runtime).await })
+                .await
+                .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?
+                .map_err(|reason| HostError::Subscribe { subject, reason })?
+        };
         Ok(Self {
+            wrpc_tasks,
             id: id.into(),
             host_id: services.host_id.as_str().into(),
             serving: Serving::new(LocalTarget {
@@ -161,6 +177,12 @@ impl Actor for ComponentActor {
         });
         self.register();
         info!(component_id = %self.id, max_instances = self.target().slots.limit(), "component serving");
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for task in self.wrpc_tasks.drain(..) {
+            task.abort();
+        }
     }
 }
 
@@ -342,6 +364,9 @@ impl Handler<StopComponent> for ComponentActor {
     fn handle(&mut self, msg: StopComponent, _: &mut Self::Context) -> Self::Result {
         // Local callers now go over NATS (to another host, if any runs this component).
         self.local.remove(&self.id);
+        for task in self.wrpc_tasks.drain(..) {
+            task.abort();
+        }
         if let Some(drain) = self.drain.take() {
             let _ = drain.send(());
         }

@@ -127,6 +127,7 @@ impl WorkloadActor {
             runtime: s.runtime.clone(),
             nats: s.calls.clone(),
             subjects: s.subjects.clone(),
+            wrpc: s.wrpc.clone(),
         });
         async move {
             let config = runtime.config().clone();

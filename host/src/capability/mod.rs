@@ -79,6 +79,15 @@ impl Capability {
 #[error("{0}")]
 pub struct Denied(pub String);
 
+/// The target of a link call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callee {
+    /// A component, called with Trellis's own request/reply (in-process when local).
+    Component(String),
+    /// An external provider, called over wRPC.
+    ExternalProvider(String),
+}
+
 /// A granted provider capability: which provider, through which link, with which config.
 #[derive(Debug, Clone)]
 pub struct ProviderGrant {
@@ -128,6 +137,21 @@ impl Resolver {
     /// [`Denied`] naming the missing link.
     pub fn component(&self, source: &str, link_name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, Denied> {
         self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)
+    }
+
+    /// What `source`'s link `link_name` for `ns:pkg/iface` calls: a component (Trellis's own
+    /// calls), or an external provider running somewhere in the lattice (wRPC). A link to a
+    /// built-in provider is not callable this way (built-ins serve their interfaces in-process).
+    ///
+    /// # Errors
+    /// [`Denied`] naming the missing link.
+    pub fn callee(&self, source: &str, link_name: &str, ns: &str, pkg: &str, iface: &str) -> Result<Callee, Denied> {
+        let target = self.component(source, link_name, ns, pkg, iface)?;
+        if self.providers.runs(&target) && self.providers.kind_of(&target).is_none() {
+            Ok(Callee::ExternalProvider(target))
+        } else {
+            Ok(Callee::Component(target))
+        }
     }
 
     /// The grant for `source` to use `capability` through link `link_name`.

@@ -26,6 +26,8 @@ pub struct ImportContext {
     pub nats: async_nats::Client,
     /// Subject builder of the lattice.
     pub subjects: Subjects,
+    /// Calls to external providers.
+    pub wrpc: crate::wasm::wrpc::Wrpc,
 }
 
 impl std::fmt::Debug for ImportContext {

@@ -20,6 +20,7 @@ use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_N
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
 use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
 
+use crate::capability::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
@@ -97,7 +98,8 @@ fn plain(f: &ComponentFunc) -> bool {
     f.params().all(|(_, t)| plain_type(&t)) && f.results().all(|t| plain_type(&t))
 }
 
-fn plain_type(t: &Type) -> bool {
+/// Whether values of `t` can cross to another store (no resources, futures or streams).
+pub(crate) fn plain_type(t: &Type) -> bool {
     match t {
         Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => false,
         Type::List(l) => plain_type(&l.ty()),
@@ -121,7 +123,7 @@ fn link_interface(
     for (fname, _) in funcs {
         let ctx = ctx.clone();
         let iface = iface.clone();
-        let function = format!("{import}.{fname}");
+        let function = Function { import: import.to_string(), name: fname.clone() };
         instance.func_new_async(fname, move |store, ty, params, results| {
             let ctx = ctx.clone();
             let iface = iface.clone();
@@ -144,15 +146,43 @@ fn link_interface(
     Ok(())
 }
 
+/// An imported function: the import (`ns:pkg/iface@version`) and the function's name.
+#[derive(Debug, Clone)]
+struct Function {
+    import: String,
+    name: String,
+}
+
+impl std::fmt::Display for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.import, self.name)
+    }
+}
+
 async fn call_link(
     ctx: &ImportContext,
     iface: &InterfaceName,
     link_name: &str,
-    function: &str,
+    function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, String> {
-    let target = ctx.resolver.component(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0)?;
+    let target = match ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0)? {
+        Callee::Component(target) => target,
+        Callee::ExternalProvider(provider) => {
+            trace!(source = %ctx.source_id, %provider, %function, "link call to an external provider over wRPC");
+            let params_ty: Vec<Type> = ty.params().map(|(_, t)| t).collect();
+            let results_ty: Vec<Type> = ty.results().collect();
+            let timeout = ctx.runtime.config().max_execution_time;
+            return ctx
+                .wrpc
+                .call(&ctx.source_id, link_name, &provider, &function.import, &function.name, &params, &params_ty, &results_ty, timeout)
+                .await
+                .map_err(|e| format!("call from `{}` to provider `{provider}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id));
+        }
+    };
+    let function = function.to_string();
+    let function = function.as_str();
     let failed = |e: &dyn std::fmt::Display| format!("call from `{}` to `{target}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id);
     if let Some(local) = ctx.local.get(&target) {
         trace!(source = %ctx.source_id, %target, function, "local link call");

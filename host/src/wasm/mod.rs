@@ -30,6 +30,7 @@ pub mod messaging;
 pub mod oci;
 pub mod prepared;
 pub mod state;
+pub mod wrpc;
 
 pub use engine::{WasmConfig, WasmRuntime};
 pub use invoke::Fault;

@@ -26,6 +26,9 @@ pub struct ExportedFunc {
     pub results: Vec<Type>,
 }
 
+/// An export carried over wRPC: name, parameter types, result types.
+pub type WrpcFunction = (String, Vec<Type>, Vec<Type>);
+
 /// A component ready to serve calls: compiled, its imports resolved against the host's linker.
 /// Immutable; an update builds a new one.
 pub struct PreparedComponent {
@@ -110,6 +113,24 @@ impl PreparedComponent {
                 })
                 .map(|(_, f)| f)
         })
+    }
+
+    /// The exported functions wRPC can carry (no resources), by instance
+    /// (`ns:pkg/iface@version`): name, parameter types, result types.
+    pub fn wrpc_exports(&self) -> BTreeMap<String, Vec<WrpcFunction>> {
+        let mut out: BTreeMap<String, Vec<WrpcFunction>> = BTreeMap::new();
+        for (name, f) in &self.functions {
+            let Some((instance, func)) = name.rsplit_once('.') else { continue };
+            if !instance.contains(':') || instance.starts_with("wasi:http/") {
+                continue;
+            }
+            let params: Vec<Type> = f.params.iter().map(|(_, t)| t.clone()).collect();
+            if !params.iter().chain(&f.results).all(crate::wasm::imports::plain_type) {
+                continue;
+            }
+            out.entry(instance.to_string()).or_default().push((func.to_string(), params, f.results.clone()));
+        }
+        out
     }
 
     /// Names of all exported functions, without package versions, for error messages.

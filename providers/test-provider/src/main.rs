@@ -7,16 +7,28 @@
 //! - `healthy`: `false` answers health checks unhealthy (a config update can flip it);
 //! - `ignore_shutdown`: `true` keeps running after the shutdown request and ignores SIGTERM;
 //! - `say`: a line printed on stdout and on stderr at start.
+//!
+//! It serves `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
+//! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
+//! component over wRPC and returns the answer; `spin` never answers; `trap` fails. Each call is
+//! recorded with the caller's id.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+use anyhow::Context as _;
 use wasmcloud_provider_sdk::{
-    load_host_data, run_provider, HealthCheckRequest, HealthCheckResponse, LinkConfig, LinkDeleteInfo, Provider,
-    ProviderConfigUpdate, ProviderInitConfig,
+    get_connection, load_host_data, run_provider, serve_provider_exports, Context, HealthCheckRequest,
+    HealthCheckResponse, LinkConfig, LinkDeleteInfo, Provider, ProviderConfigUpdate, ProviderInitConfig,
 };
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({ world: "echo-provider", path: "../../wit/echo" });
+}
+
+use bindings::exports::trellis::echo::echo::Handler;
 
 #[derive(Clone, Default)]
 struct TestProvider {
@@ -124,6 +136,46 @@ impl Provider for TestProvider {
     }
 }
 
+impl Handler<Option<Context>> for TestProvider {
+    async fn echo(&self, cx: Option<Context>, message: String) -> anyhow::Result<String> {
+        let caller = cx.and_then(|c| c.component).unwrap_or_default();
+        self.record("echo", json!({ "caller": caller, "message": message }));
+        if let Some(rest) = message.strip_prefix("call:") {
+            let (component, message) = rest.split_once(':').context("call:{component}:{message}")?;
+            let client = get_connection().get_wrpc_client(component).await?;
+            let answer = bindings::trellis::echo::echo::echo(&client, None, message).await;
+            self.record("called", json!({ "component": component, "answer": answer.as_ref().map_err(|e| format!("{e:#}")).ok() }));
+            return answer;
+        }
+        Ok(message)
+    }
+
+    async fn try_echo(&self, _: Option<Context>, message: String, fail: bool) -> anyhow::Result<Result<String, String>> {
+        Ok(if fail { Err(message) } else { Ok(message) })
+    }
+
+    async fn trap(&self, _: Option<Context>, message: String) -> anyhow::Result<()> {
+        anyhow::bail!("provider failed: {message}")
+    }
+
+    async fn spin(&self, _: Option<Context>) -> anyhow::Result<()> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    async fn hog(&self, _: Option<Context>) -> anyhow::Result<u64> {
+        Ok(0)
+    }
+
+    async fn recurse(&self, _: Option<Context>, depth: u64) -> anyhow::Result<u64> {
+        Ok(depth)
+    }
+
+    async fn remember(&self, _: Option<Context>, value: String) -> anyhow::Result<String> {
+        Ok(value)
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let provider = TestProvider::default();
@@ -132,13 +184,16 @@ async fn main() -> anyhow::Result<()> {
     if stubborn {
         // SIGTERM is caught and ignored: only SIGKILL ends this process.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let recorder = provider.clone();
         tokio::spawn(async move {
             while term.recv().await.is_some() {
-                provider.record("sigterm_ignored", json!({}));
+                recorder.record("sigterm_ignored", json!({}));
             }
         });
     }
-    shutdown.await;
+    let connection = get_connection();
+    let client = connection.get_wrpc_client(connection.provider_key()).await?;
+    serve_provider_exports(&client, provider, shutdown, bindings::serve).await?;
     if stubborn {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;

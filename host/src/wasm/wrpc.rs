@@ -1,0 +1,263 @@
+//! wRPC, the data plane of wasmCloud providers: a component's call to an external provider goes
+//! out on `{lattice}.{provider}.wrpc.0.0.1.{instance}.{func}` with wRPC's NATS transport, and a
+//! provider's call to a component arrives on the component's own wRPC subjects
+//! ([`serve_exports`]). Values cross with `wrpc-runtime-wasmtime`'s codec (component values ↔
+//! wRPC's encoding). Only functions without resources are carried, as for calls between
+//! components.
+//!
+//! The codec works on a store; values without resources never touch it, so encoding and
+//! decoding use a small store of their own ([`Codec`]) rather than the guest's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::codec::Encoder as _;
+use tracing::{debug, warn};
+use wasmtime::component::{ResourceTable, Type, Val};
+use wasmtime::{AsContextMut as _, Engine, Store};
+use wrpc_runtime_wasmtime::{read_value, SharedResourceTable, ValEncoder, WrpcCtx, WrpcCtxView, WrpcView};
+use wrpc_transport::Invoke as _;
+use wrpc_transport_nats::Client;
+
+/// The store the codec runs on.
+struct Codec {
+    table: ResourceTable,
+    ctx: CodecCtx,
+}
+
+struct CodecCtx {
+    client: Arc<Client>,
+    shared: SharedResourceTable,
+}
+
+impl WrpcCtx<Client> for CodecCtx {
+    fn context(&self) -> Option<async_nats::HeaderMap> {
+        None
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn shared_resources(&mut self) -> &mut SharedResourceTable {
+        &mut self.shared
+    }
+}
+
+impl WrpcView for Codec {
+    type Invoke = Client;
+
+    fn wrpc(&mut self) -> WrpcCtxView<'_, Client> {
+        WrpcCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+fn codec_store(engine: &Engine, client: Arc<Client>) -> Store<Codec> {
+    Store::new(engine, Codec { table: ResourceTable::new(), ctx: CodecCtx { client, shared: SharedResourceTable::default() } })
+}
+
+/// wRPC clients of this host, one per target (each keeps a reply subscription), on the call
+/// connection.
+#[derive(Clone)]
+pub struct Wrpc {
+    nats: Arc<async_nats::Client>,
+    lattice: String,
+    engine: Engine,
+    clients: Arc<Mutex<HashMap<String, Arc<Client>>>>,
+}
+
+impl std::fmt::Debug for Wrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wrpc").field("lattice", &self.lattice).finish_non_exhaustive()
+    }
+}
+
+impl Wrpc {
+    /// Clients on `nats` for `lattice`, with values checked against `engine`'s types.
+    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine) -> Self {
+        Self { nats: Arc::new(nats), lattice: lattice.to_string(), engine, clients: Arc::default() }
+    }
+
+    /// The client whose calls go to `target` (`{lattice}.{target}` subjects).
+    async fn client(&self, target: &str) -> Result<Arc<Client>, String> {
+        if let Some(c) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(target) {
+            return Ok(c.clone());
+        }
+        let client = Client::new(self.nats.clone(), format!("{}.{target}", self.lattice), None)
+            .await
+            .map_err(|e| format!("cannot set up wRPC to `{target}`: {e:#}"))?;
+        let client = Arc::new(client);
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner).entry(target.to_string()).or_insert(client.clone());
+        Ok(client)
+    }
+
+    /// Calls `instance`.`func` (e.g. `trellis:echo/echo@0.1.0`, `echo`) on `target` with
+    /// `params`, as `source` through link `link_name`; the results decoded as `results_ty`.
+    /// Ends with an error at `timeout` whatever the provider does.
+    ///
+    /// # Errors
+    /// What failed, in words for the guest's caller.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call(
+        &self,
+        source: &str,
+        link_name: &str,
+        target: &str,
+        instance: &str,
+        func: &str,
+        params: &[Val],
+        params_ty: &[Type],
+        results_ty: &[Type],
+        timeout: Duration,
+    ) -> Result<Vec<Val>, String> {
+        let call = async {
+            let client = self.client(target).await?;
+            let mut store = codec_store(&self.engine, client.clone());
+            let mut buf = BytesMut::new();
+            for (i, (v, ty)) in params.iter().zip(params_ty).enumerate() {
+                let mut enc = ValEncoder::<_, wrpc_transport_nats::ParamWriter>::new(store.as_context_mut(), ty, &[], &[]);
+                enc.encode(v, &mut buf).map_err(|e| format!("cannot encode parameter {i}: {e:#}"))?;
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(trellis_messages::invocation::SOURCE_ID_HEADER, source);
+            headers.insert(trellis_messages::invocation::LINK_NAME_HEADER, link_name);
+            let paths: &[&[Option<usize>]] = &[];
+            let (outgoing, incoming) = client
+                .invoke(Some(headers), instance, func, buf.freeze(), paths)
+                .await
+                .map_err(|e| format!("no answer from `{target}`: {e:#}"))?;
+            let mut outgoing = std::pin::pin!(outgoing);
+            let _ = outgoing.shutdown().await;
+            let mut incoming = std::pin::pin!(incoming);
+            let mut results = vec![Val::Bool(false); results_ty.len()];
+            for (i, (v, ty)) in results.iter_mut().zip(results_ty).enumerate() {
+                read_value(&mut store, &mut incoming, &[], &[], v, ty, &[i])
+                    .await
+                    .map_err(|e| format!("cannot decode result {i} from `{target}`: {e}"))?;
+            }
+            Ok(results)
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("`{target}` did not answer within {timeout:?}")),
+        }
+    }
+
+    /// Serves `functions` of `instance` of component `id` on its wRPC subjects (queue group
+    /// `{lattice}.{id}`, as wasmCloud hosts do): each invocation's parameters are decoded as
+    /// the function's types, `handle` runs the call, and the results (or, when it fails, nothing:
+    /// wRPC has no error frame, so the caller's deadline ends it) go back.
+    ///
+    /// # Errors
+    /// When a subscription cannot be made.
+    pub async fn serve_exports<H, F>(
+        &self,
+        id: &str,
+        instance: &str,
+        functions: Vec<(String, Vec<Type>, Vec<Type>)>,
+        handle: H,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, String>
+    where
+        H: Fn(String, Option<String>, Vec<Val>) -> F + Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<Vec<Val>, String>> + Send + 'static,
+    {
+        let prefix = format!("{}.{id}", self.lattice);
+        let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
+            .await
+            .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
+        let client = Arc::new(client);
+        let mut tasks = Vec::new();
+        for (func, params_ty, results_ty) in functions {
+            let paths: Arc<[Box<[Option<usize>]>]> = Arc::new([]);
+            let invocations = wrpc_transport::Serve::serve(&*client, instance, &func, paths)
+                .await
+                .map_err(|e| format!("cannot serve `{id}` {instance}.{func} over wRPC: {e:#}"))?;
+            let (engine, client, handle, name) = (self.engine.clone(), client.clone(), handle.clone(), format!("{instance}.{func}"));
+            let (params_ty, results_ty) = (Arc::new(params_ty), Arc::new(results_ty));
+            tasks.push(tokio::spawn(async move {
+                let mut invocations = std::pin::pin!(invocations);
+                while let Some(invocation) = invocations.next().await {
+                    let (cx, outgoing, incoming) = match invocation {
+                        Ok(i) => i,
+                        Err(e) => {
+                            debug!(function = %name, error = %e, "bad wRPC invocation");
+                            continue;
+                        }
+                    };
+                    let (engine, client, handle, name) = (engine.clone(), client.clone(), handle.clone(), name.clone());
+                    let (params_ty, results_ty) = (params_ty.clone(), results_ty.clone());
+                    tokio::spawn(async move {
+                        let source = cx
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get(trellis_messages::invocation::SOURCE_ID_HEADER))
+                            .map(|v| v.as_str().to_string());
+                        let mut store = codec_store(&engine, client);
+                        let mut incoming = std::pin::pin!(incoming);
+                        let mut params = vec![Val::Bool(false); params_ty.len()];
+                        for (i, (v, ty)) in params.iter_mut().zip(params_ty.iter()).enumerate() {
+                            if let Err(e) = read_value(&mut store, &mut incoming, &[], &[], v, ty, &[i]).await {
+                                warn!(function = %name, error = %e, "cannot decode a wRPC parameter");
+                                return;
+                            }
+                        }
+                        let results = match handle(name.clone(), source, params).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                warn!(function = %name, error = %e, "wRPC call to a component failed");
+                                return;
+                            }
+                        };
+                        let mut buf = BytesMut::new();
+                        for (v, ty) in results.iter().zip(results_ty.iter()) {
+                            let mut enc =
+                                ValEncoder::<_, wrpc_transport_nats::SubjectWriter>::new(store.as_context_mut(), ty, &[], &[]);
+                            if let Err(e) = enc.encode(v, &mut buf) {
+                                warn!(function = %name, error = %e, "cannot encode a wRPC result");
+                                return;
+                            }
+                        }
+                        let mut outgoing = std::pin::pin!(outgoing);
+                        if let Err(e) = outgoing.write_all(&buf).await {
+                            debug!(function = %name, error = %e, "cannot send wRPC results");
+                        }
+                        let _ = outgoing.shutdown().await;
+                    });
+                }
+            }));
+        }
+        Ok(tasks)
+    }
+
+    /// Serves every export of component `id` that wRPC can carry, calling it through
+    /// `local` (the same instance slots and limits as any call); the tasks end when aborted.
+    ///
+    /// # Errors
+    /// When a subscription cannot be made.
+    pub async fn serve_component(
+        &self,
+        id: &str,
+        component: &crate::wasm::PreparedComponent,
+        local: crate::wasm::local::LocalComponents,
+        runtime: Arc<crate::wasm::WasmRuntime>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+        let mut tasks = Vec::new();
+        for (instance, functions) in component.wrpc_exports() {
+            let (id_owned, local, runtime) = (id.to_string(), local.clone(), runtime.clone());
+            let handle = move |function: String, source: Option<String>, params: Vec<Val>| {
+                let (id, local, runtime) = (id_owned.clone(), local.clone(), runtime.clone());
+                async move {
+                    debug!(component_id = %id, %function, source = source.as_deref().unwrap_or(""), "wRPC call to a component");
+                    let target = local.get(&id).ok_or_else(|| format!("component `{id}` no longer runs here"))?;
+                    target.call(&runtime, &id, &function, params).await.map_err(|f| f.to_string())
+                }
+            };
+            tasks.extend(self.serve_exports(id, &instance, functions, handle).await?);
+        }
+        Ok(tasks)
+    }
+}
