@@ -86,6 +86,12 @@ pub struct ProviderSettings {
     pub restart_max: Duration,
     /// A process that ran this long before exiting restarts after the first delay again.
     pub reset_after: Duration,
+    /// Calls this host's components may have in flight to one provider; more wait up to the
+    /// queue wait, then fail busy.
+    pub max_calls: usize,
+    /// The `trellis` executable, which guards each provider (`trellis provider-guard`): a
+    /// provider then ends when its host dies, even by SIGKILL. `None` starts providers directly.
+    pub guard: Option<std::path::PathBuf>,
 }
 
 impl Default for ProviderSettings {
@@ -96,6 +102,8 @@ impl Default for ProviderSettings {
             restart_min: Duration::from_millis(100),
             restart_max: Duration::from_secs(30),
             reset_after: Duration::from_secs(60),
+            max_calls: 256,
+            guard: None,
         }
     }
 }
@@ -204,9 +212,9 @@ impl HostConfig {
             return Err(HostError::Config("max component size must be greater than zero".into()));
         }
         let p = &self.providers;
-        if p.health_interval < Duration::from_millis(100) || p.restart_min.is_zero() || p.restart_max < p.restart_min {
+        if p.health_interval < Duration::from_millis(100) || p.restart_min.is_zero() || p.restart_max < p.restart_min || p.max_calls == 0 {
             return Err(HostError::Config(
-                "provider health interval must be at least 100ms, and the longest restart delay at least the first".into(),
+                "provider health interval must be at least 100ms, the longest restart delay at least the first, and max provider calls above zero".into(),
             ));
         }
         Ok(())

@@ -274,7 +274,13 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         limits: config.limits.clone(),
         store: store.clone(),
         registries: registries.clone(),
-        wrpc: crate::wasm::wrpc::Wrpc::new(calls.clone(), &config.lattice, wasm.engine().clone()),
+        wrpc: crate::wasm::wrpc::Wrpc::new(
+            calls.clone(),
+            &config.lattice,
+            wasm.engine().clone(),
+            config.providers.max_calls,
+            config.wasm.max_queue_wait,
+        ),
         resolver: Resolver::new(
             view.clone(),
             providers_dir.clone(),

@@ -173,7 +173,8 @@ async fn a_stopping_host_stops_its_providers_and_a_stubborn_one_is_killed() -> a
     let provider = test_provider()?;
     let lattice = TestLattice::new().await?;
     let mut config = lattice.host_config();
-    config.providers = settings();
+    // As `trellis host` runs them: each provider behind `trellis provider-guard`.
+    config.providers = ProviderSettings { guard: Some(trellis_tests::trellis_bin()?), ..settings() };
     let host = lattice.start_host(config).await?;
     let client = lattice.client().await?;
     let ctl = lattice.ctl().await?;
@@ -311,5 +312,137 @@ async fn provider_references_a_host_may_not_run_are_refused() -> anyhow::Result<
     }
     assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
     host.shutdown(None).await?;
+    Ok(())
+}
+
+fn echo_link(source: &str, target: &str) -> Link {
+    Link::new(source, target, "default", "trellis", "echo", &["echo"])
+}
+
+#[tokio::test]
+async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    // The provider runs on one host, the components on another: every call crosses NATS. The
+    // components' host lets one call at a time go to a provider; the next waits 500 ms.
+    let provider_host = lattice.start_host(config.clone()).await?;
+    config.providers.max_calls = 1;
+    config.wasm.max_queue_wait = Duration::from_millis(500);
+    let component_host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("record.jsonl");
+    client.put_config("tp-settings", &[("record".to_string(), record.display().to_string())].into()).await?;
+    lattice.scale(component_host.id(), "pinger", trellis_tests::actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(component_host.id(), "echo", trellis_tests::actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .start_provider(provider_host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    wait_record(&record, "init", |r| r["event"] == "init").await;
+    client.put_link(&echo_link("pinger", "tp")).await?;
+    client.put_link(&echo_link("tp", "echo")).await?;
+
+    // Component → provider: pinger's `echo` import is served by the provider.
+    const PING: &str = "trellis:echo/pinger.ping";
+    let first = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { client.call("pinger", PING, vec![r#""via the provider""#.into()]).await.ok().filter(|r| r.results.is_some()) }
+    })
+    .await
+    .expect("pinger reached the provider");
+    assert_eq!(first.results.unwrap(), vec![r#""via the provider""#.to_string()]);
+    let call = wait_record(&record, "the call", |r| r["event"] == "echo").await;
+    assert_eq!(call["caller"], "pinger", "the provider sees who calls: {call}");
+
+    // Provider → component: the provider passes the message on to `echo` over wRPC.
+    let reply = client.call("pinger", PING, vec![r#""call:echo:round trip""#.into()]).await?;
+    assert_eq!(reply.results, Some(vec![r#""round trip""#.to_string()]), "{reply:?}");
+    wait_record(&record, "the call to echo", |r| r["event"] == "called" && r["answer"] == "round trip").await;
+    for i in 0..20 {
+        let reply = client.call("pinger", PING, vec![format!(r#""call:echo:{i}""#)]).await?;
+        assert_eq!(reply.results, Some(vec![format!(r#""{i}""#)]), "{reply:?}");
+    }
+
+    // A provider that never answers: the call ends at the deadline (2 s here) with a fault.
+    let asked = Instant::now();
+    let reply = client.clone().with_timeout(Duration::from_secs(15)).call("pinger", "trellis:echo/pinger.ping-spin", vec![]).await?;
+    let error = reply.error.clone().unwrap_or_default();
+    assert!(error.contains("provider `tp`") || error.contains("deadline"), "{reply:?}");
+    assert!(asked.elapsed() < Duration::from_secs(6), "bounded by the deadline: {:?}", asked.elapsed());
+
+    // --max-provider-calls: while one call holds the only slot, the next waits, then is busy.
+    let spinning = {
+        let client = client.clone().with_timeout(Duration::from_secs(15));
+        tokio::spawn(async move { client.call("pinger", "trellis:echo/pinger.ping-spin", vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = client.call("pinger", PING, vec![r#""x""#.into()]).await?;
+    assert!(busy.error.clone().unwrap_or_default().contains("--max-provider-calls"), "{busy:?}");
+    spinning.await??;
+    let reply = client.call("pinger", PING, vec![r#""free again""#.into()]).await?;
+    assert_eq!(reply.results, Some(vec![r#""free again""#.to_string()]), "{reply:?}");
+
+    // Without its link the provider is not reachable.
+    client.delete_link("pinger", "default", "trellis", "echo").await?;
+    let refused = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.call("pinger", PING, vec![r#""x""#.into()]).await.ok().filter(|r| r.error.is_some()) }
+    })
+    .await
+    .expect("refused without the link");
+    assert!(refused.error.unwrap().contains("no link"), "names the missing link");
+    component_host.shutdown(None).await?;
+    provider_host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let key = nkeys::KeyPair::new_server();
+    let mut host = std::process::Command::new(trellis_tests::trellis_bin()?)
+        .args(["host", "--nats-url", &lattice.url(), "--lattice", &lattice.name, "--host-seed", &key.seed()?, "--allow-file-load"])
+        .env("TRELLIS_DATA_DIR", tempfile::tempdir()?.keep())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let dir = tempfile::tempdir()?;
+    let pids = dir.path().join("pids");
+    // A provider that ignores SIGTERM and has a child that ignores it too.
+    let stubborn = script(
+        dir.path(),
+        "stubborn",
+        &format!("trap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait", pids.display()),
+    );
+    let ctl = lattice.ctl().await?;
+    let started = eventually(Duration::from_secs(15), || {
+        let (ctl, id, reference) = (ctl.clone(), key.public_key(), stubborn.display().to_string());
+        async move { ctl.start_provider(&id, &reference, "stubborn", None, vec![]).await.ok().filter(|a| a.succeeded()) }
+    })
+    .await;
+    assert!(started.is_some(), "the host answered provider.start");
+    let found: Vec<u64> = eventually(Duration::from_secs(10), || {
+        let found = std::fs::read_to_string(&pids).ok().map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u64>>());
+        async move { found.filter(|p| p.len() == 2) }
+    })
+    .await
+    .expect("the provider started");
+    assert!(found.iter().all(|p| alive(*p)));
+    host.kill()?;
+    host.wait()?;
+    let gone = eventually(Duration::from_secs(5), || {
+        let all_gone = found.iter().all(|p| !alive(*p));
+        async move { all_gone.then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "the provider and its child ended with their host: {:?}", found.iter().map(|p| (p, alive(*p))).collect::<Vec<_>>());
     Ok(())
 }

@@ -68,6 +68,10 @@ pub struct Wrpc {
     lattice: String,
     engine: Engine,
     clients: Arc<Mutex<HashMap<String, Arc<Client>>>>,
+    /// Calls this host has in flight to each provider, at most `max_calls`.
+    in_flight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    max_calls: usize,
+    queue_wait: Duration,
 }
 
 impl std::fmt::Debug for Wrpc {
@@ -77,9 +81,36 @@ impl std::fmt::Debug for Wrpc {
 }
 
 impl Wrpc {
-    /// Clients on `nats` for `lattice`, with values checked against `engine`'s types.
-    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine) -> Self {
-        Self { nats: Arc::new(nats), lattice: lattice.to_string(), engine, clients: Arc::default() }
+    /// Clients on `nats` for `lattice`, with values checked against `engine`'s types; at most
+    /// `max_calls` calls in flight to one provider, callers past it waiting up to `queue_wait`.
+    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration) -> Self {
+        Self {
+            nats: Arc::new(nats),
+            lattice: lattice.to_string(),
+            engine,
+            clients: Arc::default(),
+            in_flight: Arc::default(),
+            max_calls: max_calls.max(1),
+            queue_wait,
+        }
+    }
+
+    /// A slot for one call to `target`.
+    async fn slot(&self, target: &str) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        let slots = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(target.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_calls)))
+            .clone();
+        match tokio::time::timeout(self.queue_wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(format!(
+                "busy: {} calls from this host to provider `{target}` stayed in flight for {:?} (--max-provider-calls)",
+                self.max_calls, self.queue_wait
+            )),
+        }
     }
 
     /// The client whose calls go to `target` (`{lattice}.{target}` subjects).
@@ -115,6 +146,7 @@ impl Wrpc {
         timeout: Duration,
     ) -> Result<Vec<Val>, String> {
         let call = async {
+            let _slot = self.slot(target).await?;
             let client = self.client(target).await?;
             let mut store = codec_store(&self.engine, client.clone());
             let mut buf = BytesMut::new();

@@ -131,6 +131,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Run by hosts between themselves and each external provider (ends the provider when the
+    /// host dies); not for direct use.
+    #[command(hide = true)]
+    ProviderGuard {
+        /// The provider executable.
+        provider: PathBuf,
+    },
     /// Declared applications through wadm's API: put, deploy, undeploy, list, status, get,
     /// versions, del.
     App {
@@ -464,6 +471,10 @@ pub struct HostArgs {
     /// delay starts at 100 ms and doubles).
     #[arg(long, env = "TRELLIS_PROVIDER_RESTART_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
     pub provider_restart_max: std::time::Duration,
+    /// Calls this host's components may have in flight to one external provider; more wait
+    /// up to --max-queue-wait, then fail busy.
+    #[arg(long, env = "TRELLIS_MAX_PROVIDER_CALLS", default_value_t = 256)]
+    pub max_provider_calls: usize,
     /// How long one pull of a component (from a registry or the artifact store) may take.
     #[arg(long, env = "TRELLIS_OCI_PULL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub oci_pull_timeout: std::time::Duration,

@@ -237,7 +237,7 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.delete_config(&name).await?);
             Ok(())
         }
-        Command::Up(_) | Command::Host(_) | Command::App { .. } => anyhow::bail!("host and app commands are run by main, not this client"),
+        Command::Up(_) | Command::Host(_) | Command::App { .. } | Command::ProviderGuard { .. } => anyhow::bail!("host and app commands are run by main, not this client"),
     }
 }
 

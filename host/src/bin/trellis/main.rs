@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::ProviderGuard { provider } = &cli.command {
+        return ExitCode::from(runtime.block_on(trellis_host::providers::external::guard::run(provider)));
+    }
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -128,6 +131,8 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             shutdown_grace: args.provider_shutdown_grace,
             health_interval: args.provider_health_interval,
             restart_max: args.provider_restart_max,
+            max_calls: args.max_provider_calls,
+            guard: std::env::current_exe().ok(),
             ..ProviderSettings::default()
         },
     })

@@ -7,11 +7,14 @@
 //! - [`host_data`]: the start data on stdin and the links as providers receive them;
 //! - [`process`]: one process (cleared environment, own process group, bounded logging of its
 //!   output, signals to the group);
-//! - [`supervisor`]: the actor that owns the process: links, config, health, restarts, stop.
+//! - [`supervisor`]: the actor that owns the process: links, config, health, restarts, stop;
+//! - [`guard`]: the process between host and provider that ends the provider when the host
+//!   dies (`trellis provider-guard`).
 //!
 //! Not yet: calls between components and external providers (wRPC), provider archives (`.par`)
 //! and images from registries, secrets.
 
+pub mod guard;
 pub mod host_data;
 pub mod process;
 pub mod reference;
@@ -41,6 +44,9 @@ pub struct Launch {
     pub log_level: String,
     /// Providers' default call timeout.
     pub rpc_timeout: Duration,
+    /// The `trellis` executable, run as `trellis provider-guard <provider>` between the host and
+    /// each provider; `None` starts providers directly (they outlive a host killed with SIGKILL).
+    pub guard: Option<std::path::PathBuf>,
 }
 
 impl Launch {
@@ -64,6 +70,7 @@ impl Launch {
             .filter(|l| ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()))
             .unwrap_or_else(|| "info".to_string());
         Ok(Self {
+            guard: settings.guard.clone(),
             settings,
             files,
             nats_url: nats.url.clone(),

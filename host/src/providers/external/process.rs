@@ -44,9 +44,24 @@ impl Process {
     ///
     /// # Errors
     /// The operating system's reason when it cannot be spawned.
-    pub fn spawn(rt: &tokio::runtime::Handle, id: &str, path: &Path, stdin_line: Vec<u8>) -> std::io::Result<Self> {
+    pub fn spawn(
+        rt: &tokio::runtime::Handle,
+        id: &str,
+        path: &Path,
+        guard: Option<&Path>,
+        stdin_line: Vec<u8>,
+    ) -> std::io::Result<Self> {
         let _in_runtime = rt.enter();
-        let mut child = tokio::process::Command::new(path)
+        let mut command = match guard {
+            Some(trellis) => {
+                let mut c = tokio::process::Command::new(trellis);
+                c.arg("provider-guard").arg(path);
+                c
+            }
+            None => tokio::process::Command::new(path),
+        };
+        let guarded = guard.is_some();
+        let mut child = command
             .env_clear()
             .envs(passthrough())
             .stdin(Stdio::piped())
@@ -58,31 +73,44 @@ impl Process {
         let pid = child.id().unwrap_or_default();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let budget = Arc::new(Mutex::new(LogBudget::new()));
+        let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
-            rt.spawn(pump(id.to_string(), "stdout", out, None, budget.clone()));
+            pumps.push(rt.spawn(pump(id.to_string(), "stdout", out, None, budget.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            rt.spawn(pump(id.to_string(), "stderr", err, Some(stderr_tail.clone()), budget));
+            pumps.push(rt.spawn(pump(id.to_string(), "stderr", err, Some(stderr_tail.clone()), budget)));
         }
         let stdin = child.stdin.take();
         let (exit_tx, exit) = watch::channel(None);
         let provider = id.to_string();
         rt.spawn(async move {
+            // A guard keeps its stdin open while the host lives (its end is how it learns the
+            // host died), so it is held here until the process exits.
+            let mut held = None;
             if let Some(mut stdin) = stdin {
                 // The line is far smaller than a pipe's buffer, so a provider that never reads
                 // cannot hold this up; a provider that already exited gives a broken pipe.
                 let written = async {
                     stdin.write_all(&stdin_line).await?;
-                    stdin.shutdown().await
+                    if guarded {
+                        stdin.flush().await
+                    } else {
+                        stdin.shutdown().await
+                    }
                 };
                 if let Err(e) = written.await {
                     warn!(provider_id = %provider, error = %e, "could not write the provider's start data");
                 }
+                held = guarded.then_some(stdin);
             }
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("could not wait for the process: {e}"),
             };
+            // What it wrote last is read before its exit is reported (a process it left
+            // behind may hold the pipes open, hence the bound).
+            let _ = tokio::time::timeout(Duration::from_millis(500), futures::future::join_all(pumps)).await;
+            drop(held);
             let _ = exit_tx.send(Some(status));
         });
         Ok(Self { pid, exit, stderr_tail, started: Instant::now() })

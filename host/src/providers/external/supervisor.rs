@@ -154,7 +154,7 @@ impl ExternalProvider {
             log_level: self.launch.log_level.clone(),
         };
         let line = data.stdin_line().map_err(|e| format!("start data: {e}"))?;
-        let process = Process::spawn(self.services.runtime.guests(), &self.id, &self.path, line)
+        let process = Process::spawn(self.services.runtime.guests(), &self.id, &self.path, self.launch.guard.as_deref(), line)
             .map_err(|e| format!("cannot start {}: {e}", self.path.display()))?;
         info!(provider_id = %self.id, pid = process.pid, path = %self.path.display(), "provider process started");
         self.generation += 1;
