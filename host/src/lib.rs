@@ -52,6 +52,12 @@
 //!   │                                               │    LatticeView.changes() → reconcile
 //!   │                                               │    listeners; requests run the target
 //!   │                                               │    in-process (wasm::http::serve_local)
+//!   │                                               │    starts one ExternalProvider per
+//!   │                                               │    external provider: owns its process
+//!   │                                               │    (behind `trellis provider-guard`),
+//!   │                                               │    LatticeView.changes() → linkdefs.put/
+//!   │                                               │    del, config.update; health checks;
+//!   │                                               │    restarts; StatusChanged → inventory
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponents ──► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
@@ -60,6 +66,7 @@
 //!                                               │        ▼ StopComponent
 //!                                               │   ComponentActor (one per component): owns
 //!                                               │   what calls run (code, slots), the drain
+//!            NATS {lattice}.{id}.wrpc.… ────────┼──► (from providers) decoded → same Call path
 //!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
 //!            (InvocationRequest)                │    forwarder task on a guest thread
 //!                                               │    → Call task on the guest runtime: permit
@@ -71,6 +78,8 @@
 //!                                               │      component import → target;
 //!                                               │      LocalComponents has it? call in-process
 //!                                               │      (same permits/limits) : NATS request;
+//!                                               │      external provider? wRPC request
+//!                                               │      (wasm::wrpc, bounded per provider);
 //!                                               │      key-value → the link's bucket;
 //!                                               │      messaging → allowed subjects;
 //!                                               │      outgoing HTTP → granted or denied
@@ -82,7 +91,8 @@
 //!     1b. apps: the reconciler stops, the host deletes its liveness record and waits (≤ 5 s)
 //!        until the other hosts run its share of the declared applications
 //!     2. StopProviders → ProvidersActor stops the HTTP servers (no new connections; open
-//!        ones finish their request and close), stops
+//!        ones finish their request and close) and each ExternalProvider (shutdown request,
+//!        grace, SIGTERM, SIGKILL), waits for them, stops
 //!        DrainComponents → WorkloadActor stops every ComponentActor (and never starts one
 //!        that finishes loading now): each has its forwarder drain the subscription, lets
 //!        calls in flight finish, and answers those still running at the deadline with a fault
