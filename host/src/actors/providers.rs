@@ -3,7 +3,8 @@
 //! and `provider_stopped`, and keeps the host actor's inventory current (external providers
 //! report their process's state to it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -15,7 +16,8 @@ use trellis_messages::provider::{ProviderDescription, StartProviderCommand, Stop
 use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{HostError, Result};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
-use crate::providers::external::{reference, Launch};
+use crate::providers::external::reference::{self, Executable};
+use crate::providers::external::{par, Launch};
 use crate::providers::http_server::{HttpServerActor, StopHttpServer};
 use crate::providers::messaging::{MessagingActor, StopMessaging};
 use crate::providers::ProviderKind;
@@ -50,12 +52,14 @@ pub struct ProvidersActor {
     running: BTreeMap<String, Running>,
     /// How external providers start; `Err` says why they cannot on this host.
     launch: std::result::Result<Arc<Launch>, String>,
+    /// Providers whose archive is being unpacked.
+    unpacking: BTreeSet<String>,
 }
 
 impl ProvidersActor {
     /// No providers yet.
     pub fn new(services: HostServices, host: Addr<HostActor>, launch: std::result::Result<Arc<Launch>, String>) -> Self {
-        Self { services, host, running: BTreeMap::new(), launch }
+        Self { services, host, running: BTreeMap::new(), launch, unpacking: BTreeSet::new() }
     }
 
     fn publish(&self, name: &'static str, data: serde_json::Value) {
@@ -95,10 +99,8 @@ impl ProvidersActor {
         })
     }
 
-    /// Starts an external provider; `Err` is the reason for `provider_start_failed`.
-    fn start_external(&self, cmd: &StartProviderCommand, ctx: &Context<Self>) -> std::result::Result<Runner, String> {
-        let launch = self.launch.clone()?;
-        let path = reference::executable(&cmd.provider_ref, &launch.files)?;
+    /// Starts the supervisor of an external provider running `path`.
+    fn spawn_external(&self, cmd: &StartProviderCommand, path: PathBuf, launch: Arc<Launch>, ctx: &Context<Self>) -> std::result::Result<Runner, String> {
         let supervisor = ExternalProvider::launch(
             cmd.provider_id.clone(),
             path,
@@ -108,6 +110,63 @@ impl ProvidersActor {
             ctx.address().recipient(),
         )?;
         Ok(Runner::External(supervisor.start()))
+    }
+
+    /// Records the outcome of a start: `provider_started` and the inventory, or
+    /// `provider_start_failed` with the reason.
+    fn launched(&mut self, cmd: &StartProviderCommand, base: serde_json::Value, started: std::result::Result<(&'static str, Runner), String>) {
+        let (kind, runner) = match started {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(provider_id = %cmd.provider_id, "{e}");
+                let mut data = base;
+                data["error"] = json!(e);
+                self.publish("provider_start_failed", data);
+                return;
+            }
+        };
+        let status = matches!(runner, Runner::External(_))
+            .then(|| trellis_messages::provider::ProviderStatus { state: "starting".into(), ..Default::default() });
+        let description = ProviderDescription {
+            id: cmd.provider_id.clone(),
+            image_ref: Some(cmd.provider_ref.clone()),
+            name: Some(kind.to_string()),
+            revision: 0,
+            annotations: cmd.annotations.clone(),
+            status,
+        };
+        info!(provider_id = %cmd.provider_id, kind, "provider started");
+        self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
+        self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description });
+        self.publish("provider_started", base);
+        self.publish_inventory();
+    }
+
+    /// Starts an external provider: an executable at once, an archive once it is verified and
+    /// unpacked (off the actor's thread).
+    fn start_external(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
+        let launch = match self.launch.clone() {
+            Ok(l) => l,
+            Err(e) => return self.launched(&cmd, base, Err(e)),
+        };
+        match reference::executable(&cmd.provider_ref, &launch.files) {
+            Err(e) => self.launched(&cmd, base, Err(e)),
+            Ok(Executable::File(path)) => {
+                let started = self.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r));
+                self.launched(&cmd, base, started);
+            }
+            Ok(Executable::Archive(archive)) => {
+                self.unpacking.insert(cmd.provider_id.clone());
+                let into = launch.unpacked.path().to_path_buf();
+                let unpack = self.services.runtime.guests().spawn(async move { par::extract(&archive, &into).await });
+                let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
+                ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
+                    act.unpacking.remove(&cmd.provider_id);
+                    let started = binary.and_then(|path| act.spawn_external(&cmd, path, launch, ctx)).map(|r| ("external", r));
+                    act.launched(&cmd, base, started);
+                }));
+            }
+        }
     }
 }
 
@@ -153,8 +212,11 @@ impl Handler<StartProvider> for ProvidersActor {
                 r.description.image_ref.clone().unwrap_or_default()
             )));
         }
-        let started = if ProviderKind::is_builtin(&cmd.provider_ref) {
-            ProviderKind::parse(&cmd.provider_ref).map(|kind| {
+        if self.unpacking.contains(&cmd.provider_id) {
+            return Ok(format!("provider `{}` is already starting here", cmd.provider_id));
+        }
+        if ProviderKind::is_builtin(&cmd.provider_ref) {
+            let started = ProviderKind::parse(&cmd.provider_ref).map(|kind| {
                 let runner = match kind {
                     ProviderKind::HttpServer => Runner::Http(HttpServerActor::new(cmd.provider_id.clone(), self.services.clone()).start()),
                     ProviderKind::Messaging => {
@@ -163,35 +225,11 @@ impl Handler<StartProvider> for ProvidersActor {
                     ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
                 };
                 (kind.name(), runner)
-            })
+            });
+            self.launched(&cmd, base, started);
         } else {
-            self.start_external(&cmd, ctx).map(|runner| ("external", runner))
-        };
-        let (kind, runner) = match started {
-            Ok(k) => k,
-            Err(e) => {
-                warn!(provider_id = %cmd.provider_id, "{e}");
-                let mut data = base;
-                data["error"] = json!(e);
-                self.publish("provider_start_failed", data);
-                return Ok(format!("provider `{}` is starting", cmd.provider_id));
-            }
-        };
-        let status = matches!(runner, Runner::External(_))
-            .then(|| trellis_messages::provider::ProviderStatus { state: "starting".into(), ..Default::default() });
-        let description = ProviderDescription {
-            id: cmd.provider_id.clone(),
-            image_ref: Some(cmd.provider_ref.clone()),
-            name: Some(kind.to_string()),
-            revision: 0,
-            annotations: cmd.annotations.clone(),
-            status,
-        };
-        info!(provider_id = %cmd.provider_id, kind, "provider started");
-        self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
-        self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description });
-        self.publish("provider_started", base);
-        self.publish_inventory();
+            self.start_external(cmd.clone(), base, ctx);
+        }
         Ok(format!("provider `{}` is starting", cmd.provider_id))
     }
 }

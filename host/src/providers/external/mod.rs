@@ -11,11 +11,13 @@
 //! - [`guard`]: the process between host and provider that ends the provider when the host
 //!   dies (`trellis provider-guard`).
 //!
-//! Not yet: calls between components and external providers (wRPC), provider archives (`.par`)
-//! and images from registries, secrets.
+//! - [`par`]: provider archives, verified and unpacked.
+//!
+//! Not yet: provider images from registries, secrets.
 
 pub mod guard;
 pub mod host_data;
+pub mod par;
 pub mod process;
 pub mod reference;
 pub mod supervisor;
@@ -47,6 +49,8 @@ pub struct Launch {
     /// The `trellis` executable, run as `trellis provider-guard <provider>` between the host and
     /// each provider; `None` starts providers directly (they outlive a host killed with SIGKILL).
     pub guard: Option<std::path::PathBuf>,
+    /// Where binaries from provider archives are unpacked (mode 0700, removed with the host).
+    pub unpacked: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Launch {
@@ -69,7 +73,12 @@ impl Launch {
             .map(|l| l.to_lowercase())
             .filter(|l| ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()))
             .unwrap_or_else(|| "info".to_string());
+        let unpacked = tempfile::Builder::new()
+            .prefix("trellis-providers-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a directory for provider binaries: {e}"))?;
         Ok(Self {
+            unpacked: std::sync::Arc::new(unpacked),
             guard: settings.guard.clone(),
             settings,
             files,

@@ -2,19 +2,29 @@
 //!
 //! Running a file is a bigger grant than loading wasm from it, so the host's file policy
 //! ([`FileLoad`]: off unless `--allow-file-load`, and only under `--file-load-dir`s when any are
-//! given) decides, and the file must be a regular file with an execute bit. Provider archives
-//! (`.par`) and provider images in OCI registries are not supported yet and say so.
+//! given) decides, and the file must be a regular file with an execute bit, or a provider
+//! archive (`.par`, `.par.gz`). Provider images in OCI registries are not supported yet and say
+//! so.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 use crate::wasm::load::FileLoad;
 
+/// What a provider reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executable {
+    /// An executable file.
+    File(PathBuf),
+    /// A provider archive (`.par`, `.par.gz`) holding one.
+    Archive(PathBuf),
+}
+
 /// The executable `reference` names, when this host may run it.
 ///
 /// # Errors
 /// Why not, in words for the `provider_start_failed` event.
-pub fn executable(reference: &str, files: &FileLoad) -> Result<PathBuf, String> {
+pub fn executable(reference: &str, files: &FileLoad) -> Result<Executable, String> {
     let reference = reference.trim();
     let path = if let Some(rest) = reference.strip_prefix("file://") {
         PathBuf::from(rest)
@@ -36,17 +46,17 @@ pub fn executable(reference: &str, files: &FileLoad) -> Result<PathBuf, String> 
     }
     files.check(&path)?;
     let name = path.display();
-    if path.extension().is_some_and(|e| e == "par") || reference.ends_with(".par.gz") {
-        return Err(format!("{name}: provider archives (.par) are not supported yet; name the provider's executable"));
-    }
     let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{name} is not a file"));
     }
+    if crate::providers::external::par::is_archive(&path) {
+        return Ok(Executable::Archive(path));
+    }
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(format!("{name} is not executable"));
     }
-    Ok(path)
+    Ok(Executable::File(path))
 }
 
 #[cfg(test)]
@@ -62,8 +72,8 @@ mod tests {
         std::fs::write(&plain, "x").unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let any = FileLoad::anywhere();
-        assert_eq!(executable(&exe.display().to_string(), &any).unwrap(), exe);
-        assert_eq!(executable(&format!("file://{}", exe.display()), &any).unwrap(), exe);
+        assert_eq!(executable(&exe.display().to_string(), &any).unwrap(), Executable::File(exe.clone()));
+        assert_eq!(executable(&format!("file://{}", exe.display()), &any).unwrap(), Executable::File(exe.clone()));
         let refused = |r: &str, files: &FileLoad| executable(r, files).unwrap_err();
         assert!(refused(&plain.display().to_string(), &any).contains("not executable"));
         assert!(refused(&dir.path().display().to_string(), &any).contains("not a file"));
@@ -74,8 +84,9 @@ mod tests {
         assert!(refused("ghcr.io/wasmcloud/keyvalue-redis:0.28.0", &any).contains("not supported yet"));
         assert!(refused("oci://ghcr.io/x/y:1", &any).contains("not supported yet"));
         assert!(refused("", &any).contains("empty"));
-        let par = dir.path().join("p.par");
+        let par = dir.path().join("p.par.gz");
         std::fs::write(&par, "x").unwrap();
-        assert!(refused(&par.display().to_string(), &any).contains(".par"));
+        assert_eq!(executable(&par.display().to_string(), &any).unwrap(), Executable::Archive(par.clone()));
+        assert!(refused(&par.display().to_string(), &FileLoad::default()).contains("--allow-file-load"));
     }
 }

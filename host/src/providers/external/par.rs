@@ -1,0 +1,81 @@
+//! Provider archives (`.par`, `.par.gz`): wasmCloud's packaging of a provider, a tar (optionally
+//! gzipped) with signed claims (`claims.jwt`) and one executable per target (`x86_64-linux.bin`,
+//! …). Read by wasmCloud's `provider-archive` crate; this host then checks what that crate does
+//! not: the claims' signature, expiry and not-before (`wascap::jwt::validate_token`). The
+//! crate checks each binary against the hash its claims record, so a binary that was changed
+//! after signing is refused. Which issuers are trusted is not decided yet: any valid signature
+//! is accepted.
+//!
+//! The binary for this machine is written, executable, to a directory of the host's own (mode
+//! 0700, removed with the host), named by its SHA-256.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use provider_archive::ProviderArchive;
+use sha2::{Digest as _, Sha256};
+use wascap::jwt::CapabilityProvider;
+
+/// Largest archive read, in bytes.
+pub const MAX_ARCHIVE: u64 = 512 << 20;
+
+/// The target name archives use for this machine (`{arch}-{os}`, e.g. `x86_64-linux`).
+pub fn native_target() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// Whether `path` names an archive rather than an executable.
+pub fn is_archive(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with(".par") || name.ends_with(".par.gz")
+}
+
+/// Reads and verifies the archive at `archive` and writes its binary for this machine into
+/// `into`; returns the binary's path.
+///
+/// # Errors
+/// What is wrong with the archive, in words for `provider_start_failed`.
+pub async fn extract(archive: &Path, into: &Path) -> Result<PathBuf, String> {
+    let name = archive.display().to_string();
+    let size = tokio::fs::metadata(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?.len();
+    if size > MAX_ARCHIVE {
+        return Err(format!("{name} is {size} bytes, over the {MAX_ARCHIVE}-byte limit for provider archives"));
+    }
+    let bytes = tokio::fs::read(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?;
+    let target = native_target();
+    // The reader unwraps on some malformed claims; on a task of its own, that is an error here
+    // rather than a panic of the host.
+    // Every binary is read (not only this machine's), so a missing target can name the others.
+    let loading = tokio::spawn(async move { ProviderArchive::try_load(&bytes).await.map_err(|e| e.to_string()) });
+    let par = loading
+        .await
+        .map_err(|_| format!("{name} is not a valid provider archive (its claims are malformed)"))?
+        .map_err(|e| format!("{name} is not a valid provider archive: {e}"))?;
+    let token = par.claims_token().ok_or_else(|| format!("{name} has no claims"))?;
+    let check = wascap::jwt::validate_token::<CapabilityProvider>(&token.jwt)
+        .map_err(|e| format!("{name}: the claims cannot be checked: {e}"))?;
+    if !check.signature_valid {
+        return Err(format!("{name}: the claims' signature is not valid"));
+    }
+    if check.expired {
+        return Err(format!("{name}: the claims expired ({})", check.expires_human));
+    }
+    if check.cannot_use_yet {
+        return Err(format!("{name}: the claims are not valid yet ({})", check.not_before_human));
+    }
+    let binary = par.target_bytes(&target).ok_or_else(|| {
+        format!("{name} has no binary for this machine ({target}); it has: {}", par.targets().join(", "))
+    })?;
+    let digest = Sha256::digest(&binary);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let path = into.join(format!("{hex}.bin"));
+    if tokio::fs::metadata(&path).await.is_err() {
+        let partial = into.join(format!("{hex}.partial"));
+        tokio::fs::write(&partial, &binary).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
+        tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(|e| format!("cannot make the provider binary executable: {e}"))?;
+        tokio::fs::rename(&partial, &path).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
+    }
+    Ok(path)
+}
