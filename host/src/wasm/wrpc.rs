@@ -171,6 +171,15 @@ impl Wrpc {
                     .await
                     .map_err(|e| format!("cannot decode result {i} from `{target}`: {e}"))?;
             }
+            // The call is over when the provider closes its results (for a function without
+            // results, that is the only sign it finished); anything more is a protocol error.
+            let mut rest = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut incoming, &mut rest)
+                .await
+                .map_err(|e| format!("the answer from `{target}` broke off: {e}"))?;
+            if !rest.is_empty() {
+                return Err(format!("`{target}` answered {} bytes more than the results", rest.len()));
+            }
             Ok(results)
         };
         match tokio::time::timeout(timeout, call).await {
