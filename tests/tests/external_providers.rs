@@ -154,6 +154,19 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     .expect("the inventory shows the provider unhealthy");
     assert_eq!(status.message.as_deref(), Some("told to be unhealthy"));
 
+    // Killed, it is restarted with fresh start data (a new instance id), links included.
+    let instance = init["instance_id"].as_str().unwrap().to_string();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+    let exited = events.expect("provider_exited", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    assert_eq!(exited["status"], "signal: 9 (SIGKILL)", "{exited}");
+    let again = wait_record(&record, "a second init", |r| r["event"] == "init" && r["pid"] != pid).await;
+    assert_ne!(again["instance_id"], instance.as_str());
+    assert_eq!(again["links"], 1, "the link as source, still there: {again}");
+    let pid = again["pid"].as_u64().unwrap();
+    events.expect("health_check_status", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    let status = client.inventory(host.id()).await?.providers.into_iter().find(|p| p.id == "tp").and_then(|p| p.status).unwrap();
+    assert_eq!((status.state.as_str(), status.restarts), ("running", 1), "{status:?}");
+
     // Stop: the SDK runs the provider's shutdown and exits within the grace period.
     let asked = Instant::now();
     let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
@@ -408,19 +421,20 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
     init_tracing();
     let lattice = TestLattice::new().await?;
     let key = nkeys::KeyPair::new_server();
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("host.log");
     let mut host = std::process::Command::new(trellis_tests::trellis_bin()?)
         .args(["host", "--nats-url", &lattice.url(), "--lattice", &lattice.name, "--host-seed", &key.seed()?, "--allow-file-load"])
         .env("TRELLIS_DATA_DIR", tempfile::tempdir()?.keep())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
         .spawn()?;
-    let dir = tempfile::tempdir()?;
     let pids = dir.path().join("pids");
-    // A provider that ignores SIGTERM and has a child that ignores it too.
+    // A provider that ignores SIGTERM and has a child that ignores it too; it says hello first.
     let stubborn = script(
         dir.path(),
         "stubborn",
-        &format!("trap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait", pids.display()),
+        &format!("echo 'stubborn says hello'\ntrap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait", pids.display()),
     );
     let ctl = lattice.ctl().await?;
     let started = eventually(Duration::from_secs(15), || {
@@ -436,6 +450,15 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
     .await
     .expect("the provider started");
     assert!(found.iter().all(|p| alive(*p)));
+    // Its output is in the host's log, tagged with its id.
+    let logged = eventually(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains("stubborn says hello")).map(str::to_string);
+        async move { line }
+    })
+    .await
+    .expect("the provider's line in the host's log");
+    assert!(logged.contains("provider_id") && logged.contains("stubborn") && logged.contains("stdout"), "{logged}");
     host.kill()?;
     host.wait()?;
     let gone = eventually(Duration::from_secs(5), || {
