@@ -10,7 +10,9 @@
 //! plain hyper server; scale from zero (cold and warm compile cache); density (memory per
 //! component, time to scale, heartbeat size); link propagation across hosts; scale from an OCI
 //! registry and from the lattice's artifact store, cold and warm, vs from a file; healing of a
-//! declared app after `kill -9` of a host process, vs the liveness deadline.
+//! declared app after `kill -9` of a host process, vs the liveness deadline; a link call to an
+//! external provider (wRPC, the SDK-built test provider) vs the same call to a component on
+//! another host.
 
 mod baselines;
 mod heal;
@@ -162,9 +164,9 @@ async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Clien
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=9).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=10).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 9, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 10, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -388,6 +390,51 @@ async fn main() -> Result<()> {
             ratio: full / deadline,
             json: json!({"restored_p50_s": full, "first_replacement_p50_s": first, "liveness_deadline_s": deadline, "rounds": rounds}),
         });
+    }
+
+    // 10. A link call to an external provider (wRPC) next to the same call to a component on
+    // another host (Trellis's own request/reply): pinger on A, the provider on A, echo on B.
+    if want(10) {
+        let to_component = link_path(&client, size.inner, rounds).await?;
+        let provider = trellis_tests::test_provider()?;
+        let start = StartProviderCommand { provider_id: "bench-tp".into(), provider_ref: provider.display().to_string(), ..Default::default() };
+        client.start_provider(&a, &start).await?;
+        // Linked once it answers on the lattice (a call to a provider not yet subscribed waits
+        // for the deadline: wRPC has no "nobody listens" answer).
+        let answering = Instant::now();
+        loop {
+            let inventory = client.inventory(&a).await?;
+            if inventory.providers.iter().any(|p| p.id == "bench-tp" && p.status.as_ref().is_some_and(|s| s.healthy == Some(true))) {
+                break;
+            }
+            anyhow::ensure!(answering.elapsed() < Duration::from_secs(30), "the provider never became healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        client.delete_link("pinger", "default", "trellis", "echo").await?;
+        client.put_link(&link("pinger", "bench-tp", "default", "trellis", "echo", &["echo"], &[])).await?;
+        let linked = Instant::now();
+        loop {
+            let r = client.call("pinger", "trellis:echo/pinger.ping", vec![r#""x""#.into()]).await?;
+            if r.results.is_some() {
+                break;
+            }
+            anyhow::ensure!(linked.elapsed() < Duration::from_secs(30), "the provider never answered: {:?}", r.error);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let meter = CostMeter::start(&lattice);
+        let to_provider = link_path(&client, size.inner, rounds).await?;
+        let cpu = meter.per_op(size.inner as usize * rounds);
+        client.delete_link("pinger", "default", "trellis", "echo").await?;
+        client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[])).await?;
+        client.stop_provider(&a, "bench-tp").await?;
+        let mut f = latency_figure(
+            "10. link call to an external provider over wRPC (pinger(A)→SDK provider on A) vs to a component on another host (pinger(A)→echo(B))",
+            to_provider,
+            to_component,
+        );
+        f.trellis.push_str(&format!("  cpu {:.0}+{:.0} µs", cpu.cpu.0, cpu.cpu.1));
+        f.json["provider_per_call"] = json!({"cpu_us": {"process": cpu.cpu.0, "nats_servers": cpu.cpu.1}});
+        figures.push(f);
     }
 
     println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
