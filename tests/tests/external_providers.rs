@@ -436,13 +436,18 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
         "stubborn",
         &format!("echo 'stubborn says hello'\ntrap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait", pids.display()),
     );
-    let ctl = lattice.ctl().await?;
+    assert!(stubborn.starts_with(dir.path()));
+    // Started with the CLI, from a relative path (which it makes absolute for the host).
     let started = eventually(Duration::from_secs(15), || {
-        let (ctl, id, reference) = (ctl.clone(), key.public_key(), stubborn.display().to_string());
-        async move { ctl.start_provider(&id, &reference, "stubborn", None, vec![]).await.ok().filter(|a| a.succeeded()) }
+        let out = std::process::Command::new(trellis_tests::trellis_bin().unwrap())
+            .args(["provider", "start", "--nats-url", &lattice.url(), "--lattice", &lattice.name, &key.public_key(), "stubborn", "./stubborn"])
+            .current_dir(dir.path())
+            .output();
+        let ok = out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("started"));
+        async move { ok.then_some(()) }
     })
     .await;
-    assert!(started.is_some(), "the host answered provider.start");
+    assert!(started.is_some(), "trellis provider start succeeded");
     let found: Vec<u64> = eventually(Duration::from_secs(10), || {
         let found = std::fs::read_to_string(&pids).ok().map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u64>>());
         async move { found.filter(|p| p.len() == 2) }

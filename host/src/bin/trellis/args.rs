@@ -166,8 +166,13 @@ pub enum ProviderAction {
         host_id: String,
         /// Provider id (the link source or target name).
         provider_id: String,
-        /// `wasmcloud+builtin://http-server`, `…/http-client`, `trellis://keyvalue`.
+        /// A built-in (`wasmcloud+builtin://http-server`, `…/http-client`, `trellis://keyvalue`,
+        /// `…/messaging`), or an external provider: a path to its executable or provider archive
+        /// (`.par`, `.par.gz`; made absolute here), which the host must be allowed to run.
         reference: String,
+        /// Named configs the provider gets (merged in order; repeatable).
+        #[arg(long = "config")]
+        config: Vec<String>,
     },
     /// Stop provider `provider_id`.
     Stop {

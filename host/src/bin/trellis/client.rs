@@ -9,6 +9,8 @@ use trellis_messages::component::{ScaleComponentCommand, UpdateComponentCommand}
 use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::Client;
 
+use trellis_host::providers::ProviderKind;
+
 use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction, ProviderAction};
 
 async fn connect(args: &ClientArgs) -> Result<Client> {
@@ -148,13 +150,14 @@ pub async fn run(command: Command) -> Result<()> {
                 (None, None) => anyhow::bail!("the host answered neither results nor an error"),
             }
         }
-        Command::Provider { action: ProviderAction::Start { client: args, host_id, provider_id, reference } } => {
+        Command::Provider { action: ProviderAction::Start { client: args, host_id, provider_id, reference, config } } => {
             let client = connect(&args).await?;
             let watch = watch_provider(&client, &provider_id, args.timeout.max(Duration::from_secs(5))).await?;
             let command = trellis_messages::provider::StartProviderCommand {
                 provider_id: provider_id.clone(),
-                provider_ref: reference,
+                provider_ref: if ProviderKind::is_builtin(&reference) { reference } else { absolute_ref(&reference) },
                 host_id: host_id.clone(),
+                config,
                 ..Default::default()
             };
             let ack = client.start_provider(&host_id, &command).await?;
