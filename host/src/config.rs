@@ -92,6 +92,8 @@ pub struct ProviderSettings {
     /// The `trellis` executable, which guards each provider (`trellis provider-guard`): a
     /// provider then ends when its host dies, even by SIGKILL. `None` starts providers directly.
     pub guard: Option<std::path::PathBuf>,
+    /// Run provider images pulled from OCI registries (native code from elsewhere).
+    pub allow_images: bool,
 }
 
 impl Default for ProviderSettings {
@@ -104,6 +106,7 @@ impl Default for ProviderSettings {
             reset_after: Duration::from_secs(60),
             max_calls: 256,
             guard: None,
+            allow_images: false,
         }
     }
 }

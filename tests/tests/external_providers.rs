@@ -316,7 +316,7 @@ async fn provider_references_a_host_may_not_run_are_refused() -> anyhow::Result<
     let exe = script(dir.path(), "p", "sleep 100");
     for (reference, reason) in [
         (exe.display().to_string(), "does not start providers from files"),
-        ("ghcr.io/wasmcloud/keyvalue-redis:0.28.2".to_string(), "not supported yet"),
+        ("ghcr.io/wasmcloud/keyvalue-redis:0.28.2".to_string(), "--allow-provider-images"),
     ] {
         let ack = ctl.start_provider(host.id(), &reference, "p", None, vec![]).await.map_err(anyhow::Error::msg)?;
         assert!(ack.succeeded());
@@ -546,5 +546,48 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     }
     assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
     host.shutdown(None).await?;
+
+    // The same archive as a provider image in a registry, on a host that runs provider images.
+    let registry = trellis_tests::Registry::start(&[]).await?;
+    let image = push_raw_layer(&registry, "trellis/par-provider:0.1.0", std::fs::read(&good)?, PAR_MEDIA_TYPE).await?;
+    let mut config = lattice.host_config();
+    config.providers.allow_images = true;
+    config.wasm.oci.insecure = vec![registry.address()];
+    config.wasm.oci.cache_dir = Some(dir.path().join("oci-cache"));
+    let host = lattice.start_host(config).await?;
+    std::fs::remove_file(&pid_file)?;
+    let ack = ctl.start_provider(host.id(), &image, "from-registry", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == "from-registry").await;
+    let pid: u64 = eventually(Duration::from_secs(10), || {
+        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok());
+        async move { pid }
+    })
+    .await
+    .expect("the image's binary ran");
+    assert!(alive(pid));
+    // A component image is not a provider image.
+    let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::actors::ECHO)?, "application/wasm").await?;
+    ctl.start_provider(host.id(), &component, "wrong", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "wrong").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("not a provider image"), "{failed}");
+    host.shutdown(None).await?;
+    assert!(!alive(pid), "stopped with its host");
     Ok(())
+}
+
+/// The layer media type of wasmCloud provider images.
+const PAR_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provider.archive.layer.v1+par";
+
+/// Pushes one layer of `media` type as any OCI tool can (wasmCloud publishes a provider image
+/// as one provider-archive layer).
+async fn push_raw_layer(registry: &trellis_tests::Registry, repository: &str, data: Vec<u8>, media: &str) -> anyhow::Result<String> {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let reference = format!("{}/{repository}", registry.address());
+    let image: oci_client::Reference = reference.parse()?;
+    let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(vec![registry.address()]), ..ClientConfig::default() });
+    let layers = vec![ImageLayer::new(data, media.to_string(), None)];
+    let config = Config::new(b"{}".to_vec(), "application/vnd.wasmcloud.provider.archive.config".to_string(), None);
+    client.push(&image, &layers, config, &oci_client::secrets::RegistryAuth::Anonymous, None).await?;
+    Ok(reference)
 }

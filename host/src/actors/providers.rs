@@ -18,6 +18,7 @@ use crate::error::{HostError, Result};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{par, Launch};
+use crate::wasm::oci;
 use crate::providers::http_server::{HttpServerActor, StopHttpServer};
 use crate::providers::messaging::{MessagingActor, StopMessaging};
 use crate::providers::ProviderKind;
@@ -149,16 +150,29 @@ impl ProvidersActor {
             Ok(l) => l,
             Err(e) => return self.launched(&cmd, base, Err(e)),
         };
-        match reference::executable(&cmd.provider_ref, &launch.files) {
+        match reference::executable(&cmd.provider_ref, &launch.files, launch.settings.allow_images) {
             Err(e) => self.launched(&cmd, base, Err(e)),
             Ok(Executable::File(path)) => {
                 let started = self.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r));
                 self.launched(&cmd, base, started);
             }
-            Ok(Executable::Archive(archive)) => {
+            Ok(source @ (Executable::Archive(_) | Executable::Image(_))) => {
                 self.unpacking.insert(cmd.provider_id.clone());
                 let into = launch.unpacked.path().to_path_buf();
-                let unpack = self.services.runtime.guests().spawn(async move { par::extract(&archive, &into).await });
+                let (oci, registries) = (self.services.runtime.config().oci.clone(), self.services.registries.clone());
+                let unpack = self.services.runtime.guests().spawn(async move {
+                    let archive = match source {
+                        Executable::Image(reference) => {
+                            let bytes =
+                                oci::pull_layer(&reference, &oci, &registries, par::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await?;
+                            let path = into.join(format!("{}.par", oci::sha256(&bytes).trim_start_matches("sha256:")));
+                            tokio::fs::write(&path, &bytes).await.map_err(|e| format!("cannot keep the provider archive: {e}"))?;
+                            path
+                        }
+                        Executable::Archive(path) | Executable::File(path) => path,
+                    };
+                    par::extract(&archive, &into).await
+                });
                 let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
                     act.unpacking.remove(&cmd.provider_id);

@@ -101,6 +101,36 @@ pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, String> {
 /// # Errors
 /// A message naming the registry, the reference and the cause.
 pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64) -> Result<Vec<u8>, String> {
+    pull_layer(reference, config, registries, max_size, &Wanted::COMPONENT).await
+}
+
+/// What a pull accepts: the one layer's media types, and words for errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted {
+    /// Media types of the one layer wanted.
+    pub media_types: &'static [&'static str],
+    /// What the layer is (`component`, `provider archive`).
+    pub what: &'static str,
+    /// What an artifact without such a layer is not (`not wasm`).
+    pub none: &'static str,
+}
+
+impl Wanted {
+    /// A component: one wasm layer.
+    pub const COMPONENT: Wanted = Wanted { media_types: WASM_MEDIA_TYPES, what: "component", none: "not wasm" };
+    /// A wasmCloud provider image: one provider-archive layer.
+    pub const PROVIDER: Wanted =
+        Wanted { media_types: &[PROVIDER_ARCHIVE_MEDIA_TYPE], what: "provider archive", none: "not a provider image" };
+}
+
+/// The layer media type of wasmCloud provider images (a `.par`).
+pub const PROVIDER_ARCHIVE_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provider.archive.layer.v1+par";
+
+/// Pulls the one layer of `reference` that `wanted` accepts, as [`pull`] does.
+///
+/// # Errors
+/// A message naming the registry, the reference and the cause.
+pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64, wanted: &Wanted) -> Result<Vec<u8>, String> {
     let image = parse(reference, config.allow_latest)?;
     let registry = image.resolve_registry().to_string();
     let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {e}");
@@ -110,25 +140,30 @@ pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, 
         let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(|e| failed("cannot read the manifest", &e))?;
         let cache = config.cache_dir.as_deref().map(|d| Cache::new(d, &digest));
         if let Some(bytes) = cache.as_ref().and_then(Cache::read) {
-            debug!(reference, %digest, "component taken from the OCI cache");
+            debug!(reference, %digest, "{} taken from the OCI cache", wanted.what);
             return Ok(bytes);
         }
-        let wasm: Vec<_> = manifest.layers.iter().filter(|l| WASM_MEDIA_TYPES.contains(&l.media_type.as_str())).collect();
-        let layer = match wasm.as_slice() {
+        let found: Vec<_> = manifest.layers.iter().filter(|l| wanted.media_types.contains(&l.media_type.as_str())).collect();
+        let layer = match found.as_slice() {
             [one] => *one,
-            [] => return Err(failed("not wasm", &format!("no layer of media type {}", WASM_MEDIA_TYPES.join(", ")))),
-            more => return Err(failed("not one component", &format!("{} wasm layers; Trellis runs artifacts with exactly one", more.len()))),
+            [] => return Err(failed(wanted.none, &format!("no layer of media type {}", wanted.media_types.join(", ")))),
+            more => {
+                return Err(failed(
+                    &format!("not one {}", wanted.what),
+                    &format!("{} such layers; Trellis runs artifacts with exactly one", more.len()),
+                ))
+            }
         };
         if u64::try_from(layer.size).unwrap_or(u64::MAX) > max_size {
-            return Err(failed("too large", &format!("{} bytes, over the host's component size limit of {max_size} bytes", layer.size)));
+            return Err(failed("too large", &format!("{} bytes, over the host's limit of {max_size} bytes for a {}", layer.size, wanted.what)));
         }
         let mut bytes = Vec::new();
-        client.pull_blob(&image, layer, &mut bytes).await.map_err(|e| failed("cannot download the component", &e))?;
+        client.pull_blob(&image, layer, &mut bytes).await.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
         let actual = sha256(&bytes);
         if actual != layer.digest {
             return Err(failed("digest mismatch", &format!("the layer says {} but its content is {actual}", layer.digest)));
         }
-        info!(reference, %digest, bytes = bytes.len(), "component pulled");
+        info!(reference, %digest, bytes = bytes.len(), "{} pulled", wanted.what);
         if let Some(cache) = cache {
             cache.write(&layer.digest, &bytes);
         }

@@ -476,6 +476,10 @@ pub struct HostArgs {
     /// delay starts at 100 ms and doubles).
     #[arg(long, env = "TRELLIS_PROVIDER_RESTART_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
     pub provider_restart_max: std::time::Duration,
+    /// Run provider images pulled from OCI registries (wasmCloud's provider archives): native
+    /// code from elsewhere, so off unless given.
+    #[arg(long, env = "TRELLIS_ALLOW_PROVIDER_IMAGES")]
+    pub allow_provider_images: bool,
     /// Calls this host's components may have in flight to one external provider; more wait
     /// up to --max-queue-wait, then fail busy.
     #[arg(long, env = "TRELLIS_MAX_PROVIDER_CALLS", default_value_t = 256)]

@@ -133,6 +133,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             restart_max: args.provider_restart_max,
             max_calls: args.max_provider_calls,
             guard: std::env::current_exe().ok(),
+            allow_images: args.allow_provider_images,
             ..ProviderSettings::default()
         },
     })

@@ -3,8 +3,8 @@
 //! Running a file is a bigger grant than loading wasm from it, so the host's file policy
 //! ([`FileLoad`]: off unless `--allow-file-load`, and only under `--file-load-dir`s when any are
 //! given) decides, and the file must be a regular file with an execute bit, or a provider
-//! archive (`.par`, `.par.gz`). Provider images in OCI registries are not supported yet and say
-//! so.
+//! archive (`.par`, `.par.gz`). A provider image in an OCI registry is native code from
+//! elsewhere: run only with `--allow-provider-images`.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
@@ -18,23 +18,27 @@ pub enum Executable {
     File(PathBuf),
     /// A provider archive (`.par`, `.par.gz`) holding one.
     Archive(PathBuf),
+    /// A provider image in an OCI registry (a provider archive layer).
+    Image(String),
 }
 
 /// The executable `reference` names, when this host may run it.
 ///
 /// # Errors
 /// Why not, in words for the `provider_start_failed` event.
-pub fn executable(reference: &str, files: &FileLoad) -> Result<Executable, String> {
+pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Executable, String> {
     let reference = reference.trim();
     let path = if let Some(rest) = reference.strip_prefix("file://") {
         PathBuf::from(rest)
+    } else if crate::wasm::oci::is_oci(reference) {
+        if !images {
+            return Err("a provider image from a registry is native code this host would run; it runs none \
+                        (start it with --allow-provider-images)"
+                .into());
+        }
+        return Ok(Executable::Image(reference.to_string()));
     } else if let Some((scheme, _)) = reference.split_once("://") {
-        return Err(format!(
-            "`{scheme}://` provider references are not supported yet: name an executable (a path or file://); \
-             provider images from registries are not supported yet"
-        ));
-    } else if reference.contains(':') || reference.contains('@') {
-        return Err("provider images from registries are not supported yet: name an executable (a path or file://)".into());
+        return Err(format!("`{scheme}://` provider references are not supported: name an executable or archive (a path or file://) or an OCI image"));
     } else {
         PathBuf::from(reference)
     };
@@ -72,6 +76,7 @@ mod tests {
         std::fs::write(&plain, "x").unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let any = FileLoad::anywhere();
+        let executable = |r: &str, files: &FileLoad| executable(r, files, false);
         assert_eq!(executable(&exe.display().to_string(), &any).unwrap(), Executable::File(exe.clone()));
         assert_eq!(executable(&format!("file://{}", exe.display()), &any).unwrap(), Executable::File(exe.clone()));
         let refused = |r: &str, files: &FileLoad| executable(r, files).unwrap_err();
@@ -81,8 +86,13 @@ mod tests {
         assert!(refused(&exe.display().to_string(), &FileLoad::default()).contains("--allow-file-load"));
         let elsewhere = FileLoad { allowed: true, dirs: vec![PathBuf::from("/opt/providers")] };
         assert!(refused(&exe.display().to_string(), &elsewhere).contains("only files under"));
-        assert!(refused("ghcr.io/wasmcloud/keyvalue-redis:0.28.0", &any).contains("not supported yet"));
-        assert!(refused("oci://ghcr.io/x/y:1", &any).contains("not supported yet"));
+        assert!(refused("ghcr.io/wasmcloud/keyvalue-redis:0.28.0", &any).contains("--allow-provider-images"));
+        assert!(refused("oci://ghcr.io/x/y:1", &any).contains("--allow-provider-images"));
+        assert_eq!(
+            super::executable("ghcr.io/wasmcloud/keyvalue-redis:0.28.0", &FileLoad::default(), true).unwrap(),
+            Executable::Image("ghcr.io/wasmcloud/keyvalue-redis:0.28.0".into())
+        );
+        assert!(refused("ftp://x/y", &any).contains("not supported"));
         assert!(refused("", &any).contains("empty"));
         let par = dir.path().join("p.par.gz");
         std::fs::write(&par, "x").unwrap();
