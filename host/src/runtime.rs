@@ -286,6 +286,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             providers_dir.clone(),
             GuestPolicy {
                 ctl_prefix: config.ctl_prefix.clone(),
+                lattice: config.lattice.clone(),
                 kv_replicas: config.kv_replicas,
                 kv_default_bucket: config.kv_default_bucket.clone(),
             },

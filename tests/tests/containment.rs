@@ -168,6 +168,8 @@ async fn messaging_publishes_only_where_the_link_allows_never_to_the_lattice() -
         format!("$JS.API.STREAM.DELETE.KV_LATTICEDATA_{}", lattice.name),
         format!("$KV.LATTICEDATA_{}.COMPONENT_x", lattice.name),
         format!("trellis.rpc.{}.hostile", lattice.name),
+        // wRPC: a call to a component without a link.
+        format!("{}.hostile.wrpc.0.0.1.trellis:hostile/probe@0.1.0.publish", lattice.name),
         "wadm.api.default.model.del.app".to_string(),
         "_INBOX.someone.else".to_string(),
         "wasmbus.ctl.v1.other-lattice.host.stop.N".to_string(),

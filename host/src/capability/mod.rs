@@ -104,6 +104,8 @@ pub struct ProviderGrant {
 pub struct GuestPolicy {
     /// The control-interface prefix (its subjects are never reachable).
     pub ctl_prefix: String,
+    /// The lattice (its wRPC subjects are never reachable).
+    pub lattice: String,
     /// Replicas of key-value buckets created for guests.
     pub kv_replicas: usize,
     /// The bucket of a key-value link whose config names none; `None` refuses such links.
@@ -112,7 +114,12 @@ pub struct GuestPolicy {
 
 impl Default for GuestPolicy {
     fn default() -> Self {
-        Self { ctl_prefix: trellis_messages::DEFAULT_CTL_PREFIX.into(), kv_replicas: 1, kv_default_bucket: None }
+        Self {
+            ctl_prefix: trellis_messages::DEFAULT_CTL_PREFIX.into(),
+            lattice: trellis_messages::DEFAULT_LATTICE.into(),
+            kv_replicas: 1,
+            kv_default_bucket: None,
+        }
     }
 }
 
@@ -219,7 +226,7 @@ impl Resolver {
     /// # Errors
     /// [`Denied`] naming the rule.
     pub fn may_subscribe(&self, pattern: &str) -> Result<(), Denied> {
-        if subjects::could_match_system(pattern, &self.policy.ctl_prefix) {
+        if subjects::could_match_system(pattern, &self.policy.ctl_prefix, &self.policy.lattice) {
             return Err(Denied(format!(
                 "subscription `{pattern}` could receive the lattice's own subjects; subscribe to a subject that starts with an ordinary token"
             )));
@@ -234,7 +241,7 @@ impl Resolver {
     /// [`Denied`] naming the rule.
     pub fn may_publish(&self, grant: &ProviderGrant, subject: &str, reply_to: Option<&str>) -> Result<(), Denied> {
         subjects::check_concrete(subject).map_err(Denied)?;
-        let system = subjects::is_system(subject, &self.policy.ctl_prefix);
+        let system = subjects::is_system(subject, &self.policy.ctl_prefix, &self.policy.lattice);
         if reply_to == Some(subject) && (!system || subject.starts_with("_INBOX.")) {
             return Ok(());
         }

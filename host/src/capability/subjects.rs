@@ -4,8 +4,12 @@
 //! target config allows (`subjects`, comma-separated NATS patterns with `*` and `>`), plus the
 //! reply subject of the message it is handling. Whatever the allow-list says, the lattice's own
 //! subjects are never reachable: the control interface (under the host's control prefix and
-//! `wasmbus.`), events, provider RPC, Trellis calls (`trellis.`), wadm's API (`wadm.`), the
-//! JetStream/KV/system APIs (every `$…` subject) and other clients' inboxes (`_INBOX.`).
+//! `wasmbus.`), events, provider RPC, Trellis calls (`trellis.`), wRPC calls between providers
+//! and components of the host's lattice (`{lattice}.*.wrpc.>`: publishing there would call a
+//! component without a link, subscribing would read calls and forge answers), wadm's API
+//! (`wadm.`), the JetStream/KV/system APIs (every `$…` subject) and other clients' inboxes
+//! (`_INBOX.`). wRPC subjects start with the lattice's name, so those of other lattices on the
+//! same NATS account cannot be told from ordinary subjects: NATS permissions separate lattices.
 
 /// Longest subject a guest may use (NATS has no limit of its own short of the payload size).
 pub const MAX_SUBJECT_LEN: usize = 512;
@@ -41,19 +45,43 @@ pub fn check_concrete(subject: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The wRPC subjects of `lattice`.
+fn wrpc_subjects(lattice: &str) -> String {
+    format!("{lattice}.*.wrpc.>")
+}
+
 /// Whether `subject` belongs to the lattice machinery (of any lattice) under control prefix
-/// `ctl_prefix`.
-pub fn is_system(subject: &str, ctl_prefix: &str) -> bool {
+/// `ctl_prefix`, or is a wRPC subject of `lattice`.
+pub fn is_system(subject: &str, ctl_prefix: &str, lattice: &str) -> bool {
     const PREFIXES: &[&str] = &["wasmbus.", "trellis.", "wadm.", "_INBOX.", "$"];
-    PREFIXES.iter().any(|p| subject.starts_with(p)) || matches(&format!("{ctl_prefix}.>"), subject)
+    PREFIXES.iter().any(|p| subject.starts_with(p))
+        || matches(&format!("{ctl_prefix}.>"), subject)
+        || matches(&wrpc_subjects(lattice), subject)
+}
+
+/// Whether some subject matches both patterns.
+fn overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == "*" || y == "*" || x == y => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// Whether subscription `pattern` could receive a subject of the lattice machinery: it is one,
-/// or it starts with a wildcard, or its first token is a system subject's first token.
-pub fn could_match_system(pattern: &str, ctl_prefix: &str) -> bool {
+/// or it starts with a wildcard, or its first token is a system subject's first token, or it
+/// could match a wRPC subject of `lattice`.
+pub fn could_match_system(pattern: &str, ctl_prefix: &str, lattice: &str) -> bool {
     let first = pattern.split('.').next().unwrap_or_default();
     let ctl_first = ctl_prefix.split('.').next().unwrap_or_default();
-    matches!(first, "*" | ">" | "wasmbus" | "trellis" | "wadm" | "_INBOX") || first.starts_with('$') || first == ctl_first
+    matches!(first, "*" | ">" | "wasmbus" | "trellis" | "wadm" | "_INBOX")
+        || first.starts_with('$')
+        || first == ctl_first
+        || overlap(pattern, &wrpc_subjects(lattice))
 }
 
 /// The patterns of an allow-list value (`a.b, c.*, d.>`).
@@ -91,19 +119,26 @@ mod tests {
             "wadm.api.default.model.del.app",
             "acme.ctl.v1.default.host.stop.N",
         ] {
-            assert!(is_system(s, "acme.ctl"), "{s}");
+            assert!(is_system(s, "acme.ctl", "default"), "{s}");
         }
-        assert!(!is_system("orders.created", "wasmbus.ctl"));
-        assert!(!is_system("wasmbusiness.x", "wasmbus.ctl"));
+        assert!(is_system("default.echo.wrpc.0.0.1.trellis:echo/echo@0.1.0.echo", "wasmbus.ctl", "default"));
+        assert!(!is_system("default.echo.orders", "wasmbus.ctl", "default"));
+        assert!(!is_system("orders.created", "wasmbus.ctl", "default"));
+        assert!(!is_system("wasmbusiness.x", "wasmbus.ctl", "default"));
+        assert!(could_match_system("default.>", "wasmbus.ctl", "default"));
+        assert!(could_match_system("default.*.wrpc.>", "wasmbus.ctl", "default"));
+        assert!(could_match_system("default.echo.*.x", "wasmbus.ctl", "default"));
+        assert!(!could_match_system("default.echo.orders", "wasmbus.ctl", "default"));
+        assert!(!could_match_system("orders.>", "wasmbus.ctl", "default"));
     }
 
     #[test]
     fn subscriptions_that_could_see_the_lattice() {
         for p in [">", "*.x", "wasmbus.evt.default.>", "$KV.LATTICEDATA_default.>", "_INBOX.>", "acme.x", "trellis.rpc.*.*"] {
-            assert!(could_match_system(p, "acme.ctl"), "{p}");
+            assert!(could_match_system(p, "acme.ctl", "default"), "{p}");
         }
         for p in ["orders.>", "orders.*", "demo.echo"] {
-            assert!(!could_match_system(p, "wasmbus.ctl"), "{p}");
+            assert!(!could_match_system(p, "wasmbus.ctl", "default"), "{p}");
         }
     }
 
