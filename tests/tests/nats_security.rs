@@ -177,6 +177,14 @@ async fn an_nkey_user_limited_to_its_lattice_cannot_join_or_read_another() -> an
     })
     .await;
     assert_eq!(answered, Some(vec!["\"in a\"".to_string()]));
+    // An external provider cannot connect with a bare nkey seed (the SDK takes a JWT): refused,
+    // saying why, before anything runs.
+    let mut failed = admin.subscribe("wasmbus.evt.lattice-a.provider_start_failed").await?;
+    admin.flush().await?;
+    let start = trellis_messages::provider::StartProviderCommand { provider_id: "p".into(), provider_ref: "/bin/true".into(), ..Default::default() };
+    a.start_provider(host_a.id(), &start).await?;
+    let event = tokio::time::timeout(Duration::from_secs(5), failed.next()).await?.expect("provider_start_failed");
+    assert!(String::from_utf8_lossy(&event.payload).contains("nkey seed"), "{:?}", event.payload);
 
     // A key without the application buckets: the host says what is missing and how to run
     // without applications, and runs with --no-apps.

@@ -175,7 +175,10 @@ impl ProvidersActor {
                 });
                 let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
-                    act.unpacking.remove(&cmd.provider_id);
+                    if !act.unpacking.remove(&cmd.provider_id) {
+                        info!(provider_id = %cmd.provider_id, "provider stopped while its archive was unpacked; not started");
+                        return;
+                    }
                     let started = binary.and_then(|path| act.spawn_external(&cmd, path, launch, ctx)).map(|r| ("external", r));
                     act.launched(&cmd, base, started);
                 }));
@@ -256,6 +259,10 @@ pub struct StopProvider(pub StopProviderCommand);
 impl Handler<StopProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StopProvider(cmd): StopProvider, _: &mut Self::Context) -> Self::Result {
+        if self.unpacking.remove(&cmd.provider_id) {
+            self.publish("provider_stopped", json!({"host_id": self.services.host_id, "provider_id": cmd.provider_id, "reason": "stop requested"}));
+            return Ok(format!("provider `{}` stopped before it started", cmd.provider_id));
+        }
         if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop requested") {
             self.publish_inventory();
             // provider_stopped follows once it has (for an external one, after its process).
@@ -276,6 +283,8 @@ pub struct StopProviders;
 impl Handler<StopProviders> for ProvidersActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopProviders, _: &mut Self::Context) -> Self::Result {
+        // Archives still being unpacked are not started.
+        self.unpacking.clear();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         let stops: Vec<_> = ids.iter().filter_map(|id| self.stop_one(id, "host stopping")).collect();
         Box::pin(futures::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
