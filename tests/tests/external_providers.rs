@@ -383,6 +383,28 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
         assert_eq!(reply.results, Some(vec![format!(r#""{i}""#)]), "{reply:?}");
     }
 
+    // As a messaging provider does: the provider delivers a message to msg-echo's
+    // `wasmcloud:messaging/handler` over wRPC; the component answers on the reply subject
+    // through its consumer link to the built-in messaging provider.
+    lattice.scale(component_host.id(), "msg-echo", trellis_tests::actors::MSG_ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice.ctl().await?.start_provider(component_host.id(), "trellis://messaging", "msg", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    client.put_link(&Link::new("msg-echo", "msg", "default", "wasmcloud", "messaging", &["consumer"])).await?;
+    client.put_link(&Link::new("tp", "msg-echo", "default", "wasmcloud", "messaging", &["handler"])).await?;
+    let nats = lattice.nats().await?;
+    let mut replies = nats.subscribe("replies.1").await?;
+    nats.flush().await?;
+    let handled = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            client.call("pinger", PING, vec![r#""msg:msg-echo:orders.new:replies.1:hello""#.into()]).await.ok().and_then(|r| r.results).filter(|r| r[0] == r#""ok""#)
+        }
+    })
+    .await;
+    assert!(handled.is_some(), "msg-echo handled the provider's message");
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.next()).await?.expect("a reply");
+    assert_eq!(&reply.payload[..], b"echo: hello");
+
     // A provider that never answers: the call ends at the deadline (2 s here) with a fault.
     let asked = Instant::now();
     let reply = client.clone().with_timeout(Duration::from_secs(15)).call("pinger", "trellis:echo/pinger.ping-spin", vec![]).await?;

@@ -10,8 +10,10 @@
 //!
 //! It serves `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
 //! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
-//! component over wRPC and returns the answer; `spin` never answers; `trap` fails. Each call is
-//! recorded with the caller's id.
+//! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
+//! which it delivers to that component's `wasmcloud:messaging/handler` as a messaging provider
+//! does and returns `ok` or the component's error; `spin` never answers; `trap` fails. Each call
+//! is recorded with the caller's id.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -25,7 +27,7 @@ use wasmcloud_provider_sdk::{
 };
 
 mod bindings {
-    wit_bindgen_wrpc::generate!({ world: "echo-provider", path: "../../wit/echo" });
+    wit_bindgen_wrpc::generate!({ world: "echo-provider", path: "../../wit/echo", generate_all });
 }
 
 use bindings::exports::trellis::echo::echo::Handler;
@@ -140,6 +142,24 @@ impl Handler<Option<Context>> for TestProvider {
     async fn echo(&self, cx: Option<Context>, message: String) -> anyhow::Result<String> {
         let caller = cx.and_then(|c| c.component).unwrap_or_default();
         self.record("echo", json!({ "caller": caller, "message": message }));
+        if let Some(rest) = message.strip_prefix("msg:") {
+            let mut parts = rest.splitn(4, ':');
+            let (Some(component), Some(subject), Some(reply_to), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                anyhow::bail!("msg:{{component}}:{{subject}}:{{reply-to}}:{{body}}");
+            };
+            let client = get_connection().get_wrpc_client(component).await?;
+            let msg = bindings::wasmcloud::messaging::types::BrokerMessage {
+                subject: subject.to_string(),
+                body: body.as_bytes().to_vec().into(),
+                reply_to: Some(reply_to.to_string()),
+            };
+            let handled = bindings::wasmcloud::messaging::handler::handle_message(&client, None, &msg).await?;
+            return Ok(match handled {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("err: {e}"),
+            });
+        }
         if let Some(rest) = message.strip_prefix("call:") {
             let (component, message) = rest.split_once(':').context("call:{component}:{message}")?;
             let client = get_connection().get_wrpc_client(component).await?;
