@@ -528,16 +528,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
 
     // Signed, gzipped, with this machine's binary: it runs.
     let good = archive(dir.path(), "good", &target, binary.as_bytes(), true).await?;
-    let ack = ctl.start_provider(host.id(), &good.display().to_string(), "par", None, vec![]).await.map_err(anyhow::Error::msg)?;
-    assert!(ack.succeeded(), "{}", ack.message());
-    events.expect("provider_started", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
-    let pid: u64 = eventually(Duration::from_secs(10), || {
-        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok());
-        async move { pid }
-    })
-    .await
-    .expect("the archive's binary ran");
-    assert!(alive(pid));
+    let pid = start_and_wait(&ctl, &mut events, host.id(), &good.display().to_string(), "par", &pid_file).await?;
     ctl.stop_provider(host.id(), "par").await.map_err(anyhow::Error::msg)?;
     events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
 
@@ -578,16 +569,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     config.wasm.oci.cache_dir = Some(dir.path().join("oci-cache"));
     let host = lattice.start_host(config).await?;
     std::fs::remove_file(&pid_file)?;
-    let ack = ctl.start_provider(host.id(), &image, "from-registry", None, vec![]).await.map_err(anyhow::Error::msg)?;
-    assert!(ack.succeeded(), "{}", ack.message());
-    events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == "from-registry").await;
-    let pid: u64 = eventually(Duration::from_secs(10), || {
-        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok());
-        async move { pid }
-    })
-    .await
-    .expect("the image's binary ran");
-    assert!(alive(pid));
+    let pid = start_and_wait(&ctl, &mut events, host.id(), &image, "from-registry", &pid_file).await?;
     // A component image is not a provider image.
     let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::actors::ECHO)?, "application/wasm").await?;
     ctl.start_provider(host.id(), &component, "wrong", None, vec![]).await.map_err(anyhow::Error::msg)?;
@@ -596,6 +578,29 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     host.shutdown(None).await?;
     assert!(!alive(pid), "stopped with its host");
     Ok(())
+}
+
+/// Starts provider `id` from `reference` and waits for its process to write its pid to
+/// `pid_file`; returns the pid of the running process.
+async fn start_and_wait(
+    ctl: &wasmcloud_control_interface::Client,
+    events: &mut Events,
+    host: &str,
+    reference: &str,
+    id: &str,
+    pid_file: &Path,
+) -> anyhow::Result<u64> {
+    let ack = ctl.start_provider(host, reference, id, None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == id).await;
+    let pid: u64 = eventually(Duration::from_secs(10), || {
+        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok());
+        async move { pid }
+    })
+    .await
+    .unwrap_or_else(|| panic!("{reference} ran"));
+    assert!(alive(pid));
+    Ok(pid)
 }
 
 /// The layer media type of wasmCloud provider images.

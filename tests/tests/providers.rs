@@ -225,7 +225,7 @@ async fn provider_lifecycle_bad_references_and_busy_addresses() -> anyhow::Resul
     assert!(ack.succeeded());
     let (ty, data) = next(&mut events).await;
     assert_eq!(ty, "provider_start_failed");
-    assert!(data["error"].as_str().unwrap_or_default().contains("provider images from registries are not supported yet"), "{data}");
+    assert!(data["error"].as_str().unwrap_or_default().contains("--allow-provider-images"), "{data}");
 
     // An address already in use is reported on the link.
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
