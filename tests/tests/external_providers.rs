@@ -531,6 +531,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     let pid = start_and_wait(&ctl, &mut events, host.id(), &good.display().to_string(), "par", &pid_file).await?;
     ctl.stop_provider(host.id(), "par").await.map_err(anyhow::Error::msg)?;
     events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
+    assert!(!alive(pid), "the archive's process ended with the stop");
 
     // Refused: a changed binary, a changed signature, no binary for this machine, not an archive.
     let plain = std::fs::read(archive(dir.path(), "plain", &target, binary.as_bytes(), false).await?)?;
