@@ -383,6 +383,16 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
         assert_eq!(reply.results, Some(vec![format!(r#""{i}""#)]), "{reply:?}");
     }
 
+    // A provider's call that fails in the component (a trap) fails at once for the provider,
+    // not at its timeout: the results are closed empty.
+    let asked = Instant::now();
+    let reply = client.call("pinger", PING, vec![r#""recurse:echo:100000000""#.into()]).await?;
+    let text = reply.results.clone().unwrap_or_default().join("");
+    assert!(text.starts_with("\"err:"), "{reply:?}");
+    assert!(asked.elapsed() < Duration::from_millis(1500), "failed at once: {:?}", asked.elapsed());
+    let reply = client.call("pinger", PING, vec![r#""recurse:echo:3""#.into()]).await?;
+    assert_eq!(reply.results, Some(vec![r#""ok: 3""#.to_string()]), "{reply:?}");
+
     // As a messaging provider does: the provider delivers a message to msg-echo's
     // `wasmcloud:messaging/handler` over wRPC; the component answers on the reply subject
     // through its consumer link to the built-in messaging provider.

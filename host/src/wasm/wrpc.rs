@@ -190,8 +190,8 @@ impl Wrpc {
 
     /// Serves `functions` of `instance` of component `id` on its wRPC subjects (queue group
     /// `{lattice}.{id}`, as wasmCloud hosts do): each invocation's parameters are decoded as
-    /// the function's types, `handle` runs the call, and the results (or, when it fails, nothing:
-    /// wRPC has no error frame, so the caller's deadline ends it) go back.
+    /// the function's types, `handle` runs the call, and the results go back; when it fails the
+    /// results are closed empty (wRPC has no error frame), which the caller reads as a failure.
     ///
     /// # Errors
     /// When a subscription cannot be made.
@@ -239,10 +239,19 @@ impl Wrpc {
                             .map(|v| v.as_str().to_string());
                         let mut store = codec_store(&engine, client);
                         let mut incoming = std::pin::pin!(incoming);
+                        let mut outgoing = std::pin::pin!(outgoing);
+                        // wRPC has no error frame: a failed call closes the results empty, so
+                        // the caller fails at once on the missing results instead of waiting
+                        // for its own timeout. Not for a function without results, where an
+                        // empty close would read as success: that caller waits for its timeout.
+                        let fail_fast = !results_ty.is_empty();
                         let mut params = vec![Val::Bool(false); params_ty.len()];
                         for (i, (v, ty)) in params.iter_mut().zip(params_ty.iter()).enumerate() {
                             if let Err(e) = read_value(&mut store, &mut incoming, &[], &[], v, ty, &[i]).await {
                                 warn!(function = %name, error = %e, "cannot decode a wRPC parameter");
+                                if fail_fast {
+                                    let _ = outgoing.shutdown().await;
+                                }
                                 return;
                             }
                         }
@@ -250,6 +259,9 @@ impl Wrpc {
                             Ok(r) => r,
                             Err(e) => {
                                 warn!(function = %name, error = %e, "wRPC call to a component failed");
+                                if fail_fast {
+                                    let _ = outgoing.shutdown().await;
+                                }
                                 return;
                             }
                         };
@@ -259,10 +271,12 @@ impl Wrpc {
                                 ValEncoder::<_, wrpc_transport_nats::SubjectWriter>::new(store.as_context_mut(), ty, &[], &[]);
                             if let Err(e) = enc.encode(v, &mut buf) {
                                 warn!(function = %name, error = %e, "cannot encode a wRPC result");
+                                if fail_fast {
+                                    let _ = outgoing.shutdown().await;
+                                }
                                 return;
                             }
                         }
-                        let mut outgoing = std::pin::pin!(outgoing);
                         if let Err(e) = outgoing.write_all(&buf).await {
                             debug!(function = %name, error = %e, "cannot send wRPC results");
                         }

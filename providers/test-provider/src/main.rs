@@ -12,8 +12,9 @@
 //! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
 //! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
 //! which it delivers to that component's `wasmcloud:messaging/handler` as a messaging provider
-//! does and returns `ok` or the component's error; `spin` never answers; `trap` fails. Each call
-//! is recorded with the caller's id.
+//! does and returns `ok` or the component's error, and `recurse:{component}:{depth}`, which calls
+//! that component's `recurse` and returns `ok: …` or `err: …`; `spin` never answers; `trap`
+//! fails. Each call is recorded with the caller's id.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -158,6 +159,16 @@ impl Handler<Option<Context>> for TestProvider {
             return Ok(match handled {
                 Ok(()) => "ok".to_string(),
                 Err(e) => format!("err: {e}"),
+            });
+        }
+        if let Some(rest) = message.strip_prefix("recurse:") {
+            // A call that fails in the component (a deep recursion traps).
+            let (component, depth) = rest.split_once(':').context("recurse:{component}:{depth}")?;
+            let client = get_connection().get_wrpc_client(component).await?;
+            let depth: u64 = depth.parse()?;
+            return Ok(match bindings::trellis::echo::echo::recurse(&client, None, depth).await {
+                Ok(d) => format!("ok: {d}"),
+                Err(e) => format!("err: {e:#}"),
             });
         }
         if let Some(rest) = message.strip_prefix("call:") {
