@@ -23,6 +23,16 @@ fn settings() -> ProviderSettings {
     }
 }
 
+/// A lattice with one host supervising providers with [`settings`], and a client.
+async fn lattice_with_host() -> anyhow::Result<(TestLattice, trellis_host::HostHandle, trellis_messages::Client)> {
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    Ok((lattice, host, client))
+}
+
 /// What the test provider recorded.
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -83,11 +93,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() -> anyhow::Result<()> {
     init_tracing();
     let provider = test_provider()?;
-    let lattice = TestLattice::new().await?;
-    let mut config = lattice.host_config();
-    config.providers = settings();
-    let host = lattice.start_host(config).await?;
-    let client = lattice.client().await?;
+    let (lattice, host, client) = lattice_with_host().await?;
     let ctl = lattice.ctl().await?;
     let mut events = Events::on(&lattice).await?;
     let dir = tempfile::tempdir()?;
@@ -221,11 +227,7 @@ async fn a_stopping_host_stops_its_providers_and_a_stubborn_one_is_killed() -> a
 #[tokio::test]
 async fn a_crashing_provider_restarts_with_growing_delays_and_reports_why() -> anyhow::Result<()> {
     init_tracing();
-    let lattice = TestLattice::new().await?;
-    let mut config = lattice.host_config();
-    config.providers = settings();
-    let host = lattice.start_host(config).await?;
-    let client = lattice.client().await?;
+    let (lattice, host, client) = lattice_with_host().await?;
     let mut events = Events::on(&lattice).await?;
     let dir = tempfile::tempdir()?;
     let crasher = script(dir.path(), "crasher", "echo \"cannot reach the database (pid $$)\" >&2\nexit 3");
@@ -258,11 +260,7 @@ async fn a_crashing_provider_restarts_with_growing_delays_and_reports_why() -> a
 #[tokio::test]
 async fn a_provider_flooding_its_output_or_leaving_children_is_contained() -> anyhow::Result<()> {
     init_tracing();
-    let lattice = TestLattice::new().await?;
-    let mut config = lattice.host_config();
-    config.providers = settings();
-    let host = lattice.start_host(config).await?;
-    let client = lattice.client().await?;
+    let (lattice, host, client) = lattice_with_host().await?;
     let ctl = lattice.ctl().await?;
     let dir = tempfile::tempdir()?;
     let pids = dir.path().join("child.pid");
