@@ -16,6 +16,9 @@ use trellis_messages::component::ScaleComponentCommand;
 use trellis_messages::event::ComponentScaled;
 
 /// The example guests, built from `actors/` by this crate's build script.
+/// Helpers of the external-provider tests.
+pub mod providers;
+
 pub mod actors {
     /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).
     pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");

@@ -1,0 +1,132 @@
+//! Provider archives (`.par`, `.par.gz`) and provider images in an OCI registry: verified,
+//! unpacked for this machine and run; tampered, foreign or wrong artifacts refused.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use trellis_tests::providers::{alive, Events};
+use trellis_tests::{eventually, init_tracing, TestLattice};
+
+/// A provider archive holding `binary` for `target`, signed by a new account key.
+async fn archive(dir: &Path, name: &str, target: &str, binary: &[u8], gzip: bool) -> anyhow::Result<PathBuf> {
+    let mut par = provider_archive::ProviderArchive::new(name, "trellis-tests", Some(1), Some("0.1.0".into()));
+    par.add_library(target, binary).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = dir.join(format!("{name}.par"));
+    par.write(&path, &nkeys::KeyPair::new_account(), &nkeys::KeyPair::new_service(), gzip).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(if gzip { dir.join(format!("{name}.par.gz")) } else { path })
+}
+
+/// `bytes` with the first occurrence of `from` replaced by `to` (same length).
+fn replaced(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("found");
+    let mut out = bytes.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    out
+}
+
+#[tokio::test]
+async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intact() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("pid");
+    let binary = format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pid_file.display());
+    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+
+    // Signed, gzipped, with this machine's binary: it runs.
+    let good = archive(dir.path(), "good", &target, binary.as_bytes(), true).await?;
+    let pid = start_and_wait(&ctl, &mut events, host.id(), &good.display().to_string(), "par", &pid_file).await?;
+    ctl.stop_provider(host.id(), "par").await.map_err(anyhow::Error::msg)?;
+    events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
+    assert!(!alive(pid), "the archive's process ended with the stop");
+
+    // Refused: a changed binary, a changed signature, no binary for this machine, not an archive.
+    let plain = std::fs::read(archive(dir.path(), "plain", &target, binary.as_bytes(), false).await?)?;
+    let changed_binary = dir.path().join("changed-binary.par");
+    std::fs::write(&changed_binary, replaced(&plain, b"exec sleep", b"exec sle3p"))?;
+    let jwt_start = plain.windows(3).position(|w| w == b"eyJ").expect("a JWT in the archive");
+    let mut changed_signature = plain.clone();
+    let end = jwt_start + changed_signature[jwt_start..].iter().position(|b| *b == 0).unwrap_or(0);
+    changed_signature[end - 2] = if changed_signature[end - 2] == b'A' { b'B' } else { b'A' };
+    let changed_sig = dir.path().join("changed-signature.par");
+    std::fs::write(&changed_sig, changed_signature)?;
+    let elsewhere = archive(dir.path(), "elsewhere", "aarch64-macos", binary.as_bytes(), true).await?;
+    let junk = dir.path().join("junk.par");
+    std::fs::write(&junk, b"not a tar at all")?;
+    for (path, reason) in [
+        (&changed_binary, "hash"),
+        (&changed_sig, "signature"),
+        (&elsewhere, "no binary for this machine"),
+        (&junk, "not a valid provider archive"),
+    ] {
+        let ack = ctl.start_provider(host.id(), &path.display().to_string(), "bad", None, vec![]).await.map_err(anyhow::Error::msg)?;
+        assert!(ack.succeeded());
+        let failed = events.expect("provider_start_failed", Duration::from_secs(10), |d| d["provider_id"] == "bad").await;
+        let error = failed["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.to_lowercase().contains(reason), "{}: {error}", path.display());
+    }
+    assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
+    host.shutdown(None).await?;
+
+    // The same archive as a provider image in a registry, on a host that runs provider images.
+    let registry = trellis_tests::Registry::start(&[]).await?;
+    let image = push_raw_layer(&registry, "trellis/par-provider:0.1.0", std::fs::read(&good)?, PAR_MEDIA_TYPE).await?;
+    let mut config = lattice.host_config();
+    config.providers.allow_images = true;
+    config.wasm.oci.insecure = vec![registry.address()];
+    config.wasm.oci.cache_dir = Some(dir.path().join("oci-cache"));
+    let host = lattice.start_host(config).await?;
+    std::fs::remove_file(&pid_file)?;
+    let pid = start_and_wait(&ctl, &mut events, host.id(), &image, "from-registry", &pid_file).await?;
+    // A component image is not a provider image.
+    let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::actors::ECHO)?, "application/wasm").await?;
+    ctl.start_provider(host.id(), &component, "wrong", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "wrong").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("not a provider image"), "{failed}");
+    host.shutdown(None).await?;
+    assert!(!alive(pid), "stopped with its host");
+    Ok(())
+}
+
+/// Starts provider `id` from `reference` and waits for its process to write its pid to
+/// `pid_file`; returns the pid of the running process.
+async fn start_and_wait(
+    ctl: &wasmcloud_control_interface::Client,
+    events: &mut Events,
+    host: &str,
+    reference: &str,
+    id: &str,
+    pid_file: &Path,
+) -> anyhow::Result<u64> {
+    let ack = ctl.start_provider(host, reference, id, None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == id).await;
+    let pid: u64 = eventually(Duration::from_secs(10), || {
+        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok());
+        async move { pid }
+    })
+    .await
+    .unwrap_or_else(|| panic!("{reference} ran"));
+    assert!(alive(pid));
+    Ok(pid)
+}
+
+/// The layer media type of wasmCloud provider images.
+const PAR_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provider.archive.layer.v1+par";
+
+/// Pushes one layer of `media` type as any OCI tool can (wasmCloud publishes a provider image
+/// as one provider-archive layer).
+async fn push_raw_layer(registry: &trellis_tests::Registry, repository: &str, data: Vec<u8>, media: &str) -> anyhow::Result<String> {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let reference = format!("{}/{repository}", registry.address());
+    let image: oci_client::Reference = reference.parse()?;
+    let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(vec![registry.address()]), ..ClientConfig::default() });
+    let layers = vec![ImageLayer::new(data, media.to_string(), None)];
+    let config = Config::new(b"{}".to_vec(), "application/vnd.wasmcloud.provider.archive.config".to_string(), None);
+    client.push(&image, &layers, config, &oci_client::secrets::RegistryAuth::Anonymous, None).await?;
+    Ok(reference)
+}
+
