@@ -66,7 +66,8 @@
 //!                                               │        ▼ StopComponent
 //!                                               │   ComponentActor (one per component): owns
 //!                                               │   what calls run (code, slots), the drain
-//!            NATS {lattice}.{id}.wrpc.… ────────┼──► (from providers) decoded → same Call path
+//!            NATS {lattice}.{id}.wrpc.… ────────┼──► (from providers) decoded → same Call path;
+//!            (wrpc:http/incoming-handler)       │    HTTP → wasm::wrpc_http → serve_local
 //!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
 //!            (InvocationRequest)                │    forwarder task on a guest thread
 //!                                               │    → Call task on the guest runtime: permit

@@ -129,20 +129,102 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
 }
 
 
+/// The provider's answer to `message` through pinger's `echo` import.
+async fn ask(client: &trellis_messages::Client, message: &str) -> anyhow::Result<String> {
+    let asked = Instant::now();
+    let client = client.clone().with_timeout(Duration::from_secs(30));
+    let reply = client.call("pinger", "trellis:echo/pinger.ping", vec![serde_json::to_string(message)?]).await?;
+    let result = reply.results.clone().and_then(|r| r.into_iter().next()).ok_or_else(|| anyhow::anyhow!("{reply:?}"))?;
+    tracing::debug!(%message, took = ?asked.elapsed(), "asked the provider");
+    Ok(serde_json::from_str(&result)?)
+}
+
+#[tokio::test]
+async fn an_http_server_provider_reaches_components_http_handlers_over_wrpc() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    // The provider (and pinger, which asks it to send requests) on one host; the HTTP
+    // components on another, with a 2 s deadline and a 1 MiB request body limit.
+    config.wasm.max_execution_time = Duration::from_secs(20);
+    let provider_host = lattice.start_host(config.clone()).await?;
+    config.wasm.max_execution_time = Duration::from_secs(2);
+    config.limits.max_http_body = 1 << 20;
+    let component_host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    lattice.scale(provider_host.id(), "pinger", trellis_tests::actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(component_host.id(), "hello", trellis_tests::actors::HTTP_HELLO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(component_host.id(), "hostile", trellis_tests::actors::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .start_provider(provider_host.id(), &provider.display().to_string(), "tp", None, vec![])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    client.put_link(&echo_link("pinger", "tp")).await?;
+    // As wasmCloud's HTTP server provider is linked to the components it serves (one link
+    // name per component).
+    for target in ["hello", "hostile"] {
+        client.put_link(&Link::new("tp", target, target, "wasi", "http", &["incoming-handler"])).await?;
+    }
+
+    // The request reaches the component on the other host; status, headers and body come back.
+    let answer = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { ask(&client, "http:hello:GET:/:0").await.ok().filter(|a| !a.starts_with("error")) }
+    })
+    .await
+    .expect("the provider reached hello");
+    assert_eq!(answer, "200 text/plain;charset=utf-8 19 Hello from Trellis");
+
+    // Bodies stream both ways: a 600 KB request body in 64 KiB chunks is read whole, and a
+    // 3 MB response (three times the NATS max payload) comes back whole.
+    assert_eq!(ask(&client, "http:hostile:POST:/upload:600000").await?, "200 - 18 read 600000 bytes");
+    let big = ask(&client, "http:hostile:GET:/big/3000000:0").await?;
+    assert!(big.starts_with("200 - 3000000 "), "{big}");
+
+    // A request body past --max-http-body is cut off: the component reads at most the limit.
+    let cut = ask(&client, "http:hostile:POST:/upload:3000000").await?;
+    let read: usize = cut.split(' ').nth(4).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    assert!(read <= 1 << 20, "read at most the limit: {cut}");
+
+    // The component's deadline and traps end as HTTP statuses, as from the built-in server.
+    let asked = Instant::now();
+    let late = ask(&client, "http:hostile:GET:/sleep/10000:0").await?;
+    assert!(late.starts_with("504 "), "{late}");
+    assert!(asked.elapsed() < Duration::from_secs(6), "{:?}", asked.elapsed());
+    let trapped = ask(&client, "http:hello:GET:/trap:0").await?;
+    assert!(trapped.starts_with("500 "), "{trapped}");
+
+    // Still serving after all that.
+    assert_eq!(ask(&client, "http:hello:GET:/again:0").await?, "200 text/plain;charset=utf-8 19 Hello from Trellis");
+    component_host.shutdown(None).await?;
+    provider_host.shutdown(None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_client_that_speaks_wrpc_badly_gets_nothing_and_the_component_keeps_serving() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
     lattice.scale(host.id(), "echo", trellis_tests::actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", trellis_tests::actors::HTTP_HELLO, 4).await?.map_err(anyhow::Error::msg)?;
     let nats = lattice.nats().await?;
-    let subject = format!("{}.echo.wrpc.0.0.1.trellis:echo/echo@0.1.0.echo", lattice.name);
     // Garbage, empty, huge (close to the NATS max payload), with and without a reply subject,
-    // and to a function the component does not export.
+    // to a plain function and to an HTTP handler, and to a function the component does not export.
     let huge = vec![0xffu8; 900 * 1024];
-    for payload in [b"\x00\x01garbage".to_vec(), Vec::new(), huge] {
-        nats.publish(subject.clone(), payload.clone().into()).await?;
-        let _ = tokio::time::timeout(Duration::from_millis(500), nats.request(subject.clone(), payload.into())).await;
+    for subject in [
+        format!("{}.echo.wrpc.0.0.1.trellis:echo/echo@0.1.0.echo", lattice.name),
+        format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name),
+    ] {
+        for payload in [b"\x00\x01garbage".to_vec(), Vec::new(), huge.clone()] {
+            nats.publish(subject.clone(), payload.clone().into()).await?;
+            let _ = tokio::time::timeout(Duration::from_millis(500), nats.request(subject.clone(), payload.into())).await;
+        }
     }
     let _ = tokio::time::timeout(
         Duration::from_millis(500),
@@ -153,7 +235,32 @@ async fn a_client_that_speaks_wrpc_badly_gets_nothing_and_the_component_keeps_se
     let client = lattice.client().await?;
     let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""still here""#.into()]).await?;
     assert_eq!(reply.results, Some(vec![r#""still here""#.to_string()]), "{reply:?}");
-    assert!(client.inventory(host.id()).await.is_ok());
+    let inventory = client.inventory(host.id()).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(inventory.components.len(), 2, "{inventory:?}");
     host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_provider_call_nobody_takes_fails_at_once_not_at_its_deadline() -> anyhow::Result<()> {
+    init_tracing();
+    // As in the moment between a provider's start and its subscriptions, or after it died:
+    // nothing listens on the provider's wRPC subjects.
+    let lattice = TestLattice::new().await?;
+    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(
+        lattice.nats().await?,
+        &lattice.name,
+        wasmtime::Engine::default(),
+        4,
+        Duration::from_secs(1),
+        1 << 20,
+    );
+    let asked = Instant::now();
+    let failed = wrpc
+        .call("pinger", "default", "ghost", "trellis:echo/echo@0.1.0", "spin", &[], &[], &[], Duration::from_secs(10))
+        .await
+        .expect_err("nobody serves `ghost`");
+    assert!(failed.contains("no responders"), "{failed}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "failed at once: {:?}", asked.elapsed());
     Ok(())
 }

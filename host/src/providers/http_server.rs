@@ -25,7 +25,7 @@ use trellis_messages::link::Link;
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 
-use crate::wasm::http::{forward, serve_local, text, BodyError, ResponseBody};
+use crate::wasm::http::{forward, limit_body, serve_local, text, BodyError, ResponseBody};
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
@@ -232,21 +232,6 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, servi
     }
     let response = dispatch(req.map(|b| limit_body(b, limit)), &routes, &services).await;
     response.map(|b| limit_body(b, limit).boxed_unsync())
-}
-
-/// `body`, ending in an error past `limit` bytes (counted as it streams).
-fn limit_body<B>(body: B, limit: u64) -> impl hyper::body::Body<Data = B::Data, Error = BodyError>
-where
-    B: hyper::body::Body,
-    B::Error: Into<BodyError>,
-{
-    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(|e: BodyError| -> BodyError {
-        if e.is::<http_body_util::LengthLimitError>() {
-            "the body is larger than this server's limit (--max-http-body)".into()
-        } else {
-            e
-        }
-    })
 }
 
 async fn dispatch<B>(req: hyper::Request<B>, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody>

@@ -20,6 +20,21 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the HTTP server sends.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>;
 
+/// `body`, ending in an error past `limit` bytes (counted as it streams).
+pub fn limit_body<B>(body: B, limit: u64) -> impl hyper::body::Body<Data = B::Data, Error = BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<BodyError>,
+{
+    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(|e: BodyError| -> BodyError {
+        if e.is::<http_body_util::LengthLimitError>() {
+            "the body is larger than this server's limit (--max-http-body)".into()
+        } else {
+            e
+        }
+    })
+}
+
 /// A plain-text response with `status`.
 pub fn text(status: u16, message: impl Into<String>) -> hyper::Response<ResponseBody> {
     let mut body = message.into();

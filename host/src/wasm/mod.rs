@@ -31,6 +31,7 @@ pub mod oci;
 pub mod prepared;
 pub mod state;
 pub mod wrpc;
+pub mod wrpc_http;
 
 pub use engine::{WasmConfig, WasmRuntime};
 pub use invoke::Fault;

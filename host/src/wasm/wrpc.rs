@@ -72,6 +72,8 @@ pub struct Wrpc {
     in_flight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
     max_calls: usize,
     queue_wait: Duration,
+    /// The bound on a request body a provider streams to a component's HTTP handler.
+    max_http_body: u64,
 }
 
 impl std::fmt::Debug for Wrpc {
@@ -82,8 +84,9 @@ impl std::fmt::Debug for Wrpc {
 
 impl Wrpc {
     /// Clients on `nats` for `lattice`, with values checked against `engine`'s types; at most
-    /// `max_calls` calls in flight to one provider, callers past it waiting up to `queue_wait`.
-    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration) -> Self {
+    /// `max_calls` calls in flight to one provider, callers past it waiting up to `queue_wait`;
+    /// request bodies to components' HTTP handlers cut off past `max_http_body` bytes.
+    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration, max_http_body: u64) -> Self {
         Self {
             nats: Arc::new(nats),
             lattice: lattice.to_string(),
@@ -92,6 +95,7 @@ impl Wrpc {
             in_flight: Arc::default(),
             max_calls: max_calls.max(1),
             queue_wait,
+            max_http_body,
         }
     }
 
@@ -162,8 +166,17 @@ impl Wrpc {
                 .invoke(Some(headers), instance, func, buf.freeze(), paths)
                 .await
                 .map_err(|e| format!("no answer from `{target}`: {e:#}"))?;
+            // Closing the parameters waits for the provider to take the call: with nobody
+            // listening (a provider still starting, or gone), NATS answers "no responders" and
+            // the call fails now rather than at its deadline.
             let mut outgoing = std::pin::pin!(outgoing);
-            let _ = outgoing.shutdown().await;
+            if let Err(e) = outgoing.shutdown().await {
+                return Err(if e.kind() == std::io::ErrorKind::NotConnected {
+                    format!("`{target}` is not serving {instance}.{func} (no responders on the lattice)")
+                } else {
+                    format!("cannot send the call to `{target}`: {e}")
+                });
+            }
             let mut incoming = std::pin::pin!(incoming);
             let mut results = vec![Val::Bool(false); results_ty.len()];
             for (i, (v, ty)) in results.iter_mut().zip(results_ty).enumerate() {
@@ -289,7 +302,9 @@ impl Wrpc {
     }
 
     /// Serves every export of component `id` that wRPC can carry, calling it through
-    /// `local` (the same instance slots and limits as any call); the tasks end when aborted.
+    /// `local` (the same instance slots and limits as any call): its resource-free functions,
+    /// and `wasi:http/incoming-handler` as `wrpc:http/incoming-handler` ([`super::wrpc_http`]).
+    /// The tasks end when aborted.
     ///
     /// # Errors
     /// When a subscription cannot be made.
@@ -301,6 +316,13 @@ impl Wrpc {
         runtime: Arc<crate::wasm::WasmRuntime>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
         let mut tasks = Vec::new();
+        if component.proxy.is_some() {
+            let prefix = format!("{}.{id}", self.lattice);
+            let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
+                .await
+                .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
+            tasks.push(super::wrpc_http::serve(client, id, local.clone(), runtime.clone(), self.max_http_body).await?);
+        }
         for (instance, functions) in component.wrpc_exports() {
             let (id_owned, local, runtime) = (id.to_string(), local.clone(), runtime.clone());
             let handle = move |function: String, source: Option<String>, params: Vec<Val>| {

@@ -13,8 +13,12 @@
 //! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
 //! which it delivers to that component's `wasmcloud:messaging/handler` as a messaging provider
 //! does and returns `ok` or the component's error, and `recurse:{component}:{depth}`, which calls
-//! that component's `recurse` and returns `ok: …` or `err: …`; `spin` never answers; `trap`
-//! fails. Each call is recorded with the caller's id.
+//! that component's `recurse` and returns `ok: …` or `err: …`, and
+//! `http:{component}:{method}:{path}:{size}`, which sends that component a request as wasmCloud's
+//! HTTP server provider does (`wrpc:http/incoming-handler`, a body of `size` bytes streamed in
+//! 64 KiB chunks) and returns `{status} {content-type} {body length} {body, first 200 bytes, other
+//! than printable ASCII and quotes as `.`}` or
+//! `error: …`; `spin` never answers; `trap` fails. Each call is recorded with the caller's id.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -171,6 +175,15 @@ impl Handler<Option<Context>> for TestProvider {
                 Err(e) => format!("err: {e:#}"),
             });
         }
+        if let Some(rest) = message.strip_prefix("http:") {
+            let mut parts = rest.splitn(4, ':');
+            let (Some(component), Some(method), Some(path), Some(size)) = (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                anyhow::bail!("http:{{component}}:{{method}}:{{path}}:{{size}}");
+            };
+            let client = get_connection().get_wrpc_client(component).await?;
+            return http_request(&client, method, path, size.parse()?).await;
+        }
         if let Some(rest) = message.strip_prefix("call:") {
             let (component, message) = rest.split_once(':').context("call:{component}:{message}")?;
             let client = get_connection().get_wrpc_client(component).await?;
@@ -205,6 +218,42 @@ impl Handler<Option<Context>> for TestProvider {
     async fn remember(&self, _: Option<Context>, value: String) -> anyhow::Result<String> {
         Ok(value)
     }
+}
+
+/// One request to a component's `wrpc:http/incoming-handler`, sent as wasmCloud's HTTP server
+/// provider sends it (`invoke_handle_http` with the trace headers as context).
+async fn http_request(client: &wasmcloud_provider_sdk::provider::WrpcClient, method: &str, path: &str, size: usize) -> anyhow::Result<String> {
+    use http_body_util::BodyExt as _;
+    use wrpc_interface_http::InvokeIncomingHandler as _;
+
+    const CHUNK: usize = 64 * 1024;
+    let chunks = (0..size.div_ceil(CHUNK))
+        .map(move |i| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(vec![b'x'; CHUNK.min(size - i * CHUNK)]))));
+    let body = http_body_util::StreamBody::new(futures::stream::iter(chunks));
+    let request = http::Request::builder().method(method).uri(path).header("x-test", "from-provider").body(body)?;
+    let (response, _errors, io) = client.invoke_handle_http(Some(async_nats::HeaderMap::new()), request).await?;
+    let io = io.map(tokio::spawn);
+    let response = match response {
+        Ok(r) => r,
+        Err(code) => return Ok(format!("error: {code:?}")),
+    };
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("-").replace(' ', "");
+    let body = response.into_body().collect().await.map(|b| b.to_bytes());
+    if let Some(io) = io {
+        let _ = io.await;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Ok(format!("error: the body broke off: {e:#}")),
+    };
+    let shown: String = body[..body.len().min(200)]
+        .iter()
+        .map(|&b| if (b.is_ascii_graphic() && !b"'\"\\`".contains(&b)) || b == b' ' { char::from(b) } else { '.' })
+        .collect::<String>()
+        .trim_end_matches('.')
+        .to_string();
+    Ok(format!("{status} {content_type} {} {shown}", body.len()))
 }
 
 #[tokio::main]
