@@ -183,6 +183,38 @@ async fn a_crashing_provider_restarts_with_growing_delays_and_reports_why() -> a
 }
 
 #[tokio::test]
+async fn a_provider_that_ran_long_enough_restarts_after_the_first_delay_again() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    config.providers.reset_after = Duration::from_secs(1);
+    let host = lattice.start_host(config).await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let runs = dir.path().join("runs");
+    // Runs 1 and 2 exit at once; run 3 runs 1.5 s (past the reset period); then at once again.
+    let flaky = script(
+        dir.path(),
+        "flaky",
+        &format!("n=$(( $(cat {runs} 2>/dev/null || echo 0) + 1 )); echo $n > {runs}
+[ $n -eq 3 ] && sleep 1.5
+exit 3", runs = runs.display()),
+    );
+    let ack = lattice.ctl().await?.start_provider(host.id(), &flaky.display().to_string(), "flaky", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let exited = events.expect("provider_exited", Duration::from_secs(10), |d| d["provider_id"] == "flaky").await;
+        delays.push(exited["restart_in_ms"].as_u64().unwrap());
+    }
+    assert_eq!(delays, [100, 200, 100, 200], "the delay starts over after a run past the reset period");
+    lattice.ctl().await?.stop_provider(host.id(), "flaky").await.map_err(anyhow::Error::msg)?;
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_provider_flooding_its_output_or_leaving_children_is_contained() -> anyhow::Result<()> {
     init_tracing();
     let (lattice, host, client) = lattice_with_host().await?;

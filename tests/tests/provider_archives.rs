@@ -33,7 +33,8 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     let mut events = Events::on(&lattice).await?;
     let dir = tempfile::tempdir()?;
     let pid_file = dir.path().join("pid");
-    let binary = format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pid_file.display());
+    let exe_file = dir.path().join("exe");
+    let binary = format!("#!/bin/sh\necho \"$0\" > {}\necho $$ > {}\nexec sleep 1000\n", exe_file.display(), pid_file.display());
     let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
 
     // Signed, gzipped, with this machine's binary: it runs.
@@ -42,6 +43,12 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     ctl.stop_provider(host.id(), "par").await.map_err(anyhow::Error::msg)?;
     events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
     assert!(!alive(pid), "the archive's process ended with the stop");
+    // It ran from a directory only the host's user can enter, removed when the host stops.
+    let unpacked = std::path::PathBuf::from(std::fs::read_to_string(&exe_file)?.trim());
+    let unpacked_dir = unpacked.parent().expect("a directory").to_path_buf();
+    assert!(!unpacked.starts_with(dir.path()), "run from the host's own directory: {}", unpacked.display());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&unpacked_dir)?.permissions().mode() & 0o777, 0o700, "{}", unpacked_dir.display());
 
     // Refused: a changed binary, a changed signature, no binary for this machine, not an archive.
     let plain = std::fs::read(archive(dir.path(), "plain", &target, binary.as_bytes(), false).await?)?;
@@ -70,6 +77,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     }
     assert!(lattice.client().await?.inventory(host.id()).await?.providers.is_empty());
     host.shutdown(None).await?;
+    assert!(!unpacked_dir.exists(), "{} removed with the host", unpacked_dir.display());
 
     // The same archive as a provider image in a registry, on a host that runs provider images.
     let registry = trellis_tests::Registry::start(&[]).await?;

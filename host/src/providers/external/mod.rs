@@ -73,8 +73,10 @@ impl Launch {
             .map(|l| l.to_lowercase())
             .filter(|l| ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()))
             .unwrap_or_else(|| "info".to_string());
+        // Only the host's user may enter it: the binaries in it are what the host runs.
         let unpacked = tempfile::Builder::new()
             .prefix("trellis-providers-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make a directory for provider binaries: {e}"))?;
         Ok(Self {
