@@ -215,6 +215,49 @@ exit 3", runs = runs.display()),
 }
 
 #[tokio::test]
+async fn a_health_answer_that_is_not_json_counts_as_unhealthy() -> anyhow::Result<()> {
+    init_tracing();
+    let (lattice, host, client) = lattice_with_host().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    // A process that never speaks NATS; the test answers its health checks for it.
+    let silent = script(dir.path(), "silent", "exec sleep 1000");
+    let nats = lattice.nats().await?;
+    let mut checks = nats.subscribe(format!("wasmbus.rpc.{}.odd.health", lattice.name)).await?;
+    nats.flush().await?;
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(bytes_of("{not json")));
+    let responder = {
+        let (nats, answer) = (nats.clone(), answer.clone());
+        tokio::spawn(async move {
+            while let Some(check) = futures::StreamExt::next(&mut checks).await {
+                let body = answer.lock().unwrap().clone();
+                if let Some(reply) = check.reply {
+                    let _ = nats.publish(reply, body).await;
+                }
+            }
+        })
+    };
+    let ack = lattice.ctl().await?.start_provider(host.id(), &silent.display().to_string(), "odd", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let status = events.expect("health_check_status", Duration::from_secs(10), |d| d["provider_id"] == "odd").await;
+    assert_eq!(status["healthy"], false, "{status}");
+    assert!(status["message"].as_str().unwrap_or_default().contains("not JSON"), "{status}");
+    let inventory = client.inventory(host.id()).await?;
+    let shown = inventory.providers.iter().find(|p| p.id == "odd").and_then(|p| p.status.clone()).expect("a status");
+    assert_eq!(shown.healthy, Some(false), "{shown:?}");
+    // A proper answer next: healthy again.
+    *answer.lock().unwrap() = bytes_of(r#"{"healthy":true,"message":null}"#);
+    events.expect("health_check_passed", Duration::from_secs(10), |d| d["provider_id"] == "odd").await;
+    responder.abort();
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+fn bytes_of(s: &str) -> bytes::Bytes {
+    bytes::Bytes::from(s.to_string())
+}
+
+#[tokio::test]
 async fn a_provider_flooding_its_output_or_leaving_children_is_contained() -> anyhow::Result<()> {
     init_tracing();
     let (lattice, host, client) = lattice_with_host().await?;
@@ -297,11 +340,17 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
     let pids = dir.path().join("pids");
-    // A provider that ignores SIGTERM and has a child that ignores it too; it says hello first.
+    // A provider that ignores SIGTERM and has a child that ignores it too. It says hello first,
+    // then a 10,000-byte line, then 300 lines at once (past 200 a second), then one more.
     let stubborn = script(
         dir.path(),
         "stubborn",
-        &format!("echo 'stubborn says hello'\ntrap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait", pids.display()),
+        &format!(
+            "echo 'stubborn says hello'\nhead -c 10000 /dev/zero | tr '\\0' L; echo\n\
+             i=0; while [ $i -lt 300 ]; do echo burst $i; i=$((i+1)); done\nsleep 1.1; echo after-burst\n\
+             trap '' TERM\n(trap '' TERM; exec sleep 1000) & echo \"$$ $!\" > {}\nwait",
+            pids.display()
+        ),
     );
     assert!(stubborn.starts_with(dir.path()));
     // Started with the CLI, from a relative path (which it makes absolute for the host).
@@ -331,6 +380,14 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
     .await
     .expect("the provider's line in the host's log");
     assert!(logged.contains("provider_id") && logged.contains("stubborn") && logged.contains("stdout"), "{logged}");
+    // Long lines are cut into records of 4 KiB; past 200 lines a second the rest are counted,
+    // not logged, and the count is logged.
+    let text = std::fs::read_to_string(&log)?;
+    let longest = text.lines().map(|l| l.matches('L').count()).max().unwrap_or(0);
+    assert_eq!(longest, 4096, "the 10,000-byte line logged in pieces of at most 4 KiB");
+    let dropped = text.lines().find(|l| l.contains("provider output lines not logged")).expect("the drop is reported");
+    assert!(dropped.contains("stubborn"), "{dropped}");
+    assert!(text.contains("after-burst"), "logging resumes the next second");
     host.kill()?;
     host.wait()?;
     let gone = eventually(Duration::from_secs(5), || {
