@@ -264,3 +264,82 @@ async fn a_provider_call_nobody_takes_fails_at_once_not_at_its_deadline() -> any
     assert!(asked.elapsed() < Duration::from_secs(2), "failed at once: {:?}", asked.elapsed());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_provider_answering_malformed_results_fails_the_call_not_the_host() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    config.wasm.max_execution_time = Duration::from_secs(5);
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let dir = tempfile::tempdir()?;
+    // A provider process that never speaks NATS; the test speaks wRPC's NATS protocol for it
+    // (accept the invocation, write results to `{reply}.results`), with malformed results.
+    let fake = trellis_tests::providers::script(dir.path(), "fake", "exec sleep 1000");
+    let nats = lattice.nats().await?;
+    let mut health = nats.subscribe(format!("wasmbus.rpc.{}.fake.health", lattice.name)).await?;
+    let mut calls = nats.subscribe(format!("{}.fake.wrpc.0.0.1.trellis:echo/echo@0.1.0.echo", lattice.name)).await?;
+    nats.flush().await?;
+    let answers: Vec<Vec<u8>> = vec![
+        vec![0x02, 0xff, 0xfe],                   // a string that is not UTF-8
+        vec![0x0a, b'a', b'b'],                   // 10 bytes announced, 2 sent
+        vec![0x80, 0x80, 0x80, 0x80, 0x04],       // 1 GiB announced, nothing sent
+        vec![0x02, b'o', b'k', 0x01, 0x02, 0x03], // a result, then bytes that are none
+        vec![0x02, b'o', b'k'],                   // a proper answer
+    ];
+    let expected = answers.len();
+    let server = {
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            loop {
+                tokio::select! {
+                    Some(check) = health.next() => {
+                        if let Some(reply) = check.reply {
+                            let _ = nats.publish(reply, r#"{"healthy":true}"#.into()).await;
+                        }
+                    }
+                    Some(call) = calls.next() => {
+                        let (Some(reply), Some(answer)) = (call.reply, answers.next()) else { continue };
+                        let _ = nats.publish_with_reply(reply.clone(), format!("{reply}.params-unused"), Vec::new().into()).await;
+                        let results = format!("{reply}.results");
+                        let _ = nats.publish(results.clone(), answer.into()).await;
+                        let _ = nats.publish(results, Vec::new().into()).await;
+                    }
+                    else => break,
+                }
+            }
+        })
+    };
+    lattice.scale(host.id(), "pinger", trellis_tests::actors::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice.ctl().await?.start_provider(host.id(), &fake.display().to_string(), "fake", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    client.put_link(&echo_link("pinger", "fake")).await?;
+    let mut errors = Vec::new();
+    for i in 0..expected {
+        let asked = Instant::now();
+        let reply = eventually(Duration::from_secs(10), || {
+            let client = client.clone();
+            // Until the link and the provider are known, the call is refused before it is sent.
+            async move { client.call("pinger", "trellis:echo/pinger.ping", vec![r#""x""#.into()]).await.ok().filter(|r| !r.error.as_deref().unwrap_or("").contains("no link") && !r.error.as_deref().unwrap_or("").contains("not running")) }
+        })
+        .await
+        .expect("an answer");
+        if i + 1 < expected {
+            let error = reply.error.clone().unwrap_or_default();
+            assert!(error.contains("`fake`"), "answer {i}: {reply:?}");
+            assert!(asked.elapsed() < Duration::from_secs(3), "answer {i} failed at once: {:?}", asked.elapsed());
+            errors.push(error);
+        } else {
+            assert_eq!(reply.results, Some(vec![r#""ok""#.to_string()]), "{reply:?}");
+        }
+    }
+    assert!(errors[0].contains("cannot decode result 0"), "{errors:?}");
+    assert!(errors[3].contains("more than the results"), "{errors:?}");
+    server.abort();
+    assert!(client.inventory(host.id()).await.is_ok());
+    host.shutdown(None).await?;
+    Ok(())
+}
