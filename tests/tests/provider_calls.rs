@@ -207,6 +207,81 @@ async fn an_http_server_provider_reaches_components_http_handlers_over_wrpc() ->
 }
 
 #[tokio::test]
+async fn a_components_key_value_linked_to_an_external_provider_uses_the_providers_store() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    config.wasm.max_execution_time = Duration::from_secs(20);
+    let provider_host = lattice.start_host(config.clone()).await?;
+    let component_host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("record.jsonl");
+    client.put_config("tp-settings", &[("record".to_string(), record.display().to_string())].into()).await?;
+    lattice.scale(provider_host.id(), "pinger", trellis_tests::actors::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(component_host.id(), "counter", trellis_tests::actors::KV_COUNTER, 2).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .start_provider(provider_host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    wait_record(&record, "init", |r| r["event"] == "init").await;
+    client.put_link(&echo_link("pinger", "tp")).await?;
+    // As wasmCloud's key-value counter example is linked to a key-value provider.
+    client.put_link(&Link::new("counter", "tp", "default", "wasi", "keyvalue", &["store", "atomics"])).await?;
+    client.put_link(&Link::new("tp", "counter", "counter", "wasi", "http", &["incoming-handler"])).await?;
+
+    // The counter on one host increments in the provider's store on the other, over wRPC.
+    let first = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { ask(&client, "http:counter:GET:/apples:0").await.ok().filter(|a| a.starts_with("200 ")) }
+    })
+    .await
+    .expect("the counter counted");
+    assert!(first.ends_with("Count: 1"), "{first}");
+    assert!(ask(&client, "http:counter:GET:/apples:0").await?.ends_with("Count: 2"));
+    assert!(ask(&client, "http:counter:GET:/pears:0").await?.ends_with("Count: 1"));
+    let call = wait_record(&record, "the increment", |r| r["event"] == "kv" && r["key"] == "pears").await;
+    assert_eq!((call["op"].as_str(), call["bucket"].as_str(), call["caller"].as_str()), (Some("increment"), Some("counters"), Some("counter")), "{call}");
+    // Nothing went to the lattice's JetStream.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    assert!(js.get_key_value("counters").await.is_err(), "no JetStream bucket was made");
+
+    // The data lives in the provider: a new provider process starts counting again.
+    lattice.ctl().await?.stop_provider(provider_host.id(), "tp").await.map_err(anyhow::Error::msg)?;
+    let gone = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        let host = provider_host.id().to_string();
+        async move { client.inventory(&host).await.ok().filter(|i| i.providers.is_empty()) }
+    })
+    .await;
+    assert!(gone.is_some(), "the provider stopped");
+    std::fs::remove_file(&record)?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .start_provider(provider_host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    wait_record(&record, "init", |r| r["event"] == "init").await;
+    let again = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { ask(&client, "http:counter:GET:/apples:0").await.ok().filter(|a| a.starts_with("200 ")) }
+    })
+    .await
+    .expect("the counter counted again");
+    assert!(again.ends_with("Count: 1"), "{again}");
+    component_host.shutdown(None).await?;
+    provider_host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_client_that_speaks_wrpc_badly_gets_nothing_and_the_component_keeps_serving() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;

@@ -88,6 +88,18 @@ pub enum Callee {
     ExternalProvider(String),
 }
 
+/// Where a component's `wasi:keyvalue` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValueTarget {
+    /// A JetStream bucket of the lattice, served by the built-in key-value provider; chosen by
+    /// the link, never by the guest.
+    Bucket(String),
+    /// An external provider (e.g. wasmCloud's Redis provider), called over wRPC
+    /// (`wrpc:keyvalue`) with the guest's bucket identifier, as wasmCloud hosts do: the
+    /// provider's own store, not the lattice's.
+    ExternalProvider(String),
+}
+
 /// A granted provider capability: which provider, through which link, with which config.
 #[derive(Debug, Clone)]
 pub struct ProviderGrant {
@@ -190,6 +202,22 @@ impl Resolver {
         }
         let config = self.view.config(&link.target_config);
         Ok(ProviderGrant { capability, link, config })
+    }
+
+    /// Where `source`'s `wasi:keyvalue` through link `link_name` goes: a running external
+    /// provider the link targets, else the bucket of a built-in key-value provider's grant
+    /// ([`Self::provider`], [`Self::kv_bucket`]).
+    ///
+    /// # Errors
+    /// [`Denied`] as for those.
+    pub fn key_value(&self, source: &str, link_name: &str) -> Result<KeyValueTarget, Denied> {
+        let (ns, pkg, iface) = Capability::KeyValue.interface();
+        let target = self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        if self.providers.runs(&target) && self.providers.kind_of(&target).is_none() {
+            return Ok(KeyValueTarget::ExternalProvider(target));
+        }
+        let grant = self.provider(source, link_name, Capability::KeyValue)?;
+        self.kv_bucket(&grant).map(KeyValueTarget::Bucket)
     }
 
     /// The merged configs `names` (what `wasi:config/store` shows a component).

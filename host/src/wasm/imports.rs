@@ -81,7 +81,7 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
         } else if name.starts_with("wasi:keyvalue/store@") {
             crate::wasm::keyvalue::link_store(linker, name, ctx)?;
         } else if name.starts_with("wasi:keyvalue/atomics@") {
-            crate::wasm::keyvalue::link_atomics(linker, name)?;
+            crate::wasm::keyvalue::link_atomics(linker, name, ctx)?;
         } else if let Some(iface) = parse_interface(name) {
             if funcs.iter().all(|(_, f)| plain(f)) && instance.exports(&engine).len() == funcs.len() {
                 link_interface(linker, name, &iface, &funcs, ctx)?;

@@ -201,6 +201,40 @@ impl Wrpc {
         }
     }
 
+    /// Runs `call` — a typed wRPC client call (generated bindings) — against provider `target`
+    /// on behalf of `source` through link `link_name`, with the same bound per provider and the
+    /// same headers as [`Self::call`]; ends with an error at `timeout`.
+    ///
+    /// # Errors
+    /// What failed, in words for the guest's caller.
+    pub async fn invoke<T, F, Fut>(&self, source: &str, link_name: &str, target: &str, timeout: Duration, call: F) -> Result<T, String>
+    where
+        F: FnOnce(Arc<Client>, Option<async_nats::HeaderMap>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let invoked = async {
+            let _slot = self.slot(target).await?;
+            let client = self.client(target).await?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(trellis_messages::invocation::SOURCE_ID_HEADER, source);
+            headers.insert(trellis_messages::invocation::LINK_NAME_HEADER, link_name);
+            call(client, Some(headers)).await.map_err(|e| {
+                let no_responders = e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotConnected)
+                });
+                if no_responders {
+                    format!("`{target}` is not serving (no responders on the lattice)")
+                } else {
+                    format!("`{target}` failed: {e:#}")
+                }
+            })
+        };
+        match tokio::time::timeout(timeout, invoked).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("`{target}` did not answer within {timeout:?}")),
+        }
+    }
+
     /// Serves `functions` of `instance` of component `id` on its wRPC subjects (queue group
     /// `{lattice}.{id}`, as wasmCloud hosts do): each invocation's parameters are decoded as
     /// the function's types, `handle` runs the call, and the results go back; when it fails the

@@ -8,7 +8,8 @@
 //! - `ignore_shutdown`: `true` keeps running after the shutdown request and ignores SIGTERM;
 //! - `say`: a line printed on stdout and on stderr at start.
 //!
-//! It serves `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
+//! It serves `wrpc:keyvalue/store` and `atomics` in memory, each call recorded as `kv` with the caller, operation, bucket and key, and
+//! `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
 //! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
 //! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
 //! which it delivers to that component's `wasmcloud:messaging/handler` as a messaging provider
@@ -40,6 +41,8 @@ use bindings::exports::trellis::echo::echo::Handler;
 #[derive(Clone, Default)]
 struct TestProvider {
     config: Arc<Mutex<HashMap<String, String>>>,
+    /// The key-value store it serves: (bucket, key) → value.
+    kv: Arc<Mutex<HashMap<(String, String), bytes::Bytes>>>,
 }
 
 impl TestProvider {
@@ -254,6 +257,66 @@ async fn http_request(client: &wasmcloud_provider_sdk::provider::WrpcClient, met
         .trim_end_matches('.')
         .to_string();
     Ok(format!("{status} {content_type} {} {shown}", body.len()))
+}
+
+/// `wrpc:keyvalue/store`, in memory; every call recorded as `kv` with the caller and bucket.
+impl bindings::exports::wrpc::keyvalue::store::Handler<Option<Context>> for TestProvider {
+    async fn get(&self, cx: Option<Context>, bucket: String, key: String) -> anyhow::Result<Result<Option<bytes::Bytes>, KvError>> {
+        self.record_kv(cx, "get", &bucket, &key);
+        Ok(Ok(self.kv.lock().unwrap_or_else(|e| e.into_inner()).get(&(bucket, key)).cloned()))
+    }
+
+    async fn set(&self, cx: Option<Context>, bucket: String, key: String, value: bytes::Bytes) -> anyhow::Result<Result<(), KvError>> {
+        self.record_kv(cx, "set", &bucket, &key);
+        self.kv.lock().unwrap_or_else(|e| e.into_inner()).insert((bucket, key), value);
+        Ok(Ok(()))
+    }
+
+    async fn delete(&self, cx: Option<Context>, bucket: String, key: String) -> anyhow::Result<Result<(), KvError>> {
+        self.record_kv(cx, "delete", &bucket, &key);
+        self.kv.lock().unwrap_or_else(|e| e.into_inner()).remove(&(bucket, key));
+        Ok(Ok(()))
+    }
+
+    async fn exists(&self, cx: Option<Context>, bucket: String, key: String) -> anyhow::Result<Result<bool, KvError>> {
+        self.record_kv(cx, "exists", &bucket, &key);
+        Ok(Ok(self.kv.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&(bucket, key))))
+    }
+
+    async fn list_keys(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        cursor: Option<u64>,
+    ) -> anyhow::Result<Result<bindings::exports::wrpc::keyvalue::store::KeyResponse, KvError>> {
+        self.record_kv(cx, "list-keys", &bucket, "");
+        let mut keys: Vec<String> =
+            self.kv.lock().unwrap_or_else(|e| e.into_inner()).keys().filter(|(b, _)| *b == bucket).map(|(_, k)| k.clone()).collect();
+        keys.sort();
+        let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+        Ok(Ok(bindings::exports::wrpc::keyvalue::store::KeyResponse { keys: keys.into_iter().skip(skip).collect(), cursor: None }))
+    }
+}
+
+/// `wrpc:keyvalue/atomics`, in memory.
+impl bindings::exports::wrpc::keyvalue::atomics::Handler<Option<Context>> for TestProvider {
+    async fn increment(&self, cx: Option<Context>, bucket: String, key: String, delta: u64) -> anyhow::Result<Result<u64, KvError>> {
+        self.record_kv(cx, "increment", &bucket, &key);
+        let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = kv.entry((bucket, key)).or_insert_with(|| bytes::Bytes::from_static(b"0"));
+        let n: u64 = std::str::from_utf8(entry).ok().and_then(|s| s.parse().ok()).unwrap_or(0) + delta;
+        *entry = bytes::Bytes::from(n.to_string());
+        Ok(Ok(n))
+    }
+}
+
+type KvError = bindings::exports::wrpc::keyvalue::store::Error;
+
+impl TestProvider {
+    fn record_kv(&self, cx: Option<Context>, op: &str, bucket: &str, key: &str) {
+        let caller = cx.and_then(|c| c.component).unwrap_or_default();
+        self.record("kv", json!({ "op": op, "caller": caller, "bucket": bucket, "key": key }));
+    }
 }
 
 #[tokio::main]
