@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use trellis_messages::link::Link;
-use trellis_tests::providers::{settings, wait_record};
+use trellis_tests::providers::{records, settings, wait_record};
 use trellis_tests::{eventually, init_tracing, test_provider, TestLattice};
 
 fn echo_link(source: &str, target: &str) -> Link {
@@ -276,6 +276,68 @@ async fn a_components_key_value_linked_to_an_external_provider_uses_the_provider
     .await
     .expect("the counter counted again");
     assert!(again.ends_with("Count: 1"), "{again}");
+    component_host.shutdown(None).await?;
+    provider_host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_components_messaging_linked_to_an_external_provider_goes_through_it_but_never_to_the_lattice() -> anyhow::Result<()> {
+    init_tracing();
+    let provider = test_provider()?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = settings();
+    let provider_host = lattice.start_host(config.clone()).await?;
+    let component_host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("record.jsonl");
+    client.put_config("tp-settings", &[("record".to_string(), record.display().to_string())].into()).await?;
+    lattice.scale(component_host.id(), "hostile", trellis_tests::actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    let ack = lattice
+        .ctl()
+        .await?
+        .start_provider(provider_host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    wait_record(&record, "init", |r| r["event"] == "init").await;
+    // No `subjects` list: an external provider's link may leave it out.
+    client.put_link(&Link::new("hostile", "tp", "default", "wasmcloud", "messaging", &["consumer"])).await?;
+    let nats = lattice.nats().await?;
+    let mut spy = nats.subscribe("orders.>").await?;
+    nats.flush().await?;
+    let probe = |function: &'static str, args: Vec<String>| {
+        let client = client.clone();
+        async move {
+            let reply = client.call("hostile", &format!("trellis:hostile/probe.{function}"), args).await?;
+            anyhow::Ok(reply.results.map(|r| r.join("")).ok_or_else(|| reply.error.unwrap_or_default()))
+        }
+    };
+
+    // Publish and request go to the provider, which carries them out on its own connection.
+    let published = eventually(Duration::from_secs(10), || async {
+        probe("publish", vec![r#""orders.new""#.into(), r#""one apple""#.into()]).await.ok().filter(|r| r.as_deref() == Ok("ok"))
+    })
+    .await;
+    assert!(published.is_some(), "published through the provider");
+    let seen = wait_record(&record, "the publish", |r| r["event"] == "published").await;
+    assert_eq!((seen["subject"].as_str(), seen["body"].as_str(), seen["caller"].as_str()), (Some("orders.new"), Some("one apple"), Some("hostile")), "{seen}");
+    let answer = probe("request", vec![r#""prices.apples""#.into(), r#""how much""#.into(), "1000".into()]).await?;
+    assert_eq!(answer, Ok(r#"ok("reply to how much")"#.to_string()));
+    let asked = wait_record(&record, "the request", |r| r["event"] == "requested").await;
+    assert!(asked["timeout_ms"].as_u64().is_some_and(|t| t <= 1000), "{asked}");
+    assert!(tokio::time::timeout(Duration::from_millis(300), spy.next()).await.is_err(), "nothing went out on the lattice's own connection");
+
+    // The lattice's subjects stay out of reach through any messaging provider.
+    let control = format!("wasmbus.ctl.v1.{}.host.{}.stop", lattice.name, component_host.id());
+    let refused = probe("publish", vec![format!("{control:?}"), r#""{}""#.into()]).await?;
+    assert!(refused.as_deref().unwrap_or_default().contains("subject of the lattice itself"), "{refused:?}");
+    let refused = probe("request", vec![format!("\"{}.echo.wrpc.0.0.1.x.y\"", lattice.name), r#""x""#.into(), "100".into()]).await?;
+    assert!(refused.as_deref().unwrap_or_default().contains("subject of the lattice itself"), "{refused:?}");
+    assert!(!records(&record).iter().any(|r| r["subject"].as_str().is_some_and(|s| s.starts_with("wasmbus.") || s.contains(".wrpc."))), "the provider was never asked");
+    assert!(client.inventory(component_host.id()).await.is_ok(), "the host is still there");
     component_host.shutdown(None).await?;
     provider_host.shutdown(None).await?;
     Ok(())

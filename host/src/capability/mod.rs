@@ -109,6 +109,8 @@ pub struct ProviderGrant {
     pub link: Link,
     /// The link's target config, merged.
     pub config: BTreeMap<String, String>,
+    /// The link targets an external provider (called over wRPC), not a built-in one.
+    pub external: bool,
 }
 
 /// Host settings the resolver applies to every guest.
@@ -201,7 +203,23 @@ impl Resolver {
             }
         }
         let config = self.view.config(&link.target_config);
-        Ok(ProviderGrant { capability, link, config })
+        Ok(ProviderGrant { capability, link, config, external: false })
+    }
+
+    /// The grant for `source` to use `wasmcloud:messaging/consumer` through link `link_name`:
+    /// a built-in messaging provider ([`Self::provider`]), or a running external provider
+    /// (`external`; its calls go over wRPC and it publishes on its own connection).
+    ///
+    /// # Errors
+    /// [`Denied`] as for [`Self::provider`].
+    pub fn messaging(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
+        let (ns, pkg, iface) = Capability::Messaging.interface();
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        if self.providers.runs(&link.target) && self.providers.kind_of(&link.target).is_none() {
+            let config = self.view.config(&link.target_config);
+            return Ok(ProviderGrant { capability: Capability::Messaging, link, config, external: true });
+        }
+        self.provider(source, link_name, Capability::Messaging)
     }
 
     /// Where `source`'s `wasi:keyvalue` through link `link_name` goes: a running external
@@ -276,7 +294,14 @@ impl Resolver {
         if system {
             return Err(Denied(format!("`{subject}` is a subject of the lattice itself; guests never publish there")));
         }
-        let allowed = subjects::allow_list(grant.config.get("subjects").map(String::as_str));
+        // An external provider publishes on its own connection, bounded by its own
+        // credentials: without a `subjects` list its link allows every subject but the
+        // lattice's (the provider may well be connected to the lattice's servers).
+        let listed = grant.config.get("subjects").map(String::as_str);
+        if grant.external && listed.is_none() {
+            return Ok(());
+        }
+        let allowed = subjects::allow_list(listed);
         if allowed.iter().any(|p| subjects::matches(p, subject)) {
             return Ok(());
         }

@@ -8,7 +8,9 @@
 //! - `ignore_shutdown`: `true` keeps running after the shutdown request and ignores SIGTERM;
 //! - `say`: a line printed on stdout and on stderr at start.
 //!
-//! It serves `wrpc:keyvalue/store` and `atomics` in memory, each call recorded as `kv` with the caller, operation, bucket and key, and
+//! It serves `wasmcloud:messaging/consumer` (publishes recorded as `published`, requests
+//! answered with `reply to {body}` and recorded as `requested`), `wrpc:keyvalue/store` and
+//! `atomics` in memory, each call recorded as `kv` with the caller, operation, bucket and key, and
 //! `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
 //! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
 //! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
@@ -311,6 +313,30 @@ impl bindings::exports::wrpc::keyvalue::atomics::Handler<Option<Context>> for Te
 }
 
 type KvError = bindings::exports::wrpc::keyvalue::store::Error;
+
+/// `wasmcloud:messaging/consumer`, as a messaging provider serves it: publishes are recorded
+/// (`published`), a request is answered with `reply to {body}`.
+impl bindings::exports::wasmcloud::messaging::consumer::Handler<Option<Context>> for TestProvider {
+    async fn request(
+        &self,
+        cx: Option<Context>,
+        subject: String,
+        body: bytes::Bytes,
+        timeout_ms: u32,
+    ) -> anyhow::Result<Result<bindings::wasmcloud::messaging::types::BrokerMessage, String>> {
+        let caller = cx.and_then(|c| c.component).unwrap_or_default();
+        self.record("requested", json!({ "caller": caller, "subject": subject, "timeout_ms": timeout_ms }));
+        let answer = [b"reply to ".as_slice(), &body].concat();
+        Ok(Ok(bindings::wasmcloud::messaging::types::BrokerMessage { subject, body: answer.into(), reply_to: None }))
+    }
+
+    async fn publish(&self, cx: Option<Context>, msg: bindings::wasmcloud::messaging::types::BrokerMessage) -> anyhow::Result<Result<(), String>> {
+        let caller = cx.and_then(|c| c.component).unwrap_or_default();
+        let body = String::from_utf8_lossy(&msg.body).to_string();
+        self.record("published", json!({ "caller": caller, "subject": msg.subject, "body": body, "reply_to": msg.reply_to }));
+        Ok(Ok(()))
+    }
+}
 
 impl TestProvider {
     fn record_kv(&self, cx: Option<Context>, op: &str, bucket: &str, key: &str) {
