@@ -88,6 +88,15 @@ pub async fn connect(
         .map_err(|e| HostError::NatsConnect { url: redact(&config.url), reason: e.to_string() })
 }
 
+/// Whether one of `config`'s URLs carries credentials (`user:password@` or `token@`).
+pub fn url_has_credentials(config: &NatsConfig) -> bool {
+    config
+        .url
+        .split(',')
+        .filter_map(|u| u.trim().parse::<async_nats::ServerAddr>().ok())
+        .any(|a| a.username().is_some())
+}
+
 /// `%XX` escapes of a URL's user or password decoded (a password may contain `@` or `:`).
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()

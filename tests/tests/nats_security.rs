@@ -99,7 +99,18 @@ async fn user_and_password() -> anyhow::Result<()> {
     };
     let host = lattice.start_host(with("s3cret")).await?;
     let nats = async_nats::ConnectOptions::with_user_and_password("trellis".into(), "s3cret".into()).connect(lattice.url()).await?;
-    assert_eq!(pings(&lattice, nats).await?, 1);
+    assert_eq!(pings(&lattice, nats.clone()).await?, 1);
+    // wasmCloud's provider SDK cannot authenticate with credentials in a URL (its async-nats
+    // ignores them; tried: the provider exits with "authorization violation"): external
+    // providers are refused with the reason, at once.
+    let mut failed = nats.subscribe(format!("wasmbus.evt.{}.provider_start_failed", lattice.name)).await?;
+    nats.flush().await?;
+    let client = trellis_messages::Client::new(nats.clone(), trellis_messages::DEFAULT_CTL_PREFIX, &lattice.name);
+    let start = trellis_messages::provider::StartProviderCommand { provider_id: "tp".into(), provider_ref: "/bin/true".into(), ..Default::default() };
+    client.start_provider(host.id(), &start).await?;
+    let event = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut failed)).await?.expect("provider_start_failed");
+    let text = String::from_utf8_lossy(&event.payload);
+    assert!(text.contains("credentials in its URL") && !text.contains("s3cret"), "{text}");
     let err = lattice.start_host(with("wrong")).await.expect_err("a wrong password is refused");
     assert!(!err.to_string().contains("s3cret") && !err.to_string().contains("wrong@"), "the password is not printed: {err}");
     host.shutdown(None).await?;

@@ -95,9 +95,19 @@ impl Launch {
 
     /// Why providers cannot run with these credentials, if they cannot.
     pub fn refusal(nats: &NatsConfig) -> Option<&'static str> {
-        (nats.creds_file.is_none() && nats.nkey_seed.is_some()).then_some(
-            "this host authenticates to NATS with an nkey seed, which wasmCloud's provider SDK cannot use; \
-             run hosts with a .creds file (JWT) or credentials in the URL to start external providers",
+        if nats.creds_file.is_some() {
+            return None;
+        }
+        if nats.nkey_seed.is_some() {
+            return Some(
+                "this host authenticates to NATS with an nkey seed, which wasmCloud's provider SDK cannot use; \
+                 run hosts with a .creds file (JWT) to start external providers",
+            );
+        }
+        // The SDK passes the URL to async-nats, which does not read credentials in it.
+        crate::nats::url_has_credentials(nats).then_some(
+            "this host authenticates to NATS with credentials in its URL, which wasmCloud's provider SDK cannot use; \
+             run hosts with a .creds file (JWT) to start external providers",
         )
     }
 }
