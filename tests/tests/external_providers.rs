@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_host::config::ProviderSettings;
 use trellis_messages::link::Link;
@@ -215,6 +216,41 @@ exit 3", runs = runs.display()),
 }
 
 #[tokio::test]
+async fn link_changes_made_while_a_provider_starts_wait_until_it_answers() -> anyhow::Result<()> {
+    init_tracing();
+    let (lattice, host, client) = lattice_with_host().await?;
+    let dir = tempfile::tempdir()?;
+    // A process that never speaks NATS; the test plays the provider: silent at first.
+    let late = script(dir.path(), "late", "exec sleep 1000");
+    let nats = lattice.nats().await?;
+    let mut checks = nats.subscribe(format!("wasmbus.rpc.{}.late.health", lattice.name)).await?;
+    let mut puts = nats.subscribe(format!("wasmbus.rpc.{}.*.linkdefs.put", lattice.name)).await?;
+    nats.flush().await?;
+    let ack = lattice.ctl().await?.start_provider(host.id(), &late.display().to_string(), "late", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    tokio::time::timeout(Duration::from_secs(5), checks.next()).await?.expect("the host probes the provider");
+    client.put_link(&Link::new("late", "echo", "default", "trellis", "echo", &["echo"])).await?;
+    assert!(tokio::time::timeout(Duration::from_secs(1), puts.next()).await.is_err(), "no link sent to a provider that has not answered");
+    // The provider answers: the held link follows.
+    let responder = {
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            while let Some(check) = checks.next().await {
+                if let Some(reply) = check.reply {
+                    let _ = nats.publish(reply, r#"{"healthy":true}"#.into()).await;
+                }
+            }
+        })
+    };
+    let put = tokio::time::timeout(Duration::from_secs(5), puts.next()).await?.expect("the held link");
+    let link: Value = serde_json::from_slice(&put.payload)?;
+    assert_eq!((link["source_id"].as_str(), link["target"].as_str()), (Some("late"), Some("echo")), "{link}");
+    responder.abort();
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_health_answer_that_is_not_json_counts_as_unhealthy() -> anyhow::Result<()> {
     init_tracing();
     let (lattice, host, client) = lattice_with_host().await?;
@@ -229,7 +265,7 @@ async fn a_health_answer_that_is_not_json_counts_as_unhealthy() -> anyhow::Resul
     let responder = {
         let (nats, answer) = (nats.clone(), answer.clone());
         tokio::spawn(async move {
-            while let Some(check) = futures::StreamExt::next(&mut checks).await {
+            while let Some(check) = checks.next().await {
                 let body = answer.lock().unwrap().clone();
                 if let Some(reply) = check.reply {
                     let _ = nats.publish(reply, body).await;
