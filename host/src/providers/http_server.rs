@@ -180,6 +180,9 @@ async fn accept_loop(
             },
             _ = &mut stop => break,
         };
+        // A response leaves in more than one write (headers, body chunks, the last chunk):
+        // with Nagle's algorithm a later write waits for the client's delayed ACK, ~40 ms.
+        let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             warn!(%provider, %peer, limit = limits.max_http_connections, "HTTP connection refused: too many open connections");
             let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

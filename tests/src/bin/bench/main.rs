@@ -16,6 +16,7 @@
 
 mod baselines;
 mod heal;
+mod http;
 mod measure;
 
 use std::collections::HashMap;
@@ -164,9 +165,9 @@ async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Clien
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=10).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=11).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 10, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 11, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -243,7 +244,8 @@ async fn main() -> Result<()> {
     }
 
     // 4. HTTP: http-hello through the HTTP server provider vs plain hyper.
-    if want(4) {
+    let mut http_port = None;
+    if want(4) || want(11) {
         let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
         client.start_provider(&c, &start).await?;
         scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
@@ -259,8 +261,9 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::ensure!(ready, "http-hello not served");
+        http_port = Some(port);
         let hyper_port = hyper_hello().await?;
-        for concurrency in [1, 8, 64] {
+        for concurrency in [1, 8, 64].into_iter().filter(|_| want(4)) {
             let meter = CostMeter::start(&lattice);
             let t = http_load(port, "/", concurrency, size.http).await?;
             let tc = meter.per_op(size.http);
@@ -276,6 +279,28 @@ async fn main() -> Result<()> {
                              "baseline_rps": h.0, "baseline_p50_us": us(h.1), "baseline_p99_us": us(h.2),
                              "trellis_cpu_us_per_request": tc.cpu.0, "baseline_cpu_us_per_request": hc.cpu.0,
                              "trellis_switches_per_request": tc.switches.0, "baseline_switches_per_request": hc.switches.0}),
+            });
+        }
+    }
+
+    // 11. HTTP with keep-alive (what load balancers and clients do): Trellis's HTTP server
+    // provider vs the same component as `wasmtime serve` serves it, with a plain hyper server
+    // as the ceiling; per-request percentiles. Each run's baseline is measured right after it.
+    if want(11) {
+        let port = http_port.context("figure 11 needs figure 4's server")?;
+        let serve_port = http::wasmtime_serve(actors::HTTP_HELLO).await?;
+        let hyper_port = hyper_hello().await?;
+        for concurrency in [1, 64] {
+            let t = http::keepalive_load(port, "/", concurrency, size.http * 5).await?;
+            let w = http::keepalive_load(serve_port, "/", concurrency, size.http * 5).await?;
+            let h = http::keepalive_load(hyper_port, "/", concurrency, size.http * 5).await?;
+            figures.push(Figure {
+                name: format!("11. HTTP keep-alive, {concurrency} connection(s): http-hello vs the same component under `wasmtime serve`'s path"),
+                trellis: t.summary(),
+                baseline: format!("{} (hyper alone: {:.0} req/s, p99 {:.0} µs)", w.summary(), h.rps, h.us(0.99)),
+                ratio: t.rps / w.rps.max(0.001),
+                json: json!({"concurrency": concurrency, "trellis": t.json(), "wasmtime_serve": w.json(), "hyper": h.json(),
+                             "p99_ratio_to_wasmtime_serve": t.us(0.99) / w.us(0.99).max(0.001), "rps_ratio_to_hyper": t.rps / h.rps.max(0.001)}),
             });
         }
     }
