@@ -13,7 +13,7 @@ fn quick_benchmark_produces_every_figure() {
     assert!(out.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path()).expect("JSON written")).expect("valid JSON");
     let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
-    for prefix in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. "] {
+    for prefix in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. ", "10. ", "11. "] {
         assert!(names.iter().any(|n| n.starts_with(prefix)), "figure {prefix} missing from {names:?}");
     }
     assert_eq!(names.iter().filter(|n| n.starts_with("4. ")).count(), 3, "HTTP at concurrency 1, 8, 64");
@@ -39,6 +39,26 @@ fn quick_benchmark_produces_every_figure() {
         }
     }
     assert!(stdout.contains("| ratio"), "the table is printed: {stdout}");
+    // Keep-alive HTTP carries per-request percentiles with their sample counts, for Trellis,
+    // the `wasmtime serve` path and hyper alike.
+    for f in report["figures"].as_array().expect("figures").iter().filter(|f| f["name"].as_str().is_some_and(|n| n.starts_with("11. "))) {
+        for side in ["trellis", "wasmtime_serve", "hyper"] {
+            assert!(f["data"][side]["p999_us"].as_f64().is_some_and(|v| v > 0.0), "{side} of {f}");
+            assert!(f["data"][side]["samples"].as_u64().is_some_and(|n| n > 0), "{side} of {f}");
+        }
+    }
+    // A quick run is not kept as a results file; every run records where it ran.
+    assert!(report["machine"]["commit"].is_string() && report["machine"]["cpus"].as_u64().is_some_and(|n| n > 0), "{}", report["machine"]);
+}
+
+#[test]
+fn the_readme_table_is_generated_from_the_newest_results_file() {
+    use trellis_tests::bench_report;
+    let root = bench_report::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let shown = bench_report::readme_table(&readme).expect("markers");
+    let generated = bench_report::latest_table(&root).expect("a results file");
+    assert_eq!(shown, generated.trim_matches('\n'), "README's table differs from {}: run scripts/bench-table", bench_report::latest(&root).unwrap().display());
 }
 
 #[test]
@@ -54,8 +74,8 @@ fn only_runs_the_figures_named_and_refuses_a_bad_list() {
     let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
     assert!(names.len() == 1 && names[0].starts_with("3. "), "{names:?}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,11"]).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,12"]).output().expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("figure numbers 1 to 10") && stderr.contains("2,11"), "{stderr}");
+    assert!(stderr.contains("figure numbers 1 to 11") && stderr.contains("2,12"), "{stderr}");
 }

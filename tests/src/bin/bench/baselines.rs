@@ -12,23 +12,41 @@ use trellis_tests::{actors, TestLattice};
 
 use crate::measure::{latencies, pct};
 
-/// Direct wasmtime: instantiate echo and call `echo`, per call (what Trellis does per call).
-pub(crate) async fn direct_wasmtime(n: usize) -> Result<(Duration, Duration)> {
+/// Direct wasmtime: instantiate echo from an `InstancePre` and call `echo`, per call (what
+/// Trellis does per call). `trellis_engine`: on an engine built exactly as Trellis builds its
+/// own (pooling allocator, epoch interruption, the same settings, from `config`) with
+/// Trellis's linker — the best a bare embedding does; otherwise on wasmtime's default engine
+/// (on-demand allocation).
+pub(crate) async fn direct_wasmtime(n: usize, trellis_engine: Option<trellis_host::wasm::WasmConfig>) -> Result<(Duration, Duration)> {
     use trellis_host::wasm::state::GuestState;
     use wasmtime::component::{Component, Linker, Val};
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    let engine = wasmtime::Engine::new(&config)?;
-    let component = Component::from_file(&engine, actors::ECHO)?;
-    let mut linker = Linker::<GuestState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    let pre = linker.instantiate_pre(&component)?;
+    let (engine, pre, _runtime) = match trellis_engine {
+        Some(config) => {
+            let runtime = trellis_host::wasm::WasmRuntime::new(config)?;
+            let engine = runtime.engine().clone();
+            let component = Component::from_file(&engine, actors::ECHO)?;
+            let pre = runtime.linker().instantiate_pre(&component)?;
+            (engine, pre, Some(runtime))
+        }
+        None => {
+            let mut config = wasmtime::Config::new();
+            config.wasm_component_model(true);
+            let engine = wasmtime::Engine::new(&config)?;
+            let component = Component::from_file(&engine, actors::ECHO)?;
+            let mut linker = Linker::<GuestState>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            let pre = linker.instantiate_pre(&component)?;
+            (engine, pre, None)
+        }
+    };
+    let component = pre.component().clone();
     let iface = component.get_export_index(None, "trellis:echo/echo@0.1.0").context("echo interface")?;
     let func = component.get_export_index(Some(&iface), "echo").context("echo function")?;
     latencies(n, || {
         let (pre, engine) = (pre.clone(), engine.clone());
         async move {
             let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false, std::time::Instant::now() + std::time::Duration::from_secs(3600)));
+            store.set_epoch_deadline(u64::MAX / 2);
             let instance = pre.instantiate_async(&mut store).await?;
             let f = instance.get_func(&mut store, func).context("func")?;
             let mut out = [Val::Bool(false)];

@@ -17,6 +17,7 @@
 mod baselines;
 mod heal;
 mod http;
+mod machine;
 mod measure;
 
 use std::collections::HashMap;
@@ -173,6 +174,16 @@ fn figure_list(list: &str) -> Result<Vec<u32>> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--readme") {
+        // The README's table, made again from the newest results file.
+        let root = trellis_tests::bench_report::repo_root();
+        let readme = root.join("README.md");
+        let table = trellis_tests::bench_report::latest_table(&root)?;
+        let text = trellis_tests::bench_report::with_table(&std::fs::read_to_string(&readme)?, &table)?;
+        std::fs::write(&readme, text)?;
+        println!("README.md: table from {}", trellis_tests::bench_report::latest(&root)?.display());
+        return Ok(());
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "target/bench.json".into());
     let only = match args.iter().position(|a| a == "--only") {
@@ -208,8 +219,15 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     if want(1) {
         let local = link_path(&client, size.inner, rounds).await?;
-        let direct = direct_wasmtime(size.calls).await?;
-        figures.push(latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct", local, direct));
+        let mut same = lattice.host_config().wasm;
+        same.pool_instances = 256;
+        let direct = direct_wasmtime(size.calls, Some(same)).await?;
+        let on_demand = direct_wasmtime(size.calls, None).await?;
+        let mut f = latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct (Trellis's engine: pooling, InstancePre)", local, direct);
+        f.baseline.push_str(&format!("  (default engine: p50 {:.1} µs)", us(on_demand.0)));
+        f.json["baseline_default_engine_p50_us"] = json!(us(on_demand.0));
+        f.json["baseline_default_engine_p99_us"] = json!(us(on_demand.1));
+        figures.push(f);
     }
 
     // 2. Cross-host: echo only on host B (a different NATS node).
@@ -305,29 +323,36 @@ async fn main() -> Result<()> {
         }
     }
 
-    // 5. Scale from zero, cold and warm compile cache (a fresh host each time).
+    // 5. Scale from zero, cold and warm compile cache (a fresh host each time), `samples`
+    // rounds: each round an empty cache (cold), then the same cache again (warm).
     if want(5) {
-        let cache = tempfile::tempdir()?;
-        let mut scale_times = Vec::new();
-        for _ in 0..2 {
-            let mut config = lattice.host_config();
-            config.wasm.cache_dir = Some(cache.path().to_path_buf());
-            config.labels.insert("bench".into(), "scale".into());
-            let host = lattice.start_host(config).await?;
-            let id = format!("cold-{}", scale_times.len());
-            let began = Instant::now();
-            scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
-            let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-            anyhow::ensure!(r.results.is_some());
-            scale_times.push(began.elapsed());
-            host.shutdown(None).await?;
+        let samples = if quick { 2 } else { 20 };
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for round in 0..samples {
+            let cache = tempfile::tempdir()?;
+            for (state, times) in [("cold", &mut cold), ("warm", &mut warm)] {
+                let mut config = lattice.host_config();
+                config.wasm.cache_dir = Some(cache.path().to_path_buf());
+                config.labels.insert("bench".into(), "scale".into());
+                let host = lattice.start_host(config).await?;
+                let id = format!("{state}-{round}");
+                let began = Instant::now();
+                scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
+                let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+                anyhow::ensure!(r.results.is_some());
+                times.push(began.elapsed());
+                host.shutdown(None).await?;
+            }
         }
+        cold.sort_unstable();
+        warm.sort_unstable();
+        let ms = |v: &[Duration], p: f64| pct(v, p).as_secs_f64() * 1e3;
         figures.push(Figure {
             name: "5. scale from zero → first call (warm cache vs cold)".into(),
-            trellis: format!("warm {:.1} ms", scale_times[1].as_secs_f64() * 1e3),
-            baseline: format!("cold {:.1} ms", scale_times[0].as_secs_f64() * 1e3),
-            ratio: scale_times[1].as_secs_f64() / scale_times[0].as_secs_f64().max(1e-9),
-            json: json!({"cold_ms": scale_times[0].as_secs_f64() * 1e3, "warm_ms": scale_times[1].as_secs_f64() * 1e3}),
+            trellis: format!("warm p50 {:.1} ms  p90 {:.1} ms", ms(&warm, 0.5), ms(&warm, 0.9)),
+            baseline: format!("cold p50 {:.1} ms  p90 {:.1} ms ({samples} rounds)", ms(&cold, 0.5), ms(&cold, 0.9)),
+            ratio: ms(&warm, 0.5) / ms(&cold, 0.5).max(1e-9),
+            json: json!({"cold_p50_ms": ms(&cold, 0.5), "cold_p90_ms": ms(&cold, 0.9), "warm_p50_ms": ms(&warm, 0.5), "warm_p90_ms": ms(&warm, 0.9), "samples": samples}),
         });
     }
 
@@ -362,7 +387,7 @@ async fn main() -> Result<()> {
         scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
         client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
         let (mut props, mut acks, mut attempts) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..rounds.min(5) {
+        for _ in 0..rounds {
             client.delete_link("pinger", "alt", "trellis", "echo").await?;
             client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -386,14 +411,16 @@ async fn main() -> Result<()> {
         figures.push(Figure {
             name: "7. link propagation (link.put → caller on another host uses it) vs raw KV put → watch on another node".into(),
             trellis: format!(
-                "p50 {:.2} ms (put acked at {:.2} ms, {:.1} calls)",
+                "p50 {:.2} ms  p90 {:.2} ms (put acked at {:.2} ms, {:.1} calls, {} rounds)",
                 pct(&props, 0.5).as_secs_f64() * 1e3,
+                pct(&props, 0.9).as_secs_f64() * 1e3,
                 pct(&acks, 0.5).as_secs_f64() * 1e3,
-                attempts as f64 / props.len().max(1) as f64
+                attempts as f64 / props.len().max(1) as f64,
+                props.len()
             ),
             baseline: format!("p50 {:.2} ms", kv.as_secs_f64() * 1e3),
             ratio: us(pct(&props, 0.5)) / us(kv).max(0.001),
-            json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "p90_ms": pct(&props, 0.9).as_secs_f64() * 1e3, "rounds": props.len(), "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
                          "baseline_kv_watch_p50_ms": kv.as_secs_f64() * 1e3, "put_ack_p50_ms": pct(&acks, 0.5).as_secs_f64() * 1e3,
                          "calls_per_round": attempts as f64 / props.len().max(1) as f64}),
         });
@@ -468,9 +495,20 @@ async fn main() -> Result<()> {
     }
     let out = json!({
         "quick": quick,
-        "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
-        "figures": figures.iter().map(|f| json!({"name": f.name, "ratio": f.ratio, "data": f.json})).collect::<Vec<_>>(),
+        "only": only,
+        "machine": machine::facts(),
+        "figures": figures.iter().map(|f| json!({"name": f.name, "trellis": f.trellis, "baseline": f.baseline, "ratio": f.ratio, "data": f.json})).collect::<Vec<_>>(),
     });
+    // A full run is kept: the README's table is made from the newest kept file.
+    if !quick && only.is_none() {
+        let dir = trellis_tests::bench_report::repo_root().join(trellis_tests::bench_report::RESULTS_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let stamp = out["machine"]["date"].as_str().unwrap_or("undated").replace([' ', ':'], "-").replace("-UTC", "");
+        let commit = out["machine"]["commit"].as_str().unwrap_or("unknown").split(' ').next().unwrap_or("unknown").to_string();
+        let kept = dir.join(format!("{stamp}-{commit}.json"));
+        std::fs::write(&kept, serde_json::to_vec_pretty(&out)?)?;
+        println!("results kept in {} (scripts/bench-table puts them in the README)", kept.display());
+    }
     if let Some(dir) = std::path::Path::new(&json_path).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
