@@ -39,7 +39,7 @@ pub fn render(file: &str, report: &Value) -> String {
     let m = &report["machine"];
     let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
     let mut out = format!(
-        "From `{file}`: commit {}, {}, {} CPUs ({}), Linux {}, rustc {}, wasmtime {}, nats-server {}; release build. \
+        "From `{file}`: commit {}, {}, {} CPUs ({}), Linux {}, {}, wasmtime {}, {}; release build. \
          Absolute numbers are this machine's; ratios are what to compare.\n\n",
         s(&m["commit"]),
         s(&m["date"]),
