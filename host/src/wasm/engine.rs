@@ -80,6 +80,8 @@ pub struct WasmRuntime {
     guests_handle: tokio::runtime::Handle,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     pooling: bool,
+    /// Compiled components by content, shared between component ids.
+    compiled: crate::wasm::compiled::CompiledCache,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -142,7 +144,16 @@ impl WasmRuntime {
         let pagemap_scan = pooling && PoolingAllocationConfig::is_pagemap_scan_available();
         info!(pooling, pagemap_scan, keep_resident = config.keep_resident, guest_threads = threads, cache = ?config.cache_dir, "wasm runtime ready");
         let guests_handle = guests.handle().clone();
-        Ok(Self { engine, linker, config, guests: Some(guests), guests_handle, ticker: Some((stop, ticker)), pooling })
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            guests: Some(guests),
+            guests_handle,
+            ticker: Some((stop, ticker)),
+            pooling,
+            compiled: crate::wasm::compiled::CompiledCache::default(),
+        })
     }
 
     fn build_engine(config: &WasmConfig, memory: usize, pooling: bool) -> Result<Engine> {
@@ -204,6 +215,11 @@ impl WasmRuntime {
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// Compiled components in use on this host, by content.
+    pub fn compiled(&self) -> &crate::wasm::compiled::CompiledCache {
+        &self.compiled
     }
 }
 

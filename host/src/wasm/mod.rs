@@ -18,6 +18,7 @@
 //! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter).
 
 pub mod artifacts;
+pub mod compiled;
 pub mod context;
 pub mod engine;
 pub mod invoke;

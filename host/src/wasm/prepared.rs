@@ -47,6 +47,8 @@ pub struct PreparedComponent {
     /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
     /// up when a call starts).
     pub imports_outgoing_http: bool,
+    /// The compiled code, shared with every component of the same bytes on this host.
+    pub code: std::sync::Arc<crate::wasm::compiled::Compiled>,
 }
 
 impl std::fmt::Debug for PreparedComponent {
@@ -59,7 +61,8 @@ impl std::fmt::Debug for PreparedComponent {
 }
 
 impl PreparedComponent {
-    /// Compiles (or takes from the compile cache) and links `bytes`, fetched from `reference`
+    /// Compiles (or shares the compiled code of identical bytes already in use here, or takes
+    /// it from the compile cache) and links `bytes`, fetched from `reference`
     /// ([`crate::wasm::load::fetch`]). CPU-heavy: run it on a blocking thread.
     ///
     /// # Errors
@@ -75,8 +78,11 @@ impl PreparedComponent {
         resolver: Option<Resolver>,
     ) -> Result<Self> {
         let began = Instant::now();
-        let component = Component::new(runtime.engine(), &bytes)
+        let (code, shared) = runtime
+            .compiled()
+            .get_or_compile(runtime.engine(), &bytes)
             .map_err(|e| HostError::Component { reference: reference.into(), reason: format!("invalid component: {e:#}") })?;
+        let component = code.component.clone();
         let mut linker = runtime.linker().clone();
         link(&mut linker, &component).map_err(|e| HostError::Component {
             reference: reference.into(),
@@ -92,8 +98,8 @@ impl PreparedComponent {
             .component_type()
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
-        info!(reference, bytes = bytes.len(), elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports_outgoing_http })
+        info!(reference, bytes = bytes.len(), shared, elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports_outgoing_http, code })
     }
 
     /// The function called `name`: exact, or without the package version.

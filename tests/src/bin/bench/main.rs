@@ -84,6 +84,36 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
     Ok(())
 }
 
+/// Scales `n` components (ids `d0`…) of `reference` on `host` one after another, each once the
+/// previous one's `component_scaled` arrived, with one client (no connection per request).
+/// (Sending them all at once was no faster — the host loads them in turn — and left the
+/// process's resident memory high with loads in flight.)
+async fn scale_many(lattice: &TestLattice, client: &trellis_messages::Client, host: &str, n: usize, reference: &str) -> Result<()> {
+    use futures::StreamExt as _;
+    let nats = lattice.nats().await?;
+    let mut events = nats.subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.name)).await?;
+    nats.flush().await?;
+    for i in 0..n {
+        let id = format!("d{i}");
+        let command = trellis_messages::component::ScaleComponentCommand {
+            component_id: id.clone(),
+            component_ref: reference.into(),
+            max_instances: 1,
+            host_id: host.into(),
+            ..Default::default()
+        };
+        client.scale_component(host, &command).await?;
+        let quoted = format!("\"{id}\"");
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(60), events.next()).await?.context("event stream ended")?;
+            if String::from_utf8_lossy(&event.payload).contains(&quoted) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Per-call time of the pinger → echo link path: ping-many(n) minus ping-many(0), over n.
 async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
     let mut per_call = Vec::new();
@@ -363,9 +393,7 @@ async fn main() -> Result<()> {
             let host = lattice.start_host(lattice.host_config()).await?;
             let before = rss_bytes();
             let began = Instant::now();
-            for i in 0..n {
-                scaled(&lattice, host.id(), &format!("d{i}"), actors::ECHO, 1).await?;
-            }
+            scale_many(&lattice, &client, host.id(), n, actors::ECHO).await?;
             let took = began.elapsed();
             let after = rss_bytes();
             let inventory = client.inventory(host.id()).await?;
