@@ -18,6 +18,7 @@ use trellis_messages::event::ComponentScaled;
 /// The example guests, built from `actors/` by this crate's build script.
 /// Helpers of the external-provider tests.
 pub mod bench_report;
+pub mod process;
 pub mod providers;
 
 pub mod actors {

@@ -4,9 +4,9 @@
 //! `kill -9` (of any host, including the app's steward) within seconds, under load.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use trellis_tests::process::HostProcess;
 use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
 use wadm_types::api::StatusType;
 
@@ -315,38 +315,6 @@ async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> an
 }
 
 /// A `trellis host` process, killed with -9 on drop if still running.
-struct HostProcess {
-    child: Child,
-    id: String,
-}
-
-impl HostProcess {
-    fn start(lattice: &TestLattice, node: usize, role: &str) -> anyhow::Result<Self> {
-        Self::start_as(lattice, node, role, nkeys::KeyPair::new_server())
-    }
-
-    fn start_as(lattice: &TestLattice, node: usize, role: &str, key: nkeys::KeyPair) -> anyhow::Result<Self> {
-        let child = Command::new(trellis_bin()?)
-            .args(["host", "--nats-url", &lattice.url_of(node), "--lattice", &lattice.name, "--host-seed", &key.seed()?])
-            .args(["--kv-replicas", "3", "--label", &format!("node={node}"), "--label", &format!("role={role}")])
-            .env("TRELLIS_DATA_DIR", tempfile::tempdir()?.keep())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok(Self { child, id: key.public_key() })
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// Kills the host `victim` picks while calls stream in; returns (seconds until the app runs at
 /// full scale again, calls failed in that time).
@@ -362,6 +330,12 @@ async fn http_ok(port: u16) -> bool {
         Some(text.starts_with("HTTP/1.1 200") && text.contains("Hello from Trellis"))
     };
     tokio::time::timeout(Duration::from_millis(1500), attempt).await.ok().flatten().unwrap_or(false)
+}
+
+/// A `trellis host` process on node `node` with labels `node` and `role`, KV replicas 3.
+fn host_process(lattice: &TestLattice, node: usize, role: &str, key: nkeys::KeyPair) -> anyhow::Result<HostProcess> {
+    let (node_label, role_label) = (format!("node={node}"), format!("role={role}"));
+    HostProcess::start_as(lattice, node, &["--kv-replicas", "3", "--label", &node_label, "--label", &role_label], key)
 }
 
 async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, victim: usize, total: u32, port: u16) -> anyhow::Result<(f64, usize)> {
@@ -458,7 +432,7 @@ async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Re
     // request crosses NATS to a worker.
     let mut hosts = Vec::new();
     for node in 0..3 {
-        hosts.push(HostProcess::start(&lattice, node, "worker")?);
+        hosts.push(host_process(&lattice, node, "worker", nkeys::KeyPair::new_server())?);
     }
     // The ingress host is never the app's steward (ids are drawn until it is not), so the
     // second kill below is the steward's.
@@ -471,7 +445,7 @@ async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Re
             break key;
         }
     };
-    let ingress = HostProcess::start_as(&lattice, 0, "ingress", ingress_key)?;
+    let ingress = host_process(&lattice, 0, "ingress", ingress_key)?;
     let ctl = lattice.client().await?;
     let mut ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
     ids.push(ingress.id.clone());
@@ -575,7 +549,7 @@ async fn the_trellis_app_commands() -> anyhow::Result<()> {
     let file = dir.path().join("app.yaml");
     std::fs::write(&file, echo_app("cli", "v1", &echo, 1))?;
     let app = |args: &[&str]| {
-        let out = Command::new(trellis_bin().expect("binary"))
+        let out = std::process::Command::new(trellis_bin().expect("binary"))
             .arg("app")
             .args(args)
             .args(["--nats-url", &lattice.url(), "--lattice", &lattice.name])

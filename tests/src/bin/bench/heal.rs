@@ -5,41 +5,13 @@
 //! killed host first.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use trellis_tests::{actors, trellis_bin, TestLattice};
+use trellis_tests::process::HostProcess;
+use trellis_tests::{actors, TestLattice};
 
-struct HostProcess {
-    child: Child,
-    id: String,
-    _data: tempfile::TempDir,
-}
-
-impl HostProcess {
-    fn start(lattice: &TestLattice, node: usize) -> Result<Self> {
-        let key = nkeys::KeyPair::new_server();
-        let data = tempfile::tempdir()?;
-        let child = Command::new(trellis_bin()?)
-            .args(["host", "--nats-url", &lattice.url_of(node), "--lattice", &lattice.name, "--host-seed", &key.seed()?])
-            .args(["--label", "bench=heal"])
-            .env("TRELLIS_DATA_DIR", data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start a trellis host process (build it: cargo build --release --workspace --bins)")?;
-        Ok(Self { child, id: key.public_key(), _data: data })
-    }
-}
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const APP: &str = r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
@@ -95,7 +67,7 @@ pub async fn heal(lattice: &TestLattice, rounds: usize) -> Result<(f64, f64, usi
     let client = lattice.client().await?;
     let nats = lattice.nats().await?;
     let image = lattice.push("heal", actors::ECHO).await?;
-    let mut hosts: Vec<HostProcess> = (0..3).map(|i| HostProcess::start(lattice, i)).collect::<Result<_>>()?;
+    let mut hosts: Vec<HostProcess> = (0..3).map(|i| HostProcess::start(lattice, i, &["--label", "bench=heal"])).collect::<Result<_>>()?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Content-Type", "application/yaml");
     let api = |op: &str| format!("wadm.api.{}.model.{op}", lattice.name);
@@ -137,7 +109,7 @@ pub async fn heal(lattice: &TestLattice, rounds: usize) -> Result<(f64, f64, usi
         let replaced = tokio::time::timeout(Duration::from_secs(5), replacement).await.ok().and_then(Result::ok).flatten().unwrap_or(restored);
         first.push((replaced - killed).as_secs_f64());
         full.push((restored - killed).as_secs_f64());
-        hosts.push(HostProcess::start(lattice, round % 3)?);
+        hosts.push(HostProcess::start(lattice, round % 3, &["--label", "bench=heal"])?);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);

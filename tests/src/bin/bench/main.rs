@@ -30,7 +30,7 @@ use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::{actors, free_port, TestLattice};
 
 use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_nats_rtt};
-use measure::{latencies, pct, rss_bytes, us, warmups, Cost, CostMeter};
+use measure::{latencies, pct, us, warmups, Cost, CostMeter};
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -386,36 +386,43 @@ async fn main() -> Result<()> {
         });
     }
 
-    // 6. Density: N components under distinct ids on one fresh host each.
+    // 6. Density: N components under distinct ids on a fresh `trellis host` process each, so
+    // its resident memory is the host's alone.
     if want(6) {
         let counts: &[usize] = if quick { &[size.density] } else { &[size.density, size.density * 10] };
         for &n in counts {
-            let mut config = lattice.host_config();
-            config.heartbeat_interval = Duration::from_secs(1);
-            let host = lattice.start_host(config).await?;
+            let process = trellis_tests::process::HostProcess::start(&lattice, 0, &["--allow-file-load", "--heartbeat-interval", "1s"])?;
+            let host = process.id.clone();
+            let up = Instant::now();
+            while client.inventory(&host).await.is_err() {
+                anyhow::ensure!(up.elapsed() < Duration::from_secs(20), "the density host did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let mut heartbeats = nats.subscribe(format!("wasmbus.evt.{}.host_heartbeat", lattice.name)).await?;
-            let before = rss_bytes();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = process.rss_bytes();
             let began = Instant::now();
-            scale_many(&lattice, &client, host.id(), n, actors::ECHO).await?;
+            scale_many(&lattice, &client, &host, n, actors::ECHO).await?;
             let took = began.elapsed();
-            let after = rss_bytes();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let after = process.rss_bytes();
             // The next heartbeat of that host with every component in it, as published.
             let heartbeat = loop {
                 let event = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut heartbeats)).await?.context("heartbeats ended")?;
                 let text = String::from_utf8_lossy(&event.payload);
-                if text.contains(host.id()) && text.contains(&format!("\"d{}\"", n - 1)) {
+                if text.contains(host.as_str()) && text.contains(&format!("\"d{}\"", n - 1)) {
                     break event.payload.len();
                 }
             };
             let per = after.saturating_sub(before) / n as u64;
             figures.push(Figure {
                 name: format!("6. density: {n} components on one host"),
-                trellis: format!("{:.1} KiB RSS/component, {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
+                trellis: format!("{:.1} KiB RSS/component (host process), {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
                 baseline: format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB)"),
                 ratio: heartbeat as f64 / 1_048_576.0,
                 json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
             });
-            host.shutdown(None).await?;
+            drop(process);
         }
     }
 

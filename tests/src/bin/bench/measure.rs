@@ -1,5 +1,5 @@
-//! Measuring: percentiles, latency runs, and what operations cost in CPU time, context switches
-//! and memory (read from `/proc`).
+//! Measuring: percentiles, latency runs, and what operations cost in CPU time and context
+//! switches.
 
 use std::time::{Duration, Instant};
 
@@ -130,9 +130,3 @@ fn own_usage() -> (f64, f64) {
     }
 }
 
-pub(crate) fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
-}
