@@ -314,10 +314,6 @@ async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> an
     Ok(())
 }
 
-/// A `trellis host` process, killed with -9 on drop if still running.
-
-/// Kills the host `victim` picks while calls stream in; returns (seconds until the app runs at
-/// full scale again, calls failed in that time).
 /// `GET /` on `port`; `true` for a 200 from http-hello.
 async fn http_ok(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -338,6 +334,8 @@ fn host_process(lattice: &TestLattice, node: usize, role: &str, key: nkeys::KeyP
     HostProcess::start_as(lattice, node, &["--kv-replicas", "3", "--label", &node_label, "--label", &role_label], key)
 }
 
+/// Kills the host `victim` picks while calls stream in; returns (seconds until the app runs at
+/// full scale again, calls failed in that time).
 async fn kill_and_measure(lattice: &TestLattice, hosts: &mut Vec<HostProcess>, victim: usize, total: u32, port: u16) -> anyhow::Result<(f64, usize)> {
     let client = lattice.client().await?.with_timeout(Duration::from_millis(1500));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
