@@ -29,7 +29,7 @@ use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::{actors, free_port, TestLattice};
 
-use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_nats_rtt};
+use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_request, raw_responder};
 use measure::{latencies, pct, us, warmups, Cost, CostMeter};
 
 #[derive(Clone, Copy)]
@@ -82,6 +82,56 @@ fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&
 async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, max: u32) -> Result<()> {
     lattice.scale(host, id, reference, max).await?.map_err(anyhow::Error::msg)?;
     Ok(())
+}
+
+/// `a` and `b` run alternately, `rounds` rounds of `per` calls each (after warm-ups of both),
+/// so drift on the machine hits both: per-call p50/p99 and cost per call of each.
+async fn interleaved<FA, FB, FutA, FutB>(
+    lattice: &TestLattice,
+    rounds: usize,
+    per: usize,
+    mut a: FA,
+    mut b: FB,
+) -> Result<((Duration, Duration), Cost, (Duration, Duration), Cost)>
+where
+    FA: FnMut() -> FutA,
+    FutA: std::future::Future<Output = Result<()>>,
+    FB: FnMut() -> FutB,
+    FutB: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..warmups(per * rounds) {
+        a().await?;
+        b().await?;
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let zero = Cost { cpu: (0.0, 0.0), switches: (0.0, 0.0) };
+    let (mut ca, mut cb) = (zero, zero);
+    let add = |sum: &mut Cost, c: Cost, n: usize| {
+        let n = n as f64;
+        sum.cpu = (sum.cpu.0 + c.cpu.0 * n, sum.cpu.1 + c.cpu.1 * n);
+        sum.switches = (sum.switches.0 + c.switches.0 * n, sum.switches.1 + c.switches.1 * n);
+    };
+    for _ in 0..rounds {
+        let meter = CostMeter::start(lattice);
+        for _ in 0..per {
+            let t = Instant::now();
+            a().await?;
+            ta.push(t.elapsed());
+        }
+        add(&mut ca, meter.per_op(per), per);
+        let meter = CostMeter::start(lattice);
+        for _ in 0..per {
+            let t = Instant::now();
+            b().await?;
+            tb.push(t.elapsed());
+        }
+        add(&mut cb, meter.per_op(per), per);
+    }
+    let n = (per * rounds).max(1) as f64;
+    let per_call = |c: Cost| Cost { cpu: (c.cpu.0 / n, c.cpu.1 / n), switches: (c.switches.0 / n, c.switches.1 / n) };
+    ta.sort_unstable();
+    tb.sort_unstable();
+    Ok(((pct(&ta, 0.5), pct(&ta, 0.99)), per_call(ca), (pct(&tb, 0.5), pct(&tb, 0.99)), per_call(cb)))
 }
 
 /// Scales `n` components (ids `d0`…) of `reference` on `host` one after another, each once the
@@ -265,30 +315,34 @@ async fn main() -> Result<()> {
     scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let responder = async_nats::connect(lattice.url_of(1)).await?;
-    let meter = CostMeter::start(&lattice);
-    let rtt = raw_nats_rtt(&nats, responder, size.calls).await?;
-    let rtt_cpu = meter.per_op(size.calls + warmups(size.calls));
+    raw_responder(&nats, responder).await?;
     if want(2) {
+        // The baseline right after, so drift between them is small (the Trellis side is a
+        // per-inner-call average over rounds and cannot be interleaved call by call).
         let meter = CostMeter::start(&lattice);
         let cross = link_path(&client, size.inner, rounds).await?;
         let cpu = meter.per_op(size.inner as usize * rounds);
+        let meter = CostMeter::start(&lattice);
+        let rtt = latencies(size.calls, || raw_request(nats.clone())).await?;
+        let rtt_cpu = meter.per_op(size.calls + warmups(size.calls));
         figures.push(nats_latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, cpu, rtt, rtt_cpu));
     }
 
-    // 3. Control-plane call from an external client.
+    // 3. Control-plane call from an external client, interleaved with the raw round trip in
+    // rounds, per-call percentiles of each.
     if want(3) {
-        let meter = CostMeter::start(&lattice);
-        let ctl = latencies(size.calls, || {
+        let call = || {
             let client = client.clone();
             async move {
                 let r = client.call("echo", "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
                 anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
                 Ok(())
             }
-        })
-        .await?;
-        let cpu = meter.per_op(size.calls + warmups(size.calls));
-        figures.push(nats_latency_figure("3. control-plane call (client → echo) vs raw NATS round trip (node 0→1)", ctl, cpu, rtt, rtt_cpu));
+        };
+        let (ctl, cpu, rtt, rtt_cpu) = interleaved(&lattice, rounds, size.calls / rounds, call, || raw_request(nats.clone())).await?;
+        let mut f = nats_latency_figure("3. control-plane call (client → echo) vs raw NATS round trip (node 0→1), interleaved", ctl, cpu, rtt, rtt_cpu);
+        f.baseline.push_str(&format!("  ({rounds} alternating rounds)"));
+        figures.push(f);
     }
 
     // 4. HTTP: http-hello through the HTTP server provider vs plain hyper.
