@@ -42,6 +42,11 @@ impl EventPublisher {
             .map_err(|e| HostError::Publish { subject, reason: e.to_string() })
     }
 
+    /// The largest message the NATS server takes (its `max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.nats.server_info().max_payload
+    }
+
     /// Publishes and logs a failure instead of returning it: events are best effort, and a
     /// failed one must not stop the work that caused it.
     pub async fn publish_logged(&self, name: &str, data: impl Serialize) {

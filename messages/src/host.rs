@@ -72,6 +72,36 @@ pub struct HostInventory {
     /// Seconds since the host started.
     #[serde(default)]
     pub uptime_seconds: u64,
+    /// Components left out to keep the message under the NATS max payload (a Trellis addition
+    /// wasmCloud's clients ignore): `components` is then partial.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub components_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl HostInventory {
+    /// Leaves components out (the last ones first, counting them in `components_omitted`) until
+    /// the inventory serialises to at most `max_bytes`. A host with thousands of components
+    /// would otherwise publish heartbeats and answer `host.get` with messages the NATS server
+    /// refuses, and look gone to every tool.
+    pub fn fit_within(&mut self, max_bytes: usize) {
+        let size = |v: &Self| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+        let mut total = size(self);
+        while total > max_bytes {
+            let Some(last) = self.components.pop() else { break };
+            let freed = serde_json::to_vec(&last).map_or(0, |b| b.len() + 1);
+            self.components_omitted += 1;
+            // The count field may have just appeared or grown by a digit: measure again only
+            // when the estimate says it fits.
+            total = total.saturating_sub(freed);
+            if total <= max_bytes {
+                total = size(self);
+            }
+        }
+    }
 }
 
 /// Body of `label.put.{id}`.
@@ -142,4 +172,31 @@ pub fn check_user_label_key(key: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::ComponentDescription;
+
+    #[test]
+    fn an_inventory_too_large_for_one_message_leaves_components_out_and_says_how_many() {
+        let mut inventory = HostInventory { host_id: "NHOST".into(), ..Default::default() };
+        inventory.components = (0..1000)
+            .map(|i| ComponentDescription { id: format!("component-{i}"), image_ref: format!("oci://registry/component:{i}"), ..Default::default() })
+            .collect();
+        let full = serde_json::to_vec(&inventory).unwrap().len();
+        let mut small = inventory.clone();
+        small.fit_within(full);
+        assert_eq!(small, inventory, "one that fits is left alone");
+        small.fit_within(full / 3);
+        assert!(serde_json::to_vec(&small).unwrap().len() <= full / 3);
+        assert_eq!(small.components.len() + small.components_omitted, 1000);
+        assert!(small.components_omitted > 600 && small.components_omitted < 700, "{}", small.components_omitted);
+        assert_eq!(small.components[0].id, "component-0", "the first ones are kept");
+        let parsed: HostInventory = serde_json::from_slice(&serde_json::to_vec(&small).unwrap()).unwrap();
+        assert_eq!(parsed.components_omitted, small.components_omitted);
+        let json = serde_json::to_value(&inventory).unwrap();
+        assert!(json.get("components_omitted").is_none(), "absent unless something was left out");
+    }
 }

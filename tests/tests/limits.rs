@@ -332,3 +332,32 @@ async fn a_burst_of_control_requests_past_the_in_flight_bound_is_answered_busy()
     host.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_host_with_more_components_than_one_message_holds_lists_what_fits_and_counts_the_rest() -> anyhow::Result<()> {
+    init_tracing();
+    // A server taking messages of at most 8 KiB: about 25 components' descriptions.
+    let server = trellis_tests::NatsServer::start_configured("max_payload: 8192").await?;
+    let lattice = TestLattice::on(server);
+    let mut config = lattice.host_config();
+    config.heartbeat_interval = Duration::from_millis(500);
+    let host = lattice.start_host(config).await?;
+    for i in 0..40 {
+        lattice.scale(host.id(), &format!("component-with-a-long-name-{i:03}"), actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    }
+    // host.get answers (it would not reach the client past the server's limit) ...
+    let inventory = client(&lattice).await?.inventory(host.id()).await?;
+    assert!(inventory.components_omitted > 0, "{} listed, none omitted", inventory.components.len());
+    assert_eq!(inventory.components.len() + inventory.components_omitted, 40);
+    // ... and the heartbeat is still published, saying the same.
+    let nats = lattice.nats().await?;
+    let mut beats = nats.subscribe(format!("wasmbus.evt.{}.host_heartbeat", lattice.name)).await?;
+    let beat = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut beats)).await?.expect("a heartbeat");
+    assert!(beat.payload.len() <= 8192);
+    let event: serde_json::Value = serde_json::from_slice(&beat.payload)?;
+    let omitted = event["data"]["components_omitted"].as_u64().unwrap_or(0);
+    let listed = event["data"]["components"].as_array().map_or(0, Vec::len) as u64;
+    assert!(omitted > 0 && listed + omitted == 40, "listed {listed}, omitted {omitted}");
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -90,8 +90,11 @@ impl HostActor {
         }
     }
 
+    /// The inventory (heartbeat body and `host.get` answer), cut to fit one NATS message with
+    /// room for the envelope (the CloudEvent or the control reply around it): a host with
+    /// thousands of components lists as many as fit and counts the rest.
     fn inventory(&self) -> HostInventory {
-        HostInventory {
+        let mut inventory = HostInventory {
             components: self.components.clone(),
             providers: self.providers.clone(),
             host_id: self.identity.id(),
@@ -100,7 +103,13 @@ impl HostActor {
             version: VERSION.to_string(),
             uptime_human: humantime::format_duration(self.uptime()).to_string(),
             uptime_seconds: self.uptime().as_secs(),
+            components_omitted: 0,
+        };
+        // 0 until the server has said (no INFO yet): nothing to fit.
+        if let Some(max) = Some(self.events.max_payload()).filter(|m| *m > 0) {
+            inventory.fit_within(max.saturating_sub(ENVELOPE));
         }
+        inventory
     }
 
     /// The data of `host_started`.
@@ -125,6 +134,9 @@ impl HostActor {
         actix::spawn(async move { events.publish_logged(names::LABELS_CHANGED, data).await });
     }
 }
+
+/// Bytes left for the envelope around an inventory (CloudEvent fields, control reply).
+const ENVELOPE: usize = 4096;
 
 impl Actor for HostActor {
     type Context = Context<Self>;
