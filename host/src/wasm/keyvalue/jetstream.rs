@@ -33,6 +33,28 @@ pub async fn open(ctx: &ImportContext, bucket: &str) -> Result<kv::Store, KvErro
 
 /// One page of keys after `cursor` (the number of keys already returned).
 pub async fn list_keys(store: &kv::Store, cursor: Option<u64>) -> Result<KeyResponse, KvError> {
+    let first = page_of_keys(store, cursor).await?;
+    if !first.keys.is_empty() || cursor.is_some_and(|c| c > 0) {
+        return Ok(first);
+    }
+    // NATS's key listing trusts the pending count reported when its consumer is created, and
+    // under load that count can say 0 before the consumer sees the stream: an empty answer
+    // from a bucket that holds values. Ask again a few times before believing it.
+    for attempt in 1..=3u64 {
+        let values = store.status().await.map_err(other)?.values();
+        if values == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+        let again = page_of_keys(store, cursor).await?;
+        if !again.keys.is_empty() {
+            return Ok(again);
+        }
+    }
+    Ok(first)
+}
+
+async fn page_of_keys(store: &kv::Store, cursor: Option<u64>) -> Result<KeyResponse, KvError> {
     use futures::StreamExt;
     let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
     let mut keys = store.keys().await.map_err(other)?.skip(skip);
