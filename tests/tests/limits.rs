@@ -154,7 +154,10 @@ async fn http_connections_are_bounded_and_close_when_the_provider_stops() -> any
     let port = free_port();
     serve_hostile(&lattice, &client, host.id(), port).await?;
 
-    // Four idle connections take every slot: the fifth is answered 503 and closed.
+    // Four idle connections take every slot: the fifth is answered 503 and closed. (First let
+    // the readiness check's connection finish on the server: its client has seen the response
+    // end, but the server may still hold its slot for a moment.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut idle = Vec::new();
     for _ in 0..4 {
         idle.push(TcpStream::connect(("127.0.0.1", port)).await?);
