@@ -19,6 +19,7 @@ mod heal;
 mod http;
 mod machine;
 mod measure;
+mod scaling;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,7 +31,8 @@ use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::{actors, free_port, TestLattice};
 
 use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_request, raw_responder};
-use measure::{latencies, pct, us, warmups, Cost, CostMeter};
+use measure::{interleaved, latencies, pct, us, warmups, Cost, CostMeter};
+use scaling::{scale_by_source, scale_many};
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -84,86 +86,6 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
     Ok(())
 }
 
-/// `a` and `b` run alternately, `rounds` rounds of `per` calls each (after warm-ups of both),
-/// so drift on the machine hits both: per-call p50/p99 and cost per call of each.
-async fn interleaved<FA, FB, FutA, FutB>(
-    lattice: &TestLattice,
-    rounds: usize,
-    per: usize,
-    mut a: FA,
-    mut b: FB,
-) -> Result<((Duration, Duration), Cost, (Duration, Duration), Cost)>
-where
-    FA: FnMut() -> FutA,
-    FutA: std::future::Future<Output = Result<()>>,
-    FB: FnMut() -> FutB,
-    FutB: std::future::Future<Output = Result<()>>,
-{
-    for _ in 0..warmups(per * rounds) {
-        a().await?;
-        b().await?;
-    }
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    let zero = Cost { cpu: (0.0, 0.0), switches: (0.0, 0.0) };
-    let (mut ca, mut cb) = (zero, zero);
-    let add = |sum: &mut Cost, c: Cost, n: usize| {
-        let n = n as f64;
-        sum.cpu = (sum.cpu.0 + c.cpu.0 * n, sum.cpu.1 + c.cpu.1 * n);
-        sum.switches = (sum.switches.0 + c.switches.0 * n, sum.switches.1 + c.switches.1 * n);
-    };
-    for _ in 0..rounds {
-        let meter = CostMeter::start(lattice);
-        for _ in 0..per {
-            let t = Instant::now();
-            a().await?;
-            ta.push(t.elapsed());
-        }
-        add(&mut ca, meter.per_op(per), per);
-        let meter = CostMeter::start(lattice);
-        for _ in 0..per {
-            let t = Instant::now();
-            b().await?;
-            tb.push(t.elapsed());
-        }
-        add(&mut cb, meter.per_op(per), per);
-    }
-    let n = (per * rounds).max(1) as f64;
-    let per_call = |c: Cost| Cost { cpu: (c.cpu.0 / n, c.cpu.1 / n), switches: (c.switches.0 / n, c.switches.1 / n) };
-    ta.sort_unstable();
-    tb.sort_unstable();
-    Ok(((pct(&ta, 0.5), pct(&ta, 0.99)), per_call(ca), (pct(&tb, 0.5), pct(&tb, 0.99)), per_call(cb)))
-}
-
-/// Scales `n` components (ids `d0`…) of `reference` on `host` one after another, each once the
-/// previous one's `component_scaled` arrived, with one client (no connection per request).
-/// (Sending them all at once was no faster — the host loads them in turn — and left the
-/// process's resident memory high with loads in flight.)
-async fn scale_many(lattice: &TestLattice, client: &trellis_messages::Client, host: &str, n: usize, reference: &str) -> Result<()> {
-    use futures::StreamExt as _;
-    let nats = lattice.nats().await?;
-    let mut events = nats.subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.name)).await?;
-    nats.flush().await?;
-    for i in 0..n {
-        let id = format!("d{i}");
-        let command = trellis_messages::component::ScaleComponentCommand {
-            component_id: id.clone(),
-            component_ref: reference.into(),
-            max_instances: 1,
-            host_id: host.into(),
-            ..Default::default()
-        };
-        client.scale_component(host, &command).await?;
-        let quoted = format!("\"{id}\"");
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(60), events.next()).await?.context("event stream ended")?;
-            if String::from_utf8_lossy(&event.payload).contains(&quoted) {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Per-call time of the pinger → echo link path: ping-many(n) minus ping-many(0), over n.
 async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
     let mut per_call = Vec::new();
@@ -179,68 +101,6 @@ async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> 
     }
     per_call.sort_unstable();
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
-}
-
-/// Scale → first call of `echo` on a fresh host whose compile cache (and artifact cache) is
-/// `caches`, from `reference`.
-async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, caches: &std::path::Path, registry: &str, reference: &str) -> Result<Duration> {
-    let mut config = lattice.host_config();
-    config.wasm.cache_dir = Some(caches.join("compiled"));
-    config.wasm.oci.cache_dir = Some(caches.join("artifacts"));
-    config.wasm.oci.insecure = vec![registry.to_string()];
-    config.labels.insert("bench".into(), "source".into());
-    let host = lattice.start_host(config).await?;
-    let id = format!("src-{}", uuid::Uuid::new_v4().simple());
-    let began = Instant::now();
-    scaled(lattice, host.id(), &id, reference, 1).await?;
-    let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-    anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
-    let took = began.elapsed();
-    host.shutdown(None).await?;
-    Ok(took)
-}
-
-/// Figure 8: the same component scaled from an OCI registry (a local `docker-registry`) and
-/// from the lattice's artifact store, cold (download + compile) and warm (both caches), each
-/// next to scaling it from a file with the compile cache in the same state. Medians of `rounds`.
-async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Client, rounds: usize) -> Result<Vec<Figure>> {
-    let registry = trellis_tests::Registry::start(&[]).await?;
-    let oci = format!("{}/bench/echo:1.0", registry.address());
-    let echo = std::fs::read(actors::ECHO)?;
-    trellis_host::wasm::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
-    let store = lattice.push("bench-echo", actors::ECHO).await?;
-    let sources = [("file", actors::ECHO.to_string()), ("oci", oci), ("store", store)];
-    let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
-    for _ in 0..rounds {
-        for (source, reference) in &sources {
-            let caches = tempfile::tempdir()?;
-            for state in ["cold", "warm"] {
-                let took = scale_once(lattice, client, caches.path(), &registry.address(), reference).await?;
-                times.entry((source, state)).or_default().push(took);
-            }
-        }
-    }
-    let median = |source: &str, state: &str| {
-        let mut v = times.get(&(source, state)).cloned().unwrap_or_default();
-        v.sort_unstable();
-        pct(&v, 0.5).as_secs_f64() * 1e3
-    };
-    let row = |name: &str, source: &str, state: &str, what: &str| {
-        let (t, b) = (median(source, state), median("file", state));
-        Figure {
-            name: name.into(),
-            trellis: format!("{state} {t:.1} ms ({what})"),
-            baseline: format!("file, {state} compile cache {b:.1} ms"),
-            ratio: t / b.max(1e-6),
-            json: json!({"source": source, "cache": state, "trellis_ms": t, "baseline_file_ms": b, "rounds": rounds}),
-        }
-    };
-    Ok(vec![
-        row("8. scale from an OCI registry → first call, cold vs from a file", "oci", "cold", "download + compile"),
-        row("8. scale from an OCI registry → first call, warm vs from a file", "oci", "warm", "manifest check + caches"),
-        row("8. scale from the lattice's artifact store → first call, cold vs from a file", "store", "cold", "download + compile"),
-        row("8. scale from the lattice's artifact store → first call, warm vs from a file", "store", "warm", "digest check + caches"),
-    ])
 }
 
 /// `--only`'s argument: figure numbers, comma separated.

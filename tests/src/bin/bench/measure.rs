@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use trellis_tests::TestLattice;
 
+
 /// The `p` quantile (0 to 1) of `sorted`.
 pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -128,5 +129,56 @@ fn own_usage() -> (f64, f64) {
         }
         Err(_) => (0.0, 0.0),
     }
+}
+
+
+/// `a` and `b` run alternately, `rounds` rounds of `per` calls each (after warm-ups of both),
+/// so drift on the machine hits both: per-call p50/p99 and cost per call of each.
+pub(crate) async fn interleaved<FA, FB, FutA, FutB>(
+    lattice: &TestLattice,
+    rounds: usize,
+    per: usize,
+    mut a: FA,
+    mut b: FB,
+) -> Result<((Duration, Duration), Cost, (Duration, Duration), Cost)>
+where
+    FA: FnMut() -> FutA,
+    FutA: std::future::Future<Output = Result<()>>,
+    FB: FnMut() -> FutB,
+    FutB: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..warmups(per * rounds) {
+        a().await?;
+        b().await?;
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let zero = Cost { cpu: (0.0, 0.0), switches: (0.0, 0.0) };
+    let (mut ca, mut cb) = (zero, zero);
+    let add = |sum: &mut Cost, c: Cost, n: usize| {
+        let n = n as f64;
+        sum.cpu = (sum.cpu.0 + c.cpu.0 * n, sum.cpu.1 + c.cpu.1 * n);
+        sum.switches = (sum.switches.0 + c.switches.0 * n, sum.switches.1 + c.switches.1 * n);
+    };
+    for _ in 0..rounds {
+        let meter = CostMeter::start(lattice);
+        for _ in 0..per {
+            let t = Instant::now();
+            a().await?;
+            ta.push(t.elapsed());
+        }
+        add(&mut ca, meter.per_op(per), per);
+        let meter = CostMeter::start(lattice);
+        for _ in 0..per {
+            let t = Instant::now();
+            b().await?;
+            tb.push(t.elapsed());
+        }
+        add(&mut cb, meter.per_op(per), per);
+    }
+    let n = (per * rounds).max(1) as f64;
+    let per_call = |c: Cost| Cost { cpu: (c.cpu.0 / n, c.cpu.1 / n), switches: (c.switches.0 / n, c.switches.1 / n) };
+    ta.sort_unstable();
+    tb.sort_unstable();
+    Ok(((pct(&ta, 0.5), pct(&ta, 0.99)), per_call(ca), (pct(&tb, 0.5), pct(&tb, 0.99)), per_call(cb)))
 }
 

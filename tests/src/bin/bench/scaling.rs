@@ -1,0 +1,105 @@
+//! Scaling figures' helpers: many components one after another (figure 6), and one scale from
+//! a registry, the artifact store or a file, cold and warm (figure 8).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use trellis_tests::{actors, TestLattice};
+
+use crate::measure::pct;
+use crate::{scaled, Figure};
+
+/// Scales `n` components (ids `d0`…) of `reference` on `host` one after another, each once the
+/// previous one's `component_scaled` arrived, with one client (no connection per request).
+/// (Sending them all at once was no faster — the host loads them in turn — and left the
+/// process's resident memory high with loads in flight.)
+pub(crate) async fn scale_many(lattice: &TestLattice, client: &trellis_messages::Client, host: &str, n: usize, reference: &str) -> Result<()> {
+    use futures::StreamExt as _;
+    let nats = lattice.nats().await?;
+    let mut events = nats.subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.name)).await?;
+    nats.flush().await?;
+    for i in 0..n {
+        let id = format!("d{i}");
+        let command = trellis_messages::component::ScaleComponentCommand {
+            component_id: id.clone(),
+            component_ref: reference.into(),
+            max_instances: 1,
+            host_id: host.into(),
+            ..Default::default()
+        };
+        client.scale_component(host, &command).await?;
+        let quoted = format!("\"{id}\"");
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(60), events.next()).await?.context("event stream ended")?;
+            if String::from_utf8_lossy(&event.payload).contains(&quoted) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scale → first call of `echo` on a fresh host whose compile cache (and artifact cache) is
+/// `caches`, from `reference`.
+async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, caches: &std::path::Path, registry: &str, reference: &str) -> Result<Duration> {
+    let mut config = lattice.host_config();
+    config.wasm.cache_dir = Some(caches.join("compiled"));
+    config.wasm.oci.cache_dir = Some(caches.join("artifacts"));
+    config.wasm.oci.insecure = vec![registry.to_string()];
+    config.labels.insert("bench".into(), "source".into());
+    let host = lattice.start_host(config).await?;
+    let id = format!("src-{}", uuid::Uuid::new_v4().simple());
+    let began = Instant::now();
+    scaled(lattice, host.id(), &id, reference, 1).await?;
+    let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+    anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
+    let took = began.elapsed();
+    host.shutdown(None).await?;
+    Ok(took)
+}
+
+/// Figure 8: the same component scaled from an OCI registry (a local `docker-registry`) and
+/// from the lattice's artifact store, cold (download + compile) and warm (both caches), each
+/// next to scaling it from a file with the compile cache in the same state. Medians of `rounds`.
+pub(crate) async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Client, rounds: usize) -> Result<Vec<Figure>> {
+    let registry = trellis_tests::Registry::start(&[]).await?;
+    let oci = format!("{}/bench/echo:1.0", registry.address());
+    let echo = std::fs::read(actors::ECHO)?;
+    trellis_host::wasm::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
+    let store = lattice.push("bench-echo", actors::ECHO).await?;
+    let sources = [("file", actors::ECHO.to_string()), ("oci", oci), ("store", store)];
+    let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    for _ in 0..rounds {
+        for (source, reference) in &sources {
+            let caches = tempfile::tempdir()?;
+            for state in ["cold", "warm"] {
+                let took = scale_once(lattice, client, caches.path(), &registry.address(), reference).await?;
+                times.entry((source, state)).or_default().push(took);
+            }
+        }
+    }
+    let median = |source: &str, state: &str| {
+        let mut v = times.get(&(source, state)).cloned().unwrap_or_default();
+        v.sort_unstable();
+        pct(&v, 0.5).as_secs_f64() * 1e3
+    };
+    let row = |name: &str, source: &str, state: &str, what: &str| {
+        let (t, b) = (median(source, state), median("file", state));
+        Figure {
+            name: name.into(),
+            trellis: format!("{state} {t:.1} ms ({what})"),
+            baseline: format!("file, {state} compile cache {b:.1} ms"),
+            ratio: t / b.max(1e-6),
+            json: json!({"source": source, "cache": state, "trellis_ms": t, "baseline_file_ms": b, "rounds": rounds}),
+        }
+    };
+    Ok(vec![
+        row("8. scale from an OCI registry → first call, cold vs from a file", "oci", "cold", "download + compile"),
+        row("8. scale from an OCI registry → first call, warm vs from a file", "oci", "warm", "manifest check + caches"),
+        row("8. scale from the lattice's artifact store → first call, cold vs from a file", "store", "cold", "download + compile"),
+        row("8. scale from the lattice's artifact store → first call, warm vs from a file", "store", "warm", "digest check + caches"),
+    ])
+}
+
