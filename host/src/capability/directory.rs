@@ -58,6 +58,12 @@ impl ProviderDirectory {
     pub fn runs(&self, id: &str) -> bool {
         self.0.read().unwrap_or_else(PoisonError::into_inner).values().any(|p| p.contains_key(id))
     }
+
+    /// Whether `id` is an external provider running on some host (called over wRPC), not a
+    /// built-in one and not a component.
+    pub fn runs_external(&self, id: &str) -> bool {
+        self.runs(id) && self.kind_of(id).is_none()
+    }
 }
 
 #[cfg(test)]

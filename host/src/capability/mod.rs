@@ -168,7 +168,7 @@ impl Resolver {
     /// [`Denied`] naming the missing link.
     pub fn callee(&self, source: &str, link_name: &str, ns: &str, pkg: &str, iface: &str) -> Result<Callee, Denied> {
         let target = self.component(source, link_name, ns, pkg, iface)?;
-        if self.providers.runs(&target) && self.providers.kind_of(&target).is_none() {
+        if self.providers.runs_external(&target) {
             Ok(Callee::ExternalProvider(target))
         } else {
             Ok(Callee::Component(target))
@@ -215,7 +215,7 @@ impl Resolver {
     pub fn messaging(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = Capability::Messaging.interface();
         let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
-        if self.providers.runs(&link.target) && self.providers.kind_of(&link.target).is_none() {
+        if self.providers.runs_external(&link.target) {
             let config = self.view.config(&link.target_config);
             return Ok(ProviderGrant { capability: Capability::Messaging, link, config, external: true });
         }
@@ -231,7 +231,7 @@ impl Resolver {
     pub fn key_value(&self, source: &str, link_name: &str) -> Result<KeyValueTarget, Denied> {
         let (ns, pkg, iface) = Capability::KeyValue.interface();
         let target = self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)?;
-        if self.providers.runs(&target) && self.providers.kind_of(&target).is_none() {
+        if self.providers.runs_external(&target) {
             return Ok(KeyValueTarget::ExternalProvider(target));
         }
         let grant = self.provider(source, link_name, Capability::KeyValue)?;
