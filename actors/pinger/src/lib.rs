@@ -5,7 +5,8 @@ wit_bindgen::generate!({ path: "../../wit/echo", world: "pinger-component", gene
 
 use exports::trellis::echo::pinger::Guest;
 use trellis::echo::echo;
-use wasi::config::store;
+use self::wasi::config::store;
+use ::wasi::clocks::monotonic_clock;
 use wasmcloud::bus::lattice;
 
 struct Pinger;
@@ -25,6 +26,16 @@ impl Guest for Pinger {
             let _ = echo::echo(&message);
         }
         count
+    }
+
+    fn ping_timed(count: u32, message: String) -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                let start = monotonic_clock::now();
+                let _ = echo::echo(&message);
+                monotonic_clock::now().saturating_sub(start)
+            })
+            .collect()
     }
 
     fn ping_spin() {

@@ -86,21 +86,30 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
     Ok(())
 }
 
-/// Per-call time of the pinger → echo link path: ping-many(n) minus ping-many(0), over n.
+/// Per-call times of the pinger → echo link path: `rounds` calls of `ping-timed(n)`, each inner
+/// call timed inside the pinger (its monotonic clock around the import call), so the tail is
+/// per call and excludes the outer control-plane call. Returns (p50, p99) of the `n × rounds`
+/// calls.
 async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
-    let mut per_call = Vec::new();
-    for _ in 0..rounds {
-        let t0 = Instant::now();
-        client.call("pinger", "trellis:echo/pinger.ping-many", vec!["0".into(), r#""x""#.into()]).await?;
-        let empty = t0.elapsed();
-        let t1 = Instant::now();
-        let r = client.call("pinger", "trellis:echo/pinger.ping-many", vec![n.to_string(), r#""x""#.into()]).await?;
-        let full = t1.elapsed();
-        anyhow::ensure!(r.results.is_some(), "ping-many failed: {:?}", r.error);
-        per_call.push(full.saturating_sub(empty) / n);
+    let mut per_call = Vec::with_capacity(n as usize * rounds);
+    // One unmeasured round first: the first calls through a new link warm its path.
+    for round in 0..=rounds {
+        let r = client.call("pinger", "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
+        let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
+        let times = parse_u64_list(list).with_context(|| format!("ping-timed returned `{list}`"))?;
+        anyhow::ensure!(times.len() == n as usize, "ping-timed returned {} times for {n} calls", times.len());
+        if round > 0 {
+            per_call.extend(times.into_iter().map(Duration::from_nanos));
+        }
     }
     per_call.sort_unstable();
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
+}
+
+/// A WAVE `list<u64>` such as `[1, 2, 3]`.
+fn parse_u64_list(text: &str) -> Option<Vec<u64>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().ok()).collect()
 }
 
 /// `--only`'s argument: figure numbers, comma separated.
@@ -163,10 +172,12 @@ async fn main() -> Result<()> {
         same.pool_instances = 256;
         let direct = direct_wasmtime(size.calls, Some(same)).await?;
         let on_demand = direct_wasmtime(size.calls, None).await?;
-        let mut f = latency_figure("1. local call pinger→echo (per inner call) vs wasmtime direct (Trellis's engine: pooling, InstancePre)", local, direct);
+        let mut f = latency_figure(&format!("1. local call pinger→echo vs wasmtime direct (Trellis's engine: pooling, InstancePre); per-call percentiles of {} and {} calls", size.inner as usize * rounds, size.calls), local, direct);
         f.baseline.push_str(&format!("  (default engine: p50 {:.1} µs)", us(on_demand.0)));
         f.json["baseline_default_engine_p50_us"] = json!(us(on_demand.0));
         f.json["baseline_default_engine_p99_us"] = json!(us(on_demand.1));
+        f.json["trellis_calls"] = json!(size.inner as usize * rounds);
+        f.json["baseline_calls"] = json!(size.calls);
         figures.push(f);
     }
 
@@ -181,11 +192,14 @@ async fn main() -> Result<()> {
         // per-inner-call average over rounds and cannot be interleaved call by call).
         let meter = CostMeter::start(&lattice);
         let cross = link_path(&client, size.inner, rounds).await?;
-        let cpu = meter.per_op(size.inner as usize * rounds);
+        let cpu = meter.per_op(size.inner as usize * (rounds + 1));
         let meter = CostMeter::start(&lattice);
         let rtt = latencies(size.calls, || raw_request(nats.clone())).await?;
         let rtt_cpu = meter.per_op(size.calls + warmups(size.calls));
-        figures.push(nats_latency_figure("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1)", cross, cpu, rtt, rtt_cpu));
+        let mut f = nats_latency_figure(&format!("2. cross-host call pinger(A)→echo(B) vs raw NATS round trip (node 0→1); per-call percentiles of {} and {} calls", size.inner as usize * rounds, size.calls), cross, cpu, rtt, rtt_cpu);
+        f.json["trellis_calls"] = json!(size.inner as usize * rounds);
+        f.json["baseline_calls"] = json!(size.calls);
+        figures.push(f);
     }
 
     // 3. Control-plane call from an external client, interleaved with the raw round trip in
@@ -433,7 +447,7 @@ async fn main() -> Result<()> {
         }
         let meter = CostMeter::start(&lattice);
         let to_provider = link_path(&client, size.inner, rounds).await?;
-        let cpu = meter.per_op(size.inner as usize * rounds);
+        let cpu = meter.per_op(size.inner as usize * (rounds + 1));
         client.delete_link("pinger", "default", "trellis", "echo").await?;
         client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[])).await?;
         client.stop_provider(&a, "bench-tp").await?;
