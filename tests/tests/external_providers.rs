@@ -31,6 +31,9 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     client.put_config("kv-target", &[("bucket".to_string(), "orders".to_string())].into()).await?;
     // A link that exists before the provider starts arrives in its start data.
     client.put_link(&Link::new("shop", "tp", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["kv-target"])).await?;
+    // The host learns of links from its watch of the KV bucket, a moment after the put is
+    // acknowledged (a start in that moment gets the link as a `link_put` right after start).
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ack = ctl
         .start_provider(host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])

@@ -72,14 +72,19 @@ impl ComponentActor {
     ) -> Result<Self> {
         let subject = services.subjects.invocation(id);
         let nats = services.calls.clone();
-        let subscription = nats
-            .queue_subscribe(subject.clone(), id.to_string())
-            .await
-            .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
-        // In place on the server before `component_scaled` tells anyone to call.
-        crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject, reason })?;
-        // Providers call components over wRPC, on the component's own subjects.
-        let wrpc_tasks = {
+        let invocations = async {
+            let subscription = nats
+                .queue_subscribe(subject.clone(), id.to_string())
+                .await
+                .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
+            // In place on the server before `component_scaled` tells anyone to call.
+            crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: subject.clone(), reason })?;
+            Ok::<_, HostError>(subscription)
+        };
+        // Providers call components over wRPC, on the component's own subjects; those
+        // subscriptions are made while the invocation subscription is (each waits for a round
+        // trip to the server).
+        let wrpc = async {
             let (wrpc, prepared, local, runtime, owned_id) =
                 (services.wrpc.clone(), component.clone(), services.local.clone(), services.runtime.clone(), id.to_string());
             let subject = format!("{}.{id}.wrpc.>", services.subjects.lattice());
@@ -89,8 +94,20 @@ impl ComponentActor {
                 .spawn(async move { wrpc.serve_component(&owned_id, &prepared, local, runtime).await })
                 .await
                 .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?
-                .map_err(|reason| HostError::Subscribe { subject, reason })?
+                .map_err(|reason| HostError::Subscribe { subject, reason })
         };
+        let (subscription, wrpc_tasks) = futures::join!(invocations, wrpc);
+        let subscription = match subscription {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                // Never started: nothing may keep serving it.
+                for task in wrpc_tasks.iter().flatten() {
+                    task.abort();
+                }
+                return Err(e);
+            }
+        };
+        let wrpc_tasks = wrpc_tasks?;
         Ok(Self {
             wrpc_tasks,
             id: id.into(),

@@ -242,8 +242,9 @@ impl Wrpc {
     ///
     /// # Errors
     /// When a subscription cannot be made.
-    pub async fn serve_exports<H, F>(
+    async fn serve_exports<H, F>(
         &self,
+        client: &Arc<Client>,
         id: &str,
         instance: &str,
         functions: Vec<(String, Vec<Type>, Vec<Type>)>,
@@ -253,17 +254,18 @@ impl Wrpc {
         H: Fn(String, Option<String>, Vec<Val>) -> F + Clone + Send + Sync + 'static,
         F: std::future::Future<Output = Result<Vec<Val>, String>> + Send + 'static,
     {
-        let prefix = format!("{}.{id}", self.lattice);
-        let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
-            .await
-            .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
-        let client = Arc::new(client);
-        let mut tasks = Vec::new();
-        for (func, params_ty, results_ty) in functions {
+        // Every function's subscription at once: each one waits for the server's answer to a
+        // flush, and made in turn they were one round trip per function on every scale.
+        let served = futures::future::try_join_all(functions.iter().map(|(func, _, _)| async move {
             let paths: Arc<[Box<[Option<usize>]>]> = Arc::new([]);
-            let invocations = wrpc_transport::Serve::serve(&*client, instance, &func, paths)
+            wrpc_transport::Serve::serve(&**client, instance, func, paths)
                 .await
-                .map_err(|e| format!("cannot serve `{id}` {instance}.{func} over wRPC: {e:#}"))?;
+                .map_err(|e| format!("cannot serve `{id}` {instance}.{func} over wRPC: {e:#}"))
+        }))
+        .await?;
+        let mut tasks = Vec::new();
+        for ((func, params_ty, results_ty), invocations) in functions.iter().zip(served) {
+            let (params_ty, results_ty) = (params_ty.clone(), results_ty.clone());
             let (engine, client, handle, name) = (self.engine.clone(), client.clone(), handle.clone(), format!("{instance}.{func}"));
             let (params_ty, results_ty) = (Arc::new(params_ty), Arc::new(results_ty));
             tasks.push(tokio::spawn(async move {
@@ -349,16 +351,24 @@ impl Wrpc {
         local: crate::wasm::local::LocalComponents,
         runtime: Arc<crate::wasm::WasmRuntime>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-        let mut tasks = Vec::new();
-        if component.proxy.is_some() {
-            let prefix = format!("{}.{id}", self.lattice);
-            let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
-                .await
-                .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
-            tasks.push(super::wrpc_http::serve(client, id, local.clone(), runtime.clone(), self.max_http_body).await?);
+        let exports = component.wrpc_exports();
+        if component.proxy.is_none() && exports.is_empty() {
+            return Ok(Vec::new());
         }
-        for (instance, functions) in component.wrpc_exports() {
-            let (id_owned, local, runtime) = (id.to_string(), local.clone(), runtime.clone());
+        // One wRPC client (one inbox subscription) per component, for all it serves.
+        let prefix = format!("{}.{id}", self.lattice);
+        let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
+            .await
+            .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
+        let client = Arc::new(client);
+        let http = async {
+            match component.proxy {
+                Some(_) => super::wrpc_http::serve(client.clone(), id, local.clone(), runtime.clone(), self.max_http_body).await.map(|t| vec![t]),
+                None => Ok(Vec::new()),
+            }
+        };
+        let instances = futures::future::try_join_all(exports.into_iter().map(|(instance, functions)| {
+            let (id_owned, local, runtime, client) = (id.to_string(), local.clone(), runtime.clone(), client.clone());
             let handle = move |function: String, source: Option<String>, params: Vec<Val>| {
                 let (id, local, runtime) = (id_owned.clone(), local.clone(), runtime.clone());
                 async move {
@@ -367,8 +377,9 @@ impl Wrpc {
                     target.call(&runtime, &id, &function, params).await.map_err(|f| f.to_string())
                 }
             };
-            tasks.extend(self.serve_exports(id, &instance, functions, handle).await?);
-        }
-        Ok(tasks)
+            async move { self.serve_exports(&client, id, &instance, functions, handle).await }
+        }));
+        let (http, instances) = futures::future::try_join(http, instances).await?;
+        Ok(http.into_iter().chain(instances.into_iter().flatten()).collect())
     }
 }

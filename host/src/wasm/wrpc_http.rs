@@ -66,14 +66,14 @@ impl<Ctx: Send> Handler<Ctx> for Ingress {
 /// # Errors
 /// When the subscription cannot be made.
 pub async fn serve(
-    client: wrpc_transport_nats::Client,
+    client: Arc<wrpc_transport_nats::Client>,
     id: &str,
     local: LocalComponents,
     runtime: Arc<WasmRuntime>,
     max_body: u64,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let ingress = Ingress { id: id.into(), local, runtime, max_body };
-    let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&client, ingress)
+    let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&*client, ingress)
         .await
         .map_err(|e| format!("cannot serve `{id}` {INSTANCE} over wRPC: {e:#}"))?;
     let id = id.to_string();

@@ -286,6 +286,7 @@ async fn main() -> Result<()> {
     if want(5) {
         let samples = if quick { 2 } else { 20 };
         let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        let mut events = scaling::ScaleEvents::subscribe(&lattice).await?;
         for round in 0..samples {
             let cache = tempfile::tempdir()?;
             for (state, times) in [("cold", &mut cold), ("warm", &mut warm)] {
@@ -294,11 +295,7 @@ async fn main() -> Result<()> {
                 config.labels.insert("bench".into(), "scale".into());
                 let host = lattice.start_host(config).await?;
                 let id = format!("{state}-{round}");
-                let began = Instant::now();
-                scaled(&lattice, host.id(), &id, actors::ECHO, 1).await?;
-                let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-                anyhow::ensure!(r.results.is_some());
-                times.push(began.elapsed());
+                times.push(events.scale_then_call(&client, host.id(), &id, actors::ECHO).await?);
                 host.shutdown(None).await?;
             }
         }

@@ -9,7 +9,7 @@ use serde_json::json;
 use trellis_tests::{actors, TestLattice};
 
 use crate::measure::pct;
-use crate::{scaled, Figure};
+use crate::Figure;
 
 /// Scales `n` components (ids `d0`…) of `reference` on `host` one after another, each once the
 /// previous one's `component_scaled` arrived, with one client (no connection per request).
@@ -41,9 +41,52 @@ pub(crate) async fn scale_many(lattice: &TestLattice, client: &trellis_messages:
     Ok(())
 }
 
+/// The lattice's scale events (`component_scaled`, `component_scale_failed`), subscribed once
+/// before a timed scale, so no connection or subscription is set up inside the time measured.
+pub(crate) struct ScaleEvents {
+    _nats: async_nats::Client,
+    events: futures::stream::Select<async_nats::Subscriber, async_nats::Subscriber>,
+}
+
+impl ScaleEvents {
+    pub(crate) async fn subscribe(lattice: &TestLattice) -> Result<Self> {
+        let nats = lattice.nats().await?;
+        let scaled = nats.subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.name)).await?;
+        let failed = nats.subscribe(format!("wasmbus.evt.{}.component_scale_failed", lattice.name)).await?;
+        nats.flush().await?;
+        Ok(Self { _nats: nats, events: futures::stream::select(scaled, failed) })
+    }
+
+    /// Scales `id` from `reference` on `host` with `client`, waits for its scale event, then
+    /// calls `echo` once: what a user waits from the scale request to the first answer.
+    pub(crate) async fn scale_then_call(&mut self, client: &trellis_messages::Client, host: &str, id: &str, reference: &str) -> Result<Duration> {
+        use futures::StreamExt as _;
+        let command = trellis_messages::component::ScaleComponentCommand {
+            component_id: id.into(),
+            component_ref: reference.into(),
+            max_instances: 1,
+            host_id: host.into(),
+            ..Default::default()
+        };
+        let quoted = format!("\"{id}\"");
+        let began = Instant::now();
+        client.scale_component(host, &command).await?;
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(60), self.events.next()).await?.context("event stream ended")?;
+            if String::from_utf8_lossy(&event.payload).contains(&quoted) {
+                anyhow::ensure!(event.subject.ends_with(".component_scaled"), "scaling {id} failed: {}", String::from_utf8_lossy(&event.payload));
+                break;
+            }
+        }
+        let r = client.call(id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
+        anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
+        Ok(began.elapsed())
+    }
+}
+
 /// Scale → first call of `echo` on a fresh host whose compile cache (and artifact cache) is
 /// `caches`, from `reference`.
-async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, caches: &std::path::Path, registry: &str, reference: &str) -> Result<Duration> {
+async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, events: &mut ScaleEvents, caches: &std::path::Path, registry: &str, reference: &str) -> Result<Duration> {
     let mut config = lattice.host_config();
     config.wasm.cache_dir = Some(caches.join("compiled"));
     config.wasm.oci.cache_dir = Some(caches.join("artifacts"));
@@ -51,11 +94,7 @@ async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, ca
     config.labels.insert("bench".into(), "source".into());
     let host = lattice.start_host(config).await?;
     let id = format!("src-{}", uuid::Uuid::new_v4().simple());
-    let began = Instant::now();
-    scaled(lattice, host.id(), &id, reference, 1).await?;
-    let r = client.call(&id, "trellis:echo/echo.echo", vec![r#""x""#.into()]).await?;
-    anyhow::ensure!(r.results.is_some(), "{:?}", r.error);
-    let took = began.elapsed();
+    let took = events.scale_then_call(client, host.id(), &id, reference).await?;
     host.shutdown(None).await?;
     Ok(took)
 }
@@ -71,11 +110,12 @@ pub(crate) async fn scale_by_source(lattice: &TestLattice, client: &trellis_mess
     let store = lattice.push("bench-echo", actors::ECHO).await?;
     let sources = [("file", actors::ECHO.to_string()), ("oci", oci), ("store", store)];
     let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    let mut events = ScaleEvents::subscribe(lattice).await?;
     for _ in 0..rounds {
         for (source, reference) in &sources {
             let caches = tempfile::tempdir()?;
             for state in ["cold", "warm"] {
-                let took = scale_once(lattice, client, caches.path(), &registry.address(), reference).await?;
+                let took = scale_once(lattice, client, &mut events, caches.path(), &registry.address(), reference).await?;
                 times.entry((source, state)).or_default().push(took);
             }
         }
