@@ -59,7 +59,7 @@
 //!   │                                               │    del, config.update; health checks;
 //!   │                                               │    restarts; StatusChanged → inventory
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
-//!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponents ──► │  …_scale_failed)
+//!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponent ───► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
 //!                                               │        │ load+compile on guest blocking pool
 //!                                               │        │ start / Update / SetMaxInstances /

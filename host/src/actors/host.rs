@@ -37,8 +37,9 @@ pub struct HostActor {
     nats_url: String,
     /// Connection events from the NATS client, taken by `started()`.
     nats_events: Option<NatsEvents>,
-    /// Components running here, as the workload actor last reported them.
-    components: Vec<ComponentDescription>,
+    /// Components running here by id, as the workload actor reported them one change at a time
+    /// (a whole list per change cost O(n) per scale, O(n²) to scale n).
+    components: BTreeMap<String, ComponentDescription>,
     /// Providers running here, as the providers actor last reported them.
     providers: Vec<ProviderDescription>,
 }
@@ -66,7 +67,7 @@ impl HostActor {
             heartbeat_interval,
             nats_url,
             nats_events: Some(nats_events),
-            components: Vec::new(),
+            components: BTreeMap::new(),
             providers: Vec::new(),
         }
     }
@@ -95,7 +96,7 @@ impl HostActor {
     /// thousands of components lists as many as fit and counts the rest.
     fn inventory(&self) -> HostInventory {
         let mut inventory = HostInventory {
-            components: self.components.clone(),
+            components: self.components.values().cloned().collect(),
             providers: self.providers.clone(),
             host_id: self.identity.id(),
             friendly_name: self.identity.friendly_name().to_string(),
@@ -255,15 +256,23 @@ impl Handler<Drain> for HostActor {
     }
 }
 
-/// The workload actor's current list of components, for inventory and heartbeat.
+/// What component `0` now is (`None`: no longer here), from the workload actor, for inventory
+/// and heartbeat.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct SetComponents(pub Vec<ComponentDescription>);
+pub struct SetComponent(pub String, pub Option<ComponentDescription>);
 
-impl Handler<SetComponents> for HostActor {
+impl Handler<SetComponent> for HostActor {
     type Result = ();
-    fn handle(&mut self, msg: SetComponents, _: &mut Self::Context) {
-        self.components = msg.0;
+    fn handle(&mut self, SetComponent(id, description): SetComponent, _: &mut Self::Context) {
+        match description {
+            Some(d) => {
+                self.components.insert(id, d);
+            }
+            None => {
+                self.components.remove(&id);
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use trellis_messages::event::{names, ComponentScaled};
 use trellis_messages::invocation::check_component_id;
 
 use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, Update};
-use crate::actors::host::{HostActor, SetComponents};
+use crate::actors::host::{HostActor, SetComponent};
 use crate::error::{HostError, Result};
 use crate::services::HostServices;
 use crate::wasm::imports::{link_imports, ImportContext};
@@ -80,9 +80,10 @@ impl WorkloadActor {
         Ok(())
     }
 
-    fn publish_inventory(&self) {
-        let list = self.components.values().map(|r| r.description.clone()).collect();
-        self.host.do_send(SetComponents(list));
+    /// Tells the host actor (inventory, heartbeat) what component `id` now is: one entry, so a
+    /// scale costs the same with 10 or 10,000 components running.
+    fn publish_component(&self, id: &str) {
+        self.host.do_send(SetComponent(id.to_string(), self.components.get(id).map(|r| r.description.clone())));
     }
 
     fn event(&self, id: &str, image_ref: &str, max: u32, annotations: Option<&BTreeMap<String, String>>, error: Option<String>) {
@@ -182,7 +183,7 @@ impl WorkloadActor {
                     act.components.insert(command.component_id.clone(), Running { addr, description });
                     act.record_url(&command.component_id, &command.component_ref);
                     act.event(&command.component_id, &command.component_ref, command.max_instances, command.annotations.as_ref(), None);
-                    act.publish_inventory();
+                    act.publish_component(&command.component_id);
                 }
                 Err(e) => act.event(
                     &command.component_id,
@@ -199,7 +200,7 @@ impl WorkloadActor {
         let Some(running) = self.components.remove(&id) else { return };
         self.configs.remove(&id);
         self.busy.insert(id.clone());
-        self.publish_inventory();
+        self.publish_component(&id);
         let timeout = self.stop_timeout;
         let addr = running.addr.clone();
         ctx.spawn(async move { addr.send(StopComponent { timeout }).await }.into_actor(self).map(move |_, act, _| {
@@ -234,7 +235,7 @@ impl WorkloadActor {
                     let d = running.description.clone();
                     act.event(&id, &d.image_ref, d.max_instances, d.annotations.as_ref(), None);
                     act.record_url(&id, &new_ref);
-                    act.publish_inventory();
+                    act.publish_component(&id);
                 }
                 Err(e) => {
                     let d = running.description.clone();
@@ -249,25 +250,42 @@ impl Actor for WorkloadActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let changes = self.services.view.changes();
-        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+        let changes = self.services.view.url_changes();
+        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            match rx.recv().await {
+                Ok(id) => Some((UrlChanged::Of(id), rx)),
+                Err(RecvError::Lagged(_)) => Some((UrlChanged::Unknown, rx)),
+                Err(RecvError::Closed) => None,
+            }
+        }));
     }
 }
 
-/// A change of the lattice's specs: a running component whose spec now names another reference
-/// is updated to it (calls in flight finish on the old code), as on every host that runs it.
-impl StreamHandler<()> for WorkloadActor {
-    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
+/// A component spec's reference changed: of one component, or (the reader fell behind) of any.
+enum UrlChanged {
+    Of(String),
+    Unknown,
+}
+
+/// A running component whose spec now names another reference is updated to it (calls in
+/// flight finish on the old code), as on every host that runs it.
+impl StreamHandler<UrlChanged> for WorkloadActor {
+    fn handle(&mut self, changed: UrlChanged, ctx: &mut Self::Context) {
         if self.draining {
             return;
         }
-        let moved: Vec<(String, String)> = self
-            .components
-            .iter()
-            .filter(|(id, _)| !self.busy.contains(*id))
-            .filter_map(|(id, r)| {
-                let url = self.services.view.url_of(id)?;
-                (url != r.description.image_ref).then(|| (id.clone(), url))
+        let ids: Vec<String> = match changed {
+            UrlChanged::Of(id) => vec![id],
+            UrlChanged::Unknown => self.components.keys().cloned().collect(),
+        };
+        let moved: Vec<(String, String)> = ids
+            .into_iter()
+            .filter(|id| !self.busy.contains(id))
+            .filter_map(|id| {
+                let running = self.components.get(&id)?;
+                let url = self.services.view.url_of(&id)?;
+                (url != running.description.image_ref).then_some((id, url))
             })
             .collect();
         for (id, url) in moved {
@@ -328,7 +346,7 @@ impl Handler<Scale> for WorkloadActor {
                     r.description.clone()
                 };
                 self.event(&id, &d.image_ref, max, d.annotations.as_ref(), None);
-                self.publish_inventory();
+                self.publish_component(&id);
                 Ok(format!("component `{id}` scaled to {max}"))
             }
             Some(running) if command.allow_update => {
@@ -385,7 +403,9 @@ impl Handler<DrainComponents> for WorkloadActor {
     fn handle(&mut self, msg: DrainComponents, _: &mut Self::Context) -> Self::Result {
         self.draining = true;
         let running: Vec<_> = std::mem::take(&mut self.components).into_values().collect();
-        self.publish_inventory();
+        for r in &running {
+            self.host.do_send(SetComponent(r.description.id.clone(), None));
+        }
         let timeout = msg.timeout;
         let loading = self.loading.clone();
         loading.close();

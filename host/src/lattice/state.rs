@@ -18,13 +18,18 @@ struct Mirror {
 
 /// A cheap-to-clone handle on this host's mirror of the lattice data, kept current by the
 /// lattice actor's KV watches and read by guests' link and config calls. Providers follow
-/// changes through [`LatticeView::changes`].
+/// changes through [`LatticeView::changes`]; the workload actor follows changed component
+/// references through [`LatticeView::url_changes`].
 #[derive(Clone, Debug)]
-pub struct LatticeView(Arc<RwLock<Mirror>>, Arc<tokio::sync::watch::Sender<u64>>);
+pub struct LatticeView(Arc<RwLock<Mirror>>, Arc<tokio::sync::watch::Sender<u64>>, tokio::sync::broadcast::Sender<String>);
+
+/// Changed references a reader may fall behind by before it is told it lagged (and looks at
+/// every component instead).
+const URL_CHANGES: usize = 4096;
 
 impl Default for LatticeView {
     fn default() -> Self {
-        Self(Arc::default(), Arc::new(tokio::sync::watch::Sender::new(0)))
+        Self(Arc::default(), Arc::new(tokio::sync::watch::Sender::new(0)), tokio::sync::broadcast::channel(URL_CHANGES).0)
     }
 }
 
@@ -32,6 +37,12 @@ impl LatticeView {
     /// A receiver that sees a new value after every change.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.1.subscribe()
+    }
+
+    /// The ids of components whose spec's reference changed, from now on; a receiver that falls
+    /// more than 4,096 behind gets `Lagged` and must look at every id it cares about.
+    pub fn url_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.2.subscribe()
     }
 
     fn changed(&self) {
@@ -87,13 +98,17 @@ impl LatticeView {
 
     /// Replaces the spec of `source`: its links and reference (a default spec removes both).
     pub fn set_spec(&self, source: &str, spec: crate::lattice::spec::ComponentSpec) {
-        self.write(|m| {
+        let url_changed = self.write(|m| {
             if spec.url.is_empty() {
-                m.urls.remove(source);
+                m.urls.remove(source).is_some()
             } else {
-                m.urls.insert(source.to_string(), spec.url);
+                m.urls.insert(source.to_string(), spec.url.clone()).is_none_or(|old| old != spec.url)
             }
         });
+        if url_changed {
+            // Nobody listening is not an error.
+            let _ = self.2.send(source.to_string());
+        }
         self.set_links(source, spec.links);
     }
 
@@ -184,6 +199,26 @@ pub fn without_link(existing: &[Link], name: &str, ns: &str, pkg: &str) -> Vec<L
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_changes_name_the_component_whose_reference_changed_and_say_when_a_reader_lagged() {
+        use crate::lattice::spec::ComponentSpec;
+        use tokio::sync::broadcast::error::TryRecvError;
+        let view = LatticeView::default();
+        let mut rx = view.url_changes();
+        let spec = |url: &str| ComponentSpec { url: url.into(), links: vec![] };
+        view.set_spec("a", spec("file:///a1"));
+        view.set_spec("a", spec("file:///a1")); // the same reference again: no change
+        view.set_spec("b", spec(""));           // no reference before or after: no change
+        view.set_spec("a", spec("file:///a2"));
+        view.set_spec("a", spec(""));
+        let seen: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(seen, ["a", "a", "a"]);
+        for i in 0..URL_CHANGES + 1 {
+            view.set_spec(&format!("c{i}"), spec("file:///c"));
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Lagged(_))), "a reader that fell behind is told so");
+    }
 
     fn link(target: &str, name: &str, ifaces: &[&str]) -> Link {
         Link {

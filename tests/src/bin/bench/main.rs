@@ -3,7 +3,8 @@
 //! Starts its own NATS server and hosts (in this process), runs every figure, prints a table
 //! and writes JSON. `--quick` runs few iterations (the test suite uses it as a smoke test);
 //! `--json PATH` chooses where the JSON goes (default `target/bench.json`); `--only 2,3` runs only
-//! those figures (what they need is still set up), for profiling one path at a time.
+//! those figures (what they need is still set up), for profiling one path at a time;
+//! `--density N` runs figure 6 with N components only (default 100, 1,000 and 10,000).
 //!
 //! Figures: local call (in-process link) vs wasmtime called directly; cross-host call vs a raw
 //! NATS round trip; control-plane call vs the raw round trip; HTTP at concurrency 1/8/64 vs a
@@ -103,6 +104,8 @@ async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> 
         }
     }
     per_call.sort_unstable();
+    let shape: Vec<String> = [0.5, 0.9, 0.95, 0.98, 0.99, 0.999].iter().map(|p| format!("p{}={:.1}", p * 100.0, us(pct(&per_call, *p)))).collect();
+    tracing::info!("link path per call (µs): {}", shape.join(" "));
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
 }
 
@@ -140,6 +143,15 @@ async fn main() -> Result<()> {
         Some(i) => Some(figure_list(args.get(i + 1).map(String::as_str).unwrap_or_default())?),
     };
     let want = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
+    let density = match args.iter().position(|a| a == "--density") {
+        None => None,
+        Some(i) => Some(
+            args.get(i + 1)
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .context("--density takes a number of components (such as 5000)")?,
+        ),
+    };
     let size = if quick {
         Size { calls: 30, inner: 20, http: 64, density: 10 }
     } else {
@@ -314,8 +326,12 @@ async fn main() -> Result<()> {
     // 6. Density: N components under distinct ids on a fresh `trellis host` process each, so
     // its resident memory is the host's alone.
     if want(6) {
-        let counts: &[usize] = if quick { &[size.density] } else { &[size.density, size.density * 10] };
-        for &n in counts {
+        let counts = match density {
+            Some(n) => vec![n],
+            None if quick => vec![size.density],
+            None => vec![size.density, size.density * 10, size.density * 100],
+        };
+        for n in counts {
             let process = trellis_tests::process::HostProcess::start(&lattice, 0, &["--allow-file-load", "--heartbeat-interval", "1s"])?;
             let host = process.id.clone();
             let up = Instant::now();
@@ -331,21 +347,30 @@ async fn main() -> Result<()> {
             let took = began.elapsed();
             tokio::time::sleep(Duration::from_millis(500)).await;
             let after = process.rss_bytes();
-            // The next heartbeat of that host with every component in it, as published.
-            let heartbeat = loop {
+            // The next heartbeat of that host that counts every component (listed, or counted
+            // in `components_omitted` past the NATS max payload), as published.
+            let (heartbeat, omitted) = loop {
                 let event = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut heartbeats)).await?.context("heartbeats ended")?;
-                let text = String::from_utf8_lossy(&event.payload);
-                if text.contains(host.as_str()) && text.contains(&format!("\"d{}\"", n - 1)) {
-                    break event.payload.len();
+                if !String::from_utf8_lossy(&event.payload).contains(host.as_str()) {
+                    continue;
+                }
+                let value: serde_json::Value = serde_json::from_slice(&event.payload)?;
+                let listed = value["data"]["components"].as_array().map_or(0, Vec::len);
+                let omitted = value["data"]["components_omitted"].as_u64().unwrap_or(0) as usize;
+                if listed + omitted == n {
+                    break (event.payload.len(), omitted);
                 }
             };
             let per = after.saturating_sub(before) / n as u64;
             figures.push(Figure {
                 name: format!("6. density: {n} components on one host"),
                 trellis: format!("{:.1} KiB RSS/component (host process), {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
-                baseline: format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB)"),
+                baseline: match omitted {
+                    0 => format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB)"),
+                    _ => format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB), {} listed, {omitted} counted in components_omitted", n - omitted),
+                },
                 ratio: heartbeat as f64 / 1_048_576.0,
-                json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat}),
+                json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat, "heartbeat_components_omitted": omitted}),
             });
             drop(process);
         }
@@ -469,7 +494,7 @@ async fn main() -> Result<()> {
         "figures": figures.iter().map(|f| json!({"name": f.name, "trellis": f.trellis, "baseline": f.baseline, "ratio": f.ratio, "data": f.json})).collect::<Vec<_>>(),
     });
     // A full run is kept: the README's table is made from the newest kept file.
-    if !quick && only.is_none() {
+    if !quick && only.is_none() && density.is_none() {
         let dir = trellis_tests::bench_report::repo_root().join(trellis_tests::bench_report::RESULTS_DIR);
         std::fs::create_dir_all(&dir)?;
         let stamp = out["machine"]["date"].as_str().unwrap_or("undated").replace([' ', ':'], "-").replace("-UTC", "");
