@@ -145,6 +145,8 @@ pub struct HostConfig {
     pub apps: bool,
     /// External provider supervision.
     pub providers: ProviderSettings,
+    /// Serve Prometheus metrics at `http://{addr}/metrics` (off when `None`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for HostConfig {
@@ -164,6 +166,7 @@ impl Default for HostConfig {
             limits: Limits::default(),
             apps: true,
             providers: ProviderSettings::default(),
+            metrics_addr: None,
         }
     }
 }

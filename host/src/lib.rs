@@ -105,7 +105,10 @@
 //! ```
 //!
 //! The control connection's events reach the `HostActor` as a stream: after a reconnect it
-//! publishes a heartbeat at once; the call connection's events are logged. Both reconnect
+//! publishes a heartbeat at once (and counts the reconnect in [`metrics`]); the call
+//! connection's events are logged. Every call records into the runtime's [`metrics::Metrics`]
+//! handle where it runs (`LocalTarget::call`, the HTTP path); `--metrics-addr` serves them
+//! from a task on the host thread, aborted at step 5. Both reconnect
 //! without limit, and their subscriptions survive reconnects (async-nats resubscribes).
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
@@ -143,6 +146,7 @@ pub mod identity;
 pub mod lattice;
 pub mod providers;
 pub mod local_nats;
+pub mod metrics;
 pub mod nats;
 pub mod runtime;
 pub mod services;

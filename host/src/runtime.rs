@@ -41,6 +41,8 @@ pub struct HostInfo {
     pub lattice: String,
     /// NATS URL (password redacted).
     pub nats_url: String,
+    /// Where `/metrics` is served (the bound address, when `--metrics-addr` asked for one).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A running host. Dropping it asks the host to stop; [`HostHandle::wait`] waits for that.
@@ -142,7 +144,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps } = started;
+    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, metrics_task } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -185,6 +187,9 @@ async fn supervise(
     // Let stopped actors' contexts (and the NATS subscriptions they own) drop while the runtime
     // still runs: dropped later, outside it, a subscription cannot send its unsubscribe.
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     info!("host stopped");
     // The guest threads and epoch ticker end with the last reference to the wasm runtime.
     drop(wasm);
@@ -207,6 +212,8 @@ struct Started {
     follower: tokio::task::JoinHandle<()>,
     /// Declared applications (unless turned off).
     apps: Option<AppTasks>,
+    /// The `/metrics` server, when asked for.
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
@@ -215,11 +222,22 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
+    let metrics = crate::metrics::Metrics::new(&config.lattice, &host_id);
+    // Bound before anything joins the lattice: a port in use fails the start, clearly.
+    let metrics_server = match config.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, metrics.clone())
+                .await
+                .map_err(|e| HostError::Config(format!("cannot serve metrics on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let wasm_config = config.wasm.clone();
     let wasm = Arc::new(
         tokio::task::spawn_blocking(move || WasmRuntime::new(wasm_config))
             .await
-            .map_err(|e| HostError::Runtime(format!("wasm runtime setup failed: {e}")))??,
+            .map_err(|e| HostError::Runtime(format!("wasm runtime setup failed: {e}")))??
+            .with_metrics(metrics.clone()),
     );
     let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
     let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), Some(nats_events_tx)).await?;
@@ -255,8 +273,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         labels,
         events.clone(),
         config.heartbeat_interval,
-        nats_url.clone(),
-        nats_events_rx,
+        host_actor::ControlConnection { url: nats_url.clone(), events: nats_events_rx, metrics: metrics.clone() },
     );
     // host_started goes out before the first heartbeat the host actor publishes on start.
     events.publish(names::HOST_STARTED, started_data).await?;
@@ -325,8 +342,10 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         friendly_name: identity.friendly_name().to_string(),
         lattice: config.lattice.clone(),
         nats_url,
+        metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
     };
-    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps })
+    let metrics_task = metrics_server.map(|(_, task)| task);
+    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, metrics_task })
 }
 
 /// The tasks of declared applications ([`crate::apps`]) on this host.

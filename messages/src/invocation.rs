@@ -61,6 +61,21 @@ pub enum FaultKind {
     Host,
 }
 
+impl FaultKind {
+    /// The kind as it appears in JSON (`no-such-function`, `trap`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSuchFunction => "no-such-function",
+            Self::BadArguments => "bad-arguments",
+            Self::Trap => "trap",
+            Self::Deadline => "deadline",
+            Self::MemoryLimit => "memory-limit",
+            Self::Busy => "busy",
+            Self::Host => "host",
+        }
+    }
+}
+
 /// The reply to an [`InvocationRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationResponse {

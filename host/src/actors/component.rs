@@ -193,10 +193,12 @@ impl Actor for ComponentActor {
             }
         });
         self.register();
+        self.runtime.metrics().set_max_instances(&self.id, self.target().slots.limit());
         info!(component_id = %self.id, max_instances = self.target().slots.limit(), "component serving");
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.runtime.metrics().component_stopped(&self.id);
         for task in self.wrpc_tasks.drain(..) {
             task.abort();
         }
@@ -318,7 +320,13 @@ impl Call {
                     })
                     .collect()
             }),
-            Err(fault) => Err(fault),
+            Err(fault) => {
+                // Never reached `LocalTarget::call`, which records the others.
+                let operation =
+                    if component.function(&request.function).is_some() { request.function.as_str() } else { crate::metrics::UNKNOWN_OPERATION };
+                self.runtime.metrics().call_ended(&self.id, operation, Duration::ZERO, Some(fault.kind.as_str()));
+                Err(fault)
+            }
         };
         match result {
             Ok(results) => InvocationResponse::ok(&self.host_id, results),
@@ -364,6 +372,7 @@ impl Handler<SetMaxInstances> for ComponentActor {
         if msg.0 != from {
             info!(component_id = %self.id, from, to = msg.0, "component rescaled");
             slots.resize(msg.0);
+            self.runtime.metrics().set_max_instances(&self.id, msg.0);
         }
     }
 }

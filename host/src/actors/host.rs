@@ -42,10 +42,26 @@ pub struct HostActor {
     components: BTreeMap<String, ComponentDescription>,
     /// Providers running here, as the providers actor last reported them.
     providers: Vec<ProviderDescription>,
+    /// Counts NATS reconnects.
+    metrics: crate::metrics::Metrics,
+    /// Whether the first `Connected` (the start, not a reconnect) has been seen.
+    connected_once: bool,
 }
 
 /// Connection events from the NATS client.
 pub type NatsEvents = tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>;
+
+/// The control connection as the host actor sees it: its URL (redacted, for the ping reply),
+/// its events, and where reconnects are counted.
+#[derive(Debug)]
+pub struct ControlConnection {
+    /// The NATS server URL, redacted.
+    pub url: String,
+    /// Connection events from the NATS client.
+    pub events: NatsEvents,
+    /// Counts reconnects.
+    pub metrics: crate::metrics::Metrics,
+}
 
 impl HostActor {
     /// A host actor with all its state; nothing is published until it starts.
@@ -55,9 +71,9 @@ impl HostActor {
         labels: BTreeMap<String, String>,
         events: EventPublisher,
         heartbeat_interval: Duration,
-        nats_url: String,
-        nats_events: NatsEvents,
+        connection: ControlConnection,
     ) -> Self {
+        let ControlConnection { url: nats_url, events: nats_events, metrics } = connection;
         Self {
             identity,
             lattice,
@@ -69,6 +85,8 @@ impl HostActor {
             nats_events: Some(nats_events),
             components: BTreeMap::new(),
             providers: Vec::new(),
+            metrics,
+            connected_once: false,
         }
     }
 
@@ -156,6 +174,10 @@ impl StreamHandler<async_nats::Event> for HostActor {
         // After a reconnect, tell the lattice at once that this host is still here.
         if matches!(event, async_nats::Event::Connected) {
             debug!("NATS (re)connected: publishing a heartbeat now");
+            if self.connected_once {
+                self.metrics.nats_reconnected();
+            }
+            self.connected_once = true;
             self.publish_heartbeat();
         }
     }

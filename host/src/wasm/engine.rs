@@ -82,6 +82,8 @@ pub struct WasmRuntime {
     pooling: bool,
     /// Compiled components by content, shared between component ids.
     compiled: crate::wasm::compiled::CompiledCache,
+    /// What calls record (counts, durations, busy instances).
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -153,6 +155,7 @@ impl WasmRuntime {
             ticker: Some((stop, ticker)),
             pooling,
             compiled: crate::wasm::compiled::CompiledCache::default(),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 
@@ -220,6 +223,18 @@ impl WasmRuntime {
     /// Compiled components in use on this host, by content.
     pub fn compiled(&self) -> &crate::wasm::compiled::CompiledCache {
         &self.compiled
+    }
+
+    /// The metrics calls record into.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The same runtime recording into `metrics` (the host's, labelled with its lattice and id).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 

@@ -61,12 +61,34 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let began = std::time::Instant::now();
+    let (response, fault) = serve_local_inner(runtime.clone(), id, target, request).await;
+    let metrics = runtime.metrics();
+    metrics.http_response(id, response.status().as_u16());
+    metrics.call_ended(id, HANDLE, began.elapsed(), fault.map(FaultKind::as_str));
+    response
+}
+
+/// The export an HTTP request calls.
+const HANDLE: &str = "wasi:http/incoming-handler.handle";
+
+/// [`serve_local`]'s response, and the fault when the call failed.
+async fn serve_local_inner<B>(
+    runtime: Arc<WasmRuntime>,
+    id: &str,
+    target: LocalTarget,
+    request: hyper::Request<B>,
+) -> (hyper::Response<ResponseBody>, Option<FaultKind>)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let Some(proxy) = target.component.proxy.clone() else {
-        return text(500, format!("component `{id}` does not export wasi:http/incoming-handler"));
+        return (text(500, format!("component `{id}` does not export wasi:http/incoming-handler")), Some(FaultKind::NoSuchFunction));
     };
     let permit = match target.acquire(&runtime, id).await {
         Ok(p) => p,
-        Err(fault) => return fault_response(&fault),
+        Err(fault) => return (fault_response(&fault), Some(fault.kind)),
     };
     let mut store = new_store(&runtime, id, &target.component);
     let (tx, rx) = oneshot::channel();
@@ -76,16 +98,17 @@ where
         match http.new_incoming_request(Scheme::Http, request) {
             Ok(req) => match http.new_response_outparam(tx) {
                 Ok(out) => (req, out),
-                Err(e) => return text(500, format!("cannot prepare the response: {e}")),
+                Err(e) => return (text(500, format!("cannot prepare the response: {e}")), Some(FaultKind::Host)),
             },
-            Err(e) => return text(400, format!("bad request: {e}")),
+            Err(e) => return (text(400, format!("bad request: {e}")), Some(FaultKind::BadArguments)),
         }
     };
     let component_id = id.to_string();
     let (deadline, limit) = (store.data().deadline, runtime.config().max_execution_time);
+    let active = runtime.metrics().active(id);
     let task = runtime.guests().spawn(async move {
         let _permit = permit;
-        const HANDLE: &str = "wasi:http/incoming-handler.handle";
+        let _active = active;
         let call = async {
             let result = async {
                 let proxy = proxy.instantiate_async(&mut store).await?;
@@ -97,12 +120,12 @@ where
         within_deadline(deadline, limit, &component_id, HANDLE, call).await
     });
     match rx.await {
-        Ok(Ok(response)) => response.map(|body| body.map_err(|e| Box::new(e) as BodyError).boxed_unsync()),
-        Ok(Err(code)) => text(500, format!("component `{id}` failed the request: {code:?}")),
+        Ok(Ok(response)) => (response.map(|body| body.map_err(|e| Box::new(e) as BodyError).boxed_unsync()), None),
+        Ok(Err(code)) => (text(500, format!("component `{id}` failed the request: {code:?}")), None),
         Err(_) => match task.await {
-            Ok(Err(fault)) => fault_response(&fault),
-            Ok(Ok(())) => text(500, format!("component `{id}` returned without setting a response")),
-            Err(e) => text(500, format!("component `{id}` task failed: {e}")),
+            Ok(Err(fault)) => (fault_response(&fault), Some(fault.kind)),
+            Ok(Ok(())) => (text(500, format!("component `{id}` returned without setting a response")), None),
+            Err(e) => (text(500, format!("component `{id}` task failed: {e}")), Some(FaultKind::Host)),
         },
     }
 }

@@ -93,9 +93,23 @@ impl LocalTarget {
     /// # Errors
     /// A [`Fault`] from the call, or [`FaultKind::Busy`] when no slot freed up in time.
     pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
-        let permit = self.acquire(runtime, id).await?;
+        // Only exported names become label values (see `metrics`).
+        let operation = if self.component.function(function).is_some() { function } else { crate::metrics::UNKNOWN_OPERATION };
+        let began = Instant::now();
+        let permit = match self.acquire(runtime, id).await {
+            Ok(p) => p,
+            Err(fault) => {
+                runtime.metrics().call_ended(id, operation, began.elapsed(), Some(fault.kind.as_str()));
+                return Err(fault);
+            }
+        };
+        let began = Instant::now();
+        let active = runtime.metrics().active(id);
         let result = invoke_vals(runtime, id, &self.component, function, params).await;
+        drop(active);
         drop(permit);
+        let fault = result.as_ref().err().map(|f| f.kind.as_str());
+        runtime.metrics().call_ended(id, operation, began.elapsed(), fault);
         result
     }
 
@@ -126,6 +140,7 @@ impl LocalTarget {
             ));
         }
         let _waiting = Waiting(&slots.waiting);
+        let _counted = runtime.metrics().waiting(id);
         let wait = runtime.config().max_queue_wait;
         let began = Instant::now();
         match tokio::time::timeout(wait, slots.permits.clone().acquire_owned()).await {

@@ -408,6 +408,9 @@ pub struct HostArgs {
     /// How often to publish `host_heartbeat`.
     #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `127.0.0.1:9464`); off when unset.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// How long a graceful stop may drain when the request names no timeout.
     #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,

@@ -93,6 +93,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         friendly_name: args.friendly_name.clone(),
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
+        metrics_addr: args.metrics_addr,
         stop_timeout: args.stop_timeout,
         kv_replicas: args.kv_replicas,
         kv_default_bucket: args.kv_default_bucket.clone(),
@@ -185,6 +186,9 @@ async fn run_host_with(config: HostConfig, demo: Option<demo::Demo>) -> Result<(
         "Trellis host {} ({}) joined lattice `{}` at {}.\nTry `trellis hosts --lattice {}` in another terminal; Ctrl-C stops the host.",
         info.id, info.friendly_name, info.lattice, info.nats_url, info.lattice
     );
+    if let Some(addr) = info.metrics_addr {
+        println!("Prometheus metrics at http://{addr}/metrics.");
+    }
     // Listening before the demo is set up: a signal that arrives meanwhile (a restarted demo
     // serves from the stored links at once) is kept for the select below, not fatal.
     use tokio::signal::unix::{signal, SignalKind};

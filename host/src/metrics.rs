@@ -1,0 +1,276 @@
+//! What the host measures, served in Prometheus's text format at `/metrics` when
+//! `--metrics-addr` is set ([`serve`]).
+//!
+//! Every series carries the constant labels `lattice` and `host`. Names follow wasmCloud's
+//! OpenTelemetry metrics where it has one (`wasmcloud_host.component.invocations` →
+//! `trellis_component_invocations_total`). Label values a caller chooses are bounded: the
+//! `operation` of a call is a function the component exports (`ns:pkg/iface.func`) or
+//! `unknown`, never the name a caller sent, so a flood of made-up function names cannot grow
+//! the series without end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tracing::{debug, warn};
+
+/// The `operation` of a call to a function the component does not export.
+pub const UNKNOWN_OPERATION: &str = "unknown";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    component: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    component: String,
+    operation: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabels {
+    component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    component: String,
+    status: u16,
+}
+
+/// The host's metrics: a cheap-to-clone handle every call path records into.
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    invocations: Family<CallLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<CallLabels, Histogram, fn() -> Histogram>,
+    active: Family<ComponentLabels, Gauge>,
+    max_instances: Family<ComponentLabels, Gauge>,
+    waiting: Family<ComponentLabels, Gauge>,
+    http: Family<HttpLabels, Counter>,
+    nats_reconnects: Counter,
+    resident: Gauge,
+    cpu_ms: Counter,
+}
+
+fn duration_histogram() -> Histogram {
+    // 10 µs … ~84 s.
+    Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+}
+
+impl Default for Metrics {
+    /// Metrics with no constant labels (for runtimes outside a host, such as the benchmark's).
+    fn default() -> Self {
+        Self::new("", "")
+    }
+}
+
+impl Metrics {
+    /// Metrics of host `host` on lattice `lattice`.
+    pub fn new(lattice: &str, host: &str) -> Self {
+        let mut root = Registry::default();
+        let labels = [("lattice".into(), lattice.to_string().into()), ("host".into(), host.to_string().into())];
+        let registry = root.sub_registry_with_labels(labels.into_iter());
+        let registry = registry.sub_registry_with_prefix("trellis");
+        let invocations = Family::<CallLabels, Counter>::default();
+        registry.register("component_invocations", "Calls of a component's exports, ended (any outcome)", invocations.clone());
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register("component_invocation_errors", "Calls that failed, by fault kind", errors.clone());
+        let duration = Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "component_invocation_duration",
+            "Time from a call's start (an instance slot held) to its end",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let active = Family::<ComponentLabels, Gauge>::default();
+        registry.register("component_active_instances", "Instances running a call now", active.clone());
+        let max_instances = Family::<ComponentLabels, Gauge>::default();
+        registry.register("component_max_instances", "The component's max_instances on this host", max_instances.clone());
+        let waiting = Family::<ComponentLabels, Gauge>::default();
+        registry.register("component_waiting_calls", "Calls waiting for a free instance slot", waiting.clone());
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests served by a component, by response status", http.clone());
+        let nats_reconnects = Counter::default();
+        registry.register("nats_reconnects", "Times the host's NATS connection was re-established", nats_reconnects.clone());
+        let resident = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the host process",
+            prometheus_client::registry::Unit::Bytes,
+            resident.clone(),
+        );
+        let cpu_ms = Counter::default();
+        registry.register("process_cpu_milliseconds", "CPU time (user + system) of the host process", cpu_ms.clone());
+        Self(Arc::new(Inner {
+            registry: root,
+            invocations,
+            errors,
+            duration,
+            active,
+            max_instances,
+            waiting,
+            http,
+            nats_reconnects,
+            resident,
+            cpu_ms,
+        }))
+    }
+
+    /// A call of `operation` (an exported function, or [`UNKNOWN_OPERATION`]) of `component`
+    /// ended after `took`; `fault` names its fault kind when it failed.
+    pub fn call_ended(&self, component: &str, operation: &str, took: Duration, fault: Option<&str>) {
+        let call = CallLabels { component: component.into(), operation: operation.into() };
+        self.0.invocations.get_or_create(&call).inc();
+        self.0.duration.get_or_create(&call).observe(took.as_secs_f64());
+        if let Some(kind) = fault {
+            let labels = ErrorLabels { component: call.component, operation: call.operation, kind: kind.into() };
+            self.0.errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// An instance of `component` runs a call until the guard drops.
+    pub fn active(&self, component: &str) -> ActiveGuard {
+        let gauge = self.0.active.get_or_create(&ComponentLabels { component: component.into() }).clone();
+        gauge.inc();
+        ActiveGuard(gauge)
+    }
+
+    /// A call of `component` waits for a slot until the guard drops.
+    pub fn waiting(&self, component: &str) -> ActiveGuard {
+        let gauge = self.0.waiting.get_or_create(&ComponentLabels { component: component.into() }).clone();
+        gauge.inc();
+        ActiveGuard(gauge)
+    }
+
+    /// `component` now runs with at most `max` instances here.
+    pub fn set_max_instances(&self, component: &str, max: u32) {
+        self.0.max_instances.get_or_create(&ComponentLabels { component: component.into() }).set(i64::from(max));
+    }
+
+    /// `component` stopped here: its per-component gauges go (counters stay, as Prometheus
+    /// expects of counters).
+    pub fn component_stopped(&self, component: &str) {
+        let labels = ComponentLabels { component: component.into() };
+        self.0.max_instances.remove(&labels);
+        self.0.active.remove(&labels);
+        self.0.waiting.remove(&labels);
+    }
+
+    /// An HTTP request to `component` was answered with `status`.
+    pub fn http_response(&self, component: &str, status: u16) {
+        self.0.http.get_or_create(&HttpLabels { component: component.into(), status }).inc();
+    }
+
+    /// The NATS connection came back after a loss.
+    pub fn nats_reconnected(&self) {
+        self.0.nats_reconnects.inc();
+    }
+
+    /// The text exposition (OpenMetrics, which Prometheus reads), with the process's memory
+    /// and CPU read now.
+    pub fn render(&self) -> String {
+        if let Some((rss, cpu)) = process_usage() {
+            self.0.resident.set(i64::try_from(rss).unwrap_or(i64::MAX));
+            let seen = self.0.cpu_ms.get();
+            if cpu > seen {
+                self.0.cpu_ms.inc_by(cpu - seen);
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+            warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Decrements a gauge when dropped.
+#[derive(Debug)]
+pub struct ActiveGuard(Gauge);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Resident bytes and CPU milliseconds of this process, from `getrusage` and `/proc/self/statm`.
+fn process_usage() -> Option<(u64, u64)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let ms = |t: nix::sys::time::TimeVal| u64::try_from(t.tv_sec()).unwrap_or(0) * 1000 + u64::try_from(t.tv_usec()).unwrap_or(0) / 1000;
+    let cpu = ms(usage.user_time()) + ms(usage.system_time());
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = u64::try_from(rustix::param::page_size()).unwrap_or(4096);
+    Some((pages * page, cpu))
+}
+
+/// Serves `metrics` at `http://{addr}/metrics` until the task is aborted; other paths get 404.
+///
+/// # Errors
+/// When `addr` cannot be bound.
+pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        // Scrapers are few; a small bound keeps a flood of connections from costing more.
+        let slots = Arc::new(tokio::sync::Semaphore::new(16));
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                debug!(%peer, "metrics connection refused: too many open");
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let response = if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET {
+                            hyper::Response::builder()
+                                .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                                .body(Full::new(Bytes::from(metrics.render())))
+                        } else {
+                            hyper::Response::builder().status(404).body(Full::new(Bytes::from_static(b"only GET /metrics is served here\n")))
+                        };
+                        response
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(io, service);
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(60), conn).await.unwrap_or(Ok(())) {
+                    debug!(%peer, error = %e, "metrics connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
