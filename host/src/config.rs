@@ -147,6 +147,8 @@ pub struct HostConfig {
     pub providers: ProviderSettings,
     /// Serve Prometheus metrics at `http://{addr}/metrics` (off when `None`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep the lattice's events in the journal stream (off when `None`).
+    pub journal: Option<crate::journal::JournalConfig>,
 }
 
 impl Default for HostConfig {
@@ -167,6 +169,7 @@ impl Default for HostConfig {
             apps: true,
             providers: ProviderSettings::default(),
             metrics_addr: None,
+            journal: Some(crate::journal::JournalConfig::default()),
         }
     }
 }

@@ -108,7 +108,9 @@
 //! publishes a heartbeat at once (and counts the reconnect in [`metrics`]); the call
 //! connection's events are logged. Every call records into the runtime's [`metrics::Metrics`]
 //! handle where it runs (`LocalTarget::call`, the HTTP path); `--metrics-addr` serves them
-//! from a task on the host thread, aborted at step 5. Both reconnect
+//! from a task on the host thread, aborted at step 5. Before `host_started`, the host makes
+//! sure the lattice journal's stream exists ([`journal`]); JetStream, not the host, then keeps
+//! every event published on `wasmbus.evt`. Both reconnect
 //! without limit, and their subscriptions survive reconnects (async-nats resubscribes).
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
@@ -146,6 +148,7 @@ pub mod identity;
 pub mod lattice;
 pub mod providers;
 pub mod local_nats;
+pub mod journal;
 pub mod metrics;
 pub mod nats;
 pub mod runtime;

@@ -251,6 +251,10 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     };
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
     let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
+    // Before host_started, so the journal has this host's events from its first.
+    if let Some(journal) = &config.journal {
+        crate::journal::ensure_logged(&nats, journal, config.kv_replicas).await;
+    }
     match store.migrate().await {
         Ok(0) => {}
         Ok(n) => info!(specs = n, "rewrote component specs stored in Trellis's old layout as wasmCloud's ComponentSpecification"),

@@ -86,6 +86,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The journal cannot be read.
+    #[error("{0}")]
+    Journal(String),
+    /// The records after a cursor have aged out of the journal.
+    #[error("cursor {cursor} is gone: the journal now starts at {first} (older events aged out, so records after {cursor} may be lost); read from the start, or from a recent duration such as `--since 10m`")]
+    CursorGone {
+        /// The cursor asked for.
+        cursor: u64,
+        /// The oldest record kept.
+        first: u64,
+    },
     /// The host answered `success: false`.
     #[error("host refused `{subject}`: {message}")]
     Refused {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod host;
 pub mod invocation;
+pub mod journal;
 pub mod link;
 pub mod provider;
 pub mod registry;

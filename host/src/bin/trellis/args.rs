@@ -34,6 +34,28 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         ids: bool,
     },
+    /// Read the lattice's journal of events (kept in JetStream, so it outlives every host):
+    /// each record with its cursor; a page says whether more follow and where to go on.
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Start after this cursor (a number printed by an earlier read) or this long ago
+        /// (`10m`, `2h`); from the oldest record kept when unset.
+        #[arg(long)]
+        since: Option<trellis_messages::journal::Since>,
+        /// At most this many records (a page).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only events of this type (`component_scaled`).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Heartbeats too (left out by default).
+        #[arg(long)]
+        heartbeats: bool,
+        /// After the page, print each new event as it is published, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Show a host's inventory (`host.get`).
     Inventory {
         #[command(flatten)]
@@ -411,6 +433,15 @@ pub struct HostArgs {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `127.0.0.1:9464`); off when unset.
     #[arg(long, env = "TRELLIS_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long the lattice journal keeps events (hosts only ever raise the stream's limit).
+    #[arg(long, env = "TRELLIS_JOURNAL_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub journal_max_age: Duration,
+    /// How many bytes of events the lattice journal keeps (`256MiB`).
+    #[arg(long, env = "TRELLIS_JOURNAL_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub journal_max_bytes: u64,
+    /// Do not create or raise the lattice journal's stream from this host.
+    #[arg(long, env = "TRELLIS_NO_JOURNAL")]
+    pub no_journal: bool,
     /// How long a graceful stop may drain when the request names no timeout.
     #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,

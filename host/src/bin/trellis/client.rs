@@ -23,6 +23,26 @@ async fn connect(args: &ClientArgs) -> Result<Client> {
         .with_gather(args.timeout))
 }
 
+/// One journal record: a JSON line, or `cursor  time  type  summary`.
+fn print_record(record: &trellis_messages::journal::Record, json: bool) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(record)?)?;
+    } else {
+        let data = &record.event["data"];
+        let about = ["component_id", "provider_id", "source_id", "config_name", "host_id", "name"]
+            .iter()
+            .filter_map(|k| data.get(*k).and_then(|v| v.as_str()).map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        writeln!(out, "{:>8}  {}  {:<24}  {about}", record.cursor, record.time, record.kind)?;
+    }
+    // Line by line, so a reader of `--follow` sees each event when it happens.
+    out.flush()?;
+    Ok(())
+}
+
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -54,6 +74,31 @@ pub async fn run(command: Command) -> Result<()> {
             for h in hosts {
                 let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!("{}  {}  up {}  {}", h.id, h.friendly_name, h.uptime_human.unwrap_or_default(), labels.join(","));
+            }
+            Ok(())
+        }
+        Command::Events { client: args, since, limit, kind, heartbeats, follow } => {
+            let client = connect(&args).await?;
+            let journal = trellis_messages::journal::Journal::new(client.nats().clone(), &args.lattice.lattice);
+            let filter = trellis_messages::journal::Filter { kind, heartbeats };
+            let since = since.unwrap_or(trellis_messages::journal::Since::Start);
+            let page = journal.page(since, limit, &filter).await?;
+            if args.json && !follow {
+                return print_json(&page);
+            }
+            for record in &page.records {
+                print_record(record, args.json)?;
+            }
+            if !follow {
+                if page.has_more {
+                    println!("(more: trellis events --since {})", page.next);
+                }
+                return Ok(());
+            }
+            // Follow from where the page ended: nothing twice, nothing skipped.
+            let mut records = std::pin::pin!(journal.follow(trellis_messages::journal::Since::After(page.next), filter).await?);
+            while let Some(record) = records.next().await {
+                print_record(&record?, args.json)?;
             }
             Ok(())
         }

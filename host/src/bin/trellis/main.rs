@@ -94,6 +94,8 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
         metrics_addr: args.metrics_addr,
+        journal: (!args.no_journal)
+            .then_some(trellis_host::journal::JournalConfig { max_age: args.journal_max_age, max_bytes: args.journal_max_bytes }),
         stop_timeout: args.stop_timeout,
         kv_replicas: args.kv_replicas,
         kv_default_bucket: args.kv_default_bucket.clone(),
