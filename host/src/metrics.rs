@@ -47,9 +47,11 @@ struct HttpLabels {
     status: u16,
 }
 
-/// The host's metrics: a cheap-to-clone handle every call path records into.
+/// The host's metrics: a cheap-to-clone handle every call path records into. A host that
+/// serves no metrics records none ([`Metrics::disabled`]): the benchmark measures what
+/// recording costs a call.
 #[derive(Clone, Debug)]
-pub struct Metrics(Arc<Inner>);
+pub struct Metrics(Option<Arc<Inner>>);
 
 #[derive(Debug)]
 struct Inner {
@@ -72,13 +74,18 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Default for Metrics {
-    /// Metrics with no constant labels (for runtimes outside a host, such as the benchmark's).
+    /// [`Metrics::disabled`].
     fn default() -> Self {
-        Self::new("", "")
+        Self::disabled()
     }
 }
 
 impl Metrics {
+    /// Metrics that record nothing and render empty.
+    pub fn disabled() -> Self {
+        Self(None)
+    }
+
     /// Metrics of host `host` on lattice `lattice`.
     pub fn new(lattice: &str, host: &str) -> Self {
         let mut root = Registry::default();
@@ -115,7 +122,7 @@ impl Metrics {
         );
         let cpu_ms = Counter::default();
         registry.register("process_cpu_milliseconds", "CPU time (user + system) of the host process", cpu_ms.clone());
-        Self(Arc::new(Inner {
+        Self(Some(Arc::new(Inner {
             registry: root,
             invocations,
             errors,
@@ -127,71 +134,80 @@ impl Metrics {
             nats_reconnects,
             resident,
             cpu_ms,
-        }))
+        })))
     }
 
     /// A call of `operation` (an exported function, or [`UNKNOWN_OPERATION`]) of `component`
     /// ended after `took`; `fault` names its fault kind when it failed.
     pub fn call_ended(&self, component: &str, operation: &str, took: Duration, fault: Option<&str>) {
+        let Some(inner) = &self.0 else { return };
         let call = CallLabels { component: component.into(), operation: operation.into() };
-        self.0.invocations.get_or_create(&call).inc();
-        self.0.duration.get_or_create(&call).observe(took.as_secs_f64());
+        inner.invocations.get_or_create(&call).inc();
+        inner.duration.get_or_create(&call).observe(took.as_secs_f64());
         if let Some(kind) = fault {
             let labels = ErrorLabels { component: call.component, operation: call.operation, kind: kind.into() };
-            self.0.errors.get_or_create(&labels).inc();
+            inner.errors.get_or_create(&labels).inc();
         }
     }
 
     /// An instance of `component` runs a call until the guard drops.
     pub fn active(&self, component: &str) -> ActiveGuard {
-        let gauge = self.0.active.get_or_create(&ComponentLabels { component: component.into() }).clone();
+        let Some(inner) = &self.0 else { return ActiveGuard(None) };
+        let gauge = inner.active.get_or_create(&ComponentLabels { component: component.into() }).clone();
         gauge.inc();
-        ActiveGuard(gauge)
+        ActiveGuard(Some(gauge))
     }
 
     /// A call of `component` waits for a slot until the guard drops.
     pub fn waiting(&self, component: &str) -> ActiveGuard {
-        let gauge = self.0.waiting.get_or_create(&ComponentLabels { component: component.into() }).clone();
+        let Some(inner) = &self.0 else { return ActiveGuard(None) };
+        let gauge = inner.waiting.get_or_create(&ComponentLabels { component: component.into() }).clone();
         gauge.inc();
-        ActiveGuard(gauge)
+        ActiveGuard(Some(gauge))
     }
 
     /// `component` now runs with at most `max` instances here.
     pub fn set_max_instances(&self, component: &str, max: u32) {
-        self.0.max_instances.get_or_create(&ComponentLabels { component: component.into() }).set(i64::from(max));
+        let Some(inner) = &self.0 else { return };
+        inner.max_instances.get_or_create(&ComponentLabels { component: component.into() }).set(i64::from(max));
     }
 
     /// `component` stopped here: its per-component gauges go (counters stay, as Prometheus
     /// expects of counters).
     pub fn component_stopped(&self, component: &str) {
+        let Some(inner) = &self.0 else { return };
         let labels = ComponentLabels { component: component.into() };
-        self.0.max_instances.remove(&labels);
-        self.0.active.remove(&labels);
-        self.0.waiting.remove(&labels);
+        inner.max_instances.remove(&labels);
+        inner.active.remove(&labels);
+        inner.waiting.remove(&labels);
     }
 
     /// An HTTP request to `component` was answered with `status`.
     pub fn http_response(&self, component: &str, status: u16) {
-        self.0.http.get_or_create(&HttpLabels { component: component.into(), status }).inc();
+        let Some(inner) = &self.0 else { return };
+        inner.http.get_or_create(&HttpLabels { component: component.into(), status }).inc();
     }
 
     /// The NATS connection came back after a loss.
     pub fn nats_reconnected(&self) {
-        self.0.nats_reconnects.inc();
+        if let Some(inner) = &self.0 {
+            inner.nats_reconnects.inc();
+        }
     }
 
     /// The text exposition (OpenMetrics, which Prometheus reads), with the process's memory
     /// and CPU read now.
     pub fn render(&self) -> String {
+        let Some(inner) = &self.0 else { return String::new() };
         if let Some((rss, cpu)) = process_usage() {
-            self.0.resident.set(i64::try_from(rss).unwrap_or(i64::MAX));
-            let seen = self.0.cpu_ms.get();
+            inner.resident.set(i64::try_from(rss).unwrap_or(i64::MAX));
+            let seen = inner.cpu_ms.get();
             if cpu > seen {
-                self.0.cpu_ms.inc_by(cpu - seen);
+                inner.cpu_ms.inc_by(cpu - seen);
             }
         }
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &inner.registry) {
             warn!(error = %e, "cannot encode metrics");
         }
         out
@@ -200,11 +216,13 @@ impl Metrics {
 
 /// Decrements a gauge when dropped.
 #[derive(Debug)]
-pub struct ActiveGuard(Gauge);
+pub struct ActiveGuard(Option<Gauge>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
     }
 }
 

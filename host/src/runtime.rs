@@ -222,7 +222,11 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
-    let metrics = crate::metrics::Metrics::new(&config.lattice, &host_id);
+    // Recorded only when served: a host nobody scrapes pays nothing per call.
+    let metrics = match config.metrics_addr {
+        Some(_) => crate::metrics::Metrics::new(&config.lattice, &host_id),
+        None => crate::metrics::Metrics::disabled(),
+    };
     // Bound before anything joins the lattice: a port in use fails the start, clearly.
     let metrics_server = match config.metrics_addr {
         Some(addr) => Some(

@@ -401,3 +401,45 @@ async fn guest_logs_reach_the_host_log_with_the_component_id() -> anyhow::Result
     assert!(line.contains("INFO") && line.contains("component_id=msg-echo") && line.contains("context=\"msg-echo\""), "{line}");
     Ok(())
 }
+
+/// `trellis get`: hosts, components, providers, links and applications on one screen, and the
+/// same as JSON.
+#[tokio::test]
+async fn trellis_get_shows_the_lattice_on_one_screen() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.labels.insert("role".into(), "edge".into());
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    lattice.scale(host.id(), "echo", trellis_tests::actors::ECHO, 3).await?.map_err(anyhow::Error::msg)?;
+    let start = trellis_messages::provider::StartProviderCommand {
+        provider_id: "web".into(),
+        provider_ref: "wasmcloud+builtin://http-server".into(),
+        host_id: host.id().into(),
+        ..Default::default()
+    };
+    client.start_provider(host.id(), &start).await?;
+    client.put_link(&trellis_messages::link::Link::new("pinger", "echo", "default", "trellis", "echo", &["echo"])).await?;
+    let get = |json: bool| -> anyhow::Result<String> {
+        let mut cmd = Command::new(trellis_bin()?);
+        cmd.args(["get", "--nats-url", &lattice.url(), "--lattice", &lattice.name]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output()?;
+        anyhow::ensure!(out.status.success(), "trellis get: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let text = eventually(Duration::from_secs(10), || async { get(false).ok().filter(|t| t.contains("web ")) }).await.expect("the provider shows");
+    assert!(text.contains(&format!("Lattice {}: 1 host(s)", lattice.name)), "{text}");
+    assert!(text.contains(host.id()) && text.contains("role=edge"), "{text}");
+    assert!(text.lines().any(|l| l.contains("echo") && l.contains("max 3")), "{text}");
+    assert!(text.contains("pinger -> echo  trellis:echo/{echo}  (default)"), "{text}");
+    assert!(text.contains("APPLICATIONS\n  (none)"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&get(true)?)?;
+    assert_eq!(json["hosts"][0]["inventory"]["components"][0]["id"], "echo", "{json}");
+    assert_eq!(json["links"][0]["source_id"], "pinger");
+    assert_eq!(json["applications"], serde_json::json!([]));
+    host.shutdown(None).await?;
+    Ok(())
+}

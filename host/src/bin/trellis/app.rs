@@ -10,7 +10,7 @@ use wadm_types::api::{
 
 use crate::args::{AppAction, ClientArgs};
 
-async fn request<T: DeserializeOwned>(args: &ClientArgs, operation: &str, body: Vec<u8>, content_type: Option<&str>) -> Result<T> {
+pub(crate) async fn request<T: DeserializeOwned>(args: &ClientArgs, operation: &str, body: Vec<u8>, content_type: Option<&str>) -> Result<T> {
     let mut config = crate::nats_config(&args.lattice.nats);
     config.connect_timeout = std::time::Duration::from_secs(5);
     let nats = trellis_host::nats::connect(&config, "trellis-cli", None).await?;

@@ -23,6 +23,11 @@ pub enum Command {
     Up(UpArgs),
     /// Run a host joined to an existing lattice.
     Host(HostArgs),
+    /// The lattice on one screen: hosts, components, providers (health), links, applications.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List the hosts of the lattice (`host.ping`).
     Hosts {
         #[command(flatten)]

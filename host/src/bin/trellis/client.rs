@@ -13,7 +13,7 @@ use trellis_host::providers::ProviderKind;
 
 use crate::args::{ClientArgs, Command, ConfigAction, LabelAction, LinkAction, ProviderAction};
 
-async fn connect(args: &ClientArgs) -> Result<Client> {
+pub(crate) async fn connect(args: &ClientArgs) -> Result<Client> {
     // The host's own connect: credentials (in the URL, a .creds file or an nkey) and TLS alike.
     let mut config = crate::nats_config(&args.lattice.nats);
     config.connect_timeout = Duration::from_secs(5);
@@ -285,7 +285,9 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.delete_config(&name).await?);
             Ok(())
         }
-        Command::Up(_) | Command::Host(_) | Command::App { .. } | Command::ProviderGuard { .. } => anyhow::bail!("host and app commands are run by main, not this client"),
+        Command::Up(_) | Command::Host(_) | Command::App { .. } | Command::Get { .. } | Command::ProviderGuard { .. } => {
+            anyhow::bail!("host, app and get commands are run by main, not this client")
+        }
     }
 }
 

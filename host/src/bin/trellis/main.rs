@@ -4,6 +4,7 @@ mod app;
 mod args;
 mod client;
 mod demo;
+mod overview;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Up(args) => up(args).await,
         Command::Host(args) => run_host(host_config(&args, false)?).await,
         Command::App { action } => app::run(action).await,
+        Command::Get { client } => overview::run(client).await,
         other => client::run(other).await,
     }
 }

@@ -94,19 +94,23 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
 async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
     let mut per_call = Vec::with_capacity(n as usize * rounds);
     // One unmeasured round first: the first calls through a new link warm its path.
-    for round in 0..=rounds {
-        let r = client.call("pinger", "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
-        let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
-        let times = parse_u64_list(list).with_context(|| format!("ping-timed returned `{list}`"))?;
-        anyhow::ensure!(times.len() == n as usize, "ping-timed returned {} times for {n} calls", times.len());
-        if round > 0 {
-            per_call.extend(times.into_iter().map(Duration::from_nanos));
-        }
+    link_round(client, "pinger", n).await?;
+    for _ in 0..rounds {
+        per_call.extend(link_round(client, "pinger", n).await?);
     }
     per_call.sort_unstable();
     let shape: Vec<String> = [0.5, 0.9, 0.95, 0.98, 0.99, 0.999].iter().map(|p| format!("p{}={:.1}", p * 100.0, us(pct(&per_call, *p)))).collect();
     tracing::info!("link path per call (µs): {}", shape.join(" "));
     Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
+}
+
+/// One `ping-timed(n)` of component `pinger`: the time of each of its `n` link calls.
+async fn link_round(client: &trellis_messages::Client, pinger: &str, n: u32) -> Result<Vec<Duration>> {
+    let r = client.call(pinger, "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
+    let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
+    let times = parse_u64_list(list).with_context(|| format!("ping-timed returned `{list}`"))?;
+    anyhow::ensure!(times.len() == n as usize, "ping-timed returned {} times for {n} calls", times.len());
+    Ok(times.into_iter().map(Duration::from_nanos).collect())
 }
 
 /// A WAVE `list<u64>` such as `[1, 2, 3]`.
@@ -118,9 +122,9 @@ fn parse_u64_list(text: &str) -> Option<Vec<u64>> {
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=11).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=12).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 11, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 12, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -191,6 +195,39 @@ async fn main() -> Result<()> {
         f.json["trellis_calls"] = json!(size.inner as usize * rounds);
         f.json["baseline_calls"] = json!(size.calls);
         figures.push(f);
+    }
+
+    // 12. What metrics cost a call: the same local link path on a host serving metrics
+    // (`--metrics-addr`: every call recorded) and on host A (none), alternating in rounds.
+    if want(12) {
+        let mut config = lattice.host_config_on(0);
+        config.heartbeat_interval = Duration::from_secs(30);
+        config.wasm.max_execution_time = Duration::from_secs(30);
+        config.wasm.pool_instances = 256;
+        config.metrics_addr = Some("127.0.0.1:0".parse()?);
+        let metered = lattice.start_host(config).await?;
+        scaled(&lattice, metered.id(), "pinger-m", actors::PINGER, 64).await?;
+        scaled(&lattice, metered.id(), "echo-m", actors::ECHO, 64).await?;
+        client.put_link(&link("pinger-m", "echo-m", "default", "trellis", "echo", &["echo"], &[])).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        link_round(&client, "pinger-m", size.inner).await?;
+        link_round(&client, "pinger", size.inner).await?;
+        for _ in 0..rounds {
+            on.extend(link_round(&client, "pinger-m", size.inner).await?);
+            off.extend(link_round(&client, "pinger", size.inner).await?);
+        }
+        on.sort_unstable();
+        off.sort_unstable();
+        let scraped = metered.info().metrics_addr.context("metrics address")?;
+        let mut f = latency_figure(
+            &format!("12. local call with metrics recorded (--metrics-addr) vs without; per-call percentiles of {} calls each, alternating", on.len()),
+            (pct(&on, 0.5), pct(&on, 0.99)),
+            (pct(&off, 0.5), pct(&off, 0.99)),
+        );
+        f.json["metrics_addr"] = json!(scraped.to_string());
+        figures.push(f);
+        metered.shutdown(None).await?;
     }
 
     // 2. Cross-host: echo only on host B (a different NATS node).
