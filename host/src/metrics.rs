@@ -150,22 +150,6 @@ impl Metrics {
         }
     }
 
-    /// An instance of `component` runs a call until the guard drops.
-    pub fn active(&self, component: &str) -> ActiveGuard {
-        let Some(inner) = &self.0 else { return ActiveGuard(None) };
-        let gauge = inner.active.get_or_create(&ComponentLabels { component: component.into() }).clone();
-        gauge.inc();
-        ActiveGuard(Some(gauge))
-    }
-
-    /// A call of `component` waits for a slot until the guard drops.
-    pub fn waiting(&self, component: &str) -> ActiveGuard {
-        let Some(inner) = &self.0 else { return ActiveGuard(None) };
-        let gauge = inner.waiting.get_or_create(&ComponentLabels { component: component.into() }).clone();
-        gauge.inc();
-        ActiveGuard(Some(gauge))
-    }
-
     /// `component` now runs with at most `max` instances here.
     pub fn set_max_instances(&self, component: &str, max: u32) {
         let Some(inner) = &self.0 else { return };
@@ -211,6 +195,82 @@ impl Metrics {
             warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// One component's metric handles, made once when it starts serving, so a call records with
+/// atomic increments and one lookup of its operation, without building label sets.
+#[derive(Clone, Debug)]
+pub struct ComponentMetrics(Option<Arc<ComponentHandles>>);
+
+#[derive(Debug)]
+struct ComponentHandles {
+    id: String,
+    metrics: Metrics,
+    active: Gauge,
+    waiting: Gauge,
+    /// By operation (exported functions and `unknown` only: see the module's doc).
+    calls: std::sync::RwLock<std::collections::HashMap<String, (Counter, Histogram)>>,
+}
+
+impl Metrics {
+    /// The handles of `component`: its calls record through them.
+    pub fn component(&self, component: &str) -> ComponentMetrics {
+        let Some(inner) = &self.0 else { return ComponentMetrics(None) };
+        let labels = ComponentLabels { component: component.into() };
+        ComponentMetrics(Some(Arc::new(ComponentHandles {
+            id: component.into(),
+            metrics: self.clone(),
+            active: inner.active.get_or_create(&labels).clone(),
+            waiting: inner.waiting.get_or_create(&labels).clone(),
+            calls: std::sync::RwLock::default(),
+        })))
+    }
+}
+
+impl ComponentMetrics {
+    /// Records nothing (a runtime outside a host).
+    pub fn disabled() -> Self {
+        Self(None)
+    }
+
+    /// A call of `operation` (an exported function, or [`UNKNOWN_OPERATION`]) ended after
+    /// `took`; `fault` names its kind when it failed.
+    pub fn call_ended(&self, operation: &str, took: Duration, fault: Option<&str>) {
+        let Some(h) = &self.0 else { return };
+        let cached = h.calls.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(operation).cloned();
+        let (count, duration) = match cached {
+            Some(handles) => handles,
+            None => {
+                let Some(inner) = &h.metrics.0 else { return };
+                let call = CallLabels { component: h.id.clone(), operation: operation.into() };
+                let handles = (inner.invocations.get_or_create(&call).clone(), inner.duration.get_or_create(&call).clone());
+                h.calls.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(operation.into(), handles.clone());
+                handles
+            }
+        };
+        count.inc();
+        duration.observe(took.as_secs_f64());
+        if let (Some(kind), Some(inner)) = (fault, &h.metrics.0) {
+            let labels = ErrorLabels { component: h.id.clone(), operation: operation.into(), kind: kind.into() };
+            inner.errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// An instance runs a call until the guard drops.
+    pub fn active(&self) -> ActiveGuard {
+        ActiveGuard(self.0.as_ref().map(|h| {
+            h.active.inc();
+            h.active.clone()
+        }))
+    }
+
+    /// A call waits for a slot until the guard drops.
+    pub fn waiting(&self) -> ActiveGuard {
+        ActiveGuard(self.0.as_ref().map(|h| {
+            h.waiting.inc();
+            h.waiting.clone()
+        }))
     }
 }
 

@@ -115,6 +115,7 @@ impl ComponentActor {
             serving: Serving::new(LocalTarget {
                 component,
                 slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
+                metrics: services.runtime.metrics().component(id),
             }),
             runtime: services.runtime.clone(),
             nats,

@@ -62,10 +62,10 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let began = std::time::Instant::now();
+    let metrics = target.metrics.clone();
     let (response, fault) = serve_local_inner(runtime.clone(), id, target, request).await;
-    let metrics = runtime.metrics();
-    metrics.http_response(id, response.status().as_u16());
-    metrics.call_ended(id, HANDLE, began.elapsed(), fault.map(FaultKind::as_str));
+    runtime.metrics().http_response(id, response.status().as_u16());
+    metrics.call_ended(HANDLE, began.elapsed(), fault.map(FaultKind::as_str));
     response
 }
 
@@ -105,7 +105,7 @@ where
     };
     let component_id = id.to_string();
     let (deadline, limit) = (store.data().deadline, runtime.config().max_execution_time);
-    let active = runtime.metrics().active(id);
+    let active = target.metrics.active();
     let task = runtime.guests().spawn(async move {
         let _permit = permit;
         let _active = active;

@@ -75,6 +75,8 @@ pub struct LocalTarget {
     pub component: Arc<PreparedComponent>,
     /// `max_instances` slots and the queue before them.
     pub slots: Arc<Slots>,
+    /// Where its calls are counted.
+    pub metrics: crate::metrics::ComponentMetrics,
 }
 
 /// Decrements the waiting count when a waiting call stops waiting, however it stops.
@@ -99,17 +101,17 @@ impl LocalTarget {
         let permit = match self.acquire(runtime, id).await {
             Ok(p) => p,
             Err(fault) => {
-                runtime.metrics().call_ended(id, operation, began.elapsed(), Some(fault.kind.as_str()));
+                self.metrics.call_ended(operation, began.elapsed(), Some(fault.kind.as_str()));
                 return Err(fault);
             }
         };
         let began = Instant::now();
-        let active = runtime.metrics().active(id);
+        let active = self.metrics.active();
         let result = invoke_vals(runtime, id, &self.component, function, params).await;
         drop(active);
         drop(permit);
         let fault = result.as_ref().err().map(|f| f.kind.as_str());
-        runtime.metrics().call_ended(id, operation, began.elapsed(), fault);
+        self.metrics.call_ended(operation, began.elapsed(), fault);
         result
     }
 
@@ -140,7 +142,7 @@ impl LocalTarget {
             ));
         }
         let _waiting = Waiting(&slots.waiting);
-        let _counted = runtime.metrics().waiting(id);
+        let _counted = self.metrics.waiting();
         let wait = runtime.config().max_queue_wait;
         let began = Instant::now();
         match tokio::time::timeout(wait, slots.permits.clone().acquire_owned()).await {
