@@ -137,19 +137,6 @@ impl Metrics {
         })))
     }
 
-    /// A call of `operation` (an exported function, or [`UNKNOWN_OPERATION`]) of `component`
-    /// ended after `took`; `fault` names its fault kind when it failed.
-    pub fn call_ended(&self, component: &str, operation: &str, took: Duration, fault: Option<&str>) {
-        let Some(inner) = &self.0 else { return };
-        let call = CallLabels { component: component.into(), operation: operation.into() };
-        inner.invocations.get_or_create(&call).inc();
-        inner.duration.get_or_create(&call).observe(took.as_secs_f64());
-        if let Some(kind) = fault {
-            let labels = ErrorLabels { component: call.component, operation: call.operation, kind: kind.into() };
-            inner.errors.get_or_create(&labels).inc();
-        }
-    }
-
     /// `component` now runs with at most `max` instances here.
     pub fn set_max_instances(&self, component: &str, max: u32) {
         let Some(inner) = &self.0 else { return };
@@ -232,6 +219,12 @@ impl ComponentMetrics {
     /// Records nothing (a runtime outside a host).
     pub fn disabled() -> Self {
         Self(None)
+    }
+
+    /// Whether calls are recorded (a host that serves no metrics records none, and skips the
+    /// work of naming the operation).
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
     }
 
     /// A call of `operation` (an exported function, or [`UNKNOWN_OPERATION`]) ended after
@@ -351,4 +344,23 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<(Socke
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_that_serves_no_metrics_records_none() {
+        let off = Metrics::disabled();
+        let calls = off.component("echo");
+        assert!(!calls.enabled());
+        calls.call_ended("trellis:echo/echo.echo", Duration::from_millis(1), Some("trap"));
+        drop(calls.active());
+        assert_eq!(off.render(), "");
+
+        let on = Metrics::new("l", "h");
+        on.component("echo").call_ended("trellis:echo/echo.echo", Duration::from_millis(1), None);
+        assert!(on.render().contains(r#"trellis_component_invocations_total{lattice="l",host="h",component="echo",operation="trellis:echo/echo.echo"} 1"#));
+    }
 }

@@ -202,12 +202,32 @@ async fn the_journal_shares_wadms_stream_and_raises_its_limits() -> anyhow::Resu
     assert!(journal.page(Since::Start, 10, &Filter::default()).await?.records.iter().any(|r| r.kind == "host_started"));
     host.shutdown(None).await?;
 
+    // A type is one subject token: wildcards are refused, not read as a filter.
+    for bad in [">", "*", "a.b", ""] {
+        let err = journal.page(Since::Start, 10, &Filter { kind: Some(bad.into()), heartbeats: false }).await.expect_err(bad);
+        assert!(err.to_string().contains("is not an event type"), "{err}");
+    }
+
     // A stream of that name with other subjects is left alone; the host still starts.
     let other = TestLattice::new().await?;
     let js = async_nats::jetstream::new(other.nats().await?);
     js.create_stream(stream::Config { name: "wasmbus_events".into(), subjects: vec!["elsewhere.>".into()], ..Default::default() }).await?;
     let host = other.start_host(other.host_config()).await?;
     assert_eq!(js.get_stream("wasmbus_events").await?.info().await?.config.subjects, ["elsewhere.>"]);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_with_no_journal_leaves_the_stream_alone() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.journal = None;
+    let host = lattice.start_host(config).await?;
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    assert!(js.get_stream("wasmbus_events").await.is_err(), "no stream made");
+    let err = Journal::new(lattice.nats().await?, &lattice.name).page(Since::Start, 10, &Filter::default()).await.expect_err("no journal");
+    assert!(err.to_string().contains("is not available"), "{err}");
     host.shutdown(None).await?;
     Ok(())
 }

@@ -325,7 +325,7 @@ impl Call {
                 // Never reached `LocalTarget::call`, which records the others.
                 let operation =
                     if component.function(&request.function).is_some() { request.function.as_str() } else { crate::metrics::UNKNOWN_OPERATION };
-                self.runtime.metrics().call_ended(&self.id, operation, Duration::ZERO, Some(fault.kind.as_str()));
+                self.target.metrics.call_ended(operation, Duration::ZERO, Some(fault.kind.as_str()));
                 Err(fault)
             }
         };

@@ -95,8 +95,11 @@ impl LocalTarget {
     /// # Errors
     /// A [`Fault`] from the call, or [`FaultKind::Busy`] when no slot freed up in time.
     pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
-        // Only exported names become label values (see `metrics`).
-        let operation = if self.component.function(function).is_some() { function } else { crate::metrics::UNKNOWN_OPERATION };
+        // Only exported names become label values (see `metrics`); looked up only when recorded.
+        let operation = match self.metrics.enabled() && self.component.function(function).is_none() {
+            true => crate::metrics::UNKNOWN_OPERATION,
+            false => function,
+        };
         let began = Instant::now();
         let permit = match self.acquire(runtime, id).await {
             Ok(p) => p,

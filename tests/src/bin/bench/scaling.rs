@@ -22,14 +22,7 @@ pub(crate) async fn scale_many(lattice: &TestLattice, client: &trellis_messages:
     nats.flush().await?;
     for i in 0..n {
         let id = format!("d{i}");
-        let command = trellis_messages::component::ScaleComponentCommand {
-            component_id: id.clone(),
-            component_ref: reference.into(),
-            max_instances: 1,
-            host_id: host.into(),
-            ..Default::default()
-        };
-        client.scale_component(host, &command).await?;
+        client.scale_component(host, &one_instance(host, &id, reference)).await?;
         let quoted = format!("\"{id}\"");
         loop {
             let event = tokio::time::timeout(Duration::from_secs(60), events.next()).await?.context("event stream ended")?;
@@ -39,6 +32,17 @@ pub(crate) async fn scale_many(lattice: &TestLattice, client: &trellis_messages:
         }
     }
     Ok(())
+}
+
+/// `component.scale` of one instance of `id` from `reference` on `host`.
+fn one_instance(host: &str, id: &str, reference: &str) -> trellis_messages::component::ScaleComponentCommand {
+    trellis_messages::component::ScaleComponentCommand {
+        component_id: id.into(),
+        component_ref: reference.into(),
+        max_instances: 1,
+        host_id: host.into(),
+        ..Default::default()
+    }
 }
 
 /// The lattice's scale events (`component_scaled`, `component_scale_failed`), subscribed once
@@ -61,13 +65,7 @@ impl ScaleEvents {
     /// calls `echo` once: what a user waits from the scale request to the first answer.
     pub(crate) async fn scale_then_call(&mut self, client: &trellis_messages::Client, host: &str, id: &str, reference: &str) -> Result<Duration> {
         use futures::StreamExt as _;
-        let command = trellis_messages::component::ScaleComponentCommand {
-            component_id: id.into(),
-            component_ref: reference.into(),
-            max_instances: 1,
-            host_id: host.into(),
-            ..Default::default()
-        };
+        let command = one_instance(host, id, reference);
         let quoted = format!("\"{id}\"");
         let began = Instant::now();
         client.scale_component(host, &command).await?;
