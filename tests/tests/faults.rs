@@ -86,11 +86,23 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
 
 #[tokio::test]
 async fn hostile_guests_are_contained_and_the_next_call_works() -> anyhow::Result<()> {
+    hostile_guests(true).await
+}
+
+/// The same containment on an engine without guard pages (`--no-guard-pages`), where bounds,
+/// stack and memory limits are checked by the compiled code instead of by page faults.
+#[tokio::test]
+async fn hostile_guests_are_contained_without_guard_pages_too() -> anyhow::Result<()> {
+    hostile_guests(false).await
+}
+
+async fn hostile_guests(guard_pages: bool) -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
     let mut config = lattice.host_config();
     config.wasm.max_execution_time = Duration::from_millis(1500);
     config.wasm.max_component_memory = 32 << 20;
+    config.wasm.guard_pages = guard_pages;
     let host = lattice.start_host(config).await?;
     lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
@@ -274,5 +286,59 @@ async fn control_and_calls_are_answered_while_every_guest_thread_spins() -> anyh
         assert_eq!(fault(&spin.await??).0, FaultKind::Deadline);
     }
     host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A component in WAT: `grow` reads a word in a page it adds (what an earlier instance left
+/// there), then writes a marker there; `peek` reads that word without growing; `far` reads near
+/// the end of the 32-bit address space.
+const MEMORY_PROBE: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "grow") (result i32)
+      (local $before i32)
+      (drop (memory.grow (i32.const 1)))
+      (local.set $before (i32.load (i32.const 65544)))
+      (i32.store (i32.const 65544) (i32.const 2125315823))
+      (local.get $before))
+    (func (export "peek") (result i32) (i32.load (i32.const 65544)))
+    (func (export "far") (result i32) (i32.load (i32.const -16))))
+  (core instance $i (instantiate $m))
+  (func (export "grow") (result u32) (canon lift (core func $i "grow")))
+  (func (export "peek") (result u32) (canon lift (core func $i "peek")))
+  (func (export "far") (result u32) (canon lift (core func $i "far"))))"#;
+
+/// With and without guard pages, a guest reaches only its own memory as it is now: an
+/// instance never sees what an earlier instance in the same pool slot wrote, and memory an
+/// earlier instance grew into is out of bounds again for the next one.
+#[tokio::test]
+async fn guest_memory_is_bounded_and_fresh_per_call_with_and_without_guard_pages() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("probe.wasm");
+    std::fs::write(&path, wat::parse_str(MEMORY_PROBE)?)?;
+    let reference = format!("file://{}", path.display());
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    for guard_pages in [true, false] {
+        let mut config = lattice.host_config();
+        config.wasm.guard_pages = guard_pages;
+        let host = lattice.start_host(config).await?;
+        // One instance at a time, so calls reuse the same pool slot.
+        lattice.scale(host.id(), "probe", &reference, 1).await?.map_err(anyhow::Error::msg)?;
+        for round in 0..3 {
+            let reply = client.call("probe", "grow", vec![]).await?;
+            assert_eq!(reply.results.as_deref(), Some(&["0".to_string()][..]), "guard pages {guard_pages}, round {round}: {reply:?}");
+            let reply = client.call("probe", "peek", vec![]).await?;
+            let (kind, error) = fault(&reply);
+            assert_eq!(kind, FaultKind::Trap, "guard pages {guard_pages}: {error}");
+            assert!(error.contains("out of bounds"), "guard pages {guard_pages}: {error}");
+            let reply = client.call("probe", "far", vec![]).await?;
+            let (kind, error) = fault(&reply);
+            assert_eq!(kind, FaultKind::Trap, "guard pages {guard_pages}: {error}");
+            assert!(error.contains("out of bounds"), "guard pages {guard_pages}: {error}");
+        }
+        host.shutdown(None).await?;
+    }
     Ok(())
 }

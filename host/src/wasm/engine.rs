@@ -40,6 +40,15 @@ pub struct WasmConfig {
     /// in again. At most this much stays resident per idle pool slot (wasmtime keeps up to 100
     /// idle slots warm). `0` returns everything with `madvise`.
     pub keep_resident: u64,
+    /// Guest memory behind virtual-memory guard pages (wasmtime's default, and Trellis's): an
+    /// out-of-bounds access faults in hardware and guest memory accesses keep wasmtime's
+    /// Spectre hardening. The price is paid on instance reuse: a slot whose memory grew has
+    /// its page protections changed back (`mprotect`), and each change interrupts every core
+    /// running the process (TLB shootdown), which dominates short calls and requests.
+    /// Without guard pages (`--no-guard-pages`) guest code checks bounds itself and a reused
+    /// slot keeps its protections, but wasmtime then compiles guest memory accesses without
+    /// Spectre mitigations: for hosts that run only trusted components.
+    pub guard_pages: bool,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// Threads guests run on; `0` means one per CPU.
@@ -60,6 +69,7 @@ impl Default for WasmConfig {
             max_queued_calls: 1000,
             pool_instances: 1000,
             keep_resident: 1 << 20,
+            guard_pages: true,
             cache_dir: None,
             guest_threads: 0,
             file_load: crate::wasm::load::FileLoad::default(),
@@ -144,7 +154,7 @@ impl WasmRuntime {
                 .map_err(|e| HostError::Runtime(format!("cannot start the epoch ticker: {e}")))?
         };
         let pagemap_scan = pooling && PoolingAllocationConfig::is_pagemap_scan_available();
-        info!(pooling, pagemap_scan, keep_resident = config.keep_resident, guest_threads = threads, cache = ?config.cache_dir, "wasm runtime ready");
+        info!(pooling, pagemap_scan, keep_resident = config.keep_resident, guard_pages = config.guard_pages, guest_threads = threads, cache = ?config.cache_dir, "wasm runtime ready");
         let guests_handle = guests.handle().clone();
         Ok(Self {
             engine,
@@ -162,6 +172,12 @@ impl WasmRuntime {
     fn build_engine(config: &WasmConfig, memory: usize, pooling: bool) -> Result<Engine> {
         let mut c = Config::new();
         c.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if !config.guard_pages {
+            // Explicit bounds checks instead of traps from guard pages; wasmtime requires
+            // (and sets) its heap and table Spectre mitigations off with this. See
+            // `WasmConfig::guard_pages`.
+            c.signals_based_traps(false).memory_guard_size(0);
+        }
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             let n = config.pool_instances;

@@ -475,6 +475,11 @@ pub struct HostArgs {
     /// call (`1MiB`, bytes; 0 returns it all to the kernel).
     #[arg(long, env = "TRELLIS_KEEP_RESIDENT", default_value = "1MiB", value_parser = parse_size)]
     pub keep_resident: u64,
+    /// Guest memory without guard pages: no page-protection changes (and their cross-core
+    /// interrupts) when instances are reused, but guest memory accesses are compiled without
+    /// Spectre mitigations. Only for hosts that run trusted components.
+    #[arg(long, env = "TRELLIS_NO_GUARD_PAGES")]
+    pub no_guard_pages: bool,
     /// Threads guests run on; 0 is one per CPU.
     #[arg(long, env = "TRELLIS_GUEST_THREADS", default_value_t = 0)]
     pub guest_threads: usize,

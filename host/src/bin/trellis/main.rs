@@ -124,6 +124,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             max_queued_calls: args.max_queued_calls,
             pool_instances: args.pool_instances,
             keep_resident: args.keep_resident,
+            guard_pages: !args.no_guard_pages,
             guest_threads: args.guest_threads,
             cache_dir: if args.no_compile_cache {
                 None

@@ -100,9 +100,14 @@ impl WasiHttpView for Serve {
 
 /// Serves the component at `path` as `wasmtime serve -O pooling-allocator` does, on a free
 /// port of 127.0.0.1; returns the port.
-pub(crate) async fn wasmtime_serve(path: &str) -> Result<u16> {
+/// With `guard_pages` false, the engine is set as `trellis host --no-guard-pages` sets its own
+/// (`wasmtime serve -O signals-based-traps=n,memory-guard-size=0`).
+pub(crate) async fn wasmtime_serve(path: &str, guard_pages: bool) -> Result<u16> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    if !guard_pages {
+        config.signals_based_traps(false).memory_guard_size(0);
+    }
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(wasmtime::PoolingAllocationConfig::default()));
     let engine = wasmtime::Engine::new(&config)?;
     let component = Component::from_file(&engine, path)?;

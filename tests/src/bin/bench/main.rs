@@ -122,9 +122,9 @@ fn parse_u64_list(text: &str) -> Option<Vec<u64>> {
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=12).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=13).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 12, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 13, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -230,6 +230,38 @@ async fn main() -> Result<()> {
         metered.shutdown(None).await?;
     }
 
+    // 13. The opt-in engine without guard pages (`--no-guard-pages`): a host of its own with
+    // pinger, echo and http-hello; the local call here, the HTTP figure after figure 11.
+    let unguarded = if want(13) {
+        let mut config = lattice.host_config_on(2);
+        config.heartbeat_interval = Duration::from_secs(30);
+        config.wasm.max_execution_time = Duration::from_secs(30);
+        config.wasm.pool_instances = 256;
+        config.wasm.guard_pages = false;
+        let host = lattice.start_host(config).await?;
+        scaled(&lattice, host.id(), "pinger-u", actors::PINGER, 64).await?;
+        scaled(&lattice, host.id(), "echo-u", actors::ECHO, 64).await?;
+        client.put_link(&link("pinger-u", "echo-u", "default", "trellis", "echo", &["echo"], &[])).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut fast, mut default) = (Vec::new(), Vec::new());
+        link_round(&client, "pinger-u", size.inner).await?;
+        link_round(&client, "pinger", size.inner).await?;
+        for _ in 0..rounds {
+            fast.extend(link_round(&client, "pinger-u", size.inner).await?);
+            default.extend(link_round(&client, "pinger", size.inner).await?);
+        }
+        fast.sort_unstable();
+        default.sort_unstable();
+        figures.push(latency_figure(
+            &format!("13. local call on a host with --no-guard-pages vs the default engine (guard pages); per-call percentiles of {} calls each, alternating", fast.len()),
+            (pct(&fast, 0.5), pct(&fast, 0.99)),
+            (pct(&default, 0.5), pct(&default, 0.99)),
+        ));
+        Some(host)
+    } else {
+        None
+    };
+
     // 2. Cross-host: echo only on host B (a different NATS node).
     client.scale_component(&a, &trellis_messages::component::ScaleComponentCommand { component_id: "echo".into(), component_ref: actors::ECHO.into(), max_instances: 0, ..Default::default() }).await?;
     scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
@@ -313,7 +345,7 @@ async fn main() -> Result<()> {
     // as the ceiling; per-request percentiles. Each run's baseline is measured right after it.
     if want(11) {
         let port = http_port.context("figure 11 needs figure 4's server")?;
-        let serve_port = http::wasmtime_serve(actors::HTTP_HELLO).await?;
+        let serve_port = http::wasmtime_serve(actors::HTTP_HELLO, true).await?;
         let hyper_port = hyper_hello().await?;
         for concurrency in [1, 64] {
             let t = http::keepalive_load(port, "/", concurrency, size.http * 5).await?;
@@ -328,6 +360,41 @@ async fn main() -> Result<()> {
                              "p99_ratio_to_wasmtime_serve": t.us(0.99) / w.us(0.99).max(0.001), "rps_ratio_to_hyper": t.rps / h.rps.max(0.001)}),
             });
         }
+    }
+
+    // 13, continued: HTTP keep-alive at 64 connections on the host without guard pages vs the
+    // default host of figure 11, and the `wasmtime serve` path with the same engine setting.
+    if let Some(host) = unguarded {
+        if let Some(port) = http_port {
+            let start = StartProviderCommand { provider_id: "http-u".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
+            client.start_provider(host.id(), &start).await?;
+            scaled(&lattice, host.id(), "hello-u", actors::HTTP_HELLO, 128).await?;
+            let fast_port = free_port();
+            client.put_config("bench-http-u", &HashMap::from([("address".to_string(), format!("127.0.0.1:{fast_port}"))])).await?;
+            client.put_link(&link("http-u", "hello-u", "hello", "wasi", "http", &["incoming-handler"], &["bench-http-u"])).await?;
+            let mut ready = false;
+            for _ in 0..100 {
+                if http_get(fast_port, "/").await.is_ok() {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::ensure!(ready, "http-hello not served on the host without guard pages");
+            let serve_port = http::wasmtime_serve(actors::HTTP_HELLO, false).await?;
+            let f = http::keepalive_load(fast_port, "/", 64, size.http * 5).await?;
+            let d = http::keepalive_load(port, "/", 64, size.http * 5).await?;
+            let w = http::keepalive_load(serve_port, "/", 64, size.http * 5).await?;
+            figures.push(Figure {
+                name: "13. HTTP keep-alive, 64 connections: http-hello on a host with --no-guard-pages vs the default engine".into(),
+                trellis: f.summary(),
+                baseline: format!("{} (`wasmtime serve`'s path with the same setting: {:.0} req/s, p99 {:.0} µs)", d.summary(), w.rps, w.us(0.99)),
+                ratio: f.rps / d.rps.max(0.001),
+                json: json!({"concurrency": 64, "no_guard_pages": f.json(), "default": d.json(), "wasmtime_serve_no_guard_pages": w.json(),
+                             "rps_ratio_to_wasmtime_serve_same_setting": f.rps / w.rps.max(0.001)}),
+            });
+        }
+        host.shutdown(None).await?;
     }
 
     // 5. Scale from zero, cold and warm compile cache (a fresh host each time), `samples`
