@@ -110,7 +110,11 @@
 //! handle where it runs (`LocalTarget::call`, the HTTP path); `--metrics-addr` serves them
 //! from a task on the host thread, aborted at step 5. Before `host_started`, the host makes
 //! sure the lattice journal's stream exists ([`journal`]); JetStream, not the host, then keeps
-//! every event published on `wasmbus.evt`. Both reconnect
+//! every event published on `wasmbus.evt`. [`spy`]: a task on the guest runtime (subscribed
+//! before the host joins, on the call connection) arms a component's `SpyTap` when a watch
+//! arrives on `trellis.spy.{lattice}.watch`; while armed, `LocalTarget::call`, the HTTP path
+//! and the link-call import record each call into a bounded queue that task publishes from.
+//! Both connections reconnect
 //! without limit, and their subscriptions survive reconnects (async-nats resubscribes).
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
 //! broadcast (`host.ping`, auctions), in queue groups for lattice data (links, claims, config),
@@ -153,6 +157,7 @@ pub mod metrics;
 pub mod nats;
 pub mod runtime;
 pub mod services;
+pub mod spy;
 pub mod stop;
 pub mod wasm;
 

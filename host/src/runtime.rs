@@ -236,12 +236,14 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         ),
         None => None,
     };
+    let (spy, spy_outlet) = crate::spy::Spy::new(&host_id);
     let wasm_config = config.wasm.clone();
     let wasm = Arc::new(
         tokio::task::spawn_blocking(move || WasmRuntime::new(wasm_config))
             .await
             .map_err(|e| HostError::Runtime(format!("wasm runtime setup failed: {e}")))??
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_spy(spy),
     );
     let (nats_events_tx, nats_events_rx) = mpsc::unbounded_channel();
     let nats = connect(&config.nats, &format!("trellis-host-{host_id}"), Some(nats_events_tx)).await?;
@@ -253,6 +255,13 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             .await
             .map_err(|e| HostError::Runtime(format!("call connection setup failed: {e}")))??
     };
+    // Watches for `trellis spy`, subscribed before the host joins; records leave on the call
+    // connection.
+    let spy_task = spy_outlet
+        .serve(calls.clone(), &config.lattice)
+        .await
+        .map_err(|e| HostError::Runtime(format!("cannot subscribe to spy watches: {e}")))?;
+    wasm.guests().spawn(spy_task);
     let subjects = Subjects::new(&config.ctl_prefix, &config.lattice);
     let store = LatticeStore::open(&nats, &config.lattice, config.kv_replicas).await?;
     // Before host_started, so the journal has this host's events from its first.

@@ -168,6 +168,9 @@ async fn messaging_publishes_only_where_the_link_allows_never_to_the_lattice() -
         format!("$JS.API.STREAM.DELETE.KV_LATTICEDATA_{}", lattice.name),
         format!("$KV.LATTICEDATA_{}.COMPONENT_x", lattice.name),
         format!("trellis.rpc.{}.hostile", lattice.name),
+        // Arming `trellis spy` on another component, or forging its records.
+        format!("trellis.spy.{}.watch", lattice.name),
+        format!("trellis.spy.{}.calls.kv-counter", lattice.name),
         // wRPC: a call to a component without a link.
         format!("{}.hostile.wrpc.0.0.1.trellis:hostile/probe@0.1.0.publish", lattice.name),
         "wadm.api.default.model.del.app".to_string(),
@@ -183,7 +186,10 @@ async fn messaging_publishes_only_where_the_link_allows_never_to_the_lattice() -
     tokio::time::sleep(Duration::from_millis(300)).await;
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), futures::StreamExt::next(&mut watch)).await {
         let s = m.subject.as_str();
-        assert!(!(s.contains("host.stop") || s.contains("link.put") || s.starts_with("$JS.API.STREAM.DELETE") || s.starts_with("wadm.")), "{s} was published");
+        assert!(
+            !(s.contains("host.stop") || s.contains("link.put") || s.starts_with("$JS.API.STREAM.DELETE") || s.starts_with("wadm.") || s.starts_with("trellis.spy.")),
+            "{s} was published"
+        );
     }
     assert!(host_answers(&client, host.id()).await, "the host still runs");
 

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND_HEADER};
+use trellis_messages::spy::Direction;
 
 use crate::error::{HostError, Result};
 use crate::wasm::invoke::{parse_args, Fault};
@@ -116,6 +117,7 @@ impl ComponentActor {
                 component,
                 slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
                 metrics: services.runtime.metrics().component(id),
+                spy: services.runtime.spy().tap(id),
             }),
             runtime: services.runtime.clone(),
             nats,
@@ -279,7 +281,7 @@ impl Forwarder {
         let call = Call { id: id.clone(), host_id: host_id.clone(), target, runtime };
         self.tracker.spawn(async move {
             let response = tokio::select! {
-                response = call.run(&msg.payload) => response,
+                response = call.run(&msg) => response,
                 () = cutoff.cancelled() => InvocationResponse::fault(&host_id, FaultKind::Host, cut_off(&id)),
             };
             let body = serde_json::to_vec(&response).unwrap_or_default();
@@ -299,10 +301,17 @@ struct Call {
 }
 
 impl Call {
-    async fn run(self, payload: &[u8]) -> InvocationResponse {
-        let request: InvocationRequest = match serde_json::from_slice(payload) {
+    async fn run(self, msg: &async_nats::Message) -> InvocationResponse {
+        let caller = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(trellis_messages::invocation::SOURCE_ID_HEADER))
+            .map_or("client", |v| v.as_str());
+        let began = Instant::now();
+        let request: InvocationRequest = match serde_json::from_slice(&msg.payload) {
             Ok(r) => r,
             Err(e) => {
+                self.target.spy.record(Direction::In, "(unreadable request)", caller, Some(msg.payload.len()), began.elapsed(), FaultKind::BadArguments.as_str());
                 return InvocationResponse::fault(
                     &self.host_id,
                     FaultKind::BadArguments,
@@ -312,7 +321,7 @@ impl Call {
         };
         let component = self.target.component.clone();
         let result = match parse_args(&self.id, &component, &request) {
-            Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params).await.and_then(|vals| {
+            Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params, caller).await.and_then(|vals| {
                 vals.iter()
                     .map(|v| {
                         v.to_wave().map_err(|e| {
@@ -326,6 +335,7 @@ impl Call {
                 let operation =
                     if component.function(&request.function).is_some() { request.function.as_str() } else { crate::metrics::UNKNOWN_OPERATION };
                 self.target.metrics.call_ended(operation, Duration::ZERO, Some(fault.kind.as_str()));
+                self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), fault.kind.as_str());
                 Err(fault)
             }
         };

@@ -129,6 +129,7 @@ impl WorkloadActor {
             nats: s.calls.clone(),
             subjects: s.subjects.clone(),
             wrpc: s.wrpc.clone(),
+            spy: s.runtime.spy().tap(id),
         });
         async move {
             let config = runtime.config().clone();

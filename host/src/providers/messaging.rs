@@ -122,7 +122,7 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
         ("reply-to".into(), Val::Option(msg.reply.map(|r| Box::new(Val::String(r.to_string()))))),
     ]);
     let result = if let Some(local) = services.local.get(target) {
-        let out = local.call(&services.runtime, target, HANDLE, vec![record]).await.map_err(|f| f.message)?;
+        let out = local.call(&services.runtime, target, HANDLE, vec![record], "messaging").await.map_err(|f| f.message)?;
         out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default()
     } else {
         let arg = record.to_wave().map_err(|e| e.to_string())?;

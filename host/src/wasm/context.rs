@@ -28,6 +28,8 @@ pub struct ImportContext {
     pub subjects: Subjects,
     /// Calls to external providers.
     pub wrpc: crate::wasm::wrpc::Wrpc,
+    /// The importing component's tap: its link calls are recorded while `trellis spy` watches.
+    pub spy: crate::spy::SpyTap,
 }
 
 impl std::fmt::Debug for ImportContext {

@@ -94,6 +94,8 @@ pub struct WasmRuntime {
     compiled: crate::wasm::compiled::CompiledCache,
     /// What calls record (counts, durations, busy instances).
     metrics: crate::metrics::Metrics,
+    /// The taps `trellis spy` arms.
+    spy: crate::spy::Spy,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -166,6 +168,7 @@ impl WasmRuntime {
             pooling,
             compiled: crate::wasm::compiled::CompiledCache::default(),
             metrics: crate::metrics::Metrics::default(),
+            spy: crate::spy::Spy::new("").0,
         })
     }
 
@@ -244,6 +247,18 @@ impl WasmRuntime {
     /// The metrics calls record into.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// The taps of this host's components.
+    pub fn spy(&self) -> &crate::spy::Spy {
+        &self.spy
+    }
+
+    /// The same runtime recording calls into `spy` (the host's).
+    #[must_use]
+    pub fn with_spy(mut self, spy: crate::spy::Spy) -> Self {
+        self.spy = spy;
+        self
     }
 
     /// The same runtime recording into `metrics` (the host's, labelled with its lattice and id).

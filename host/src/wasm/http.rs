@@ -63,9 +63,15 @@ where
 {
     let began = std::time::Instant::now();
     let metrics = target.metrics.clone();
+    let spy = target.spy.clone();
+    let bytes = request.body().size_hint().exact().and_then(|n| usize::try_from(n).ok());
     let (response, fault) = serve_local_inner(runtime.clone(), id, target, request).await;
     runtime.metrics().http_response(id, response.status().as_u16());
     metrics.call_ended(HANDLE, began.elapsed(), fault.map(FaultKind::as_str));
+    if spy.armed() {
+        let outcome = fault.map_or_else(|| response.status().as_u16().to_string(), |f| f.as_str().to_string());
+        spy.record(trellis_messages::spy::Direction::In, HANDLE, "http", bytes, began.elapsed(), &outcome);
+    }
     response
 }
 

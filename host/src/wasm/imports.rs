@@ -167,6 +167,31 @@ async fn call_link(
     ty: &ComponentFunc,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, String> {
+    if !ctx.spy.armed() {
+        return call_link_unwatched(ctx, iface, link_name, function, ty, params).await;
+    }
+    let began = std::time::Instant::now();
+    let result = call_link_unwatched(ctx, iface, link_name, function, ty, params).await;
+    let peer = ctx
+        .resolver
+        .callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface)
+        .map_or_else(|_| "(no link)".to_string(), |c| match c {
+            Callee::Component(target) => target,
+            Callee::ExternalProvider(provider) => provider,
+        });
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.spy.record(trellis_messages::spy::Direction::Out, &function.to_string(), &peer, None, began.elapsed(), outcome);
+    result
+}
+
+async fn call_link_unwatched(
+    ctx: &ImportContext,
+    iface: &InterfaceName,
+    link_name: &str,
+    function: &Function,
+    ty: &ComponentFunc,
+    params: Vec<Val>,
+) -> Result<Vec<Val>, String> {
     let target = match ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0)? {
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
@@ -186,7 +211,7 @@ async fn call_link(
     let failed = |e: &dyn std::fmt::Display| format!("call from `{}` to `{target}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id);
     if let Some(local) = ctx.local.get(&target) {
         trace!(source = %ctx.source_id, %target, function, "local link call");
-        return local.call(&ctx.runtime, &target, function, params).await.map_err(|f| failed(&f));
+        return local.call(&ctx.runtime, &target, function, params, &ctx.source_id).await.map_err(|f| failed(&f));
     }
     trace!(source = %ctx.source_id, %target, function, "link call over NATS");
     let args = params.iter().map(Val::to_wave).collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;

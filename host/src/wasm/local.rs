@@ -77,6 +77,8 @@ pub struct LocalTarget {
     pub slots: Arc<Slots>,
     /// Where its calls are counted.
     pub metrics: crate::metrics::ComponentMetrics,
+    /// Where its calls are recorded while `trellis spy` watches it.
+    pub spy: crate::spy::SpyTap,
 }
 
 /// Decrements the waiting count when a waiting call stops waiting, however it stops.
@@ -94,7 +96,18 @@ impl LocalTarget {
     ///
     /// # Errors
     /// A [`Fault`] from the call, or [`FaultKind::Busy`] when no slot freed up in time.
-    pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
+    /// `caller` (a component or provider id, or `client`) is what `trellis spy` shows.
+    pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>, caller: &str) -> Result<Vec<Val>, Fault> {
+        let began = Instant::now();
+        let result = self.call_counted(runtime, id, function, params).await;
+        if self.spy.armed() {
+            let outcome = result.as_ref().err().map_or("ok", |f| f.kind.as_str());
+            self.spy.record(trellis_messages::spy::Direction::In, function, caller, None, began.elapsed(), outcome);
+        }
+        result
+    }
+
+    async fn call_counted(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
         // Only exported names become label values (see `metrics`); looked up only when recorded.
         let operation = match self.metrics.enabled() && self.component.function(function).is_none() {
             true => crate::metrics::UNKNOWN_OPERATION,

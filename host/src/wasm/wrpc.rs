@@ -374,7 +374,7 @@ impl Wrpc {
                 async move {
                     debug!(component_id = %id, %function, source = source.as_deref().unwrap_or(""), "wRPC call to a component");
                     let target = local.get(&id).ok_or_else(|| format!("component `{id}` no longer runs here"))?;
-                    target.call(&runtime, &id, &function, params).await.map_err(|f| f.to_string())
+                    target.call(&runtime, &id, &function, params, source.as_deref().unwrap_or("wrpc")).await.map_err(|f| f.to_string())
                 }
             };
             async move { self.serve_exports(&client, id, &instance, functions, handle).await }

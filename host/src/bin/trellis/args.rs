@@ -61,6 +61,18 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Show the calls to and from one component as they happen (function, caller or target,
+    /// size, duration, outcome), on every host that runs it, until interrupted. Hosts record
+    /// calls only while someone spies.
+    Spy {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The component's id.
+        component_id: String,
+        /// Stop after this many calls.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Show a host's inventory (`host.get`).
     Inventory {
         #[command(flatten)]

@@ -102,6 +102,29 @@ pub async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Spy { client: args, component_id, count } => {
+            let client = connect(&args).await?;
+            let mut calls = std::pin::pin!(client.spy(&component_id).await?);
+            if !args.json {
+                eprintln!("spying on `{component_id}` (interrupt to stop)");
+            }
+            let mut seen = 0;
+            while count.is_none_or(|n| seen < n) {
+                let Some(call) = calls.next().await else { break };
+                seen += 1;
+                if args.json {
+                    println!("{}", serde_json::to_string(&call)?);
+                    continue;
+                }
+                let arrow = match call.direction {
+                    trellis_messages::spy::Direction::In => format!("{} → {}", call.peer, call.component_id),
+                    trellis_messages::spy::Direction::Out => format!("{} → {}", call.component_id, call.peer),
+                };
+                let size = call.bytes.map(|b| format!("  {b} B")).unwrap_or_default();
+                println!("{}  {arrow}  {}  {} µs  {}{size}  (host {})", call.at, call.function, call.duration_us, call.outcome, call.host_id);
+            }
+            Ok(())
+        }
         Command::Inventory { client: args, host_id } => {
             let inv = connect(&args).await?.inventory(&host_id).await?;
             if args.json {
