@@ -42,6 +42,11 @@ struct ComponentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     component: String,
     status: u16,
@@ -64,6 +69,9 @@ struct Inner {
     waiting: Family<ComponentLabels, Gauge>,
     http: Family<HttpLabels, Counter>,
     nats_reconnects: Counter,
+    watch_lag: Histogram,
+    provider_restarts: Family<ProviderLabels, Counter>,
+    provider_healthy: Family<ProviderLabels, Gauge>,
     resident: Gauge,
     cpu_ms: Counter,
 }
@@ -113,6 +121,21 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests served by a component, by response status", http.clone());
         let nats_reconnects = Counter::default();
         registry.register("nats_reconnects", "Times the host's NATS connection was re-established", nats_reconnects.clone());
+        let watch_lag = duration_histogram();
+        registry.register_with_unit(
+            "lattice_watch_lag",
+            "From a link or config change stored in JetStream KV (the server's timestamp) to this host's watch applying it",
+            prometheus_client::registry::Unit::Seconds,
+            watch_lag.clone(),
+        );
+        let provider_restarts = Family::<ProviderLabels, Counter>::default();
+        registry.register("provider_restarts", "Times an external provider's process was restarted after it exited", provider_restarts.clone());
+        let provider_healthy = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "provider_healthy",
+            "1 when an external provider's last health check passed, 0 when it failed or went unanswered",
+            provider_healthy.clone(),
+        );
         let resident = Gauge::default();
         registry.register_with_unit(
             "process_resident_memory",
@@ -132,6 +155,9 @@ impl Metrics {
             waiting,
             http,
             nats_reconnects,
+            watch_lag,
+            provider_restarts,
+            provider_healthy,
             resident,
             cpu_ms,
         })))
@@ -157,6 +183,40 @@ impl Metrics {
     pub fn http_response(&self, component: &str, status: u16) {
         let Some(inner) = &self.0 else { return };
         inner.http.get_or_create(&HttpLabels { component: component.into(), status }).inc();
+    }
+
+    /// A change in the lattice's KV buckets reached this host `lag` after it was stored.
+    pub fn watch_applied(&self, lag: Duration) {
+        if let Some(inner) = &self.0 {
+            inner.watch_lag.observe(lag.as_secs_f64());
+        }
+    }
+
+    /// External provider `provider` now has `restarts` restarts and this health (`None`: not
+    /// known, such as while it restarts).
+    pub fn provider_status(&self, provider: &str, restarts: u64, healthy: Option<bool>) {
+        let Some(inner) = &self.0 else { return };
+        let labels = ProviderLabels { provider: provider.into() };
+        let counter = inner.provider_restarts.get_or_create(&labels);
+        let seen = counter.get();
+        if restarts > seen {
+            counter.inc_by(restarts - seen);
+        }
+        match healthy {
+            Some(h) => {
+                inner.provider_healthy.get_or_create(&labels).set(i64::from(h));
+            }
+            None => {
+                inner.provider_healthy.remove(&labels);
+            }
+        }
+    }
+
+    /// External provider `provider` stopped here: its health gauge goes.
+    pub fn provider_stopped(&self, provider: &str) {
+        if let Some(inner) = &self.0 {
+            inner.provider_healthy.remove(&ProviderLabels { provider: provider.into() });
+        }
     }
 
     /// The NATS connection came back after a loss.

@@ -337,7 +337,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     };
     let providers = ProvidersActor::new(services.clone(), host.clone(), launch).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
-    let lattice = LatticeActor::new(store, view.clone(), events.clone()).start();
+    let lattice = LatticeActor::new(store, view.clone(), events.clone(), metrics.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
     let apps = match apps_opened {

@@ -26,6 +26,8 @@ pub async fn lattice_with_host() -> anyhow::Result<(TestLattice, trellis_host::H
     let lattice = TestLattice::new().await?;
     let mut config = lattice.host_config();
     config.providers = settings();
+    // Served, so tests can read the providers' restart and health metrics.
+    config.metrics_addr = Some("127.0.0.1:0".parse()?);
     let host = lattice.start_host(config).await?;
     let client = lattice.client().await?;
     Ok((lattice, host, client))

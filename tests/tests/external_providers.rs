@@ -13,7 +13,7 @@ use serde_json::Value;
 use trellis_host::config::ProviderSettings;
 use trellis_messages::link::Link;
 use trellis_tests::providers::{alive, lattice_with_host, records, script, settings, wait_record, Events};
-use trellis_tests::{eventually, init_tracing, test_provider, TestLattice};
+use trellis_tests::{eventually, init_tracing, sample, scrape, test_provider, TestLattice};
 
 #[tokio::test]
 async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() -> anyhow::Result<()> {
@@ -88,6 +88,9 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     .await
     .expect("the inventory shows the provider unhealthy");
     assert_eq!(status.message.as_deref(), Some("told to be unhealthy"));
+    let metrics = host.info().metrics_addr.expect("metrics served");
+    let healthy = |text: &str| sample(text, "trellis_provider_healthy", &[("provider", "tp")]);
+    assert_eq!(healthy(&scrape(metrics).await), Some(0.0), "the health gauge follows the checks");
 
     // Killed, it is restarted with fresh start data (a new instance id), links included.
     let instance = init["instance_id"].as_str().unwrap().to_string();
@@ -101,12 +104,15 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     events.expect("health_check_status", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
     let status = client.inventory(host.id()).await?.providers.into_iter().find(|p| p.id == "tp").and_then(|p| p.status).unwrap();
     assert_eq!((status.state.as_str(), status.restarts), ("running", 1), "{status:?}");
+    let text = scrape(metrics).await;
+    assert_eq!(sample(&text, "trellis_provider_restarts_total", &[("provider", "tp")]), Some(1.0), "{text}");
 
     // Stop: the SDK runs the provider's shutdown and exits within the grace period.
     let asked = Instant::now();
     let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
     events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    assert_eq!(healthy(&scrape(metrics).await), None, "a stopped provider has no health gauge");
     assert!(asked.elapsed() < Duration::from_secs(2), "stopped within the grace period: {:?}", asked.elapsed());
     wait_record(&record, "the shutdown", |r| r["event"] == "shutdown").await;
     assert!(!alive(pid), "the provider process is gone");

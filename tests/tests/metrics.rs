@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
-use trellis_tests::{actors, eventually, free_port, init_tracing, TestLattice};
+use trellis_tests::{actors, eventually, free_port, init_tracing, sample, scrape, TestLattice};
 
 /// One HTTP/1.1 GET over a fresh connection: (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
@@ -18,15 +18,6 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, Str
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     Ok((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
-
-/// The value of the sample `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
-    })
 }
 
 #[tokio::test]
@@ -138,5 +129,34 @@ async fn a_metrics_address_in_use_fails_the_start_clearly() -> anyhow::Result<()
     config.metrics_addr = Some(taken.local_addr()?);
     let err = lattice.start_host(config).await.expect_err("the port is taken");
     assert!(format!("{err:#}").contains("cannot serve metrics on"), "{err:#}");
+    Ok(())
+}
+
+/// A link put on any host reaches this host's watch: the lag from the KV store to the host
+/// applying it is measured; what the watch replays from before the host started is not lag.
+#[tokio::test]
+async fn the_lattice_watch_lag_is_measured() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let first = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    client.put_link(&Link::new("old", "b", "default", "trellis", "echo", &["echo"])).await?;
+    let mut config = lattice.host_config();
+    config.metrics_addr = Some("127.0.0.1:0".parse()?);
+    let host = lattice.start_host(config).await?;
+    let addr = host.info().metrics_addr.expect("the bound metrics address");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sample(&scrape(addr).await, "trellis_lattice_watch_lag_seconds_count", &[]), Some(0.0), "history is not lag");
+    client.put_link(&Link::new("a", "b", "default", "trellis", "echo", &["echo"])).await?;
+    client.put_config("c", &HashMap::from([("k".to_string(), "v".to_string())])).await?;
+    let counted = eventually(Duration::from_secs(5), || async move {
+        sample(&scrape(addr).await, "trellis_lattice_watch_lag_seconds_count", &[]).filter(|n| *n >= 2.0)
+    })
+    .await;
+    assert!(counted.is_some(), "the link and the config were counted");
+    let sum = sample(&scrape(addr).await, "trellis_lattice_watch_lag_seconds_sum", &[]).expect("a sum");
+    assert!(sum < 5.0, "{sum}");
+    host.shutdown(None).await?;
+    first.shutdown(None).await?;
     Ok(())
 }

@@ -37,6 +37,15 @@ pub struct LatticeActor {
     store: LatticeStore,
     view: LatticeView,
     events: EventPublisher,
+    /// Where the watch lag is recorded.
+    metrics: crate::metrics::Metrics,
+    /// When this actor was made (ns since the epoch): entries stored before it are history
+    /// replayed, not lag.
+    since_ns: i128,
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
 impl std::fmt::Debug for LatticeActor {
@@ -47,8 +56,8 @@ impl std::fmt::Debug for LatticeActor {
 
 impl LatticeActor {
     /// An actor over opened buckets; watching starts when it starts.
-    pub fn new(store: LatticeStore, view: LatticeView, events: EventPublisher) -> Self {
-        Self { store, view, events }
+    pub fn new(store: LatticeStore, view: LatticeView, events: EventPublisher, metrics: crate::metrics::Metrics) -> Self {
+        Self { store, view, events, metrics, since_ns: now_ns() }
     }
 
     fn watch(&self, bucket: Bucket, ctx: &mut Context<Self>) {
@@ -80,6 +89,12 @@ impl LatticeActor {
     }
 
     fn apply(&self, bucket: Bucket, entry: &kv::Entry) {
+        let stored = entry.created.unix_timestamp_nanos();
+        if stored >= self.since_ns {
+            // Clocks of the server and this host may differ slightly: a negative lag is none.
+            let lag = u64::try_from(now_ns() - stored).unwrap_or(0);
+            self.metrics.watch_applied(std::time::Duration::from_nanos(lag));
+        }
         let deleted = matches!(entry.operation, kv::Operation::Delete | kv::Operation::Purge);
         match bucket {
             Bucket::Links => {

@@ -169,6 +169,7 @@ impl ExternalProvider {
     }
 
     fn notify(&self) {
+        self.services.runtime.metrics().provider_status(&self.id, u64::from(self.status.restarts), self.status.healthy);
         self.status_to.do_send(StatusChanged { id: self.id.clone(), status: self.status.clone() });
     }
 
@@ -389,6 +390,7 @@ impl Handler<StopExternal> for ExternalProvider {
 
     fn handle(&mut self, _: StopExternal, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
+        self.services.runtime.metrics().provider_stopped(&self.id);
         let process = self.process.take();
         let nats = self.services.nats.clone();
         let subject = self.rpc(&format!("{}.default.shutdown", self.id));
