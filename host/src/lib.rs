@@ -114,6 +114,8 @@
 //! before the host joins, on the call connection) arms a component's `SpyTap` when a watch
 //! arrives on `trellis.spy.{lattice}.watch`; while armed, `LocalTarget::call`, the HTTP path
 //! and the link-call import record each call into a bounded queue that task publishes from.
+//! [`telemetry`]: every call runs in a `tracing` span; link calls and forwarded HTTP carry
+//! the W3C trace context in their NATS headers and the receiving host continues it.
 //! Both connections reconnect
 //! without limit, and their subscriptions survive reconnects (async-nats resubscribes).
 //! Control subjects of the host are subscribed plainly when targeted (`….{host_id}`) or
@@ -159,6 +161,7 @@ pub mod runtime;
 pub mod services;
 pub mod spy;
 pub mod stop;
+pub mod telemetry;
 pub mod wasm;
 
 pub use config::{HostConfig, Limits, NatsConfig};

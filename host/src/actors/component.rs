@@ -259,8 +259,10 @@ impl Forwarder {
         let (runtime, id) = (self.runtime.clone(), self.id.clone());
         let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");
         let cutoff = self.cutoff.clone();
+        let span = tracing::debug_span!(target: crate::telemetry::TARGET, "invocation", component = %id, http = is_http);
+        crate::telemetry::parent_from_nats(&span, msg.headers.as_ref());
         if is_http {
-            self.tracker.spawn(async move {
+            self.tracker.spawn(tracing::Instrument::instrument(async move {
                 let max = nats.server_info().max_payload;
                 let serve = serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max);
                 let (headers, body) = tokio::select! {
@@ -274,12 +276,12 @@ impl Forwarder {
                 if let Err(e) = nats.publish_with_headers(reply, headers, body).await {
                     warn!(error = %e, "forwarded HTTP reply not sent");
                 }
-            });
+            }, span));
             return;
         }
         let host_id = self.host_id.clone();
         let call = Call { id: id.clone(), host_id: host_id.clone(), target, runtime };
-        self.tracker.spawn(async move {
+        self.tracker.spawn(tracing::Instrument::instrument(async move {
             let response = tokio::select! {
                 response = call.run(&msg) => response,
                 () = cutoff.cancelled() => InvocationResponse::fault(&host_id, FaultKind::Host, cut_off(&id)),
@@ -288,7 +290,7 @@ impl Forwarder {
             if let Err(e) = nats.publish(reply, body.into()).await {
                 warn!(error = %e, "invocation reply not sent");
             }
-        });
+        }, span));
     }
 }
 

@@ -233,7 +233,9 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, servi
     if content_length(&req).is_some_and(|n| n > limit) {
         return text(413, format!("the request body is larger than this server's limit of {limit} bytes"));
     }
-    let response = dispatch(req.map(|b| limit_body(b, limit)), &routes, &services).await;
+    let span = tracing::debug_span!(target: crate::telemetry::TARGET, "http", method = %req.method(), path = %req.uri().path());
+    crate::telemetry::parent_from_http(&span, req.headers());
+    let response = tracing::Instrument::instrument(dispatch(req.map(|b| limit_body(b, limit)), &routes, &services), span).await;
     response.map(|b| limit_body(b, limit).boxed_unsync())
 }
 

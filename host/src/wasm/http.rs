@@ -227,6 +227,7 @@ where
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
     let mut headers = async_nats::HeaderMap::new();
+    crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
     headers.insert(HTTP_KIND_HEADER, "http");
     headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());
     headers.insert(HTTP_URI_HEADER, parts.uri.path_and_query().map_or("/", |p| p.as_str()));

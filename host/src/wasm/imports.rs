@@ -219,9 +219,11 @@ async fn call_link_unwatched(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(SOURCE_ID_HEADER, ctx.source_id.as_str());
     headers.insert(LINK_NAME_HEADER, link_name);
+    let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function);
+    crate::telemetry::inject_nats(&span, &mut headers);
     let timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait + Duration::from_secs(1);
     let request = ctx.nats.request_with_headers(ctx.subjects.invocation(&target), headers, Bytes::from(body));
-    let reply = match tokio::time::timeout(timeout, request).await {
+    let reply = match tracing::Instrument::instrument(tokio::time::timeout(timeout, request), span).await {
         Err(_) => return Err(failed(&format!("no reply within {timeout:?}"))),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             return Err(failed(&format!("component `{target}` is not running on any host")))

@@ -99,7 +99,8 @@ impl LocalTarget {
     /// `caller` (a component or provider id, or `client`) is what `trellis spy` shows.
     pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>, caller: &str) -> Result<Vec<Val>, Fault> {
         let began = Instant::now();
-        let result = self.call_counted(runtime, id, function, params).await;
+        let span = tracing::debug_span!(target: crate::telemetry::TARGET, "call", component = id, function, caller);
+        let result = tracing::Instrument::instrument(self.call_counted(runtime, id, function, params), span).await;
         if self.spy.armed() {
             let outcome = result.as_ref().err().map_or("ok", |f| f.kind.as_str());
             self.spy.record(trellis_messages::spy::Direction::In, function, caller, None, began.elapsed(), outcome);

@@ -83,46 +83,50 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
     let c = ctx.clone();
     inst.func_wrap_async("[method]bucket.get", move |mut store, (b, key): (Resource<KvBucket>, String)| {
         let c = c.clone();
-        Box::new(async move {
+        let span = kv_span("get", &c);
+        Box::new(tracing::Instrument::instrument(async move {
             let r: Result<Option<Vec<u8>>, KvError> = match bucket_of(&mut store, &b)? {
                 KvBucket::Lattice(kv) => kv.get(&key).await.map(|v| v.map(|b| b.to_vec())).map_err(other),
                 KvBucket::Provider(p) => p.get(&c, key).await,
             };
             Ok((r,))
-        })
+        }, span))
     })?;
     let c = ctx.clone();
     inst.func_wrap_async("[method]bucket.set", move |mut store, (b, key, value): (Resource<KvBucket>, String, Vec<u8>)| {
         let c = c.clone();
-        Box::new(async move {
+        let span = kv_span("set", &c);
+        Box::new(tracing::Instrument::instrument(async move {
             let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
                 KvBucket::Lattice(kv) => kv.put(&key, value.into()).await.map(|_| ()).map_err(other),
                 KvBucket::Provider(p) => p.set(&c, key, value).await,
             };
             Ok((r,))
-        })
+        }, span))
     })?;
     let c = ctx.clone();
     inst.func_wrap_async("[method]bucket.delete", move |mut store, (b, key): (Resource<KvBucket>, String)| {
         let c = c.clone();
-        Box::new(async move {
+        let span = kv_span("delete", &c);
+        Box::new(tracing::Instrument::instrument(async move {
             let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
                 KvBucket::Lattice(kv) => kv.delete(&key).await.map_err(other),
                 KvBucket::Provider(p) => p.delete(&c, key).await,
             };
             Ok((r,))
-        })
+        }, span))
     })?;
     let c = ctx.clone();
     inst.func_wrap_async("[method]bucket.exists", move |mut store, (b, key): (Resource<KvBucket>, String)| {
         let c = c.clone();
-        Box::new(async move {
+        let span = kv_span("exists", &c);
+        Box::new(tracing::Instrument::instrument(async move {
             let r: Result<bool, KvError> = match bucket_of(&mut store, &b)? {
                 KvBucket::Lattice(kv) => kv.get(&key).await.map(|v| v.is_some()).map_err(other),
                 KvBucket::Provider(p) => p.exists(&c, key).await,
             };
             Ok((r,))
-        })
+        }, span))
     })?;
     let c = ctx.clone();
     inst.func_wrap_async("[method]bucket.list-keys", move |mut store, (b, cursor): (Resource<KvBucket>, Option<u64>)| {
@@ -156,4 +160,9 @@ pub fn link_atomics(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Imp
         })
     })?;
     Ok(())
+}
+
+/// The span of one key-value operation (see `telemetry`).
+fn kv_span(op: &'static str, ctx: &ImportContext) -> tracing::Span {
+    tracing::debug_span!(target: crate::telemetry::TARGET, "keyvalue", op, component = %ctx.source_id)
 }
