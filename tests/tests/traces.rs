@@ -18,6 +18,19 @@ use tracing_subscriber::Layer as _;
 const PING: &str = "trellis:echo/pinger.ping";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
+const HTTP_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const HTTP_PARENT: &str = "b7ad6b7169203331";
+
+/// A GET with a `traceparent` header over a fresh connection; the status.
+async fn traced_get(port: u16) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{HTTP_TRACE}-{HTTP_PARENT}-01\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    Ok(String::from_utf8_lossy(&raw).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
 
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.as_str().into_owned())
@@ -61,6 +74,14 @@ async fn one_trace_follows_a_call_across_two_hosts_and_into_key_value() -> anyho
     lattice.scale(b.id(), "hostile", actors::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
     client.put_config("traced-bucket", &HashMap::from([("bucket".to_string(), "traced".to_string())])).await?;
     client.put_link(&Link::new("hostile", "kv", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["traced-bucket"])).await?;
+    // HTTP: the server on A, the component on B (the request is forwarded over NATS).
+    let http = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
+    client.start_provider(a.id(), &http).await?;
+    lattice.scale(b.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    let port = trellis_tests::free_port();
+    client.put_config("hello-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&Link::new("http", "hello", "hello", "wasi", "http", &["incoming-handler"]).with_source_config(&["hello-http"])).await?;
+    eventually(Duration::from_secs(10), || async move { traced_get(port).await.ok().filter(|s| *s == 200) }).await.expect("hello is served");
     let nats = lattice.nats().await?;
     eventually(Duration::from_secs(10), || {
         let client = client.clone();
@@ -83,6 +104,7 @@ async fn one_trace_follows_a_call_across_two_hosts_and_into_key_value() -> anyho
     assert!(reply.results.is_some(), "{reply:?}");
     let reply = traced_call(&nats, &lattice.name, "hostile", "trellis:hostile/probe.kv-set", vec![r#""x""#.into(), r#""k""#.into(), r#""w""#.into()]).await?;
     assert!(reply.results.is_some(), "{reply:?}");
+    assert_eq!(traced_get(port).await?, 200);
     // Spans end when their futures do; the replies may come first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     provider.force_flush()?;
@@ -108,6 +130,15 @@ async fn one_trace_follows_a_call_across_two_hosts_and_into_key_value() -> anyho
     assert_eq!(kv_call.span_context.trace_id(), trace);
     let set = find(&spans, "keyvalue", "op", "set");
     assert_eq!((set.span_context.trace_id(), set.parent_span_id), (trace, kv_call.span_context.span_id()));
+
+    // HTTP: A's `http` span continues the request's trace; B's invocation of `hello` is its
+    // child, through the forwarded request's NATS headers.
+    let http_trace = TraceId::from_hex(HTTP_TRACE)?;
+    let served: Vec<&SpanData> = spans.iter().filter(|s| s.name == "http" && s.span_context.trace_id() == http_trace).collect();
+    assert_eq!(served.len(), 1, "one http span in the request's trace");
+    assert_eq!(served[0].parent_span_id, SpanId::from_hex(HTTP_PARENT)?);
+    let forwarded = find(&spans, "invocation", "component", "hello");
+    assert_eq!((forwarded.span_context.trace_id(), forwarded.parent_span_id), (http_trace, served[0].span_context.span_id()));
 
     a.shutdown(None).await?;
     b.shutdown(None).await?;
