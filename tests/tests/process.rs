@@ -443,3 +443,79 @@ async fn trellis_get_shows_the_lattice_on_one_screen() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// A host run with `OTEL_EXPORTER_OTLP_ENDPOINT` exports its call spans over OTLP/HTTP: a
+/// stand-in collector receives `POST /v1/traces` with the spans of a call.
+#[tokio::test]
+async fn a_host_exports_traces_over_otlp_when_a_collector_is_named() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", collector.local_addr()?);
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = collector.accept().await {
+            let got_tx = got_tx.clone();
+            tokio::spawn(async move {
+                // One request: headers, then content-length bytes of body.
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head, body_start) = loop {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (String::from_utf8_lossy(&raw[..i]).to_string(), i + 4);
+                    }
+                };
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                    .unwrap_or(0);
+                while raw.len() < body_start + length {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").await;
+                let _ = got_tx.send((head, raw[body_start..].to_vec()));
+            });
+        }
+    });
+
+    let lattice = TestLattice::new().await?;
+    let key = nkeys::KeyPair::new_server();
+    let mut child = Command::new(trellis_bin()?)
+        .args(["host", "--allow-file-load"])
+        .env("TRELLIS_NATS_URL", lattice.url())
+        .env("TRELLIS_LATTICE", &lattice.name)
+        .env("TRELLIS_HOST_SEED", key.seed()?)
+        .env("TRELLIS_NO_COMPILE_CACHE", "true")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let id = wait_for_host(&lattice, &key.public_key()).await.id;
+    lattice.scale(&id, "echo", trellis_tests::actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    let client = lattice.client().await?;
+    let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""traced""#.into()]).await?;
+    assert!(reply.results.is_some(), "{reply:?}");
+    // The batch goes out on the exporter's schedule or, at the latest, when the host stops.
+    lattice.ctl().await?.stop_host(&id, Some(3_000)).await.map_err(anyhow::Error::msg)?;
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let mut bodies = Vec::new();
+    while let Ok(Some((head, body))) = tokio::time::timeout(Duration::from_secs(5), got.recv()).await {
+        assert!(head.starts_with("POST /v1/traces "), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
+        bodies.extend(body);
+        if bodies.windows(4).any(|w| w == b"echo") && bodies.windows(10).any(|w| w == b"invocation") {
+            break;
+        }
+    }
+    assert!(bodies.windows(10).any(|w| w == b"invocation"), "the call's spans were exported");
+    assert!(bodies.windows(8).any(|w| w == b"trellis:"), "with the function named");
+    Ok(())
+}

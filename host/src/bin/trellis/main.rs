@@ -4,6 +4,7 @@ mod app;
 mod args;
 mod client;
 mod demo;
+mod otlp;
 mod overview;
 
 use std::path::PathBuf;
@@ -36,7 +37,32 @@ fn main() -> ExitCode {
         },
         None => EnvFilter::new(default_level),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Traces over OTLP for the commands that run a host, when the environment names a collector.
+    let runs_host = matches!(cli.command, Command::Up(_) | Command::Host(_));
+    let (exporting, tracer) = match runs_host && otlp::wanted() {
+        true => match otlp::start() {
+            Ok((provider, tracer)) => (Some(provider), Some(tracer)),
+            Err(e) => {
+                eprintln!("trellis: cannot export traces over OTLP: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        false => (None, None),
+    };
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let traces = tracer.map(|t| {
+            tracing_opentelemetry::layer()
+                .with_tracer(t)
+                .with_filter(tracing_subscriber::filter::Targets::new().with_target(trellis_host::telemetry::TARGET, tracing::Level::DEBUG))
+        });
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
+            .with(traces)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -47,7 +73,15 @@ fn main() -> ExitCode {
     if let Command::ProviderGuard { provider } = &cli.command {
         return ExitCode::from(runtime.block_on(trellis_host::providers::external::guard::run(provider)));
     }
-    match runtime.block_on(run(cli.command)) {
+    let outcome = runtime.block_on(run(cli.command));
+    drop(runtime);
+    if let Some(provider) = exporting {
+        // Sends the spans still batched.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("trellis: the last traces were not exported: {e}");
+        }
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("trellis: {e:#}");
