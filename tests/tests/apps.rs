@@ -564,6 +564,26 @@ async fn the_trellis_app_commands() -> anyhow::Result<()> {
     std::fs::write(&file, echo_app("cli", "v2", &echo, 2))?;
     assert!(app(&["put", file.to_str().expect("path")]).0);
     assert_eq!(app(&["versions", "cli"]).1, "v1 (deployed)\nv2\n");
+    // --wait: progress on stderr until the application runs, the outcome on stdout.
+    let (ok, out, err) = app(&["deploy", "cli", "--version", "v2", "--wait"]);
+    assert!(ok && out.trim_end().ends_with("cli: deployed"), "{out}{err}");
+    assert!(err.lines().any(|l| l.starts_with("cli: ")), "progress lines on stderr: {err}");
+    // With --json, stdout is one JSON value: the final status.
+    let (ok, out, err) = app(&["deploy", "cli", "--version", "v2", "--wait", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert!(ok && status["status"]["type"] == "deployed", "{status}");
+    // An application no host can run fails, and --wait says why with a failing exit.
+    let nowhere = dir.path().join("nowhere.yaml");
+    std::fs::write(
+        &nowhere,
+        echo_app("nowhere", "v1", &echo, 1).replace(
+            "            instances: 1\n",
+            "            instances: 1\n            spread:\n              - name: mars\n                requirements: {zone: mars}\n",
+        ),
+    )?;
+    let (ok, _, err) = app(&["deploy", nowhere.to_str().expect("path"), "--wait", "--wait-for", "20s"]);
+    assert!(!ok && err.contains("application `nowhere` failed") && err.contains("eligible hosts"), "{err}");
+    assert!(app(&["del", "nowhere"]).0);
     let (ok, manifest, _) = app(&["get", "cli", "--version", "v2"]);
     assert!(ok && manifest.contains("\"instances\": 2"), "{manifest}");
     assert!(app(&["undeploy", "cli"]).0);

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use wadm_types::api::{
     DeleteModelResponse, DeleteResult, DeployModelResponse, DeployResult, GetModelResponse, GetResult, ListModelsResponse,
-    PutModelResponse, PutResult, StatusResponse, StatusResult, VersionResponse,
+    PutModelResponse, PutResult, StatusResponse, StatusResult, StatusType, VersionResponse,
 };
 
 use crate::args::{AppAction, ClientArgs};
@@ -53,7 +53,7 @@ pub async fn run(action: AppAction) -> Result<()> {
             let reply = put(&client, &file).await?;
             println!("put {} version {} ({} versions)", reply.name, reply.current_version, reply.total_versions);
         }
-        AppAction::Deploy { client, app, version } => {
+        AppAction::Deploy { client, app, version, wait, wait_for } => {
             let path = std::path::Path::new(&app);
             let looks_like_a_file = app.contains('/') || [".yaml", ".yml", ".json"].iter().any(|e| app.ends_with(e));
             let (name, version) = if path.is_file() || looks_like_a_file {
@@ -64,9 +64,16 @@ pub async fn run(action: AppAction) -> Result<()> {
             };
             let reply: DeployModelResponse = request(&client, &format!("deploy.{name}"), version_body(version.as_ref()), None).await?;
             match reply.result {
+                // With --json, stdout holds one JSON value: the reply, or the final status.
+                DeployResult::Acknowledged if client.json && !wait => crate::client::print_json(&reply)?,
+                DeployResult::Acknowledged if client.json => {}
                 DeployResult::Acknowledged => println!("{}", reply.message),
                 DeployResult::NotFound => bail!("no application named `{name}`"),
                 DeployResult::Error => bail!("{}", reply.message),
+            }
+            if wait {
+                let deployed = reply.version.or(version);
+                follow_deploy(&client, &name, deployed.as_deref(), wait_for).await?;
             }
         }
         AppAction::Undeploy { client, name } => {
@@ -133,4 +140,58 @@ pub async fn run(action: AppAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Follows `name`'s status after a deploy until it is deployed (with `version`, when known,
+/// as the deployed version) or failed: each change of the application's or a scaler's status
+/// goes to stderr (unless `--json`), the outcome to stdout.
+async fn follow_deploy(client: &ClientArgs, name: &str, version: Option<&str>, limit: std::time::Duration) -> Result<()> {
+    let began = std::time::Instant::now();
+    let mut shown: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    loop {
+        let list: ListModelsResponse = request(client, "get", Vec::new(), None).await?;
+        let model = list.models.into_iter().find(|m| m.name == name);
+        let ours = model.as_ref().is_some_and(|m| version.is_none() || m.deployed_version.as_deref() == version);
+        let reply: StatusResponse = request(client, &format!("status.{name}"), Vec::new(), None).await?;
+        let Some(status) = reply.status else { bail!("no application named `{name}`") };
+        let kind = format!("{:?}", status.info.status_type).to_lowercase();
+        let mut lines = vec![(name.to_string(), format!("{kind}{}", with_message(&status.info.message)))];
+        for s in &status.scalers {
+            let scaler_kind = format!("{:?}", s.info.status_type).to_lowercase();
+            lines.push((format!("  {}", s.name), format!("{scaler_kind}{}", with_message(&s.info.message))));
+        }
+        for (what, now) in lines {
+            if shown.get(&what) != Some(&now) {
+                if !client.json {
+                    eprintln!("{what}: {now}");
+                }
+                shown.insert(what, now);
+            }
+        }
+        if ours {
+            match status.info.status_type {
+                StatusType::Deployed => {
+                    if client.json {
+                        return crate::client::print_json(&status);
+                    }
+                    println!("{name}: deployed");
+                    return Ok(());
+                }
+                StatusType::Failed => bail!("application `{name}` failed: {}", status.info.message),
+                _ => {}
+            }
+        }
+        if began.elapsed() >= limit {
+            bail!("application `{name}` is not deployed after {}: {kind}{}", humantime::format_duration(limit), with_message(&status.info.message));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+fn with_message(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
 }

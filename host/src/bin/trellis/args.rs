@@ -283,6 +283,13 @@ pub enum AppAction {
         /// The version to deploy (default: the newest).
         #[arg(long)]
         version: Option<String>,
+        /// Then follow the application's status, printing each change on stderr, until it is
+        /// deployed (exit 0) or failed (exit 1).
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, requires = "wait")]
+        wait_for: std::time::Duration,
     },
     /// Undeploy an application (its versions stay stored).
     Undeploy {
