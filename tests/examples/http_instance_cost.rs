@@ -9,30 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use trellis_tests::serve::Serve;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
-use wasmtime_wasi_http::WasiHttpCtx;
-
-struct Serve {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Serve {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for Serve {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::p2::default_hooks() }
-    }
-}
+use wasmtime_wasi_http::p2::WasiHttpView;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
@@ -49,7 +30,7 @@ async fn main() -> Result<()> {
     let mut phases = [Duration::ZERO; 4];
     for _ in 0..n {
         let t0 = Instant::now();
-        let mut store = wasmtime::Store::new(&engine, Serve { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() });
+        let mut store = wasmtime::Store::new(&engine, Serve::default());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let body = Empty::<Bytes>::new().map_err(|never: std::convert::Infallible| -> ErrorCode { match never {} });
         let request = store.data_mut().http().new_incoming_request(Scheme::Http, hyper::Request::get("http://localhost/").body(body)?)?;

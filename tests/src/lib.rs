@@ -20,6 +20,7 @@ use trellis_messages::event::ComponentScaled;
 pub mod bench_report;
 pub mod process;
 pub mod providers;
+pub mod serve;
 
 pub mod actors {
     /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).

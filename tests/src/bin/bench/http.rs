@@ -10,11 +10,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use trellis_tests::serve::Serve;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
-use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p2::WasiHttpView;
 
 /// What one load run measured.
 pub(crate) struct HttpRun {
@@ -80,24 +79,6 @@ pub(crate) async fn keepalive_load(port: u16, path: &'static str, concurrency: u
     Ok(HttpRun { rps, hist })
 }
 
-struct Serve {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Serve {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for Serve {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::p2::default_hooks() }
-    }
-}
-
 /// Serves the component at `path` as `wasmtime serve -O pooling-allocator` does, on a free
 /// port of 127.0.0.1; returns the port.
 /// With `guard_pages` false, the engine is set as `trellis host --no-guard-pages` sets its own
@@ -137,7 +118,7 @@ type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http
 
 async fn handle(pre: ProxyPre<Serve>, engine: wasmtime::Engine, req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Body>> {
     use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-    let mut store = wasmtime::Store::new(&engine, Serve { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() });
+    let mut store = wasmtime::Store::new(&engine, Serve::default());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().http().new_response_outparam(tx)?;
