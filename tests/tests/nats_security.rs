@@ -134,8 +134,8 @@ fn permissions(lattice: &str, apps: bool) -> String {
     // manifest bucket (one for every lattice, as wadm has it). External providers add wasmCloud's
     // provider subjects (`wasmbus.rpc.{l}.>`) and wRPC (`{l}.*.wrpc.>`).
     format!(
-        "permissions: {{ publish: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"wasmbus.rpc.{l}.>\", \"{l}.*.wrpc.>\", \"wadm.api.{l}.>\", \"wadm.status.{l}.>\", \"_INBOX.>\", \"$JS.API.INFO\", {a}, {b}, {c}, {d}] }}, \
-         subscribe: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"{l}.*.wrpc.>\", \"wadm.api.{l}.>\", \"_INBOX.>\"] }} }}",
+        "permissions: {{ publish: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"trellis.spy.{l}.>\", \"wasmbus.rpc.{l}.>\", \"{l}.*.wrpc.>\", \"wadm.api.{l}.>\", \"wadm.status.{l}.>\", \"_INBOX.>\", \"$JS.API.INFO\", {a}, {b}, {c}, {d}] }}, \
+         subscribe: {{ allow: [\"wasmbus.ctl.v1.{l}.>\", \"wasmbus.evt.{l}.>\", \"trellis.rpc.{l}.>\", \"trellis.spy.{l}.>\", \"{l}.*.wrpc.>\", \"wadm.api.{l}.>\", \"_INBOX.>\"] }} }}",
         l = lattice,
         a = kv(&format!("LATTICEDATA_{lattice}")),
         b = kv(&format!("CONFIGDATA_{lattice}")),
