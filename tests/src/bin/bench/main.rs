@@ -105,6 +105,37 @@ async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> 
 }
 
 /// One `ping-timed(n)` of component `pinger`: the time of each of its `n` link calls.
+/// A host of its own from `config` (quiet heartbeat, a 256-instance pool) running
+/// `pinger-{suffix}` linked to `echo-{suffix}`, for figures that compare the local call on two
+/// engines or hosts.
+async fn pinger_host(lattice: &TestLattice, client: &trellis_messages::Client, mut config: trellis_host::HostConfig, suffix: &str) -> Result<trellis_host::HostHandle> {
+    config.heartbeat_interval = Duration::from_secs(30);
+    config.wasm.max_execution_time = Duration::from_secs(30);
+    config.wasm.pool_instances = 256;
+    let host = lattice.start_host(config).await?;
+    let (pinger, echo) = (format!("pinger-{suffix}"), format!("echo-{suffix}"));
+    scaled(lattice, host.id(), &pinger, actors::PINGER, 64).await?;
+    scaled(lattice, host.id(), &echo, actors::ECHO, 64).await?;
+    client.put_link(&link(&pinger, &echo, "default", "trellis", "echo", &["echo"], &[])).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(host)
+}
+
+/// Per-call samples of `first`'s and `second`'s link calls, alternating in `rounds` rounds of
+/// `n` after one unmeasured round each; sorted.
+async fn alternating(client: &trellis_messages::Client, first: &str, second: &str, n: u32, rounds: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    link_round(client, first, n).await?;
+    link_round(client, second, n).await?;
+    for _ in 0..rounds {
+        a.extend(link_round(client, first, n).await?);
+        b.extend(link_round(client, second, n).await?);
+    }
+    a.sort_unstable();
+    b.sort_unstable();
+    Ok((a, b))
+}
+
 async fn link_round(client: &trellis_messages::Client, pinger: &str, n: u32) -> Result<Vec<Duration>> {
     let r = client.call(pinger, "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
     let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
@@ -201,24 +232,9 @@ async fn main() -> Result<()> {
     // (`--metrics-addr`: every call recorded) and on host A (none), alternating in rounds.
     if want(12) {
         let mut config = lattice.host_config_on(0);
-        config.heartbeat_interval = Duration::from_secs(30);
-        config.wasm.max_execution_time = Duration::from_secs(30);
-        config.wasm.pool_instances = 256;
         config.metrics_addr = Some("127.0.0.1:0".parse()?);
-        let metered = lattice.start_host(config).await?;
-        scaled(&lattice, metered.id(), "pinger-m", actors::PINGER, 64).await?;
-        scaled(&lattice, metered.id(), "echo-m", actors::ECHO, 64).await?;
-        client.put_link(&link("pinger-m", "echo-m", "default", "trellis", "echo", &["echo"], &[])).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (mut on, mut off) = (Vec::new(), Vec::new());
-        link_round(&client, "pinger-m", size.inner).await?;
-        link_round(&client, "pinger", size.inner).await?;
-        for _ in 0..rounds {
-            on.extend(link_round(&client, "pinger-m", size.inner).await?);
-            off.extend(link_round(&client, "pinger", size.inner).await?);
-        }
-        on.sort_unstable();
-        off.sort_unstable();
+        let metered = pinger_host(&lattice, &client, config, "m").await?;
+        let (on, off) = alternating(&client, "pinger-m", "pinger", size.inner, rounds).await?;
         let scraped = metered.info().metrics_addr.context("metrics address")?;
         let mut f = latency_figure(
             &format!("12. local call with metrics recorded (--metrics-addr) vs without; per-call percentiles of {} calls each, alternating", on.len()),
@@ -234,24 +250,9 @@ async fn main() -> Result<()> {
     // pinger, echo and http-hello; the local call here, the HTTP figure after figure 11.
     let unguarded = if want(13) {
         let mut config = lattice.host_config_on(2);
-        config.heartbeat_interval = Duration::from_secs(30);
-        config.wasm.max_execution_time = Duration::from_secs(30);
-        config.wasm.pool_instances = 256;
         config.wasm.guard_pages = false;
-        let host = lattice.start_host(config).await?;
-        scaled(&lattice, host.id(), "pinger-u", actors::PINGER, 64).await?;
-        scaled(&lattice, host.id(), "echo-u", actors::ECHO, 64).await?;
-        client.put_link(&link("pinger-u", "echo-u", "default", "trellis", "echo", &["echo"], &[])).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (mut fast, mut default) = (Vec::new(), Vec::new());
-        link_round(&client, "pinger-u", size.inner).await?;
-        link_round(&client, "pinger", size.inner).await?;
-        for _ in 0..rounds {
-            fast.extend(link_round(&client, "pinger-u", size.inner).await?);
-            default.extend(link_round(&client, "pinger", size.inner).await?);
-        }
-        fast.sort_unstable();
-        default.sort_unstable();
+        let host = pinger_host(&lattice, &client, config, "u").await?;
+        let (fast, default) = alternating(&client, "pinger-u", "pinger", size.inner, rounds).await?;
         figures.push(latency_figure(
             &format!("13. local call on a host with --no-guard-pages vs the default engine (guard pages); per-call percentiles of {} calls each, alternating", fast.len()),
             (pct(&fast, 0.5), pct(&fast, 0.99)),
