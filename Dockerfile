@@ -6,8 +6,7 @@ COPY . .
 # With internet, the ordinary guest route: the wasm32-wasip2 target (see actors/README.md).
 RUN rustup target add wasm32-wasip2 \
  && cargo build --release --locked --bin trellis \
- && cargo build --locked -p trellis-tests --tests \
- && mkdir -p /actors && cp target/debug/build/trellis-tests-*/out/actors/*.wasm /actors/
+ && mkdir -p /actors && cp $(scripts/build-actors) /actors/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*

@@ -147,6 +147,9 @@ pub struct HostConfig {
     pub providers: ProviderSettings,
     /// Serve Prometheus metrics at `http://{addr}/metrics` (off when `None`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Record the same metrics into this OpenTelemetry meter too (the binary's OTLP export);
+    /// the host records metrics when this or `metrics_addr` is set.
+    pub metrics_meter: Option<opentelemetry::metrics::Meter>,
     /// Keep the lattice's events in the journal stream (off when `None`).
     pub journal: Option<crate::journal::JournalConfig>,
 }
@@ -169,6 +172,7 @@ impl Default for HostConfig {
             apps: true,
             providers: ProviderSettings::default(),
             metrics_addr: None,
+            metrics_meter: None,
             journal: Some(crate::journal::JournalConfig::default()),
         }
     }

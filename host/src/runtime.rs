@@ -222,10 +222,10 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
-    // Recorded only when served: a host nobody scrapes pays nothing per call.
-    let metrics = match config.metrics_addr {
-        Some(_) => crate::metrics::Metrics::new(&config.lattice, &host_id),
-        None => crate::metrics::Metrics::disabled(),
+    // Recorded only when served or exported: a host nobody scrapes pays nothing per call.
+    let metrics = match (config.metrics_addr, &config.metrics_meter) {
+        (None, None) => crate::metrics::Metrics::disabled(),
+        (_, meter) => crate::metrics::Metrics::new(&config.lattice, &host_id, meter.as_ref()),
     };
     // Bound before anything joins the lattice: a port in use fails the start, clearly.
     let metrics_server = match config.metrics_addr {

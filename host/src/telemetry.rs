@@ -30,7 +30,7 @@ pub fn inject_nats(span: &tracing::Span, headers: &mut async_nats::HeaderMap) {
 /// Makes `span`'s parent the context in NATS `headers`, when they carry one.
 pub fn parent_from_nats(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
     let Some(headers) = headers else { return };
-    if headers.get("traceparent").is_none() {
+    if !headers.get("traceparent").is_some_and(|v| well_formed(v.as_str())) {
         return;
     }
     let cx = TraceContextPropagator::new().extract(&NatsHeadersRead(headers));
@@ -39,11 +39,34 @@ pub fn parent_from_nats(span: &tracing::Span, headers: Option<&async_nats::Heade
 
 /// Makes `span`'s parent the context in HTTP `headers`, when they carry one.
 pub fn parent_from_http(span: &tracing::Span, headers: &hyper::HeaderMap) {
-    if !headers.contains_key("traceparent") {
+    if !headers.get("traceparent").and_then(|v| v.to_str().ok()).is_some_and(well_formed) {
         return;
     }
     let cx = TraceContextPropagator::new().extract(&HttpHeadersRead(headers));
     let _ = span.set_parent(cx);
+}
+
+/// Whether `traceparent` has W3C Trace Context's form: `VV-TRACEID-PARENTID-FF`, lowercase
+/// hex of 2, 32, 16 and 2 digits, neither id all zeros, version not `ff`, and for version `00`
+/// nothing after. opentelemetry's propagator accepts ids of the wrong length (a 30-digit trace
+/// id is read as if zero-padded), which the specification says to ignore; a caller's malformed
+/// header then starts a trace of its own instead of joining one it did not name.
+fn well_formed(traceparent: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let mut parts = traceparent.trim().splitn(5, '-');
+    let (Some(version), Some(trace), Some(parent), Some(flags)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let rest = parts.next();
+    hex(version, 2)
+        && version != "ff"
+        && !(version == "00" && rest.is_some())
+        && hex(trace, 32)
+        && nonzero(trace)
+        && hex(parent, 16)
+        && nonzero(parent)
+        && hex(flags, 2)
 }
 
 struct NatsHeaders<'a>(&'a mut async_nats::HeaderMap);
@@ -75,5 +98,31 @@ impl Extractor for HttpHeadersRead<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(hyper::header::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::well_formed;
+
+    #[test]
+    fn only_a_well_formed_traceparent_is_continued() {
+        assert!(well_formed("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(well_formed("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future"), "later versions may add fields");
+        for bad in [
+            "",
+            "00-zz-zz-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
+            assert!(!well_formed(bad), "{bad}");
+        }
     }
 }

@@ -15,30 +15,13 @@ use trellis_host::{HostConfig, HostHandle, NatsConfig};
 use trellis_messages::component::ScaleComponentCommand;
 use trellis_messages::event::ComponentScaled;
 
-/// The example guests, built from `actors/` by this crate's build script.
-/// Helpers of the external-provider tests.
 pub mod bench_report;
 pub mod process;
 pub mod providers;
 pub mod serve;
 
-pub mod actors {
-    /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).
-    pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");
-    /// `trellis:echo/pinger`, calling `echo` through a link.
-    pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
-    /// `trellis:fetch/fetch`: outgoing HTTP through `wasi:http/outgoing-handler`.
-    pub const HTTP_FETCH: &str = env!("TRELLIS_ACTOR_HTTP_FETCH");
-    /// `wasmcloud:messaging/handler` answering through `wasmcloud:messaging/consumer`.
-    pub const MSG_ECHO: &str = env!("TRELLIS_ACTOR_MSG_ECHO");
-    /// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
-    pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
-    /// `trellis:hostile/probe`: tries to leave its sandbox; its HTTP handler sends and reads
-    /// bodies of any size.
-    pub const HOSTILE: &str = env!("TRELLIS_ACTOR_HOSTILE");
-    /// `wasi:http/incoming-handler` answering "Hello from Trellis".
-    pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
-}
+/// The example guests, built from `actors/` by the `trellis-guests` crate.
+pub use trellis_guests as actors;
 
 /// The JSON data of a CloudEvent received through the published client.
 pub fn event_data(event: &cloudevents::Event) -> serde_json::Value {

@@ -252,6 +252,60 @@ async fn scale_call_and_stop_a_component_from_the_cli() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `trellis scale HOST --from FILE`: forty components (one of them unloadable) in one command,
+/// progress on stderr, every outcome at the end, exit 1 naming the one that failed; a bad file
+/// is refused before anything is sent; `--json` prints one value.
+#[tokio::test]
+async fn many_components_scale_from_a_file_with_progress() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let id = host.id().to_string();
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("components.txt");
+    let mut text = String::from("# forty echoes\n");
+    for i in 0..39 {
+        text.push_str(&format!("echo{i} {} {}\n", trellis_tests::actors::ECHO, 1 + i % 3));
+    }
+    text.push_str("broken /nonexistent/x.wasm\n");
+    std::fs::write(&file, &text)?;
+    let run = |args: Vec<String>| {
+        let (url, name) = (lattice.url(), lattice.name.clone());
+        tokio::task::spawn_blocking(move || trellis_client(&url, &name, &args))
+    };
+    let path = file.display().to_string();
+    let (ok, out, err) = run(vec!["scale".into(), id.clone(), "--from".into(), path.clone()]).await?;
+    assert!(!ok, "one component cannot load: {out}");
+    assert!(out.contains("broken  failed  ") && out.contains("cannot load component"), "{out}");
+    assert!(out.contains("39 of 40 components scaled on host"), "{out}");
+    assert!(err.lines().any(|l| l.starts_with("scaled 39/40, 1 failed")), "progress on stderr: {err}");
+    assert!(err.contains("1 of 40 components were not scaled"), "{err}");
+    let running = lattice.client().await?.inventory(&id).await?.components;
+    assert_eq!(running.len(), 39);
+    assert_eq!(running.iter().find(|c| c.id == "echo5").map(|c| c.max_instances), Some(3));
+
+    // Stopping them all, as JSON: every component's outcome in one value on stdout.
+    let stop: String = (0..39).map(|i| format!("echo{i} {} 0\n", trellis_tests::actors::ECHO)).collect();
+    std::fs::write(&file, stop)?;
+    let (ok, out, err) = run(vec!["scale".into(), "--json".into(), id.clone(), "--from".into(), path.clone()]).await?;
+    assert!(ok, "{err}");
+    let outcomes: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(outcomes.as_array().map(Vec::len), Some(39), "{out}");
+    assert!(outcomes.as_array().into_iter().flatten().all(|o| o["outcome"] == "scaled"), "{out}");
+    assert!(lattice.client().await?.inventory(&id).await?.components.is_empty());
+
+    // A bad line is refused before anything is sent.
+    std::fs::write(&file, format!("fine {}\nbad.id {}\n", trellis_tests::actors::ECHO, trellis_tests::actors::ECHO))?;
+    let (ok, _, err) = run(vec!["scale".into(), id.clone(), "--from".into(), path.clone()]).await?;
+    assert!(!ok);
+    assert!(err.contains("line 2: component id `bad.id` must not contain"), "{err}");
+    assert!(lattice.client().await?.inventory(&id).await?.components.is_empty());
+    let (ok, _, err) = run(vec!["scale".into(), id.clone(), "echo".into(), "--from".into(), path]).await?;
+    assert!(!ok, "a component and a file at once are refused");
+    assert!(err.contains("cannot be used with"), "{err}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn links_and_config_from_the_cli() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;
@@ -441,81 +495,5 @@ async fn trellis_get_shows_the_lattice_on_one_screen() -> anyhow::Result<()> {
     assert_eq!(json["links"][0]["source_id"], "pinger");
     assert_eq!(json["applications"], serde_json::json!([]));
     host.shutdown(None).await?;
-    Ok(())
-}
-
-/// A host run with `OTEL_EXPORTER_OTLP_ENDPOINT` exports its call spans over OTLP/HTTP: a
-/// stand-in collector receives `POST /v1/traces` with the spans of a call.
-#[tokio::test]
-async fn a_host_exports_traces_over_otlp_when_a_collector_is_named() -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", collector.local_addr()?);
-    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = collector.accept().await {
-            let got_tx = got_tx.clone();
-            tokio::spawn(async move {
-                // One request: headers, then content-length bytes of body.
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 8192];
-                let (head, body_start) = loop {
-                    let n = stream.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break (String::from_utf8_lossy(&raw[..i]).to_string(), i + 4);
-                    }
-                };
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                    .unwrap_or(0);
-                while raw.len() < body_start + length {
-                    let n = stream.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").await;
-                let _ = got_tx.send((head, raw[body_start..].to_vec()));
-            });
-        }
-    });
-
-    let lattice = TestLattice::new().await?;
-    let key = nkeys::KeyPair::new_server();
-    let mut child = Command::new(trellis_bin()?)
-        .args(["host", "--allow-file-load"])
-        .env("TRELLIS_NATS_URL", lattice.url())
-        .env("TRELLIS_LATTICE", &lattice.name)
-        .env("TRELLIS_HOST_SEED", key.seed()?)
-        .env("TRELLIS_NO_COMPILE_CACHE", "true")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let id = wait_for_host(&lattice, &key.public_key()).await.id;
-    lattice.scale(&id, "echo", trellis_tests::actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
-    let client = lattice.client().await?;
-    let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""traced""#.into()]).await?;
-    assert!(reply.results.is_some(), "{reply:?}");
-    // The batch goes out on the exporter's schedule or, at the latest, when the host stops.
-    lattice.ctl().await?.stop_host(&id, Some(3_000)).await.map_err(anyhow::Error::msg)?;
-    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
-    let mut bodies = Vec::new();
-    while let Ok(Some((head, body))) = tokio::time::timeout(Duration::from_secs(5), got.recv()).await {
-        assert!(head.starts_with("POST /v1/traces "), "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
-        bodies.extend(body);
-        if bodies.windows(4).any(|w| w == b"echo") && bodies.windows(10).any(|w| w == b"invocation") {
-            break;
-        }
-    }
-    assert!(bodies.windows(10).any(|w| w == b"invocation"), "the call's spans were exported");
-    assert!(bodies.windows(8).any(|w| w == b"trellis:"), "with the function named");
     Ok(())
 }

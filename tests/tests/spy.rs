@@ -81,6 +81,49 @@ async fn a_spy_sees_calls_to_and_from_a_component_across_hosts_and_nothing_is_re
     let r = next(&mut echo_calls).await;
     assert_eq!((r.function.as_str(), r.outcome.as_str(), r.peer.as_str()), ("trellis:echo/echo.trap", "trap", "client"), "{r:?}");
 
+    // HTTP: the server provider on A serves `hello` on A; the spy names the caller `http` and
+    // the outcome is the response's status, or the fault.
+    let http = trellis_messages::provider::StartProviderCommand {
+        provider_id: "http".into(),
+        provider_ref: "wasmcloud+builtin://http-server".into(),
+        ..Default::default()
+    };
+    client.start_provider(a.id(), &http).await?;
+    lattice.scale(a.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    let port = trellis_tests::free_port();
+    let address = std::collections::HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))]);
+    client.put_config("hello-http", &address).await?;
+    client.put_link(&Link::new("http", "hello", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["hello-http"])).await?;
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        String::from_utf8_lossy(&raw).split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok())
+    };
+    eventually(Duration::from_secs(10), || get("/")).await.expect("hello is served");
+    let mut hello_calls = Box::pin(client.spy("hello").await?);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get("/watched").await, Some(200));
+    let r = next(&mut hello_calls).await;
+    let handle = "wasi:http/incoming-handler.handle";
+    assert_eq!((r.direction, r.function.as_str(), r.peer.as_str(), r.outcome.as_str()), (Direction::In, handle, "http", "200"), "{r:?}");
+    assert_eq!(get("/trap").await, Some(500));
+    let r = next(&mut hello_calls).await;
+    assert_eq!((r.peer.as_str(), r.outcome.as_str()), ("http", "trap"), "{r:?}");
+
+    // Past a watch's 6 s lapse: the spy's renewals keep the hosts recording.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    client.call("echo", ECHO, vec![r#""still watched""#.into()]).await?;
+    let r = loop {
+        let r = next(&mut echo_calls).await;
+        if r.function == ECHO {
+            break r;
+        }
+    };
+    assert_eq!((r.peer.as_str(), r.outcome.as_str()), ("client", "ok"), "{r:?}");
+
     // The CLI: one record, as JSON.
     let mut cli = tokio::process::Command::new(trellis_bin()?)
         .args(["spy", "echo", "--count", "1", "--json", "--nats-url", &lattice.url_of(0), "--lattice", &lattice.name])

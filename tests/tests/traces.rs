@@ -140,6 +140,25 @@ async fn one_trace_follows_a_call_across_two_hosts_and_into_key_value() -> anyho
     let forwarded = find(&spans, "invocation", "component", "hello");
     assert_eq!((forwarded.span_context.trace_id(), forwarded.parent_span_id), (http_trace, served[0].span_context.span_id()));
 
+    // A malformed `traceparent` (not hex, a trace id two digits short, an all-zero trace id) is
+    // not continued: the invocation starts a trace of its own, and the call still runs.
+    for bad in ["00-zz-zz-01", "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+        exporter.reset();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("traceparent", bad);
+        let body = serde_json::to_vec(&InvocationRequest { function: "trellis:echo/echo.echo".into(), args: vec![r#""x""#.into()] })?;
+        let reply = nats.request_with_headers(format!("trellis.rpc.{}.echo", lattice.name), headers, body.into()).await?;
+        let reply: InvocationResponse = serde_json::from_slice(&reply.payload)?;
+        assert_eq!(reply.results, Some(vec![r#""x""#.to_string()]), "{bad}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        provider.force_flush()?;
+        let spans = exporter.get_finished_spans()?;
+        let invocation = find(&spans, "invocation", "component", "echo");
+        assert!(invocation.span_context.is_valid(), "{bad}");
+        assert_eq!(invocation.parent_span_id, SpanId::INVALID, "{bad}: a new trace, no parent");
+        assert!(![trace, TraceId::INVALID].contains(&invocation.span_context.trace_id()), "{bad}");
+    }
+
     a.shutdown(None).await?;
     b.shutdown(None).await?;
     Ok(())

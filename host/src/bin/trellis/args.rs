@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::host_args::{HostArgs, UpArgs};
+
 /// Trellis: a lattice host for WebAssembly components on NATS.
 #[derive(Debug, Parser)]
 #[command(name = "trellis", version, about)]
@@ -86,18 +88,25 @@ pub enum Command {
         action: LabelAction,
     },
     /// Run a component on a host, or change its scale (`component.scale`); waits for the outcome.
+    /// With `--from FILE`, every component the file names, with progress on stderr.
     Scale {
         #[command(flatten)]
         client: ClientArgs,
         /// Host id (`N…`).
         host_id: String,
         /// Component id (one NATS token, e.g. `echo`).
-        component_id: String,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        component_id: Option<String>,
         /// `file://…` reference or a path (a local path is made absolute).
-        component_ref: String,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        component_ref: Option<String>,
         /// Concurrent invocations allowed on that host; 0 stops the component.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "from")]
         max: u32,
+        /// A file with a line `ID REFERENCE [MAX]` per component: all are scaled (16 requests at
+        /// a time), progress goes to stderr, and the command fails if any did not scale.
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
         /// Let a different reference replace the running one.
         #[arg(long)]
         allow_update: bool,
@@ -435,179 +444,4 @@ pub struct ClientArgs {
     /// How long to wait for a reply (broadcasts gather for this long).
     #[arg(long, env = "TRELLIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-}
-
-/// Options of a host.
-#[derive(Debug, Clone, Args)]
-pub struct HostArgs {
-    #[command(flatten)]
-    pub lattice: LatticeArgs,
-    /// A label `key=value` (repeatable; the variable takes a comma-separated list).
-    #[arg(long = "label", short = 'l', env = "TRELLIS_LABELS", value_delimiter = ',')]
-    pub labels: Vec<String>,
-    /// nkey server seed (`SN…`) for a stable host id; a new id each run when unset.
-    #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
-    pub host_seed: Option<String>,
-    /// Friendly name shown by tools.
-    #[arg(long, env = "TRELLIS_FRIENDLY_NAME")]
-    pub friendly_name: Option<String>,
-    /// How often to publish `host_heartbeat`.
-    #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Duration,
-    /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `127.0.0.1:9464`); off when unset.
-    #[arg(long, env = "TRELLIS_METRICS_ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// How long the lattice journal keeps events (hosts only ever raise the stream's limit).
-    #[arg(long, env = "TRELLIS_JOURNAL_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub journal_max_age: Duration,
-    /// How many bytes of events the lattice journal keeps (`256MiB`).
-    #[arg(long, env = "TRELLIS_JOURNAL_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
-    pub journal_max_bytes: u64,
-    /// Do not create or raise the lattice journal's stream from this host.
-    #[arg(long, env = "TRELLIS_NO_JOURNAL")]
-    pub no_journal: bool,
-    /// How long a graceful stop may drain when the request names no timeout.
-    #[arg(long, env = "TRELLIS_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub stop_timeout: Duration,
-    /// Replicas of the lattice's KV buckets (links, config) when this host creates them.
-    #[arg(long, env = "TRELLIS_KV_REPLICAS", default_value_t = 1)]
-    pub kv_replicas: usize,
-    /// How long one component invocation may run before it is stopped.
-    #[arg(long, env = "TRELLIS_MAX_EXECUTION_TIME", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub max_execution_time: Duration,
-    /// Linear memory each component instance may use (`256MiB`, `64M`, bytes).
-    #[arg(long, env = "TRELLIS_MAX_COMPONENT_MEMORY", default_value = "256MiB", value_parser = parse_size)]
-    pub max_component_memory: u64,
-    /// Largest component file accepted (`50MiB`, bytes).
-    #[arg(long, env = "TRELLIS_MAX_COMPONENT_SIZE", default_value = "50MiB", value_parser = parse_size)]
-    pub max_component_size: u64,
-    /// How long a call waits for a free instance slot (`max_instances`) before failing busy.
-    #[arg(long, env = "TRELLIS_MAX_QUEUE_WAIT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub max_queue_wait: Duration,
-    /// Calls that may wait for a free instance slot, per component; more are refused `busy`.
-    #[arg(long, env = "TRELLIS_MAX_QUEUED_CALLS", default_value_t = 1000)]
-    pub max_queued_calls: usize,
-    /// Concurrent component instances the pooling allocator reserves; 0 allocates on demand.
-    #[arg(long, env = "TRELLIS_POOL_INSTANCES", default_value_t = 1000)]
-    pub pool_instances: u32,
-    /// Memory of each pooled instance reset in place when it is freed, kept warm for the next
-    /// call (`1MiB`, bytes; 0 returns it all to the kernel).
-    #[arg(long, env = "TRELLIS_KEEP_RESIDENT", default_value = "1MiB", value_parser = parse_size)]
-    pub keep_resident: u64,
-    /// Guest memory without guard pages: no page-protection changes (and their cross-core
-    /// interrupts) when instances are reused, but guest memory accesses are compiled without
-    /// Spectre mitigations. Only for hosts that run trusted components.
-    #[arg(long, env = "TRELLIS_NO_GUARD_PAGES")]
-    pub no_guard_pages: bool,
-    /// Threads guests run on; 0 is one per CPU.
-    #[arg(long, env = "TRELLIS_GUEST_THREADS", default_value_t = 0)]
-    pub guest_threads: usize,
-    /// Directory of the compile cache (default: `cache` in the data directory).
-    #[arg(long, env = "TRELLIS_COMPILE_CACHE")]
-    pub compile_cache: Option<PathBuf>,
-    /// Load components from files (`file://` references and paths) named in control
-    /// messages. Off by default for `trellis host`, on for `trellis up`.
-    #[arg(long, env = "TRELLIS_ALLOW_FILE_LOAD", num_args = 0..=1, default_missing_value = "true")]
-    pub allow_file_load: Option<bool>,
-    /// Only load component files under this directory (repeatable; implies --allow-file-load).
-    #[arg(long = "file-load-dir", env = "TRELLIS_FILE_LOAD_DIRS", value_delimiter = ',')]
-    pub file_load_dirs: Vec<PathBuf>,
-    /// Accept `:latest` (and untagged) OCI references.
-    #[arg(long, env = "TRELLIS_ALLOW_LATEST")]
-    pub allow_latest: bool,
-    /// Registries (`host:port`, comma-separated) reached over plain HTTP.
-    #[arg(long, env = "TRELLIS_ALLOWED_INSECURE", value_delimiter = ',')]
-    pub allowed_insecure: Vec<String>,
-    /// Username for OCI registries.
-    #[arg(long, env = "TRELLIS_OCI_USER", requires = "oci_password")]
-    pub oci_user: Option<String>,
-    /// Password for OCI registries.
-    #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
-    pub oci_password: Option<String>,
-    /// Leave declared applications to a wadm running on the lattice: do not answer wadm's API
-    /// or reconcile applications on this host.
-    #[arg(long, env = "TRELLIS_NO_APPS")]
-    pub no_apps: bool,
-    /// How long an external provider has to exit after the shutdown request before SIGTERM
-    /// (SIGKILL follows 2 s later).
-    #[arg(long, env = "TRELLIS_PROVIDER_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub provider_shutdown_grace: std::time::Duration,
-    /// Between health checks of an external provider.
-    #[arg(long, env = "TRELLIS_PROVIDER_HEALTH_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub provider_health_interval: std::time::Duration,
-    /// The longest delay before an external provider that keeps exiting is restarted (the
-    /// delay starts at 100 ms and doubles).
-    #[arg(long, env = "TRELLIS_PROVIDER_RESTART_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub provider_restart_max: std::time::Duration,
-    /// Run provider images pulled from OCI registries (wasmCloud's provider archives): native
-    /// code from elsewhere, so off unless given.
-    #[arg(long, env = "TRELLIS_ALLOW_PROVIDER_IMAGES")]
-    pub allow_provider_images: bool,
-    /// Calls this host's components may have in flight to one external provider; more wait
-    /// up to --max-queue-wait, then fail busy.
-    #[arg(long, env = "TRELLIS_MAX_PROVIDER_CALLS", default_value_t = 256)]
-    pub max_provider_calls: usize,
-    /// How long one pull of a component (from a registry or the artifact store) may take.
-    #[arg(long, env = "TRELLIS_OCI_PULL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub oci_pull_timeout: std::time::Duration,
-    /// Where components pulled from registries are cached (default: `artifacts` in the data
-    /// directory).
-    #[arg(long, env = "TRELLIS_ARTIFACT_CACHE")]
-    pub artifact_cache: Option<PathBuf>,
-    /// The key-value bucket of a link whose target config names none (default: such links are
-    /// refused).
-    #[arg(long, env = "TRELLIS_KV_DEFAULT_BUCKET")]
-    pub kv_default_bucket: Option<String>,
-    /// Control messages answered at once; more get a "busy" reply.
-    #[arg(long, env = "TRELLIS_MAX_CONTROL_IN_FLIGHT", default_value_t = 256)]
-    pub max_control_in_flight: usize,
-    /// Largest control message accepted (`1MiB`, bytes).
-    #[arg(long, env = "TRELLIS_MAX_CONTROL_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
-    pub max_control_message: u64,
-    /// Open connections per HTTP server listener; more are answered 503.
-    #[arg(long, env = "TRELLIS_MAX_HTTP_CONNECTIONS", default_value_t = 10_000)]
-    pub max_http_connections: usize,
-    /// Time an HTTP client has to send its request headers.
-    #[arg(long, env = "TRELLIS_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub http_header_timeout: Duration,
-    /// Largest HTTP request or response body (`64MiB`, bytes): 413 for a request past it.
-    #[arg(long, env = "TRELLIS_MAX_HTTP_BODY", default_value = "64MiB", value_parser = parse_size)]
-    pub max_http_body: u64,
-    /// Compile every component afresh instead of using the cache.
-    #[arg(long, env = "TRELLIS_NO_COMPILE_CACHE", conflicts_with = "compile_cache")]
-    pub no_compile_cache: bool,
-}
-
-/// Parses `256MiB`, `64M`, `1G`, `4096` (bytes) into bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like 256MiB or 4096"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("`{s}` is too large"))
-}
-
-/// Options of `trellis up`.
-#[derive(Debug, Clone, Args)]
-pub struct UpArgs {
-    #[command(flatten)]
-    pub host: HostArgs,
-    /// Where a NATS server started by `up` keeps its JetStream data
-    /// (default: `$XDG_DATA_HOME/trellis/nats` or `~/.local/share/trellis/nats`).
-    #[arg(long, env = "TRELLIS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Run the demo: `http-hello` and `kv-counter` from this directory (`http_hello.wasm`,
-    /// `kv_counter.wasm`, as `scripts/build-actors` makes them) behind the HTTP server provider.
-    #[arg(long, env = "TRELLIS_DEMO")]
-    pub demo: Option<PathBuf>,
-    /// Where the demo's HTTP server listens.
-    #[arg(long, env = "TRELLIS_DEMO_ADDRESS", default_value = "127.0.0.1:8080")]
-    pub demo_address: String,
 }

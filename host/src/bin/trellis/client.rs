@@ -155,7 +155,16 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.stop_host(&host_id, timeout_ms).await?);
             Ok(())
         }
-        Command::Scale { client: args, host_id, component_id, component_ref, max, allow_update, wait } => {
+        Command::Scale { client: args, host_id, from: Some(file), allow_update, wait, .. } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let entries = crate::scale::parse(&text).with_context(|| format!("{}", file.display()))?;
+            let client = connect(&args).await?;
+            crate::scale::run(&client, &host_id, entries, allow_update, wait, args.json).await
+        }
+        Command::Scale { client: args, host_id, component_id, component_ref, max, allow_update, wait, from: None } => {
+            let (Some(component_id), Some(component_ref)) = (component_id, component_ref) else {
+                anyhow::bail!("name a component and its reference, or --from a file of them");
+            };
             let client = connect(&args).await?;
             let command = ScaleComponentCommand {
                 component_ref: absolute_ref(&component_ref),
@@ -316,7 +325,7 @@ pub async fn run(command: Command) -> Result<()> {
 
 /// A local path that exists becomes an absolute `file://` reference, so the host (whatever its
 /// working directory) finds the same file.
-fn absolute_ref(reference: &str) -> String {
+pub(crate) fn absolute_ref(reference: &str) -> String {
     if reference.contains("://") {
         return reference.to_string();
     }

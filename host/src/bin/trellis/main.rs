@@ -4,8 +4,10 @@ mod app;
 mod args;
 mod client;
 mod demo;
+mod host_args;
 mod otlp;
 mod overview;
+mod scale;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,18 +39,20 @@ fn main() -> ExitCode {
         },
         None => EnvFilter::new(default_level),
     };
-    // Traces over OTLP for the commands that run a host, when the environment names a collector.
+    // Traces and metrics over OTLP for the commands that run a host, when the environment
+    // names a collector.
     let runs_host = matches!(cli.command, Command::Up(_) | Command::Host(_));
-    let (exporting, tracer) = match runs_host && otlp::wanted() {
-        true => match otlp::start() {
-            Ok((provider, tracer)) => (Some(provider), Some(tracer)),
+    let export = match runs_host {
+        true => match otlp::Export::start() {
+            Ok(export) => export,
             Err(e) => {
-                eprintln!("trellis: cannot export traces over OTLP: {e:#}");
+                eprintln!("trellis: cannot export over OTLP: {e:#}");
                 return ExitCode::FAILURE;
             }
         },
-        false => (None, None),
+        false => otlp::Export::default(),
     };
+    let tracer = export.tracer();
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
@@ -73,14 +77,9 @@ fn main() -> ExitCode {
     if let Command::ProviderGuard { provider } = &cli.command {
         return ExitCode::from(runtime.block_on(trellis_host::providers::external::guard::run(provider)));
     }
-    let outcome = runtime.block_on(run(cli.command));
+    let outcome = runtime.block_on(run(cli.command, export.meter()));
     drop(runtime);
-    if let Some(provider) = exporting {
-        // Sends the spans still batched.
-        if let Err(e) = provider.shutdown() {
-            eprintln!("trellis: the last traces were not exported: {e}");
-        }
-    }
+    export.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,10 +89,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<()> {
+/// `meter`: where the host records its metrics for OTLP export, when it is exported.
+async fn run(command: Command, meter: Option<opentelemetry::metrics::Meter>) -> Result<()> {
     match command {
-        Command::Up(args) => up(args).await,
-        Command::Host(args) => run_host(host_config(&args, false)?).await,
+        Command::Up(args) => up(args, meter).await,
+        Command::Host(args) => run_host(HostConfig { metrics_meter: meter, ..host_config(&args, false)? }).await,
         Command::App { action } => app::run(action).await,
         Command::Get { client } => overview::run(client).await,
         other => client::run(other).await,
@@ -130,6 +130,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
         metrics_addr: args.metrics_addr,
+        metrics_meter: None,
         journal: (!args.no_journal)
             .then_some(trellis_host::journal::JournalConfig { max_age: args.journal_max_age, max_bytes: args.journal_max_bytes }),
         stop_timeout: args.stop_timeout,
@@ -187,8 +188,8 @@ fn default_data_dir() -> PathBuf {
     base.join("trellis")
 }
 
-async fn up(args: UpArgs) -> Result<()> {
-    let mut config = host_config(&args.host, true)?;
+async fn up(args: UpArgs, meter: Option<opentelemetry::metrics::Meter>) -> Result<()> {
+    let mut config = HostConfig { metrics_meter: meter, ..host_config(&args.host, true)? };
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     if config.wasm.cache_dir.is_some() && args.host.compile_cache.is_none() {
         config.wasm.cache_dir = Some(data_dir.join("cache"));
@@ -250,5 +251,27 @@ async fn run_host_with(config: HostConfig, demo: Option<demo::Demo>) -> Result<(
             println!("Trellis host {} stopped.", info.id);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn host_args(argv: &[&str]) -> HostArgs {
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Host(args)) => args,
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn guard_pages_stay_on_unless_the_flag_or_variable_turns_them_off() {
+        let on = host_config(&host_args(&["trellis", "host"]), false).expect("config");
+        assert!(on.wasm.guard_pages);
+        let off = host_config(&host_args(&["trellis", "host", "--no-guard-pages"]), false).expect("config");
+        assert!(!off.wasm.guard_pages);
     }
 }

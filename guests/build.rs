@@ -1,5 +1,5 @@
 //! Builds the example guest components in `actors/` from source and exposes their paths to the
-//! tests as `TRELLIS_ACTOR_<NAME>` (e.g. `TRELLIS_ACTOR_ECHO`).
+//! crate as `TRELLIS_ACTOR_<NAME>` (e.g. `TRELLIS_ACTOR_ECHO`).
 //!
 //! Route: `cargo build --target wasm32-wasip2` when rustup has that target (the output is already
 //! a component); otherwise Debian's `rustc-web` builds `std` from source for
@@ -22,7 +22,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let root = manifest.parent().ok_or("tests/ has no parent")?.to_path_buf();
+    let root = manifest.parent().ok_or("guests/ has no parent")?.to_path_buf();
     let actors = root.join("actors");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join("actors");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;

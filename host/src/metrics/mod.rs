@@ -1,5 +1,6 @@
 //! What the host measures, served in Prometheus's text format at `/metrics` when
-//! `--metrics-addr` is set ([`serve`]).
+//! `--metrics-addr` is set ([`serve`]), and recorded into an OpenTelemetry meter as well when
+//! the host is given one (`otel`: the binary's OTLP export).
 //!
 //! Every series carries the constant labels `lattice` and `host`. Names follow wasmCloud's
 //! OpenTelemetry metrics where it has one (`wasmcloud_host.component.invocations` →
@@ -8,7 +9,6 @@
 //! `unknown`, never the name a caller sent, so a flood of made-up function names cannot grow
 //! the series without end.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tracing::{debug, warn};
+use tracing::warn;
+
+mod otel;
+mod serve;
+
+pub use serve::serve;
 
 /// The `operation` of a call to a function the component does not export.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -74,11 +79,17 @@ struct Inner {
     provider_healthy: Family<ProviderLabels, Gauge>,
     resident: Gauge,
     cpu_ms: Counter,
+    /// The same measurements into an OpenTelemetry meter, when the host was given one.
+    otel: Option<otel::Instruments>,
+}
+
+/// Bounds of the duration histograms: 10 µs … ~84 s.
+fn duration_buckets() -> Vec<f64> {
+    exponential_buckets(1e-5, 2.0, 24).collect()
 }
 
 fn duration_histogram() -> Histogram {
-    // 10 µs … ~84 s.
-    Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+    Histogram::new(duration_buckets())
 }
 
 impl Default for Metrics {
@@ -94,8 +105,9 @@ impl Metrics {
         Self(None)
     }
 
-    /// Metrics of host `host` on lattice `lattice`.
-    pub fn new(lattice: &str, host: &str) -> Self {
+    /// Metrics of host `host` on lattice `lattice`, recorded into `meter` too when there is
+    /// one (instrument names: the Prometheus family names with dots, `trellis.component.invocations`).
+    pub fn new(lattice: &str, host: &str, meter: Option<&opentelemetry::metrics::Meter>) -> Self {
         let mut root = Registry::default();
         let labels = [("lattice".into(), lattice.to_string().into()), ("host".into(), host.to_string().into())];
         let registry = root.sub_registry_with_labels(labels.into_iter());
@@ -160,6 +172,7 @@ impl Metrics {
             provider_healthy,
             resident,
             cpu_ms,
+            otel: meter.map(|m| otel::Instruments::new(m, lattice, host, &duration_buckets())),
         })))
     }
 
@@ -167,6 +180,9 @@ impl Metrics {
     pub fn set_max_instances(&self, component: &str, max: u32) {
         let Some(inner) = &self.0 else { return };
         inner.max_instances.get_or_create(&ComponentLabels { component: component.into() }).set(i64::from(max));
+        if let Some(o) = &inner.otel {
+            otel::set(&o.max_instances, component, Some(i64::from(max)));
+        }
     }
 
     /// `component` stopped here: its per-component gauges go (counters stay, as Prometheus
@@ -177,18 +193,27 @@ impl Metrics {
         inner.max_instances.remove(&labels);
         inner.active.remove(&labels);
         inner.waiting.remove(&labels);
+        if let Some(o) = &inner.otel {
+            otel::set(&o.max_instances, component, None);
+        }
     }
 
     /// An HTTP request to `component` was answered with `status`.
     pub fn http_response(&self, component: &str, status: u16) {
         let Some(inner) = &self.0 else { return };
         inner.http.get_or_create(&HttpLabels { component: component.into(), status }).inc();
+        if let Some(o) = &inner.otel {
+            o.http.add(1, &o.attributes([("component", component.to_string()), ("status", status.to_string())]));
+        }
     }
 
     /// A change in the lattice's KV buckets reached this host `lag` after it was stored.
     pub fn watch_applied(&self, lag: Duration) {
         if let Some(inner) = &self.0 {
             inner.watch_lag.observe(lag.as_secs_f64());
+            if let Some(o) = &inner.otel {
+                o.watch_lag.record(lag.as_secs_f64(), o.base());
+            }
         }
     }
 
@@ -201,6 +226,12 @@ impl Metrics {
         let seen = counter.get();
         if restarts > seen {
             counter.inc_by(restarts - seen);
+            if let Some(o) = &inner.otel {
+                o.provider_restarts.add(restarts - seen, &o.attributes([("provider", provider.to_string())]));
+            }
+        }
+        if let Some(o) = &inner.otel {
+            otel::set(&o.provider_healthy, provider, healthy.map(i64::from));
         }
         match healthy {
             Some(h) => {
@@ -216,6 +247,9 @@ impl Metrics {
     pub fn provider_stopped(&self, provider: &str) {
         if let Some(inner) = &self.0 {
             inner.provider_healthy.remove(&ProviderLabels { provider: provider.into() });
+            if let Some(o) = &inner.otel {
+                otel::set(&o.provider_healthy, provider, None);
+            }
         }
     }
 
@@ -223,6 +257,9 @@ impl Metrics {
     pub fn nats_reconnected(&self) {
         if let Some(inner) = &self.0 {
             inner.nats_reconnects.inc();
+            if let Some(o) = &inner.otel {
+                o.nats_reconnects.add(1, o.base());
+            }
         }
     }
 
@@ -257,7 +294,18 @@ struct ComponentHandles {
     active: Gauge,
     waiting: Gauge,
     /// By operation (exported functions and `unknown` only: see the module's doc).
-    calls: std::sync::RwLock<std::collections::HashMap<String, (Counter, Histogram)>>,
+    calls: std::sync::RwLock<std::collections::HashMap<String, CallHandles>>,
+    /// `lattice`, `host`, `component`, when recording into a meter too.
+    otel: Option<otel::Attributes>,
+}
+
+/// What one operation's calls record into.
+#[derive(Clone, Debug)]
+struct CallHandles {
+    count: Counter,
+    duration: Histogram,
+    /// `lattice`, `host`, `component`, `operation`, when recording into a meter too.
+    otel: Option<otel::Attributes>,
 }
 
 impl Metrics {
@@ -271,6 +319,7 @@ impl Metrics {
             active: inner.active.get_or_create(&labels).clone(),
             waiting: inner.waiting.get_or_create(&labels).clone(),
             calls: std::sync::RwLock::default(),
+            otel: inner.otel.as_ref().map(|o| o.attributes([("component", component.to_string())])),
         })))
     }
 }
@@ -291,51 +340,86 @@ impl ComponentMetrics {
     /// `took`; `fault` names its kind when it failed.
     pub fn call_ended(&self, operation: &str, took: Duration, fault: Option<&str>) {
         let Some(h) = &self.0 else { return };
+        let Some(inner) = &h.metrics.0 else { return };
         let cached = h.calls.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(operation).cloned();
-        let (count, duration) = match cached {
+        let handles = match cached {
             Some(handles) => handles,
             None => {
-                let Some(inner) = &h.metrics.0 else { return };
                 let call = CallLabels { component: h.id.clone(), operation: operation.into() };
-                let handles = (inner.invocations.get_or_create(&call).clone(), inner.duration.get_or_create(&call).clone());
+                let handles = CallHandles {
+                    count: inner.invocations.get_or_create(&call).clone(),
+                    duration: inner.duration.get_or_create(&call).clone(),
+                    otel: inner.otel.as_ref().map(|o| o.attributes([("component", h.id.clone()), ("operation", operation.to_string())])),
+                };
                 h.calls.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(operation.into(), handles.clone());
                 handles
             }
         };
-        count.inc();
-        duration.observe(took.as_secs_f64());
-        if let (Some(kind), Some(inner)) = (fault, &h.metrics.0) {
+        handles.count.inc();
+        handles.duration.observe(took.as_secs_f64());
+        if let (Some(o), Some(attributes)) = (&inner.otel, &handles.otel) {
+            o.invocations.add(1, attributes);
+            o.duration.record(took.as_secs_f64(), attributes);
+        }
+        if let Some(kind) = fault {
             let labels = ErrorLabels { component: h.id.clone(), operation: operation.into(), kind: kind.into() };
             inner.errors.get_or_create(&labels).inc();
+            if let Some(o) = &inner.otel {
+                let attributes = o.attributes([("component", h.id.clone()), ("operation", operation.to_string()), ("kind", kind.to_string())]);
+                o.errors.add(1, &attributes);
+            }
         }
     }
 
     /// An instance runs a call until the guard drops.
     pub fn active(&self) -> ActiveGuard {
-        ActiveGuard(self.0.as_ref().map(|h| {
-            h.active.inc();
-            h.active.clone()
-        }))
+        self.guard(Which::Active)
     }
 
     /// A call waits for a slot until the guard drops.
     pub fn waiting(&self) -> ActiveGuard {
-        ActiveGuard(self.0.as_ref().map(|h| {
-            h.waiting.inc();
-            h.waiting.clone()
-        }))
+        self.guard(Which::Waiting)
+    }
+
+    fn guard(&self, which: Which) -> ActiveGuard {
+        let guard = ActiveGuard(self.0.clone().map(|h| (h, which)));
+        guard.add(1);
+        guard
     }
 }
 
-/// Decrements a gauge when dropped.
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    Active,
+    Waiting,
+}
+
+/// Decrements an in-flight gauge when dropped.
 #[derive(Debug)]
-pub struct ActiveGuard(Option<Gauge>);
+pub struct ActiveGuard(Option<(Arc<ComponentHandles>, Which)>);
+
+impl ActiveGuard {
+    fn add(&self, delta: i64) {
+        let Some((h, which)) = &self.0 else { return };
+        let gauge = match which {
+            Which::Active => &h.active,
+            Which::Waiting => &h.waiting,
+        };
+        gauge.inc_by(delta);
+        if let (Some(inner), Some(attributes)) = (&h.metrics.0, &h.otel) {
+            if let Some(o) = &inner.otel {
+                match which {
+                    Which::Active => o.active.add(delta, attributes),
+                    Which::Waiting => o.waiting.add(delta, attributes),
+                }
+            }
+        }
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        if let Some(gauge) = &self.0 {
-            gauge.dec();
-        }
+        self.add(-1);
     }
 }
 
@@ -351,61 +435,6 @@ fn process_usage() -> Option<(u64, u64)> {
     Some((pages * page, cpu))
 }
 
-/// Serves `metrics` at `http://{addr}/metrics` until the task is aborted; other paths get 404.
-///
-/// # Errors
-/// When `addr` cannot be bound.
-pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        // Scrapers are few; a small bound keeps a flood of connections from costing more.
-        let slots = Arc::new(tokio::sync::Semaphore::new(16));
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                debug!(%peer, "metrics connection refused: too many open");
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let response = if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET {
-                            hyper::Response::builder()
-                                .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                                .body(Full::new(Bytes::from(metrics.render())))
-                        } else {
-                            hyper::Response::builder().status(404).body(Full::new(Bytes::from_static(b"only GET /metrics is served here\n")))
-                        };
-                        response
-                    }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .header_read_timeout(Duration::from_secs(10))
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(io, service);
-                if let Err(e) = tokio::time::timeout(Duration::from_secs(60), conn).await.unwrap_or(Ok(())) {
-                    debug!(%peer, error = %e, "metrics connection ended with an error");
-                }
-            });
-        }
-    });
-    Ok((bound, task))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,7 +448,7 @@ mod tests {
         drop(calls.active());
         assert_eq!(off.render(), "");
 
-        let on = Metrics::new("l", "h");
+        let on = Metrics::new("l", "h", None);
         on.component("echo").call_ended("trellis:echo/echo.echo", Duration::from_millis(1), None);
         assert!(on.render().contains(r#"trellis_component_invocations_total{lattice="l",host="h",component="echo",operation="trellis:echo/echo.echo"} 1"#));
     }

@@ -1,0 +1,7 @@
+//! Prints the path of each example guest component, one per line (`scripts/build-actors`).
+
+fn main() {
+    for path in trellis_guests::ALL {
+        println!("{path}");
+    }
+}

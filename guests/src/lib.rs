@@ -1,0 +1,22 @@
+//! The example guest components, built from `actors/` by this crate's build script (see
+//! `actors/README.md` for the two toolchain routes). Each constant is the absolute path of one
+//! component file.
+
+/// `trellis:echo/echo` (echo, guest errors, hostile behaviours).
+pub const ECHO: &str = env!("TRELLIS_ACTOR_ECHO");
+/// `trellis:echo/pinger`, calling `echo` through a link.
+pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
+/// `trellis:fetch/fetch`: outgoing HTTP through `wasi:http/outgoing-handler`.
+pub const HTTP_FETCH: &str = env!("TRELLIS_ACTOR_HTTP_FETCH");
+/// `wasmcloud:messaging/handler` answering through `wasmcloud:messaging/consumer`.
+pub const MSG_ECHO: &str = env!("TRELLIS_ACTOR_MSG_ECHO");
+/// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
+pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
+/// `trellis:hostile/probe`: tries to leave its sandbox; its HTTP handler sends and reads
+/// bodies of any size.
+pub const HOSTILE: &str = env!("TRELLIS_ACTOR_HOSTILE");
+/// `wasi:http/incoming-handler` answering "Hello from Trellis".
+pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
+
+/// Every component, in the order `trellis-guests` prints them.
+pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO];
