@@ -167,32 +167,36 @@ async fn call_link(
     ty: &ComponentFunc,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, String> {
+    // Resolved once: the spy names the target the call went to.
+    let callee = ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0);
     if !ctx.spy.armed() {
-        return call_link_unwatched(ctx, iface, link_name, function, ty, params).await;
+        return call_callee(ctx, callee?, link_name, function, ty, params).await;
     }
+    let peer = match &callee {
+        Ok(Callee::Component(target)) => target.clone(),
+        Ok(Callee::ExternalProvider(provider)) => provider.clone(),
+        Err(_) => "(no link)".to_string(),
+    };
     let began = std::time::Instant::now();
-    let result = call_link_unwatched(ctx, iface, link_name, function, ty, params).await;
-    let peer = ctx
-        .resolver
-        .callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface)
-        .map_or_else(|_| "(no link)".to_string(), |c| match c {
-            Callee::Component(target) => target,
-            Callee::ExternalProvider(provider) => provider,
-        });
+    let result = match callee {
+        Ok(callee) => call_callee(ctx, callee, link_name, function, ty, params).await,
+        Err(e) => Err(e),
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.spy.record(trellis_messages::spy::Direction::Out, &function.to_string(), &peer, None, began.elapsed(), outcome);
     result
 }
 
-async fn call_link_unwatched(
+/// A link call to the target the link resolved to.
+async fn call_callee(
     ctx: &ImportContext,
-    iface: &InterfaceName,
+    callee: Callee,
     link_name: &str,
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
 ) -> Result<Vec<Val>, String> {
-    let target = match ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0)? {
+    let target = match callee {
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
             trace!(source = %ctx.source_id, %provider, %function, "link call to an external provider over wRPC");

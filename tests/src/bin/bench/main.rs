@@ -18,6 +18,7 @@
 mod baselines;
 mod heal;
 mod http;
+mod link_path;
 mod machine;
 mod measure;
 mod scaling;
@@ -33,6 +34,7 @@ use trellis_tests::{actors, free_port, TestLattice};
 
 use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_request, raw_responder};
 use measure::{interleaved, latencies, pct, us, warmups, Cost, CostMeter};
+use link_path::{alternating, link_path, pinger_host};
 use scaling::{scale_by_source, scale_many};
 
 #[derive(Clone, Copy)]
@@ -85,69 +87,6 @@ fn link(source: &str, target: &str, name: &str, ns: &str, pkg: &str, ifaces: &[&
 async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, max: u32) -> Result<()> {
     lattice.scale(host, id, reference, max).await?.map_err(anyhow::Error::msg)?;
     Ok(())
-}
-
-/// Per-call times of the pinger → echo link path: `rounds` calls of `ping-timed(n)`, each inner
-/// call timed inside the pinger (its monotonic clock around the import call), so the tail is
-/// per call and excludes the outer control-plane call. Returns (p50, p99) of the `n × rounds`
-/// calls.
-async fn link_path(client: &trellis_messages::Client, n: u32, rounds: usize) -> Result<(Duration, Duration)> {
-    let mut per_call = Vec::with_capacity(n as usize * rounds);
-    // One unmeasured round first: the first calls through a new link warm its path.
-    link_round(client, "pinger", n).await?;
-    for _ in 0..rounds {
-        per_call.extend(link_round(client, "pinger", n).await?);
-    }
-    per_call.sort_unstable();
-    let shape: Vec<String> = [0.5, 0.9, 0.95, 0.98, 0.99, 0.999].iter().map(|p| format!("p{}={:.1}", p * 100.0, us(pct(&per_call, *p)))).collect();
-    tracing::info!("link path per call (µs): {}", shape.join(" "));
-    Ok((pct(&per_call, 0.5), pct(&per_call, 0.99)))
-}
-
-/// One `ping-timed(n)` of component `pinger`: the time of each of its `n` link calls.
-/// A host of its own from `config` (quiet heartbeat, a 256-instance pool) running
-/// `pinger-{suffix}` linked to `echo-{suffix}`, for figures that compare the local call on two
-/// engines or hosts.
-async fn pinger_host(lattice: &TestLattice, client: &trellis_messages::Client, mut config: trellis_host::HostConfig, suffix: &str) -> Result<trellis_host::HostHandle> {
-    config.heartbeat_interval = Duration::from_secs(30);
-    config.wasm.max_execution_time = Duration::from_secs(30);
-    config.wasm.pool_instances = 256;
-    let host = lattice.start_host(config).await?;
-    let (pinger, echo) = (format!("pinger-{suffix}"), format!("echo-{suffix}"));
-    scaled(lattice, host.id(), &pinger, actors::PINGER, 64).await?;
-    scaled(lattice, host.id(), &echo, actors::ECHO, 64).await?;
-    client.put_link(&link(&pinger, &echo, "default", "trellis", "echo", &["echo"], &[])).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    Ok(host)
-}
-
-/// Per-call samples of `first`'s and `second`'s link calls, alternating in `rounds` rounds of
-/// `n` after one unmeasured round each; sorted.
-async fn alternating(client: &trellis_messages::Client, first: &str, second: &str, n: u32, rounds: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    link_round(client, first, n).await?;
-    link_round(client, second, n).await?;
-    for _ in 0..rounds {
-        a.extend(link_round(client, first, n).await?);
-        b.extend(link_round(client, second, n).await?);
-    }
-    a.sort_unstable();
-    b.sort_unstable();
-    Ok((a, b))
-}
-
-async fn link_round(client: &trellis_messages::Client, pinger: &str, n: u32) -> Result<Vec<Duration>> {
-    let r = client.call(pinger, "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
-    let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
-    let times = parse_u64_list(list).with_context(|| format!("ping-timed returned `{list}`"))?;
-    anyhow::ensure!(times.len() == n as usize, "ping-timed returned {} times for {n} calls", times.len());
-    Ok(times.into_iter().map(Duration::from_nanos).collect())
-}
-
-/// A WAVE `list<u64>` such as `[1, 2, 3]`.
-fn parse_u64_list(text: &str) -> Option<Vec<u64>> {
-    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
-    inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().ok()).collect()
 }
 
 /// `--only`'s argument: figure numbers, comma separated.
@@ -229,7 +168,8 @@ async fn main() -> Result<()> {
     }
 
     // 12. What metrics cost a call: the same local link path on a host serving metrics
-    // (`--metrics-addr`: every call recorded) and on host A (none), alternating in rounds.
+    // (`--metrics-addr`: every call recorded) and on host A (none), alternating in rounds; then
+    // a host recording into an OpenTelemetry meter as well, against A again.
     if want(12) {
         let mut config = lattice.host_config_on(0);
         config.metrics_addr = Some("127.0.0.1:0".parse()?);
@@ -242,8 +182,29 @@ async fn main() -> Result<()> {
             (pct(&off, 0.5), pct(&off, 0.99)),
         );
         f.json["metrics_addr"] = json!(scraped.to_string());
-        figures.push(f);
         metered.shutdown(None).await?;
+        // The same with every call also recorded into an OpenTelemetry meter (what a host
+        // exporting metrics over OTLP does, with the same periodic reader; an in-memory exporter
+        // stands in for OTLP, which only reads the aggregates every 60 s), against the host
+        // without metrics again.
+        use opentelemetry::metrics::MeterProvider as _;
+        let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_periodic_exporter(opentelemetry_sdk::metrics::InMemoryMetricExporter::default()).build();
+        let mut config = lattice.host_config_on(0);
+        config.metrics_addr = Some("127.0.0.1:0".parse()?);
+        config.metrics_meter = Some(meters.meter("trellis"));
+        let both = pinger_host(&lattice, &client, config, "o").await?;
+        let (otlp, off) = alternating(&client, "pinger-o", "pinger", size.inner, rounds).await?;
+        f.trellis.push_str(&format!(
+            "; with an OpenTelemetry meter too: p50 {:.1} µs  p99 {:.1} µs (vs p50 {:.1} µs  p99 {:.1} µs without metrics, alternating)",
+            us(pct(&otlp, 0.5)),
+            us(pct(&otlp, 0.99)),
+            us(pct(&off, 0.5)),
+            us(pct(&off, 0.99))
+        ));
+        f.json["otel_meter"] = json!({"trellis_p50_us": us(pct(&otlp, 0.5)), "trellis_p99_us": us(pct(&otlp, 0.99)), "baseline_p50_us": us(pct(&off, 0.5)), "baseline_p99_us": us(pct(&off, 0.99))});
+        figures.push(f);
+        both.shutdown(None).await?;
+        let _ = meters.shutdown();
     }
 
     // 13. The opt-in engine without guard pages (`--no-guard-pages`): a host of its own with
