@@ -18,5 +18,8 @@ pub const HOSTILE: &str = env!("TRELLIS_ACTOR_HOSTILE");
 /// `wasi:http/incoming-handler` answering "Hello from Trellis".
 pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
 
+/// `trellis:schedule/handler` recording each tick it runs in `wasi:keyvalue`.
+pub const TICKER: &str = env!("TRELLIS_ACTOR_TICKER");
+
 /// Every component, in the order `trellis-guests` prints them.
-pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO];
+pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER];

@@ -52,6 +52,16 @@
 //!   │                                               │    LatticeView.changes() → reconcile
 //!   │                                               │    listeners; requests run the target
 //!   │                                               │    in-process (wasm::http::serve_local)
+//!   │                                               │    starts one MessagingActor per
+//!   │                                               │    messaging provider (a subscription
+//!   │                                               │    per handler link) and one
+//!   │                                               │    ScheduleActor per cron provider:
+//!   │                                               │    LatticeView.changes() → a task per
+//!   │                                               │    schedule link; each tick claimed by
+//!   │                                               │    CAS in TRELLIS_SCHEDULES_{lattice},
+//!   │                                               │    the winner calls on-tick (local or
+//!   │                                               │    NATS), retries, or publishes
+//!   │                                               │    schedule_tick_failed
 //!   │                                               │    starts one ExternalProvider per
 //!   │                                               │    external provider: owns its process
 //!   │                                               │    (behind `trellis provider-guard`),

@@ -76,6 +76,8 @@ pub mod names {
     pub const CONFIG_SET: &str = "config_set";
     /// A named config was deleted.
     pub const CONFIG_DELETED: &str = "config_deleted";
+    /// Every attempt of a scheduled tick failed (data: [`crate::schedule::ScheduleTickFailed`]).
+    pub const SCHEDULE_TICK_FAILED: &str = "schedule_tick_failed";
 }
 
 /// Data of `linkdef_set_failed`: the link and why it was refused.

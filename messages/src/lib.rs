@@ -23,6 +23,7 @@ pub mod journal;
 pub mod link;
 pub mod provider;
 pub mod registry;
+pub mod schedule;
 pub mod spy;
 pub mod subjects;
 

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use trellis_messages::event::{names, ConfigChanged, LinkSetFailed};
 use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 
-use crate::error::Result;
+use crate::error::{HostError, Result};
 use crate::events::EventPublisher;
 use crate::lattice::spec::ComponentSpec;
 use crate::lattice::{LatticeStore, LatticeView};
@@ -165,7 +165,11 @@ impl Handler<PutLink> for LatticeActor {
     fn handle(&mut self, PutLink(link): PutLink, _: &mut Self::Context) -> Self::Result {
         let (store, events) = (self.store.clone(), self.events.clone());
         Box::pin(async move {
-            match store.put_link(&link).await {
+            let checked = match crate::providers::schedule::check_link(&store, &link).await {
+                Ok(()) => store.put_link(&link).await,
+                Err(e) => Err(HostError::Link(e)),
+            };
+            match checked {
                 Ok(()) => {
                     info!(source = %link.source_id, target = %link.target, name = %link.name, "link put");
                     events.publish_logged(names::LINKDEF_SET, &link).await;

@@ -21,6 +21,7 @@ use crate::providers::external::{par, Launch};
 use crate::wasm::oci;
 use crate::providers::http_server::{HttpServerActor, StopHttpServer};
 use crate::providers::messaging::{MessagingActor, StopMessaging};
+use crate::providers::schedule::{ScheduleActor, StopSchedule};
 use crate::providers::ProviderKind;
 use crate::services::HostServices;
 
@@ -33,6 +34,7 @@ enum Runner {
     Http(Addr<HttpServerActor>),
     /// The messaging provider's actor.
     Messaging(Addr<MessagingActor>),
+    Schedule(Addr<ScheduleActor>),
     /// An external process and its supervisor.
     External(Addr<ExternalProvider>),
 }
@@ -85,6 +87,10 @@ impl ProvidersActor {
             }
             Runner::Messaging(addr) => {
                 addr.do_send(StopMessaging);
+                None
+            }
+            Runner::Schedule(addr) => {
+                addr.do_send(StopSchedule);
                 None
             }
             Runner::External(addr) => Some(addr),
@@ -239,6 +245,7 @@ impl Handler<StartProvider> for ProvidersActor {
                     ProviderKind::Messaging => {
                         Runner::Messaging(MessagingActor::new(cmd.provider_id.clone(), self.services.clone()).start())
                     }
+                    ProviderKind::Schedule => Runner::Schedule(ScheduleActor::new(cmd.provider_id.clone(), self.services.clone()).start()),
                     ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
                 };
                 (kind.name(), runner)

@@ -12,6 +12,8 @@ pub enum ProviderKind {
     KeyValue,
     /// `wasmcloud:messaging` on the lattice's NATS.
     Messaging,
+    /// Runs linked components on a schedule (`trellis:schedule/handler`).
+    Schedule,
 }
 
 impl ProviderKind {
@@ -31,7 +33,7 @@ impl ProviderKind {
             .ok_or_else(|| {
                 format!(
                     "provider reference `{reference}` is not a built-in provider (`wasmcloud+builtin://…` or \
-                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats)"
+                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats, cron)"
                 )
             })?;
         match name {
@@ -39,7 +41,8 @@ impl ProviderKind {
             "http-client" => Ok(Self::HttpClient),
             "keyvalue" | "keyvalue-nats" => Ok(Self::KeyValue),
             "messaging-nats" | "messaging" => Ok(Self::Messaging),
-            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats")),
+            "cron" => Ok(Self::Schedule),
+            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats, cron")),
         }
     }
 
@@ -50,6 +53,7 @@ impl ProviderKind {
             Self::HttpClient => "http-client",
             Self::KeyValue => "keyvalue",
             Self::Messaging => "messaging-nats",
+            Self::Schedule => "cron",
         }
     }
 }
@@ -65,5 +69,7 @@ mod tests {
         assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().contains("not a built-in provider"));
         assert!(ProviderKind::parse("trellis://nope").unwrap_err().contains("unknown built-in provider `nope`"));
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://messaging-nats"), Ok(ProviderKind::Messaging));
+        assert_eq!(ProviderKind::parse("trellis://cron"), Ok(ProviderKind::Schedule));
+        assert_eq!(ProviderKind::parse("wasmcloud+builtin://cron"), Ok(ProviderKind::Schedule));
     }
 }

@@ -12,6 +12,7 @@
 //! | [`Capability::KeyValue`] | C has link N for `wasi:keyvalue/store` whose target is a running key-value provider | the bucket its target config names (`bucket`/`BUCKET`, else the host's default bucket), never a system bucket |
 //! | [`Capability::Messaging`] | C has link N for `wasmcloud:messaging/consumer` whose target is a running messaging provider | subjects matching the target config's `subjects` allow-list (none when absent), plus the reply subject of the message being handled; never a lattice system subject ([`subjects::is_system`]) |
 //! | delivery of messages (`wasmcloud:messaging/handler`) | a handler link from a messaging provider | its `subscriptions`, none of which may match a lattice subject ([`Resolver::may_subscribe`]) |
+//! | delivery of ticks (`trellis:schedule/handler`) | a handler link from a schedule provider | its schedule; the records of ticks live in `TRELLIS_SCHEDULES_*`, a lattice bucket no guest opens ([`check_bucket`]) |
 //! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | — |
 //!
 //! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
@@ -343,7 +344,7 @@ pub fn check_bucket(bucket: &str) -> Result<(), Denied> {
         return Err(Denied(format!("`{bucket}` is not a valid bucket name (1 to 64 of A-Z a-z 0-9 _ -)")));
     }
     let lower = bucket.to_ascii_lowercase();
-    const SYSTEM: &[&str] = &["latticedata_", "configdata_", "wadm", "wasmcloud", "trellis_system", "trellis_artifacts", "trellis_live_"];
+    const SYSTEM: &[&str] = &["latticedata_", "configdata_", "wadm", "wasmcloud", "trellis_system", "trellis_artifacts", "trellis_live_", "trellis_schedules"];
     if SYSTEM.iter().any(|p| lower.starts_with(p)) {
         return Err(Denied(format!("`{bucket}` is one of the lattice's own buckets; guests never open it")));
     }
@@ -403,7 +404,7 @@ mod tests {
         let with_default =
             Resolver::new(view.clone(), dir, GuestPolicy { kv_default_bucket: Some("apps".into()), ..GuestPolicy::default() });
         assert_eq!(with_default.kv_bucket(&grant).unwrap(), "apps");
-        for system in ["LATTICEDATA_default", "CONFIGDATA_x", "wadm_manifests", "configdata_y", "TRELLIS_LIVE_default", "TRELLIS_ARTIFACTS_x"] {
+        for system in ["LATTICEDATA_default", "CONFIGDATA_x", "wadm_manifests", "configdata_y", "TRELLIS_LIVE_default", "TRELLIS_ARTIFACTS_x", "TRELLIS_SCHEDULES_default"] {
             view.set_config("cfg", Some(BTreeMap::from([("BUCKET".into(), system.into())])));
             let grant = r.provider("c", "default", Capability::KeyValue).unwrap();
             assert!(r.kv_bucket(&grant).unwrap_err().0.contains("lattice's own buckets"), "{system}");

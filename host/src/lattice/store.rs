@@ -26,6 +26,9 @@ pub struct LatticeStore {
     pub links: kv::Store,
     /// `CONFIGDATA_{lattice}`.
     pub configs: kv::Store,
+    /// `TRELLIS_SCHEDULES_{lattice}`: one record per schedule, the latest tick claimed
+    /// (`trellis_messages::schedule`).
+    pub schedules: kv::Store,
 }
 
 fn kv_error(what: &str, e: impl std::fmt::Display) -> HostError {
@@ -45,7 +48,8 @@ impl LatticeStore {
             let opened = async {
                 let links = bucket(&js, &format!("LATTICEDATA_{lattice}"), replicas).await?;
                 let configs = bucket(&js, &format!("CONFIGDATA_{lattice}"), replicas).await?;
-                Ok::<_, HostError>(Self { links, configs })
+                let schedules = bucket(&js, &trellis_messages::schedule::bucket(lattice), replicas).await?;
+                Ok::<_, HostError>(Self { links, configs, schedules })
             }
             .await;
             match opened {

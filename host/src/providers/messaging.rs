@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use actix::prelude::*;
 use futures::StreamExt;
 use tracing::{debug, info, warn};
-use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
 use wasmtime::component::Val;
 
 use crate::services::HostServices;
@@ -121,19 +120,7 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
         ("body".into(), Val::List(msg.payload.iter().map(|b| Val::U8(*b)).collect())),
         ("reply-to".into(), Val::Option(msg.reply.map(|r| Box::new(Val::String(r.to_string()))))),
     ]);
-    let result = if let Some(local) = services.local.get(target) {
-        let out = local.call(&services.runtime, target, HANDLE, vec![record], "messaging").await.map_err(|f| f.message)?;
-        out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default()
-    } else {
-        let arg = record.to_wave().map_err(|e| e.to_string())?;
-        let body = serde_json::to_vec(&InvocationRequest { function: HANDLE.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
-        let reply = services.calls.request(services.subjects.invocation(target), body.into()).await.map_err(|e| e.to_string())?;
-        let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
-        match (response.results, response.error) {
-            (Some(r), _) => r.into_iter().next().unwrap_or_default(),
-            (None, e) => return Err(e.unwrap_or_default()),
-        }
-    };
+    let result = super::invoke_component(services, target, HANDLE, record, "messaging", None).await?;
     if result.starts_with("err(") {
         debug!(component_id = target, "handle-message returned {result}");
     }

@@ -7,6 +7,7 @@
 //! | `wasmcloud+builtin://keyvalue-nats`, `trellis://keyvalue` | [`ProviderKind::KeyValue`] | in-process: `wasi:keyvalue/store` + `atomics` on the JetStream KV bucket named by the link's target config (`bucket`) |
 //!
 //! | `wasmcloud+builtin://messaging-nats`, `trellis://messaging` | [`ProviderKind::Messaging`] | an actor that follows its links (`wasmcloud:messaging/handler`) and delivers the messages of each link's `subscriptions` to the component; components linked to it for `wasmcloud:messaging/consumer` publish and request |
+//! | `wasmcloud+builtin://cron`, `trellis://cron` | [`ProviderKind::Schedule`] | an actor that follows its links (`trellis:schedule/handler`) and runs each linked component's `on-tick` on the link's schedule, each tick once across the lattice ([`schedule`]) |
 //!
 //! Any other reference names an external provider executable ([`external`]), started and
 //! supervised as its own process.
@@ -17,5 +18,45 @@
 pub mod external;
 pub mod http_server;
 pub mod messaging;
+pub mod schedule;
 
+use std::time::Duration;
+
+use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
+use wasmtime::component::Val;
+
+use crate::services::HostServices;
 pub use crate::capability::kind::ProviderKind;
+
+/// Calls `function` of component `target` with `arg` for a provider (`caller`, as spies see
+/// it): in-process when the component runs here, else over NATS to a host that runs it (with
+/// `timeout`, else the connection's). Answers the call's first result in WAVE (`ok`,
+/// `err("…")`).
+///
+/// # Errors
+/// The call could not be made, trapped, or no host runs the component.
+pub(crate) async fn invoke_component(
+    services: &HostServices,
+    target: &str,
+    function: &str,
+    arg: Val,
+    caller: &str,
+    timeout: Option<Duration>,
+) -> Result<String, String> {
+    if let Some(local) = services.local.get(target) {
+        let out = local.call(&services.runtime, target, function, vec![arg], caller).await.map_err(|f| f.message)?;
+        return Ok(out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default());
+    }
+    let arg = arg.to_wave().map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
+    let mut request = async_nats::Request::new().payload(body.into());
+    if let Some(t) = timeout {
+        request = request.timeout(Some(t));
+    }
+    let reply = services.calls.send_request(services.subjects.invocation(target), request).await.map_err(|e| e.to_string())?;
+    let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
+    match (response.results, response.error) {
+        (Some(r), _) => Ok(r.into_iter().next().unwrap_or_default()),
+        (None, e) => Err(e.unwrap_or_default()),
+    }
+}

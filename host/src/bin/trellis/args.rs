@@ -179,6 +179,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Scheduled invocations (the built-in `trellis://cron` provider's links).
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Run by hosts between themselves and each external provider (ends the provider when the
     /// host dies); not for direct use.
     #[command(hide = true)]
@@ -345,6 +350,15 @@ pub enum AppAction {
         /// Only this version.
         #[arg(long)]
         version: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Every schedule: its link, when it last ran and how, when it runs next.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 

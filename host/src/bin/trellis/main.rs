@@ -8,6 +8,7 @@ mod host_args;
 mod otlp;
 mod overview;
 mod scale;
+mod schedule;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,7 @@ async fn run(command: Command, meter: Option<opentelemetry::metrics::Meter>) -> 
         Command::Host(args) => run_host(HostConfig { metrics_meter: meter, ..host_config(&args, false)? }).await,
         Command::App { action } => app::run(action).await,
         Command::Get { client } => overview::run(client).await,
+        Command::Schedule { action: args::ScheduleAction::List { client } } => schedule::list(client).await,
         other => client::run(other).await,
     }
 }

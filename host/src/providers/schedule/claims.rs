@@ -1,0 +1,196 @@
+//! Claiming ticks: one record per schedule in the lattice's schedule bucket
+//! ([`trellis_messages::schedule`]), changed only at the revision last read (a
+//! compare-and-set). A tick is claimed only while the record's latest tick is older, so exactly
+//! one host wins each tick; a claimed tick holds a lease until it ends, and a lapsed lease is
+//! taken over by exactly one other host.
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use tracing::warn;
+use trellis_messages::schedule::{Lease, TickRecord, TickState};
+
+use super::spec::Tick;
+
+/// Rounds of read-modify-write before giving up when other hosts keep writing the record.
+const ROUNDS: usize = 20;
+/// Leases kept at most: past this, the oldest is dropped (its tick is abandoned), so a
+/// schedule whose ticks all hang cannot grow its record without bound.
+pub const MAX_LEASES: usize = 64;
+
+/// The outcome of trying to claim a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This host runs the tick from `attempt`.
+    Won { attempt: u32 },
+    /// Another host holds a live lease on it: follow it, take it over if it lapses.
+    Held(Lease),
+    /// The tick has ended, or a later tick has been claimed and this one never was.
+    Gone,
+}
+
+/// What a host knows about the tick it holds, to write into the record.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The attempt running now or last run.
+    pub attempt: u32,
+    /// `Running` (with the lease's new deadline) or how the tick ended.
+    pub state: TickState,
+    /// The lease's new deadline while running.
+    pub deadline_ms: u64,
+    /// The last attempt's error.
+    pub error: Option<String>,
+}
+
+/// The schedule bucket.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    kv: kv::Store,
+}
+
+fn error(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what} in the schedule bucket: {e}")
+}
+
+impl Claims {
+    /// Over an open bucket.
+    pub fn new(kv: kv::Store) -> Self {
+        Self { kv }
+    }
+
+    /// The record under `key`, if there is a readable one.
+    ///
+    /// # Errors
+    /// KV failed.
+    pub async fn read(&self, key: &str) -> Result<Option<TickRecord>, String> {
+        Ok(self.entry(key).await?.0)
+    }
+
+    /// The record (`None` when absent or unreadable: an unreadable one is replaced) and the
+    /// revision to write at (`None`: create).
+    async fn entry(&self, key: &str) -> Result<(Option<TickRecord>, Option<u64>), String> {
+        match self.kv.entry(key).await.map_err(|e| error("reading a record", e))? {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok((serde_json::from_slice(&entry.value).ok(), Some(entry.revision))),
+            Some(entry) => Ok((None, Some(entry.revision))),
+            None => Ok((None, None)),
+        }
+    }
+
+    /// Read-modify-write of the record under `key`: `change` gets the current record and
+    /// answers the record to write (`None`: leave it) and the outcome; repeated while another
+    /// host writes in between.
+    ///
+    /// # Errors
+    /// KV failed, or the record kept changing.
+    async fn modify<T>(&self, key: &str, mut change: impl FnMut(Option<TickRecord>) -> (Option<TickRecord>, T)) -> Result<T, String> {
+        for _ in 0..ROUNDS {
+            let (current, revision) = self.entry(key).await?;
+            let (next, outcome) = change(current);
+            let Some(next) = next else { return Ok(outcome) };
+            let value = Bytes::from(serde_json::to_vec(&next).map_err(|e| error("encoding a record", e))?);
+            let written = match revision {
+                None => match self.kv.create(key, value).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(error("creating a record", e)),
+                },
+                Some(rev) => match self.kv.update(key, value, rev).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => return Err(error("updating a record", e)),
+                },
+            };
+            if written {
+                return Ok(outcome);
+            }
+        }
+        Err(error("writing a record", "other hosts kept changing it"))
+    }
+
+    /// Claims `tick` for `fresh.host_id` at `now_ms` with a lease until `deadline_ms`: won when
+    /// the record's latest tick is older (or there is none), or when `tick`'s lease has lapsed
+    /// (a takeover, from the next attempt). `fresh` is the record to write for a new tick.
+    ///
+    /// # Errors
+    /// KV failed.
+    pub async fn claim(&self, key: &str, tick: Tick, fresh: &TickRecord, now_ms: u64, deadline_ms: u64) -> Result<Claim, String> {
+        let host = fresh.host_id.clone();
+        self.modify(key, |current| {
+            let lease = |attempt| Lease { sequence: tick.sequence, scheduled_at_ms: tick.at_ms, host_id: host.clone(), attempt, deadline_ms };
+            match current {
+                Some(record) if record.sequence >= tick.sequence => {
+                    let Some(i) = record.running.iter().position(|l| l.sequence == tick.sequence) else { return (None, Claim::Gone) };
+                    let held = &record.running[i];
+                    if held.deadline_ms >= now_ms {
+                        return (None, Claim::Held(held.clone()));
+                    }
+                    let attempt = held.attempt + 1;
+                    let mut next = record.clone();
+                    next.running[i] = lease(attempt);
+                    if next.sequence == tick.sequence {
+                        next.host_id = host.clone();
+                        next.attempt = attempt;
+                        next.updated_at_ms = now_ms;
+                    }
+                    (Some(next), Claim::Won { attempt })
+                }
+                previous => {
+                    let mut next = fresh.clone();
+                    next.running = previous.map(|p| p.running).unwrap_or_default();
+                    next.running.push(lease(1));
+                    if next.running.len() > MAX_LEASES {
+                        let dropped = next.running.remove(0);
+                        warn!(sequence = dropped.sequence, host_id = %dropped.host_id, "{MAX_LEASES} ticks of this schedule are unfinished; the oldest is abandoned");
+                    }
+                    (Some(next), Claim::Won { attempt: 1 })
+                }
+            }
+        })
+        .await
+    }
+
+    /// Records the progress of `tick`, which `host_id` holds: its lease gets the new attempt
+    /// and deadline, or is removed when the tick has ended; the record's latest-tick fields
+    /// follow when `tick` is still the latest. `false` when `host_id` no longer holds the tick
+    /// (another host took it over, or its lease was dropped): the caller stops.
+    ///
+    /// # Errors
+    /// KV failed.
+    pub async fn progress(&self, key: &str, tick: Tick, host_id: &str, progress: &Progress, now_ms: u64) -> Result<bool, String> {
+        self.modify(key, |current| {
+            let Some(mut record) = current else { return (None, false) };
+            let Some(i) = record.running.iter().position(|l| l.sequence == tick.sequence && l.host_id == host_id) else { return (None, false) };
+            if progress.state == TickState::Running {
+                record.running[i].attempt = progress.attempt;
+                record.running[i].deadline_ms = progress.deadline_ms;
+            } else {
+                record.running.remove(i);
+            }
+            if record.sequence == tick.sequence {
+                record.attempt = progress.attempt;
+                record.state = progress.state;
+                record.error = progress.error.clone();
+                record.updated_at_ms = now_ms;
+            }
+            (Some(record), true)
+        })
+        .await
+    }
+
+    /// Every record in the bucket.
+    ///
+    /// # Errors
+    /// KV failed.
+    pub async fn all(kv: &kv::Store) -> Result<Vec<TickRecord>, String> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = kv.keys().await.map_err(|e| error("listing records", e))?.try_collect().await.map_err(|e| error("listing records", e))?;
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(bytes) = kv.get(&key).await.map_err(|e| error("reading a record", e))? {
+                if let Ok(record) = serde_json::from_slice(&bytes) {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,177 @@
+//! The schedule provider (`trellis://cron`, `wasmcloud+builtin://cron`): runs components on a
+//! schedule, each tick once across the lattice.
+//!
+//! An actor follows the links whose source is this provider and whose interface is
+//! `trellis:schedule/handler` (`wit/schedule`); each link's source config is its schedule
+//! ([`spec::Schedule`]). For each, a task on the guest runtime ([`tick::run`]) waits for every
+//! tick and claims it in the lattice's schedule bucket ([`claims`]); the provider may run on
+//! several hosts for availability, and the claim makes exactly one of them run each tick. The
+//! winner calls the component's `on-tick` (in-process when it runs here, else over NATS),
+//! retries failures with backoff, and reports a tick whose every attempt failed as
+//! `schedule_tick_failed`. The others follow the claim and take the tick over when its deadline
+//! passes without an outcome (the host that held it died).
+//!
+//! Bad schedules are refused at `link.put` ([`check_link`]).
+
+pub mod claims;
+pub mod spec;
+pub mod tick;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{info, warn};
+use trellis_messages::link::Link;
+
+use crate::lattice::LatticeStore;
+use crate::services::HostServices;
+
+/// The interface a schedule link names.
+pub const NAMESPACE: &str = "trellis";
+/// See [`NAMESPACE`].
+pub const PACKAGE: &str = "schedule";
+/// See [`NAMESPACE`].
+pub const INTERFACE: &str = "handler";
+
+/// Whether `link` is a schedule link (source: a schedule provider, target: the component).
+pub fn is_schedule_link(link: &Link) -> bool {
+    link.wit_namespace == NAMESPACE && link.wit_package == PACKAGE
+}
+
+/// `Ok` unless `link` is a schedule link whose source config is not a valid schedule. Configs
+/// that do not exist are left to `link.put`'s own check.
+///
+/// # Errors
+/// A message naming the link and what is wrong with its schedule.
+pub async fn check_link(store: &LatticeStore, link: &Link) -> Result<(), String> {
+    if !is_schedule_link(link) {
+        return Ok(());
+    }
+    if !link.interfaces.iter().all(|i| i == INTERFACE) {
+        return Err(format!("a `{NAMESPACE}:{PACKAGE}` link names the interface `{INTERFACE}` only, not {:?}", link.interfaces));
+    }
+    let mut merged = BTreeMap::new();
+    for name in &link.source_config {
+        if let Some(values) = store.config(name).await.map_err(|e| e.to_string())? {
+            merged.extend(values);
+        }
+    }
+    spec::Schedule::from_config(&merged)
+        .map(|_| ())
+        .map_err(|e| format!("schedule link `{}` from `{}` to `{}`: {e}", link.name, link.source_id, link.target))
+}
+
+/// One schedule: (component, link name).
+type Key = (String, String);
+
+/// One schedule provider.
+pub struct ScheduleActor {
+    id: String,
+    services: HostServices,
+    claims: claims::Claims,
+    /// Running schedules, with the config they run.
+    jobs: HashMap<Key, (BTreeMap<String, String>, tokio::task::JoinHandle<()>)>,
+    /// Configs already reported as bad (reported once, not on every change of the lattice).
+    refused: HashSet<(Key, String)>,
+}
+
+impl std::fmt::Debug for ScheduleActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleActor").field("id", &self.id).field("jobs", &self.jobs.keys()).finish()
+    }
+}
+
+impl ScheduleActor {
+    /// A provider `id`; its schedules follow its links once it starts.
+    pub fn new(id: String, services: HostServices) -> Self {
+        let claims = claims::Claims::new(services.store.schedules.clone());
+        Self { id, services, claims, jobs: HashMap::new(), refused: HashSet::new() }
+    }
+
+    fn desired(&self) -> HashMap<Key, BTreeMap<String, String>> {
+        let mut out = HashMap::new();
+        for link in self.services.view.links_from(&self.id) {
+            if is_schedule_link(&link) && link.interfaces.iter().any(|i| i == INTERFACE) {
+                let config = self.services.view.config(&link.source_config);
+                out.insert((link.target.clone(), link.name.clone()), config);
+            }
+        }
+        out
+    }
+
+    fn reconcile(&mut self) {
+        let desired = self.desired();
+        self.jobs.retain(|key, (config, task)| {
+            let keep = desired.get(key) == Some(config);
+            if !keep {
+                info!(component_id = %key.0, link = %key.1, "schedule removed");
+                task.abort();
+            }
+            keep
+        });
+        for (key, config) in desired {
+            if self.jobs.contains_key(&key) {
+                continue;
+            }
+            let schedule = match spec::Schedule::from_config(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    if self.refused.insert((key.clone(), format!("{config:?}"))) {
+                        warn!(provider_id = %self.id, component_id = %key.0, link = %key.1, "schedule not run: {e}");
+                    }
+                    continue;
+                }
+            };
+            info!(provider_id = %self.id, component_id = %key.0, link = %key.1, schedule = %schedule.text, "schedule added");
+            let job = Arc::new(tick::Job {
+                services: self.services.clone(),
+                claims: self.claims.clone(),
+                provider_id: self.id.clone(),
+                link_name: key.1.clone(),
+                component_id: key.0.clone(),
+                key: trellis_messages::schedule::record_key(&self.id, &key.1, &key.0),
+                schedule,
+            });
+            let task = self.services.runtime.guests().spawn(tick::run(job));
+            self.jobs.insert(key, (config, task));
+        }
+    }
+}
+
+impl Actor for ScheduleActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let changes = self.services.view.changes();
+        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+        self.reconcile();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // A tick cut off here keeps its claim until the deadline; another host then takes it over.
+        for (_, (_, task)) in self.jobs.drain() {
+            task.abort();
+        }
+    }
+}
+
+impl StreamHandler<()> for ScheduleActor {
+    fn handle(&mut self, (): (), _: &mut Self::Context) {
+        self.reconcile();
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// Stops the provider and its schedules.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopSchedule;
+
+impl Handler<StopSchedule> for ScheduleActor {
+    type Result = ();
+    fn handle(&mut self, _: StopSchedule, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
