@@ -26,9 +26,9 @@ pub struct LatticeStore {
     pub links: kv::Store,
     /// `CONFIGDATA_{lattice}`.
     pub configs: kv::Store,
-    /// `TRELLIS_SCHEDULES_{lattice}`: one record per schedule, the latest tick claimed
-    /// (`trellis_messages::schedule`).
-    pub schedules: kv::Store,
+    js: jetstream::Context,
+    lattice: String,
+    replicas: usize,
 }
 
 fn kv_error(what: &str, e: impl std::fmt::Display) -> HostError {
@@ -48,8 +48,7 @@ impl LatticeStore {
             let opened = async {
                 let links = bucket(&js, &format!("LATTICEDATA_{lattice}"), replicas).await?;
                 let configs = bucket(&js, &format!("CONFIGDATA_{lattice}"), replicas).await?;
-                let schedules = bucket(&js, &trellis_messages::schedule::bucket(lattice), replicas).await?;
-                Ok::<_, HostError>(Self { links, configs, schedules })
+                Ok::<_, HostError>(Self { links, configs, js: js.clone(), lattice: lattice.to_string(), replicas })
             }
             .await;
             match opened {
@@ -65,6 +64,16 @@ impl LatticeStore {
                 }
             }
         }
+    }
+
+    /// `TRELLIS_SCHEDULES_{lattice}` (one record per schedule: `trellis_messages::schedule`),
+    /// created when missing. Opened only by hosts that run a schedule provider, so hosts
+    /// without one need no permission for it.
+    ///
+    /// # Errors
+    /// [`HostError::LatticeData`] when JetStream refuses it.
+    pub async fn schedules(&self) -> Result<kv::Store> {
+        bucket(&self.js, &trellis_messages::schedule::bucket(&self.lattice), self.replicas).await
     }
 
     /// The stored spec of `id`, with the revision to update it at (0: no key) and whether it is

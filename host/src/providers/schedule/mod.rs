@@ -69,7 +69,8 @@ type Key = (String, String);
 pub struct ScheduleActor {
     id: String,
     services: HostServices,
-    claims: claims::Claims,
+    /// The schedule bucket, once open (schedules start then).
+    claims: Option<claims::Claims>,
     /// Running schedules, with the config they run.
     jobs: HashMap<Key, (BTreeMap<String, String>, tokio::task::JoinHandle<()>)>,
     /// Configs already reported as bad (reported once, not on every change of the lattice).
@@ -83,10 +84,10 @@ impl std::fmt::Debug for ScheduleActor {
 }
 
 impl ScheduleActor {
-    /// A provider `id`; its schedules follow its links once it starts.
+    /// A provider `id`; once it starts and has opened the schedule bucket, its schedules
+    /// follow its links.
     pub fn new(id: String, services: HostServices) -> Self {
-        let claims = claims::Claims::new(services.store.schedules.clone());
-        Self { id, services, claims, jobs: HashMap::new(), refused: HashSet::new() }
+        Self { id, services, claims: None, jobs: HashMap::new(), refused: HashSet::new() }
     }
 
     fn desired(&self) -> HashMap<Key, BTreeMap<String, String>> {
@@ -101,6 +102,7 @@ impl ScheduleActor {
     }
 
     fn reconcile(&mut self) {
+        let Some(claims) = self.claims.clone() else { return };
         let desired = self.desired();
         self.jobs.retain(|key, (config, task)| {
             let keep = desired.get(key) == Some(config);
@@ -126,7 +128,7 @@ impl ScheduleActor {
             info!(provider_id = %self.id, component_id = %key.0, link = %key.1, schedule = %schedule.text, "schedule added");
             let job = Arc::new(tick::Job {
                 services: self.services.clone(),
-                claims: self.claims.clone(),
+                claims: claims.clone(),
                 provider_id: self.id.clone(),
                 link_name: key.1.clone(),
                 component_id: key.0.clone(),
@@ -145,7 +147,27 @@ impl Actor for ScheduleActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let changes = self.services.view.changes();
         ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
-        self.reconcile();
+        // The bucket is opened (created when missing) before any schedule runs; JetStream
+        // unavailable or refusing it is retried, with one warning.
+        let (store, id) = (self.services.store.clone(), self.id.clone());
+        let open = async move {
+            let mut warned = false;
+            loop {
+                match store.schedules().await {
+                    Ok(kv) => return claims::Claims::new(kv),
+                    Err(e) => {
+                        if !std::mem::replace(&mut warned, true) {
+                            warn!(provider_id = %id, "schedule provider cannot open its bucket; retrying every 2 s: {e}");
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                }
+            }
+        };
+        ctx.spawn(actix::fut::wrap_future(open).map(|claims, actor: &mut Self, _| {
+            actor.claims = Some(claims);
+            actor.reconcile();
+        }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
