@@ -223,11 +223,29 @@ async fn failing_ticks_are_retried_with_backoff_then_reported() -> anyhow::Resul
     lattice.scale(host.id(), "ticker", actors::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
     put_config(&client, "always-fails", &[("every", "1s"), ("payload", "fail"), ("retries", "2")]).await?;
     put_config(&client, "fails-once", &[("every", "1s"), ("payload", "fail-once")]).await?;
-    link_ticker(&client, "ticker", "RETRIES", &[("failing", "always-fails"), ("flaky", "fails-once")]).await?;
+    put_config(&client, "traps", &[("every", "1s"), ("payload", "trap"), ("retries", "0")]).await?;
+    put_config(&client, "too-slow", &[("every", "2s"), ("payload", "slow"), ("retries", "0"), ("timeout", "1s")]).await?;
+    let links = [("failing", "always-fails"), ("flaky", "fails-once"), ("trapping", "traps"), ("timing-out", "too-slow")];
+    link_ticker(&client, "ticker", "RETRIES", &links).await?;
 
-    let msg = tokio::time::timeout(Duration::from_secs(15), failures.next()).await?.expect("an event");
-    let event: trellis_messages::event::CloudEvent = serde_json::from_slice(&msg.payload)?;
-    let failed: ScheduleTickFailed = serde_json::from_value(event.data)?;
+    // The first report of each failing link.
+    let mut first: BTreeMap<String, ScheduleTickFailed> = BTreeMap::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while first.len() < 3 {
+            let msg = failures.next().await.expect("an event");
+            let event: trellis_messages::event::CloudEvent = serde_json::from_slice(&msg.payload).expect("an event");
+            let failed: ScheduleTickFailed = serde_json::from_value(event.data).expect("its data");
+            first.entry(failed.link_name.clone()).or_insert(failed);
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("reports so far: {first:?}"))?;
+    let trapped = &first["trapping"];
+    assert_eq!(trapped.attempts, 1, "retries 0: one attempt");
+    assert!(trapped.error.contains("told to trap") || trapped.error.contains("trap"), "{}", trapped.error);
+    let slow = &first["timing-out"];
+    assert!(slow.error.contains("did not return within 1s"), "{}", slow.error);
+    let failed = first["failing"].clone();
     assert_eq!((failed.provider_id.as_str(), failed.link_name.as_str(), failed.component_id.as_str()), ("cron", "failing", "ticker"));
     assert_eq!(failed.attempts, 3, "the first attempt and 2 retries");
     assert!(failed.error.contains("told to fail (tick") && failed.error.contains("attempt 3"), "{}", failed.error);
@@ -268,6 +286,20 @@ async fn failing_ticks_are_retried_with_backoff_then_reported() -> anyhow::Resul
     })
     .await;
     assert_ne!(reported, Ok(true), "a tick that succeeded on a retry is not reported");
+
+    // A config changed into a bad schedule stops that schedule; `schedule list` says why.
+    put_config(&client, "always-fails", &[("every", "whenever")]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = |counts: &BTreeMap<String, u64>| counts.iter().filter(|(k, _)| k.starts_with("attempt-failing-")).map(|(_, v)| *v).sum::<u64>();
+    let before = attempts(&counters(&ticks).await?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(attempts(&counters(&ticks).await?), before, "no attempt after the schedule became invalid");
+    let out = std::process::Command::new(trellis_bin()?)
+        .args(["schedule", "list", "--json", "--nats-url", &lattice.url(), "--lattice", &lattice.name])
+        .output()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let row = rows.iter().find(|r| r["link_name"] == "failing").expect("the failing link's row");
+    assert!(row["schedule"].is_null() && row["invalid"].as_str().is_some_and(|e| e.contains("`every` = `whenever` is not a duration")), "{row}");
     host.shutdown(None).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! duplicate delivery), and `ticks-{link}` (all ticks run). The payload steers it:
 //! `fail` returns an error every time; `fail-once` fails the first attempt of each tick only;
 //! `slow` makes the first attempt of each tick count `started-{link}-{sequence}` and then take
-//! 3 s (so a test can kill its host mid-tick).
+//! 3 s (so a test can kill its host mid-tick); `trap` panics (a trap, not an error value).
 
 mod bindings {
     wit_bindgen::generate!({ path: "../../wit/ticker", world: "ticker", generate_all });
@@ -24,6 +24,9 @@ impl Guest for Ticker {
         if tick.payload == "slow" && tick.attempt == 1 {
             atomics::increment(&bucket, &format!("started-{key}"), 1).map_err(|e| format!("increment: {e:?}"))?;
             ::wasi::clocks::monotonic_clock::subscribe_duration(3_000_000_000).block();
+        }
+        if tick.payload == "trap" {
+            panic!("told to trap (tick {})", tick.sequence);
         }
         let fail = match tick.payload.as_str() {
             "fail" => true,
