@@ -481,6 +481,22 @@ fn unique_lattice() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// Sends `provider.start` for provider `id` from `reference` to host `host` (acknowledged; the
+/// outcome comes as an event).
+///
+/// # Errors
+/// The host refused or did not answer.
+pub async fn start_provider(client: &trellis_messages::Client, host: &str, id: &str, reference: &str) -> Result<()> {
+    let command = trellis_messages::provider::StartProviderCommand {
+        provider_id: id.into(),
+        provider_ref: reference.into(),
+        host_id: host.into(),
+        ..Default::default()
+    };
+    client.start_provider(host, &command).await?;
+    Ok(())
+}
+
 /// The `trellis` binary of this build (`target/<profile>/trellis`).
 ///
 /// Cargo holds the build directory's lock while tests run, so tests cannot build it themselves;

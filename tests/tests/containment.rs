@@ -7,18 +7,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use trellis_messages::link::Link;
-use trellis_messages::provider::StartProviderCommand;
 use trellis_messages::Client;
-use trellis_tests::{actors, eventually, init_tracing, TestLattice};
+use trellis_tests::{actors, eventually, init_tracing, start_provider, TestLattice};
 
 async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
     Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
-}
-
-async fn start_provider(client: &Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {
-    let cmd = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), ..Default::default() };
-    client.start_provider(host, &cmd).await?;
-    Ok(())
 }
 
 /// Calls `function` of `hostile` and returns its WAVE result, or the call's error.

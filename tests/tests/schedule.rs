@@ -10,20 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, kv};
 use futures::{StreamExt, TryStreamExt};
 use trellis_messages::link::Link;
-use trellis_messages::provider::StartProviderCommand;
 use trellis_messages::schedule::{record_key, Lease, ScheduleTickFailed, TickRecord, TickState};
 use trellis_messages::Client;
 use trellis_tests::process::HostProcess;
-use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
+use trellis_tests::{actors, eventually, init_tracing, start_provider, trellis_bin, TestLattice};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-async fn start_provider(client: &Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {
-    let command = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host.into(), ..Default::default() };
-    client.start_provider(host, &command).await?;
-    Ok(())
 }
 
 async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) -> anyhow::Result<()> {
@@ -62,6 +55,20 @@ fn ticks_of(counts: &BTreeMap<String, u64>, name: &str) -> BTreeMap<u64, u64> {
     counts.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.parse().ok()?, *v))).collect()
 }
 
+/// `trellis host` processes, one on each node of `nodes`, with `args`; returned once every one
+/// answers `host.ping`, with their ids.
+async fn host_processes(lattice: &TestLattice, client: &Client, nodes: &[usize], args: &[&str]) -> anyhow::Result<(Vec<HostProcess>, Vec<String>)> {
+    let hosts = nodes.iter().map(|node| HostProcess::start(lattice, *node, args)).collect::<anyhow::Result<Vec<_>>>()?;
+    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let joined = eventually(Duration::from_secs(30), || async {
+        let seen: Vec<String> = client.ping_hosts().await.ok()?.into_iter().map(|h| h.id).collect();
+        ids.iter().all(|id| seen.contains(id)).then_some(())
+    })
+    .await;
+    anyhow::ensure!(joined.is_some(), "{} host processes did not all join within 30 s", ids.len());
+    Ok((hosts, ids))
+}
+
 async fn bucket(lattice: &TestLattice, name: &str) -> anyhow::Result<kv::Store> {
     let js = jetstream::new(lattice.nats().await?);
     let found = eventually(Duration::from_secs(20), || async { js.get_key_value(name).await.ok() }).await;
@@ -73,18 +80,8 @@ async fn each_tick_runs_once_across_three_hosts_and_survives_a_killed_host() -> 
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
     let ticker = lattice.push("ticker", actors::TICKER).await?;
-    let mut hosts = Vec::new();
-    for node in 0..3 {
-        hosts.push(HostProcess::start(&lattice, node, &["--kv-replicas", "3", "--no-apps"])?);
-    }
     let client = lattice.client().await?.with_timeout(Duration::from_secs(5));
-    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
-    let joined = eventually(Duration::from_secs(30), || async {
-        let seen: Vec<String> = client.ping_hosts().await.ok()?.into_iter().map(|h| h.id).collect();
-        ids.iter().all(|id| seen.contains(id)).then_some(())
-    })
-    .await;
-    assert!(joined.is_some(), "three host processes joined");
+    let (mut hosts, ids) = host_processes(&lattice, &client, &[0, 1, 2], &["--kv-replicas", "3", "--no-apps"]).await?;
 
     // Key-value everywhere, the schedule provider on hosts 0 and 1, the component on all three.
     for id in &ids {
@@ -150,15 +147,8 @@ async fn a_tick_whose_host_is_killed_mid_call_is_taken_over_after_its_deadline()
     init_tracing();
     let lattice = TestLattice::new().await?;
     let ticker = lattice.push("ticker", actors::TICKER).await?;
-    let mut hosts = [HostProcess::start(&lattice, 0, &["--no-apps"])?, HostProcess::start(&lattice, 0, &["--no-apps"])?];
     let client = lattice.client().await?.with_timeout(Duration::from_secs(5));
-    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
-    let joined = eventually(Duration::from_secs(30), || async {
-        let seen: Vec<String> = client.ping_hosts().await.ok()?.into_iter().map(|h| h.id).collect();
-        ids.iter().all(|id| seen.contains(id)).then_some(())
-    })
-    .await;
-    assert!(joined.is_some(), "two host processes joined");
+    let (mut hosts, ids) = host_processes(&lattice, &client, &[0, 0], &["--no-apps"]).await?;
     for id in &ids {
         start_provider(&client, id, "kv", "trellis://keyvalue").await?;
         lattice.scale(id, "ticker", &ticker, 2).await?.map_err(anyhow::Error::msg)?;
