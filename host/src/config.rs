@@ -152,6 +152,8 @@ pub struct HostConfig {
     pub metrics_meter: Option<opentelemetry::metrics::Meter>,
     /// Keep the lattice's events in the journal stream (off when `None`).
     pub journal: Option<crate::journal::JournalConfig>,
+    /// Which code may start: signed claims, trusted issuers.
+    pub trust: crate::trust::TrustPolicy,
 }
 
 impl Default for HostConfig {
@@ -174,6 +176,7 @@ impl Default for HostConfig {
             metrics_addr: None,
             metrics_meter: None,
             journal: Some(crate::journal::JournalConfig::default()),
+            trust: crate::trust::TrustPolicy::default(),
         }
     }
 }
@@ -205,6 +208,7 @@ impl HostConfig {
         if !(1..=5).contains(&self.kv_replicas) {
             return Err(HostError::Config(format!("KV replicas must be 1 to 5, not {}", self.kv_replicas)));
         }
+        self.trust.validate().map_err(HostError::Config)?;
         if let Some(bucket) = &self.kv_default_bucket {
             crate::capability::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
         }

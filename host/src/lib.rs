@@ -71,7 +71,8 @@
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponent ───► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
-//!                                               │        │ load+compile on guest blocking pool
+//!                                               │        │ load, claims checked (trust), compile
+//!                                               │        │ on the guest blocking pool
 //!                                               │        │ start / Update / SetMaxInstances /
 //!                                               │        ▼ StopComponent
 //!                                               │   ComponentActor (one per component): owns
@@ -172,6 +173,7 @@ pub mod services;
 pub mod spy;
 pub mod stop;
 pub mod telemetry;
+pub mod trust;
 pub mod wasm;
 
 pub use config::{HostConfig, Limits, NatsConfig};

@@ -308,6 +308,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         limits: config.limits.clone(),
         store: store.clone(),
         registries: registries.clone(),
+        trust: Arc::new(config.trust.clone()),
         wrpc: crate::wasm::wrpc::Wrpc::new(
             calls.clone(),
             &config.lattice,

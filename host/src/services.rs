@@ -46,4 +46,6 @@ pub struct HostServices {
     pub registries: crate::wasm::oci::Registries,
     /// wRPC to and from external providers, on the call connection.
     pub wrpc: crate::wasm::wrpc::Wrpc,
+    /// Which code may start here (signed claims).
+    pub trust: Arc<crate::trust::TrustPolicy>,
 }

@@ -111,7 +111,7 @@ pub struct ComponentScaled {
     /// Annotations of the scale request.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Claims of a signed component (Trellis runs unsigned components: always absent).
+    /// Claims of a signed component, in wasmCloud's shape (absent when unsigned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<serde_json::Value>,
     /// Why the scale failed (`component_scale_failed` only).

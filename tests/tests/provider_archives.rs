@@ -9,11 +9,47 @@ use trellis_tests::{eventually, init_tracing, TestLattice};
 
 /// A provider archive holding `binary` for `target`, signed by a new account key.
 async fn archive(dir: &Path, name: &str, target: &str, binary: &[u8], gzip: bool) -> anyhow::Result<PathBuf> {
+    archive_by(dir, name, target, binary, gzip, &nkeys::KeyPair::new_account()).await
+}
+
+/// A provider archive holding `binary` for `target`, signed by `issuer`.
+async fn archive_by(dir: &Path, name: &str, target: &str, binary: &[u8], gzip: bool, issuer: &nkeys::KeyPair) -> anyhow::Result<PathBuf> {
     let mut par = provider_archive::ProviderArchive::new(name, "trellis-tests", Some(1), Some("0.1.0".into()));
     par.add_library(target, binary).map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = dir.join(format!("{name}.par"));
-    par.write(&path, &nkeys::KeyPair::new_account(), &nkeys::KeyPair::new_service(), gzip).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    par.write(&path, issuer, &nkeys::KeyPair::new_service(), gzip).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(if gzip { dir.join(format!("{name}.par.gz")) } else { path })
+}
+
+#[tokio::test]
+async fn hosts_that_name_trusted_issuers_run_only_archives_they_signed() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let trusted = nkeys::KeyPair::new_account();
+    let mut config = lattice.host_config();
+    config.trust = trellis_host::trust::TrustPolicy { require_signed: true, trusted_issuers: vec![trusted.public_key()] };
+    let host = lattice.start_host(config).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("pid");
+    let binary = format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pid_file.display());
+    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+
+    let foreign = archive(dir.path(), "foreign", &target, binary.as_bytes(), true).await?;
+    ctl.start_provider(host.id(), &foreign.display().to_string(), "foreign", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(10), |d| d["provider_id"] == "foreign").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("not one of this host's trusted issuers"), "{failed}");
+
+    let ours = archive_by(dir.path(), "ours", &target, binary.as_bytes(), true, &trusted).await?;
+    let pid = start_and_wait(&ctl, &mut events, host.id(), &ours.display().to_string(), "ours", &pid_file).await?;
+    // claims.get lists the running archive's claims.
+    let claims = ctl.get_claims().await.map_err(anyhow::Error::msg)?.into_data().unwrap_or_default();
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!((claims[0].get("issuer"), claims[0].get("name").map(String::as_str)), (Some(&trusted.public_key()), Some("ours")));
+    host.shutdown(None).await?;
+    assert!(!alive(pid));
+    Ok(())
 }
 
 /// `bytes` with the first occurrence of `from` replaced by `to` (same length).

@@ -176,6 +176,30 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
     let spec: serde_json::Value = serde_json::from_slice(&kv.get("COMPONENT_echo").await?.expect("the spec"))?;
     assert_eq!((spec["url"].as_str(), spec["links"].as_array().map(Vec::len)), (Some(reference.as_str()), Some(1)), "{spec}");
 
+    // A component signed by `trellis sign` is accepted by wasmCloud's host, which reports its
+    // claims; a Trellis host that trusts only that issuer runs it too.
+    let account = nkeys::KeyPair::new_account();
+    let dir = tempfile::tempdir()?;
+    let signed_file = dir.path().join("signed.wasm");
+    let out = Command::new(trellis_bin()?)
+        .args(["sign", actors::ECHO, signed_file.to_str().expect("path"), "--issuer-seed", &account.seed()?, "--name", "signed-echo"])
+        .output()?;
+    assert!(out.status.success(), "sign: {}", String::from_utf8_lossy(&out.stderr));
+    let signed = format!("{}/interop/signed:1.0", registry.address());
+    let out = Command::new(trellis_bin()?).args(["push", "--insecure", &signed, signed_file.to_str().expect("path")]).output()?;
+    assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+    let scaled = lattice.scale(&wasmcloud.id, "signed", &signed, 1).await?.map_err(anyhow::Error::msg)?;
+    let claims = scaled.claims.expect("wasmCloud reports the claims");
+    assert_eq!((claims["issuer"].as_str(), claims["name"].as_str()), (Some(account.public_key().as_str()), Some("signed-echo")), "{claims}");
+    let mut strict = lattice.host_config();
+    strict.wasm.oci.insecure = vec![registry.address()];
+    strict.trust = trellis_host::trust::TrustPolicy { require_signed: true, trusted_issuers: vec![account.public_key()] };
+    let strict = lattice.start_host(strict).await?;
+    lattice.scale(strict.id(), "signed", &signed, 1).await?.map_err(anyhow::Error::msg)?;
+    let err = lattice.scale(strict.id(), "unsigned", &reference, 1).await?.expect_err("unsigned refused");
+    assert!(err.contains("not signed"), "{err}");
+    strict.shutdown(None).await?;
+
     // A scale wasmCloud refuses ends in its component_scale_failed, which Trellis's tools read.
     let missing = format!("{}/interop/nope:1.0", registry.address());
     let err = lattice.scale(&wasmcloud.id, "nope", &missing, 1).await?.expect_err("missing");

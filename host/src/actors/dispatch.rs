@@ -7,12 +7,12 @@ use std::time::Duration;
 use actix::Addr;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 use trellis_messages::component::ComponentAuctionAck;
 use trellis_messages::provider::ProviderAuctionAck;
 use trellis_messages::{CtlCommand, CtlResponse};
 
-use crate::actors::host::{self as host_actor, HostActor, VERSION};
+use crate::actors::host::{self as host_actor, HostActor};
 use crate::actors::lattice::{self, LatticeActor};
 use crate::actors::providers::{self, ProvidersActor};
 use crate::actors::workload::{self, WorkloadActor};
@@ -184,12 +184,15 @@ impl Dispatcher {
                 self.registries.put(credentials);
                 Answer::reply(&CtlResponse::success("registry credentials stored"))
             }
-            other => {
-                let op = other.kind().name();
-                warn!(operation = op, "control operation not supported yet");
-                Answer::reply(&CtlResponse::<()>::error(format!(
-                    "`{op}` is not supported by Trellis {VERSION} yet"
-                )))
+            CtlCommand::ClaimsGet => {
+                let (components, providers) = futures::join!(self.workload.send(workload::ComponentClaims), self.providers.send(providers::ProviderClaims));
+                match (components, providers) {
+                    (Ok(mut all), Ok(p)) => {
+                        all.extend(p);
+                        Answer::reply(&CtlResponse::ok(all))
+                    }
+                    (Err(e), _) | (_, Err(e)) => Answer::result(Err(e.into())),
+                }
             }
         }
     }

@@ -34,6 +34,7 @@ enum Runner {
     Http(Addr<HttpServerActor>),
     /// The messaging provider's actor.
     Messaging(Addr<MessagingActor>),
+    /// The schedule provider's actor.
     Schedule(Addr<ScheduleActor>),
     /// An external process and its supervisor.
     External(Addr<ExternalProvider>),
@@ -45,6 +46,8 @@ struct Running {
     kind: &'static str,
     runner: Runner,
     description: ProviderDescription,
+    /// The verified claims of an archive's provider.
+    claims: Option<crate::trust::ProviderClaims>,
 }
 
 /// Owns the set of running providers.
@@ -144,7 +147,7 @@ impl ProvidersActor {
         };
         info!(provider_id = %cmd.provider_id, kind, "provider started");
         self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
-        self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description });
+        self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description, claims: None });
         self.publish("provider_started", base);
         self.publish_inventory();
     }
@@ -158,6 +161,13 @@ impl ProvidersActor {
         };
         match reference::executable(&cmd.provider_ref, &launch.files, launch.settings.allow_images) {
             Err(e) => self.launched(&cmd, base, Err(e)),
+            Ok(Executable::File(_)) if self.services.trust.require_signed => {
+                let e = format!(
+                    "`{}` is an executable without claims, and this host runs only signed providers (--require-signed); use a provider archive (.par) signed by a trusted issuer",
+                    cmd.provider_ref
+                );
+                self.launched(&cmd, base, Err(e));
+            }
             Ok(Executable::File(path)) => {
                 let started = self.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r));
                 self.launched(&cmd, base, started);
@@ -166,6 +176,7 @@ impl ProvidersActor {
                 self.unpacking.insert(cmd.provider_id.clone());
                 let into = launch.unpacked.path().to_path_buf();
                 let (oci, registries) = (self.services.runtime.config().oci.clone(), self.services.registries.clone());
+                let trust = self.services.trust.clone();
                 let unpack = self.services.runtime.guests().spawn(async move {
                     let archive = match source {
                         Executable::Image(reference) => {
@@ -177,7 +188,7 @@ impl ProvidersActor {
                         }
                         Executable::Archive(path) | Executable::File(path) => path,
                     };
-                    par::extract(&archive, &into).await
+                    par::extract(&archive, &into, &trust).await
                 });
                 let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
@@ -185,8 +196,14 @@ impl ProvidersActor {
                         info!(provider_id = %cmd.provider_id, "provider stopped while its archive was unpacked; not started");
                         return;
                     }
-                    let started = binary.and_then(|path| act.spawn_external(&cmd, path, launch, ctx)).map(|r| ("external", r));
+                    let (started, claims) = match binary {
+                        Ok((path, claims)) => (act.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r)), Some(claims)),
+                        Err(e) => (Err(e), None),
+                    };
                     act.launched(&cmd, base, started);
+                    if let Some(running) = act.running.get_mut(&cmd.provider_id) {
+                        running.claims = claims;
+                    }
                 }));
             }
         }
@@ -295,5 +312,17 @@ impl Handler<StopProviders> for ProvidersActor {
         let ids: Vec<String> = self.running.keys().cloned().collect();
         let stops: Vec<_> = ids.iter().filter_map(|id| self.stop_one(id, "host stopping")).collect();
         Box::pin(futures::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
+    }
+}
+
+/// `claims.get`: the claims of every provider archive running here, in wasmCloud's shape.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<std::collections::HashMap<String, String>>")]
+pub struct ProviderClaims;
+
+impl Handler<ProviderClaims> for ProvidersActor {
+    type Result = Vec<std::collections::HashMap<String, String>>;
+    fn handle(&mut self, _: ProviderClaims, _: &mut Self::Context) -> Self::Result {
+        self.running.values().filter_map(|r| r.claims.as_ref()).map(crate::trust::provider_map).collect()
     }
 }

@@ -27,6 +27,8 @@ use crate::wasm::PreparedComponent;
 struct Running {
     addr: Addr<ComponentActor>,
     description: ComponentDescription,
+    /// The verified claims of the code it runs (`None`: unsigned).
+    claims: Option<crate::trust::ComponentClaims>,
 }
 
 /// Owns the set of running components.
@@ -93,7 +95,7 @@ impl WorkloadActor {
             component_id: id.into(),
             max_instances: max,
             annotations: annotations.cloned().unwrap_or_default(),
-            claims: None,
+            claims: if error.is_none() { self.components.get(id).and_then(|r| r.claims.as_ref()).map(crate::trust::event_claims) } else { None },
             error,
         };
         let name = if data.error.is_some() { names::COMPONENT_SCALE_FAILED } else { names::COMPONENT_SCALED };
@@ -105,16 +107,18 @@ impl WorkloadActor {
     }
 
     /// Fetches `reference` for component `id` (a file, an OCI registry or the lattice's artifact
-    /// store) on the guest threads, then compiles it on their blocking pool.
+    /// store) on the guest threads, checks its claims against the host's trust policy, then
+    /// compiles it on their blocking pool.
     fn prepare(
         &self,
         id: &str,
         reference: String,
         config_names: Vec<String>,
-    ) -> impl std::future::Future<Output = Result<Arc<PreparedComponent>>> {
+    ) -> impl std::future::Future<Output = Result<(Arc<PreparedComponent>, Option<crate::trust::ComponentClaims>)>> {
         let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
         let s = &self.services;
+        let trust = s.trust.clone();
         let sources = crate::wasm::load::Sources {
             registries: s.registries.clone(),
             nats: s.calls.clone(),
@@ -138,14 +142,16 @@ impl WorkloadActor {
                 handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &sources).await })
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
-            handle
+            let claims = trust.component(&bytes).map_err(|e| HostError::Workload(format!("`{reference}` may not run here: {e}")))?;
+            let prepared = handle
                 .spawn_blocking(move || {
                     let resolver = imports.resolver.clone();
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
                     PreparedComponent::load(&runtime, &reference, bytes, link, Some(resolver)).map(Arc::new)
                 })
                 .await
-                .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))?
+                .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))??;
+            Ok((prepared, claims))
         }
     }
 
@@ -156,9 +162,8 @@ impl WorkloadActor {
         let services = self.services.clone();
         let max = command.max_instances;
         let fut = async move {
-            let component = prepare.await?;
-            let size = component.size;
-            ComponentActor::subscribe(&id, component, max, &services).await.map(|a| (a, size))
+            let (component, claims) = prepare.await?;
+            ComponentActor::subscribe(&id, component, max, &services).await.map(|a| (a, claims))
         };
         let fut = self.loading.track_future(fut);
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
@@ -169,7 +174,7 @@ impl WorkloadActor {
                 other => other,
             };
             match result {
-                Ok((actor, _size)) => {
+                Ok((actor, claims)) => {
                     act.configs.insert(command.component_id.clone(), command.config.clone());
                     let description = ComponentDescription {
                         id: command.component_id.clone(),
@@ -181,7 +186,7 @@ impl WorkloadActor {
                         limits: command.component_limits.clone(),
                     };
                     let addr = actor.start();
-                    act.components.insert(command.component_id.clone(), Running { addr, description });
+                    act.components.insert(command.component_id.clone(), Running { addr, description, claims });
                     act.record_url(&command.component_id, &command.component_ref);
                     act.event(&command.component_id, &command.component_ref, command.max_instances, command.annotations.as_ref(), None);
                     act.publish_component(&command.component_id);
@@ -227,8 +232,9 @@ impl WorkloadActor {
                 return; // stopped meanwhile
             };
             match result {
-                Ok(component) => {
+                Ok((component, claims)) => {
                     running.addr.do_send(Update(component));
+                    running.claims = claims;
                     running.description.image_ref = new_ref.clone();
                     if annotations.is_some() {
                         running.description.annotations = annotations;
@@ -436,5 +442,17 @@ impl Handler<IsRunning> for WorkloadActor {
     type Result = bool;
     fn handle(&mut self, msg: IsRunning, _: &mut Self::Context) -> bool {
         self.components.contains_key(&msg.0) || self.busy.contains(&msg.0)
+    }
+}
+
+/// `claims.get`: the claims of every signed component running here, in wasmCloud's shape.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<std::collections::HashMap<String, String>>")]
+pub struct ComponentClaims;
+
+impl Handler<ComponentClaims> for WorkloadActor {
+    type Result = Vec<std::collections::HashMap<String, String>>;
+    fn handle(&mut self, _: ComponentClaims, _: &mut Self::Context) -> Self::Result {
+        self.components.values().filter_map(|r| r.claims.as_ref()).map(crate::trust::component_map).collect()
     }
 }

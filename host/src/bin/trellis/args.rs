@@ -164,6 +164,51 @@ pub enum Command {
         #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "user")]
         password: Option<String>,
     },
+    /// Sign a component with wasmCloud's claims (an account key signs; the component gets a
+    /// new module key unless one is given), as `wash` does: hosts with --require-signed or
+    /// --trusted-issuers check these claims.
+    Sign {
+        /// The component to sign.
+        input: PathBuf,
+        /// Where to write the signed component.
+        output: PathBuf,
+        /// The issuer's account seed (`SA…`).
+        #[arg(long, env = "TRELLIS_ISSUER_SEED", hide_env_values = true)]
+        issuer_seed: String,
+        /// The component's module seed (`SM…`); a new key when absent.
+        #[arg(long, env = "TRELLIS_SUBJECT_SEED", hide_env_values = true)]
+        subject_seed: Option<String>,
+        /// The component's name (default: the file name without `.wasm`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Valid for this long from now (`30d`, `1h`); forever when absent.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// Not valid until this long from now.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        not_before: Option<std::time::Duration>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Revision.
+        #[arg(long)]
+        rev: Option<i32>,
+        /// Version.
+        #[arg(long)]
+        ver: Option<String>,
+    },
+    /// Print the claims of a component file or OCI reference, checked as a host checks them
+    /// (signature, hash, expiry); exit 1 when they do not hold.
+    Claims {
+        /// A component file, or an OCI reference.
+        component: String,
+        /// Reach the registry over plain HTTP.
+        #[arg(long)]
+        insecure: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start or stop a built-in provider (`provider.start`, `provider.stop`).
     Provider {
         #[command(subcommand)]

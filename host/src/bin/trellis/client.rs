@@ -317,8 +317,15 @@ pub async fn run(command: Command) -> Result<()> {
             println!("{}", connect(&args).await?.delete_config(&name).await?);
             Ok(())
         }
-        Command::Up(_) | Command::Host(_) | Command::App { .. } | Command::Get { .. } | Command::Schedule { .. } | Command::ProviderGuard { .. } => {
-            anyhow::bail!("host, app, get and schedule commands are run by main, not this client")
+        Command::Up(_)
+        | Command::Host(_)
+        | Command::App { .. }
+        | Command::Get { .. }
+        | Command::Schedule { .. }
+        | Command::Sign { .. }
+        | Command::Claims { .. }
+        | Command::ProviderGuard { .. } => {
+            anyhow::bail!("host, app, get, schedule, sign and claims commands are run by main, not this client")
         }
     }
 }

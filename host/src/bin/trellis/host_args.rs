@@ -95,6 +95,15 @@ pub struct HostArgs {
     /// Password for OCI registries.
     #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
     pub oci_password: Option<String>,
+    /// Run only components and external providers that carry valid signed claims (wasmCloud's
+    /// embedded JWT; provider archives); unsigned ones are refused with a clear
+    /// `component_scale_failed` / `provider_start_failed`.
+    #[arg(long, env = "TRELLIS_REQUIRE_SIGNED")]
+    pub require_signed: bool,
+    /// Account public keys (`A…`, comma-separated) whose signatures this host trusts; code
+    /// signed by any other issuer is refused. Empty: any valid signature.
+    #[arg(long, env = "TRELLIS_TRUSTED_ISSUERS", value_delimiter = ',')]
+    pub trusted_issuers: Vec<String>,
     /// Leave declared applications to a wadm running on the lattice: do not answer wadm's API
     /// or reconcile applications on this host.
     #[arg(long, env = "TRELLIS_NO_APPS")]

@@ -9,6 +9,7 @@ mod otlp;
 mod overview;
 mod scale;
 mod schedule;
+mod sign;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,11 @@ async fn run(command: Command, meter: Option<opentelemetry::metrics::Meter>) -> 
         Command::App { action } => app::run(action).await,
         Command::Get { client } => overview::run(client).await,
         Command::Schedule { action: args::ScheduleAction::List { client } } => schedule::list(client).await,
+        Command::Sign { input, output, issuer_seed, subject_seed, name, expires, not_before, tags, rev, ver } => {
+            let options = sign::Options { name, subject_seed, expires, not_before, tags, rev, ver };
+            sign::sign(&input, &output, &issuer_seed, options)
+        }
+        Command::Claims { component, insecure, json } => sign::claims(&component, insecure, json).await,
         other => client::run(other).await,
     }
 }
@@ -138,6 +144,10 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         stop_timeout: args.stop_timeout,
         kv_replicas: args.kv_replicas,
         kv_default_bucket: args.kv_default_bucket.clone(),
+        trust: trellis_host::trust::TrustPolicy {
+            require_signed: args.require_signed,
+            trusted_issuers: args.trusted_issuers.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        },
         limits: Limits {
             max_control_in_flight: args.max_control_in_flight,
             max_control_message: usize::try_from(args.max_control_message).unwrap_or(usize::MAX),

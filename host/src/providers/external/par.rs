@@ -3,8 +3,7 @@
 //! …). Read by wasmCloud's `provider-archive` crate; this host then checks what that crate does
 //! not: the claims' signature, expiry and not-before (`wascap::jwt::validate_token`). The
 //! crate checks each binary against the hash its claims record, so a binary that was changed
-//! after signing is refused. Which issuers are trusted is not decided yet: any valid signature
-//! is accepted.
+//! after signing is refused. The issuer must be one the host trusts (`trust::TrustPolicy`).
 //!
 //! The binary for this machine is written, executable, to a directory of the host's own (mode
 //! 0700, removed with the host), named by its SHA-256.
@@ -30,12 +29,12 @@ pub fn is_archive(path: &Path) -> bool {
     name.ends_with(".par") || name.ends_with(".par.gz")
 }
 
-/// Reads and verifies the archive at `archive` and writes its binary for this machine into
-/// `into`; returns the binary's path.
+/// Reads and verifies the archive at `archive` (claims, binary hashes, trusted issuer) and writes
+/// its binary for this machine into `into`; returns the binary's path and the claims.
 ///
 /// # Errors
 /// What is wrong with the archive, in words for `provider_start_failed`.
-pub async fn extract(archive: &Path, into: &Path) -> Result<PathBuf, String> {
+pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPolicy) -> Result<(PathBuf, crate::trust::ProviderClaims), String> {
     let name = archive.display().to_string();
     let size = tokio::fs::metadata(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?.len();
     if size > MAX_ARCHIVE {
@@ -63,6 +62,7 @@ pub async fn extract(archive: &Path, into: &Path) -> Result<PathBuf, String> {
     if check.cannot_use_yet {
         return Err(format!("{name}: the claims are not valid yet ({})", check.not_before_human));
     }
+    trust.check_issuer(&token.claims.issuer).map_err(|e| format!("{name} is {e}"))?;
     let binary = par.target_bytes(&target).ok_or_else(|| {
         format!("{name} has no binary for this machine ({target}); it has: {}", par.targets().join(", "))
     })?;
@@ -77,5 +77,5 @@ pub async fn extract(archive: &Path, into: &Path) -> Result<PathBuf, String> {
             .map_err(|e| format!("cannot make the provider binary executable: {e}"))?;
         tokio::fs::rename(&partial, &path).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
     }
-    Ok(path)
+    Ok((path, token.claims))
 }

@@ -1,0 +1,146 @@
+//! Which code may run: the signed claims wasmCloud embeds in components (a `wascap` JWT in the
+//! custom section `wasmcloud_jwt`, or the legacy `jwt`) and puts in provider archives, checked
+//! against this host's [`TrustPolicy`]. What a running guest may reach is decided elsewhere
+//! (`capability`); whether its code may start at all is decided here, and only here.
+//!
+//! Reading and verifying is wasmCloud's own `wascap` crate, as wasmCloud's host does it
+//! (`extract_claims`, then `validate_token`): the Ed25519 signature by the issuer's nkey, the
+//! hash of the component without the claims section, expiry and not-before. A component whose
+//! embedded claims fail any check is refused whatever the policy says; the policy adds whether
+//! unsigned code is refused and which issuers are trusted.
+
+pub mod sign;
+
+use std::collections::HashMap;
+
+use wascap::jwt::{self, CapabilityProvider, Component};
+
+/// A component's claims.
+pub type ComponentClaims = jwt::Claims<Component>;
+/// A provider archive's claims.
+pub type ProviderClaims = jwt::Claims<CapabilityProvider>;
+
+/// What this host lets start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustPolicy {
+    /// Refuse components and external providers that carry no valid claims.
+    pub require_signed: bool,
+    /// Account public keys (`A…`) whose signatures are trusted; empty: any valid signature.
+    pub trusted_issuers: Vec<String>,
+}
+
+impl TrustPolicy {
+    /// `Ok` when `issuer` may sign code that runs here.
+    ///
+    /// # Errors
+    /// The issuer is not in a non-empty trusted list.
+    pub fn check_issuer(&self, issuer: &str) -> Result<(), String> {
+        if self.trusted_issuers.is_empty() || self.trusted_issuers.iter().any(|t| t == issuer) {
+            return Ok(());
+        }
+        Err(format!("signed by `{issuer}`, which is not one of this host's trusted issuers (--trusted-issuers)"))
+    }
+
+    /// Checks the settings themselves: every trusted issuer must be an account public key.
+    ///
+    /// # Errors
+    /// Names the first key that is not one.
+    pub fn validate(&self) -> Result<(), String> {
+        for key in &self.trusted_issuers {
+            let valid = key.starts_with('A') && nkeys::KeyPair::from_public_key(key).is_ok();
+            if !valid {
+                return Err(format!("trusted issuer `{key}` is not an account public key (56 characters starting with `A`)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The claims of the component `bytes` after every check, `None` when it has none and that
+    /// is allowed.
+    ///
+    /// # Errors
+    /// Why the component may not start, in words for `component_scale_failed`.
+    pub fn component(&self, bytes: &[u8]) -> Result<Option<ComponentClaims>, String> {
+        let token = match wascap::wasm::extract_claims(bytes) {
+            Ok(token) => token,
+            // wascap does not export its error kinds; this is its text for a hash mismatch.
+            Err(e) if e.to_string() == "Invalid module hash" => {
+                return Err("the component was changed after it was signed: its hash does not match its claims".into())
+            }
+            Err(e) => return Err(format!("the component's embedded claims cannot be read: {e}")),
+        };
+        let Some(token) = token else {
+            if self.require_signed {
+                return Err("the component is not signed, and this host runs only signed components (--require-signed)".into());
+            }
+            return Ok(None);
+        };
+        let check = jwt::validate_token::<Component>(&token.jwt).map_err(|e| format!("the component's claims cannot be checked: {e}"))?;
+        if !check.signature_valid {
+            return Err("the component's claims carry an invalid signature".into());
+        }
+        if check.expired {
+            return Err(format!("the component's claims expired ({})", check.expires_human));
+        }
+        if check.cannot_use_yet {
+            return Err(format!("the component's claims are not valid yet ({})", check.not_before_human));
+        }
+        self.check_issuer(&token.claims.issuer).map_err(|e| format!("the component is {e}"))?;
+        Ok(Some(token.claims))
+    }
+}
+
+/// One component's claims in the shape wasmCloud's `claims.get` answers with (the short and
+/// long names both, as wasmCloud 1.x sends them).
+pub fn component_map(claims: &ComponentClaims) -> HashMap<String, String> {
+    let meta = claims.metadata.clone().unwrap_or_default();
+    let revision = meta.rev.unwrap_or_default().to_string();
+    HashMap::from([
+        ("call_alias".into(), meta.call_alias.unwrap_or_default()),
+        ("iss".into(), claims.issuer.clone()),
+        ("issuer".into(), claims.issuer.clone()),
+        ("name".into(), meta.name.unwrap_or_default()),
+        ("rev".into(), revision.clone()),
+        ("revision".into(), revision),
+        ("sub".into(), claims.subject.clone()),
+        ("subject".into(), claims.subject.clone()),
+        ("tags".into(), meta.tags.unwrap_or_default().join(",")),
+        ("version".into(), meta.ver.unwrap_or_default()),
+    ])
+}
+
+/// One provider's claims in `claims.get`'s shape.
+pub fn provider_map(claims: &ProviderClaims) -> HashMap<String, String> {
+    let meta = claims.metadata.clone().unwrap_or_default();
+    let revision = meta.rev.unwrap_or_default().to_string();
+    HashMap::from([
+        ("iss".into(), claims.issuer.clone()),
+        ("issuer".into(), claims.issuer.clone()),
+        ("name".into(), meta.name.unwrap_or_default()),
+        ("rev".into(), revision.clone()),
+        ("revision".into(), revision),
+        ("sub".into(), claims.subject.clone()),
+        ("subject".into(), claims.subject.clone()),
+        ("version".into(), meta.ver.unwrap_or_default()),
+        ("config_schema".into(), meta.config_schema.map(|s| s.to_string()).unwrap_or_default()),
+    ])
+}
+
+/// The `claims` of a `component_scaled` event, as wasmCloud's host writes them.
+pub fn event_claims(claims: &ComponentClaims) -> serde_json::Value {
+    let not_before = claims.not_before.map_or_else(|| "never".to_string(), |n| n.to_string());
+    let expires = claims.expires.map_or_else(|| "never".to_string(), |n| n.to_string());
+    match &claims.metadata {
+        Some(c) => serde_json::json!({
+            "call_alias": c.call_alias,
+            "issuer": claims.issuer,
+            "tags": c.tags,
+            "name": c.name,
+            "version": c.ver,
+            "revision": c.rev,
+            "not_before_human": not_before,
+            "expires_human": expires,
+        }),
+        None => serde_json::json!({ "issuer": claims.issuer, "not_before_human": not_before, "expires_human": expires }),
+    }
+}
