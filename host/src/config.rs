@@ -154,6 +154,8 @@ pub struct HostConfig {
     pub journal: Option<crate::journal::JournalConfig>,
     /// Which code may start: signed claims, trusted issuers.
     pub trust: crate::trust::TrustPolicy,
+    /// The policy service asked before code starts (none when `None`).
+    pub policy: Option<crate::trust::policy::PolicyConfig>,
 }
 
 impl Default for HostConfig {
@@ -177,6 +179,7 @@ impl Default for HostConfig {
             metrics_meter: None,
             journal: Some(crate::journal::JournalConfig::default()),
             trust: crate::trust::TrustPolicy::default(),
+            policy: None,
         }
     }
 }
@@ -209,6 +212,14 @@ impl HostConfig {
             return Err(HostError::Config(format!("KV replicas must be 1 to 5, not {}", self.kv_replicas)));
         }
         self.trust.validate().map_err(HostError::Config)?;
+        if let Some(p) = &self.policy {
+            if p.topic.is_empty() || p.topic.split('.').any(|t| t.is_empty() || t.contains([' ', '*', '>'])) {
+                return Err(HostError::Config(format!("policy topic `{}` must be a concrete NATS subject", p.topic)));
+            }
+            if p.timeout.is_zero() {
+                return Err(HostError::Config("the policy timeout must be above zero".into()));
+            }
+        }
         if let Some(bucket) = &self.kv_default_bucket {
             crate::capability::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
         }

@@ -283,6 +283,17 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
     let nats_url = redact(&config.nats.url);
 
+    let policy = match &config.policy {
+        None => None,
+        Some(p) => {
+            let host = crate::trust::policy::HostInfo {
+                public_key: host_id.clone(),
+                lattice: config.lattice.clone(),
+                labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            };
+            Some(crate::trust::policy::PolicyService::start(nats.clone(), host, p.clone()).await.map_err(HostError::Config)?)
+        }
+    };
     let started_data = HostActor::started_event(&identity, &labels);
     let host = HostActor::new(
         identity.clone(),
@@ -309,6 +320,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         store: store.clone(),
         registries: registries.clone(),
         trust: Arc::new(config.trust.clone()),
+        policy,
         wrpc: crate::wasm::wrpc::Wrpc::new(
             calls.clone(),
             &config.lattice,

@@ -48,4 +48,6 @@ pub struct HostServices {
     pub wrpc: crate::wasm::wrpc::Wrpc,
     /// Which code may start here (signed claims).
     pub trust: Arc<crate::trust::TrustPolicy>,
+    /// The policy service asked before code starts, when the host names one.
+    pub policy: Option<crate::trust::policy::PolicyService>,
 }

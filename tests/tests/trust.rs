@@ -131,3 +131,79 @@ fn trusted_issuers_must_be_account_keys() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trusted issuer `not-a-key` is not an account public key"), "{out:?}");
 }
+
+/// The example policy service (`host/examples/policy_service.rs`), built by `cargo test` beside
+/// the test binaries; started on `topic`, denying references with one of `deny`, and returned
+/// once it listens.
+fn policy_service(lattice: &TestLattice, topic: &str, deny: &str) -> anyhow::Result<std::process::Child> {
+    use std::io::BufRead as _;
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().and_then(Path::parent).map(|d| d.join("examples/policy_service")).expect("the profile directory");
+    anyhow::ensure!(path.exists(), "{} is missing: `cargo test` builds it (or `cargo build -p trellis-host --example policy_service`)", path.display());
+    let mut child = std::process::Command::new(path).args([lattice.url().as_str(), topic, deny]).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut first)?;
+    anyhow::ensure!(first.starts_with("answering policy requests"), "{first}");
+    Ok(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let (topic, changes) = (format!("policy.{}", lattice.name), format!("policy.changes.{}", lattice.name));
+    // The test reads every request too (a plain subscriber, which never answers).
+    let nats = lattice.nats().await?;
+    let mut seen = nats.subscribe(topic.clone()).await?;
+    nats.flush().await?;
+    let mut service = policy_service(&lattice, &topic, "kv_counter,messaging")?;
+    let mut config = lattice.host_config();
+    config.policy = Some(trellis_host::trust::policy::PolicyConfig { topic: topic.clone(), changes_topic: Some(changes.clone()), timeout: Duration::from_millis(1000) });
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+
+    // Allowed, with wasmCloud's request on the wire.
+    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    let msg = tokio::time::timeout(Duration::from_secs(2), seen.next()).await?.expect("a request");
+    let request: serde_json::Value = serde_json::from_slice(&msg.payload)?;
+    assert_eq!((request["kind"].as_str(), request["version"].as_str()), (Some("startComponent"), Some("v1")), "{request}");
+    assert_eq!((request["request"]["componentId"].as_str(), request["request"]["maxInstances"].as_u64()), (Some("echo"), Some(1)));
+    assert_eq!((request["host"]["publicKey"].as_str(), request["host"]["lattice"].as_str()), (Some(host.id()), Some(lattice.name.as_str())));
+    let echo_request = request["requestId"].as_str().expect("an id").to_string();
+
+    // Denied, with the service's message: a component, and a provider.
+    let err = lattice.scale(host.id(), "counter", actors::KV_COUNTER, 1).await?.expect_err("denied");
+    assert!(err.contains("denied by the policy service") && err.contains("which this policy denies"), "{err}");
+    let mut failed = nats.subscribe(format!("wasmbus.evt.{}.provider_start_failed", lattice.name)).await?;
+    nats.flush().await?;
+    start_provider(&client, host.id(), "msg", "trellis://messaging").await?;
+    let msg = tokio::time::timeout(Duration::from_secs(5), failed.next()).await?.expect("an event");
+    let event: serde_json::Value = serde_json::from_slice(&msg.payload)?;
+    assert!(event["data"]["error"].as_str().is_some_and(|e| e.contains("startProvider") && e.contains("which this policy denies")), "{event}");
+
+    // Decisions are cached: with the service gone, echo starts again.
+    service.kill()?;
+    service.wait()?;
+    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    // A change names the request whose decision it replaces.
+    let revoked = serde_json::json!({"requestId": echo_request, "permitted": false, "message": "revoked by the operator"});
+    nats.publish(changes, serde_json::to_vec(&revoked)?.into()).await?;
+    nats.flush().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    let err = lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.expect_err("revoked");
+    assert!(err.contains("revoked by the operator"), "{err}");
+
+    // A service that does not answer denies (fail closed), naming the timeout; so does none.
+    let err = lattice.scale(host.id(), "echo-2", actors::ECHO, 1).await?.expect_err("no answer");
+    assert!(err.contains("did not answer within 1000 ms; denied (fail closed)"), "{err}");
+    drop(seen);
+    nats.flush().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = lattice.scale(host.id(), "echo-3", actors::ECHO, 1).await?.expect_err("nobody");
+    assert!(err.contains("no policy service listens on") && err.contains("denied (fail closed)"), "{err}");
+    host.shutdown(None).await?;
+    Ok(())
+}

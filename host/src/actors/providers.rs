@@ -255,6 +255,34 @@ impl Handler<StartProvider> for ProvidersActor {
         if self.unpacking.contains(&cmd.provider_id) {
             return Ok(format!("provider `{}` is already starting here", cmd.provider_id));
         }
+        let reply = format!("provider `{}` is starting", cmd.provider_id);
+        if let Some(policy) = self.services.policy.clone() {
+            // Asked first; until it answers the provider counts as starting (a second start
+            // waits, a stop cancels it).
+            self.unpacking.insert(cmd.provider_id.clone());
+            let (id, reference, annotations) = (cmd.provider_id.clone(), cmd.provider_ref.clone(), cmd.annotations.clone().unwrap_or_default());
+            let asked = async move { policy.start_provider(&id, &reference, &annotations, None).await };
+            ctx.spawn(asked.into_actor(self).map(move |allowed, act, ctx| {
+                if !act.unpacking.remove(&cmd.provider_id) {
+                    info!(provider_id = %cmd.provider_id, "provider stopped while the policy service was asked; not started");
+                    return;
+                }
+                match allowed {
+                    Ok(()) => act.begin(cmd, base, ctx),
+                    Err(e) => act.launched(&cmd, base, Err(e)),
+                }
+            }));
+        } else {
+            self.begin(cmd, base, ctx);
+        }
+        Ok(reply)
+    }
+}
+
+impl ProvidersActor {
+    /// Starts a provider the checks let through: a built-in at once, an external one through
+    /// [`Self::start_external`].
+    fn begin(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
         if ProviderKind::is_builtin(&cmd.provider_ref) {
             let started = ProviderKind::parse(&cmd.provider_ref).map(|kind| {
                 let runner = match kind {
@@ -269,9 +297,8 @@ impl Handler<StartProvider> for ProvidersActor {
             });
             self.launched(&cmd, base, started);
         } else {
-            self.start_external(cmd.clone(), base, ctx);
+            self.start_external(cmd, base, ctx);
         }
-        Ok(format!("provider `{}` is starting", cmd.provider_id))
     }
 }
 

@@ -114,11 +114,12 @@ impl WorkloadActor {
         id: &str,
         reference: String,
         config_names: Vec<String>,
+        scale: (u32, BTreeMap<String, String>),
     ) -> impl std::future::Future<Output = Result<(Arc<PreparedComponent>, Option<crate::trust::ComponentClaims>)>> {
         let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
         let s = &self.services;
-        let trust = s.trust.clone();
+        let (trust, policy, component_id) = (s.trust.clone(), s.policy.clone(), id.to_string());
         let sources = crate::wasm::load::Sources {
             registries: s.registries.clone(),
             nats: s.calls.clone(),
@@ -143,6 +144,10 @@ impl WorkloadActor {
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
             let claims = trust.component(&bytes).map_err(|e| HostError::Workload(format!("`{reference}` may not run here: {e}")))?;
+            if let Some(policy) = policy {
+                let (max, annotations) = scale;
+                policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(HostError::Workload)?;
+            }
             let prepared = handle
                 .spawn_blocking(move || {
                     let resolver = imports.resolver.clone();
@@ -158,7 +163,8 @@ impl WorkloadActor {
     fn start_component(&mut self, command: ScaleComponentCommand, ctx: &mut Context<Self>) {
         let id = command.component_id.clone();
         self.busy.insert(id.clone());
-        let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone());
+        let scale = (command.max_instances, command.annotations.clone().unwrap_or_default());
+        let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone(), scale);
         let services = self.services.clone();
         let max = command.max_instances;
         let fut = async move {
@@ -225,7 +231,11 @@ impl WorkloadActor {
     ) {
         self.busy.insert(id.clone());
         let configs = self.configs.get(&id).cloned().unwrap_or_default();
-        let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs));
+        let scale = self.components.get(&id).map_or_else(Default::default, |r| {
+            let a = annotations.clone().or_else(|| r.description.annotations.clone()).unwrap_or_default();
+            (r.description.max_instances, a)
+        });
+        let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs, scale));
         ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&id);
             let Some(running) = act.components.get_mut(&id) else {

@@ -9,6 +9,7 @@
 //! embedded claims fail any check is refused whatever the policy says; the policy adds whether
 //! unsigned code is refused and which issuers are trusted.
 
+pub mod policy;
 pub mod sign;
 
 use std::collections::HashMap;

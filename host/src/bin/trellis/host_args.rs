@@ -104,6 +104,16 @@ pub struct HostArgs {
     /// signed by any other issuer is refused. Empty: any valid signature.
     #[arg(long, env = "TRELLIS_TRUSTED_ISSUERS", value_delimiter = ',')]
     pub trusted_issuers: Vec<String>,
+    /// Ask the policy service on this NATS subject before starting a component or provider
+    /// (wasmCloud's policy request; denied when it does not answer in time).
+    #[arg(long, env = "TRELLIS_POLICY_TOPIC")]
+    pub policy_topic: Option<String>,
+    /// Decisions published here replace the cached decision of the request they name.
+    #[arg(long, env = "TRELLIS_POLICY_CHANGES_TOPIC", requires = "policy_topic")]
+    pub policy_changes_topic: Option<String>,
+    /// How long to wait for the policy service, in milliseconds.
+    #[arg(long, env = "TRELLIS_POLICY_TIMEOUT_MS", default_value_t = 1000)]
+    pub policy_timeout_ms: u64,
     /// Leave declared applications to a wadm running on the lattice: do not answer wadm's API
     /// or reconcile applications on this host.
     #[arg(long, env = "TRELLIS_NO_APPS")]

@@ -148,6 +148,11 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             require_signed: args.require_signed,
             trusted_issuers: args.trusted_issuers.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
         },
+        policy: args.policy_topic.clone().map(|topic| trellis_host::trust::policy::PolicyConfig {
+            topic,
+            changes_topic: args.policy_changes_topic.clone(),
+            timeout: std::time::Duration::from_millis(args.policy_timeout_ms),
+        }),
         limits: Limits {
             max_control_in_flight: args.max_control_in_flight,
             max_control_message: usize::try_from(args.max_control_message).unwrap_or(usize::MAX),

@@ -1,0 +1,45 @@
+//! A policy service for Trellis hosts (and wasmCloud's: the messages are the same). It answers
+//! every policy request on a NATS subject: components and providers whose reference contains one
+//! of the given words are denied, everything else is allowed. Start hosts with
+//! `--policy-topic` naming the same subject.
+//!
+//! ```sh
+//! cargo run -p trellis-host --example policy_service -- nats://127.0.0.1:4222 policy.default untrusted,evil
+//! ```
+
+use futures::StreamExt;
+use trellis_host::trust::policy::{Decision, Request, RequestBody};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(url), Some(topic)) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: policy_service NATS_URL TOPIC [DENIED,WORDS]");
+    };
+    let deny: Vec<String> = args.next().unwrap_or_default().split(',').filter(|w| !w.is_empty()).map(String::from).collect();
+    let nats = async_nats::connect(url).await?;
+    let mut requests = nats.subscribe(topic.clone()).await?;
+    nats.flush().await?;
+    println!("answering policy requests on {topic}; denying references that contain {deny:?}");
+    while let Some(msg) = requests.next().await {
+        let Some(reply) = msg.reply else { continue };
+        let decision = match serde_json::from_slice::<Request>(&msg.payload) {
+            Ok(request) => {
+                let (what, reference) = match &request.request {
+                    RequestBody::StartComponent(c) => (format!("component {}", c.component_id), c.image_ref.clone()),
+                    RequestBody::StartProvider(p) => (format!("provider {}", p.provider_id), p.image_ref.clone()),
+                };
+                let word = deny.iter().find(|w| reference.contains(w.as_str()));
+                println!("{} {what} from {reference} on host {}", if word.is_some() { "deny" } else { "allow" }, request.host.public_key);
+                Decision {
+                    request_id: request.request_id,
+                    permitted: word.is_none(),
+                    message: word.map(|w| format!("`{reference}` contains `{w}`, which this policy denies")),
+                }
+            }
+            Err(e) => Decision { request_id: String::new(), permitted: false, message: Some(format!("not a policy request: {e}")) },
+        };
+        nats.publish(reply, serde_json::to_vec(&decision)?.into()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! wasmCloud's policy service: before this host starts a component or a provider it asks an
+//! external service on `--policy-topic` and obeys the answer. The request and reply are
+//! wasmCloud 1.x's (`{requestId, kind, version: "v1", request, host}` →
+//! `{requestId, permitted, message}`), so a policy service written for wasmCloud answers
+//! Trellis unchanged. Decisions are cached per subject of the request (component id and
+//! reference, provider id and reference); a reply published on `--policy-changes-topic` with a
+//! known `requestId` replaces the decision it names. A service that does not answer in time, or
+//! answers something that is not a decision, denies: the host fails closed, and that denial is
+//! not cached, so the next attempt asks again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::{ComponentClaims, ProviderClaims};
+
+/// Decisions kept at most; past this the cache starts again empty.
+const MAX_DECISIONS: usize = 10_000;
+/// The largest policy reply read.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// Where the policy service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Requests go here.
+    pub topic: String,
+    /// Decisions that replace cached ones arrive here.
+    pub changes_topic: Option<String>,
+    /// How long to wait for a decision (then: denied).
+    pub timeout: Duration,
+}
+
+/// Claims as a policy request carries them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyClaims {
+    #[serde(rename = "publicKey")]
+    pub public_key: String,
+    pub issuer: String,
+    #[serde(rename = "issuedAt")]
+    pub issued_at: String,
+    #[serde(rename = "expiresAt")]
+    pub expires_at: Option<u64>,
+    pub expired: bool,
+}
+
+fn expired(expires: Option<u64>) -> bool {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    expires.is_some_and(|e| now > e)
+}
+
+impl From<&ComponentClaims> for PolicyClaims {
+    fn from(c: &ComponentClaims) -> Self {
+        Self { public_key: c.subject.clone(), issuer: c.issuer.clone(), issued_at: c.issued_at.to_string(), expires_at: c.expires, expired: expired(c.expires) }
+    }
+}
+
+impl From<&ProviderClaims> for PolicyClaims {
+    fn from(c: &ProviderClaims) -> Self {
+        Self { public_key: c.subject.clone(), issuer: c.issuer.clone(), issued_at: c.issued_at.to_string(), expires_at: c.expires, expired: expired(c.expires) }
+    }
+}
+
+/// `startComponent`'s request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentInformation {
+    #[serde(rename = "componentId")]
+    pub component_id: String,
+    #[serde(rename = "imageRef")]
+    pub image_ref: String,
+    #[serde(rename = "maxInstances")]
+    pub max_instances: u32,
+    pub annotations: BTreeMap<String, String>,
+    pub claims: Option<PolicyClaims>,
+}
+
+/// `startProvider`'s request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInformation {
+    #[serde(rename = "providerId")]
+    pub provider_id: String,
+    #[serde(rename = "imageRef")]
+    pub image_ref: String,
+    pub annotations: BTreeMap<String, String>,
+    pub claims: Option<PolicyClaims>,
+}
+
+/// The host asking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    #[serde(rename = "publicKey")]
+    pub public_key: String,
+    pub lattice: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// What is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestBody {
+    /// May this component start here?
+    StartComponent(ComponentInformation),
+    /// May this provider start here?
+    StartProvider(ProviderInformation),
+}
+
+impl RequestBody {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::StartComponent(_) => "startComponent",
+            Self::StartProvider(_) => "startProvider",
+        }
+    }
+
+    /// What a decision is cached under, as wasmCloud keys it.
+    fn key(&self) -> (&'static str, String) {
+        match self {
+            Self::StartComponent(c) => (self.kind(), format!("{}_{}", c.component_id, c.image_ref)),
+            Self::StartProvider(p) => (self.kind(), format!("{}_{}", p.provider_id, p.image_ref)),
+        }
+    }
+}
+
+/// A policy request on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    pub kind: String,
+    pub version: String,
+    pub request: RequestBody,
+    pub host: HostInfo,
+}
+
+/// A decision on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    pub permitted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+type Key = (&'static str, String);
+
+#[derive(Debug, Default)]
+struct Cache {
+    decisions: HashMap<Key, Decision>,
+    by_request: HashMap<String, Key>,
+}
+
+/// Asks the policy service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PolicyService {
+    nats: async_nats::Client,
+    host: HostInfo,
+    config: PolicyConfig,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl PolicyService {
+    /// A client of the service at `config`, subscribed to its changes topic when there is one.
+    ///
+    /// # Errors
+    /// The changes topic cannot be subscribed to.
+    pub async fn start(nats: async_nats::Client, host: HostInfo, config: PolicyConfig) -> Result<Self, String> {
+        let service = Self { nats: nats.clone(), host, config, cache: Arc::default() };
+        if let Some(topic) = service.config.changes_topic.clone() {
+            let mut changes = nats.subscribe(topic.clone()).await.map_err(|e| format!("cannot subscribe to the policy changes topic `{topic}`: {e}"))?;
+            let cache = Arc::downgrade(&service.cache);
+            tokio::spawn(async move {
+                while let Some(msg) = changes.next().await {
+                    let Some(cache) = cache.upgrade() else { return };
+                    match serde_json::from_slice::<Decision>(&msg.payload) {
+                        Ok(decision) => {
+                            let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            match cache.by_request.get(&decision.request_id).cloned() {
+                                Some(key) => {
+                                    info!(request_id = %decision.request_id, permitted = decision.permitted, "policy decision replaced");
+                                    cache.decisions.insert(key, decision);
+                                }
+                                None => debug!(request_id = %decision.request_id, "policy change for a request this host did not make"),
+                            }
+                        }
+                        Err(e) => warn!(%topic, "policy change is not a decision: {e}"),
+                    }
+                }
+            });
+        }
+        Ok(service)
+    }
+
+    /// May component `id` from `image_ref` start here?
+    ///
+    /// # Errors
+    /// Denied (with the service's message) or no decision in time.
+    pub async fn start_component(&self, id: &str, image_ref: &str, max_instances: u32, annotations: &BTreeMap<String, String>, claims: Option<&ComponentClaims>) -> Result<(), String> {
+        self.evaluate(RequestBody::StartComponent(ComponentInformation {
+            component_id: id.into(),
+            image_ref: image_ref.into(),
+            max_instances,
+            annotations: annotations.clone(),
+            claims: claims.map(PolicyClaims::from),
+        }))
+        .await
+    }
+
+    /// May provider `id` from `image_ref` start here?
+    ///
+    /// # Errors
+    /// Denied (with the service's message) or no decision in time.
+    pub async fn start_provider(&self, id: &str, image_ref: &str, annotations: &BTreeMap<String, String>, claims: Option<&ProviderClaims>) -> Result<(), String> {
+        self.evaluate(RequestBody::StartProvider(ProviderInformation {
+            provider_id: id.into(),
+            image_ref: image_ref.into(),
+            annotations: annotations.clone(),
+            claims: claims.map(PolicyClaims::from),
+        }))
+        .await
+    }
+
+    async fn evaluate(&self, body: RequestBody) -> Result<(), String> {
+        let key = body.key();
+        let cached = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).decisions.get(&key).cloned();
+        let decision = match cached {
+            Some(d) => d,
+            None => {
+                let d = self.ask(body).await?;
+                let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.decisions.len() >= MAX_DECISIONS {
+                    *cache = Cache::default();
+                }
+                cache.by_request.insert(d.request_id.clone(), key.clone());
+                cache.decisions.insert(key.clone(), d.clone());
+                d
+            }
+        };
+        if decision.permitted {
+            return Ok(());
+        }
+        Err(format!("denied by the policy service ({} of `{}`): {}", key.0, key.1, decision.message.unwrap_or_else(|| "no reason given".into())))
+    }
+
+    async fn ask(&self, body: RequestBody) -> Result<Decision, String> {
+        let topic = &self.config.topic;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let request = Request { request_id: request_id.clone(), kind: body.kind().into(), version: "v1".into(), request: body, host: self.host.clone() };
+        let payload = serde_json::to_vec(&request).map_err(|e| format!("cannot encode the policy request: {e}"))?;
+        let ms = self.config.timeout.as_millis();
+        let sent = async_nats::Request::new().payload(payload.into()).timeout(Some(self.config.timeout));
+        let reply = match self.nats.send_request(topic.clone(), sent).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Err(format!("the policy service on `{topic}` did not answer within {ms} ms; denied (fail closed)"))
+            }
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(format!("no policy service listens on `{topic}`; denied (fail closed)"))
+            }
+            Err(e) => return Err(format!("the policy request on `{topic}` failed: {e}; denied (fail closed)")),
+        };
+        if reply.payload.len() > MAX_REPLY {
+            return Err(format!("the policy service on `{topic}` answered {} bytes, over {MAX_REPLY}; denied", reply.payload.len()));
+        }
+        let decision: Decision =
+            serde_json::from_slice(&reply.payload).map_err(|e| format!("the policy service on `{topic}` answered something that is not a decision ({e}); denied"))?;
+        // Keyed by the id this host sent: a change names the request it replaces by that id.
+        Ok(Decision { request_id, ..decision })
+    }
+}
