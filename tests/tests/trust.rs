@@ -55,6 +55,21 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     let out = trellis(&["claims", tampered.to_str().expect("path")])?;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("changed after it was signed"), "{out:?}");
 
+    // Claims that are not a JWT at all, in wasmCloud's section: refused, never a crash.
+    let mut garbage = std::fs::read(actors::ECHO)?;
+    for (name, data) in [("wasmcloud_jwt", b"not.a.jwt".as_slice()), ("wasmcloud_jwt", b"eyJhbGciOiJFZDI1NTE5In0.e30.AAAA")] {
+        let mut body = vec![name.len() as u8];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(data);
+        garbage.push(0); // a custom section
+        garbage.push(body.len() as u8);
+        garbage.extend_from_slice(&body);
+    }
+    let garbage_file = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage_file, &garbage)?;
+    let out = trellis(&["claims", garbage_file.to_str().expect("path")])?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("claims"), "{out:?}");
+
     let expiring = sign(dir.path(), "echo-expiring", &account, &["--expires", "1s"])?;
     let foreign = sign(dir.path(), "echo-foreign", &stranger, &[])?;
     let later = sign(dir.path(), "echo-later", &account, &["--not-before", "1h"])?;
@@ -82,11 +97,16 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
         ("expiring", expiring, "claims expired"),
         ("later", later, "claims are not valid yet"),
         ("foreign", foreign.clone(), "which is not one of this host's trusted issuers"),
+        ("garbage", garbage_file.clone(), "claims"),
     ];
     for (id, path, expected) in refusals {
         let err = scale(id, path).await?.expect_err("refused");
         assert!(err.contains(expected), "{id}: {err}");
     }
+
+    // Still serving after all of that.
+    let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""still""#.into()]).await?;
+    assert_eq!(reply.results, Some(vec![r#""still""#.to_string()]));
 
     // claims.get, through wasmCloud's published client: what runs here, in wasmCloud's shape.
     let ctl = lattice.ctl().await?;

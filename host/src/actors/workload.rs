@@ -143,7 +143,16 @@ impl WorkloadActor {
                 handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &sources).await })
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
-            let claims = trust.component(&bytes).map_err(|e| HostError::Workload(format!("`{reference}` may not run here: {e}")))?;
+            // On the blocking pool: hashing a large component is CPU work, and the claims are
+            // untrusted input to a parser that must not take the host down if it panics.
+            let (bytes, claims) = handle
+                .spawn_blocking(move || {
+                    let claims = trust.component(&bytes);
+                    (bytes, claims)
+                })
+                .await
+                .map_err(|_| HostError::Workload(format!("`{reference}` may not run here: its embedded claims could not be read")))?;
+            let claims = claims.map_err(|e| HostError::Workload(format!("`{reference}` may not run here: {e}")))?;
             if let Some(policy) = policy {
                 let (max, annotations) = scale;
                 policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(HostError::Workload)?;

@@ -59,7 +59,10 @@ pub async fn claims(component: &str, insecure: bool, json: bool) -> Result<()> {
         }
         oci::pull_layer(component, &config, &oci::Registries::default(), 512 << 20, &oci::Wanted::COMPONENT).await.map_err(anyhow::Error::msg)?
     };
-    let Some(claims) = TrustPolicy::default().component(&bytes).map_err(anyhow::Error::msg)? else {
+    // The claims are untrusted input: a parser panic is reported, not a crash.
+    let checked = std::panic::catch_unwind(|| TrustPolicy::default().component(&bytes))
+        .map_err(|_| anyhow::anyhow!("`{component}`'s embedded claims could not be read"))?;
+    let Some(claims) = checked.map_err(anyhow::Error::msg)? else {
         bail!("`{component}` is not signed");
     };
     if json {
