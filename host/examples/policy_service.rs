@@ -1,6 +1,7 @@
 //! A policy service for Trellis hosts (and wasmCloud's: the messages are the same). It answers
 //! every policy request on a NATS subject: components and providers whose reference contains one
-//! of the given words are denied, everything else is allowed. Start hosts with
+//! of the given words are denied, and so are calls whose `interface.function` does; everything
+//! else is allowed. Start hosts with
 //! `--policy-topic` naming the same subject.
 //!
 //! ```sh
@@ -28,6 +29,9 @@ async fn main() -> anyhow::Result<()> {
                 let (what, reference) = match &request.request {
                     RequestBody::StartComponent(c) => (format!("component {}", c.component_id), c.image_ref.clone()),
                     RequestBody::StartProvider(p) => (format!("provider {}", p.provider_id), p.image_ref.clone()),
+                    RequestBody::PerformInvocation(i) => {
+                        (format!("call to {}", i.target.component_id), format!("{} {}.{}", i.target.image_ref, i.interface, i.function))
+                    }
                 };
                 let word = deny.iter().find(|w| reference.contains(w.as_str()));
                 println!("{} {what} from {reference} on host {}", if word.is_some() { "deny" } else { "allow" }, request.host.public_key);

@@ -59,6 +59,8 @@ pub enum FaultKind {
     Busy,
     /// The host could not run the call (it is stopping, or instantiation failed).
     Host,
+    /// The lattice's policy service did not permit the call.
+    Denied,
 }
 
 impl FaultKind {
@@ -72,6 +74,7 @@ impl FaultKind {
             Self::MemoryLimit => "memory-limit",
             Self::Busy => "busy",
             Self::Host => "host",
+            Self::Denied => "denied",
         }
     }
 }

@@ -167,6 +167,21 @@ fn policy_service(lattice: &TestLattice, topic: &str, deny: &str) -> anyhow::Res
     Ok(child)
 }
 
+/// The next policy request of `kind` the test's own subscription saw.
+async fn next_request(seen: &mut async_nats::Subscriber, kind: &str) -> anyhow::Result<serde_json::Value> {
+    use futures::StreamExt as _;
+    tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(msg) = seen.next().await {
+            let request: serde_json::Value = serde_json::from_slice(&msg.payload)?;
+            if request["kind"] == kind {
+                return Ok(request);
+            }
+        }
+        anyhow::bail!("the subscription ended")
+    })
+    .await?
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow::Result<()> {
     use futures::StreamExt as _;
@@ -177,7 +192,7 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     let nats = lattice.nats().await?;
     let mut seen = nats.subscribe(topic.clone()).await?;
     nats.flush().await?;
-    let mut service = policy_service(&lattice, &topic, "kv_counter,messaging")?;
+    let mut service = policy_service(&lattice, &topic, "kv_counter,messaging,echo/echo.try-echo")?;
     let mut config = lattice.host_config();
     config.policy = Some(trellis_host::trust::policy::PolicyConfig { topic: topic.clone(), changes_topic: Some(changes.clone()), timeout: Duration::from_millis(1000) });
     let host = lattice.start_host(config).await?;
@@ -191,6 +206,16 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     assert_eq!((request["request"]["componentId"].as_str(), request["request"]["maxInstances"].as_u64()), (Some("echo"), Some(1)));
     assert_eq!((request["host"]["publicKey"].as_str(), request["host"]["lattice"].as_str()), (Some(host.id()), Some(lattice.name.as_str())));
     let echo_request = request["requestId"].as_str().expect("an id").to_string();
+
+    // Calls that arrive over NATS are put to it too (interface and function), and obeyed.
+    let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""asked""#.into()]).await?;
+    assert_eq!(reply.results, Some(vec![r#""asked""#.to_string()]), "{reply:?}");
+    let asked = next_request(&mut seen, "performInvocation").await?;
+    assert_eq!((asked["request"]["interface"].as_str(), asked["request"]["function"].as_str()), (Some("trellis:echo/echo"), Some("echo")), "{asked}");
+    assert_eq!(asked["request"]["target"]["componentId"], "echo");
+    let reply = client.call("echo", "trellis:echo/echo.try-echo", vec![r#""no""#.into()]).await?;
+    assert_eq!(reply.fault, Some(trellis_messages::invocation::FaultKind::Denied), "{reply:?}");
+    assert!(reply.error.unwrap_or_default().contains("which this policy denies"));
 
     // Denied, with the service's message: a component, and a provider.
     let err = lattice.scale(host.id(), "counter", actors::KV_COUNTER, 1).await?.expect_err("denied");

@@ -70,6 +70,7 @@ impl ComponentActor {
         component: Arc<PreparedComponent>,
         max_instances: u32,
         services: &HostServices,
+        admission: Option<Arc<crate::trust::policy::Admission>>,
     ) -> Result<Self> {
         let subject = services.subjects.invocation(id);
         let nats = services.calls.clone();
@@ -118,6 +119,7 @@ impl ComponentActor {
                 slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
                 metrics: services.runtime.metrics().component(id),
                 spy: services.runtime.spy().tap(id),
+                admission,
             }),
             runtime: services.runtime.clone(),
             nats,
@@ -264,7 +266,16 @@ impl Forwarder {
         if is_http {
             self.tracker.spawn(tracing::Instrument::instrument(async move {
                 let max = nats.server_info().max_payload;
-                let serve = serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max);
+                let serve = async {
+                    if let Some(admission) = target.admission.clone() {
+                        if let Err(message) = admission.invocation(crate::trust::policy::HTTP_HANDLE).await {
+                            let mut h = async_nats::HeaderMap::new();
+                            h.insert(trellis_messages::invocation::HTTP_STATUS_HEADER, "403");
+                            return (h, bytes::Bytes::from(message));
+                        }
+                    }
+                    serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max).await
+                };
                 let (headers, body) = tokio::select! {
                     reply = serve => reply,
                     () = cutoff.cancelled() => {
@@ -322,6 +333,14 @@ impl Call {
             }
         };
         let component = self.target.component.clone();
+        // A call from elsewhere: the policy service, when there is one, decides first.
+        if let Some(admission) = &self.target.admission {
+            if let Err(message) = admission.invocation(&request.function).await {
+                self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), FaultKind::Denied.as_str());
+                info!(component_id = %self.id, function = %request.function, "{message}");
+                return InvocationResponse::fault(&self.host_id, FaultKind::Denied, message);
+            }
+        }
         let result = match parse_args(&self.id, &component, &request) {
             Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params, caller).await.and_then(|vals| {
                 vals.iter()
@@ -354,7 +373,7 @@ impl Call {
 /// Switches to new code; calls in flight finish on the old.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Update(pub Arc<PreparedComponent>);
+pub struct Update(pub Arc<PreparedComponent>, pub Option<Arc<crate::trust::policy::Admission>>);
 
 impl std::fmt::Debug for Update {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -367,7 +386,7 @@ impl Handler<Update> for ComponentActor {
     fn handle(&mut self, msg: Update, _: &mut Self::Context) {
         info!(component_id = %self.id, image_ref = %msg.0.image_ref, "component updated");
         let target = self.target();
-        self.serve(LocalTarget { component: msg.0, ..target });
+        self.serve(LocalTarget { component: msg.0, admission: msg.1, ..target });
     }
 }
 

@@ -176,9 +176,11 @@ impl WorkloadActor {
         let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone(), scale);
         let services = self.services.clone();
         let max = command.max_instances;
+        let annotations = command.annotations.clone().unwrap_or_default();
         let fut = async move {
             let (component, claims) = prepare.await?;
-            ComponentActor::subscribe(&id, component, max, &services).await.map(|a| (a, claims))
+            let admission = admission(&services, &id, &component.image_ref, annotations, claims.clone());
+            ComponentActor::subscribe(&id, component, max, &services, admission).await.map(|a| (a, claims))
         };
         let fut = self.loading.track_future(fut);
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
@@ -252,7 +254,9 @@ impl WorkloadActor {
             };
             match result {
                 Ok((component, claims)) => {
-                    running.addr.do_send(Update(component));
+                    let a = annotations.clone().or_else(|| running.description.annotations.clone()).unwrap_or_default();
+                    let admission = admission(&act.services, &id, &new_ref, a, claims.clone());
+                    running.addr.do_send(Update(component, admission));
                     running.claims = claims;
                     running.description.image_ref = new_ref.clone();
                     if annotations.is_some() {
@@ -474,4 +478,17 @@ impl Handler<ComponentClaims> for WorkloadActor {
     fn handle(&mut self, _: ComponentClaims, _: &mut Self::Context) -> Self::Result {
         self.components.values().filter_map(|r| r.claims.as_ref()).map(crate::trust::component_map).collect()
     }
+}
+
+/// What the policy service is told when a call to component `id` arrives from elsewhere;
+/// `None` when the host has no policy service.
+fn admission(
+    services: &HostServices,
+    id: &str,
+    image_ref: &str,
+    annotations: BTreeMap<String, String>,
+    claims: Option<crate::trust::ComponentClaims>,
+) -> Option<Arc<crate::trust::policy::Admission>> {
+    let policy = services.policy.clone()?;
+    Some(Arc::new(crate::trust::policy::Admission { policy, component_id: id.to_string(), image_ref: image_ref.to_string(), annotations, claims }))
 }

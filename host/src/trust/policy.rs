@@ -1,5 +1,6 @@
-//! wasmCloud's policy service: before this host starts a component or a provider it asks an
-//! external service on `--policy-topic` and obeys the answer. The request and reply are
+//! wasmCloud's policy service: before this host starts a component or a provider, and before a
+//! call that arrived from another host (or a client, or a provider) runs, it asks an external
+//! service on `--policy-topic` and obeys the answer. The request and reply are
 //! wasmCloud 1.x's (`{requestId, kind, version: "v1", request, host}` →
 //! `{requestId, permitted, message}`), so a policy service written for wasmCloud answers
 //! Trellis unchanged. Decisions are cached per subject of the request (component id and
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::{ComponentClaims, ProviderClaims};
+
+/// The function a policy request names for an HTTP request.
+pub const HTTP_HANDLE: &str = "wasi:http/incoming-handler@0.2.0.handle";
 
 /// Decisions kept at most; past this the cache starts again empty.
 const MAX_DECISIONS: usize = 10_000;
@@ -88,6 +92,17 @@ pub struct ProviderInformation {
     pub claims: Option<PolicyClaims>,
 }
 
+/// `performInvocation`'s request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerformInvocationRequest {
+    /// `ns:pkg/iface@version` of the export called.
+    pub interface: String,
+    /// The function.
+    pub function: String,
+    /// The component called (`maxInstances` 0, as wasmCloud sends it).
+    pub target: ComponentInformation,
+}
+
 /// The host asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
@@ -105,6 +120,8 @@ pub enum RequestBody {
     StartComponent(ComponentInformation),
     /// May this provider start here?
     StartProvider(ProviderInformation),
+    /// May this call, which arrived from another host, run here?
+    PerformInvocation(PerformInvocationRequest),
 }
 
 impl RequestBody {
@@ -112,6 +129,7 @@ impl RequestBody {
         match self {
             Self::StartComponent(_) => "startComponent",
             Self::StartProvider(_) => "startProvider",
+            Self::PerformInvocation(_) => "performInvocation",
         }
     }
 
@@ -120,6 +138,7 @@ impl RequestBody {
         match self {
             Self::StartComponent(c) => (self.kind(), format!("{}_{}", c.component_id, c.image_ref)),
             Self::StartProvider(p) => (self.kind(), format!("{}_{}", p.provider_id, p.image_ref)),
+            Self::PerformInvocation(i) => (self.kind(), format!("{}_{}_{}_{}", i.target.component_id, i.target.image_ref, i.interface, i.function)),
         }
     }
 }
@@ -151,6 +170,32 @@ type Key = (&'static str, String);
 struct Cache {
     decisions: HashMap<Key, Decision>,
     by_request: HashMap<String, Key>,
+}
+
+/// What the policy service is told about a component when a call to it arrives from another
+/// host: built when the component starts (and again when its code is updated).
+#[derive(Debug)]
+pub struct Admission {
+    /// The service to ask.
+    pub policy: PolicyService,
+    /// The component.
+    pub component_id: String,
+    /// Its reference.
+    pub image_ref: String,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Its claims.
+    pub claims: Option<ComponentClaims>,
+}
+
+impl Admission {
+    /// See [`PolicyService::perform_invocation`].
+    ///
+    /// # Errors
+    /// As there.
+    pub async fn invocation(&self, function: &str) -> Result<(), String> {
+        self.policy.perform_invocation(self, function).await
+    }
 }
 
 /// Asks the policy service. Cheap to clone.
@@ -219,6 +264,30 @@ impl PolicyService {
             image_ref: image_ref.into(),
             annotations: annotations.clone(),
             claims: claims.map(PolicyClaims::from),
+        }))
+        .await
+    }
+
+    /// May a call of `function` (`ns:pkg/iface@version.func`, or a bare name) of the component
+    /// `admission` describes, arriving from another host, run here?
+    ///
+    /// # Errors
+    /// Denied (with the service's message) or no decision in time.
+    pub async fn perform_invocation(&self, admission: &Admission, function: &str) -> Result<(), String> {
+        let (interface, function) = match function.rsplit_once('.') {
+            Some((iface, f)) if iface.contains(':') => (iface.to_string(), f.to_string()),
+            _ => (String::new(), function.to_string()),
+        };
+        self.evaluate(RequestBody::PerformInvocation(PerformInvocationRequest {
+            interface,
+            function,
+            target: ComponentInformation {
+                component_id: admission.component_id.clone(),
+                image_ref: admission.image_ref.clone(),
+                max_instances: 0,
+                annotations: admission.annotations.clone(),
+                claims: admission.claims.as_ref().map(PolicyClaims::from),
+            },
         }))
         .await
     }

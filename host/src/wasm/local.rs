@@ -79,6 +79,8 @@ pub struct LocalTarget {
     pub metrics: crate::metrics::ComponentMetrics,
     /// Where its calls are recorded while `trellis spy` watches it.
     pub spy: crate::spy::SpyTap,
+    /// Asked before a call that arrived over NATS runs (`None`: no policy service).
+    pub admission: Option<Arc<crate::trust::policy::Admission>>,
 }
 
 /// Decrements the waiting count when a waiting call stops waiting, however it stops.
