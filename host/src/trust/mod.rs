@@ -68,6 +68,14 @@ impl TrustPolicy {
             Err(e) if e.to_string() == "Invalid module hash" => {
                 return Err("the component was changed after it was signed: its hash does not match its claims".into())
             }
+            // Not readable as WebAssembly at all: no claims can be found, and the compiler
+            // says what is wrong with the file (an unsigned file, for these settings).
+            Err(e) if e.to_string().starts_with("I/O error") => {
+                if self.require_signed {
+                    return Err("the component is not signed (its sections cannot be read), and this host runs only signed components (--require-signed)".into());
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(format!("the component's embedded claims cannot be read: {e}")),
         };
         let Some(token) = token else {
