@@ -43,6 +43,14 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     assert_eq!(claims["wascap"]["name"], "echo-signed");
     let text = String::from_utf8(trellis(&["claims", signed.to_str().expect("path")])?.stdout)?;
     assert!(text.contains(&format!("issuer      {}", account.public_key())) && text.contains("tags        blue"), "{text}");
+    // … also from an OCI registry, where `trellis push` put the signed component.
+    let registry = trellis_tests::Registry::start(&[]).await?;
+    let reference = format!("{}/trust/echo-signed:1.0", registry.address());
+    let pushed = trellis(&["push", "--insecure", &reference, signed.to_str().expect("path")])?;
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let out = trellis(&["claims", &reference, "--insecure", "--json"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout)?["iss"], account.public_key().as_str());
     let unsigned = trellis(&["claims", actors::ECHO])?;
     assert!(!unsigned.status.success() && String::from_utf8_lossy(&unsigned.stderr).contains("is not signed"));
 
