@@ -103,35 +103,33 @@ impl TrustPolicy {
 /// long names both, as wasmCloud 1.x sends them).
 pub fn component_map(claims: &ComponentClaims) -> HashMap<String, String> {
     let meta = claims.metadata.clone().unwrap_or_default();
-    let revision = meta.rev.unwrap_or_default().to_string();
-    HashMap::from([
-        ("call_alias".into(), meta.call_alias.unwrap_or_default()),
-        ("iss".into(), claims.issuer.clone()),
-        ("issuer".into(), claims.issuer.clone()),
-        ("name".into(), meta.name.unwrap_or_default()),
-        ("rev".into(), revision.clone()),
-        ("revision".into(), revision),
-        ("sub".into(), claims.subject.clone()),
-        ("subject".into(), claims.subject.clone()),
-        ("tags".into(), meta.tags.unwrap_or_default().join(",")),
-        ("version".into(), meta.ver.unwrap_or_default()),
-    ])
+    let mut map = common_map(&claims.issuer, &claims.subject, meta.name, meta.rev, meta.ver);
+    map.insert("call_alias".into(), meta.call_alias.unwrap_or_default());
+    map.insert("tags".into(), meta.tags.unwrap_or_default().join(","));
+    map
 }
 
 /// One provider's claims in `claims.get`'s shape.
 pub fn provider_map(claims: &ProviderClaims) -> HashMap<String, String> {
     let meta = claims.metadata.clone().unwrap_or_default();
-    let revision = meta.rev.unwrap_or_default().to_string();
+    let mut map = common_map(&claims.issuer, &claims.subject, meta.name, meta.rev, meta.ver);
+    map.insert("config_schema".into(), meta.config_schema.map(|s| s.to_string()).unwrap_or_default());
+    map
+}
+
+/// The fields components and providers share in `claims.get` (wasmCloud 1.x sends the short
+/// and the long names).
+fn common_map(issuer: &str, subject: &str, name: Option<String>, rev: Option<i32>, ver: Option<String>) -> HashMap<String, String> {
+    let revision = rev.unwrap_or_default().to_string();
     HashMap::from([
-        ("iss".into(), claims.issuer.clone()),
-        ("issuer".into(), claims.issuer.clone()),
-        ("name".into(), meta.name.unwrap_or_default()),
+        ("iss".into(), issuer.to_string()),
+        ("issuer".into(), issuer.to_string()),
+        ("name".into(), name.unwrap_or_default()),
         ("rev".into(), revision.clone()),
         ("revision".into(), revision),
-        ("sub".into(), claims.subject.clone()),
-        ("subject".into(), claims.subject.clone()),
-        ("version".into(), meta.ver.unwrap_or_default()),
-        ("config_schema".into(), meta.config_schema.map(|s| s.to_string()).unwrap_or_default()),
+        ("sub".into(), subject.to_string()),
+        ("subject".into(), subject.to_string()),
+        ("version".into(), ver.unwrap_or_default()),
     ])
 }
 

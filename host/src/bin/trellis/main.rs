@@ -100,8 +100,17 @@ async fn run(command: Command, meter: Option<opentelemetry::metrics::Meter>) -> 
         Command::Get { client } => overview::run(client).await,
         Command::Schedule { action: args::ScheduleAction::List { client } } => schedule::list(client).await,
         Command::Sign { input, output, issuer_seed, subject_seed, name, expires, not_before, tags, rev, ver } => {
-            let options = sign::Options { name, subject_seed, expires, not_before, tags, rev, ver };
-            sign::sign(&input, &output, &issuer_seed, options)
+            let options = trellis_host::trust::sign::SignOptions {
+                name: name.unwrap_or_default(),
+                subject: None,
+                expires_in: expires,
+                not_before_in: not_before,
+                tags,
+                rev,
+                ver,
+                call_alias: None,
+            };
+            sign::sign(&input, &output, &issuer_seed, subject_seed.as_deref(), options)
         }
         Command::Claims { component, insecure, json } => sign::claims(&component, insecure, json).await,
         other => client::run(other).await,

@@ -7,40 +7,18 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use trellis_host::trust::{sign::SignOptions, TrustPolicy};
 
-/// What `sign` puts in the claims besides the keys.
-pub struct Options {
-    pub name: Option<String>,
-    pub subject_seed: Option<String>,
-    pub expires: Option<Duration>,
-    pub not_before: Option<Duration>,
-    pub tags: Vec<String>,
-    pub rev: Option<i32>,
-    pub ver: Option<String>,
-}
-
-pub fn sign(input: &Path, output: &Path, issuer_seed: &str, options: Options) -> Result<()> {
+/// Signs `input` into `output` with `options`; `subject_seed` fills `options.subject`, and an
+/// empty name becomes the file's name without `.wasm`.
+pub fn sign(input: &Path, output: &Path, issuer_seed: &str, subject_seed: Option<&str>, mut options: SignOptions) -> Result<()> {
     let issuer = nkeys::KeyPair::from_seed(issuer_seed.trim()).map_err(|_| anyhow::anyhow!("--issuer-seed is not an nkey seed"))?;
-    let subject = match &options.subject_seed {
-        Some(seed) => Some(nkeys::KeyPair::from_seed(seed.trim()).map_err(|_| anyhow::anyhow!("--subject-seed is not an nkey seed"))?),
-        None => None,
-    };
+    if let Some(seed) = subject_seed {
+        options.subject = Some(nkeys::KeyPair::from_seed(seed.trim()).map_err(|_| anyhow::anyhow!("--subject-seed is not an nkey seed"))?);
+    }
+    if options.name.is_empty() {
+        options.name = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    }
     let bytes = std::fs::read(input).with_context(|| format!("cannot read `{}`", input.display()))?;
-    let name = options.name.unwrap_or_else(|| input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-    let signed = trellis_host::trust::sign::sign(
-        &bytes,
-        &issuer,
-        SignOptions {
-            name,
-            subject,
-            expires_in: options.expires,
-            not_before_in: options.not_before,
-            tags: options.tags,
-            rev: options.rev,
-            ver: options.ver,
-            call_alias: None,
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
+    let signed = trellis_host::trust::sign::sign(&bytes, &issuer, options).map_err(anyhow::Error::msg)?;
     std::fs::write(output, &signed).with_context(|| format!("cannot write `{}`", output.display()))?;
     // Read back (not judged: claims valid only later are what was asked for).
     let token = wascap::wasm::extract_claims(&signed).map_err(|e| anyhow::anyhow!("{e}"))?.context("the signed component has no claims")?;
