@@ -71,7 +71,8 @@
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponent ───► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
-//!                                               │        │ load, claims checked (trust), compile
+//!                                               │        │ load, claims checked (trust), policy
+//!                                               │        │ service asked (trust::policy), compile
 //!                                               │        │ on the guest blocking pool
 //!                                               │        │ start / Update / SetMaxInstances /
 //!                                               │        ▼ StopComponent
@@ -81,7 +82,9 @@
 //!            (wrpc:http/incoming-handler)       │    HTTP → wasm::wrpc_http → serve_local
 //!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
 //!            (InvocationRequest)                │    forwarder task on a guest thread
-//!                                               │    → Call task on the guest runtime: permit
+//!                                               │    → Call task on the guest runtime:
+//!                                               │      policy service (if any, cached) →
+//!                                               │      permit
 //!                                               │      (max_instances) → Store → instance →
 //!                                               │      export → reply InvocationResponse
 //!                                               │    every guest host call that reaches
