@@ -163,16 +163,37 @@ fn trusted_issuers_must_be_account_keys() {
 /// The example policy service (`host/examples/policy_service.rs`), built by `cargo test` beside
 /// the test binaries; started on `topic`, denying references with one of `deny`, and returned
 /// once it listens.
-fn policy_service(lattice: &TestLattice, topic: &str, deny: &str) -> anyhow::Result<std::process::Child> {
+fn policy_service(lattice: &TestLattice, topic: &str, deny: &str) -> anyhow::Result<Service> {
     use std::io::BufRead as _;
     let exe = std::env::current_exe()?;
     let path = exe.parent().and_then(Path::parent).map(|d| d.join("examples/policy_service")).expect("the profile directory");
     anyhow::ensure!(path.exists(), "{} is missing: `cargo test` builds it (or `cargo build -p trellis-host --example policy_service`)", path.display());
-    let mut child = std::process::Command::new(path).args([lattice.url().as_str(), topic, deny]).stdout(std::process::Stdio::piped()).spawn()?;
+    let child = std::process::Command::new(path)
+        .args([lattice.url().as_str(), topic, deny])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut service = Service(child);
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut first)?;
+    std::io::BufReader::new(service.0.stdout.as_mut().expect("stdout")).read_line(&mut first)?;
     anyhow::ensure!(first.starts_with("answering policy requests"), "{first}");
-    Ok(child)
+    Ok(service)
+}
+
+/// The policy service's process, ended when dropped (also when a test fails).
+struct Service(std::process::Child);
+
+impl Service {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The next policy request of `kind` the test's own subscription saw.
@@ -224,6 +245,13 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     let reply = client.call("echo", "trellis:echo/echo.try-echo", vec![r#""no""#.into()]).await?;
     assert_eq!(reply.fault, Some(trellis_messages::invocation::FaultKind::Denied), "{reply:?}");
     assert!(reply.error.unwrap_or_default().contains("which this policy denies"));
+    let asked = next_request(&mut seen, "performInvocation").await?;
+    assert_eq!(asked["request"]["function"], "try-echo");
+    // A function it does not export is refused as such, without asking.
+    let reply = client.call("echo", "trellis:echo/echo.made-up", vec![]).await?;
+    assert_eq!(reply.fault, Some(trellis_messages::invocation::FaultKind::NoSuchFunction), "{reply:?}");
+    let asked = next_request(&mut seen, "performInvocation").await;
+    assert!(asked.is_err(), "not asked about a made-up function: {asked:?}");
 
     // Denied, with the service's message: a component, and a provider.
     let err = lattice.scale(host.id(), "counter", actors::KV_COUNTER, 1).await?.expect_err("denied");
@@ -236,8 +264,7 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     assert!(event["data"]["error"].as_str().is_some_and(|e| e.contains("startProvider") && e.contains("which this policy denies")), "{event}");
 
     // Decisions are cached: with the service gone, echo starts again.
-    service.kill()?;
-    service.wait()?;
+    service.stop();
     lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
     lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     // A change names the request whose decision it replaces.

@@ -333,8 +333,10 @@ impl Call {
             }
         };
         let component = self.target.component.clone();
-        // A call from elsewhere: the policy service, when there is one, decides first.
-        if let Some(admission) = &self.target.admission {
+        // A call from elsewhere: the policy service, when there is one, decides first; only
+        // about functions the component exports, so names made up by a caller never reach the
+        // service or its cache (they fail as unknown functions below).
+        if let Some(admission) = self.target.admission.as_ref().filter(|_| component.function(&request.function).is_some()) {
             if let Err(message) = admission.invocation(&request.function).await {
                 self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), FaultKind::Denied.as_str());
                 info!(component_id = %self.id, function = %request.function, "{message}");
