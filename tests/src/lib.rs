@@ -21,6 +21,7 @@ pub mod providers;
 pub mod serve;
 
 /// The example guests, built from `actors/` by the `trellis-guests` crate.
+pub use providers::start_provider;
 pub use trellis_guests as actors;
 
 /// The JSON data of a CloudEvent received through the published client.
@@ -479,22 +480,6 @@ impl TestLattice {
 
 fn unique_lattice() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// Sends `provider.start` for provider `id` from `reference` to host `host` (acknowledged; the
-/// outcome comes as an event).
-///
-/// # Errors
-/// The host refused or did not answer.
-pub async fn start_provider(client: &trellis_messages::Client, host: &str, id: &str, reference: &str) -> Result<()> {
-    let command = trellis_messages::provider::StartProviderCommand {
-        provider_id: id.into(),
-        provider_ref: reference.into(),
-        host_id: host.into(),
-        ..Default::default()
-    };
-    client.start_provider(host, &command).await?;
-    Ok(())
 }
 
 /// The `trellis` binary of this build (`target/<profile>/trellis`).

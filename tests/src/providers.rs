@@ -1,5 +1,5 @@
-//! What the external-provider tests share: host settings for quick supervision, the test
-//! provider's record file, lattice events, process checks and shell-script providers.
+//! What the provider tests share: starting a provider, host settings for quick supervision, the
+//! test provider's record file, lattice events, process checks and shell-script providers.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,22 @@ use serde_json::Value;
 use trellis_host::config::ProviderSettings;
 
 use crate::{eventually, TestLattice};
+
+/// Sends `provider.start` for provider `id` from `reference` to host `host` (acknowledged; the
+/// outcome comes as an event).
+///
+/// # Errors
+/// The host refused or did not answer.
+pub async fn start_provider(client: &trellis_messages::Client, host: &str, id: &str, reference: &str) -> anyhow::Result<()> {
+    let command = trellis_messages::provider::StartProviderCommand {
+        provider_id: id.into(),
+        provider_ref: reference.into(),
+        host_id: host.into(),
+        ..Default::default()
+    };
+    client.start_provider(host, &command).await?;
+    Ok(())
+}
 
 /// Host settings for the tests: a 2 s shutdown grace, health every 500 ms, restarts capped at 2 s.
 pub fn settings() -> ProviderSettings {

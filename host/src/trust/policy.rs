@@ -56,14 +56,9 @@ fn expired(expires: Option<u64>) -> bool {
     expires.is_some_and(|e| now > e)
 }
 
-impl From<&ComponentClaims> for PolicyClaims {
-    fn from(c: &ComponentClaims) -> Self {
-        Self { public_key: c.subject.clone(), issuer: c.issuer.clone(), issued_at: c.issued_at.to_string(), expires_at: c.expires, expired: expired(c.expires) }
-    }
-}
-
-impl From<&ProviderClaims> for PolicyClaims {
-    fn from(c: &ProviderClaims) -> Self {
+/// Components' and providers' claims share the fields a policy request carries.
+impl<T> From<&wascap::jwt::Claims<T>> for PolicyClaims {
+    fn from(c: &wascap::jwt::Claims<T>) -> Self {
         Self { public_key: c.subject.clone(), issuer: c.issuer.clone(), issued_at: c.issued_at.to_string(), expires_at: c.expires, expired: expired(c.expires) }
     }
 }
