@@ -282,7 +282,9 @@ impl Client {
         subject: String,
         payload: Vec<u8>,
     ) -> std::result::Result<async_nats::Message, async_nats::RequestError> {
-        let request = self.nats.request(subject, payload.into());
+        // The request carries this client's timeout: the NATS client's own default (10 s) would
+        // otherwise end a longer one early.
+        let request = self.nats.send_request(subject, async_nats::Request::new().payload(payload.into()).timeout(Some(self.timeout)));
         match tokio::time::timeout(self.timeout, request).await {
             Err(_) => Err(async_nats::RequestError::new(async_nats::RequestErrorKind::TimedOut)),
             Ok(result) => result,

@@ -73,6 +73,29 @@ impl Guest for Hostile {
         ]
     }
 
+    fn count_items(items: Vec<u32>) -> u32 {
+        items.len() as u32
+    }
+
+    fn choose_links(name_len: u32, interfaces: u32, key_len: u32, rounds: u32) {
+        use bindings::wasmcloud::bus::lattice::{set_link_name, CallTargetInterface};
+        let name = "n".repeat(name_len as usize);
+        let pad = "p".repeat(key_len as usize);
+        for _ in 0..rounds {
+            let targets: Vec<CallTargetInterface> =
+                (0..interfaces).map(|i| CallTargetInterface::new("acme", &format!("{pad}{i}"), "thing")).collect();
+            set_link_name(&name, targets);
+        }
+    }
+
+    fn log_flood(lines: u32, bytes: u32) {
+        use bindings::wasi::logging::logging::{log, Level};
+        let message = "m".repeat(bytes as usize);
+        for _ in 0..lines {
+            log(Level::Info, "flood", &message);
+        }
+    }
+
     fn sleep(ms: u64) {
         ::wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::{debug, error, info, trace, warn};
+use tracing::{debug, trace};
 use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_NAME_HEADER, SOURCE_ID_HEADER};
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
 use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
@@ -23,7 +23,7 @@ use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
 use crate::capability::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::wasm::context::ImportContext;
-use crate::wasm::state::GuestState;
+use crate::wasm::state::{GuestState, MAX_LINK_NAME_BYTES};
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =
@@ -73,7 +73,7 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
         if name.starts_with("wasi:config/store@") {
             link_config(linker, name, ctx)?;
         } else if name.starts_with("wasi:logging/logging@") {
-            link_logging(linker, name, ctx)?;
+            crate::wasm::logging::link(linker, name, &ctx.source_id)?;
         } else if name.starts_with("wasmcloud:bus/lattice@") {
             link_bus(linker, name)?;
         } else if name.starts_with("wasmcloud:messaging/consumer@") {
@@ -258,8 +258,7 @@ fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportCo
             _ => return Err(wasmtime::Error::msg("wasi:config/store.get expects a string key")),
         };
         let value = c.resolver.config(&c.config_names).get(&key).cloned();
-        results[0] = Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v))))))));
-        Ok(())
+        set_result(results, "get", Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v)))))))))
     })?;
     let c = ctx.clone();
     instance.func_new("get-all", move |_, _, _, results| {
@@ -269,50 +268,25 @@ fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportCo
             .into_iter()
             .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
             .collect();
-        results[0] = Val::Result(Ok(Some(Box::new(Val::List(pairs)))));
-        Ok(())
+        set_result(results, "get-all", Val::Result(Ok(Some(Box::new(Val::List(pairs))))))
     })?;
     Ok(())
 }
 
-/// Longest guest log message kept, in bytes; the rest is cut.
-const MAX_LOG_MESSAGE: usize = 16 << 10;
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn link_logging(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut instance = linker.instance(import)?;
-    let id = ctx.source_id.clone();
-    instance.func_new("log", move |_, _, params, _| {
-        let text = |i: usize| match params.get(i) {
-            Some(Val::String(s)) => s.as_str(),
-            _ => "",
-        };
-        let level = match params.first() {
-            Some(Val::Enum(l)) => l.as_str(),
-            _ => "info",
-        };
-        let (context, message) = (clip(text(1), 256), clip(text(2), MAX_LOG_MESSAGE));
-        match level {
-            "trace" => trace!(component_id = %id, context, "{message}"),
-            "debug" => debug!(component_id = %id, context, "{message}"),
-            "warn" => warn!(component_id = %id, context, "{message}"),
-            "error" | "critical" => error!(component_id = %id, context, "{message}"),
-            _ => info!(component_id = %id, context, "{message}"),
+/// Writes the one result of `wasi:config/store.{function}`. The slot count comes from the
+/// signature the guest declared for its import, which may not be the real one: a guest that
+/// declares no result gets an error, not a host panic (and wasmtime checks the value's type).
+fn set_result(results: &mut [Val], function: &str, value: Val) -> wasmtime::Result<()> {
+    match results {
+        [slot] => {
+            *slot = value;
+            Ok(())
         }
-        Ok(())
-    })?;
-    Ok(())
+        _ => Err(wasmtime::Error::msg(format!(
+            "wasi:config/store.{function} is imported with {} results; its signature has one",
+            results.len()
+        ))),
+    }
 }
 
 /// A `wasmcloud:bus/lattice.call-target-interface` a guest made.
@@ -332,17 +306,29 @@ fn link_bus(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<(
     instance.func_wrap(
         "[constructor]call-target-interface",
         |mut store, (ns, pkg, iface): (String, String, String)| -> wasmtime::Result<(Resource<CallTargetInterface>,)> {
-            let target = CallTargetInterface { key: format!("{ns}:{pkg}/{iface}") };
-            Ok((store.data_mut().table().push(target)?,))
+            let key = format!("{ns}:{pkg}/{iface}");
+            if key.len() > MAX_LINK_NAME_BYTES {
+                return Err(wasmtime::Error::msg(format!(
+                    "call-target-interface: `{}…` is longer than {MAX_LINK_NAME_BYTES} bytes",
+                    crate::wasm::logging::clip(&key, 64)
+                )));
+            }
+            Ok((store.data_mut().table().push(CallTargetInterface { key })?,))
         },
     )?;
     instance.func_wrap(
         "set-link-name",
         |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
+            if name.len() > MAX_LINK_NAME_BYTES {
+                return Err(wasmtime::Error::msg(format!(
+                    "set-link-name: a link name of {} bytes is longer than {MAX_LINK_NAME_BYTES}",
+                    name.len()
+                )));
+            }
             for r in interfaces {
                 let target = store.data_mut().table().delete(r)?;
                 debug!(link = %name, interface = %target.key, "guest chose a link name");
-                store.data_mut().set_link_name(target.key, name.clone());
+                store.data_mut().set_link_name(target.key, &name).map_err(wasmtime::Error::msg)?;
             }
             Ok(())
         },

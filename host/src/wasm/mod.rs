@@ -27,12 +27,14 @@ pub mod imports;
 pub mod keyvalue;
 pub mod load;
 pub mod local;
+pub mod logging;
 pub mod messaging;
 pub mod oci;
 pub mod prepared;
 pub mod state;
 pub mod wrpc;
 pub mod wrpc_http;
+pub mod wrpc_value;
 
 pub use engine::{WasmConfig, WasmRuntime};
 pub use invoke::Fault;

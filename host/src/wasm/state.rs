@@ -17,6 +17,12 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 /// once. Each lives in host memory, outside the guest's memory limit, so it is bounded here.
 pub const MAX_RESOURCES: usize = 10_000;
 
+/// Interfaces one invocation may choose a link name for (`wasmcloud:bus/lattice.set-link-name`).
+pub const MAX_LINK_NAME_CHOICES: usize = 64;
+
+/// Longest link name, and longest `ns:pkg/iface` key, a guest may hand the bus, in bytes.
+pub const MAX_LINK_NAME_BYTES: usize = 256;
+
 /// Per-invocation store data.
 pub struct GuestState {
     /// WASI 0.2 context: no preopened directories, no environment, no arguments, no sockets;
@@ -65,8 +71,20 @@ impl GuestState {
     }
 
     /// Chooses link `name` for calls into `ns:pkg` for the rest of this invocation.
-    pub fn set_link_name(&mut self, ns_pkg: String, name: String) {
-        self.link_names.insert(ns_pkg, name);
+    ///
+    /// # Errors
+    /// Past [`MAX_LINK_NAME_CHOICES`] interfaces (the map lives in host memory, outside the
+    /// guest's memory limit).
+    pub fn set_link_name(&mut self, ns_pkg: String, name: &str) -> Result<(), String> {
+        if let Some(chosen) = self.link_names.get_mut(&ns_pkg) {
+            name.clone_into(chosen);
+            return Ok(());
+        }
+        if self.link_names.len() >= MAX_LINK_NAME_CHOICES {
+            return Err(format!("set-link-name: at most {MAX_LINK_NAME_CHOICES} interfaces per invocation"));
+        }
+        self.link_names.insert(ns_pkg, name.to_string());
+        Ok(())
     }
 
     /// The guest's resource table.

@@ -19,7 +19,9 @@ use tokio_util::codec::Encoder as _;
 use tracing::{debug, warn};
 use wasmtime::component::{ResourceTable, Type, Val};
 use wasmtime::{AsContextMut as _, Engine, Store};
-use wrpc_runtime_wasmtime::{read_value, SharedResourceTable, ValEncoder, WrpcCtx, WrpcCtxView, WrpcView};
+use wrpc_runtime_wasmtime::{SharedResourceTable, ValEncoder, WrpcCtx, WrpcCtxView, WrpcView};
+
+use super::wrpc_value::{read_plain, ValuePool, MAX_CALL_VALUE_BYTES};
 use wrpc_transport::Invoke as _;
 use wrpc_transport_nats::Client;
 
@@ -74,6 +76,8 @@ pub struct Wrpc {
     queue_wait: Duration,
     /// The bound on a request body a provider streams to a component's HTTP handler.
     max_http_body: u64,
+    /// Host memory for decoded parameters and results ([`super::wrpc_value`]).
+    values: ValuePool,
 }
 
 impl std::fmt::Debug for Wrpc {
@@ -96,6 +100,7 @@ impl Wrpc {
             max_calls: max_calls.max(1),
             queue_wait,
             max_http_body,
+            values: ValuePool::default(),
         }
     }
 
@@ -178,11 +183,14 @@ impl Wrpc {
                 });
             }
             let mut incoming = std::pin::pin!(incoming);
-            let mut results = vec![Val::Bool(false); results_ty.len()];
-            for (i, (v, ty)) in results.iter_mut().zip(results_ty).enumerate() {
-                read_value(&mut store, &mut incoming, &[], &[], v, ty, &[i])
+            // The results' memory is given back when the call returns (the guest holds them then).
+            let mut budget = self.values.budget(MAX_CALL_VALUE_BYTES);
+            let mut results = Vec::with_capacity(results_ty.len());
+            for (i, ty) in results_ty.iter().enumerate() {
+                let value = read_plain(&mut incoming, ty, &mut budget)
                     .await
                     .map_err(|e| format!("cannot decode result {i} from `{target}`: {e}"))?;
+                results.push(value);
             }
             // The call is over when the provider closes its results (for a function without
             // results, that is the only sign it finished); anything more is a protocol error.
@@ -267,6 +275,7 @@ impl Wrpc {
         for ((func, params_ty, results_ty), invocations) in functions.iter().zip(served) {
             let (params_ty, results_ty) = (params_ty.clone(), results_ty.clone());
             let (engine, client, handle, name) = (self.engine.clone(), client.clone(), handle.clone(), format!("{instance}.{func}"));
+            let values = self.values.clone();
             let (params_ty, results_ty) = (Arc::new(params_ty), Arc::new(results_ty));
             tasks.push(tokio::spawn(async move {
                 let mut invocations = std::pin::pin!(invocations);
@@ -280,6 +289,8 @@ impl Wrpc {
                     };
                     let (engine, client, handle, name) = (engine.clone(), client.clone(), handle.clone(), name.clone());
                     let (params_ty, results_ty) = (params_ty.clone(), results_ty.clone());
+                    // Held until the call is over: the parameters live that long.
+                    let mut budget = values.budget(MAX_CALL_VALUE_BYTES);
                     tokio::spawn(async move {
                         let source = cx
                             .headers
@@ -294,14 +305,17 @@ impl Wrpc {
                         // for its own timeout. Not for a function without results, where an
                         // empty close would read as success: that caller waits for its timeout.
                         let fail_fast = !results_ty.is_empty();
-                        let mut params = vec![Val::Bool(false); params_ty.len()];
-                        for (i, (v, ty)) in params.iter_mut().zip(params_ty.iter()).enumerate() {
-                            if let Err(e) = read_value(&mut store, &mut incoming, &[], &[], v, ty, &[i]).await {
-                                warn!(function = %name, error = %e, "cannot decode a wRPC parameter");
-                                if fail_fast {
-                                    let _ = outgoing.shutdown().await;
+                        let mut params = Vec::with_capacity(params_ty.len());
+                        for (i, ty) in params_ty.iter().enumerate() {
+                            match read_plain(&mut incoming, ty, &mut budget).await {
+                                Ok(v) => params.push(v),
+                                Err(e) => {
+                                    warn!(function = %name, parameter = i, error = %e, "cannot decode a wRPC parameter");
+                                    if fail_fast {
+                                        let _ = outgoing.shutdown().await;
+                                    }
+                                    return;
                                 }
-                                return;
                             }
                         }
                         let results = match handle(name.clone(), source, params).await {

@@ -1,0 +1,224 @@
+//! Attacks on a host (issue 26): what a guest, a peer on NATS or a client sends must not kill,
+//! starve or misdirect it. Each test sends what an attacker would, asserts the refusal, and
+//! checks that the host still serves; where memory is the point, it measures it.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use trellis_messages::Client;
+use trellis_tests::{actors, init_tracing, TestLattice};
+
+async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
+    Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
+}
+
+/// Calls `function` of `hostile` and returns its WAVE results, or the call's error.
+async fn probe(client: &Client, function: &str, args: &[&str]) -> anyhow::Result<Result<String, String>> {
+    let response = client.call("hostile", &format!("trellis:hostile/probe.{function}"), args.iter().map(|a| a.to_string()).collect()).await?;
+    Ok(match (response.results, response.error) {
+        (Some(r), _) => Ok(r.join(", ")),
+        (None, e) => Err(e.unwrap_or_default()),
+    })
+}
+
+/// This process's resident memory, in bytes (the hosts of these tests run in it).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Five bytes announcing a `list<u32>` of 2³²−1 elements, sent as a wRPC call to a component's
+/// export, asked the host for ~170 GB and aborted it (wrpc-runtime-wasmtime reserved what the
+/// length said). Now the call fails and the next one works.
+#[tokio::test]
+async fn a_forged_list_length_over_wrpc_fails_the_call_not_the_host() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    let nats = lattice.nats().await?;
+    let subject = format!("{}.hostile.wrpc.0.0.1.trellis:hostile/probe@0.1.0.count-items", lattice.name);
+    for payload in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0xff, 0xff, 0xff, 0x7f], vec![0x80, 0x80, 0x80, 0x80, 0x04, 1, 2, 3]] {
+        let _ = tokio::time::timeout(Duration::from_secs(2), nats.request(subject.clone(), payload.into())).await;
+    }
+    let client = client(&lattice).await?;
+    assert_eq!(probe(&client, "count-items", &["[1, 2, 3]"]).await?, Ok("3".into()));
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A `wrpc:http/incoming-handler` request (11 bytes) whose header list announces 2³²−1
+/// entries asked for ~200 GB in wrpc-transport's list decoder and aborted the host.
+#[tokio::test]
+async fn a_forged_header_count_over_wrpc_http_fails_the_request_not_the_host() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    let nats = lattice.nats().await?;
+    let subject = format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name);
+    // body: a pending stream; trailers: a pending future; GET; no path, scheme or authority;
+    // then the header list's length.
+    let request = vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    for _ in 0..3 {
+        let _ = tokio::time::timeout(Duration::from_secs(2), nats.request(subject.clone(), request.clone().into())).await;
+    }
+    let client = client(&lattice).await?;
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A provider that answers a call with a result announcing 2³²−1 list elements: the call
+/// fails, the process stays.
+#[tokio::test]
+async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let nats = lattice.nats().await?;
+    // The type to decode: `list<u32>`, as the hostile component declares it.
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, actors::HOSTILE)?;
+    let list_u32 = component
+        .component_type()
+        .exports(&engine)
+        .find_map(|(name, item)| match (name.starts_with("trellis:hostile/probe"), item) {
+            (true, wasmtime::component::types::ComponentItem::ComponentInstance(i)) => i.exports(&engine).find_map(|(n, f)| match (n, f) {
+                ("count-items", wasmtime::component::types::ComponentItem::ComponentFunc(f)) => f.params().next().map(|(_, t)| t),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .expect("count-items takes a list<u32>");
+    let mut calls = nats.subscribe(format!("{}.forger.wrpc.0.0.1.acme:lists/lists@0.1.0.get", lattice.name)).await?;
+    nats.flush().await?;
+    let server = {
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            while let Some(call) = calls.next().await {
+                let Some(reply) = call.reply else { continue };
+                let _ = nats.publish_with_reply(reply.clone(), format!("{reply}.params-unused"), Vec::new().into()).await;
+                let results = format!("{reply}.results");
+                let _ = nats.publish(results.clone(), vec![0xff, 0xff, 0xff, 0xff, 0x0f].into()).await;
+                let _ = nats.publish(results, Vec::new().into()).await;
+            }
+        })
+    };
+    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(nats, &lattice.name, engine, 4, Duration::from_secs(1), 1 << 20);
+    for _ in 0..3 {
+        let failed = wrpc
+            .call("caller", "default", "forger", "acme:lists/lists@0.1.0", "get", &[], &[], std::slice::from_ref(&list_u32), Duration::from_secs(5))
+            .await
+            .expect_err("the forged result is refused");
+        assert!(failed.contains("cannot decode result 0"), "{failed}");
+    }
+    server.abort();
+    Ok(())
+}
+
+/// `wasmcloud:bus/lattice.set-link-name` kept every name for every interface in host memory,
+/// outside the guest's memory limit: a 1 MiB name over 9,900 interfaces took a host past 3 GiB.
+/// Now names and interface keys are bounded in length and a call holds at most 64 choices.
+#[tokio::test]
+async fn link_name_choices_are_bounded_in_host_memory() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    let client = client(&lattice).await?;
+    let before = rss();
+    let huge_name = probe(&client, "choose-links", &["1048576", "9900", "4", "1"]).await?.expect_err("a 1 MiB link name is refused");
+    assert!(huge_name.contains("longer than 256"), "{huge_name}");
+    let huge_key = probe(&client, "choose-links", &["8", "1", "100000", "1"]).await?.expect_err("a 100 kB interface key is refused");
+    assert!(huge_key.contains("longer than 256 bytes"), "{huge_key}");
+    let many = probe(&client, "choose-links", &["8", "65", "4", "1"]).await?.expect_err("65 interfaces are refused");
+    assert!(many.contains("at most 64 interfaces"), "{many}");
+    // Within the bounds, calls that choose again and again keep nothing once they end.
+    for _ in 0..20 {
+        assert_eq!(probe(&client, "choose-links", &["256", "64", "200", "50"]).await?, Ok(String::new()));
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "the host grew by {} MiB", grown >> 20);
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A guest that logs in a loop is cut to the per-component rate; the call itself is not failed.
+#[tokio::test]
+async fn a_guest_logging_in_a_loop_is_held_to_the_log_rate() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    let client = client(&lattice).await?;
+    let began = Instant::now();
+    assert_eq!(probe(&client, "log-flood", &["20000", "1000"]).await?, Ok(String::new()));
+    assert!(began.elapsed() < Duration::from_secs(5), "dropped lines cost little: {:?}", began.elapsed());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A component may declare `wasi:config/store.get` with a signature of its own (here: no
+/// result). The host function wrote its result into a slot that was not there and panicked;
+/// now the call fails with the reason.
+#[tokio::test]
+async fn a_config_import_with_a_forged_signature_fails_the_call_not_the_host() -> anyhow::Result<()> {
+    const FORGED: &str = r#"(component
+      (import "wasi:config/store@0.2.0-draft" (instance $store
+        (export "get" (func (param "key" string)))))
+      (core module $mem (memory (export "memory") 1))
+      (core instance $mem_i (instantiate $mem))
+      (core func $get (canon lower (func $store "get") (memory $mem_i "memory")))
+      (core module $m
+        (import "host" "get" (func $get (param i32 i32)))
+        (func (export "probe") (result i32) (call $get (i32.const 0) (i32.const 1)) (i32.const 7)))
+      (core instance $i (instantiate $m (with "host" (instance (export "get" (func $get))))))
+      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("forged.wasm");
+    std::fs::write(&path, wat::parse_str(FORGED)?)?;
+    lattice.scale(host.id(), "forged", &format!("file://{}", path.display()), 1).await?.map_err(anyhow::Error::msg)?;
+    let client = client(&lattice).await?;
+    for _ in 0..2 {
+        let reply = client.call("forged", "probe", vec![]).await?;
+        let error = reply.error.unwrap_or_default();
+        assert!(error.contains("wasi:config/store.get is imported with 0 results"), "{error}");
+    }
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// `trellis call --timeout 60s` of a call that takes 15 s gave up after about 10 s (the NATS
+/// client's default request timeout won over the flag) and still said "within 60s".
+#[tokio::test]
+async fn the_clis_timeout_is_the_one_applied() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(30);
+    let host = lattice.start_host(config).await?;
+    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    let (url, name) = (lattice.url(), lattice.name.clone());
+    let began = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(trellis_tests::trellis_bin().expect("binary"))
+            .args(["call", "--timeout", "60s", "hostile", "trellis:hostile/probe.sleep", "15000"])
+            .env("TRELLIS_NATS_URL", url)
+            .env("TRELLIS_LATTICE", name)
+            .output()
+    })
+    .await??;
+    let took = began.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took >= Duration::from_secs(15), "the call took the guest's 15 s: {took:?}");
+    host.shutdown(None).await?;
+    Ok(())
+}
