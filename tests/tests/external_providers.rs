@@ -444,3 +444,40 @@ async fn a_host_killed_with_sigkill_leaves_no_provider_running() -> anyhow::Resu
     Ok(())
 }
 
+
+/// `kill -9` of a provider's guard (not of the host): the guard's provider was re-parented to
+/// init and kept serving beside the replacement the supervisor started, with stale state. Now
+/// the host ends the guard's whole process group when the guard exits, before restarting.
+#[tokio::test]
+async fn a_killed_guard_leaves_no_provider_beside_its_replacement() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.providers = ProviderSettings { guard: Some(trellis_tests::trellis_bin()?), ..settings() };
+    let host = lattice.start_host(config).await?;
+    let dir = tempfile::tempdir()?;
+    let pids = dir.path().join("pids");
+    let sleeper = script(dir.path(), "sleeper", &format!("echo $$ >> {}\nexec sleep 1000", pids.display()));
+    let started = |n: usize| {
+        let pids = pids.clone();
+        async move {
+            let list: Vec<u32> = std::fs::read_to_string(&pids).ok()?.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            (list.len() >= n).then_some(list)
+        }
+    };
+    let ack = lattice.ctl().await?.start_provider(host.id(), &sleeper.display().to_string(), "sleeper", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    let first = eventually(Duration::from_secs(10), || started(1)).await.expect("the provider started")[0];
+    let stat = std::fs::read_to_string(format!("/proc/{first}/stat"))?;
+    let guard: u32 = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok()).expect("a parent");
+    let comm = std::fs::read_to_string(format!("/proc/{guard}/cmdline"))?;
+    assert!(comm.contains("provider-guard"), "the provider's parent is its guard: {comm:?}");
+    std::process::Command::new("kill").args(["-9", &guard.to_string()]).status()?;
+    let both = eventually(Duration::from_secs(15), || started(2)).await.expect("a replacement started");
+    assert_ne!(both[1], first);
+    let gone = eventually(Duration::from_secs(5), || async { (!alive(u64::from(first))).then_some(()) }).await;
+    assert!(gone.is_some(), "the orphaned provider {first} was ended");
+    assert!(alive(u64::from(both[1])), "the replacement runs");
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use trellis_host::wasm::oci::OciConfig;
+use trellis_host::wasm::oci::{OciConfig, OciCredentials};
 use trellis_host::HostConfig;
 use trellis_tests::{actors, init_tracing, trellis_bin, Registry, TestLattice};
 
@@ -24,7 +24,7 @@ fn oci_host(lattice: &TestLattice, registry: &Registry, cache: &std::path::Path,
     config.wasm.oci = OciConfig {
         insecure: vec![registry.address()],
         cache_dir: Some(cache.to_path_buf()),
-        credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+        credentials: credentials.map(|(u, p)| OciCredentials { registry: registry.address(), user: u.to_string(), password: p.to_string() }),
         timeout: Duration::from_secs(20),
         ..OciConfig::default()
     };
@@ -128,6 +128,32 @@ async fn registry_credentials_are_used_and_a_wrong_password_fails_clearly() -> a
     assert!(pulled.is_some(), "registry.put credentials were used");
     good.shutdown(None).await?;
     bad.shutdown(None).await?;
+    Ok(())
+}
+
+/// The host's `--oci-user`/`--oci-password` go only to `--oci-registry`. Before, they went to
+/// every registry: a reference to an attacker's registry received them. Here the second
+/// registry accepts the same user (as an attacker's would, to capture the password), so a pull
+/// from it succeeds only if the host sends the credentials there.
+#[tokio::test]
+async fn registry_credentials_go_only_to_their_registry() -> anyhow::Result<()> {
+    init_tracing();
+    let own = Registry::start(&[("ci", "s3cret")]).await?;
+    let other = Registry::start(&[("ci", "s3cret")]).await?;
+    let ours = format!("{}/private/echo:2.0", own.address());
+    let theirs = format!("{}/private/echo:2.0", other.address());
+    for reference in [&ours, &theirs] {
+        let out = push(reference, actors::ECHO, Some(("ci", "s3cret")))?;
+        assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let lattice = TestLattice::new().await?;
+    let mut config = oci_host(&lattice, &own, tempfile::tempdir()?.path(), Some(("ci", "s3cret")));
+    config.wasm.oci.insecure.push(other.address());
+    let host = lattice.start_host(config).await?;
+    lattice.scale(host.id(), "ours", &ours, 1).await?.map_err(anyhow::Error::msg)?;
+    let err = lattice.scale(host.id(), "theirs", &theirs, 1).await?.expect_err("no credentials for the other registry");
+    assert!(err.contains(&other.address()) && err.to_lowercase().contains("auth"), "{err}");
+    host.shutdown(None).await?;
     Ok(())
 }
 

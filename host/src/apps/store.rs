@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use async_nats::jetstream::kv::{self, Operation, Store};
 use indexmap::IndexMap;
+use tracing::warn;
 use serde::{Deserialize, Serialize};
 use wadm_types::{Manifest, LATEST_VERSION, VERSION_ANNOTATION_KEY};
 
@@ -150,12 +151,24 @@ impl ManifestStore {
     ///
     /// # Errors
     /// [`HostError::LatticeData`] on a read failure or a stored value that does not parse.
+    ///
+    /// wadm's key `{lattice}-{name}` is ambiguous (`prod-x`'s `y` and `prod`'s `x-y` are both
+    /// `prod-x-y`, and `prod`'s `x` is the key of lattice `prod-x`'s list of names): a value at
+    /// the key that is not an application named `name` belongs to another lattice and reads as
+    /// absent, so it is never shown, changed or deleted from this one.
     pub async fn get(&self, name: &str) -> Result<Option<(StoredManifest, u64)>> {
         match self.kv.entry(self.key(name)).await.map_err(kv_error)? {
-            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => {
-                let stored = serde_json::from_slice(&e.value).map_err(|e| kv_error(format!("application `{name}`: {e}")))?;
-                Ok(Some((stored, e.revision)))
-            }
+            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => match serde_json::from_slice::<StoredManifest>(&e.value) {
+                Ok(stored) if stored.name() == name => Ok(Some((stored, e.revision))),
+                Ok(stored) => {
+                    warn!(lattice = %self.lattice, application = name, key = %self.key(name), holder = stored.name(), "the application's key holds another lattice's application; ignored");
+                    Ok(None)
+                }
+                Err(error) => {
+                    warn!(lattice = %self.lattice, application = name, key = %self.key(name), %error, "the application's key holds something else; ignored");
+                    Ok(None)
+                }
+            },
             _ => Ok(None),
         }
     }
@@ -169,8 +182,13 @@ impl ManifestStore {
         let key = self.key(stored.name());
         if revision > 0 {
             self.kv.update(&key, data.into(), revision).await.map_err(kv_error)?;
-        } else {
-            self.kv.create(&key, data.into()).await.map_err(kv_error)?;
+        } else if let Err(e) = self.kv.create(&key, data.into()).await {
+            return Err(match self.kv.entry(&key).await {
+                Ok(Some(held)) if !matches!(held.operation, Operation::Delete | Operation::Purge) => kv_error(format!(
+                    "key `{key}` already holds another lattice's data (wadm's key is `{{lattice}}-{{name}}`); choose another application name"
+                )),
+                _ => kv_error(e),
+            });
         }
         self.update_names(stored.name(), true).await
     }
@@ -181,6 +199,10 @@ impl ManifestStore {
     /// [`HostError::LatticeData`].
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.update_names(name, false).await?;
+        // Only this lattice's own application is purged ([`Self::get`]).
+        if self.get(name).await?.is_none() {
+            return Ok(());
+        }
         self.kv.purge(self.key(name)).await.map_err(kv_error)
     }
 

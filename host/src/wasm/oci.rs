@@ -24,8 +24,8 @@ pub struct OciConfig {
     pub allow_latest: bool,
     /// Registries (`host:port`) reached over plain HTTP.
     pub insecure: Vec<String>,
-    /// Username and password for every registry.
-    pub credentials: Option<(String, String)>,
+    /// Username and password for one registry (`--oci-registry`): never sent to another.
+    pub credentials: Option<OciCredentials>,
     /// Where pulled components are cached; `None` downloads every time.
     pub cache_dir: Option<PathBuf>,
     /// How long one pull may take.
@@ -35,6 +35,24 @@ pub struct OciConfig {
 impl Default for OciConfig {
     fn default() -> Self {
         Self { allow_latest: false, insecure: Vec::new(), credentials: None, cache_dir: None, timeout: Duration::from_secs(60) }
+    }
+}
+
+/// A username and password for one registry, as wasmCloud's `--oci-registry`, `--oci-user` and
+/// `--oci-password` give them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OciCredentials {
+    /// The registry (`host[:port]`, as in references) they are for.
+    pub registry: String,
+    /// Username.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for OciCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciCredentials").field("registry", &self.registry).field("user", &self.user).finish_non_exhaustive()
     }
 }
 
@@ -56,12 +74,28 @@ impl Registries {
         match stored {
             Some(c) if c.token.is_some() => RegistryAuth::Bearer(c.token.unwrap_or_default()),
             Some(c) if c.username.is_some() => RegistryAuth::Basic(c.username.unwrap_or_default(), c.password.unwrap_or_default()),
+            // The host's own credentials go only to the registry they were given for: a
+            // reference to any other registry (an attacker's) is pulled anonymously.
             _ => match &config.credentials {
-                Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-                None => RegistryAuth::Anonymous,
+                Some(c) if same_registry(&c.registry, registry) => RegistryAuth::Basic(c.user.clone(), c.password.clone()),
+                _ => RegistryAuth::Anonymous,
             },
         }
     }
+}
+
+/// Whether `a` and `b` name the same registry (`docker.io` and its index host alike; no scheme,
+/// case-insensitive).
+fn same_registry(a: &str, b: &str) -> bool {
+    let norm = |r: &str| {
+        let r = r.trim().trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_ascii_lowercase();
+        if r == "docker.io" || r == "registry-1.docker.io" || r == "index.docker.io" {
+            "docker.io".to_string()
+        } else {
+            r
+        }
+    };
+    norm(a) == norm(b)
 }
 
 /// Whether `reference` names an OCI artifact rather than a file: `oci://…`, or no scheme and a

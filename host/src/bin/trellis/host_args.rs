@@ -89,10 +89,14 @@ pub struct HostArgs {
     /// Registries (`host:port`, comma-separated) reached over plain HTTP.
     #[arg(long, env = "TRELLIS_ALLOWED_INSECURE", value_delimiter = ',')]
     pub allowed_insecure: Vec<String>,
-    /// Username for OCI registries.
-    #[arg(long, env = "TRELLIS_OCI_USER", requires = "oci_password")]
+    /// The OCI registry (`host[:port]`) that --oci-user and --oci-password are for; other
+    /// registries are pulled from anonymously (or with `registry.put` credentials).
+    #[arg(long, env = "TRELLIS_OCI_REGISTRY", requires = "oci_user")]
+    pub oci_registry: Option<String>,
+    /// Username for the --oci-registry registry.
+    #[arg(long, env = "TRELLIS_OCI_USER", requires_all = ["oci_password", "oci_registry"])]
     pub oci_user: Option<String>,
-    /// Password for OCI registries.
+    /// Password for the --oci-registry registry.
     #[arg(long, env = "TRELLIS_OCI_PASSWORD", hide_env_values = true, requires = "oci_user")]
     pub oci_password: Option<String>,
     /// Run only components and external providers that carry valid signed claims (wasmCloud's

@@ -174,7 +174,14 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             oci: OciConfig {
                 allow_latest: args.allow_latest,
                 insecure: args.allowed_insecure.clone(),
-                credentials: args.oci_user.clone().zip(args.oci_password.clone()),
+                credentials: match (&args.oci_registry, &args.oci_user, &args.oci_password) {
+                    (Some(registry), Some(user), Some(password)) => Some(trellis_host::wasm::oci::OciCredentials {
+                        registry: registry.clone(),
+                        user: user.clone(),
+                        password: password.clone(),
+                    }),
+                    _ => None,
+                },
                 cache_dir: Some(args.artifact_cache.clone().unwrap_or_else(|| default_data_dir().join("artifacts"))),
                 timeout: args.oci_pull_timeout,
             },

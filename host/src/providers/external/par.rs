@@ -5,6 +5,10 @@
 //! crate checks each binary against the hash its claims record, so a binary that was changed
 //! after signing is refused. The issuer must be one the host trusts (`trust::TrustPolicy`).
 //!
+//! A gzipped archive is inflated with a bound on its size and ratio before the crate reads it
+//! ([`MAX_UNPACKED_ARCHIVE`], [`MAX_ARCHIVE_RATIO`]): the crate inflates every entry in memory
+//! before any check, so a gzip bomb would otherwise exhaust the host.
+//!
 //! The binary for this machine is written, executable, to a directory of the host's own (mode
 //! 0700, removed with the host), named by its SHA-256.
 
@@ -17,6 +21,38 @@ use wascap::jwt::CapabilityProvider;
 
 /// Largest archive read, in bytes.
 pub const MAX_ARCHIVE: u64 = 512 << 20;
+
+/// Largest a gzipped archive may be once inflated, in bytes.
+pub const MAX_UNPACKED_ARCHIVE: u64 = 1 << 30;
+
+/// Largest inflation ratio accepted for a gzipped archive past its first [`RATIO_FREE_BYTES`].
+pub const MAX_ARCHIVE_RATIO: u64 = 100;
+
+/// Inflated bytes that no ratio applies to (small archives of text shrink very well).
+const RATIO_FREE_BYTES: u64 = 64 << 20;
+
+/// The tar inside `bytes`: `bytes` itself, or inflated from gzip with a bound on the inflated
+/// size and ratio, so a gzip bomb is refused after at most [`MAX_UNPACKED_ARCHIVE`] bytes of
+/// work and never before its claims are checked.
+///
+/// # Errors
+/// A gzip stream that is corrupt, or inflates past a bound.
+fn unpacked(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let packed = bytes.len() as u64;
+    let limit = MAX_UNPACKED_ARCHIVE.min(packed.saturating_mul(MAX_ARCHIVE_RATIO).max(RATIO_FREE_BYTES));
+    let mut tar = Vec::new();
+    let read = std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), limit + 1), &mut tar)
+        .map_err(|e| format!("{name} is not a valid provider archive: {e}"))?;
+    if read as u64 > limit {
+        return Err(format!(
+            "{name} inflates past {limit} bytes from {packed} (at most {MAX_UNPACKED_ARCHIVE} bytes, and {MAX_ARCHIVE_RATIO} times its size past {RATIO_FREE_BYTES}); refused as a likely gzip bomb"
+        ));
+    }
+    Ok(tar)
+}
 
 /// The target name archives use for this machine (`{arch}-{os}`, e.g. `x86_64-linux`).
 pub fn native_target() -> String {
@@ -41,6 +77,10 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
         return Err(format!("{name} is {size} bytes, over the {MAX_ARCHIVE}-byte limit for provider archives"));
     }
     let bytes = tokio::fs::read(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?;
+    let bytes = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || unpacked(&name, bytes)).await.map_err(|e| format!("cannot read {name}: {e}"))??
+    };
     let target = native_target();
     // The reader unwraps on some malformed claims; on a task of its own, that is an error here
     // rather than a panic of the host.
@@ -78,4 +118,26 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
         tokio::fs::rename(&partial, &path).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
     }
     Ok((path, token.claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_and_a_plain_archive_passes() {
+        let bomb = gzip(&vec![0u8; 200 << 20]);
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let err = unpacked("bomb.par.gz", bomb).unwrap_err();
+        assert!(err.contains("gzip bomb"), "{err}");
+        assert_eq!(unpacked("a.par", b"plain tar".to_vec()).unwrap(), b"plain tar");
+        assert_eq!(unpacked("a.par.gz", gzip(b"small")).unwrap(), b"small");
+    }
 }

@@ -107,6 +107,16 @@ impl Process {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("could not wait for the process: {e}"),
             };
+            // Whatever ended it (a guard killed with SIGKILL, a provider that crashed), nothing
+            // of its process group may go on serving beside the replacement the supervisor
+            // starts next: a provider orphaned by its guard answered the same subjects with
+            // stale state. The group outlives its leader only while members remain, so its id
+            // cannot have been reused.
+            if let Some(group) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                if rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok() {
+                    warn!(provider_id = %provider, %status, "killed what the provider's process left running in its process group");
+                }
+            }
             // What it wrote last is read before its exit is reported (a process it left
             // behind may hold the pipes open, hence the bound).
             let _ = tokio::time::timeout(Duration::from_millis(500), futures::future::join_all(pumps)).await;
