@@ -59,8 +59,12 @@ pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, con
         }
         let mut object = store.get(&name).await.map_err(|e| failed("cannot read", &e))?;
         let mut bytes = Vec::with_capacity(info.size);
-        // The object store compares the content with its SHA-256 at the end of the read.
-        object.read_to_end(&mut bytes).await.map_err(|e| failed("cannot read (digest mismatch?)", &e))?;
+        // The object store compares the content with its SHA-256 at the end of the read. The
+        // read is bounded by what arrives, not by the size the object's record declares.
+        (&mut object).take(max_size + 1).read_to_end(&mut bytes).await.map_err(|e| failed("cannot read (digest mismatch?)", &e))?;
+        if bytes.len() as u64 > max_size {
+            return Err(failed("too large", &format!("more than the host's component size limit of {max_size} bytes arrived")));
+        }
         info!(reference, bytes = bytes.len(), "component pulled from the lattice's artifact store");
         if let Some(cache) = cache {
             cache.write(&sha256(&bytes), &bytes);

@@ -191,8 +191,17 @@ pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Regist
         if u64::try_from(layer.size).unwrap_or(u64::MAX) > max_size {
             return Err(failed("too large", &format!("{} bytes, over the host's limit of {max_size} bytes for a {}", layer.size, wanted.what)));
         }
-        let mut bytes = Vec::new();
-        client.pull_blob(&image, layer, &mut bytes).await.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
+        // Streamed with a bound on what arrives, not on what the registry declared: a registry
+        // that declares 10 bytes and sends gigabytes is cut off at `max_size`.
+        let mut stream = client.pull_blob_stream(&image, layer).await.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(layer.size.max(0)).unwrap_or(0).min(usize::try_from(max_size).unwrap_or(usize::MAX)));
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
+            if bytes.len() as u64 + chunk.len() as u64 > max_size {
+                return Err(failed("too large", &format!("the registry sent more than the host's limit of {max_size} bytes for a {}", wanted.what)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let actual = sha256(&bytes);
         if actual != layer.digest {
             return Err(failed("digest mismatch", &format!("the layer says {} but its content is {actual}", layer.digest)));
