@@ -172,7 +172,9 @@ async fn a_config_import_with_a_forged_signature_fails_the_call_not_the_host() -
         (export "get" (func (param "key" string)))))
       (core module $mem (memory (export "memory") 1))
       (core instance $mem_i (instantiate $mem))
-      (core func $get (canon lower (func $store "get") (memory $mem_i "memory")))
+      (alias export $store "get" (func $store_get))
+      (alias core export $mem_i "memory" (core memory $memory))
+      (core func $get (canon lower (func $store_get) (memory $memory)))
       (core module $m
         (import "host" "get" (func $get (param i32 i32)))
         (func (export "probe") (result i32) (call $get (i32.const 0) (i32.const 1)) (i32.const 7)))

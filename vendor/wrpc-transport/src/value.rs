@@ -806,7 +806,7 @@ where
             // Trellis: reserve no more than the bytes already received justify (each element
             // takes at least one byte); the vectors grow as elements arrive. Upstream reserved
             // `len`, so five bytes announcing 2^32-1 elements aborted the process.
-            let reserve = len.min(src.len());
+            let reserve = usize::min(len, src.len());
             self.ret = Vec::with_capacity(reserve);
             self.deferred = Vec::with_capacity(reserve);
             self.cap = len;

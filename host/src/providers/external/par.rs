@@ -78,8 +78,8 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
     }
     let bytes = tokio::fs::read(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?;
     let bytes = {
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || unpacked(&name, bytes)).await.map_err(|e| format!("cannot read {name}: {e}"))??
+        let owned = name.clone();
+        tokio::task::spawn_blocking(move || unpacked(&owned, bytes)).await.map_err(|e| format!("cannot read {name}: {e}"))??
     };
     let target = native_target();
     // The reader unwraps on some malformed claims; on a task of its own, that is an error here
