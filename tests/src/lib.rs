@@ -16,6 +16,7 @@ use trellis_messages::component::ScaleComponentCommand;
 use trellis_messages::event::ComponentScaled;
 
 pub mod bench_report;
+pub mod hostile;
 pub mod process;
 pub mod providers;
 pub mod serve;

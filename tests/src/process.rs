@@ -49,10 +49,7 @@ impl HostProcess {
 
     /// Its resident memory now, from `/proc/{pid}/status` (`VmRSS`), in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
-            .map_or(0, |kb| kb * 1024)
+        rss_of(&self.pid().to_string())
     }
 
     /// Kills it with SIGKILL and reaps it.
@@ -66,4 +63,13 @@ impl Drop for HostProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The resident memory of process `pid` (`self` for this one) now, from `/proc/{pid}/status`
+/// (`VmRSS`), in bytes; 0 when it cannot be read.
+pub fn rss_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
+        .map_or(0, |kb| kb * 1024)
 }

@@ -5,28 +5,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use trellis_messages::Client;
+use trellis_tests::hostile::{client, probe};
 use trellis_tests::{actors, init_tracing, TestLattice};
 
-async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
-    Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
-}
-
-/// Calls `function` of `hostile` and returns its WAVE results, or the call's error.
-async fn probe(client: &Client, function: &str, args: &[&str]) -> anyhow::Result<Result<String, String>> {
-    let response = client.call("hostile", &format!("trellis:hostile/probe.{function}"), args.iter().map(|a| a.to_string()).collect()).await?;
-    Ok(match (response.results, response.error) {
-        (Some(r), _) => Ok(r.join(", ")),
-        (None, e) => Err(e.unwrap_or_default()),
-    })
-}
-
-/// This process's resident memory, in bytes (the hosts of these tests run in it).
+/// This process's resident memory (the hosts of these tests run in it).
 fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
-        .map_or(0, |kb| kb * 1024)
+    trellis_tests::process::rss_of("self")
 }
 
 /// Five bytes announcing a `list<u32>` of 2³²−1 elements, sent as a wRPC call to a component's

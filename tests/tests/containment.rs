@@ -8,20 +8,8 @@ use std::time::{Duration, Instant};
 
 use trellis_messages::link::Link;
 use trellis_messages::Client;
+use trellis_tests::hostile::{client, probe};
 use trellis_tests::{actors, eventually, init_tracing, start_provider, TestLattice};
-
-async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
-    Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
-}
-
-/// Calls `function` of `hostile` and returns its WAVE result, or the call's error.
-async fn probe(client: &Client, function: &str, args: &[&str]) -> anyhow::Result<Result<String, String>> {
-    let response = client.call("hostile", &format!("trellis:hostile/probe.{function}"), args.iter().map(|a| a.to_string()).collect()).await?;
-    Ok(match (response.results, response.error) {
-        (Some(r), _) => Ok(r.join(", ")),
-        (None, e) => Err(e.unwrap_or_default()),
-    })
-}
 
 fn wave(s: &str) -> String {
     format!("{s:?}")

@@ -353,12 +353,7 @@ async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Res
     config.wasm.max_component_size = 8 << 20;
     config.wasm.oci = OciConfig { insecure: vec![address.clone()], timeout: Duration::from_secs(30), ..OciConfig::default() };
     let host = lattice.start_host(config).await?;
-    let rss = || {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
-            .map_or(0, |kb| kb * 1024)
-    };
+    let rss = || trellis_tests::process::rss_of("self");
     let before = rss();
     let err = lattice.scale(host.id(), "evil", &format!("{address}/evil/echo:1.0"), 1).await?.expect_err("refused");
     assert!(err.contains("too large") && err.contains(&address), "{err}");
