@@ -30,7 +30,8 @@ pub use crate::capability::kind::ProviderKind;
 
 /// Calls `function` of component `target` with `arg` for a provider (`caller`, as spies see
 /// it): in-process when the component runs here, else over NATS to a host that runs it (with
-/// `timeout`, else the connection's). Answers the call's first result in WAVE (`ok`,
+/// `timeout`, else the host's longest call: execution time and queue wait, plus a second).
+/// Answers the call's first result in WAVE (`ok`,
 /// `err("…")`).
 ///
 /// # Errors
@@ -49,10 +50,10 @@ pub(crate) async fn invoke_component(
     }
     let arg = arg.to_wave().map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
-    let mut request = async_nats::Request::new().payload(body.into());
-    if let Some(t) = timeout {
-        request = request.timeout(Some(t));
-    }
+    // Never without a deadline: a host that died mid-call would hold the caller's slot forever.
+    let config = services.runtime.config();
+    let deadline = timeout.unwrap_or(config.max_execution_time + config.max_queue_wait + Duration::from_secs(1));
+    let request = async_nats::Request::new().payload(body.into()).timeout(Some(deadline));
     let reply = services.calls.send_request(services.subjects.invocation(target), request).await.map_err(|e| e.to_string())?;
     let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
     match (response.results, response.error) {

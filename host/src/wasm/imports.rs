@@ -58,6 +58,8 @@ fn parse_interface(name: &str) -> Option<InterfaceName> {
 /// When the linker refuses a definition (a bug, not a guest fault).
 pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
     let engine = ctx.runtime.engine().clone();
+    // One log rate for the component, however many `wasi:logging` versions it imports.
+    let log_rate = Arc::new(crate::wasm::logging::Rate::new());
     for (name, item) in component.component_type().imports(&engine) {
         if WASI_PROVIDED.iter().any(|p| name.starts_with(p)) {
             continue;
@@ -73,7 +75,7 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
         if name.starts_with("wasi:config/store@") {
             link_config(linker, name, ctx)?;
         } else if name.starts_with("wasi:logging/logging@") {
-            crate::wasm::logging::link(linker, name, &ctx.source_id)?;
+            crate::wasm::logging::link(linker, name, &ctx.source_id, &log_rate)?;
         } else if name.starts_with("wasmcloud:bus/lattice@") {
             link_bus(linker, name)?;
         } else if name.starts_with("wasmcloud:messaging/consumer@") {

@@ -45,11 +45,19 @@ struct Window {
     dropped: u64,
 }
 
+/// One component's log rate, shared by every `wasi:logging` version it imports.
 #[derive(Debug)]
-struct Rate(Mutex<Window>);
+pub struct Rate(Mutex<Window>);
+
+impl Default for Rate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Rate {
-    fn new() -> Self {
+    /// A fresh rate.
+    pub fn new() -> Self {
         Self(Mutex::new(Window { began: Instant::now(), lines: 0, bytes: 0, dropped: 0 }))
     }
 
@@ -72,14 +80,14 @@ impl Rate {
     }
 }
 
-/// Links `import` (`wasi:logging/logging@…`) for component `id`.
+/// Links `import` (`wasi:logging/logging@…`) for component `id`, its lines held to `rate`.
 ///
 /// # Errors
 /// When the linker refuses the definition (a bug, not a guest fault).
-pub fn link(linker: &mut Linker<GuestState>, import: &str, id: &str) -> wasmtime::Result<()> {
+pub fn link(linker: &mut Linker<GuestState>, import: &str, id: &str, rate: &std::sync::Arc<Rate>) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
     let id = id.to_string();
-    let rate = Rate::new();
+    let rate = rate.clone();
     instance.func_new("log", move |_, _, params, _| {
         let text = |i: usize| match params.get(i) {
             Some(Val::String(s)) => s.as_str(),

@@ -276,6 +276,7 @@ impl Wrpc {
             let (params_ty, results_ty) = (params_ty.clone(), results_ty.clone());
             let (engine, client, handle, name) = (self.engine.clone(), client.clone(), handle.clone(), format!("{instance}.{func}"));
             let values = self.values.clone();
+            let queue_wait = self.queue_wait;
             let (params_ty, results_ty) = (Arc::new(params_ty), Arc::new(results_ty));
             tasks.push(tokio::spawn(async move {
                 let mut invocations = std::pin::pin!(invocations);
@@ -307,7 +308,11 @@ impl Wrpc {
                         let fail_fast = !results_ty.is_empty();
                         let mut params = Vec::with_capacity(params_ty.len());
                         for (i, ty) in params_ty.iter().enumerate() {
-                            match read_plain(&mut incoming, ty, &mut budget).await {
+                            // A caller that stops sending part way holds its budget only this
+                            // long (as long as a call may wait for an instance).
+                            let read = tokio::time::timeout(queue_wait, read_plain(&mut incoming, ty, &mut budget)).await;
+                            let read = read.unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the parameters did not arrive within {queue_wait:?}"))));
+                            match read {
                                 Ok(v) => params.push(v),
                                 Err(e) => {
                                     warn!(function = %name, parameter = i, error = %e, "cannot decode a wRPC parameter");

@@ -132,11 +132,20 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
         Type::Char => Val::Char(r.read_char_utf8().await?),
         Type::String => {
             let n = r.read_u32_leb128().await? as usize;
-            budget.charge(n)?;
-            // `take` grows the string as bytes arrive; nothing is reserved on the sender's word.
+            // Charged and grown as bytes arrive: nothing is reserved on the sender's word, so a
+            // sender that announces a long string and goes quiet holds next to nothing.
             let mut bytes = Vec::new();
-            let read = (&mut *r).take(n as u64).read_to_end(&mut bytes).await?;
-            if read != n {
+            let mut chunk = [0u8; 8192];
+            let mut rest = (&mut *r).take(n as u64);
+            loop {
+                let k = rest.read(&mut chunk).await?;
+                if k == 0 {
+                    break;
+                }
+                budget.charge(k)?;
+                bytes.extend_from_slice(&chunk[..k]);
+            }
+            if bytes.len() != n {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             Val::String(String::from_utf8(bytes).map_err(|e| invalid(format!("a string that is not UTF-8: {e}")))?)

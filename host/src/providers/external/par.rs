@@ -46,6 +46,11 @@ fn unpacked(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut tar = Vec::new();
     let read = std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), limit + 1), &mut tar)
         .map_err(|e| format!("{name} is not a valid provider archive: {e}"))?;
+    // provider-archive inflates a gzip it finds without any bound: one inside another is
+    // refused rather than handed to it.
+    if tar.starts_with(&[0x1f, 0x8b]) {
+        return Err(format!("{name} is gzip inside gzip; refused (a provider archive is a tar, gzipped at most once)"));
+    }
     if read as u64 > limit {
         return Err(format!(
             "{name} inflates past {limit} bytes from {packed} (at most {MAX_UNPACKED_ARCHIVE} bytes, and {MAX_ARCHIVE_RATIO} times its size past {RATIO_FREE_BYTES}); refused as a likely gzip bomb"
@@ -139,5 +144,7 @@ mod tests {
         assert!(err.contains("gzip bomb"), "{err}");
         assert_eq!(unpacked("a.par", b"plain tar".to_vec()).unwrap(), b"plain tar");
         assert_eq!(unpacked("a.par.gz", gzip(b"small")).unwrap(), b"small");
+        let nested = unpacked("nested.par.gz", gzip(&gzip(b"tar"))).unwrap_err();
+        assert!(nested.contains("gzip inside gzip"), "{nested}");
     }
 }
