@@ -401,7 +401,10 @@ async fn main() -> Result<()> {
             let process = trellis_tests::process::HostProcess::start(&lattice, 0, &["--allow-file-load", "--heartbeat-interval", "1s"])?;
             let host = process.id.clone();
             let up = Instant::now();
-            while client.inventory(&host).await.is_err() {
+            // Asked with a short timeout: a request made while the host is still starting can go
+            // unanswered, and the client's own 30 s would outlast the 20 s this loop allows.
+            let asking = client.clone().with_timeout(Duration::from_secs(2));
+            while asking.inventory(&host).await.is_err() {
                 anyhow::ensure!(up.elapsed() < Duration::from_secs(20), "the density host did not start");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
