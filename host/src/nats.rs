@@ -50,9 +50,6 @@ pub async fn connect(
     let opts = opts
         .name(name)
         .connection_timeout(config.connect_timeout)
-        // Every request Trellis makes has its own deadline (a call's execution time, a CLI's
-        // `--timeout`); the client's default of 10 s would silently cut the longer ones short.
-        .request_timeout(None)
         .max_reconnects(None)
         // Retry quickly at first so a restarted server is found within a second or two.
         .reconnect_delay_callback(|attempts| {

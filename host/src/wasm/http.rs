@@ -236,7 +236,7 @@ where
             headers.append(name.as_str(), v);
         }
     }
-    let reply = match tokio::time::timeout(timeout, nats.request_with_headers(subject, headers, body)).await {
+    let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body).timeout(Some(timeout)))).await {
         Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             return text(503, format!("component `{id}` is not running on any host"))

@@ -228,7 +228,12 @@ async fn call_callee(
     let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function);
     crate::telemetry::inject_nats(&span, &mut headers);
     let timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait + Duration::from_secs(1);
-    let request = ctx.nats.request_with_headers(ctx.subjects.invocation(&target), headers, Bytes::from(body));
+    // The request carries the call's own deadline: the connection's default (10 s) would end a
+    // longer one early.
+    let request = ctx.nats.send_request(
+        ctx.subjects.invocation(&target),
+        async_nats::Request::new().headers(headers).payload(Bytes::from(body)).timeout(Some(timeout)),
+    );
     let reply = match tracing::Instrument::instrument(tokio::time::timeout(timeout, request), span).await {
         Err(_) => return Err(failed(&format!("no reply within {timeout:?}"))),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {

@@ -118,7 +118,7 @@ impl Permit {
             let answer = self.via_provider(|c, cx| async move { consumer::request(&*c, cx, &subject, &body, timeout_ms).await }).await?;
             return Ok(answer.into());
         }
-        match tokio::time::timeout(timeout, self.ctx.nats.request(subject.clone(), body.into())).await {
+        match tokio::time::timeout(timeout, self.ctx.nats.send_request(subject.clone(), async_nats::Request::new().payload(body.into()).timeout(Some(timeout)))).await {
             Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
             Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
             Ok(Ok(msg)) => Ok(BrokerMessage {

@@ -15,17 +15,18 @@ pub(crate) async fn request<T: DeserializeOwned>(args: &ClientArgs, operation: &
     config.connect_timeout = std::time::Duration::from_secs(5);
     let nats = trellis_host::nats::connect(&config, "trellis-cli", None).await?;
     let subject = format!("wadm.api.{}.model.{operation}", args.lattice.lattice);
+    let timeout = args.timeout.max(std::time::Duration::from_secs(5));
     let ask = async {
-        match content_type {
-            Some(ct) => {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Content-Type", ct);
-                nats.request_with_headers(subject.clone(), headers, body.into()).await
-            }
-            None => nats.request(subject.clone(), body.into()).await,
+        // The request carries `--timeout`: the connection's default (10 s) would end it early.
+        let mut request = async_nats::Request::new().payload(body.into()).timeout(Some(timeout));
+        if let Some(ct) = content_type {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Content-Type", ct);
+            request = request.headers(headers);
         }
+        nats.send_request(subject.clone(), request).await
     };
-    let reply = tokio::time::timeout(args.timeout.max(std::time::Duration::from_secs(5)), ask)
+    let reply = tokio::time::timeout(timeout, ask)
         .await
         .with_context(|| format!("no host answered `{subject}` (is a Trellis host running on lattice `{}`?)", args.lattice.lattice))?
         .with_context(|| format!("no host answered `{subject}`"))?;
