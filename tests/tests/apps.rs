@@ -595,30 +595,3 @@ async fn the_trellis_app_commands() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
-
-/// wadm's key `{lattice}-{name}` makes lattice `L-x`'s application `y` and lattice `L`'s `x-y`
-/// the same key: from `L`, `x-y` must read as absent, its delete must leave `L-x`'s application
-/// in place, and a put must be refused rather than overwrite it.
-#[tokio::test]
-async fn an_application_of_one_lattice_cannot_be_read_or_deleted_from_another() -> anyhow::Result<()> {
-    init_tracing();
-    let lattice = TestLattice::new().await?;
-    let other_name = format!("{}-x", lattice.name);
-    let host = lattice.start_host(lattice.host_config()).await?;
-    let mut other_config = lattice.host_config();
-    other_config.lattice = other_name.clone();
-    let other_host = lattice.start_host(other_config).await?;
-    let ours = wadm(&lattice, nats039(&lattice).await?);
-    let theirs = wadm_client::Client::from_nats_client(&other_name, None, nats039(&lattice).await?);
-
-    theirs.put_manifest(echo_app("y", "v1", actors::ECHO, 1).as_bytes()).await?;
-    assert!(matches!(ours.get_manifest("x-y", None).await, Err(wadm_client::error::ClientError::NotFound(_))), "not ours to read");
-    let _ = ours.delete_manifest("x-y", None).await;
-    assert_eq!(theirs.get_manifest("y", None).await?.metadata.name, "y", "not ours to delete");
-    let refused = ours.put_manifest(echo_app("x-y", "v1", actors::ECHO, 1).as_bytes()).await.expect_err("the key is taken");
-    assert!(refused.to_string().contains("another lattice"), "{refused}");
-    assert_eq!(theirs.get_manifest("y", None).await?.metadata.annotations["version"], "v1", "not overwritten");
-    host.shutdown(None).await?;
-    other_host.shutdown(None).await?;
-    Ok(())
-}

@@ -208,3 +208,37 @@ async fn the_clis_timeout_is_the_one_applied() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// A one-component application, as wadm takes it.
+fn app(name: &str, version: &str, image: &str, instances: usize) -> String {
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: echo\n      type: component\n      properties:\n        image: \"{image}\"\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: {instances}\n"
+    )
+}
+
+/// wadm's key `{lattice}-{name}` makes lattice `L-x`'s application `y` and lattice `L`'s `x-y`
+/// the same key: from `L`, `x-y` must read as absent, its delete must leave `L-x`'s application
+/// in place, and a put must be refused rather than overwrite it.
+#[tokio::test]
+async fn an_application_of_one_lattice_cannot_be_read_or_deleted_from_another() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let other_name = format!("{}-x", lattice.name);
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let mut other_config = lattice.host_config();
+    other_config.lattice = other_name.clone();
+    let other_host = lattice.start_host(other_config).await?;
+    let ours = wadm_client::Client::from_nats_client(&lattice.name, None, async_nats_039::connect(lattice.url()).await?);
+    let theirs = wadm_client::Client::from_nats_client(&other_name, None, async_nats_039::connect(lattice.url()).await?);
+
+    theirs.put_manifest(app("y", "v1", actors::ECHO, 1).as_bytes()).await?;
+    assert!(matches!(ours.get_manifest("x-y", None).await, Err(wadm_client::error::ClientError::NotFound(_))), "not ours to read");
+    let _ = ours.delete_manifest("x-y", None).await;
+    assert_eq!(theirs.get_manifest("y", None).await?.metadata.name, "y", "not ours to delete");
+    let refused = ours.put_manifest(app("x-y", "v1", actors::ECHO, 1).as_bytes()).await.expect_err("the key is taken");
+    assert!(refused.to_string().contains("another lattice"), "{refused}");
+    assert_eq!(theirs.get_manifest("y", None).await?.metadata.annotations["version"], "v1", "not overwritten");
+    host.shutdown(None).await?;
+    other_host.shutdown(None).await?;
+    Ok(())
+}
