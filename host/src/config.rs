@@ -58,6 +58,19 @@ pub struct Limits {
     /// Largest HTTP request or response body, in bytes (413 for a request past it; a response
     /// past it is cut off).
     pub max_http_body: u64,
+    /// Time a request body may keep the server waiting for it, plus 1 s for every
+    /// `http_body_min_rate` bytes it delivers; past it the request fails (408).
+    pub http_body_timeout: Duration,
+    /// Bytes a second a long request body must sustain (see `http_body_timeout`).
+    pub http_body_min_rate: u64,
+}
+
+impl Limits {
+    /// The bounds on request bodies from the network.
+    #[must_use]
+    pub fn body_bounds(&self) -> crate::wasm::http_body::BodyBounds {
+        crate::wasm::http_body::BodyBounds { max: self.max_http_body, timeout: self.http_body_timeout, min_rate: self.http_body_min_rate }
+    }
 }
 
 impl Default for Limits {
@@ -68,6 +81,8 @@ impl Default for Limits {
             max_http_connections: 10_000,
             http_header_timeout: Duration::from_secs(30),
             max_http_body: 64 << 20,
+            http_body_timeout: Duration::from_secs(10),
+            http_body_min_rate: 1024,
         }
     }
 }
@@ -224,7 +239,7 @@ impl HostConfig {
             crate::capability::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
         }
         let l = &self.limits;
-        if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.max_control_message < 1024 {
+        if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.http_body_min_rate == 0 || l.max_control_message < 1024 {
             return Err(HostError::Config(
                 "control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB".into(),
             ));

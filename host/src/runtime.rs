@@ -327,7 +327,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             wasm.engine().clone(),
             config.providers.max_calls,
             config.wasm.max_queue_wait,
-            config.limits.max_http_body,
+            config.limits.body_bounds(),
         ),
         resolver: Resolver::new(
             view.clone(),

@@ -18,9 +18,14 @@ async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
 
 /// Starts an HTTP server provider `http` on `host` serving `hostile` on `port`.
 async fn serve_hostile(lattice: &TestLattice, client: &Client, host: &str, port: u16) -> anyhow::Result<()> {
+    serve_hostile_with(lattice, client, host, port, 8).await
+}
+
+/// As [`serve_hostile`], with at most `instances` instances of `hostile` at once.
+async fn serve_hostile_with(lattice: &TestLattice, client: &Client, host: &str, port: u16, instances: u32) -> anyhow::Result<()> {
     let cmd = StartProviderCommand { provider_id: "http".into(), provider_ref: "trellis://http-server".into(), ..Default::default() };
     client.start_provider(host, &cmd).await?;
-    lattice.scale(host, "hostile", actors::HOSTILE, 8).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host, "hostile", actors::HOSTILE, instances).await?.map_err(anyhow::Error::msg)?;
     client.put_config("hostile-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
     client.put_link(&Link::new("http", "hostile", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["hostile-http"])).await?;
     let up = eventually(Duration::from_secs(10), || async move { exchange(port, &request("GET", "/", None)).await.ok().filter(|(s, _)| *s == 200) }).await;
@@ -139,6 +144,66 @@ async fn http_bodies_and_header_time_are_bounded() -> anyhow::Result<()> {
     assert!(began.elapsed() < Duration::from_secs(3));
     // Still serving.
     assert_eq!(exchange(port, &request("GET", "/", None)).await?.0, 200);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// Opens a connection, sends headers announcing a 100-byte body and one byte of it, then a
+/// byte a second: the status it is finally answered with (0 if none within 30 s).
+async fn trickle(port: u16) -> anyhow::Result<u16> {
+    let (mut r, mut w) = TcpStream::connect(("127.0.0.1", port)).await?.into_split();
+    w.write_all(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\nx").await?;
+    let writer = async move {
+        for _ in 0..99 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if w.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let reader = async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
+    tokio::select! {
+        status = reader => Ok(status),
+        () = writer => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn slow_request_bodies_hold_no_instance_and_are_cut_off() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(60);
+    config.limits = Limits { http_body_timeout: Duration::from_secs(3), ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    let port = free_port();
+    serve_hostile_with(&lattice, &client, host.id(), port, 4).await?;
+
+    // 200 clients trickle their bodies at a byte a second to a component with 4 instances.
+    let slow: Vec<_> = (0..200).map(|_| tokio::spawn(trickle(port))).collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Meanwhile a fast client's requests are served at once: no slow body holds an instance.
+    for _ in 0..5 {
+        let began = Instant::now();
+        let (status, body) = exchange(port, &request("POST", "/", Some(b"hello"))).await?;
+        assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, "read 5 bytes"));
+        assert!(began.elapsed() < Duration::from_secs(2), "a fast request waited {:?}", began.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The slow ones are cut off once they have kept the server waiting past their allowance
+    // (--http-body-timeout 3 s plus 1 s per KiB delivered): 408.
+    let began = Instant::now();
+    for task in slow {
+        assert_eq!(task.await??, 408);
+    }
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    assert_eq!(exchange(port, &request("POST", "/", Some(b"again"))).await?.0, 200);
     host.shutdown(None).await?;
     Ok(())
 }

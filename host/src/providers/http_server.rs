@@ -235,7 +235,8 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, servi
     }
     let span = tracing::debug_span!(target: crate::telemetry::TARGET, "http", method = %req.method(), path = %req.uri().path());
     crate::telemetry::parent_from_http(&span, req.headers());
-    let response = tracing::Instrument::instrument(dispatch(req.map(|b| limit_body(b, limit)), &routes, &services), span).await;
+    let bounds = services.limits.body_bounds();
+    let response = tracing::Instrument::instrument(dispatch(req.map(|b| bounds.apply(b)), &routes, &services), span).await;
     response.map(|b| limit_body(b, limit).boxed_unsync())
 }
 
@@ -258,7 +259,7 @@ where
         return text(404, format!("no component serves `{path}` here"));
     };
     match services.local.get(&target) {
-        Some(local) => serve_local(services.runtime.clone(), &target, local, req.map(|b| http_body_util::BodyExt::map_err(b, std::io::Error::other))).await,
+        Some(local) => serve_local(services.runtime.clone(), &target, local, req).await,
         None => {
             let config = services.runtime.config();
             let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);

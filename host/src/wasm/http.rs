@@ -15,25 +15,11 @@ use crate::wasm::invoke::{classify, new_store, within_deadline, Fault};
 use crate::wasm::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
-/// Error type of response bodies.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::wasm::http_body::{limit_body, BodyError};
+use crate::wasm::http_body::{prefetch, status_of, PREFETCH_BYTES};
+
 /// The body of every response the HTTP server sends.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>;
-
-/// `body`, ending in an error past `limit` bytes (counted as it streams).
-pub fn limit_body<B>(body: B, limit: u64) -> impl hyper::body::Body<Data = B::Data, Error = BodyError>
-where
-    B: hyper::body::Body,
-    B::Error: Into<BodyError>,
-{
-    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(|e: BodyError| -> BodyError {
-        if e.is::<http_body_util::LengthLimitError>() {
-            "the body is larger than this server's limit (--max-http-body)".into()
-        } else {
-            e
-        }
-    })
-}
 
 /// A plain-text response with `status`.
 pub fn text(status: u16, message: impl Into<String>) -> hyper::Response<ResponseBody> {
@@ -58,8 +44,7 @@ pub fn fault_response(fault: &Fault) -> hyper::Response<ResponseBody> {
 /// Serves `request` with component `id` running here.
 pub async fn serve_local<B>(runtime: Arc<WasmRuntime>, id: &str, target: LocalTarget, request: hyper::Request<B>) -> hyper::Response<ResponseBody>
 where
-    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
 {
     let began = std::time::Instant::now();
     let metrics = target.metrics.clone();
@@ -86,11 +71,17 @@ async fn serve_local_inner<B>(
     request: hyper::Request<B>,
 ) -> (hyper::Response<ResponseBody>, Option<FaultKind>)
 where
-    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
 {
     let Some(proxy) = target.component.proxy.clone() else {
         return (text(500, format!("component `{id}` does not export wasi:http/incoming-handler")), Some(FaultKind::NoSuchFunction));
+    };
+    // A body that fits the prefetch is read before the request takes a slot: a client sending
+    // it slowly keeps no instance from other requests.
+    let (parts, body) = request.into_parts();
+    let request = match prefetch(body, PREFETCH_BYTES).await {
+        Ok(body) => hyper::Request::from_parts(parts, body),
+        Err(e) => return (text(status_of(&e), format!("cannot read the request body: {e}")), Some(FaultKind::BadArguments)),
     };
     let permit = match target.acquire(&runtime, id).await {
         Ok(p) => p,
@@ -166,7 +157,7 @@ pub async fn serve_forwarded(
             builder = builder.header(name, v.as_str());
         }
     }
-    let response = match builder.body(Full::new(body)) {
+    let response = match builder.body(Full::new(body).map_err(|never| match never {})) {
         Ok(request) => serve_local(runtime, id, target, request).await,
         Err(e) => text(400, format!("bad forwarded request: {e}")),
     };
@@ -217,12 +208,18 @@ where
 {
     use trellis_messages::invocation::{HTTP_KIND_HEADER, HTTP_METHOD_HEADER, HTTP_STATUS_HEADER, HTTP_URI_HEADER};
     let (parts, body) = request.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.to_string().contains("--max-http-body") => return text(413, e.to_string()),
-        Err(e) => return text(400, format!("cannot read the request body: {e}")),
-    };
     let max = nats.server_info().max_payload;
+    let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
+    }
+    let body = match limit_body(body, max as u64 + 1).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if status_of(&e) == 413 => {
+            return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload, or --max-http-body if smaller): {e}"))
+        }
+        Err(e) => return text(status_of(&e), format!("cannot read the request body: {e}")),
+    };
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }

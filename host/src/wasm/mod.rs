@@ -23,6 +23,7 @@ pub mod context;
 pub mod engine;
 pub mod invoke;
 pub mod http;
+pub mod http_body;
 pub mod imports;
 pub mod keyvalue;
 pub mod load;

@@ -75,7 +75,7 @@ pub struct Wrpc {
     max_calls: usize,
     queue_wait: Duration,
     /// The bound on a request body a provider streams to a component's HTTP handler.
-    max_http_body: u64,
+    http_body: crate::wasm::http_body::BodyBounds,
     /// Host memory for decoded parameters and results ([`super::wrpc_value`]).
     values: ValuePool,
 }
@@ -89,8 +89,8 @@ impl std::fmt::Debug for Wrpc {
 impl Wrpc {
     /// Clients on `nats` for `lattice`, with values checked against `engine`'s types; at most
     /// `max_calls` calls in flight to one provider, callers past it waiting up to `queue_wait`;
-    /// request bodies to components' HTTP handlers cut off past `max_http_body` bytes.
-    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration, max_http_body: u64) -> Self {
+    /// request bodies to components' HTTP handlers held to `http_body`.
+    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration, http_body: crate::wasm::http_body::BodyBounds) -> Self {
         Self {
             nats: Arc::new(nats),
             lattice: lattice.to_string(),
@@ -99,7 +99,7 @@ impl Wrpc {
             in_flight: Arc::default(),
             max_calls: max_calls.max(1),
             queue_wait,
-            max_http_body,
+            http_body,
             values: ValuePool::default(),
         }
     }
@@ -382,7 +382,7 @@ impl Wrpc {
         let client = Arc::new(client);
         let http = async {
             match component.proxy {
-                Some(_) => super::wrpc_http::serve(client.clone(), id, local.clone(), runtime.clone(), self.max_http_body).await.map(|t| vec![t]),
+                Some(_) => super::wrpc_http::serve(client.clone(), id, local.clone(), runtime.clone(), self.http_body).await.map(|t| vec![t]),
                 None => Ok(Vec::new()),
             }
         };

@@ -14,7 +14,8 @@ use http_body_util::BodyExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::wasm::http::{limit_body, serve_local, text, BodyError, ResponseBody};
+use crate::wasm::http::{serve_local, text, BodyError, ResponseBody};
+use crate::wasm::http_body::BodyBounds;
 use crate::wasm::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
@@ -40,12 +41,12 @@ struct Ingress {
     id: Arc<str>,
     local: LocalComponents,
     runtime: Arc<WasmRuntime>,
-    max_body: u64,
+    body: BodyBounds,
 }
 
 impl<Ctx: Send> Handler<Ctx> for Ingress {
     async fn handle(&self, _cx: Ctx, request: Request) -> anyhow::Result<Result<Response, ErrorCode>> {
-        let request = match to_http(request, self.max_body) {
+        let request = match to_http(request, self.body) {
             Ok(r) => r,
             Err((code, reason)) => {
                 debug!(component_id = %self.id, %reason, "a wRPC HTTP request that cannot be read");
@@ -76,9 +77,9 @@ pub async fn serve(
     id: &str,
     local: LocalComponents,
     runtime: Arc<WasmRuntime>,
-    max_body: u64,
+    body: BodyBounds,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let ingress = Ingress { id: id.into(), local, runtime, max_body };
+    let ingress = Ingress { id: id.into(), local, runtime, body };
     let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&*client, ingress)
         .await
         .map_err(|e| format!("cannot serve `{id}` {INSTANCE} over wRPC: {e:#}"))?;
@@ -103,11 +104,11 @@ pub async fn serve(
 }
 
 /// The wRPC request as an HTTP request; its body (then trailers) arrives through a channel as
-/// the caller streams it, cut off past `max_body` bytes.
+/// the caller streams it, held to `bounds` (its size, and its pace while the guest waits).
 fn to_http(
     request: Request,
-    max_body: u64,
-) -> Result<hyper::Request<impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + Sync + 'static>, (ErrorCode, String)> {
+    bounds: BodyBounds,
+) -> Result<hyper::Request<impl hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static>, (ErrorCode, String)> {
     let Request { body, trailers, method, path_with_query, scheme, authority, headers } = request;
     // wasi:http needs an authority; a request with neither one nor a `host` header (HTTP/1.0,
     // or a provider that sends none) gets `localhost`.
@@ -143,7 +144,7 @@ fn to_http(
         }
     });
     let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    builder.body(limit_body(body, max_body).map_err(std::io::Error::other)).map_err(|e| (ErrorCode::HttpProtocolError, format!("bad request: {e}")))
+    builder.body(bounds.apply(body)).map_err(|e| (ErrorCode::HttpProtocolError, format!("bad request: {e}")))
 }
 
 /// The HTTP response as a wRPC response whose body (then trailers) streams as the component

@@ -167,6 +167,13 @@ pub struct HostArgs {
     /// Largest HTTP request or response body (`64MiB`, bytes): 413 for a request past it.
     #[arg(long, env = "TRELLIS_MAX_HTTP_BODY", default_value = "64MiB", value_parser = parse_size)]
     pub max_http_body: u64,
+    /// Time a request body may keep the server waiting, plus 1 s per `--http-body-min-rate`
+    /// bytes it delivers (408 past it).
+    #[arg(long, env = "TRELLIS_HTTP_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_body_timeout: Duration,
+    /// Bytes a second a long request body must sustain (`1KiB`, bytes).
+    #[arg(long, env = "TRELLIS_HTTP_BODY_MIN_RATE", default_value = "1KiB", value_parser = parse_size)]
+    pub http_body_min_rate: u64,
     /// Compile every component afresh instead of using the cache.
     #[arg(long, env = "TRELLIS_NO_COMPILE_CACHE", conflicts_with = "compile_cache")]
     pub no_compile_cache: bool,

@@ -168,6 +168,8 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             max_http_connections: args.max_http_connections,
             http_header_timeout: args.http_header_timeout,
             max_http_body: args.max_http_body,
+            http_body_timeout: args.http_body_timeout,
+            http_body_min_rate: args.http_body_min_rate,
         },
         wasm: WasmConfig {
             file_load: FileLoad { allowed, dirs },
