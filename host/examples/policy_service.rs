@@ -2,14 +2,15 @@
 //! every policy request on a NATS subject: components and providers whose reference contains one
 //! of the given words are denied, and so are calls whose `interface.function` does; everything
 //! else is allowed. Start hosts with
-//! `--policy-topic` naming the same subject.
+//! `--policy-topic` naming the same subject. With `POLICY_SEED` (an nkey seed) in its
+//! environment it signs every reply, for hosts started with `--policy-key` (the seed's public key).
 //!
 //! ```sh
 //! cargo run -p trellis-host --example policy_service -- nats://127.0.0.1:4222 policy.default untrusted,evil
 //! ```
 
 use futures::StreamExt;
-use trellis_host::trust::policy::{Decision, Request, RequestBody};
+use trellis_host::trust::policy::{sign, Decision, Request, RequestBody};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -43,7 +44,12 @@ async fn main() -> anyhow::Result<()> {
             }
             Err(e) => Decision { request_id: String::new(), permitted: false, message: Some(format!("not a policy request: {e}")) },
         };
-        nats.publish(reply, serde_json::to_vec(&decision)?.into()).await?;
+        let payload = serde_json::to_vec(&decision)?;
+        let mut headers = async_nats::HeaderMap::new();
+        if let Ok(seed) = std::env::var("POLICY_SEED") {
+            headers.insert(trellis_host::trust::policy::SIGNATURE_HEADER, sign(&seed, &payload).map_err(anyhow::Error::msg)?.as_str());
+        }
+        nats.publish_with_headers(reply, headers, payload.into()).await?;
     }
     Ok(())
 }

@@ -267,13 +267,6 @@ impl Forwarder {
             self.tracker.spawn(tracing::Instrument::instrument(async move {
                 let max = nats.server_info().max_payload;
                 let serve = async {
-                    if let Some(admission) = target.admission.clone() {
-                        if let Err(message) = admission.invocation(crate::trust::policy::HTTP_HANDLE).await {
-                            let mut h = async_nats::HeaderMap::new();
-                            h.insert(trellis_messages::invocation::HTTP_STATUS_HEADER, "403");
-                            return (h, bytes::Bytes::from(message));
-                        }
-                    }
                     serve_forwarded(runtime, &id, target, msg.headers, msg.payload, max).await
                 };
                 let (headers, body) = tokio::select! {
@@ -333,15 +326,11 @@ impl Call {
             }
         };
         let component = self.target.component.clone();
-        // A call from elsewhere: the policy service, when there is one, decides first; only
-        // about functions the component exports, so names made up by a caller never reach the
-        // service or its cache (they fail as unknown functions below).
-        if let Some(admission) = self.target.admission.as_ref().filter(|_| component.function(&request.function).is_some()) {
-            if let Err(message) = admission.invocation(&request.function).await {
-                self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), FaultKind::Denied.as_str());
-                info!(component_id = %self.id, function = %request.function, "{message}");
-                return InvocationResponse::fault(&self.host_id, FaultKind::Denied, message);
-            }
+        // The policy service, when there is one, decides before the arguments are parsed (as
+        // `LocalTarget::call` decides for every call, asked once: decisions are cached).
+        if let Err(fault) = self.target.admit(&self.id, &request.function).await {
+            self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), fault.kind.as_str());
+            return InvocationResponse::fault(&self.host_id, fault.kind, fault.message);
         }
         let result = match parse_args(&self.id, &component, &request) {
             Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params, caller).await.and_then(|vals| {

@@ -8,6 +8,11 @@
 //! known `requestId` replaces the decision it names. A service that does not answer in time, or
 //! answers something that is not a decision, denies: the host fails closed, and that denial is
 //! not cached, so the next attempt asks again.
+//!
+//! Any client allowed to subscribe to the policy topic could answer first. With a policy key
+//! (`--policy-key`, the service's public nkey) the host takes only replies, and changes, that
+//! carry the key's Ed25519 signature of the payload in the [`SIGNATURE_HEADER`] header, and a
+//! reply only when it names the request this host sent; anything else denies, or is ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,6 +26,10 @@ use super::{ComponentClaims, ProviderClaims};
 
 /// The function a policy request names for an HTTP request.
 pub const HTTP_HANDLE: &str = "wasi:http/incoming-handler@0.2.0.handle";
+
+/// The header of a signed reply or change: the base64url (no padding) Ed25519 signature of
+/// the payload by the key named with `--policy-key`.
+pub const SIGNATURE_HEADER: &str = "Trellis-Policy-Signature";
 
 /// Decisions kept at most; past this the cache starts again empty.
 const MAX_DECISIONS: usize = 10_000;
@@ -36,6 +45,30 @@ pub struct PolicyConfig {
     pub changes_topic: Option<String>,
     /// How long to wait for a decision (then: denied).
     pub timeout: Duration,
+    /// The public nkey whose signature replies and changes must carry (`None`: unsigned
+    /// replies are taken, and NATS permissions must keep others off the topics).
+    pub key: Option<String>,
+}
+
+/// Signs `payload` as a policy service holding `seed` does: the value of [`SIGNATURE_HEADER`].
+///
+/// # Errors
+/// `seed` is not an nkey seed.
+pub fn sign(seed: &str, payload: &[u8]) -> Result<String, String> {
+    use base64::Engine as _;
+    let key = nkeys::KeyPair::from_seed(seed).map_err(|e| format!("not an nkey seed: {e}"))?;
+    let signature = key.sign(payload).map_err(|e| format!("cannot sign: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Whether `headers` carry `key`'s signature of `payload`.
+fn signed_by(key: &nkeys::KeyPair, headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<(), String> {
+    use base64::Engine as _;
+    let value = headers.and_then(|h| h.get(SIGNATURE_HEADER)).ok_or_else(|| format!("it carries no {SIGNATURE_HEADER} header"))?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value.as_str().trim())
+        .map_err(|e| format!("its signature is not base64url: {e}"))?;
+    key.verify(payload, &signature).map_err(|_| format!("its signature is not {}'s", key.public_key()))
 }
 
 /// Claims as a policy request carries them.
@@ -199,6 +232,7 @@ pub struct PolicyService {
     nats: async_nats::Client,
     host: HostInfo,
     config: PolicyConfig,
+    key: Option<Arc<nkeys::KeyPair>>,
     cache: Arc<Mutex<Cache>>,
 }
 
@@ -206,15 +240,25 @@ impl PolicyService {
     /// A client of the service at `config`, subscribed to its changes topic when there is one.
     ///
     /// # Errors
-    /// The changes topic cannot be subscribed to.
+    /// The policy key is not a public nkey, or the changes topic cannot be subscribed to.
     pub async fn start(nats: async_nats::Client, host: HostInfo, config: PolicyConfig) -> Result<Self, String> {
-        let service = Self { nats: nats.clone(), host, config, cache: Arc::default() };
+        let key = match &config.key {
+            Some(k) => Some(Arc::new(nkeys::KeyPair::from_public_key(k.trim()).map_err(|e| format!("policy key `{k}` is not a public nkey: {e}"))?)),
+            None => None,
+        };
+        let service = Self { nats: nats.clone(), host, config, key: key.clone(), cache: Arc::default() };
         if let Some(topic) = service.config.changes_topic.clone() {
             let mut changes = nats.subscribe(topic.clone()).await.map_err(|e| format!("cannot subscribe to the policy changes topic `{topic}`: {e}"))?;
             let cache = Arc::downgrade(&service.cache);
             tokio::spawn(async move {
                 while let Some(msg) = changes.next().await {
                     let Some(cache) = cache.upgrade() else { return };
+                    if let Some(key) = &key {
+                        if let Err(why) = signed_by(key, msg.headers.as_ref(), &msg.payload) {
+                            warn!(%topic, "policy change ignored: {why}");
+                            continue;
+                        }
+                    }
                     match serde_json::from_slice::<Decision>(&msg.payload) {
                         Ok(decision) => {
                             let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -329,8 +373,17 @@ impl PolicyService {
         if reply.payload.len() > MAX_REPLY {
             return Err(format!("the policy service on `{topic}` answered {} bytes, over {MAX_REPLY}; denied", reply.payload.len()));
         }
+        if let Some(key) = &self.key {
+            signed_by(key, reply.headers.as_ref(), &reply.payload).map_err(|why| {
+                warn!(%topic, "policy reply refused: {why}");
+                format!("the policy service's reply on `{topic}` is not signed by the policy key: {why}; denied")
+            })?;
+        }
         let decision: Decision =
             serde_json::from_slice(&reply.payload).map_err(|e| format!("the policy service on `{topic}` answered something that is not a decision ({e}); denied"))?;
+        if self.key.is_some() && decision.request_id != request_id {
+            return Err(format!("the policy service's signed reply on `{topic}` names another request; denied"));
+        }
         // Keyed by the id this host sent: a change names the request it replaces by that id.
         Ok(Decision { request_id, ..decision })
     }

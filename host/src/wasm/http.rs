@@ -76,6 +76,9 @@ where
     let Some(proxy) = target.component.proxy.clone() else {
         return (text(500, format!("component `{id}` does not export wasi:http/incoming-handler")), Some(FaultKind::NoSuchFunction));
     };
+    if let Err(fault) = target.admit(id, crate::trust::policy::HTTP_HANDLE).await {
+        return (text(403, fault.message), Some(fault.kind));
+    }
     // A body that fits the prefetch is read before the request takes a slot: a client sending
     // it slowly keeps no instance from other requests.
     let (parts, body) = request.into_parts();

@@ -263,7 +263,7 @@ mod tests {
     async fn a_trickling_body_fails_after_its_allowance() {
         let bounds = BodyBounds { max: 1 << 20, timeout: Duration::from_secs(5), min_rate: 1024 };
         let began = tokio::time::Instant::now();
-        let err = bounds.apply(trickle(100, Duration::from_secs(1))).collect().await.err().expect("too slow");
+        let err = bounds.apply(trickle(100, Duration::from_secs(1))).collect().await.expect_err("too slow");
         assert_eq!(status_of(&err), 408, "{err}");
         let took = began.elapsed();
         assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(6), "{took:?}");
@@ -287,7 +287,7 @@ mod tests {
     async fn too_large_is_413_and_prefetch_keeps_every_frame() {
         let bounds = BodyBounds { max: 10, timeout: Duration::from_secs(5), min_rate: 1 };
         let big = http_body_util::Full::new(Bytes::from_static(&[0u8; 11])).map_err(|n| -> BodyError { match n {} });
-        let err = bounds.apply(big).collect().await.err().expect("too large");
+        let err = bounds.apply(big).collect().await.expect_err("too large");
         assert_eq!(status_of(&err), 413);
         let frames = futures::stream::iter((0..5).map(|i| Ok::<_, BodyError>(Frame::data(Bytes::from(vec![i; 3])))));
         let body = prefetch(StreamBody::new(frames), 4).await.expect("read");

@@ -79,7 +79,7 @@ pub struct LocalTarget {
     pub metrics: crate::metrics::ComponentMetrics,
     /// Where its calls are recorded while `trellis spy` watches it.
     pub spy: crate::spy::SpyTap,
-    /// Asked before a call that arrived over NATS runs (`None`: no policy service).
+    /// Asked before any call runs, whichever way it came (`None`: no policy service).
     pub admission: Option<Arc<crate::trust::policy::Admission>>,
 }
 
@@ -110,6 +110,30 @@ impl LocalTarget {
         result
     }
 
+    /// Whether `function` may run here: the one place every call to a component passes,
+    /// from a guest on this host, a provider in this process, another host or a client. The
+    /// policy service, when there is one, is asked only about functions the component exports
+    /// (and its HTTP handler), so names made up by a caller never reach it or its cache.
+    ///
+    /// # Errors
+    /// [`FaultKind::Denied`] with the service's message.
+    pub async fn admit(&self, id: &str, function: &str) -> Result<(), Fault> {
+        let Some(admission) = &self.admission else { return Ok(()) };
+        // Asked about the export's full name however the caller spelled it, so the same call
+        // makes the same request (and decision) from everywhere.
+        let name = match function {
+            crate::trust::policy::HTTP_HANDLE => function,
+            _ => match self.component.export(function) {
+                Some((name, _)) => name,
+                None => return Ok(()),
+            },
+        };
+        admission.invocation(name).await.map_err(|message| {
+            info!(component_id = id, function, "{message}");
+            Fault::new(FaultKind::Denied, message)
+        })
+    }
+
     async fn call_counted(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
         // Only exported names become label values (see `metrics`); looked up only when recorded.
         let operation = match self.metrics.enabled() && self.component.function(function).is_none() {
@@ -117,6 +141,10 @@ impl LocalTarget {
             false => function,
         };
         let began = Instant::now();
+        if let Err(fault) = self.admit(id, function).await {
+            self.metrics.call_ended(operation, began.elapsed(), Some(fault.kind.as_str()));
+            return Err(fault);
+        }
         let permit = match self.acquire(runtime, id).await {
             Ok(p) => p,
             Err(fault) => {

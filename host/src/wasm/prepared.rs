@@ -104,7 +104,13 @@ impl PreparedComponent {
 
     /// The function called `name`: exact, or without the package version.
     pub fn function(&self, name: &str) -> Option<&ExportedFunc> {
-        self.functions.get(name).or_else(|| {
+        self.export(name).map(|(_, f)| f)
+    }
+
+    /// The function called `name` (exact, or without the package version) and its full name
+    /// as exported (`ns:pkg/iface@version.func`).
+    pub fn export(&self, name: &str) -> Option<(&str, &ExportedFunc)> {
+        self.functions.get_key_value(name).map(|(k, f)| (k.as_str(), f)).or_else(|| {
             // `ns:pkg/iface.func` matches `ns:pkg/iface@1.2.3.func`.
             let (iface, func) = name.rsplit_once('.')?;
             if iface.contains('@') {
@@ -117,7 +123,7 @@ impl PreparedComponent {
                         kf == func && ki.split_once('@').is_some_and(|(base, _)| base == iface)
                     })
                 })
-                .map(|(_, f)| f)
+                .map(|(k, f)| (k.as_str(), f))
         })
     }
 

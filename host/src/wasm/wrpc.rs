@@ -393,9 +393,6 @@ impl Wrpc {
                 async move {
                     debug!(component_id = %id, %function, source = source.as_deref().unwrap_or(""), "wRPC call to a component");
                     let target = local.get(&id).ok_or_else(|| format!("component `{id}` no longer runs here"))?;
-                    if let Some(admission) = &target.admission {
-                        admission.invocation(&function).await?;
-                    }
                     target.call(&runtime, &id, &function, params, source.as_deref().unwrap_or("wrpc")).await.map_err(|f| f.to_string())
                 }
             };

@@ -54,13 +54,7 @@ impl<Ctx: Send> Handler<Ctx> for Ingress {
             }
         };
         let response = match self.local.get(&self.id) {
-            Some(target) => match target.admission.clone() {
-                Some(admission) => match admission.invocation(crate::trust::policy::HTTP_HANDLE).await {
-                    Ok(()) => serve_local(self.runtime.clone(), &self.id, target, request).await,
-                    Err(message) => text(403, message),
-                },
-                None => serve_local(self.runtime.clone(), &self.id, target, request).await,
-            },
+            Some(target) => serve_local(self.runtime.clone(), &self.id, target, request).await,
             None => text(503, format!("component `{}` no longer runs here", self.id)),
         };
         Ok(Ok(from_http(response)))

@@ -115,6 +115,9 @@ pub struct HostArgs {
     /// Decisions published here replace the cached decision of the request they name.
     #[arg(long, env = "TRELLIS_POLICY_CHANGES_TOPIC", requires = "policy_topic")]
     pub policy_changes_topic: Option<String>,
+    /// The policy service's public nkey: only replies and changes signed by it are taken.
+    #[arg(long, env = "TRELLIS_POLICY_KEY", requires = "policy_topic")]
+    pub policy_key: Option<String>,
     /// How long to wait for the policy service, in milliseconds.
     #[arg(long, env = "TRELLIS_POLICY_TIMEOUT_MS", default_value_t = 1000)]
     pub policy_timeout_ms: u64,

@@ -161,6 +161,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             topic,
             changes_topic: args.policy_changes_topic.clone(),
             timeout: std::time::Duration::from_millis(args.policy_timeout_ms),
+            key: args.policy_key.clone(),
         }),
         limits: Limits {
             max_control_in_flight: args.max_control_in_flight,
