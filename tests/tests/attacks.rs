@@ -91,7 +91,7 @@ async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host()
             }
         })
     };
-    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(nats, &lattice.name, engine, 4, Duration::from_secs(1), 1 << 20);
+    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(nats, &lattice.name, engine, 4, Duration::from_secs(1), trellis_host::Limits::default().body_bounds());
     for _ in 0..3 {
         let failed = wrpc
             .call("caller", "default", "forger", "acme:lists/lists@0.1.0", "get", &[], &[], std::slice::from_ref(&list_u32), Duration::from_secs(5))

@@ -382,7 +382,7 @@ async fn a_provider_call_nobody_takes_fails_at_once_not_at_its_deadline() -> any
         wasmtime::Engine::default(),
         4,
         Duration::from_secs(1),
-        1 << 20,
+        trellis_host::Limits::default().body_bounds(),
     );
     let asked = Instant::now();
     let failed = wrpc
