@@ -68,8 +68,17 @@ impl Drop for HostProcess {
 /// The resident memory of process `pid` (`self` for this one) now, from `/proc/{pid}/status`
 /// (`VmRSS`), in bytes; 0 when it cannot be read.
 pub fn rss_of(pid: &str) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` has had (`VmHWM`), in bytes; 0 when unreadable.
+pub fn peak_rss_of(pid: &str) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+fn status_bytes(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(field).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
         .map_or(0, |kb| kb * 1024)
 }

@@ -242,3 +242,75 @@ async fn an_application_of_one_lattice_cannot_be_read_or_deleted_from_another() 
     other_host.shutdown(None).await?;
     Ok(())
 }
+
+/// 256 messages of almost 1 MiB each (the NATS max payload), published at once to a component
+/// with 4 instances: each delivery used to become one 32-byte `Val` per byte before it waited
+/// for an instance (the host's peak grew by 1.7 GiB). Its peak must now grow by less than
+/// 512 MiB. (Under such a flood the NATS server itself may cut the host's connection as a slow
+/// consumer and drop messages, as NATS does; what is asserted is memory, and that it serves.)
+#[tokio::test]
+async fn a_flood_of_large_messages_stays_within_a_memory_bound() -> anyhow::Result<()> {
+    use trellis_messages::link::Link;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = trellis_tests::process::HostProcess::start(&lattice, 0, &["--allow-file-load", "--no-compile-cache"])?;
+    let client = client(&lattice).await?;
+    let up = trellis_tests::eventually(Duration::from_secs(20), || {
+        let (client, id) = (client.clone(), host.id.clone());
+        async move { client.inventory(&id).await.ok() }
+    })
+    .await;
+    anyhow::ensure!(up.is_some(), "the host process answers");
+    let start = trellis_messages::provider::StartProviderCommand { provider_id: "msg".into(), provider_ref: "trellis://messaging".into(), ..Default::default() };
+    client.start_provider(&host.id, &start).await?;
+    lattice.scale(&host.id, "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("big-subs", &std::collections::HashMap::from([("subscriptions".to_string(), "big.in".to_string())])).await?;
+    client.put_link(&Link::new("msg", "msg-echo", "default", "wasmcloud", "messaging", &["handler"]).with_source_config(&["big-subs"])).await?;
+    client.put_link(&Link::new("msg-echo", "msg", "default", "wasmcloud", "messaging", &["consumer"])).await?;
+    let nats = lattice.nats().await?;
+    let mut replies = nats.subscribe("big.out").await?;
+    nats.flush().await?;
+    let began = Instant::now();
+    loop {
+        nats.publish_with_reply("big.in", "big.out", "ping".into()).await?;
+        if tokio::time::timeout(Duration::from_millis(500), replies.next()).await.is_ok() {
+            break;
+        }
+        anyhow::ensure!(began.elapsed() < Duration::from_secs(20), "the component never answered");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while tokio::time::timeout(Duration::from_millis(200), replies.next()).await.is_ok() {}
+
+    let before = trellis_tests::process::peak_rss_of(&host.pid().to_string());
+    let body = bytes::Bytes::from(vec![b'x'; (1 << 20) - 1024]);
+    for _ in 0..256 {
+        nats.publish_with_reply("big.in", "big.out", body.clone()).await?;
+    }
+    nats.flush().await?;
+    let (mut answered, mut refused) = (0, 0);
+    while answered + refused < 256 {
+        match tokio::time::timeout(Duration::from_secs(10), replies.next()).await {
+            Ok(Some(reply)) if reply.status.is_some() => refused += 1,
+            Ok(Some(reply)) => {
+                assert_eq!(reply.payload.len(), body.len() + 6);
+                answered += 1;
+            }
+            _ => break,
+        }
+    }
+    let peak = trellis_tests::process::peak_rss_of(&host.pid().to_string());
+    tracing::info!(answered, refused, before_mib = before >> 20, peak_mib = peak >> 20, "after 256 one-MiB messages");
+    assert!(answered > 0, "messages were handled");
+    assert!(peak.saturating_sub(before) < 512 << 20, "the host's peak memory grew by {} MiB", (peak - before) >> 20);
+    // Still serving: a small message is answered.
+    let began = Instant::now();
+    loop {
+        nats.publish_with_reply("big.in", "big.out", "again".into()).await?;
+        match tokio::time::timeout(Duration::from_millis(500), replies.next()).await {
+            Ok(Some(reply)) if reply.payload.as_ref() == b"echo: again" => break,
+            _ => anyhow::ensure!(began.elapsed() < Duration::from_secs(30), "the component never answered after the flood"),
+        }
+    }
+    assert!(client.inventory(&host.id).await.is_ok(), "the host answers");
+    Ok(())
+}

@@ -326,31 +326,24 @@ impl Call {
             }
         };
         let component = self.target.component.clone();
-        // The policy service, when there is one, decides before the arguments are parsed (as
-        // `LocalTarget::call` decides for every call, asked once: decisions are cached).
-        if let Err(fault) = self.target.admit(&self.id, &request.function).await {
+        // A function the component does not export is refused at once, without a slot.
+        if let Err(fault) = crate::wasm::invoke::lookup(&self.id, &component, &request.function) {
+            self.target.metrics.call_ended(crate::metrics::UNKNOWN_OPERATION, Duration::ZERO, Some(fault.kind.as_str()));
             self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), fault.kind.as_str());
             return InvocationResponse::fault(&self.host_id, fault.kind, fault.message);
         }
-        let result = match parse_args(&self.id, &component, &request) {
-            Ok(params) => self.target.call(&self.runtime, &self.id, &request.function, params, caller).await.and_then(|vals| {
-                vals.iter()
-                    .map(|v| {
-                        v.to_wave().map_err(|e| {
-                            Fault::new(FaultKind::Host, format!("cannot print a result of `{}`: {e}", request.function))
-                        })
-                    })
-                    .collect()
-            }),
-            Err(fault) => {
-                // Never reached `LocalTarget::call`, which records the others.
-                let operation =
-                    if component.function(&request.function).is_some() { request.function.as_str() } else { crate::metrics::UNKNOWN_OPERATION };
-                self.target.metrics.call_ended(operation, Duration::ZERO, Some(fault.kind.as_str()));
-                self.target.spy.record(Direction::In, &request.function, caller, Some(msg.payload.len()), began.elapsed(), fault.kind.as_str());
-                Err(fault)
-            }
+        // Admitted, then given a slot, and only then are the arguments parsed: a call that
+        // waits holds its WAVE text, not the values it stands for.
+        let (runtime, id, function) = (&*self.runtime, &*self.id, request.function.as_str());
+        let invoke = || async {
+            let params = parse_args(id, &component, &request)?;
+            let results = crate::wasm::invoke::invoke_vals(runtime, id, &component, function, params).await?;
+            results
+                .iter()
+                .map(|v| v.to_wave().map_err(|e| Fault::new(FaultKind::Host, format!("cannot print a result of `{function}`: {e}"))))
+                .collect::<Result<Vec<String>, Fault>>()
         };
+        let result = self.target.call_with(runtime, id, function, caller, invoke).await;
         match result {
             Ok(results) => InvocationResponse::ok(&self.host_id, results),
             Err(fault) => {

@@ -49,6 +49,15 @@ pub(crate) async fn invoke_component(
         return Ok(out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default());
     }
     let arg = arg.to_wave().map_err(|e| e.to_string())?;
+    invoke_wave(services, target, function, arg, timeout).await
+}
+
+/// Calls `function` of component `target` on whichever host runs it, over NATS, with `arg`
+/// already in WAVE; answers as [`invoke_component`].
+///
+/// # Errors
+/// As [`invoke_component`].
+pub(crate) async fn invoke_wave(services: &HostServices, target: &str, function: &str, arg: String, timeout: Option<Duration>) -> Result<String, String> {
     let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
     // Never without a deadline: a host that died mid-call would hold the caller's slot forever.
     let config = services.runtime.config();

@@ -100,9 +100,23 @@ impl LocalTarget {
     /// A [`Fault`] from the call, or [`FaultKind::Busy`] when no slot freed up in time.
     /// `caller` (a component or provider id, or `client`) is what `trellis spy` shows.
     pub async fn call(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>, caller: &str) -> Result<Vec<Val>, Fault> {
+        self.call_with(runtime, id, function, caller, || invoke_vals(runtime, id, &self.component, function, params)).await
+    }
+
+    /// As [`Self::call`], running `invoke` once the call is admitted and has an instance slot:
+    /// for calls whose arguments are built only then (parsed from WAVE, or lowered typed), so
+    /// a call that waits holds its bytes, not their parsed form.
+    ///
+    /// # Errors
+    /// As [`Self::call`], and `invoke`'s own.
+    pub async fn call_with<T, F, Fut>(&self, runtime: &WasmRuntime, id: &str, function: &str, caller: &str, invoke: F) -> Result<T, Fault>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Fault>>,
+    {
         let began = Instant::now();
         let span = tracing::debug_span!(target: crate::telemetry::TARGET, "call", component = id, function, caller);
-        let result = tracing::Instrument::instrument(self.call_counted(runtime, id, function, params), span).await;
+        let result = tracing::Instrument::instrument(self.call_counted(runtime, id, function, invoke), span).await;
         if self.spy.armed() {
             let outcome = result.as_ref().err().map_or("ok", |f| f.kind.as_str());
             self.spy.record(trellis_messages::spy::Direction::In, function, caller, None, began.elapsed(), outcome);
@@ -134,7 +148,11 @@ impl LocalTarget {
         })
     }
 
-    async fn call_counted(&self, runtime: &WasmRuntime, id: &str, function: &str, params: Vec<Val>) -> Result<Vec<Val>, Fault> {
+    async fn call_counted<T, F, Fut>(&self, runtime: &WasmRuntime, id: &str, function: &str, invoke: F) -> Result<T, Fault>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Fault>>,
+    {
         // Only exported names become label values (see `metrics`); looked up only when recorded.
         let operation = match self.metrics.enabled() && self.component.function(function).is_none() {
             true => crate::metrics::UNKNOWN_OPERATION,
@@ -154,7 +172,7 @@ impl LocalTarget {
         };
         let began = Instant::now();
         let active = self.metrics.active();
-        let result = invoke_vals(runtime, id, &self.component, function, params).await;
+        let result = invoke().await;
         drop(active);
         drop(permit);
         let fault = result.as_ref().err().map(|f| f.kind.as_str());
