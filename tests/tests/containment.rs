@@ -233,7 +233,9 @@ async fn outgoing_http_needs_a_link_to_a_running_http_client_provider() -> anyho
         assert!(denied(&r), "a link to `{target}` grants no HTTP: {r:?}");
         client.delete_link("hostile", "default", "wasi", "http").await?;
     }
-    client.put_link(&http_link("httpc")).await?;
+    // Granted through the HTTP client provider, to the loopback target the link's config names.
+    client.put_config("httpc-rules", &std::collections::HashMap::from([("allow".to_string(), "127.0.0.1".to_string())])).await?;
+    client.put_link(&http_link("httpc").with_target_config(&["httpc-rules"])).await?;
     let ok = eventually(Duration::from_secs(5), || async {
         probe(&client, "fetch", &[&wave(&url)]).await.ok().filter(|r| r.as_deref() == Ok("ok(200)"))
     })

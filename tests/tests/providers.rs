@@ -270,19 +270,33 @@ async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
     start_provider(&client, host.id(), "httpc", "wasmcloud+builtin://http-client").await?;
     lattice.scale(host.id(), "linked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
     lattice.scale(host.id(), "unlinked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
-    client.put_link(&link("linked", "httpc", "default", ("wasi", "http"), &["outgoing-handler"], &[], &[])).await?;
-
-    let url = format!("{:?}", format!("http://127.0.0.1:{port}/ping"));
-    let fetched = eventually(Duration::from_secs(10), || {
-        let (client, url) = (client.clone(), url.clone());
+    client.put_config("fetch-rules", &std::collections::HashMap::from([("deny".to_string(), "example.invalid".to_string())])).await?;
+    client.put_link(&link("linked", "httpc", "default", ("wasi", "http"), &["outgoing-handler"], &[], &["fetch-rules"])).await?;
+    let call = |component: &'static str, url: String| {
+        let client = client.clone();
         async move {
-            let r = client.call("linked", "trellis:fetch/fetch.get", vec![url]).await.ok()?;
-            r.results.filter(|r| r[0] == r#"ok("200 pong")"#)
+            let reply = client.call(component, "trellis:fetch/fetch.get", vec![format!("{url:?}")]).await.ok()?;
+            reply.results.map(|r| r[0].clone())
         }
-    })
-    .await;
-    assert!(fetched.is_some(), "the linked component fetches from the local server");
+    };
+    let url = format!("http://127.0.0.1:{port}/ping");
 
+    // Loopback is out of reach until the link's config names it.
+    let denied = eventually(Duration::from_secs(10), || async { call("linked", url.clone()).await.filter(|r| r.contains("HttpRequestDenied")) }).await;
+    assert!(denied.is_some(), "a loopback address is denied by default");
+    client.put_config("fetch-rules", &std::collections::HashMap::from([("allow".to_string(), "127.0.0.1".to_string())])).await?;
+    let fetched = eventually(Duration::from_secs(10), || async { call("linked", url.clone()).await.filter(|r| r == r#"ok("200 pong")"#) }).await;
+    assert!(fetched.is_some(), "the linked component fetches from the local server once allowed");
+    // The cloud metadata address stays out (it is not allowed), checked before any connection.
+    let began = std::time::Instant::now();
+    let metadata = call("linked", "http://169.254.169.254/latest/meta-data/".into()).await.unwrap_or_default();
+    assert!(metadata.contains("HttpRequestDenied") && began.elapsed() < Duration::from_secs(2), "{metadata}");
+    // A port the config does not list.
+    client.put_config("fetch-rules", &std::collections::HashMap::from([("allow".to_string(), "127.0.0.1".to_string()), ("ports".to_string(), "1".to_string())])).await?;
+    let denied = eventually(Duration::from_secs(10), || async { call("linked", url.clone()).await.filter(|r| r.contains("HttpRequestDenied")) }).await;
+    assert!(denied.is_some(), "a port not in `ports` is denied");
+
+    let url = format!("{url:?}");
     let reply = client.call("unlinked", "trellis:fetch/fetch.get", vec![url]).await?;
     let result = reply.results.expect("a guest result")[0].clone();
     assert!(result.starts_with("err(") && result.contains("HttpRequestDenied"), "{result}");

@@ -13,7 +13,7 @@
 //! | [`Capability::Messaging`] | C has link N for `wasmcloud:messaging/consumer` whose target is a running messaging provider | subjects matching the target config's `subjects` allow-list (none when absent), plus the reply subject of the message being handled; never a lattice system subject ([`subjects::is_system`]) |
 //! | delivery of messages (`wasmcloud:messaging/handler`) | a handler link from a messaging provider | its `subscriptions`, none of which may match a lattice subject ([`Resolver::may_subscribe`]) |
 //! | delivery of ticks (`trellis:schedule/handler`) | a handler link from a schedule provider | its schedule; the records of ticks live in `TRELLIS_SCHEDULES_*`, a lattice bucket no guest opens ([`check_bucket`]) |
-//! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | — |
+//! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | the hosts, addresses and ports the link's target config allows; never loopback, link-local or metadata addresses unless it names them ([`outbound`]) |
 //!
 //! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
 //! revokes the capability for every call that starts afterwards. WASI itself grants nothing
@@ -22,6 +22,7 @@
 pub mod directory;
 pub mod follow;
 pub mod kind;
+pub mod outbound;
 pub mod subjects;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,13 @@
 //! One invocation: fresh store and instance, WAVE in and out, faults named.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::capability::outbound::OutboundPolicy;
 use crate::capability::{reply_grant, Capability};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::engine::WasmRuntime;
@@ -189,10 +191,20 @@ pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &Prepared
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
-    let allow_http = component.imports_outgoing_http
-        && component.resolver.as_ref().is_some_and(|r| r.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).is_ok());
+    let outbound = component
+        .resolver
+        .as_ref()
+        .filter(|_| component.imports_outgoing_http)
+        .and_then(|r| r.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).ok())
+        .and_then(|grant| match OutboundPolicy::from_config(&grant.config) {
+            Ok(policy) => Some(Arc::new(policy)),
+            Err(why) => {
+                tracing::warn!(component_id, "outgoing HTTP refused: the HTTP client link's config is not valid: {why}");
+                None
+            }
+        });
     let deadline = Instant::now() + limit;
-    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, allow_http, deadline));
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, outbound, deadline));
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {

@@ -167,7 +167,7 @@ pub const PROVIDER_ARCHIVE_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provide
 pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64, wanted: &Wanted) -> Result<Vec<u8>, String> {
     let image = parse(reference, config.allow_latest)?;
     let registry = image.resolve_registry().to_string();
-    let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {e}");
+    let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {}", sanitized(e));
     let work = async {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(config.insecure.clone()), ..ClientConfig::default() });
         let auth = registries.auth(&registry, config);
@@ -288,8 +288,30 @@ impl Cache {
     }
 }
 
+/// Longest part of a registry's own error text kept in an error (which may reach public events).
+const MAX_REGISTRY_ERROR: usize = 200;
+
+/// `e` on one line of printable text, at most [`MAX_REGISTRY_ERROR`] characters: what a
+/// registry answered (an error body may be long, or carry what its operator did not mean to
+/// publish) is cut before it reaches logs and the lattice's events.
+fn sanitized(e: &dyn std::fmt::Display) -> String {
+    let text: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    match text.char_indices().nth(MAX_REGISTRY_ERROR) {
+        Some((cut, _)) => format!("{}… (cut)", &text[..cut]),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn registry_errors_are_cut_to_one_short_line() {
+        let long = format!("401 Unauthorized\n{}\r\nsecret", "x".repeat(1000));
+        let s = super::sanitized(&long);
+        assert!(!s.contains('\n') && !s.contains('\r') && s.ends_with("… (cut)") && s.chars().count() <= super::MAX_REGISTRY_ERROR + 8, "{s}");
+        assert_eq!(super::sanitized(&"short"), "short");
+    }
+
     use super::*;
 
     #[test]

@@ -1,6 +1,8 @@
 //! The data of a guest's `Store`: a WASI context that grants nothing, and a memory limiter that
 //! remembers when it refused to grow memory (so a trap can be reported as the memory limit).
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -9,6 +11,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::capability::outbound::OutboundPolicy;
 
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -47,8 +51,9 @@ pub struct GuestState {
 
 impl GuestState {
     /// A state whose memory may grow to `max_memory` bytes, for a call ending at `deadline`;
-    /// outgoing HTTP only when `allow_outgoing_http` (the capability resolver granted it).
-    pub fn new(max_memory: usize, allow_outgoing_http: bool, deadline: std::time::Instant) -> Self {
+    /// outgoing HTTP only under `outbound` (the rules of the HTTP client link the capability
+    /// resolver granted; `None`: none).
+    pub fn new(max_memory: usize, outbound: Option<Arc<OutboundPolicy>>, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
         let mut table = ResourceTable::new();
@@ -58,7 +63,7 @@ impl GuestState {
             table,
             limiter: MemoryLimiter { max_memory, refused: false },
             http: WasiHttpCtx::new(),
-            hooks: HttpHooks { allow_outgoing: allow_outgoing_http },
+            hooks: HttpHooks { outbound },
             link_names: std::collections::HashMap::new(),
             deadline,
             reply_to: None,
@@ -112,10 +117,13 @@ impl WasiHttpView for GuestState {
 }
 
 /// Outgoing HTTP is refused unless the capability resolver granted it when the call started
-/// (a link to a running HTTP client provider).
+/// (a link to a running HTTP client provider), and then goes only where the link's rules allow:
+/// the name is resolved and every address checked before anything is sent; plain HTTP then
+/// connects to the address checked (a name that resolves elsewhere a moment later is not
+/// followed), HTTPS by name, where the certificate must match it.
 #[derive(Debug)]
 pub struct HttpHooks {
-    allow_outgoing: bool,
+    outbound: Option<Arc<OutboundPolicy>>,
 }
 
 impl WasiHttpHooks for HttpHooks {
@@ -124,12 +132,51 @@ impl WasiHttpHooks for HttpHooks {
         request: hyper::Request<HyperOutgoingBody>,
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
-        if !self.allow_outgoing {
+        let Some(policy) = self.outbound.clone() else {
             tracing::info!(uri = %request.uri(), "outgoing HTTP refused: the component has no link to an HTTP client provider");
             return Err(ErrorCode::HttpRequestDenied.into());
-        }
-        Ok(wasmtime_wasi_http::p2::default_send_request(request, config))
+        };
+        let handle = wasmtime_wasi::runtime::spawn(async move { Ok(send_checked(&policy, request, config).await) });
+        Ok(HostFutureIncomingResponse::pending(handle))
     }
+}
+
+/// Resolves the request's host, checks it against `policy`, and sends it.
+async fn send_checked(
+    policy: &OutboundPolicy,
+    mut request: hyper::Request<HyperOutgoingBody>,
+    config: OutgoingRequestConfig,
+) -> Result<wasmtime_wasi_http::p2::types::IncomingResponse, ErrorCode> {
+    let uri = request.uri().clone();
+    let Some(authority) = uri.authority().cloned() else { return Err(ErrorCode::HttpRequestUriInvalid) };
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = authority.port_u16().unwrap_or(if config.use_tls { 443 } else { 80 });
+    let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => match tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(_)) => return Err(ErrorCode::DnsError(wasmtime_wasi_http::p2::bindings::http::types::DnsErrorPayload { rcode: Some("address not available".into()), info_code: Some(0) })),
+            Err(_) => return Err(ErrorCode::ConnectionTimeout),
+        },
+    };
+    let ips: Vec<std::net::IpAddr> = addrs.iter().map(std::net::SocketAddr::ip).collect();
+    if let Err(why) = policy.check(&host, port, &ips) {
+        tracing::info!(%uri, "outgoing HTTP refused: {why}");
+        return Err(ErrorCode::HttpRequestDenied);
+    }
+    if !config.use_tls {
+        // Connect to the address just checked; the request keeps its `host` header.
+        if !request.headers().contains_key(hyper::header::HOST) {
+            if let Ok(value) = hyper::header::HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(hyper::header::HOST, value);
+            }
+        }
+        let pinned = addrs[0].to_string();
+        let mut parts = uri.into_parts();
+        parts.authority = pinned.parse().ok();
+        *request.uri_mut() = hyper::Uri::from_parts(parts).map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
+    }
+    wasmtime_wasi_http::p2::default_send_request_handler(request, config).await
 }
 
 /// A [`ResourceLimiter`] with a memory cap that records refusals.

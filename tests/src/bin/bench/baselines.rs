@@ -45,7 +45,7 @@ pub(crate) async fn direct_wasmtime(n: usize, trellis_engine: Option<trellis_hos
     latencies(n, || {
         let (pre, engine) = (pre.clone(), engine.clone());
         async move {
-            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, false, std::time::Instant::now() + std::time::Duration::from_secs(3600)));
+            let mut store = wasmtime::Store::new(&engine, GuestState::new(usize::MAX, None, std::time::Instant::now() + std::time::Duration::from_secs(3600)));
             store.set_epoch_deadline(u64::MAX / 2);
             let instance = pre.instantiate_async(&mut store).await?;
             let f = instance.get_func(&mut store, func).context("func")?;
