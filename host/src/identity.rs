@@ -45,6 +45,25 @@ impl HostIdentity {
     pub fn friendly_name(&self) -> &str {
         &self.friendly_name
     }
+
+    /// `data` signed with the host key (Ed25519): what the host says about itself, which
+    /// others check against its id ([`verify`]).
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        // Signing with a seeded key pair cannot fail; an empty signature would fail to verify.
+        self.key.sign(data).unwrap_or_default()
+    }
+}
+
+/// Whether `signature` is host `id`'s signature of `data`: `id` must be a server public key.
+///
+/// # Errors
+/// Why not.
+pub fn verify(id: &str, data: &[u8], signature: &[u8]) -> std::result::Result<(), String> {
+    let key = KeyPair::from_public_key(id).map_err(|e| format!("`{id}` is not a host key: {e}"))?;
+    if key.key_pair_type() != KeyPairType::Server {
+        return Err(format!("`{id}` is not a host (server) key"));
+    }
+    key.verify(data, signature).map_err(|_| format!("the signature is not `{id}`'s"))
 }
 
 /// A stable, readable name derived from the host id, e.g. `quiet-river-4821`.

@@ -275,7 +275,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     }
     // What declared applications need from NATS, opened before any actor or task starts: a
     // host whose user may not use them fails here, with nothing to tear down.
-    let apps_opened = if config.apps { Some(open_apps(config, &nats).await?) } else { None };
+    let apps_opened = if config.apps { Some(open_apps(config, &nats, identity.clone()).await?) } else { None };
     let view = LatticeView::default();
     let providers_dir = ProviderDirectory::default();
     let registries = crate::wasm::oci::Registries::default();
@@ -399,7 +399,7 @@ struct AppsOpened {
     follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
-async fn open_apps(config: &HostConfig, nats: &async_nats::Client) -> Result<AppsOpened> {
+async fn open_apps(config: &HostConfig, nats: &async_nats::Client, identity: Arc<HostIdentity>) -> Result<AppsOpened> {
     use crate::apps::{liveness::Liveness, store::ManifestStore};
     let needs = |e: HostError| {
         HostError::Runtime(format!(
@@ -407,7 +407,7 @@ async fn open_apps(config: &HostConfig, nats: &async_nats::Client) -> Result<App
         ))
     };
     let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await.map_err(needs)?;
-    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas).await.map_err(needs)?;
+    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas, identity).await.map_err(needs)?;
     let follow = Box::pin(liveness.follow().await.map_err(needs)?);
     Ok(AppsOpened { store, liveness, follow })
 }

@@ -15,6 +15,7 @@ use trellis_host::{HostConfig, HostHandle, NatsConfig};
 use trellis_messages::component::ScaleComponentCommand;
 use trellis_messages::event::ComponentScaled;
 
+pub mod apps;
 pub mod bench_report;
 pub mod hostile;
 pub mod process;

@@ -7,52 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use trellis_tests::process::HostProcess;
+use trellis_tests::apps::{echo_app, nats039, wadm, wait_status};
 use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
 use wadm_types::api::StatusType;
-
-fn wadm(lattice: &TestLattice, nats: async_nats_039::Client) -> wadm_client::Client {
-    wadm_client::Client::from_nats_client(&lattice.name, None, nats)
-}
-
-async fn nats039(lattice: &TestLattice) -> anyhow::Result<async_nats_039::Client> {
-    Ok(async_nats_039::connect(lattice.url()).await?)
-}
-
-fn echo_app(name: &str, version: &str, echo: &str, instances: usize) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: {version}
-    description: an echo
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: "{echo}"
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#
-    )
-}
-
-async fn wait_status(client: &wadm_client::Client, name: &str, want: StatusType, within: Duration) -> anyhow::Result<()> {
-    let reached = eventually(within, || async {
-        let status = client.get_manifest_status(name).await.ok()?;
-        (status.info.status_type == want).then_some(())
-    })
-    .await;
-    if reached.is_none() {
-        let status = client.get_manifest_status(name).await;
-        anyhow::bail!("`{name}` not {want:?} within {within:?}: {status:?}");
-    }
-    Ok(())
-}
 
 /// max_instances of `id` on each host, by host id.
 async fn placement(lattice: &TestLattice, hosts: &[&str], id: &str) -> anyhow::Result<BTreeMap<String, u32>> {

@@ -314,3 +314,48 @@ async fn a_flood_of_large_messages_stays_within_a_memory_bound() -> anyhow::Resu
     assert!(client.inventory(&host.id).await.is_ok(), "the host answers");
     Ok(())
 }
+
+/// A liveness record is what a host says about itself: forged ones (unsigned under a made-up
+/// host id, and one under a real host's id signed by another key) claimed hosts labelled
+/// `zone: mars` and would have won placement. Both are ignored: an application spread to mars
+/// has no eligible host, and the real host's labels are its own.
+#[tokio::test]
+async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
+    use trellis_tests::apps::{echo_app, nats039, wadm, wait_status};
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let echo = lattice.push("echo", actors::ECHO).await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let kv = js.get_key_value(format!("TRELLIS_LIVE_{}", lattice.name)).await?;
+    let mars = |id: &str| serde_json::json!({"inventory": {"host_id": id, "labels": {"zone": "mars"}, "components": [], "providers": []}, "failures": {}});
+    let fake = nkeys::KeyPair::new_server().public_key();
+    let impostor = nkeys::KeyPair::new_server();
+    let real = host.id().to_string();
+    let forging = tokio::spawn(async move {
+        use base64::Engine as _;
+        loop {
+            let _ = kv.put(&fake, serde_json::to_vec(&mars(&fake)).unwrap_or_default().into()).await;
+            let body = serde_json::json!({"host": real, "at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64), "record": mars(&real)}).to_string();
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(impostor.sign(body.as_bytes()).unwrap_or_default());
+            let _ = kv.put(&real, serde_json::to_vec(&serde_json::json!({"body": body, "sig": sig})).unwrap_or_default().into()).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    let nowhere = echo_app("mars", "v1", &echo, 1).replace(
+        "            instances: 1\n",
+        "            instances: 1\n            spread:\n              - name: mars\n                requirements: {zone: mars}\n",
+    );
+    client.put_and_deploy_manifest(nowhere.as_bytes()).await?;
+    wait_status(&client, "mars", wadm_types::api::StatusType::Failed, Duration::from_secs(10)).await?;
+    let status = client.get_manifest_status("mars").await?;
+    assert!(status.info.message.contains("0/1 eligible hosts"), "{status:?}");
+    // The real host still places what fits it.
+    client.put_and_deploy_manifest(echo_app("earth", "v1", &echo, 1).as_bytes()).await?;
+    wait_status(&client, "earth", wadm_types::api::StatusType::Deployed, Duration::from_secs(15)).await?;
+    forging.abort();
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -309,7 +309,7 @@ async fn missed_ticks_follow_the_policy_and_lapsed_claims_are_taken_over() -> an
     lattice.scale(host.id(), "ticker", actors::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
     put_config(&client, "hourly-catch-up", &[("every", "1h"), ("missed", "run-once")]).await?;
     put_config(&client, "hourly", &[("every", "1h")]).await?;
-    let links = [("catch-up", "hourly-catch-up"), ("skipped", "hourly"), ("lapsed", "hourly"), ("held", "hourly")];
+    let links = [("catch-up", "hourly-catch-up"), ("skipped", "hourly"), ("lapsed", "hourly"), ("held", "hourly"), ("ahead", "hourly-catch-up"), ("forever", "hourly")];
     link_ticker(&client, "ticker", "MISSED", &links).await?;
 
     // Records as the lattice would have them: the previous hour's tick done (then every host
@@ -345,6 +345,10 @@ async fn missed_ticks_follow_the_policy_and_lapsed_claims_are_taken_over() -> an
         record("skipped", this_hour - 1, TickState::Succeeded, "NOLD", 0),
         record("lapsed", this_hour, TickState::Running, "NGONE", now - 1000),
         record("held", this_hour, TickState::Running, "NALIVE", now + 60_000),
+        // Forged: a latest tick a thousand hours ahead (which would make every tick until then
+        // look claimed), and a lease that ends in ten years (which would hold this hour's tick).
+        record("ahead", this_hour + 1000, TickState::Succeeded, "NFORGED", 0),
+        record("forever", this_hour, TickState::Running, "NFORGED", now + 10 * 365 * 86_400_000),
     ];
     for r in &plant {
         records.put(record_key("cron", &r.link_name, "ticker"), serde_json::to_vec(r)?.into()).await?;
@@ -355,10 +359,12 @@ async fn missed_ticks_follow_the_policy_and_lapsed_claims_are_taken_over() -> an
     let ran = eventually(Duration::from_secs(10), || async {
         let counts = counters(&ticks).await.ok()?;
         let (catch_up, lapsed) = (ticks_of(&counts, "catch-up"), ticks_of(&counts, "lapsed"));
-        (!catch_up.is_empty() && !lapsed.is_empty()).then_some((catch_up, lapsed))
+        let forged = [ticks_of(&counts, "ahead"), ticks_of(&counts, "forever")];
+        (!catch_up.is_empty() && !lapsed.is_empty() && forged.iter().all(|t| !t.is_empty())).then_some((catch_up, lapsed, forged))
     })
     .await;
-    let (catch_up, lapsed) = ran.expect("the missed tick (run-once) and the lapsed claim ran");
+    let (catch_up, lapsed, forged) = ran.expect("the missed tick (run-once), the lapsed claim and the ticks forged records held ran");
+    assert_eq!(forged, [BTreeMap::from([(this_hour, 1)]), BTreeMap::from([(this_hour, 1)])], "forged records stop no tick");
     assert_eq!(catch_up, BTreeMap::from([(this_hour, 1)]), "run-once runs the latest missed tick, once");
     assert_eq!(lapsed, BTreeMap::from([(this_hour, 1)]), "the lapsed claim's tick ran here");
     let raw = records.get(record_key("cron", "lapsed", "ticker")).await?.expect("a record");

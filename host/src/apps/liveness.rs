@@ -6,6 +6,13 @@
 //! bucket; a record not refreshed for [`DEAD_AFTER`] is gone from its view (a host killed with
 //! `-9` says no goodbye). JetStream does not tell watchers when a value ages out, so the age is
 //! measured here, from when each update arrived.
+//!
+//! A record is signed with the host's key (its id is the public key) and carries the time it
+//! was made: a record whose signature is not its key's host's, that names another host, that is
+//! older than [`MAX_RECORD_AGE`] or from further ahead than that, or not newer than the last
+//! one taken from that host, is ignored with a log line. So no one can speak for a host whose
+//! seed they do not hold, nor replay what it said. At most [`MAX_HOSTS`] hosts are tracked, and
+//! one not heard from for ten times [`DEAD_AFTER`] is forgotten.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv::{self, Operation, Store};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::warn;
 use trellis_messages::host::HostInventory;
 
 use crate::error::{HostError, Result};
@@ -23,6 +30,58 @@ use crate::error::{HostError, Result};
 pub const PERIOD: Duration = Duration::from_secs(1);
 /// A record older than this is a dead host.
 pub const DEAD_AFTER: Duration = Duration::from_millis(3000);
+/// A record made longer ago than this (by its own clock), or further ahead, is not taken:
+/// hosts' clocks must agree within it.
+pub const MAX_RECORD_AGE: Duration = Duration::from_secs(10);
+/// Hosts tracked at most; records of more are ignored.
+pub const MAX_HOSTS: usize = 10_000;
+
+/// A record as it is stored: `body` (JSON of [`Said`]) and the host's signature of its bytes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Signed {
+    body: String,
+    /// base64url (no padding) Ed25519 signature of `body`.
+    sig: String,
+}
+
+/// What a host says, and when.
+#[derive(Debug, Serialize, Deserialize)]
+struct Said {
+    host: String,
+    /// Milliseconds since the Unix epoch, by the host's clock.
+    at: u64,
+    record: LiveRecord,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The stored form of `record`, signed by `identity`.
+fn seal(identity: &crate::identity::HostIdentity, record: &LiveRecord) -> serde_json::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let body = serde_json::to_string(&Said { host: identity.id(), at: now_ms(), record: record.clone() })?;
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(identity.sign(body.as_bytes()));
+    serde_json::to_vec(&Signed { body, sig })
+}
+
+/// The record stored under `key`, when `key`'s host signed it, names itself, and made it within
+/// [`MAX_RECORD_AGE`] of `now_ms`; with its time.
+fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::Result<(LiveRecord, u64), String> {
+    use base64::Engine as _;
+    let signed: Signed = serde_json::from_slice(value).map_err(|e| format!("not a signed record: {e}"))?;
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&signed.sig).map_err(|e| format!("its signature is not base64url: {e}"))?;
+    crate::identity::verify(key, signed.body.as_bytes(), &sig)?;
+    let said: Said = serde_json::from_str(&signed.body).map_err(|e| format!("unreadable: {e}"))?;
+    if said.host != key {
+        return Err(format!("it names host `{}`", said.host));
+    }
+    let window = u64::try_from(MAX_RECORD_AGE.as_millis()).unwrap_or(u64::MAX);
+    if said.at.saturating_add(window) < now_ms || said.at > now_ms.saturating_add(window) {
+        return Err(format!("it was made at {} ms, more than {MAX_RECORD_AGE:?} from now ({now_ms} ms)", said.at));
+    }
+    Ok((said.record, said.at))
+}
 
 /// What one host says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,13 +100,56 @@ pub fn bucket(lattice: &str) -> String {
 
 #[derive(Debug, Default)]
 struct Seen {
-    records: BTreeMap<String, (LiveRecord, Instant)>,
+    /// Host id → its record, the record's own time, and when it arrived here.
+    records: BTreeMap<String, (LiveRecord, u64, Instant)>,
+    /// When a refused record was last logged, and how many were refused since.
+    refused: Option<(Instant, u64)>,
+}
+
+impl Seen {
+    /// Logs a refused record, at most once a second (with the count of the others).
+    fn refuse(&mut self, key: &str, why: &str) {
+        let (last, count) = self.refused.get_or_insert((Instant::now() - Duration::from_secs(2), 0));
+        *count += 1;
+        if last.elapsed() >= Duration::from_secs(1) {
+            warn!(host = %key, refused = *count, "liveness record ignored: {why}");
+            *last = Instant::now();
+            *count = 0;
+        }
+    }
+
+    /// Takes `value` under `key`; `true` when what is known changed.
+    fn put(&mut self, key: &str, value: &[u8]) -> bool {
+        let (record, at) = match open_sealed(key, value, now_ms()) {
+            Ok(r) => r,
+            Err(why) => {
+                self.refuse(key, &why);
+                return false;
+            }
+        };
+        let forget = DEAD_AFTER * 10;
+        self.records.retain(|_, (_, _, arrived)| arrived.elapsed() < forget);
+        match self.records.get(key) {
+            Some((_, last, _)) if at <= *last => {
+                self.refuse(key, &format!("it is not newer than the last record taken from this host ({at} <= {last} ms): a replay"));
+                return false;
+            }
+            None if self.records.len() >= MAX_HOSTS => {
+                self.refuse(key, &format!("{MAX_HOSTS} hosts are tracked already"));
+                return false;
+            }
+            _ => {}
+        }
+        let before = self.records.insert(key.to_string(), (record.clone(), at, Instant::now()));
+        before.map(|(r, _, _)| r) != Some(record)
+    }
 }
 
 /// Every host's latest record, as this host has received them. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Liveness {
     kv: Store,
+    identity: Arc<crate::identity::HostIdentity>,
     seen: Arc<RwLock<Seen>>,
     changed: Arc<tokio::sync::Notify>,
 }
@@ -57,7 +159,7 @@ impl Liveness {
     ///
     /// # Errors
     /// [`HostError::LatticeData`] when JetStream refuses.
-    pub async fn open(nats: &async_nats::Client, lattice: &str, replicas: usize) -> Result<Self> {
+    pub async fn open(nats: &async_nats::Client, lattice: &str, replicas: usize, identity: Arc<crate::identity::HostIdentity>) -> Result<Self> {
         let js = async_nats::jetstream::new(nats.clone());
         let name = bucket(lattice);
         let kv = match js.get_key_value(&name).await {
@@ -74,7 +176,7 @@ impl Liveness {
                 .await
                 .map_err(|e| HostError::LatticeData(format!("{name}: {e}")))?,
         };
-        Ok(Self { kv, seen: Arc::default(), changed: Arc::default() })
+        Ok(Self { kv, identity, seen: Arc::default(), changed: Arc::default() })
     }
 
     /// Follows the bucket until the returned task is aborted: records in, goodbyes out, and a
@@ -90,15 +192,11 @@ impl Liveness {
                 let Ok(entry) = entry else { continue };
                 let mut s = seen.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match entry.operation {
-                    Operation::Put => match serde_json::from_slice::<LiveRecord>(&entry.value) {
-                        Ok(record) => {
-                            let before = s.records.insert(entry.key.clone(), (record.clone(), Instant::now()));
-                            if before.map(|(r, _)| r) != Some(record) {
-                                changed.notify_waiters();
-                            }
+                    Operation::Put => {
+                        if s.put(&entry.key, &entry.value) {
+                            changed.notify_waiters();
                         }
-                        Err(e) => debug!(host = %entry.key, error = %e, "unreadable liveness record ignored"),
-                    },
+                    }
                     Operation::Delete | Operation::Purge => {
                         if s.records.remove(&entry.key).is_some() {
                             changed.notify_waiters();
@@ -109,11 +207,11 @@ impl Liveness {
         })
     }
 
-    /// Publishes this host's record.
-    pub async fn beat(&self, host_id: &str, record: &LiveRecord) {
-        match serde_json::to_vec(record) {
+    /// Publishes this host's record, signed.
+    pub async fn beat(&self, record: &LiveRecord) {
+        match seal(&self.identity, record) {
             Ok(data) => {
-                if let Err(e) = self.kv.put(host_id, data.into()).await {
+                if let Err(e) = self.kv.put(self.identity.id(), data.into()).await {
                     warn!(error = %e, "cannot publish this host's liveness record");
                 }
             }
@@ -122,8 +220,8 @@ impl Liveness {
     }
 
     /// Says goodbye: the others drop this host at once.
-    pub async fn goodbye(&self, host_id: &str) {
-        if let Err(e) = self.kv.delete(host_id).await {
+    pub async fn goodbye(&self) {
+        if let Err(e) = self.kv.delete(self.identity.id()).await {
             warn!(error = %e, "cannot remove this host's liveness record");
         }
     }
@@ -131,11 +229,47 @@ impl Liveness {
     /// The records of the hosts alive now (refreshed within [`DEAD_AFTER`]), by host id.
     pub fn alive(&self) -> BTreeMap<String, LiveRecord> {
         let s = self.seen.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.records.iter().filter(|(_, (_, at))| at.elapsed() < DEAD_AFTER).map(|(id, (r, _))| (id.clone(), r.clone())).collect()
+        s.records.iter().filter(|(_, (_, _, arrived))| arrived.elapsed() < DEAD_AFTER).map(|(id, (r, _, _))| (id.clone(), r.clone())).collect()
     }
 
     /// Resolves at the next change seen (a record that differs, a goodbye).
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::HostIdentity;
+
+    #[test]
+    fn only_a_hosts_own_fresh_records_are_taken() {
+        let host = HostIdentity::new(None, None).expect("a key");
+        let other = HostIdentity::new(None, None).expect("a key");
+        let record = LiveRecord::default();
+        let mut seen = Seen::default();
+        let good = seal(&host, &record).expect("sealed");
+        assert!(seen.put(&host.id(), &good), "its own record");
+        // The same bytes again: a replay.
+        assert!(!seen.put(&host.id(), &good));
+        // Another key's record under this host's id; unsigned JSON; a forged signature.
+        assert!(!seen.put(&host.id(), &seal(&other, &record).expect("sealed")));
+        assert!(!seen.put(&host.id(), &serde_json::to_vec(&record).expect("json")));
+        let mut forged: Signed = serde_json::from_slice(&good).expect("signed");
+        forged.body = forged.body.replace("\"at\":", "\"at\":1");
+        assert!(!seen.put(&host.id(), &serde_json::to_vec(&forged).expect("json")));
+        assert_eq!(seen.records.len(), 1);
+        // Too old or too far ahead.
+        let body = |at: u64| serde_json::to_string(&Said { host: host.id(), at, record: LiveRecord::default() }).expect("json");
+        for at in [now_ms() - 60_000, now_ms() + 60_000] {
+            let b = body(at);
+            let sig = { use base64::Engine as _; base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(host.sign(b.as_bytes())) };
+            assert!(open_sealed(&host.id(), &serde_json::to_vec(&Signed { body: b, sig }).expect("json"), now_ms()).is_err(), "at {at}");
+        }
+        // A record naming another host, signed by the key it is stored under.
+        let b = serde_json::to_string(&Said { host: other.id(), at: now_ms(), record: LiveRecord::default() }).expect("json");
+        let sig = { use base64::Engine as _; base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(host.sign(b.as_bytes())) };
+        assert!(open_sealed(&host.id(), &serde_json::to_vec(&Signed { body: b, sig }).expect("json"), now_ms()).is_err());
     }
 }

@@ -90,7 +90,7 @@ impl Reconciler {
         loop {
             tick.tick().await;
             if let Some(record) = self.record().await {
-                self.liveness.beat(&self.host_id, &record).await;
+                self.liveness.beat(&record).await;
             }
         }
     }
@@ -313,7 +313,7 @@ impl Reconciler {
 /// Before this host leaves: says goodbye, then waits (at most `within`) until the live hosts run
 /// every share the plan without this host gives them, so its share has moved when it stops.
 pub async fn hand_off(reconciler: &Reconciler, within: Duration) {
-    reconciler.liveness.goodbye(&reconciler.host_id).await;
+    reconciler.liveness.goodbye().await;
     let apps: Vec<(String, wadm_types::Manifest)> = match reconciler.store.list().await {
         Ok(all) => all.iter().filter_map(|s| s.deployed().map(|m| (s.name().to_string(), m.clone()))).collect(),
         Err(_) => return,

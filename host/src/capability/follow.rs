@@ -35,11 +35,24 @@ pub async fn follow(
                 if event.source == host_id {
                     continue;
                 }
+                if !is_host_key(&event.source) {
+                    debug!(source = %event.source, "lattice event from a source that is not a host key ignored");
+                    continue;
+                }
+                if !directory.heard(&event.source) {
+                    warn!(source = %event.source, "lattice event ignored: {} other hosts are known already", crate::capability::directory::MAX_HOSTS);
+                    continue;
+                }
                 apply(&directory, &event);
             }
         };
         futures::join!(bootstrap, follow);
     }))
+}
+
+/// Whether `source` is a host's public key (`N…`), as every host's events name it.
+fn is_host_key(source: &str) -> bool {
+    nkeys::KeyPair::from_public_key(source).is_ok_and(|k| k.key_pair_type() == nkeys::KeyPairType::Server)
 }
 
 /// Applies one event of another host.
@@ -89,7 +102,10 @@ async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String
             return;
         }
     };
-    for host in hosts.into_iter().filter(|h| h.id != host_id) {
+    for host in hosts.into_iter().filter(|h| h.id != host_id && is_host_key(&h.id)) {
+        if !directory.heard(&host.id) {
+            continue;
+        }
         match client.inventory(&host.id).await {
             Ok(inventory) => {
                 let value = serde_json::to_value(&inventory).unwrap_or_default();
@@ -118,5 +134,13 @@ mod tests {
         apply(&d, &ev("host_stopped", json!({})));
         assert!(d.kind_of("m").is_none());
         apply(&d, &ev("provider_started", json!("not an object")));
+    }
+
+    #[test]
+    fn only_host_keys_are_sources() {
+        assert!(is_host_key(&nkeys::KeyPair::new_server().public_key()));
+        for bad in ["H2", "", &nkeys::KeyPair::new_account().public_key(), "NOTAKEY"] {
+            assert!(!is_host_key(bad), "{bad}");
+        }
     }
 }

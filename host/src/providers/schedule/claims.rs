@@ -17,6 +17,12 @@ const ROUNDS: usize = 20;
 /// schedule whose ticks all hang cannot grow its record without bound.
 pub const MAX_LEASES: usize = 64;
 
+/// How far past the lease a claim would take now a lease in the record may end (the longest
+/// retry backoff, 30 s, and as much again for clocks that disagree); past it, and for a latest
+/// tick due further than this ahead of the clock, the record is not believed (a forged or
+/// corrupt record must not stop a schedule or hold a tick forever).
+pub const SLACK_MS: u64 = 60_000;
+
 /// The outcome of trying to claim a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -39,6 +45,25 @@ pub struct Progress {
     pub deadline_ms: u64,
     /// The last attempt's error.
     pub error: Option<String>,
+}
+
+/// `record` with what cannot be true left out: a latest tick due more than [`SLACK_MS`] ahead
+/// of `now_ms` (the record then starts afresh: no later tick can have been claimed) and leases
+/// ending more than [`SLACK_MS`] past `deadline_ms` (the deadline a claim made now gets), each
+/// with a log line.
+pub(super) fn believable(key: &str, mut record: TickRecord, now_ms: u64, deadline_ms: u64) -> TickRecord {
+    if record.scheduled_at_ms > now_ms.saturating_add(SLACK_MS) {
+        warn!(key, sequence = record.sequence, scheduled_at_ms = record.scheduled_at_ms, now_ms, "schedule record ignored: its latest tick is due far ahead of the clock");
+        record.sequence = 0;
+        record.scheduled_at_ms = 0;
+        record.running.retain(|l| l.scheduled_at_ms <= now_ms.saturating_add(SLACK_MS));
+    }
+    let limit = deadline_ms.saturating_add(SLACK_MS);
+    for lease in record.running.iter_mut().filter(|l| l.deadline_ms > limit) {
+        warn!(key, sequence = lease.sequence, host_id = %lease.host_id, deadline_ms = lease.deadline_ms, "schedule lease ends beyond any timeout; treated as lapsed");
+        lease.deadline_ms = 0;
+    }
+    record
 }
 
 /// The schedule bucket.
@@ -116,6 +141,7 @@ impl Claims {
         let host = fresh.host_id.clone();
         self.modify(key, |current| {
             let lease = |attempt| Lease { sequence: tick.sequence, scheduled_at_ms: tick.at_ms, host_id: host.clone(), attempt, deadline_ms };
+            let current = current.map(|record| believable(key, record, now_ms, deadline_ms));
             match current {
                 Some(record) if record.sequence >= tick.sequence => {
                     let Some(i) = record.running.iter().position(|l| l.sequence == tick.sequence) else { return (None, Claim::Gone) };
@@ -192,5 +218,47 @@ impl Claims {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sequence: u64, scheduled_at_ms: u64, running: Vec<Lease>) -> TickRecord {
+        TickRecord {
+            provider_id: "p".into(),
+            link_name: "l".into(),
+            component_id: "c".into(),
+            schedule: "every 1s".into(),
+            sequence,
+            scheduled_at_ms,
+            host_id: "h".into(),
+            attempt: 1,
+            state: TickState::Running,
+            updated_at_ms: 0,
+            error: None,
+            next_at_ms: None,
+            running,
+        }
+    }
+
+    fn lease(sequence: u64, scheduled_at_ms: u64, deadline_ms: u64) -> Lease {
+        Lease { sequence, scheduled_at_ms, host_id: "h".into(), attempt: 1, deadline_ms }
+    }
+
+    #[test]
+    fn forged_sequences_and_leases_are_not_believed() {
+        let now = 1_000_000_000;
+        let deadline = now + 12_000;
+        // A sane record is left as it is.
+        let sane = record(5, now - 1000, vec![lease(5, now - 1000, now + 5000)]);
+        assert_eq!(believable("k", sane.clone(), now, deadline), sane);
+        // A latest tick a year ahead: forgotten, so the schedule's next tick can be claimed.
+        let ahead = believable("k", record(u64::MAX, now + 365 * 86_400_000, vec![lease(u64::MAX, now + 365 * 86_400_000, u64::MAX)]), now, deadline);
+        assert_eq!((ahead.sequence, ahead.running.len()), (0, 0));
+        // A lease to the end of time: lapsed, so another host takes the tick over.
+        let held = believable("k", record(5, now, vec![lease(5, now, u64::MAX)]), now, deadline);
+        assert_eq!(held.running[0].deadline_ms, 0);
     }
 }

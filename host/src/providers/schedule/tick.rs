@@ -103,6 +103,7 @@ impl Job {
                 return Vec::new();
             }
         };
+        let held = super::claims::believable(&self.key, held, now_ms(), self.deadline(Duration::ZERO));
         let mut ticks: Vec<Tick> = held.running.iter().rev().take(MAX_TICKS_IN_FLIGHT).map(|l| Tick { at_ms: l.scheduled_at_ms, sequence: l.sequence }).collect();
         if self.schedule.missed == Missed::RunOnce {
             if let Some(t) = self.schedule.latest_between(held.scheduled_at_ms, now_ms()) {
