@@ -164,6 +164,8 @@ pub mod capability;
 pub mod config;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fuzz;
 pub mod identity;
 pub mod lattice;
 pub mod providers;

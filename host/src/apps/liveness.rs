@@ -67,7 +67,7 @@ fn seal(identity: &crate::identity::HostIdentity, record: &LiveRecord) -> serde_
 
 /// The record stored under `key`, when `key`'s host signed it, names itself, and made it within
 /// [`MAX_RECORD_AGE`] of `now_ms`; with its time.
-fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::Result<(LiveRecord, u64), String> {
+pub(crate) fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::Result<(LiveRecord, u64), String> {
     use base64::Engine as _;
     let signed: Signed = serde_json::from_slice(value).map_err(|e| format!("not a signed record: {e}"))?;
     let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&signed.sig).map_err(|e| format!("its signature is not base64url: {e}"))?;

@@ -103,7 +103,8 @@ fn plain(f: &ComponentFunc) -> bool {
 /// Whether values of `t` can cross to another store (no resources, futures or streams).
 pub(crate) fn plain_type(t: &Type) -> bool {
     match t {
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => false,
+        // A map is carried by neither WAVE nor Trellis's wRPC decoder (wrpc_value).
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => false,
         Type::List(l) => plain_type(&l.ty()),
         Type::Option(o) => plain_type(&o.ty()),
         Type::Result(r) => r.ok().as_ref().is_none_or(plain_type) && r.err().as_ref().is_none_or(plain_type),

@@ -162,6 +162,8 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
         Type::Record(record) => {
             let mut fields = Vec::with_capacity(record.fields().len());
             for field in record.fields() {
+                // The name is copied into the value too.
+                budget.charge(field.name.len())?;
                 let value = Box::pin(read_plain(r, &field.ty, budget)).await?;
                 fields.push((field.name.to_string(), value));
             }
@@ -177,6 +179,7 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
         Type::Variant(variant) => {
             let d = r.read_u32_leb128().await? as usize;
             let case = variant.cases().nth(d).ok_or_else(|| invalid(format!("unknown variant case {d}")))?;
+            budget.charge(case.name.len())?;
             let payload = match &case.ty {
                 Some(ty) => Some(Box::new(Box::pin(read_plain(r, ty, budget)).await?)),
                 None => None,
@@ -185,7 +188,9 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
         }
         Type::Enum(e) => {
             let d = r.read_u32_leb128().await? as usize;
-            Val::Enum(e.names().nth(d).ok_or_else(|| invalid(format!("unknown enum case {d}")))?.to_string())
+            let name = e.names().nth(d).ok_or_else(|| invalid(format!("unknown enum case {d}")))?;
+            budget.charge(name.len())?;
+            Val::Enum(name.to_string())
         }
         Type::Option(option) => {
             if r.read_option_status().await? {
@@ -207,8 +212,9 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
             let names: Vec<&str> = flags.names().collect();
             let mut bits = vec![0u8; names.len().div_ceil(8)];
             r.read_exact(&mut bits).await?;
-            let set = names.iter().enumerate().filter(|(i, _)| bits[i / 8] & (1 << (i % 8)) != 0);
-            Val::Flags(set.map(|(_, n)| (*n).to_string()).collect())
+            let set: Vec<&str> = names.iter().enumerate().filter(|(i, _)| bits[i / 8] & (1 << (i % 8)) != 0).map(|(_, n)| *n).collect();
+            budget.charge(set.iter().map(|n| n.len() + VAL_SIZE).sum())?;
+            Val::Flags(set.into_iter().map(str::to_string).collect())
         }
         Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => {
             return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a value with resources, streams or futures cannot be carried"))

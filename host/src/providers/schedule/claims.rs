@@ -51,7 +51,7 @@ pub struct Progress {
 /// of `now_ms` (the record then starts afresh: no later tick can have been claimed) and leases
 /// ending more than [`SLACK_MS`] past `deadline_ms` (the deadline a claim made now gets), each
 /// with a log line.
-pub(super) fn believable(key: &str, mut record: TickRecord, now_ms: u64, deadline_ms: u64) -> TickRecord {
+pub(crate) fn believable(key: &str, mut record: TickRecord, now_ms: u64, deadline_ms: u64) -> TickRecord {
     if record.scheduled_at_ms > now_ms.saturating_add(SLACK_MS) {
         warn!(key, sequence = record.sequence, scheduled_at_ms = record.scheduled_at_ms, now_ms, "schedule record ignored: its latest tick is due far ahead of the clock");
         record.sequence = 0;
