@@ -52,6 +52,38 @@ async fn hosts_that_name_trusted_issuers_run_only_archives_they_signed() -> anyh
     Ok(())
 }
 
+/// A gzipped archive of 1 GiB of zeros (about a megabyte), offered to a host that runs only
+/// archives signed by an issuer it trusts: refused as a gzip bomb once it has inflated past 100
+/// times its size, before anything in it is read, and the host's memory does not take the GiB.
+#[tokio::test]
+async fn a_gzip_bomb_is_refused_without_exhausting_the_host() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.trust = trellis_host::trust::TrustPolicy { require_signed: true, trusted_issuers: vec![nkeys::KeyPair::new_account().public_key()] };
+    let host = lattice.start_host(config).await?;
+    let ctl = lattice.ctl().await?;
+    let mut events = Events::on(&lattice).await?;
+    let dir = tempfile::tempdir()?;
+    let bomb = dir.path().join("bomb.par.gz");
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&bomb)?, flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        gz.write_all(&zeros)?;
+    }
+    gz.finish()?;
+    let before = trellis_tests::process::rss_of("self");
+    ctl.start_provider(host.id(), &bomb.display().to_string(), "bomb", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(30), |d| d["provider_id"] == "bomb").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("likely gzip bomb"), "{failed}");
+    let grown = trellis_tests::process::rss_of("self").saturating_sub(before);
+    assert!(grown < 400 << 20, "this process (the host's) grew by {} MiB", grown >> 20);
+    assert!(lattice.client().await?.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 /// `bytes` with the first occurrence of `from` replaced by `to` (same length).
 fn replaced(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let at = bytes.windows(from.len()).position(|w| w == from).expect("found");

@@ -227,6 +227,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_byte_vector_past_the_limit_is_refused_when_announced() {
+        use wasm_tokio::tokio_util::codec::Decoder as _;
+        // Five bytes announcing 2^32-1 bytes of a `list<u8>`, a string or a body chunk: refused
+        // at once, where wasm-tokio upstream waited for (and buffered) whatever arrived.
+        let mut src = bytes::BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0x0f][..]);
+        let err = wasm_tokio::CoreVecDecoderBytes::default().decode(&mut src).expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        // At the limit it waits for the bytes, as before.
+        let mut src = bytes::BytesMut::from(&[0x80, 0x80, 0x80, 0x20][..]);
+        assert_eq!(wasm_tokio::MAX_BYTE_VECTOR, 64 << 20);
+        assert!(wasm_tokio::CoreVecDecoderBytes::default().decode(&mut src).expect("waits").is_none());
+    }
+
+    #[test]
     fn a_budget_stops_at_its_limit_and_at_the_pool() {
         let pool = ValuePool::new(256 << 10);
         let mut a = pool.budget(1 << 20);

@@ -1,0 +1,4 @@
+//! [Component model](https://component-model.bytecodealliance.org/) codec
+
+mod values;
+pub use values::*;
