@@ -284,3 +284,32 @@ async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result
     b.shutdown(None).await?;
     Ok(())
 }
+
+/// An import no capability of the host serves and no link can carry (an interface with a
+/// resource, e.g. a blobstore before the host serves one), and a bare function import, fail the
+/// scale naming the import, instead of becoming link calls that fail later.
+#[tokio::test]
+async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            "blob",
+            r#"(component (import "wasi:blobstore/container@0.2.0-draft" (instance (export "container" (type (sub resource))))))"#,
+            "imports `wasi:blobstore/container@0.2.0-draft`, which this host does not serve",
+        ),
+        ("bare", r#"(component (import "do-it" (func)))"#, "imports `do-it`, which is not an interface"),
+    ];
+    for (id, text, expected) in cases {
+        let path = dir.path().join(format!("{id}.wasm"));
+        std::fs::write(&path, wat::parse_str(text)?)?;
+        let err = lattice.scale(host.id(), id, &path.display().to_string(), 1).await?.expect_err("refused");
+        assert!(err.contains(expected), "{id}: {err}");
+    }
+    // A component whose imports are served still scales.
+    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    host.shutdown(None).await?;
+    Ok(())
+}

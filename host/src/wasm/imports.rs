@@ -4,8 +4,9 @@
 //!   linked to a host function that looks up the component's link for that interface **at call
 //!   time** (so a link put or deleted anywhere changes running components at once), then calls
 //!   the target in-process when it runs on this host, or over NATS otherwise;
-//! * `wasi:config/store`: the component's named configs, merged, read live from the lattice;
-//! * `wasi:logging/logging`: the host's tracing, with the component id.
+//! * an interface the host serves itself (the list in [`super::served`]): linked as that entry says;
+//! * anything else (an interface with resources no capability serves, a bare function): the
+//!   component fails to prepare, naming the import.
 //!
 //! A call through an import with no link fails with a message naming the missing link; the
 //! guest traps (a WIT signature has no error case to carry it) and the caller of the guest gets
@@ -64,7 +65,9 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
         if WASI_PROVIDED.iter().any(|p| name.starts_with(p)) {
             continue;
         }
-        let ComponentItem::ComponentInstance(instance) = item else { continue };
+        let ComponentItem::ComponentInstance(instance) = item else {
+            return Err(crate::wasm::served::ImportError::NotAnInterface(name.to_string()).into());
+        };
         let funcs: Vec<(String, ComponentFunc)> = instance
             .exports(&engine)
             .filter_map(|(n, item)| match item {
@@ -72,27 +75,28 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
                 _ => None,
             })
             .collect();
-        if name.starts_with("wasi:config/store@") {
-            link_config(linker, name, ctx)?;
-        } else if name.starts_with("wasi:logging/logging@") {
-            crate::wasm::logging::link(linker, name, &ctx.source_id, &log_rate)?;
-        } else if name.starts_with("wasmcloud:bus/lattice@") {
-            link_bus(linker, name)?;
-        } else if name.starts_with("wasmcloud:messaging/consumer@") {
-            crate::wasm::messaging::link_consumer(linker, name, ctx)?;
-        } else if name.starts_with("wasi:keyvalue/store@") {
-            crate::wasm::keyvalue::link_store(linker, name, ctx)?;
-        } else if name.starts_with("wasi:keyvalue/atomics@") {
-            crate::wasm::keyvalue::link_atomics(linker, name, ctx)?;
-        } else if let Some(iface) = parse_interface(name) {
-            if funcs.iter().all(|(_, f)| plain(f)) && instance.exports(&engine).len() == funcs.len() {
+        if let Some(served) = crate::wasm::served::find(name) {
+            (served.link)(&mut crate::wasm::served::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
+        } else if let Some(iface) = parse_interface(name).filter(|_| linkable(&instance, &engine)) {
+            // (An interface of types alone needs no definitions.)
+            if !funcs.is_empty() {
                 link_interface(linker, name, &iface, &funcs, ctx)?;
-            } else {
-                debug!(import = name, "import uses resources; not linkable to another component");
             }
+        } else {
+            return Err(crate::wasm::served::ImportError::NotServed(name.to_string()).into());
         }
     }
     Ok(())
+}
+
+/// Whether every export of an imported interface can cross to another component or provider:
+/// functions of plain values, and types that are not resources.
+fn linkable(instance: &wasmtime::component::types::ComponentInstance, engine: &wasmtime::Engine) -> bool {
+    instance.exports(engine).all(|(_, item)| match item {
+        ComponentItem::ComponentFunc(f) => plain(&f),
+        ComponentItem::Type(_) => true,
+        _ => false,
+    })
 }
 
 /// Whether a function's signature has no resources (so its values can cross to another store).
@@ -257,7 +261,7 @@ async fn call_callee(
     }
 }
 
-fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
+pub(crate) fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
     let c = ctx.clone();
     instance.func_new("get", move |_, _, params, results| {
@@ -305,7 +309,7 @@ pub struct CallTargetInterface {
 
 /// `wasmcloud:bus/lattice`: `set-link-name` makes the rest of this invocation's calls into the
 /// given interfaces go through link `name`.
-fn link_bus(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
+pub(crate) fn link_bus(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
     instance.resource("call-target-interface", ResourceType::host::<CallTargetInterface>(), |mut store, rep| {
         store.data_mut().table().delete(Resource::<CallTargetInterface>::new_own(rep))?;

@@ -32,6 +32,7 @@ pub mod logging;
 pub mod messaging;
 pub mod oci;
 pub mod prepared;
+pub mod served;
 pub mod state;
 pub mod wrpc;
 pub mod wrpc_http;

@@ -1,0 +1,100 @@
+//! The interfaces this host serves to components itself, in one list ([`SERVED`]): a new
+//! capability the host serves is one entry here and one module beside it. A component's imports
+//! are matched against the list once, when it is prepared (at scale time); an import the list
+//! does not serve becomes a link call ([`super::imports`]) when its functions can cross to
+//! another component or provider, and otherwise fails the scale, naming the import.
+
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+
+use crate::wasm::context::ImportContext;
+use crate::wasm::logging::Rate;
+use crate::wasm::state::GuestState;
+
+/// What linking one served import needs.
+pub struct Linking<'a> {
+    /// The component's linker.
+    pub linker: &'a mut Linker<GuestState>,
+    /// The import's full name (`ns:pkg/iface@version`).
+    pub import: &'a str,
+    /// The component's context (its id, links, the lattice).
+    pub ctx: &'a Arc<ImportContext>,
+    /// The component's one log rate, however many `wasi:logging` versions it imports.
+    pub log_rate: &'a Arc<Rate>,
+}
+
+impl std::fmt::Debug for Linking<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linking").field("import", &self.import).finish_non_exhaustive()
+    }
+}
+
+/// One interface the host serves: the import names it matches and how it is linked.
+pub struct Served {
+    /// Matches imports whose name starts with it (`ns:pkg/iface@`, any version).
+    pub prefix: &'static str,
+    /// What it is, for errors and docs.
+    pub what: &'static str,
+    /// Defines the import's functions in the linker.
+    pub link: fn(&mut Linking<'_>) -> wasmtime::Result<()>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served").field("prefix", &self.prefix).field("what", &self.what).finish_non_exhaustive()
+    }
+}
+
+/// Every interface the host serves itself (beyond the WASI 0.2 it links for every component).
+pub const SERVED: &[Served] = &[
+    Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| super::imports::link_config(l.linker, l.import, l.ctx) },
+    Served {
+        prefix: "wasi:logging/logging@",
+        what: "the host's log, with the component id",
+        link: |l| super::logging::link(l.linker, l.import, &l.ctx.source_id, l.log_rate),
+    },
+    Served { prefix: "wasmcloud:bus/lattice@", what: "choosing link names", link: |l| super::imports::link_bus(l.linker, l.import) },
+    Served {
+        prefix: "wasmcloud:messaging/consumer@",
+        what: "publish and request through a messaging link",
+        link: |l| super::messaging::link_consumer(l.linker, l.import, l.ctx),
+    },
+    Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| super::keyvalue::link_store(l.linker, l.import, l.ctx) },
+    Served {
+        prefix: "wasi:keyvalue/atomics@",
+        what: "key-value counters through a key-value link",
+        link: |l| super::keyvalue::link_atomics(l.linker, l.import, l.ctx),
+    },
+];
+
+/// The entry that serves `import`, if any.
+pub fn find(import: &str) -> Option<&'static Served> {
+    SERVED.iter().find(|s| import.starts_with(s.prefix))
+}
+
+/// Why a component cannot run here: an import nothing serves.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// An interface no capability serves, whose functions cannot be a link call.
+    #[error(
+        "the component imports `{0}`, which this host does not serve and which cannot be a link call to another component or provider (it uses resources, streams or futures)"
+    )]
+    NotServed(String),
+    /// Something other than an interface instance (a bare function or type).
+    #[error("the component imports `{0}`, which is not an interface; this host serves only interfaces")]
+    NotAnInterface(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_import_has_one_entry() {
+        for s in super::SERVED {
+            assert!(s.prefix.ends_with('@'), "{}", s.prefix);
+            assert_eq!(super::SERVED.iter().filter(|o| o.prefix.starts_with(s.prefix) || s.prefix.starts_with(o.prefix)).count(), 1, "{}", s.prefix);
+        }
+        assert!(super::find("wasi:keyvalue/store@0.2.0-draft").is_some());
+        assert!(super::find("wasi:blobstore/blobstore@0.2.0-draft").is_none());
+    }
+}
