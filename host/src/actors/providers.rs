@@ -19,9 +19,10 @@ use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, St
 use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{par, Launch};
 use crate::wasm::oci;
-use crate::providers::http_server::{HttpServerActor, StopHttpServer};
-use crate::providers::messaging::{MessagingActor, StopMessaging};
-use crate::providers::schedule::{ScheduleActor, StopSchedule};
+use crate::providers::follower::{LinkFollower, StopFollowing};
+use crate::providers::http_server::HttpServer;
+use crate::providers::messaging::Messaging;
+use crate::providers::schedule::Schedules;
 use crate::providers::ProviderKind;
 use crate::services::HostServices;
 
@@ -30,12 +31,8 @@ use crate::services::HostServices;
 enum Runner {
     /// In-process, without an actor (HTTP client, key-value).
     InProcess,
-    /// The HTTP server's actor.
-    Http(Addr<HttpServerActor>),
-    /// The messaging provider's actor.
-    Messaging(Addr<MessagingActor>),
-    /// The schedule provider's actor.
-    Schedule(Addr<ScheduleActor>),
+    /// A built-in provider that follows its links (HTTP server, messaging, schedules).
+    Following(Recipient<StopFollowing>),
     /// An external process and its supervisor.
     External(Addr<ExternalProvider>),
 }
@@ -84,16 +81,8 @@ impl ProvidersActor {
         // Revoked before anything else: calls that start from now on are refused.
         self.services.providers.remove(&self.services.host_id, id);
         let external = match running.runner {
-            Runner::Http(addr) => {
-                addr.do_send(StopHttpServer);
-                None
-            }
-            Runner::Messaging(addr) => {
-                addr.do_send(StopMessaging);
-                None
-            }
-            Runner::Schedule(addr) => {
-                addr.do_send(StopSchedule);
+            Runner::Following(addr) => {
+                addr.do_send(StopFollowing);
                 None
             }
             Runner::External(addr) => Some(addr),
@@ -283,23 +272,42 @@ impl ProvidersActor {
     /// Starts a provider the checks let through: a built-in at once, an external one through
     /// [`Self::start_external`].
     fn begin(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
-        if ProviderKind::is_builtin(&cmd.provider_ref) {
-            let started = ProviderKind::parse(&cmd.provider_ref).map(|kind| {
-                let runner = match kind {
-                    ProviderKind::HttpServer => Runner::Http(HttpServerActor::new(cmd.provider_id.clone(), self.services.clone()).start()),
-                    ProviderKind::Messaging => {
-                        Runner::Messaging(MessagingActor::new(cmd.provider_id.clone(), self.services.clone()).start())
-                    }
-                    ProviderKind::Schedule => Runner::Schedule(ScheduleActor::new(cmd.provider_id.clone(), self.services.clone()).start()),
-                    ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
-                };
-                (kind.name(), runner)
-            });
-            self.launched(&cmd, base, started);
-        } else {
-            self.start_external(cmd, base, ctx);
+        if !ProviderKind::is_builtin(&cmd.provider_ref) {
+            return self.start_external(cmd, base, ctx);
         }
+        let kind = match ProviderKind::parse(&cmd.provider_ref) {
+            Ok(kind) => kind,
+            Err(e) => return self.launched(&cmd, base, Err(e)),
+        };
+        let (id, services) = (cmd.provider_id.clone(), self.services.clone());
+        let runner = match kind {
+            ProviderKind::HttpServer => following(HttpServer::new(id, services.clone()), &services),
+            ProviderKind::Messaging => following(Messaging::new(id, services.clone()), &services),
+            ProviderKind::Schedule => return self.start_schedules(cmd, base, ctx),
+            ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
+        };
+        self.launched(&cmd, base, Ok((kind.name(), runner)));
     }
+
+    /// Starts a schedule provider once its bucket is open (retried while JetStream refuses);
+    /// a stop in the meantime means it never starts.
+    fn start_schedules(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
+        self.unpacking.insert(cmd.provider_id.clone());
+        let open = crate::providers::schedule::open_bucket(self.services.store.clone(), cmd.provider_id.clone());
+        ctx.spawn(open.into_actor(self).map(move |claims, act, _| {
+            if !act.unpacking.remove(&cmd.provider_id) {
+                info!(provider_id = %cmd.provider_id, "schedule provider stopped while its bucket was opened; not started");
+                return;
+            }
+            let runner = following(Schedules::new(cmd.provider_id.clone(), act.services.clone(), claims), &act.services);
+            act.launched(&cmd, base, Ok((ProviderKind::Schedule.name(), runner)));
+        }));
+    }
+}
+
+/// Starts `provider` following its links.
+fn following<P: crate::providers::follower::FollowLinks>(provider: P, services: &HostServices) -> Runner {
+    Runner::Following(LinkFollower::new(provider, services.view.clone()).start().recipient())
 }
 
 /// `provider.stop`.

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use trellis_messages::event::{names, LinkSetFailed};
 use trellis_messages::link::Link;
 
+use super::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 
@@ -44,8 +45,8 @@ struct Listener {
     stop: Option<oneshot::Sender<()>>,
 }
 
-/// One HTTP server provider.
-pub struct HttpServerActor {
+/// One HTTP server provider (run by a [`LinkFollower`]).
+pub struct HttpServer {
     id: String,
     services: HostServices,
     listeners: HashMap<SocketAddr, Listener>,
@@ -55,13 +56,13 @@ pub struct HttpServerActor {
     retrying: bool,
 }
 
-impl std::fmt::Debug for HttpServerActor {
+impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpServerActor").field("id", &self.id).field("listeners", &self.listeners.keys()).finish()
+        f.debug_struct("HttpServer").field("id", &self.id).field("listeners", &self.listeners.keys()).finish()
     }
 }
 
-impl HttpServerActor {
+impl HttpServer {
     /// A provider `id` with no listeners yet; they follow its links once it starts.
     pub fn new(id: String, services: HostServices) -> Self {
         Self { id, services, listeners: HashMap::new(), reported: HashSet::new(), retrying: false }
@@ -90,18 +91,6 @@ impl HttpServerActor {
             let events = self.services.events.clone();
             let data = LinkSetFailed { link: link.clone(), error };
             actix::spawn(async move { events.publish_logged(names::LINKDEF_SET_FAILED, data).await });
-        }
-    }
-
-    /// Brings listeners and routes in line with the links; a listener that cannot bind is
-    /// retried every second (the address may be freed, e.g. by a previous owner stopping).
-    fn reconcile(&mut self, ctx: &mut Context<Self>) {
-        if !self.reconcile_once() && !self.retrying {
-            self.retrying = true;
-            ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
-                act.retrying = false;
-                act.reconcile(ctx);
-            });
         }
     }
 
@@ -274,41 +263,25 @@ fn path_matches(path: &str, prefix: &str) -> bool {
     prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
-impl Actor for HttpServerActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let changes = self.services.view.changes();
-        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
-        self.reconcile(ctx);
+impl FollowLinks for HttpServer {
+    /// Brings listeners and routes in line with the links; a listener that cannot bind is
+    /// retried every second (the address may be freed, e.g. by a previous owner stopping).
+    fn reconcile(&mut self, ctx: &mut Context<LinkFollower<Self>>) {
+        if !self.reconcile_once() && !self.retrying {
+            self.retrying = true;
+            ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
+                act.provider().retrying = false;
+                act.provider().reconcile(ctx);
+            });
+        }
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stop(&mut self) {
         for (_, mut l) in self.listeners.drain() {
             if let Some(stop) = l.stop.take() {
                 let _ = stop.send(());
             }
         }
-    }
-}
-
-impl StreamHandler<()> for HttpServerActor {
-    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
-        self.reconcile(ctx);
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {}
-}
-
-/// Stops the provider and its listeners.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopHttpServer;
-
-impl Handler<StopHttpServer> for HttpServerActor {
-    type Result = ();
-    fn handle(&mut self, _: StopHttpServer, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
 

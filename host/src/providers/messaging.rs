@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 use wasmtime::component::{ComponentType, Lower};
 
+use super::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 
 /// The export messages are delivered to.
@@ -39,20 +40,20 @@ struct BrokerMessage {
 /// One subscription: (target component, subject, queue group).
 type Key = (String, String, Option<String>);
 
-/// One messaging provider.
-pub struct MessagingActor {
+/// One messaging provider (run by a [`LinkFollower`]).
+pub struct Messaging {
     id: String,
     services: HostServices,
     subscriptions: HashMap<Key, tokio::task::JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for MessagingActor {
+impl std::fmt::Debug for Messaging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessagingActor").field("id", &self.id).field("subscriptions", &self.subscriptions.keys()).finish()
+        f.debug_struct("Messaging").field("id", &self.id).field("subscriptions", &self.subscriptions.keys()).finish()
     }
 }
 
-impl MessagingActor {
+impl Messaging {
     /// A provider `id`; subscriptions follow its links once it starts.
     pub fn new(id: String, services: HostServices) -> Self {
         Self { id, services, subscriptions: HashMap::new() }
@@ -80,7 +81,7 @@ impl MessagingActor {
         out
     }
 
-    fn reconcile(&mut self) {
+    fn sync(&mut self) {
         let desired = self.desired();
         debug!(provider = %self.id, ?desired, links = ?self.services.view.links_from(&self.id).len(), "messaging reconcile");
         self.subscriptions.retain(|key, task| {
@@ -203,39 +204,15 @@ mod tests {
     }
 }
 
-impl Actor for MessagingActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let changes = self.services.view.changes();
-        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
-        self.reconcile();
+impl FollowLinks for Messaging {
+    fn reconcile(&mut self, _: &mut Context<LinkFollower<Self>>) {
+        self.sync();
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stop(&mut self) {
         for (_, task) in self.subscriptions.drain() {
             task.abort();
         }
-    }
-}
-
-impl StreamHandler<()> for MessagingActor {
-    fn handle(&mut self, (): (), _: &mut Self::Context) {
-        self.reconcile();
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {}
-}
-
-/// Stops the provider and its subscriptions.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopMessaging;
-
-impl Handler<StopMessaging> for MessagingActor {
-    type Result = ();
-    fn handle(&mut self, _: StopMessaging, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
 

@@ -16,6 +16,7 @@
 //! tools see them; their work happens in the host functions guests call, without a NATS hop.
 
 pub mod external;
+pub mod follower;
 pub mod http_server;
 pub mod messaging;
 pub mod schedule;

@@ -365,8 +365,7 @@ impl Actor for ExternalProvider {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let changes = self.services.view.changes();
-        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
+        ctx.add_stream(crate::providers::follower::changes(&self.services.view));
         self.watch(ctx);
     }
 }

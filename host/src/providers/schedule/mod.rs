@@ -24,6 +24,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 use trellis_messages::link::Link;
 
+use super::follower::{FollowLinks, LinkFollower};
 use crate::lattice::LatticeStore;
 use crate::services::HostServices;
 
@@ -65,29 +66,46 @@ pub async fn check_link(store: &LatticeStore, link: &Link) -> Result<(), String>
 /// One schedule: (component, link name).
 type Key = (String, String);
 
-/// One schedule provider.
-pub struct ScheduleActor {
+/// One schedule provider (run by a [`LinkFollower`] once its bucket is open).
+pub struct Schedules {
     id: String,
     services: HostServices,
-    /// The schedule bucket, once open (schedules start then).
-    claims: Option<claims::Claims>,
+    /// The schedule bucket.
+    claims: claims::Claims,
     /// Running schedules, with the config they run.
     jobs: HashMap<Key, (BTreeMap<String, String>, tokio::task::JoinHandle<()>)>,
     /// Configs already reported as bad (reported once, not on every change of the lattice).
     refused: HashSet<(Key, String)>,
 }
 
-impl std::fmt::Debug for ScheduleActor {
+impl std::fmt::Debug for Schedules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduleActor").field("id", &self.id).field("jobs", &self.jobs.keys()).finish()
+        f.debug_struct("Schedules").field("id", &self.id).field("jobs", &self.jobs.keys()).finish()
     }
 }
 
-impl ScheduleActor {
-    /// A provider `id`; once it starts and has opened the schedule bucket, its schedules
-    /// follow its links.
-    pub fn new(id: String, services: HostServices) -> Self {
-        Self { id, services, claims: None, jobs: HashMap::new(), refused: HashSet::new() }
+/// Opens (creates when missing) the schedule bucket; JetStream unavailable or refusing it is
+/// retried every 2 s, with one warning. Hosts open the bucket only when they start a schedule
+/// provider.
+pub async fn open_bucket(store: LatticeStore, provider_id: String) -> claims::Claims {
+    let mut warned = false;
+    loop {
+        match store.schedules().await {
+            Ok(kv) => return claims::Claims::new(kv),
+            Err(e) => {
+                if !std::mem::replace(&mut warned, true) {
+                    warn!(provider_id = %provider_id, "schedule provider cannot open its bucket; retrying every 2 s: {e}");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+impl Schedules {
+    /// A provider `id` over the open bucket; its schedules follow its links once it starts.
+    pub fn new(id: String, services: HostServices, claims: claims::Claims) -> Self {
+        Self { id, services, claims, jobs: HashMap::new(), refused: HashSet::new() }
     }
 
     fn desired(&self) -> HashMap<Key, BTreeMap<String, String>> {
@@ -101,8 +119,8 @@ impl ScheduleActor {
         out
     }
 
-    fn reconcile(&mut self) {
-        let Some(claims) = self.claims.clone() else { return };
+    fn sync(&mut self) {
+        let claims = self.claims.clone();
         let desired = self.desired();
         self.jobs.retain(|key, (config, task)| {
             let keep = desired.get(key) == Some(config);
@@ -141,59 +159,15 @@ impl ScheduleActor {
     }
 }
 
-impl Actor for ScheduleActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let changes = self.services.view.changes();
-        ctx.add_stream(futures::stream::unfold(changes, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }));
-        // The bucket is opened (created when missing) before any schedule runs; JetStream
-        // unavailable or refusing it is retried, with one warning.
-        let (store, id) = (self.services.store.clone(), self.id.clone());
-        let open = async move {
-            let mut warned = false;
-            loop {
-                match store.schedules().await {
-                    Ok(kv) => return claims::Claims::new(kv),
-                    Err(e) => {
-                        if !std::mem::replace(&mut warned, true) {
-                            warn!(provider_id = %id, "schedule provider cannot open its bucket; retrying every 2 s: {e}");
-                        }
-                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                    }
-                }
-            }
-        };
-        ctx.spawn(actix::fut::wrap_future(open).map(|claims, actor: &mut Self, _| {
-            actor.claims = Some(claims);
-            actor.reconcile();
-        }));
+impl FollowLinks for Schedules {
+    fn reconcile(&mut self, _: &mut Context<LinkFollower<Self>>) {
+        self.sync();
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stop(&mut self) {
         // A tick cut off here keeps its claim until the deadline; another host then takes it over.
         for (_, (_, task)) in self.jobs.drain() {
             task.abort();
         }
-    }
-}
-
-impl StreamHandler<()> for ScheduleActor {
-    fn handle(&mut self, (): (), _: &mut Self::Context) {
-        self.reconcile();
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {}
-}
-
-/// Stops the provider and its schedules.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopSchedule;
-
-impl Handler<StopSchedule> for ScheduleActor {
-    type Result = ();
-    fn handle(&mut self, _: StopSchedule, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
