@@ -49,7 +49,7 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
                     r#"(component (import "acme:missing/thing@1.0.0" (instance (export "handle" (type (sub resource))))))"#,
                 )?,
             )?,
-            "the host cannot satisfy its imports",
+            "cannot link its imports: the component imports `acme:missing/thing@1.0.0`, which this host does not serve",
         ),
         (write("big.wasm", &big)?, "over the host's component size limit of 102400 bytes"),
         ("s3://acme/echo.wasm".to_string(), "`s3://` references are not supported yet"),

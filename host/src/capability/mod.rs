@@ -154,6 +154,21 @@ impl Resolver {
         Self { view, providers, policy: Arc::new(policy) }
     }
 
+    /// The links through which provider `provider` delivers `ns:pkg/iface` to components (its
+    /// links as source that name the interface), each with its source config merged: what a
+    /// link-following provider serves. The one place providers learn their links from.
+    pub fn deliveries(&self, provider: &str, (ns, pkg, iface): (&str, &str, &str)) -> Vec<(Link, BTreeMap<String, String>)> {
+        self.view
+            .links_from(provider)
+            .into_iter()
+            .filter(|l| l.wit_namespace == ns && l.wit_package == pkg && l.interfaces.iter().any(|i| i == iface))
+            .map(|l| {
+                let config = self.view.config(&l.source_config);
+                (l, config)
+            })
+            .collect()
+    }
+
     /// The component that `source`'s link `link_name` for `ns:pkg/iface` targets.
     ///
     /// # Errors

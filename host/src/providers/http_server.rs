@@ -71,11 +71,7 @@ impl HttpServer {
     /// Routes wanted by the current links, by address.
     fn desired(&mut self) -> BTreeMap<SocketAddr, Vec<Route>> {
         let mut out: BTreeMap<SocketAddr, Vec<Route>> = BTreeMap::new();
-        for link in self.services.view.links_from(&self.id) {
-            if link.wit_namespace != "wasi" || link.wit_package != "http" || !link.interfaces.iter().any(|i| i == "incoming-handler") {
-                continue;
-            }
-            let config = self.services.view.config(&link.source_config);
+        for (link, config) in self.services.resolver.deliveries(&self.id, ("wasi", "http", "incoming-handler")) {
             let address = config.get("address").map_or(DEFAULT_ADDRESS, String::as_str);
             match address.parse::<SocketAddr>() {
                 Ok(addr) => out.entry(addr).or_default().push(Route { prefix: config.get("path").cloned(), target: link.target.clone() }),

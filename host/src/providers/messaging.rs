@@ -61,11 +61,7 @@ impl Messaging {
 
     fn desired(&self) -> Vec<Key> {
         let mut out = Vec::new();
-        for link in self.services.view.links_from(&self.id) {
-            if link.wit_namespace != "wasmcloud" || link.wit_package != "messaging" || !link.interfaces.iter().any(|i| i == "handler") {
-                continue;
-            }
-            let config = self.services.view.config(&link.source_config);
+        for (link, config) in self.services.resolver.deliveries(&self.id, ("wasmcloud", "messaging", "handler")) {
             let queue = config.get("queue_group").filter(|q| !q.is_empty()).cloned();
             for subject in config.get("subscriptions").map(String::as_str).unwrap_or_default().split(',') {
                 let subject = subject.trim();
@@ -83,7 +79,7 @@ impl Messaging {
 
     fn sync(&mut self) {
         let desired = self.desired();
-        debug!(provider = %self.id, ?desired, links = ?self.services.view.links_from(&self.id).len(), "messaging reconcile");
+        debug!(provider = %self.id, ?desired, "messaging reconcile");
         self.subscriptions.retain(|key, task| {
             let keep = desired.contains(key);
             if !keep {

@@ -110,11 +110,8 @@ impl Schedules {
 
     fn desired(&self) -> HashMap<Key, BTreeMap<String, String>> {
         let mut out = HashMap::new();
-        for link in self.services.view.links_from(&self.id) {
-            if is_schedule_link(&link) && link.interfaces.iter().any(|i| i == INTERFACE) {
-                let config = self.services.view.config(&link.source_config);
-                out.insert((link.target.clone(), link.name.clone()), config);
-            }
+        for (link, config) in self.services.resolver.deliveries(&self.id, (NAMESPACE, PACKAGE, INTERFACE)) {
+            out.insert((link.target.clone(), link.name.clone()), config);
         }
         out
     }
