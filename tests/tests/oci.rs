@@ -364,3 +364,163 @@ async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Res
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// What a scripted registry sends for one request.
+enum Answer {
+    /// A whole response, head and body.
+    Whole(String),
+    /// `head`, then zeros until `bytes` are sent or the host hangs up (the body's length is not
+    /// announced: the connection closes after it).
+    Endless { head: String, bytes: u64 },
+}
+
+/// A registry on a free port whose answer to each request is `script`'s, given the request's head.
+/// Returns its address, the heads it was sent and the body bytes it managed to send.
+async fn scripted_registry(
+    script: impl Fn(&str, &str) -> Answer + Send + Sync + 'static,
+) -> anyhow::Result<(String, std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let script = std::sync::Arc::new(script);
+    let (seen, counted, own) = (heads.clone(), sent.clone(), address.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (seen, counted, script, own) = (seen.clone(), counted.clone(), script.clone(), own.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).into_owned();
+                seen.lock().unwrap().push(head.clone());
+                match script(&own, &head) {
+                    Answer::Whole(all) => {
+                        let _ = conn.write_all(all.as_bytes()).await;
+                    }
+                    Answer::Endless { head, bytes } => {
+                        if conn.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let chunk = vec![b' '; 64 << 10];
+                        while counted.load(Relaxed) < bytes {
+                            if conn.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                            counted.fetch_add(chunk.len() as u64, Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok((address, heads, sent))
+}
+
+fn whole(status: &str, headers: &str, body: &str) -> Answer {
+    Answer::Whole(format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()))
+}
+
+/// A manifest of one `application/wasm` layer of `digest` and `size`.
+fn wasm_manifest(digest: &str, size: usize) -> String {
+    let zeros = "0".repeat(64);
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.wasm.config.v0+json","digest":"sha256:{zeros}","size":2}},"layers":[{{"mediaType":"application/wasm","digest":"{digest}","size":{size}}}]}}"#
+    )
+}
+
+/// Manifests and token answers were read whole by oci-client (`res.bytes()`): a registry sending
+/// 200 MiB in either grew the host by as much. Now each is cut off at 4 MiB
+/// (`vendor/oci-client`, `MAX_RESPONSE_BYTES`) and the host's memory stays flat.
+#[tokio::test]
+async fn a_registry_sending_an_endless_manifest_or_token_is_cut_off() -> anyhow::Result<()> {
+    init_tracing();
+    const ENDLESS: u64 = 200 << 20;
+    let endless = || Answer::Endless { head: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".into(), bytes: ENDLESS };
+    // One registry answers the manifest without end; the other asks for a bearer token and its
+    // token endpoint answers without end.
+    let (manifests, _, manifest_sent) = scripted_registry(move |_, head| {
+        if head.starts_with("GET /v2/ ") { whole("200 OK", "", "{}") } else { endless() }
+    })
+    .await?;
+    let (tokens, _, token_sent) = scripted_registry(move |own, head| {
+        if head.starts_with("GET /token") {
+            endless()
+        } else {
+            whole("401 Unauthorized", &format!("WWW-Authenticate: Bearer realm=\"http://{own}/token\",service=\"evil\"\r\n"), "")
+        }
+    })
+    .await?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.oci = OciConfig { insecure: vec![manifests.clone(), tokens.clone()], timeout: Duration::from_secs(30), ..OciConfig::default() };
+    let host = lattice.start_host(config).await?;
+    let before = trellis_tests::process::rss_of("self");
+    // oci-client drops a failed token request and asks for the manifest without one, so that
+    // pull fails as unauthorised.
+    for (address, sent, reason) in [(&manifests, &manifest_sent, "larger than 4194304 bytes"), (&tokens, &token_sent, "Not authorized")] {
+        let err = lattice.scale(host.id(), "evil", &format!("{address}/evil/echo:1.0"), 1).await?.expect_err("refused");
+        assert!(err.contains(reason) && err.contains(address.as_str()), "{err}");
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < 64 << 20, "{address}: the response was cut off early ({} MiB sent)", sent >> 20);
+    }
+    let grown = trellis_tests::process::rss_of("self").saturating_sub(before);
+    assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
+    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// A registry the host has credentials for redirects the layer to another server (as registries
+/// do to their storage): the credentials go with the manifest request and not to the other
+/// server (reqwest drops `Authorization` on a redirect to another host or port).
+#[tokio::test]
+async fn registry_credentials_do_not_follow_a_redirect_to_another_server() -> anyhow::Result<()> {
+    init_tracing();
+    let (storage, storage_heads, _) = scripted_registry(|_, _| whole("404 Not Found", "", "")).await?;
+    let layer = b"not really wasm";
+    let digest = trellis_host::wasm::oci::sha256(layer);
+    let manifest = wasm_manifest(&digest, layer.len());
+    let to = storage.clone();
+    let (registry, registry_heads, _) = scripted_registry(move |_, head| {
+        let line = head.lines().next().unwrap_or_default();
+        if !head.to_lowercase().contains("authorization: basic") {
+            whole("401 Unauthorized", "WWW-Authenticate: Basic realm=\"registry\"\r\n", "")
+        } else if line.contains("/manifests/") {
+            whole("200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", &manifest)
+        } else if line.contains("/blobs/") {
+            whole("307 Temporary Redirect", &format!("Location: http://{to}/storage/layer\r\n"), "")
+        } else {
+            whole("200 OK", "", "{}")
+        }
+    })
+    .await?;
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.oci = OciConfig {
+        insecure: vec![registry.clone(), storage.clone()],
+        credentials: Some(OciCredentials { registry: registry.clone(), user: "ci".into(), password: "s3cret".into() }),
+        timeout: Duration::from_secs(20),
+        ..OciConfig::default()
+    };
+    let host = lattice.start_host(config).await?;
+    let err = lattice.scale(host.id(), "moved", &format!("{registry}/private/echo:1.0"), 1).await?.expect_err("the storage has nothing");
+    assert!(err.contains(&registry), "{err}");
+    let asked = registry_heads.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|h| h.contains("/blobs/") && h.to_lowercase().contains("authorization: basic")),
+        "the registry itself was sent the credentials: {asked:?}"
+    );
+    let redirected = storage_heads.lock().unwrap().clone();
+    assert!(redirected.iter().any(|h| h.contains("/storage/layer")), "the redirect was followed: {redirected:?}");
+    assert!(redirected.iter().all(|h| !h.to_lowercase().contains("authorization")), "no credentials went to the storage: {redirected:?}");
+    host.shutdown(None).await?;
+    Ok(())
+}
