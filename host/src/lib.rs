@@ -143,8 +143,8 @@
 //! everything by replaying the watch.
 //!
 //! Key-value (`wasi:keyvalue` on JetStream KV), messaging (`wasmcloud:messaging/consumer`) and
-//! the HTTP client gate are host functions in `wasm::keyvalue`, `wasm::messaging` and
-//! `wasm::invoke`/`wasm::state`; what each may reach is decided by [`capability`] at call time,
+//! the HTTP client gate are host functions in `wasm::capabilities` (one module each, one list
+//! of them all) and `wasm::state`; what each may reach is decided by [`capability`] at call time,
 //! and nowhere else.
 //!
 //! Declared applications ([`apps`]) are tasks the supervisor owns beside the actors: the

@@ -4,7 +4,7 @@
 //!   linked to a host function that looks up the component's link for that interface **at call
 //!   time** (so a link put or deleted anywhere changes running components at once), then calls
 //!   the target in-process when it runs on this host, or over NATS otherwise;
-//! * an interface the host serves itself (the list in [`super::served`]): linked as that entry says;
+//! * an interface the host serves itself (the list in [`super::capabilities`]): linked as that entry says;
 //! * anything else (an interface with resources no capability serves, a bare function): the
 //!   component fails to prepare, naming the import.
 //!
@@ -16,15 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::{debug, trace};
+use tracing::trace;
 use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_NAME_HEADER, SOURCE_ID_HEADER};
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
-use wasmtime::component::{Component, Linker, Resource, ResourceType, Type, Val};
+use wasmtime::component::{Component, Linker, Type, Val};
 
 use crate::capability::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::wasm::context::ImportContext;
-use crate::wasm::state::{GuestState, MAX_LINK_NAME_BYTES};
+use crate::wasm::state::GuestState;
+use crate::wasm::wrpc_value::plain_type;
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =
@@ -60,13 +61,13 @@ fn parse_interface(name: &str) -> Option<InterfaceName> {
 pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
     let engine = ctx.runtime.engine().clone();
     // One log rate for the component, however many `wasi:logging` versions it imports.
-    let log_rate = Arc::new(crate::wasm::logging::Rate::new());
+    let log_rate = Arc::new(crate::wasm::capabilities::logging::Rate::new());
     for (name, item) in component.component_type().imports(&engine) {
         if WASI_PROVIDED.iter().any(|p| name.starts_with(p)) {
             continue;
         }
         let ComponentItem::ComponentInstance(instance) = item else {
-            return Err(crate::wasm::served::ImportError::NotAnInterface(name.to_string()).into());
+            return Err(crate::wasm::capabilities::ImportError::NotAnInterface(name.to_string()).into());
         };
         let funcs: Vec<(String, ComponentFunc)> = instance
             .exports(&engine)
@@ -75,15 +76,15 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
                 _ => None,
             })
             .collect();
-        if let Some(served) = crate::wasm::served::find(name) {
-            (served.link)(&mut crate::wasm::served::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
+        if let Some(served) = crate::wasm::capabilities::find(name) {
+            (served.link)(&mut crate::wasm::capabilities::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
         } else if let Some(iface) = parse_interface(name).filter(|_| linkable(&instance, &engine)) {
             // (An interface of types alone needs no definitions.)
             if !funcs.is_empty() {
                 link_interface(linker, name, &iface, &funcs, ctx)?;
             }
         } else {
-            return Err(crate::wasm::served::ImportError::NotServed(name.to_string()).into());
+            return Err(crate::wasm::capabilities::ImportError::NotServed(name.to_string()).into());
         }
     }
     Ok(())
@@ -104,20 +105,6 @@ fn plain(f: &ComponentFunc) -> bool {
     f.params().all(|(_, t)| plain_type(&t)) && f.results().all(|t| plain_type(&t))
 }
 
-/// Whether values of `t` can cross to another store (no resources, futures or streams).
-pub(crate) fn plain_type(t: &Type) -> bool {
-    match t {
-        // A map is carried by neither WAVE nor Trellis's wRPC decoder (wrpc_value).
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => false,
-        Type::List(l) => plain_type(&l.ty()),
-        Type::Option(o) => plain_type(&o.ty()),
-        Type::Result(r) => r.ok().as_ref().is_none_or(plain_type) && r.err().as_ref().is_none_or(plain_type),
-        Type::Record(r) => r.fields().all(|f| plain_type(&f.ty)),
-        Type::Tuple(t) => t.types().all(|t| plain_type(&t)),
-        Type::Variant(v) => v.cases().all(|c| c.ty.as_ref().is_none_or(plain_type)),
-        _ => true,
-    }
-}
 
 fn link_interface(
     linker: &mut Linker<GuestState>,
@@ -259,93 +246,6 @@ async fn call_callee(
         (None, Some(error)) => Err(failed(&error)),
         (None, None) => Err(failed(&"empty reply")),
     }
-}
-
-pub(crate) fn link_config(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut instance = linker.instance(import)?;
-    let c = ctx.clone();
-    instance.func_new("get", move |_, _, params, results| {
-        let key = match params.first() {
-            Some(Val::String(k)) => k.clone(),
-            _ => return Err(wasmtime::Error::msg("wasi:config/store.get expects a string key")),
-        };
-        let value = c.resolver.config(&c.config_names).get(&key).cloned();
-        set_result(results, "get", Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v)))))))))
-    })?;
-    let c = ctx.clone();
-    instance.func_new("get-all", move |_, _, _, results| {
-        let pairs = c
-            .resolver
-            .config(&c.config_names)
-            .into_iter()
-            .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
-            .collect();
-        set_result(results, "get-all", Val::Result(Ok(Some(Box::new(Val::List(pairs))))))
-    })?;
-    Ok(())
-}
-
-/// Writes the one result of `wasi:config/store.{function}`. The slot count comes from the
-/// signature the guest declared for its import, which may not be the real one: a guest that
-/// declares no result gets an error, not a host panic (and wasmtime checks the value's type).
-fn set_result(results: &mut [Val], function: &str, value: Val) -> wasmtime::Result<()> {
-    match results {
-        [slot] => {
-            *slot = value;
-            Ok(())
-        }
-        _ => Err(wasmtime::Error::msg(format!(
-            "wasi:config/store.{function} is imported with {} results; its signature has one",
-            results.len()
-        ))),
-    }
-}
-
-/// A `wasmcloud:bus/lattice.call-target-interface` a guest made.
-#[derive(Debug)]
-pub struct CallTargetInterface {
-    key: String,
-}
-
-/// `wasmcloud:bus/lattice`: `set-link-name` makes the rest of this invocation's calls into the
-/// given interfaces go through link `name`.
-pub(crate) fn link_bus(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
-    let mut instance = linker.instance(import)?;
-    instance.resource("call-target-interface", ResourceType::host::<CallTargetInterface>(), |mut store, rep| {
-        store.data_mut().table().delete(Resource::<CallTargetInterface>::new_own(rep))?;
-        Ok(())
-    })?;
-    instance.func_wrap(
-        "[constructor]call-target-interface",
-        |mut store, (ns, pkg, iface): (String, String, String)| -> wasmtime::Result<(Resource<CallTargetInterface>,)> {
-            let key = format!("{ns}:{pkg}/{iface}");
-            if key.len() > MAX_LINK_NAME_BYTES {
-                return Err(wasmtime::Error::msg(format!(
-                    "call-target-interface: `{}…` is longer than {MAX_LINK_NAME_BYTES} bytes",
-                    crate::wasm::logging::clip(&key, 64)
-                )));
-            }
-            Ok((store.data_mut().table().push(CallTargetInterface { key })?,))
-        },
-    )?;
-    instance.func_wrap(
-        "set-link-name",
-        |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
-            if name.len() > MAX_LINK_NAME_BYTES {
-                return Err(wasmtime::Error::msg(format!(
-                    "set-link-name: a link name of {} bytes is longer than {MAX_LINK_NAME_BYTES}",
-                    name.len()
-                )));
-            }
-            for r in interfaces {
-                let target = store.data_mut().table().delete(r)?;
-                debug!(link = %name, interface = %target.key, "guest chose a link name");
-                store.data_mut().set_link_name(target.key, &name).map_err(wasmtime::Error::msg)?;
-            }
-            Ok(())
-        },
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,22 @@
 //!   every guest fault (trap, deadline, memory limit) turned into a [`Fault`].
 //! * [`context`]: what a component's host functions need at call time (the capability
 //!   resolver among it).
-//! * [`imports`]: what a component imports beyond WASI: interfaces served by linked
-//!   components (locally or over NATS), `wasi:config/store`, `wasi:logging/logging`.
+//! * [`imports`]: what a component imports beyond WASI, matched once at scale time: an
+//!   interface in the [`capabilities`] list is linked by its module there (config, logging, the
+//!   lattice bus, messaging, key-value); any other interface of plain functions becomes a link
+//!   call to a component or provider (in-process, or over NATS through [`wrpc`]); anything else
+//!   fails the scale, naming the import.
 //! * [`local`]: the components running on this host, for in-process link calls.
-//! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter).
+//! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter, the outbound HTTP
+//!   gate).
+//! * Transports: [`wrpc`] and [`wrpc_http`] serve and call components over wRPC on NATS,
+//!   decoding values with [`wrpc_value`] (lengths never trusted); [`http`] serves a component's
+//!   `wasi:http` export to the built-in HTTP server, with request bodies on a clock
+//!   ([`http_body`]).
+//! * [`compiled`]: the on-disk cache of compiled components.
 
 pub mod artifacts;
+pub mod capabilities;
 pub mod compiled;
 pub mod context;
 pub mod engine;
@@ -25,14 +35,10 @@ pub mod invoke;
 pub mod http;
 pub mod http_body;
 pub mod imports;
-pub mod keyvalue;
 pub mod load;
 pub mod local;
-pub mod logging;
-pub mod messaging;
 pub mod oci;
 pub mod prepared;
-pub mod served;
 pub mod state;
 pub mod wrpc;
 pub mod wrpc_http;

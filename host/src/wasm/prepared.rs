@@ -137,7 +137,7 @@ impl PreparedComponent {
                 continue;
             }
             let params: Vec<Type> = f.params.iter().map(|(_, t)| t.clone()).collect();
-            if !params.iter().chain(&f.results).all(crate::wasm::imports::plain_type) {
+            if !params.iter().chain(&f.results).all(crate::wasm::wrpc_value::plain_type) {
                 continue;
             }
             out.entry(instance.to_string()).or_default().push((func.to_string(), params, f.results.clone()));

@@ -9,7 +9,7 @@
 //! a [`Val`], about 32 bytes per element, so a `list<u8>` costs 32× its wire size).
 //!
 //! Only values without resources, streams or futures are decoded: what Trellis carries between
-//! components and providers ([`crate::wasm::imports::plain_type`]).
+//! components and providers ([`plain_type`]).
 
 use std::sync::Arc;
 
@@ -24,6 +24,21 @@ pub const MAX_CALL_VALUE_BYTES: usize = 64 << 20;
 
 /// Host memory all wRPC values being decoded or waiting for their call may take at once.
 pub const MAX_HOST_VALUE_BYTES: usize = 256 << 20;
+
+/// Whether values of `t` can cross to another store (no resources, futures or streams).
+pub(crate) fn plain_type(t: &Type) -> bool {
+    match t {
+        // A map is carried by neither WAVE nor Trellis's wRPC decoder (wrpc_value).
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => false,
+        Type::List(l) => plain_type(&l.ty()),
+        Type::Option(o) => plain_type(&o.ty()),
+        Type::Result(r) => r.ok().as_ref().is_none_or(plain_type) && r.err().as_ref().is_none_or(plain_type),
+        Type::Record(r) => r.fields().all(|f| plain_type(&f.ty)),
+        Type::Tuple(t) => t.types().all(|t| plain_type(&t)),
+        Type::Variant(v) => v.cases().all(|c| c.ty.as_ref().is_none_or(plain_type)),
+        _ => true,
+    }
+}
 
 /// Capacity reserved for a list before its elements arrive.
 const MAX_RESERVED_ELEMENTS: usize = 1024;

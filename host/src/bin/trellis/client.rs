@@ -167,7 +167,7 @@ pub async fn run(command: Command) -> Result<()> {
             };
             let client = connect(&args).await?;
             let command = ScaleComponentCommand {
-                component_ref: absolute_ref(&component_ref),
+                component_ref: crate::reference::absolute(&component_ref),
                 component_id: component_id.clone(),
                 max_instances: max,
                 host_id: host_id.clone(),
@@ -187,7 +187,7 @@ pub async fn run(command: Command) -> Result<()> {
             let command = UpdateComponentCommand {
                 component_id: component_id.clone(),
                 host_id: host_id.clone(),
-                new_component_ref: absolute_ref(&new_ref),
+                new_component_ref: crate::reference::absolute(&new_ref),
                 annotations: None,
             };
             let outcome = watch_scale(&client, &component_id, wait).await?;
@@ -232,7 +232,7 @@ pub async fn run(command: Command) -> Result<()> {
             let watch = watch_provider(&client, &provider_id, args.timeout.max(Duration::from_secs(5))).await?;
             let command = trellis_messages::provider::StartProviderCommand {
                 provider_id: provider_id.clone(),
-                provider_ref: if ProviderKind::is_builtin(&reference) { reference } else { absolute_ref(&reference) },
+                provider_ref: if ProviderKind::is_builtin(&reference) { reference } else { crate::reference::absolute(&reference) },
                 host_id: host_id.clone(),
                 config,
                 ..Default::default()
@@ -327,18 +327,6 @@ pub async fn run(command: Command) -> Result<()> {
         | Command::ProviderGuard { .. } => {
             anyhow::bail!("host, app, get, schedule, sign and claims commands are run by main, not this client")
         }
-    }
-}
-
-/// A local path that exists becomes an absolute `file://` reference, so the host (whatever its
-/// working directory) finds the same file.
-pub(crate) fn absolute_ref(reference: &str) -> String {
-    if reference.contains("://") {
-        return reference.to_string();
-    }
-    match std::fs::canonicalize(reference) {
-        Ok(path) => format!("file://{}", path.display()),
-        Err(_) => reference.to_string(),
     }
 }
 

@@ -7,6 +7,7 @@ mod demo;
 mod host_args;
 mod otlp;
 mod overview;
+mod reference;
 mod scale;
 mod schedule;
 mod sign;

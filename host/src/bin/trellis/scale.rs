@@ -57,7 +57,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>> {
         if !seen.insert(id.to_string()) {
             bail!("line {}: component `{id}` is named twice", n + 1);
         }
-        entries.push(Entry { id: id.into(), reference: super::client::absolute_ref(reference), max });
+        entries.push(Entry { id: id.into(), reference: crate::reference::absolute(reference), max });
         if entries.len() > MAX_ENTRIES {
             bail!("more than {MAX_ENTRIES} components in one file");
         }

@@ -4,12 +4,18 @@
 //! does not serve becomes a link call ([`super::imports`]) when its functions can cross to
 //! another component or provider, and otherwise fails the scale, naming the import.
 
+pub mod bus;
+pub mod config;
+pub mod keyvalue;
+pub mod logging;
+pub mod messaging;
+
 use std::sync::Arc;
 
 use wasmtime::component::Linker;
 
 use crate::wasm::context::ImportContext;
-use crate::wasm::logging::Rate;
+use logging::Rate;
 use crate::wasm::state::GuestState;
 
 /// What linking one served import needs.
@@ -48,23 +54,23 @@ impl std::fmt::Debug for Served {
 
 /// Every interface the host serves itself (beyond the WASI 0.2 it links for every component).
 pub const SERVED: &[Served] = &[
-    Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| super::imports::link_config(l.linker, l.import, l.ctx) },
+    Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| config::link(l.linker, l.import, l.ctx) },
     Served {
         prefix: "wasi:logging/logging@",
         what: "the host's log, with the component id",
-        link: |l| super::logging::link(l.linker, l.import, &l.ctx.source_id, l.log_rate),
+        link: |l| logging::link(l.linker, l.import, &l.ctx.source_id, l.log_rate),
     },
-    Served { prefix: "wasmcloud:bus/lattice@", what: "choosing link names", link: |l| super::imports::link_bus(l.linker, l.import) },
+    Served { prefix: "wasmcloud:bus/lattice@", what: "choosing link names", link: |l| bus::link(l.linker, l.import) },
     Served {
         prefix: "wasmcloud:messaging/consumer@",
         what: "publish and request through a messaging link",
-        link: |l| super::messaging::link_consumer(l.linker, l.import, l.ctx),
+        link: |l| messaging::link_consumer(l.linker, l.import, l.ctx),
     },
-    Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| super::keyvalue::link_store(l.linker, l.import, l.ctx) },
+    Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| keyvalue::link_store(l.linker, l.import, l.ctx) },
     Served {
         prefix: "wasi:keyvalue/atomics@",
         what: "key-value counters through a key-value link",
-        link: |l| super::keyvalue::link_atomics(l.linker, l.import, l.ctx),
+        link: |l| keyvalue::link_atomics(l.linker, l.import, l.ctx),
     },
 ];
 

@@ -1,0 +1,56 @@
+//! `wasmcloud:bus/lattice`: a guest chooses which link its next calls into an interface use.
+//! Each choice is bounded ([`MAX_LINK_NAME_BYTES`]); what the guest's store keeps is bounded in
+//! [`GuestState::set_link_name`].
+
+use tracing::debug;
+use wasmtime::component::{Linker, Resource, ResourceType};
+
+use crate::wasm::state::{GuestState, MAX_LINK_NAME_BYTES};
+
+/// A `wasmcloud:bus/lattice.call-target-interface` a guest made.
+#[derive(Debug)]
+pub struct CallTargetInterface {
+    key: String,
+}
+
+/// `wasmcloud:bus/lattice`: `set-link-name` makes the rest of this invocation's calls into the
+/// given interfaces go through link `name`.
+pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    instance.resource("call-target-interface", ResourceType::host::<CallTargetInterface>(), |mut store, rep| {
+        store.data_mut().table().delete(Resource::<CallTargetInterface>::new_own(rep))?;
+        Ok(())
+    })?;
+    instance.func_wrap(
+        "[constructor]call-target-interface",
+        |mut store, (ns, pkg, iface): (String, String, String)| -> wasmtime::Result<(Resource<CallTargetInterface>,)> {
+            let key = format!("{ns}:{pkg}/{iface}");
+            if key.len() > MAX_LINK_NAME_BYTES {
+                return Err(wasmtime::Error::msg(format!(
+                    "call-target-interface: `{}…` is longer than {MAX_LINK_NAME_BYTES} bytes",
+                    super::logging::clip(&key, 64)
+                )));
+            }
+            Ok((store.data_mut().table().push(CallTargetInterface { key })?,))
+        },
+    )?;
+    instance.func_wrap(
+        "set-link-name",
+        |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
+            if name.len() > MAX_LINK_NAME_BYTES {
+                return Err(wasmtime::Error::msg(format!(
+                    "set-link-name: a link name of {} bytes is longer than {MAX_LINK_NAME_BYTES}",
+                    name.len()
+                )));
+            }
+            for r in interfaces {
+                let target = store.data_mut().table().delete(r)?;
+                debug!(link = %name, interface = %target.key, "guest chose a link name");
+                store.data_mut().set_link_name(target.key, &name).map_err(wasmtime::Error::msg)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
