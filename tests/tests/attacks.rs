@@ -168,14 +168,18 @@ async fn a_config_import_with_a_forged_signature_fails_the_call_not_the_host() -
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("forged.wasm");
-    std::fs::write(&path, wat::parse_str(FORGED)?)?;
-    lattice.scale(host.id(), "forged", &format!("file://{}", path.display()), 1).await?.map_err(anyhow::Error::msg)?;
+    // Both names of the interface (`wasi:config/runtime` is the earlier one) are served by one
+    // host function each.
     let client = client(&lattice).await?;
-    for _ in 0..2 {
-        let reply = client.call("forged", "probe", vec![]).await?;
-        let error = reply.error.unwrap_or_default();
-        assert!(error.contains("wasi:config/store.get is imported with 0 results"), "{error}");
+    for (id, import) in [("forged", "wasi:config/store@0.2.0-draft"), ("forged-runtime", "wasi:config/runtime@0.2.0-draft")] {
+        let path = dir.path().join(format!("{id}.wasm"));
+        std::fs::write(&path, wat::parse_str(FORGED.replace("wasi:config/store@0.2.0-draft", import))?)?;
+        lattice.scale(host.id(), id, &format!("file://{}", path.display()), 1).await?.map_err(anyhow::Error::msg)?;
+        for _ in 0..2 {
+            let reply = client.call(id, "probe", vec![]).await?;
+            let error = reply.error.unwrap_or_default();
+            assert!(error.contains(&format!("{import}.get is imported with 0 results")), "{error}");
+        }
     }
     assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
     host.shutdown(None).await?;

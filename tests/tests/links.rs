@@ -282,6 +282,10 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let first = eventually(Duration::from_secs(10), || async { config("greeting").await.filter(|v| v == r#"some("hello")"#) }).await;
     assert!(first.is_some(), "the component reads its config");
     assert_eq!(config("missing").await.as_deref(), Some("none"));
+    // `wasi:config/runtime`, the interface's earlier name that wasmCloud 1.x components import,
+    // reads the same config (without the capability it would be a link call with no link).
+    let runtime = client.call("pinger", "trellis:echo/pinger.runtime-config", vec![r#""greeting""#.into()]).await?;
+    assert_eq!(runtime.results.map(|r| r[0].clone()).as_deref(), Some(r#"some("hello")"#), "{:?}", runtime.error);
 
     ctl.put_config("pinger-cfg", HashMap::from([("greeting".to_string(), "bonjour".to_string())]))
         .await

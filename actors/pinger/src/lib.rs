@@ -1,11 +1,12 @@
 //! `trellis:echo/pinger`: calls `trellis:echo/echo` through whichever component its link points
-//! to, on whichever host runs it; reads config through `wasi:config/store`.
+//! to, on whichever host runs it; reads config through `wasi:config/store`
+//! and its earlier name, `wasi:config/runtime`.
 
 wit_bindgen::generate!({ path: "../../wit/echo", world: "pinger-component", generate_all });
 
 use exports::trellis::echo::pinger::Guest;
 use trellis::echo::echo;
-use self::wasi::config::store;
+use self::wasi::config::{runtime, store};
 use ::wasi::clocks::monotonic_clock;
 use wasmcloud::bus::lattice;
 
@@ -44,6 +45,10 @@ impl Guest for Pinger {
 
     fn config(key: String) -> Option<String> {
         store::get(&key).ok().flatten()
+    }
+
+    fn runtime_config(key: String) -> Option<String> {
+        runtime::get(&key).ok().flatten()
     }
 }
 

@@ -56,6 +56,11 @@ impl std::fmt::Debug for Served {
 pub const SERVED: &[Served] = &[
     Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| config::link(l.linker, l.import, l.ctx) },
     Served {
+        prefix: "wasi:config/runtime@",
+        what: "the component's named configs (wasi:config/store's earlier name)",
+        link: |l| config::link(l.linker, l.import, l.ctx),
+    },
+    Served {
         prefix: "wasi:logging/logging@",
         what: "the host's log, with the component id",
         link: |l| logging::link(l.linker, l.import, &l.ctx.source_id, l.log_rate),
