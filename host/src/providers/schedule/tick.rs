@@ -37,7 +37,7 @@ pub fn now_ms() -> u64 {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF)
+    crate::backoff::doubling(FIRST_BACKOFF, attempt, MAX_BACKOFF)
 }
 
 /// One schedule as this host runs it.
