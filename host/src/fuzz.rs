@@ -280,7 +280,7 @@ fn component_specs_and_invocations() {
         let _ = crate::lattice::spec::ComponentSpec::decode(input);
         let _ = serde_json::from_slice::<trellis_messages::invocation::InvocationRequest>(input);
         let _ = serde_json::from_slice::<crate::trust::policy::Decision>(input);
-        let _ = crate::providers::external::host_data::read_creds(&String::from_utf8_lossy(input));
+        let _ = crate::providers::external::start_data::read_creds(&String::from_utf8_lossy(input));
     });
 }
 

@@ -340,7 +340,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             },
         ),
     };
-    let follower = crate::capability::follow::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
+    let follower = crate::capability::directory_feed::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
         .await
         .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
     let launch = match Launch::refusal(&config.nats) {

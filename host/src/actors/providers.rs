@@ -17,7 +17,7 @@ use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{HostError, Result};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
-use crate::providers::external::{par, Launch};
+use crate::providers::external::{archive, Launch};
 use crate::wasm::oci;
 use crate::providers::follower::{LinkFollower, StopFollowing};
 use crate::providers::http_server::HttpServer;
@@ -29,8 +29,9 @@ use crate::services::HostServices;
 /// What runs a provider.
 #[derive(Debug)]
 enum Runner {
-    /// In-process, without an actor (HTTP client, key-value).
-    InProcess,
+    /// Nothing runs: host functions serve its links when guests call them (HTTP client,
+    /// key-value).
+    HostFunctions,
     /// A built-in provider that follows its links (HTTP server, messaging, schedules).
     Following(Recipient<StopFollowing>),
     /// An external process and its supervisor.
@@ -86,7 +87,7 @@ impl ProvidersActor {
                 None
             }
             Runner::External(addr) => Some(addr),
-            Runner::InProcess => None,
+            Runner::HostFunctions => None,
         };
         let (events, host_id, id, kind) = (self.services.events.clone(), self.services.host_id.clone(), id.to_string(), running.kind);
         Some(async move {
@@ -170,14 +171,14 @@ impl ProvidersActor {
                     let archive = match source {
                         Executable::Image(reference) => {
                             let bytes =
-                                oci::pull_layer(&reference, &oci, &registries, par::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await?;
+                                oci::pull_layer(&reference, &oci, &registries, archive::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await?;
                             let path = into.join(format!("{}.par", oci::sha256(&bytes).trim_start_matches("sha256:")));
                             tokio::fs::write(&path, &bytes).await.map_err(|e| format!("cannot keep the provider archive: {e}"))?;
                             path
                         }
                         Executable::Archive(path) | Executable::File(path) => path,
                     };
-                    par::extract(&archive, &into, &trust).await
+                    archive::extract(&archive, &into, &trust).await
                 });
                 let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
@@ -284,7 +285,7 @@ impl ProvidersActor {
             ProviderKind::HttpServer => following(HttpServer::new(id, services.clone()), &services),
             ProviderKind::Messaging => following(Messaging::new(id, services.clone()), &services),
             ProviderKind::Schedule => return self.start_schedules(cmd, base, ctx),
-            ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::InProcess,
+            ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::HostFunctions,
         };
         self.launched(&cmd, base, Ok((kind.name(), runner)));
     }

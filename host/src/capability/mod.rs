@@ -20,7 +20,7 @@
 //! (the guest store in `wasm::state`): no files, environment, sockets or clocks beyond the defaults.
 
 pub mod directory;
-pub mod follow;
+pub mod directory_feed;
 pub mod kind;
 pub mod outbound;
 pub mod subjects;

@@ -4,20 +4,20 @@
 //!
 //! - [`reference`]: which executable a `provider.start` reference names, and whether this host
 //!   may run it (the file-load policy);
-//! - [`host_data`]: the start data on stdin and the links as providers receive them;
+//! - [`start_data`]: the start data (wasmCloud's `HostData`) on stdin and the links as providers receive them;
 //! - [`process`]: one process (cleared environment, own process group, bounded logging of its
 //!   output, signals to the group);
 //! - [`supervisor`]: the actor that owns the process: links, config, health, restarts, stop;
 //! - [`guard`]: the process between host and provider that ends the provider when the host
 //!   dies (`trellis provider-guard`).
 //!
-//! - [`par`]: provider archives, verified and unpacked.
+//! - [`archive`]: provider archives (`.par`), verified and unpacked.
 //!
-//! Not yet: provider images from registries, secrets.
+//! Provider images come from registries through `wasm::oci` (`ProvidersActor`). Not yet: secrets.
 
 pub mod guard;
-pub mod host_data;
-pub mod par;
+pub mod start_data;
+pub mod archive;
 pub mod process;
 pub mod reference;
 pub mod supervisor;
@@ -64,7 +64,7 @@ impl Launch {
         let (jwt, seed) = match (&nats.creds_file, &nats.nkey_seed) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                host_data::read_creds(&text)?
+                start_data::read_creds(&text)?
             }
             _ => (String::new(), String::new()),
         };

@@ -54,7 +54,7 @@ pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Exe
     if !meta.is_file() {
         return Err(format!("{name} is not a file"));
     }
-    if crate::providers::external::par::is_archive(&path) {
+    if crate::providers::external::archive::is_archive(&path) {
         return Ok(Executable::Archive(path));
     }
     if meta.permissions().mode() & 0o111 == 0 {

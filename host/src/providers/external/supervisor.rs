@@ -29,7 +29,7 @@ use serde_json::json;
 use tracing::{info, warn};
 use trellis_messages::provider::ProviderStatus;
 
-use crate::providers::external::host_data::{links_of, HostData, LinkDefinition, LinkKey};
+use crate::providers::external::start_data::{links_of, HostData, LinkDefinition, LinkKey};
 use crate::providers::external::process::Process;
 use crate::providers::external::Launch;
 use crate::services::HostServices;

@@ -33,7 +33,7 @@ use types::{other, KeyResponse, KvError};
 #[derive(Debug)]
 pub enum KvBucket {
     /// A JetStream bucket of the lattice (boxed: the store handle is large).
-    Lattice(Box<kv::Store>),
+    JetStream(Box<kv::Store>),
     /// A bucket of an external provider.
     Provider(ProviderBucket),
 }
@@ -44,7 +44,7 @@ async fn open(ctx: &ImportContext, link_name: &str, identifier: &str) -> Result<
         KvError::AccessDenied
     })?;
     match target {
-        KeyValueTarget::Bucket(bucket) => jetstream::open(ctx, &bucket).await.map(|kv| KvBucket::Lattice(Box::new(kv))),
+        KeyValueTarget::Bucket(bucket) => jetstream::open(ctx, &bucket).await.map(|kv| KvBucket::JetStream(Box::new(kv))),
         KeyValueTarget::ExternalProvider(provider) => {
             Ok(KvBucket::Provider(ProviderBucket { provider, link_name: link_name.to_string(), bucket: identifier.to_string() }))
         }
@@ -54,7 +54,7 @@ async fn open(ctx: &ImportContext, link_name: &str, identifier: &str) -> Result<
 /// What `r` is, cloned out of the guest's table (the call then runs without holding the store).
 fn bucket_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, r: &Resource<KvBucket>) -> wasmtime::Result<KvBucket> {
     Ok(match store.data_mut().table().get(r)? {
-        KvBucket::Lattice(kv) => KvBucket::Lattice(kv.clone()),
+        KvBucket::JetStream(kv) => KvBucket::JetStream(kv.clone()),
         KvBucket::Provider(p) => KvBucket::Provider(p.clone()),
     })
 }
@@ -86,7 +86,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
         let span = kv_span("get", &c);
         Box::new(tracing::Instrument::instrument(async move {
             let r: Result<Option<Vec<u8>>, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => kv.get(&key).await.map(|v| v.map(|b| b.to_vec())).map_err(other),
+                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.map(|b| b.to_vec())).map_err(other),
                 KvBucket::Provider(p) => p.get(&c, key).await,
             };
             Ok((r,))
@@ -98,7 +98,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
         let span = kv_span("set", &c);
         Box::new(tracing::Instrument::instrument(async move {
             let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => kv.put(&key, value.into()).await.map(|_| ()).map_err(other),
+                KvBucket::JetStream(kv) => kv.put(&key, value.into()).await.map(|_| ()).map_err(other),
                 KvBucket::Provider(p) => p.set(&c, key, value).await,
             };
             Ok((r,))
@@ -110,7 +110,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
         let span = kv_span("delete", &c);
         Box::new(tracing::Instrument::instrument(async move {
             let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => kv.delete(&key).await.map_err(other),
+                KvBucket::JetStream(kv) => kv.delete(&key).await.map_err(other),
                 KvBucket::Provider(p) => p.delete(&c, key).await,
             };
             Ok((r,))
@@ -122,7 +122,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
         let span = kv_span("exists", &c);
         Box::new(tracing::Instrument::instrument(async move {
             let r: Result<bool, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => kv.get(&key).await.map(|v| v.is_some()).map_err(other),
+                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.is_some()).map_err(other),
                 KvBucket::Provider(p) => p.exists(&c, key).await,
             };
             Ok((r,))
@@ -133,7 +133,7 @@ pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Impor
         let c = c.clone();
         Box::new(async move {
             let r: Result<KeyResponse, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => jetstream::list_keys(&kv, cursor).await,
+                KvBucket::JetStream(kv) => jetstream::list_keys(&kv, cursor).await,
                 KvBucket::Provider(p) => p.list_keys(&c, cursor).await,
             };
             Ok((r,))
@@ -153,7 +153,7 @@ pub fn link_atomics(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<Imp
         let c = c.clone();
         Box::new(async move {
             let r: Result<u64, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::Lattice(kv) => jetstream::increment(&kv, &key, delta).await,
+                KvBucket::JetStream(kv) => jetstream::increment(&kv, &key, delta).await,
                 KvBucket::Provider(p) => p.increment(&c, key, delta).await,
             };
             Ok((r,))
