@@ -1,10 +1,10 @@
-//! Builds the example guest components in `actors/` from source and exposes their paths to the
+//! Builds the example guest components in `components/` from source and exposes their paths to the
 //! crate as `TRELLIS_ACTOR_<NAME>` (e.g. `TRELLIS_ACTOR_ECHO`).
 //!
 //! Route: `cargo build --target wasm32-wasip2` when rustup has that target (the output is already
 //! a component); otherwise Debian's `rustc-web` builds `std` from source for
 //! `wasm32-unknown-unknown` and `wit-component` turns the core module into a component
-//! (see actors/README.md). The actors have their own workspace and target directory, so this
+//! (see components/README.md). The actors have their own workspace and target directory, so this
 //! nested cargo does not wait on the lock of the build that runs it.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ const ACTORS: &[&str] = &["echo", "http-hello", "pinger", "kv-counter", "http-fe
 fn main() {
     if let Err(e) = run() {
         // A clear failure beats tests that cannot find their guests.
-        eprintln!("building the guest actors failed: {e}");
+        eprintln!("building the guest components failed: {e}");
         std::process::exit(1);
     }
 }
@@ -23,10 +23,10 @@ fn main() {
 fn run() -> Result<(), String> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let root = manifest.parent().ok_or("guests/ has no parent")?.to_path_buf();
-    let actors = root.join("actors");
+    let actors = root.join("components");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join("actors");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    // Not actors/ itself: its target/ changes with every build.
+    // Not components/ itself: its target/ changes with every build.
     println!("cargo:rerun-if-changed={}", actors.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", actors.join("Cargo.lock").display());
     for name in ACTORS {
@@ -53,12 +53,12 @@ fn run() -> Result<(), String> {
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "`cargo build --target {}` in actors/ failed ({status}); {}",
+            "`cargo build --target {}` in components/ failed ({status}); {}",
             route.target(),
             route.hint()
         ));
     }
-    println!("cargo:warning=guest actors built with {}", route.describe());
+    println!("cargo:warning=guest components built with {}", route.describe());
     for name in ACTORS {
         let file = name.replace('-', "_");
         let built = actors.join("target").join(route.target()).join("release").join(format!("{file}.wasm"));

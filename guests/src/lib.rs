@@ -1,5 +1,5 @@
-//! The example guest components, built from `actors/` by this crate's build script (see
-//! `actors/README.md` for the two toolchain routes). Each constant is the absolute path of one
+//! The example guest components, built from `components/` by this crate's build script (see
+//! `components/README.md` for the two toolchain routes). Each constant is the absolute path of one
 //! component file.
 
 /// `trellis:echo/echo` (echo, guest errors, hostile behaviours).

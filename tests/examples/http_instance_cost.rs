@@ -21,7 +21,7 @@ async fn main() -> Result<()> {
     config.wasm_component_model(true);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(wasmtime::PoolingAllocationConfig::default()));
     let engine = wasmtime::Engine::new(&config)?;
-    let component = Component::from_file(&engine, trellis_tests::actors::HTTP_HELLO)?;
+    let component = Component::from_file(&engine, trellis_tests::guests::HTTP_HELLO)?;
     let mut linker = Linker::<Serve>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;

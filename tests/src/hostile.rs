@@ -1,4 +1,4 @@
-//! Calling the `hostile` test guest (`actors/hostile`), for the containment and attack tests.
+//! Calling the `hostile` test guest (`components/hostile`), for the containment and attack tests.
 
 use std::time::Duration;
 

@@ -22,9 +22,9 @@ pub mod process;
 pub mod providers;
 pub mod serve;
 
-/// The example guests, built from `actors/` by the `trellis-guests` crate.
 pub use providers::start_provider;
-pub use trellis_guests as actors;
+/// The example guests, built from `components/` by the `trellis-guests` crate.
+pub use trellis_guests as guests;
 
 /// The JSON data of a CloudEvent received through the published client.
 pub fn event_data(event: &cloudevents::Event) -> serde_json::Value {

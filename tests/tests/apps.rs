@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use trellis_tests::process::HostProcess;
 use trellis_tests::apps::{echo_app, nats039, wadm, wait_status};
-use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, trellis_bin, TestLattice};
 use wadm_types::api::StatusType;
 
 /// max_instances of `id` on each host, by host id.
@@ -28,7 +28,7 @@ async fn placement(lattice: &TestLattice, hosts: &[&str], id: &str) -> anyhow::R
 async fn the_wadm_api_round_trip_with_the_published_client() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let host = lattice.start_host(lattice.machine_config()).await?;
     let client = wadm(&lattice, nats039(&lattice).await?);
 
@@ -138,7 +138,7 @@ async fn bad_manifests_and_requests_get_clear_errors_and_the_host_carries_on() -
     // the host still places an application on itself.
     let live = async_nats::jetstream::new(nats.clone()).get_key_value(format!("TRELLIS_LIVE_{}", lattice.name)).await?;
     live.put("NFORGED", "not a record".into()).await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let client = wadm(&lattice, nats039(&lattice).await?);
     client.put_and_deploy_manifest(echo_app("after", "v1", &echo, 1).as_bytes()).await?;
     wait_status(&client, "after", StatusType::Deployed, Duration::from_secs(15)).await?;
@@ -205,8 +205,8 @@ spec:
 async fn spread_by_weight_daemons_links_configs_and_a_host_joining_later() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
-    let pinger = lattice.push("pinger", actors::PINGER).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
+    let pinger = lattice.push("pinger", guests::PINGER).await?;
     let zone = |z: &str| {
         let mut c = lattice.machine_config();
         c.labels.insert("zone".into(), z.into());
@@ -381,8 +381,8 @@ spec:
 async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
-    let echo = lattice.push("heal", actors::ECHO).await?;
-    let hello = lattice.push("heal-hello", actors::HTTP_HELLO).await?;
+    let echo = lattice.push("heal", guests::ECHO).await?;
+    let hello = lattice.push("heal-hello", guests::HTTP_HELLO).await?;
     // Three workers, one on each node, and an ingress host that runs the HTTP server: every
     // request crosses NATS to a worker.
     let mut hosts = Vec::new();
@@ -445,7 +445,7 @@ async fn killed_hosts_shares_come_back_within_seconds_under_load() -> anyhow::Re
 async fn failures_back_off_and_show_in_status_and_a_stopping_host_hands_its_share_over() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let a = lattice.start_host(lattice.machine_config()).await?;
     let b = lattice.start_host(lattice.machine_config()).await?;
     let nats = lattice.nats().await?;
@@ -498,7 +498,7 @@ async fn failures_back_off_and_show_in_status_and_a_stopping_host_hands_its_shar
 async fn the_trellis_app_commands() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let host = lattice.start_host(lattice.machine_config()).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("app.yaml");

@@ -4,14 +4,14 @@
 
 use std::process::Command;
 
-use trellis_tests::{actors, init_tracing, trellis_bin, TestLattice};
+use trellis_tests::{guests, init_tracing, trellis_bin, TestLattice};
 
 #[tokio::test]
 async fn a_component_pushed_to_the_lattice_runs_on_hosts_of_other_nodes() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
     let out = Command::new(trellis_bin()?)
-        .args(["push", "nats://echo:1.0", actors::ECHO, "--replicas", "3", "--nats-url", &lattice.url_of(0), "--lattice", &lattice.name])
+        .args(["push", "nats://echo:1.0", guests::ECHO, "--replicas", "3", "--nats-url", &lattice.url_of(0), "--lattice", &lattice.name])
         .output()?;
     assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
     let cache = tempfile::tempdir()?;

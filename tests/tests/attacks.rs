@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use trellis_tests::hostile::{client, probe};
-use trellis_tests::{actors, init_tracing, TestLattice};
+use trellis_tests::{guests, init_tracing, TestLattice};
 
 /// This process's resident memory (the hosts of these tests run in it).
 fn rss() -> u64 {
@@ -21,7 +21,7 @@ async fn a_forged_list_length_over_wrpc_fails_the_call_not_the_host() -> anyhow:
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
     let nats = lattice.nats().await?;
     let subject = format!("{}.hostile.wrpc.0.0.1.trellis:hostile/probe@0.1.0.count-items", lattice.name);
     for payload in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0xff, 0xff, 0xff, 0x7f], vec![0x80, 0x80, 0x80, 0x80, 0x04, 1, 2, 3]] {
@@ -41,7 +41,7 @@ async fn a_forged_header_count_over_wrpc_http_fails_the_request_not_the_host() -
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
     let nats = lattice.nats().await?;
     let subject = format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name);
     // body: a pending stream; trailers: a pending future; GET; no path, scheme or authority;
@@ -65,7 +65,7 @@ async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host()
     let nats = lattice.nats().await?;
     // The type to decode: `list<u32>`, as the hostile component declares it.
     let engine = wasmtime::Engine::default();
-    let component = wasmtime::component::Component::from_file(&engine, actors::HOSTILE)?;
+    let component = wasmtime::component::Component::from_file(&engine, guests::HOSTILE)?;
     let list_u32 = component
         .component_type()
         .exports(&engine)
@@ -111,7 +111,7 @@ async fn link_name_choices_are_bounded_in_host_memory() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
     let client = client(&lattice).await?;
     let before = rss();
     let huge_name = probe(&client, "choose-links", &["1048576", "9900", "4", "1"]).await?.expect_err("a 1 MiB link name is refused");
@@ -137,7 +137,7 @@ async fn a_guest_logging_in_a_loop_is_held_to_the_log_rate() -> anyhow::Result<(
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     let client = client(&lattice).await?;
     let began = Instant::now();
     assert_eq!(probe(&client, "log-flood", &["20000", "1000"]).await?, Ok(String::new()));
@@ -195,7 +195,7 @@ async fn the_clis_timeout_is_the_one_applied() -> anyhow::Result<()> {
     let mut config = lattice.host_config();
     config.wasm.max_execution_time = Duration::from_secs(30);
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     let (url, name) = (lattice.url(), lattice.name.clone());
     let began = Instant::now();
     let out = tokio::task::spawn_blocking(move || {
@@ -235,11 +235,11 @@ async fn an_application_of_one_lattice_cannot_be_read_or_deleted_from_another() 
     let ours = wadm_client::Client::from_nats_client(&lattice.name, None, async_nats_039::connect(lattice.url()).await?);
     let theirs = wadm_client::Client::from_nats_client(&other_name, None, async_nats_039::connect(lattice.url()).await?);
 
-    theirs.put_manifest(app("y", "v1", actors::ECHO, 1).as_bytes()).await?;
+    theirs.put_manifest(app("y", "v1", guests::ECHO, 1).as_bytes()).await?;
     assert!(matches!(ours.get_manifest("x-y", None).await, Err(wadm_client::error::ClientError::NotFound(_))), "not ours to read");
     let _ = ours.delete_manifest("x-y", None).await;
     assert_eq!(theirs.get_manifest("y", None).await?.metadata.name, "y", "not ours to delete");
-    let refused = ours.put_manifest(app("x-y", "v1", actors::ECHO, 1).as_bytes()).await.expect_err("the key is taken");
+    let refused = ours.put_manifest(app("x-y", "v1", guests::ECHO, 1).as_bytes()).await.expect_err("the key is taken");
     assert!(refused.to_string().contains("another lattice"), "{refused}");
     assert_eq!(theirs.get_manifest("y", None).await?.metadata.annotations["version"], "v1", "not overwritten");
     host.shutdown(None).await?;
@@ -267,7 +267,7 @@ async fn a_flood_of_large_messages_stays_within_a_memory_bound() -> anyhow::Resu
     anyhow::ensure!(up.is_some(), "the host process answers");
     let start = trellis_messages::provider::StartProviderCommand { provider_id: "msg".into(), provider_ref: "trellis://messaging".into(), ..Default::default() };
     client.start_provider(&host.id, &start).await?;
-    lattice.scale(&host.id, "msg-echo", actors::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(&host.id, "msg-echo", guests::MSG_ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     client.put_config("big-subs", &std::collections::HashMap::from([("subscriptions".to_string(), "big.in".to_string())])).await?;
     client.put_link(&Link::new("msg", "msg-echo", "default", "wasmcloud", "messaging", &["handler"]).with_source_config(&["big-subs"])).await?;
     client.put_link(&Link::new("msg-echo", "msg", "default", "wasmcloud", "messaging", &["consumer"])).await?;
@@ -328,7 +328,7 @@ async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
     use trellis_tests::apps::{echo_app, nats039, wadm, wait_status};
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let host = lattice.start_host(lattice.machine_config()).await?;
     let js = async_nats::jetstream::new(lattice.nats().await?);
     let kv = js.get_key_value(format!("TRELLIS_LIVE_{}", lattice.name)).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_messages::invocation::InvocationResponse;
-use trellis_tests::{actors, event_data, eventually, init_tracing, TestLattice};
+use trellis_tests::{guests, event_data, eventually, init_tracing, TestLattice};
 
 const ECHO_FN: &str = "trellis:echo/echo.echo";
 
@@ -28,7 +28,7 @@ async fn scale_call_and_scale_to_zero_with_the_published_client() -> anyhow::Res
         .events_receiver(vec!["component_scaled".into(), "host_heartbeat".into()])
         .await
         .map_err(anyhow::Error::msg)?;
-    let reference = format!("file://{}", actors::ECHO);
+    let reference = format!("file://{}", guests::ECHO);
     let annotations = BTreeMap::from([("app".to_string(), "demo".to_string())]);
 
     let ack = ctl
@@ -109,7 +109,7 @@ async fn scale_call_and_scale_to_zero_with_the_published_client() -> anyhow::Res
 async fn calls_share_no_memory() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?;
     let empty = vec![r#""""#.to_string()];
     let remember = |i: usize| {
@@ -130,16 +130,16 @@ async fn calls_share_no_memory() -> anyhow::Result<()> {
 async fn rescale_changes_max_instances_and_a_plain_path_works() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    let scaled = lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
-    assert_eq!(scaled.image_ref, actors::ECHO, "a plain path is accepted as the reference");
-    let scaled = lattice.scale(host.id(), "echo", actors::ECHO, 5).await?.map_err(anyhow::Error::msg)?;
+    let scaled = lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(scaled.image_ref, guests::ECHO, "a plain path is accepted as the reference");
+    let scaled = lattice.scale(host.id(), "echo", guests::ECHO, 5).await?.map_err(anyhow::Error::msg)?;
     assert_eq!(scaled.max_instances, 5);
     let client = lattice.client().await?;
     assert_eq!(client.inventory(host.id()).await?.components[0].max_instances, 5);
 
     // A different reference is refused unless the request allows an update.
     let copy = tempfile::NamedTempFile::new()?;
-    std::fs::copy(actors::ECHO, copy.path())?;
+    std::fs::copy(guests::ECHO, copy.path())?;
     let other = copy.path().display().to_string();
     let err = client
         .scale_component(
@@ -164,9 +164,9 @@ async fn update_during_a_stream_of_calls_fails_none() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 8).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 8).await?.map_err(anyhow::Error::msg)?;
     let copy = tempfile::Builder::new().suffix(".wasm").tempfile()?;
-    std::fs::copy(actors::ECHO, copy.path())?;
+    std::fs::copy(guests::ECHO, copy.path())?;
     let new_ref = format!("file://{}", copy.path().display());
 
     let client = lattice.client().await?;
@@ -223,7 +223,7 @@ async fn update_during_a_stream_of_calls_fails_none() -> anyhow::Result<()> {
 async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let echo = lattice.push("echo", actors::ECHO).await?;
+    let echo = lattice.push("echo", guests::ECHO).await?;
     let a = lattice.start_host(lattice.machine_config()).await?;
     let b = lattice.start_host(lattice.machine_config()).await?;
     lattice.scale(a.id(), "echo", &echo, 4).await?.map_err(anyhow::Error::msg)?;
@@ -309,7 +309,7 @@ async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() ->
         assert!(err.contains(expected), "{id}: {err}");
     }
     // A component whose imports are served still scales.
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     host.shutdown(None).await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use trellis_messages::link::Link;
 use trellis_messages::Client;
 use trellis_tests::hostile::{client, probe};
-use trellis_tests::{actors, eventually, init_tracing, start_provider, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, start_provider, TestLattice};
 
 fn wave(s: &str) -> String {
     format!("{s:?}")
@@ -27,8 +27,8 @@ async fn key_value_opens_only_the_bucket_its_link_names() -> anyhow::Result<()> 
     let client = client(&lattice).await?;
     let system = format!("LATTICEDATA_{}", lattice.name);
     start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
     // The lattice's own data exists (the link below is stored there).
     let kv_link = |config: &str| Link::new("hostile", "kv", "default", "wasi", "keyvalue", &["store"]).with_target_config(&[config]);
 
@@ -113,7 +113,7 @@ async fn messaging_publishes_only_where_the_link_allows_never_to_the_lattice() -
     let client = client(&lattice).await?;
     let nats = lattice.nats().await?;
     start_provider(&client, host.id(), "msg", "trellis://messaging").await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
     let stop_subject = format!("wasmbus.ctl.v1.{}.host.stop.{}", lattice.name, host.id());
 
     // No link: refused, naming the link.
@@ -219,8 +219,8 @@ async fn outgoing_http_needs_a_link_to_a_running_http_client_provider() -> anyho
     let url = format!("http://127.0.0.1:{}/", http_target().await?);
     start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
     start_provider(&client, host.id(), "httpc", "trellis://http-client").await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
     let denied = |r: &Result<String, String>| r.as_deref().is_ok_and(|s| s.contains("HttpRequestDenied"));
     let http_link = |target: &str| Link::new("hostile", target, "default", "wasi", "http", &["outgoing-handler"]);
 
@@ -253,7 +253,7 @@ async fn wasi_grants_no_environment_files_or_sockets() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
     let client = client(&lattice).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     // A listener the guest tries to reach: nothing may arrive.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let target = listener.local_addr()?.to_string();
@@ -275,7 +275,7 @@ async fn a_guest_waiting_in_a_host_call_is_stopped_at_the_deadline() -> anyhow::
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?; // 2 s deadline
     let client = client(&lattice).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     let began = Instant::now();
     let response = client.call("hostile", "trellis:hostile/probe.sleep", vec!["60000".into()]).await?;
     let took = began.elapsed();
@@ -298,7 +298,7 @@ async fn rescaling_changes_the_limit_in_place() -> anyhow::Result<()> {
     config.wasm.max_execution_time = Duration::from_secs(10);
     let host = lattice.start_host(config).await?;
     let client = client(&lattice).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 2).await?.map_err(anyhow::Error::msg)?;
     let sleep = |ms: u64| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -310,7 +310,7 @@ async fn rescaling_changes_the_limit_in_place() -> anyhow::Result<()> {
     let long = [sleep(1500), sleep(1500)];
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Down to 1 while two run: a new call waits until both have finished.
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     let (took, r) = sleep(10).await?;
     assert_eq!(r?, None);
     assert!(took >= Duration::from_millis(900), "a third call ran beside the two old ones ({took:?})");
@@ -318,7 +318,7 @@ async fn rescaling_changes_the_limit_in_place() -> anyhow::Result<()> {
         assert_eq!(l.await?.1?, None);
     }
     // Up to 3: three calls run together.
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 3).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 3).await?.map_err(anyhow::Error::msg)?;
     let began = Instant::now();
     let three = [sleep(800), sleep(800), sleep(800)];
     for t in three {
@@ -337,8 +337,8 @@ async fn a_flood_of_calls_is_refused_busy_beyond_the_queue_bound() -> anyhow::Re
     config.wasm.max_queued_calls = 4;
     let host = lattice.start_host(config).await?;
     let client = client(&lattice).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let client = client.clone();
@@ -375,11 +375,11 @@ async fn component_files_load_only_where_the_operator_allows() -> anyhow::Result
     let mut config = lattice.host_config();
     config.wasm.file_load = trellis_host::wasm::load::FileLoad::default();
     let host = lattice.start_host(config).await?;
-    let existing = lattice.scale(host.id(), "a", actors::ECHO, 1).await?.expect_err("refused");
+    let existing = lattice.scale(host.id(), "a", guests::ECHO, 1).await?.expect_err("refused");
     let missing = lattice.scale(host.id(), "b", "/etc/nonexistent.wasm", 1).await?.expect_err("refused");
     assert!(existing.contains("does not load components from files"), "{existing}");
     assert_eq!(
-        existing.replace(actors::ECHO, "P").replace("`a`", ""),
+        existing.replace(guests::ECHO, "P").replace("`a`", ""),
         missing.replace("/etc/nonexistent.wasm", "P").replace("`b`", ""),
         "the refusal does not reveal whether the file exists"
     );
@@ -388,12 +388,12 @@ async fn component_files_load_only_where_the_operator_allows() -> anyhow::Result
     // Limited to a directory: inside loads, outside (or escaping it) does not.
     let dir = tempfile::tempdir()?;
     let inside = dir.path().join("echo.wasm");
-    std::fs::copy(actors::ECHO, &inside)?;
+    std::fs::copy(guests::ECHO, &inside)?;
     let mut config = lattice.host_config();
     config.wasm.file_load = trellis_host::wasm::load::FileLoad { allowed: true, dirs: vec![dir.path().to_path_buf()] };
     let host = lattice.start_host(config).await?;
     lattice.scale(host.id(), "inside", &format!("file://{}", inside.display()), 1).await?.map_err(anyhow::Error::msg)?;
-    for outside in [actors::ECHO.to_string(), format!("{}/../../etc/passwd", dir.path().display()), "/etc/passwd".into()] {
+    for outside in [guests::ECHO.to_string(), format!("{}/../../etc/passwd", dir.path().display()), "/etc/passwd".into()] {
         let err = lattice.scale(host.id(), "outside", &outside, 1).await?.expect_err("refused");
         assert!(err.contains("only files under"), "{outside}: {err}");
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use trellis_messages::invocation::{FaultKind, InvocationResponse};
-use trellis_tests::{actors, init_tracing, TestLattice};
+use trellis_tests::{guests, init_tracing, TestLattice};
 
 const ECHO_FN: &str = "trellis:echo/echo.echo";
 
@@ -66,7 +66,7 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
 
     let client = lattice.client().await?;
     assert!(client.inventory(host.id()).await?.components.is_empty(), "no failed component is listed");
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     echo_works(&client, "echo").await;
 
     // Invalid ids and missing references are refused in the reply itself.
@@ -76,7 +76,7 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
         max_instances: 1,
         ..Default::default()
     };
-    let err = client.scale_component(host.id(), &refused("a.b", actors::ECHO)).await.unwrap_err().to_string();
+    let err = client.scale_component(host.id(), &refused("a.b", guests::ECHO)).await.unwrap_err().to_string();
     assert!(err.contains("component id `a.b` must not contain '.'"), "{err}");
     let err = client.scale_component(host.id(), &refused("x", "")).await.unwrap_err().to_string();
     assert!(err.contains("needs a `component_ref`"), "{err}");
@@ -104,7 +104,7 @@ async fn hostile_guests(guard_pages: bool) -> anyhow::Result<()> {
     config.wasm.max_component_memory = 32 << 20;
     config.wasm.guard_pages = guard_pages;
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
 
     // A guest error is a result, not a fault.
@@ -179,7 +179,7 @@ async fn max_instances_bounds_concurrency_and_excess_calls_wait() -> anyhow::Res
     config.wasm.max_execution_time = Duration::from_millis(800);
     config.wasm.max_queue_wait = Duration::from_secs(3);
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
 
     // The only slot is taken by a call that runs until the deadline; the next call waits for it.
@@ -200,7 +200,7 @@ async fn max_instances_bounds_concurrency_and_excess_calls_wait() -> anyhow::Res
     config.wasm.max_execution_time = Duration::from_secs(2);
     config.wasm.max_queue_wait = Duration::from_millis(200);
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let spin = {
         let client = client.clone();
         tokio::spawn(async move { client.call("echo", "trellis:echo/echo.spin", vec![]).await })
@@ -228,7 +228,7 @@ async fn a_restarted_host_with_a_warm_compile_cache_scales_quickly() -> anyhow::
         let host = lattice.start_host(config).await?;
         let client = lattice.client().await?;
         let began = Instant::now();
-        lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+        lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
         echo_works(&client, "echo").await;
         timings.push((round, began.elapsed()));
         host.shutdown(None).await?;
@@ -263,7 +263,7 @@ async fn control_and_calls_are_answered_while_every_guest_thread_spins() -> anyh
     config.wasm.guest_threads = 2;
     config.wasm.max_execution_time = Duration::from_secs(3);
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 16).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 16).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
     let spins: Vec<_> = (0..8)
         .map(|_| {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use trellis_messages::journal::{Filter, Journal, Page, Since};
-use trellis_tests::{actors, eventually, trellis_bin, TestLattice};
+use trellis_tests::{guests, eventually, trellis_bin, TestLattice};
 
 /// Every record after `since` (heartbeats left out), `limit` per page, and the pages.
 async fn read_all(journal: &Journal, since: Since, limit: usize) -> anyhow::Result<Vec<Page>> {
@@ -39,11 +39,11 @@ async fn the_journal_pages_with_cursors_across_a_host_restart_and_a_node_loss() 
     config.heartbeat_interval = Duration::from_secs(30);
     let a = lattice.start_host(config.clone()).await?;
     let client = lattice.client().await?;
-    lattice.scale(a.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     for i in 0..3 {
         client.put_config(&format!("cfg-{i}"), &HashMap::from([("k".to_string(), i.to_string())])).await?;
     }
-    lattice.scale(a.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
 
     // Read through node 1: everything, then the same in pages of 3.
     let journal = Journal::new(async_nats::connect(lattice.url_of(1)).await?, &lattice.name);
@@ -95,7 +95,7 @@ async fn a_cursor_that_aged_out_is_refused_not_skipped() -> anyhow::Result<()> {
     let mut config = lattice.host_config();
     config.journal = Some(trellis_host::journal::JournalConfig { max_age: Duration::from_secs(1), max_bytes: 1 << 20 });
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let journal = Journal::new(lattice.nats().await?, &lattice.name);
     let first = journal.page(Since::Start, 1, &Filter::default()).await?;
     let cursor = first.records.first().expect("a record").cursor;
@@ -155,7 +155,7 @@ async fn trellis_events_pages_and_follows_a_scale_live() -> anyhow::Result<()> {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    lattice.scale(host.id(), "followed", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "followed", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
     let found = loop {

@@ -10,7 +10,7 @@ use trellis_host::Limits;
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_messages::Client;
-use trellis_tests::{actors, eventually, free_port, init_tracing, TestLattice};
+use trellis_tests::{guests, eventually, free_port, init_tracing, TestLattice};
 
 async fn client(lattice: &TestLattice) -> anyhow::Result<Client> {
     Ok(lattice.client().await?.with_timeout(Duration::from_secs(10)))
@@ -25,7 +25,7 @@ async fn serve_hostile(lattice: &TestLattice, client: &Client, host: &str, port:
 async fn serve_hostile_with(lattice: &TestLattice, client: &Client, host: &str, port: u16, instances: u32) -> anyhow::Result<()> {
     let cmd = StartProviderCommand { provider_id: "http".into(), provider_ref: "trellis://http-server".into(), ..Default::default() };
     client.start_provider(host, &cmd).await?;
-    lattice.scale(host, "hostile", actors::HOSTILE, instances).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host, "hostile", guests::HOSTILE, instances).await?.map_err(anyhow::Error::msg)?;
     client.put_config("hostile-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
     client.put_link(&Link::new("http", "hostile", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["hostile-http"])).await?;
     let up = eventually(Duration::from_secs(10), || async move { exchange(port, &request("GET", "/", None)).await.ok().filter(|(s, _)| *s == 200) }).await;
@@ -291,7 +291,7 @@ async fn a_call_still_running_at_the_stop_deadline_is_answered() -> anyhow::Resu
     config.wasm.max_execution_time = Duration::from_secs(30);
     let host = lattice.start_host(config).await?;
     let client = client(&lattice).await?;
-    lattice.scale(host.id(), "hostile", actors::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
     let call = {
         let client = client.clone();
         tokio::spawn(async move { client.call("hostile", "trellis:hostile/probe.sleep", vec!["20000".into()]).await })
@@ -347,7 +347,7 @@ async fn a_scale_in_progress_when_the_host_stops_ends_with_an_event() -> anyhow:
     let client = client(&lattice).await?;
     let outcome = lattice.watch_scale_events("late").await?;
     let command = trellis_messages::component::ScaleComponentCommand {
-        component_ref: actors::HOSTILE.into(),
+        component_ref: guests::HOSTILE.into(),
         component_id: "late".into(),
         max_instances: 1,
         host_id: host.id().into(),
@@ -411,7 +411,7 @@ async fn a_host_with_more_components_than_one_message_holds_lists_what_fits_and_
     config.heartbeat_interval = Duration::from_millis(500);
     let host = lattice.start_host(config).await?;
     for i in 0..40 {
-        lattice.scale(host.id(), &format!("component-with-a-long-name-{i:03}"), actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+        lattice.scale(host.id(), &format!("component-with-a-long-name-{i:03}"), guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     }
     // host.get answers (it would not reach the client past the server's limit) ...
     let inventory = client(&lattice).await?.inventory(host.id()).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use trellis_messages::invocation::{FaultKind, InvocationResponse};
 use trellis_messages::link::Link;
-use trellis_tests::{actors, event_data, eventually, init_tracing, trellis_bin, TestLattice};
+use trellis_tests::{guests, event_data, eventually, init_tracing, trellis_bin, TestLattice};
 
 const PING: &str = "trellis:echo/pinger.ping";
 
@@ -40,7 +40,7 @@ fn results(reply: &InvocationResponse) -> Vec<String> {
 async fn pinger_calls_echo_across_a_three_node_cluster_and_follows_link_changes() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
-    let (echo, pinger) = (lattice.push("echo", actors::ECHO).await?, lattice.push("pinger", actors::PINGER).await?);
+    let (echo, pinger) = (lattice.push("echo", guests::ECHO).await?, lattice.push("pinger", guests::PINGER).await?);
     let mut hosts = Vec::new();
     for i in 0..3 {
         let mut config = lattice.machine_config_on(i);
@@ -100,8 +100,8 @@ async fn a_chain_on_one_host_does_not_cross_nats() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", guests::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?;
     client.put_link(&echo_link("pinger", "echo", "default")).await?;
 
@@ -144,8 +144,8 @@ async fn a_chain_on_one_host_does_not_cross_nats() -> anyhow::Result<()> {
     config.wasm.max_execution_time = Duration::from_millis(500);
     host.shutdown(None).await?;
     let host = lattice.start_host(config).await?;
-    lattice.scale(host.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", guests::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let reply = client.with_timeout(Duration::from_secs(10)).call("pinger", "trellis:echo/pinger.ping-spin", vec![]).await?;
     let error = reply.error.clone().unwrap_or_default();
     assert!(error.contains("call from `pinger` to `echo`") && error.contains("deadline"), "{reply:?}");
@@ -157,7 +157,7 @@ async fn a_chain_on_one_host_does_not_cross_nats() -> anyhow::Result<()> {
 async fn named_links_pick_their_target() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let (echo, pinger) = (lattice.push("echo", actors::ECHO).await?, lattice.push("pinger", actors::PINGER).await?);
+    let (echo, pinger) = (lattice.push("echo", guests::ECHO).await?, lattice.push("pinger", guests::PINGER).await?);
     let a = lattice.start_host(lattice.machine_config()).await?;
     let b = lattice.start_host(lattice.machine_config()).await?;
     lattice.scale(a.id(), "pinger", &pinger, 4).await?.map_err(anyhow::Error::msg)?;
@@ -263,7 +263,7 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
         .scale_component(
             host.id(),
             &trellis_messages::component::ScaleComponentCommand {
-                component_ref: actors::PINGER.into(),
+                component_ref: guests::PINGER.into(),
                 component_id: "pinger".into(),
                 max_instances: 2,
                 config: vec!["pinger-cfg".into()],
@@ -353,10 +353,10 @@ async fn a_host_killed_and_restarted_reloads_links_and_config_from_kv() -> anyho
             ..Default::default()
         };
         let e = lattice.watch_scale_events("echo").await?;
-        client.scale_component(&key.public_key(), &scale("echo", actors::ECHO, vec![])).await?;
+        client.scale_component(&key.public_key(), &scale("echo", guests::ECHO, vec![])).await?;
         e.await??.map_err(anyhow::Error::msg)?;
         let p = lattice.watch_scale_events("pinger").await?;
-        client.scale_component(&key.public_key(), &scale("pinger", actors::PINGER, vec!["cfg".into()])).await?;
+        client.scale_component(&key.public_key(), &scale("pinger", guests::PINGER, vec!["cfg".into()])).await?;
         p.await??.map_err(anyhow::Error::msg)?;
 
         let reply = eventually(Duration::from_secs(10), || {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
-use trellis_tests::{actors, eventually, free_port, init_tracing, sample, scrape, TestLattice};
+use trellis_tests::{guests, eventually, free_port, init_tracing, sample, scrape, TestLattice};
 
 /// One HTTP/1.1 GET over a fresh connection: (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
@@ -29,7 +29,7 @@ async fn metrics_count_calls_faults_http_and_instances_and_bound_label_values() 
     let host = lattice.start_host(config).await?;
     let addr = host.info().metrics_addr.expect("the bound metrics address");
     let client = lattice.client().await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
 
     const ECHO: &str = "trellis:echo/echo.echo";
     for i in 0..5 {
@@ -49,7 +49,7 @@ async fn metrics_count_calls_faults_http_and_instances_and_bound_label_values() 
     // HTTP through the built-in server provider.
     let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), host_id: host.id().into(), ..Default::default() };
     client.start_provider(host.id(), &start).await?;
-    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
     let port = free_port();
     client.put_config("hello-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
     client.put_link(&Link::new("http", "hello", "hello", "wasi", "http", &["incoming-handler"]).with_source_config(&["hello-http"])).await?;
@@ -95,7 +95,7 @@ async fn metrics_count_calls_faults_http_and_instances_and_bound_label_values() 
     assert_eq!(sample(&text, "trellis_nats_reconnects_total", &at), Some(0.0), "{text}");
 
     // Stopped: its gauges go; its counters stay.
-    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
     let text = eventually(Duration::from_secs(5), || async move {
         get(addr, "/metrics").await.ok().map(|(_, t)| t).filter(|t| sample(t, "trellis_component_max_instances", &[("component", "echo")]).is_none())
     })

@@ -175,7 +175,7 @@ async fn an_nkey_user_limited_to_its_lattice_cannot_join_or_read_another() -> an
     assert_eq!(pings(&lattice, admin.clone()).await?, 1);
     let a = trellis_messages::Client::new(admin.clone(), trellis_messages::DEFAULT_CTL_PREFIX, "lattice-a").with_timeout(Duration::from_secs(5));
     let scale = trellis_messages::component::ScaleComponentCommand {
-        component_ref: trellis_tests::actors::ECHO.into(),
+        component_ref: trellis_tests::guests::ECHO.into(),
         component_id: "echo".into(),
         max_instances: 1,
         host_id: host_a.id().into(),

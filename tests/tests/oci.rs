@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use trellis_host::wasm::oci::{OciConfig, OciCredentials};
 use trellis_host::HostConfig;
-use trellis_tests::{actors, init_tracing, trellis_bin, Registry, TestLattice};
+use trellis_tests::{guests, init_tracing, trellis_bin, Registry, TestLattice};
 
 fn push(reference: &str, file: &str, credentials: Option<(&str, &str)>) -> anyhow::Result<std::process::Output> {
     let mut cmd = Command::new(trellis_bin()?);
@@ -36,7 +36,7 @@ async fn components_come_from_a_registry_once_per_cache() -> anyhow::Result<()> 
     init_tracing();
     let registry = Registry::start(&[]).await?;
     let reference = format!("{}/trellis/echo:1.0", registry.address());
-    let out = push(&reference, actors::ECHO, None)?;
+    let out = push(&reference, guests::ECHO, None)?;
     assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
 
     let lattice = TestLattice::new().await?;
@@ -105,8 +105,8 @@ async fn registry_credentials_are_used_and_a_wrong_password_fails_clearly() -> a
     init_tracing();
     let registry = Registry::start(&[("ci", "s3cret")]).await?;
     let reference = format!("{}/private/echo:2.0", registry.address());
-    assert!(!push(&reference, actors::ECHO, None)?.status.success(), "anonymous push refused");
-    let out = push(&reference, actors::ECHO, Some(("ci", "s3cret")))?;
+    assert!(!push(&reference, guests::ECHO, None)?.status.success(), "anonymous push refused");
+    let out = push(&reference, guests::ECHO, Some(("ci", "s3cret")))?;
     assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
 
     let lattice = TestLattice::new().await?;
@@ -143,7 +143,7 @@ async fn registry_credentials_go_only_to_their_registry() -> anyhow::Result<()> 
     let ours = format!("{}/private/echo:2.0", own.address());
     let theirs = format!("{}/private/echo:2.0", other.address());
     for reference in [&ours, &theirs] {
-        let out = push(reference, actors::ECHO, Some(("ci", "s3cret")))?;
+        let out = push(reference, guests::ECHO, Some(("ci", "s3cret")))?;
         assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
     }
     let lattice = TestLattice::new().await?;
@@ -178,8 +178,8 @@ async fn artifacts_that_are_not_one_component_are_refused_by_name() -> anyhow::R
     init_tracing();
     let registry = Registry::start(&[]).await?;
     let image = push_raw(&registry, "trellis/image:1.0", vec![(b"not a tarball".to_vec(), "application/vnd.oci.image.layer.v1.tar+gzip")]).await?;
-    let echo = std::fs::read(actors::ECHO)?;
-    let pinger = std::fs::read(actors::PINGER)?;
+    let echo = std::fs::read(guests::ECHO)?;
+    let pinger = std::fs::read(guests::PINGER)?;
     let two = push_raw(&registry, "trellis/two:1.0", vec![(echo, "application/wasm"), (pinger, "application/wasm")]).await?;
 
     let lattice = TestLattice::new().await?;
@@ -473,7 +473,7 @@ async fn a_registry_sending_an_endless_manifest_or_token_is_cut_off() -> anyhow:
     }
     let grown = trellis_tests::process::rss_of("self").saturating_sub(before);
     assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     host.shutdown(None).await?;
     Ok(())
 }

@@ -169,7 +169,7 @@ async fn a_host_exports_traces_and_metrics_over_otlp_when_a_collector_is_named()
     let endpoint = format!("http://127.0.0.1:{port}");
     let lattice = TestLattice::new().await?;
     let (mut child, id) = host(&lattice, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_METRIC_EXPORT_INTERVAL", "300")]).await?;
-    lattice.scale(&id, "echo", trellis_tests::actors::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(&id, "echo", trellis_tests::guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?;
     for i in 0..3 {
         let reply = client.call("echo", "trellis:echo/echo.echo", vec![format!("\"traced {i}\"")]).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use trellis_host::trust::policy::PolicyConfig;
 use trellis_messages::link::Link;
-use trellis_tests::{actors, eventually, init_tracing, start_provider, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, start_provider, TestLattice};
 
 /// The example policy service (`host/examples/policy_service.rs`), built by `cargo test` beside
 /// the test binaries; started on `topic`, denying references with one of `deny`, and returned
@@ -82,7 +82,7 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     let client = lattice.client().await?;
 
     // Allowed, with wasmCloud's request on the wire.
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let msg = tokio::time::timeout(Duration::from_secs(2), seen.next()).await?.expect("a request");
     let request: serde_json::Value = serde_json::from_slice(&msg.payload)?;
     assert_eq!((request["kind"].as_str(), request["version"].as_str()), (Some("startComponent"), Some("v1")), "{request}");
@@ -108,7 +108,7 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
     assert!(asked.is_err(), "not asked about a made-up function: {asked:?}");
 
     // Denied, with the service's message: a component, and a provider.
-    let err = lattice.scale(host.id(), "counter", actors::KV_COUNTER, 1).await?.expect_err("denied");
+    let err = lattice.scale(host.id(), "counter", guests::KV_COUNTER, 1).await?.expect_err("denied");
     assert!(err.contains("denied by the policy service") && err.contains("which this policy denies"), "{err}");
     let mut failed = nats.subscribe(format!("wasmbus.evt.{}.provider_start_failed", lattice.name)).await?;
     nats.flush().await?;
@@ -119,24 +119,24 @@ async fn a_policy_service_decides_what_starts_and_its_silence_denies() -> anyhow
 
     // Decisions are cached: with the service gone, echo starts again.
     service.stop();
-    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     // A change names the request whose decision it replaces.
     let revoked = serde_json::json!({"requestId": echo_request, "permitted": false, "message": "revoked by the operator"});
     nats.publish(changes, serde_json::to_vec(&revoked)?.into()).await?;
     nats.flush().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
-    let err = lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.expect_err("revoked");
+    lattice.scale(host.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    let err = lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.expect_err("revoked");
     assert!(err.contains("revoked by the operator"), "{err}");
 
     // A service that does not answer denies (fail closed), naming the timeout; so does none.
-    let err = lattice.scale(host.id(), "echo-2", actors::ECHO, 1).await?.expect_err("no answer");
+    let err = lattice.scale(host.id(), "echo-2", guests::ECHO, 1).await?.expect_err("no answer");
     assert!(err.contains("did not answer within 1000 ms; denied (fail closed)"), "{err}");
     drop(seen);
     nats.flush().await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let err = lattice.scale(host.id(), "echo-3", actors::ECHO, 1).await?.expect_err("nobody");
+    let err = lattice.scale(host.id(), "echo-3", guests::ECHO, 1).await?.expect_err("nobody");
     assert!(err.contains("no policy service listens on") && err.contains("denied (fail closed)"), "{err}");
     host.shutdown(None).await?;
     Ok(())
@@ -154,9 +154,9 @@ async fn a_denied_call_is_denied_in_process_and_across_hosts() -> anyhow::Result
     let (host_a, host_b) = (lattice.start_host(a).await?, lattice.start_host(b).await?);
     let client = lattice.client().await?;
     // `near` calls echo in the same process; `far` from another host, over NATS.
-    lattice.scale(host_a.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host_a.id(), "near", actors::PINGER, 1).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host_b.id(), "far", actors::PINGER, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host_a.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host_a.id(), "near", guests::PINGER, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host_b.id(), "far", guests::PINGER, 1).await?.map_err(anyhow::Error::msg)?;
     for source in ["near", "far"] {
         client.put_link(&Link::new(source, "echo", "default", "trellis", "echo", &["echo"])).await?;
     }
@@ -197,10 +197,10 @@ async fn with_a_policy_key_only_signed_replies_and_changes_count() -> anyhow::Re
     let host = lattice.start_host(config).await?;
 
     // Signed decisions are obeyed, both ways.
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let asked = next_request(&mut seen, "startComponent").await?;
     let echo_request = asked["requestId"].as_str().expect("an id").to_string();
-    let err = lattice.scale(host.id(), "counter", actors::KV_COUNTER, 1).await?.expect_err("denied");
+    let err = lattice.scale(host.id(), "counter", guests::KV_COUNTER, 1).await?.expect_err("denied");
     assert!(err.contains("which this policy denies"), "{err}");
 
     // An unsigned change is ignored; a signed one replaces the decision.
@@ -208,16 +208,16 @@ async fn with_a_policy_key_only_signed_replies_and_changes_count() -> anyhow::Re
     nats.publish(changes.clone(), revoke("forged")?.into()).await?;
     nats.flush().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     let payload = revoke("revoked by the operator")?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(trellis_host::trust::policy::SIGNATURE_HEADER, trellis_host::trust::policy::sign(&seed, &payload).map_err(anyhow::Error::msg)?.as_str());
     nats.publish_with_headers(changes, headers, payload.into()).await?;
     nats.flush().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    lattice.scale(host.id(), "echo", actors::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
-    let err = lattice.scale(host.id(), "echo", actors::ECHO, 1).await?.expect_err("revoked");
+    lattice.scale(host.id(), "echo", guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    let err = lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.expect_err("revoked");
     assert!(err.contains("revoked by the operator"), "{err}");
 
     // With the service gone, an impostor on the topic answers everything "permitted", unsigned,
@@ -246,9 +246,9 @@ async fn with_a_policy_key_only_signed_replies_and_changes_count() -> anyhow::Re
             }
         }
     });
-    let err = lattice.scale(host.id(), "echo-2", actors::ECHO, 1).await?.expect_err("unsigned");
+    let err = lattice.scale(host.id(), "echo-2", guests::ECHO, 1).await?.expect_err("unsigned");
     assert!(err.contains("not signed by the policy key") && err.contains("no Trellis-Policy-Signature header"), "{err}");
-    let err = lattice.scale(host.id(), "echo-3", actors::ECHO, 1).await?.expect_err("signed by another key");
+    let err = lattice.scale(host.id(), "echo-3", guests::ECHO, 1).await?.expect_err("signed by another key");
     assert!(err.contains("not signed by the policy key") && err.contains("signature is not"), "{err}");
     answering.abort();
     host.shutdown(None).await?;

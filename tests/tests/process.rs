@@ -60,7 +60,7 @@ async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::
     assert_eq!(host.labels["zone"], "east");
     assert_eq!(host.labels["team"], "core");
     // `trellis host` loads no component files unless the operator says so.
-    let refused = lattice.scale(&key.public_key(), "echo", trellis_tests::actors::ECHO, 1).await?.expect_err("file loads are off");
+    let refused = lattice.scale(&key.public_key(), "echo", trellis_tests::guests::ECHO, 1).await?.expect_err("file loads are off");
     assert!(refused.contains("--allow-file-load"), "{refused}");
 
     let ack = lattice.ctl().await?.stop_host(&key.public_key(), Some(3_000)).await.map_err(anyhow::Error::msg)?;
@@ -219,7 +219,7 @@ async fn scale_call_and_stop_a_component_from_the_cli() -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || trellis_client(&url, &name, &args))
     };
     let (ok, out, err) =
-        run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::actors::ECHO.into(), "--max".into(), "2".into()]).await?;
+        run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::guests::ECHO.into(), "--max".into(), "2".into()]).await?;
     assert!(ok, "{err}");
     assert!(out.contains("component echo runs file://") && out.contains("(max 2 instances)"), "{out}");
 
@@ -242,7 +242,7 @@ async fn scale_call_and_stop_a_component_from_the_cli() -> anyhow::Result<()> {
     assert!(!ok);
     assert!(err.contains("cannot load component `/nonexistent/x.wasm`"), "{err}");
 
-    let (ok, out, err) = run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::actors::ECHO.into(), "--max".into(), "0".into()]).await?;
+    let (ok, out, err) = run(vec!["scale".into(), id.clone(), "echo".into(), trellis_tests::guests::ECHO.into(), "--max".into(), "0".into()]).await?;
     assert!(ok, "{err}");
     assert!(out.contains("component echo stopped"), "{out}");
     let (ok, _, err) = run(vec!["call".into(), "echo".into(), "trellis:echo/echo.echo".into(), r#""x""#.into()]).await?;
@@ -264,7 +264,7 @@ async fn many_components_scale_from_a_file_with_progress() -> anyhow::Result<()>
     let file = dir.path().join("components.txt");
     let mut text = String::from("# forty echoes\n");
     for i in 0..39 {
-        text.push_str(&format!("echo{i} {} {}\n", trellis_tests::actors::ECHO, 1 + i % 3));
+        text.push_str(&format!("echo{i} {} {}\n", trellis_tests::guests::ECHO, 1 + i % 3));
     }
     text.push_str("broken /nonexistent/x.wasm\n");
     std::fs::write(&file, &text)?;
@@ -284,7 +284,7 @@ async fn many_components_scale_from_a_file_with_progress() -> anyhow::Result<()>
     assert_eq!(running.iter().find(|c| c.id == "echo5").map(|c| c.max_instances), Some(3));
 
     // Stopping them all, as JSON: every component's outcome in one value on stdout.
-    let stop: String = (0..39).map(|i| format!("echo{i} {} 0\n", trellis_tests::actors::ECHO)).collect();
+    let stop: String = (0..39).map(|i| format!("echo{i} {} 0\n", trellis_tests::guests::ECHO)).collect();
     std::fs::write(&file, stop)?;
     let (ok, out, err) = run(vec!["scale".into(), "--json".into(), id.clone(), "--from".into(), path.clone()]).await?;
     assert!(ok, "{err}");
@@ -294,7 +294,7 @@ async fn many_components_scale_from_a_file_with_progress() -> anyhow::Result<()>
     assert!(lattice.client().await?.inventory(&id).await?.components.is_empty());
 
     // A bad line is refused before anything is sent.
-    std::fs::write(&file, format!("fine {}\nbad.id {}\n", trellis_tests::actors::ECHO, trellis_tests::actors::ECHO))?;
+    std::fs::write(&file, format!("fine {}\nbad.id {}\n", trellis_tests::guests::ECHO, trellis_tests::guests::ECHO))?;
     let (ok, _, err) = run(vec!["scale".into(), id.clone(), "--from".into(), path.clone()]).await?;
     assert!(!ok);
     assert!(err.contains("line 2: component id `bad.id` must not contain"), "{err}");
@@ -372,12 +372,12 @@ async fn up_with_the_demo_serves_a_counter_that_survives_restarts() -> anyhow::R
     let data = tempfile::tempdir()?;
     let nats_port = free_port();
     let http_port = free_port();
-    let actors = std::path::Path::new(trellis_tests::actors::HTTP_HELLO).parent().expect("actors dir").to_path_buf();
+    let components = std::path::Path::new(trellis_tests::guests::HTTP_HELLO).parent().expect("components dir").to_path_buf();
     let start = || {
         Command::new(trellis_bin().expect("binary"))
             .args(["up", "--nats-url", &format!("nats://127.0.0.1:{nats_port}"), "--lattice", "demo"])
             .arg("--demo")
-            .arg(&actors)
+            .arg(&components)
             .args(["--demo-address", &format!("127.0.0.1:{http_port}")])
             .env("TRELLIS_DATA_DIR", data.path())
             .stdout(Stdio::piped())
@@ -431,7 +431,7 @@ async fn guest_logs_reach_the_host_log_with_the_component_id() -> anyhow::Result
         ..Default::default()
     };
     client.start_provider(&id, &start).await?;
-    lattice.scale(&id, "msg-echo", trellis_tests::actors::MSG_ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(&id, "msg-echo", trellis_tests::guests::MSG_ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     client.put_config("subs", &std::collections::HashMap::from([("subscriptions".to_string(), "log.me".to_string())])).await?;
     let link = trellis_messages::link::Link {
         source_id: "msg".into(),
@@ -470,7 +470,7 @@ async fn trellis_get_shows_the_lattice_on_one_screen() -> anyhow::Result<()> {
     config.labels.insert("role".into(), "edge".into());
     let host = lattice.start_host(config).await?;
     let client = lattice.client().await?;
-    lattice.scale(host.id(), "echo", trellis_tests::actors::ECHO, 3).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", trellis_tests::guests::ECHO, 3).await?.map_err(anyhow::Error::msg)?;
     let start = trellis_messages::provider::StartProviderCommand {
         provider_id: "web".into(),
         provider_ref: "wasmcloud+builtin://http-server".into(),

@@ -158,7 +158,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     std::fs::remove_file(&pid_file)?;
     let pid = start_and_wait(&ctl, &mut events, host.id(), &image, "from-registry", &pid_file).await?;
     // A component image is not a provider image.
-    let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::actors::ECHO)?, "application/wasm").await?;
+    let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::guests::ECHO)?, "application/wasm").await?;
     ctl.start_provider(host.id(), &component, "wrong", None, vec![]).await.map_err(anyhow::Error::msg)?;
     let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "wrong").await;
     assert!(failed["error"].as_str().unwrap_or_default().contains("not a provider image"), "{failed}");

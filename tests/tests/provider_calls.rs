@@ -82,8 +82,8 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
     })
     .await?;
     let (lattice, client, record, component_host) = (&t.lattice, &t.client, &t.record, &t.component_host);
-    t.scale(false, "pinger", trellis_tests::actors::PINGER, 4).await?;
-    t.scale(false, "echo", trellis_tests::actors::ECHO, 4).await?;
+    t.scale(false, "pinger", trellis_tests::guests::PINGER, 4).await?;
+    t.scale(false, "echo", trellis_tests::guests::ECHO, 4).await?;
     t.start_provider().await?;
     client.put_link(&echo_link("pinger", "tp")).await?;
     client.put_link(&echo_link("tp", "echo")).await?;
@@ -122,7 +122,7 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
     // As a messaging provider does: the provider delivers a message to msg-echo's
     // `wasmcloud:messaging/handler` over wRPC; the component answers on the reply subject
     // through its consumer link to the built-in messaging provider.
-    lattice.scale(component_host.id(), "msg-echo", trellis_tests::actors::MSG_ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(component_host.id(), "msg-echo", trellis_tests::guests::MSG_ECHO, 2).await?.map_err(anyhow::Error::msg)?;
     let ack = lattice.ctl().await?.start_provider(component_host.id(), "trellis://messaging", "msg", None, vec![]).await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
     client.put_link(&Link::new("msg-echo", "msg", "default", "wasmcloud", "messaging", &["consumer"])).await?;
@@ -196,9 +196,9 @@ async fn an_http_server_provider_reaches_components_http_handlers_over_wrpc() ->
     })
     .await?;
     let client = &t.client;
-    t.scale(true, "pinger", trellis_tests::actors::PINGER, 4).await?;
-    t.scale(false, "hello", trellis_tests::actors::HTTP_HELLO, 4).await?;
-    t.scale(false, "hostile", trellis_tests::actors::HOSTILE, 4).await?;
+    t.scale(true, "pinger", trellis_tests::guests::PINGER, 4).await?;
+    t.scale(false, "hello", trellis_tests::guests::HTTP_HELLO, 4).await?;
+    t.scale(false, "hostile", trellis_tests::guests::HOSTILE, 4).await?;
     t.start_provider().await?;
     client.put_link(&echo_link("pinger", "tp")).await?;
     // As wasmCloud's HTTP server provider is linked to the components it serves (one link
@@ -245,8 +245,8 @@ async fn a_components_key_value_linked_to_an_external_provider_uses_the_provider
     init_tracing();
     let t = two_hosts(|_, c| c.wasm.max_execution_time = Duration::from_secs(20)).await?;
     let (lattice, client, record, provider_host) = (&t.lattice, &t.client, &t.record, &t.provider_host);
-    t.scale(true, "pinger", trellis_tests::actors::PINGER, 2).await?;
-    t.scale(false, "counter", trellis_tests::actors::KV_COUNTER, 2).await?;
+    t.scale(true, "pinger", trellis_tests::guests::PINGER, 2).await?;
+    t.scale(false, "counter", trellis_tests::guests::KV_COUNTER, 2).await?;
     t.start_provider().await?;
     client.put_link(&echo_link("pinger", "tp")).await?;
     // As wasmCloud's key-value counter example is linked to a key-value provider.
@@ -295,7 +295,7 @@ async fn a_components_messaging_linked_to_an_external_provider_goes_through_it_b
     init_tracing();
     let t = two_hosts(|_, _| {}).await?;
     let (lattice, client, record, component_host) = (&t.lattice, &t.client, &t.record, &t.component_host);
-    t.scale(false, "hostile", trellis_tests::actors::HOSTILE, 2).await?;
+    t.scale(false, "hostile", trellis_tests::guests::HOSTILE, 2).await?;
     t.start_provider().await?;
     // No `subjects` list: an external provider's link may leave it out.
     client.put_link(&Link::new("hostile", "tp", "default", "wasmcloud", "messaging", &["consumer"])).await?;
@@ -340,8 +340,8 @@ async fn a_client_that_speaks_wrpc_badly_gets_nothing_and_the_component_keeps_se
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "echo", trellis_tests::actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "hello", trellis_tests::actors::HTTP_HELLO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", trellis_tests::guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", trellis_tests::guests::HTTP_HELLO, 4).await?.map_err(anyhow::Error::msg)?;
     let nats = lattice.nats().await?;
     // Garbage, empty, huge (close to the NATS max payload), with and without a reply subject,
     // to a plain function and to an HTTP handler, and to a function the component does not export.
@@ -442,7 +442,7 @@ async fn a_provider_answering_malformed_results_fails_the_call_not_the_host() ->
             }
         })
     };
-    lattice.scale(host.id(), "pinger", trellis_tests::actors::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", trellis_tests::guests::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
     let ack = lattice.ctl().await?.start_provider(host.id(), &fake.display().to_string(), "fake", None, vec![]).await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
     client.put_link(&echo_link("pinger", "fake")).await?;

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_messages::Client;
-use trellis_tests::{actors, eventually, free_port, init_tracing, TestLattice};
+use trellis_tests::{guests, eventually, free_port, init_tracing, TestLattice};
 
 /// One HTTP/1.1 request over a fresh TCP connection: (status, body).
 async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
@@ -78,8 +78,8 @@ async fn http_hello_path_routing_faults_and_load() -> anyhow::Result<()> {
     let client = lattice.client().await?;
     start_provider(&client, host.id(), "http", "wasmcloud+builtin://http-server").await?;
     start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
-    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 32).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "counter", actors::KV_COUNTER, 8).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 32).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "counter", guests::KV_COUNTER, 8).await?.map_err(anyhow::Error::msg)?;
     client.put_config("kv-cfg", &HashMap::from([("bucket".to_string(), format!("t_{}", lattice.name.replace('-', "_")))])).await?;
     client.put_link(&link("counter", "kv", "default", ("wasi", "keyvalue"), &["store", "atomics"], &[], &["kv-cfg"])).await?;
     let port = free_port();
@@ -143,7 +143,7 @@ async fn counter_from_two_hosts_is_exact_and_survives_restarts() -> anyhow::Resu
     init_tracing();
     let lattice = TestLattice::new().await?;
     // Hosts as on separate machines: no local files, the component from the artifact store.
-    let counter = lattice.push("counter", actors::KV_COUNTER).await?;
+    let counter = lattice.push("counter", guests::KV_COUNTER).await?;
     let client = lattice.client().await?;
     let bucket = format!("c_{}", lattice.name.replace('-', "_"));
     let ports = [free_port(), free_port()];
@@ -231,7 +231,7 @@ async fn provider_lifecycle_bad_references_and_busy_addresses() -> anyhow::Resul
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = busy.local_addr()?.port();
     let client = lattice.client().await?;
-    lattice.scale(host.id(), "hello", actors::HTTP_HELLO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 1).await?.map_err(anyhow::Error::msg)?;
     serve(&client, "hello", port, None).await?;
     let (ty, data) = next(&mut events).await;
     assert_eq!(ty, "linkdef_set_failed");
@@ -268,8 +268,8 @@ async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
     let host = lattice.start_host(lattice.host_config()).await?;
     let client = lattice.client().await?;
     start_provider(&client, host.id(), "httpc", "wasmcloud+builtin://http-client").await?;
-    lattice.scale(host.id(), "linked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "unlinked", actors::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "linked", guests::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "unlinked", guests::HTTP_FETCH, 2).await?.map_err(anyhow::Error::msg)?;
     client.put_config("fetch-rules", &std::collections::HashMap::from([("deny".to_string(), "example.invalid".to_string())])).await?;
     client.put_link(&link("linked", "httpc", "default", ("wasi", "http"), &["outgoing-handler"], &[], &["fetch-rules"])).await?;
     let call = |component: &'static str, url: String| {
@@ -308,7 +308,7 @@ async fn http_client_only_for_linked_components() -> anyhow::Result<()> {
 async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let hello = lattice.push("hello", actors::HTTP_HELLO).await?;
+    let hello = lattice.push("hello", guests::HTTP_HELLO).await?;
     let a = lattice.start_host(lattice.machine_config()).await?;
     let b = lattice.start_host(lattice.machine_config()).await?;
     let client = lattice.client().await?;
@@ -337,7 +337,7 @@ async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> a
 async fn messaging_delivers_subscriptions_and_components_publish_and_request() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let msg_echo = lattice.push("msg-echo", actors::MSG_ECHO).await?;
+    let msg_echo = lattice.push("msg-echo", guests::MSG_ECHO).await?;
     let a = lattice.start_host(lattice.machine_config()).await?;
     let b = lattice.start_host(lattice.machine_config()).await?;
     let client = lattice.client().await?;

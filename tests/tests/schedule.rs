@@ -13,7 +13,7 @@ use trellis_messages::link::Link;
 use trellis_messages::schedule::{record_key, Lease, ScheduleTickFailed, TickRecord, TickState};
 use trellis_messages::Client;
 use trellis_tests::process::HostProcess;
-use trellis_tests::{actors, eventually, init_tracing, start_provider, trellis_bin, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, start_provider, trellis_bin, TestLattice};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -79,7 +79,7 @@ async fn bucket(lattice: &TestLattice, name: &str) -> anyhow::Result<kv::Store> 
 async fn each_tick_runs_once_across_three_hosts_and_survives_a_killed_host() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::cluster(3).await?;
-    let ticker = lattice.push("ticker", actors::TICKER).await?;
+    let ticker = lattice.push("ticker", guests::TICKER).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(5));
     let (mut hosts, ids) = host_processes(&lattice, &client, &[0, 1, 2], &["--kv-replicas", "3", "--no-apps"]).await?;
 
@@ -146,7 +146,7 @@ async fn each_tick_runs_once_across_three_hosts_and_survives_a_killed_host() -> 
 async fn a_tick_whose_host_is_killed_mid_call_is_taken_over_after_its_deadline() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let ticker = lattice.push("ticker", actors::TICKER).await?;
+    let ticker = lattice.push("ticker", guests::TICKER).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(5));
     let (mut hosts, ids) = host_processes(&lattice, &client, &[0, 0], &["--no-apps"]).await?;
     for id in &ids {
@@ -210,7 +210,7 @@ async fn failing_ticks_are_retried_with_backoff_then_reported() -> anyhow::Resul
     nats.flush().await?;
     start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
     start_provider(&client, host.id(), "cron", "trellis://cron").await?;
-    lattice.scale(host.id(), "ticker", actors::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "ticker", guests::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
     put_config(&client, "always-fails", &[("every", "1s"), ("payload", "fail"), ("retries", "2")]).await?;
     put_config(&client, "fails-once", &[("every", "1s"), ("payload", "fail-once")]).await?;
     put_config(&client, "traps", &[("every", "1s"), ("payload", "trap"), ("retries", "0")]).await?;
@@ -306,7 +306,7 @@ async fn missed_ticks_follow_the_policy_and_lapsed_claims_are_taken_over() -> an
     let host = lattice.start_host(lattice.host_config()).await?;
     let client = lattice.client().await?;
     start_provider(&client, host.id(), "kv", "trellis://keyvalue").await?;
-    lattice.scale(host.id(), "ticker", actors::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "ticker", guests::TICKER, 2).await?.map_err(anyhow::Error::msg)?;
     put_config(&client, "hourly-catch-up", &[("every", "1h"), ("missed", "run-once")]).await?;
     put_config(&client, "hourly", &[("every", "1h")]).await?;
     let links = [("catch-up", "hourly-catch-up"), ("skipped", "hourly"), ("lapsed", "hourly"), ("held", "hourly"), ("ahead", "hourly-catch-up"), ("forever", "hourly")];

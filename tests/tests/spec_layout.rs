@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use trellis_messages::link::Link;
-use trellis_tests::{actors, eventually, init_tracing, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, TestLattice};
 
 const PING: &str = "trellis:echo/pinger.ping";
 
@@ -55,8 +55,8 @@ async fn a_spec_written_by_wasmcloud_routes_calls_and_trellis_writes_parse_as_wa
     let data = js.get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?;
     // As a wasmCloud host would have stored it (a link put before any scale: empty url).
     data.put("COMPONENT_pinger", wasmcloud_bytes("", &[ci_echo_link("default")?])?.into()).await?;
-    lattice.scale(host.id(), "echo", actors::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "pinger", actors::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", guests::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?;
     assert_eq!(ping(&client).await, Some(vec![r#""hi""#.to_string()]), "the wasmCloud spec's link routes the call");
 
@@ -69,15 +69,15 @@ async fn a_spec_written_by_wasmcloud_routes_calls_and_trellis_writes_parse_as_wa
     })
     .await
     .expect("url and both links stored");
-    assert_eq!(spec.url, actors::PINGER);
+    assert_eq!(spec.url, guests::PINGER);
     assert!(spec.links.contains(&ci_echo_link("default")?) && spec.links.contains(&ci_echo_link("backup")?));
     // Deleting a link keeps the url too.
     client.delete_link("pinger", "backup", "trellis", "echo").await?;
     let raw = data.get("COMPONENT_pinger").await?.expect("spec");
     let spec: WasmCloudSpec = serde_json::from_slice(&raw)?;
-    assert_eq!((spec.url.as_str(), spec.links.len()), (actors::PINGER, 1));
+    assert_eq!((spec.url.as_str(), spec.links.len()), (guests::PINGER, 1));
     // Trellis writes exactly the bytes wasmCloud would for the same spec.
-    assert_eq!(raw.to_vec(), wasmcloud_bytes(actors::PINGER, &[ci_echo_link("default")?])?);
+    assert_eq!(raw.to_vec(), wasmcloud_bytes(guests::PINGER, &[ci_echo_link("default")?])?);
     host.shutdown(None).await?;
     Ok(())
 }
@@ -96,8 +96,8 @@ async fn the_old_trellis_layout_is_read_and_rewritten_once() -> anyhow::Result<(
     let raw = data.get("COMPONENT_pinger").await?.expect("kept");
     let spec: WasmCloudSpec = serde_json::from_slice(&raw)?;
     assert_eq!((spec.url.as_str(), spec.links.len()), ("", 1), "rewritten as a spec, its link kept");
-    lattice.scale(host.id(), "echo", actors::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(host.id(), "pinger", actors::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", guests::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
     assert_eq!(ping(&lattice.client().await?).await, Some(vec![r#""hi""#.to_string()]));
     host.shutdown(None).await?;
     Ok(())
@@ -110,12 +110,12 @@ async fn a_new_url_in_the_spec_moves_the_component_on_every_host() -> anyhow::Re
     let a = lattice.start_host(lattice.host_config()).await?;
     let b = lattice.start_host(lattice.host_config()).await?;
     for h in [&a, &b] {
-        lattice.scale(h.id(), "echo", actors::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+        lattice.scale(h.id(), "echo", guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
     }
     // The same component at another path: the new reference every host should run.
     let dir = tempfile::tempdir()?;
     let moved = dir.path().join("echo-v2.wasm");
-    std::fs::copy(actors::ECHO, &moved)?;
+    std::fs::copy(guests::ECHO, &moved)?;
     let moved = moved.display().to_string();
     let js = async_nats::jetstream::new(lattice.nats().await?);
     let data = js.get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use trellis_messages::link::Link;
 use trellis_messages::spy::{CallRecord, Direction};
-use trellis_tests::{actors, eventually, init_tracing, trellis_bin, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, trellis_bin, TestLattice};
 
 const PING: &str = "trellis:echo/pinger.ping";
 const ECHO: &str = "trellis:echo/echo.echo";
@@ -25,8 +25,8 @@ async fn a_spy_sees_calls_to_and_from_a_component_across_hosts_and_nothing_is_re
     let lattice = TestLattice::new().await?;
     let a = lattice.start_host(lattice.host_config()).await?;
     let b = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(a.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(b.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "pinger", guests::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
     client.put_link(&Link::new("pinger", "echo", "default", "trellis", "echo", &["echo"])).await?;
     eventually(Duration::from_secs(10), || {
@@ -89,7 +89,7 @@ async fn a_spy_sees_calls_to_and_from_a_component_across_hosts_and_nothing_is_re
         ..Default::default()
     };
     client.start_provider(a.id(), &http).await?;
-    lattice.scale(a.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
     let port = trellis_tests::free_port();
     let address = std::collections::HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))]);
     client.put_config("hello-http", &address).await?;

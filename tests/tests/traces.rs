@@ -11,7 +11,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
-use trellis_tests::{actors, eventually, TestLattice};
+use trellis_tests::{guests, eventually, TestLattice};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::Layer as _;
 
@@ -65,19 +65,19 @@ async fn one_trace_follows_a_call_across_two_hosts_and_into_key_value() -> anyho
     let a = lattice.start_host(lattice.host_config()).await?;
     let b = lattice.start_host(lattice.host_config()).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
-    lattice.scale(a.id(), "pinger", actors::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
-    lattice.scale(b.id(), "echo", actors::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(a.id(), "pinger", guests::PINGER, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo", guests::ECHO, 4).await?.map_err(anyhow::Error::msg)?;
     client.put_link(&Link::new("pinger", "echo", "default", "trellis", "echo", &["echo"])).await?;
     // Key-value for `hostile` on B, in a bucket of its own.
     let kv = StartProviderCommand { provider_id: "kv".into(), provider_ref: "trellis://keyvalue".into(), ..Default::default() };
     client.start_provider(b.id(), &kv).await?;
-    lattice.scale(b.id(), "hostile", actors::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "hostile", guests::HOSTILE, 4).await?.map_err(anyhow::Error::msg)?;
     client.put_config("traced-bucket", &HashMap::from([("bucket".to_string(), "traced".to_string())])).await?;
     client.put_link(&Link::new("hostile", "kv", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["traced-bucket"])).await?;
     // HTTP: the server on A, the component on B (the request is forwarded over NATS).
     let http = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
     client.start_provider(a.id(), &http).await?;
-    lattice.scale(b.id(), "hello", actors::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
     let port = trellis_tests::free_port();
     client.put_config("hello-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
     client.put_link(&Link::new("http", "hello", "hello", "wasi", "http", &["incoming-handler"]).with_source_config(&["hello-http"])).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nkeys::KeyPair;
 use trellis_host::trust::TrustPolicy;
-use trellis_tests::{actors, init_tracing, start_provider, trellis_bin, TestLattice};
+use trellis_tests::{guests, init_tracing, start_provider, trellis_bin, TestLattice};
 
 fn trellis(args: &[&str]) -> anyhow::Result<Output> {
     Ok(std::process::Command::new(trellis_bin()?).args(args).output()?)
@@ -20,7 +20,7 @@ fn trellis(args: &[&str]) -> anyhow::Result<Output> {
 fn sign(dir: &Path, name: &str, issuer: &KeyPair, extra: &[&str]) -> anyhow::Result<PathBuf> {
     let out = dir.join(format!("{name}.wasm"));
     let seed = issuer.seed()?;
-    let mut args = vec!["sign", actors::ECHO, out.to_str().expect("utf-8 path"), "--issuer-seed", &seed, "--name", name];
+    let mut args = vec!["sign", guests::ECHO, out.to_str().expect("utf-8 path"), "--issuer-seed", &seed, "--name", name];
     args.extend_from_slice(extra);
     let done = trellis(&args)?;
     anyhow::ensure!(done.status.success(), "trellis sign: {}", String::from_utf8_lossy(&done.stderr));
@@ -51,7 +51,7 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     let out = trellis(&["claims", &reference, "--insecure", "--json"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout)?["iss"], account.public_key().as_str());
-    let unsigned = trellis(&["claims", actors::ECHO])?;
+    let unsigned = trellis(&["claims", guests::ECHO])?;
     assert!(!unsigned.status.success() && String::from_utf8_lossy(&unsigned.stderr).contains("is not signed"));
 
     // One byte changed after signing (a letter in a custom section, so it is still valid wasm).
@@ -64,7 +64,7 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("changed after it was signed"), "{out:?}");
 
     // Claims that are not a JWT at all, in wasmCloud's section: refused, never a crash.
-    let mut garbage = std::fs::read(actors::ECHO)?;
+    let mut garbage = std::fs::read(guests::ECHO)?;
     for (name, data) in [("wasmcloud_jwt", b"not.a.jwt".as_slice()), ("wasmcloud_jwt", b"eyJhbGciOiJFZDI1NTE5In0.e30.AAAA")] {
         let mut body = vec![name.len() as u8];
         body.extend_from_slice(name.as_bytes());
@@ -100,7 +100,7 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     assert_eq!(reply.results, Some(vec![r#""signed""#.to_string()]));
 
     let refusals = [
-        ("unsigned", PathBuf::from(actors::ECHO), "is not signed, and this host runs only signed components (--require-signed)"),
+        ("unsigned", PathBuf::from(guests::ECHO), "is not signed, and this host runs only signed components (--require-signed)"),
         ("tampered", tampered.clone(), "changed after it was signed: its hash does not match its claims"),
         ("expiring", expiring, "claims expired"),
         ("later", later, "claims are not valid yet"),
@@ -140,7 +140,7 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
 
     // Without the settings, unsigned code runs, but claims that do not hold are still refused.
     let host = lattice.start_host(lattice.host_config()).await?;
-    lattice.scale(host.id(), "plain", actors::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "plain", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
     lattice.scale(host.id(), "foreign", foreign.to_str().expect("path"), 1).await?.map_err(anyhow::Error::msg)?;
     let err = lattice.scale(host.id(), "tampered", tampered.to_str().expect("path"), 1).await?.expect_err("refused");
     assert!(err.contains("changed after it was signed"), "{err}");

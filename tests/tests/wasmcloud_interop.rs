@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use trellis_tests::{actors, eventually, init_tracing, trellis_bin, Registry, TestLattice};
+use trellis_tests::{guests, eventually, init_tracing, trellis_bin, Registry, TestLattice};
 
 /// wasmCloud's host as a child process on `lattice`, killed when dropped.
 struct WasmcloudHost {
@@ -144,7 +144,7 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
     init_tracing();
     let registry = Registry::start(&[]).await?;
     let reference = format!("{}/interop/echo:1.0", registry.address());
-    let out = Command::new(trellis_bin()?).args(["push", "--insecure", &reference, actors::ECHO]).output()?;
+    let out = Command::new(trellis_bin()?).args(["push", "--insecure", &reference, guests::ECHO]).output()?;
     assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
 
     let lattice = TestLattice::new().await?;
@@ -182,7 +182,7 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
     let dir = tempfile::tempdir()?;
     let signed_file = dir.path().join("signed.wasm");
     let out = Command::new(trellis_bin()?)
-        .args(["sign", actors::ECHO, signed_file.to_str().expect("path"), "--issuer-seed", &account.seed()?, "--name", "signed-echo"])
+        .args(["sign", guests::ECHO, signed_file.to_str().expect("path"), "--issuer-seed", &account.seed()?, "--name", "signed-echo"])
         .output()?;
     assert!(out.status.success(), "sign: {}", String::from_utf8_lossy(&out.stderr));
     let signed = format!("{}/interop/signed:1.0", registry.address());

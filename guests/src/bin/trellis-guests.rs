@@ -1,4 +1,4 @@
-//! Prints the path of each example guest component, one per line (`scripts/build-actors`).
+//! Prints the path of each example guest component, one per line (`scripts/build-components`).
 
 fn main() {
     for path in trellis_guests::ALL {

@@ -36,7 +36,7 @@ impl Demo {
         let find = |name: &str| -> Result<PathBuf> {
             let path = dir.join(name);
             if !path.is_file() {
-                bail!("the demo needs {} (build the actors with `scripts/build-actors`)", path.display());
+                bail!("the demo needs {} (build the actors with `scripts/build-components`)", path.display());
             }
             std::fs::canonicalize(&path).with_context(|| path.display().to_string())
         };

@@ -208,7 +208,7 @@ pub struct UpArgs {
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Run the demo: `http-hello` and `kv-counter` from this directory (`http_hello.wasm`,
-    /// `kv_counter.wasm`, as `scripts/build-actors` makes them) behind the HTTP server provider.
+    /// `kv_counter.wasm`, as `scripts/build-components` makes them) behind the HTTP server provider.
     #[arg(long, env = "TRELLIS_DEMO")]
     pub demo: Option<PathBuf>,
     /// Where the demo's HTTP server listens.

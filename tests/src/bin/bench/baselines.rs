@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use trellis_tests::{actors, TestLattice};
+use trellis_tests::{guests, TestLattice};
 
 use crate::measure::{latencies, pct};
 
@@ -24,7 +24,7 @@ pub(crate) async fn direct_wasmtime(n: usize, trellis_engine: Option<trellis_hos
         Some(config) => {
             let runtime = trellis_host::wasm::WasmRuntime::new(config)?;
             let engine = runtime.engine().clone();
-            let component = Component::from_file(&engine, actors::ECHO)?;
+            let component = Component::from_file(&engine, guests::ECHO)?;
             let pre = runtime.linker().instantiate_pre(&component)?;
             (engine, pre, Some(runtime))
         }
@@ -32,7 +32,7 @@ pub(crate) async fn direct_wasmtime(n: usize, trellis_engine: Option<trellis_hos
             let mut config = wasmtime::Config::new();
             config.wasm_component_model(true);
             let engine = wasmtime::Engine::new(&config)?;
-            let component = Component::from_file(&engine, actors::ECHO)?;
+            let component = Component::from_file(&engine, guests::ECHO)?;
             let mut linker = Linker::<GuestState>::new(&engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
             let pre = linker.instantiate_pre(&component)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use trellis_tests::process::HostProcess;
-use trellis_tests::{actors, TestLattice};
+use trellis_tests::{guests, TestLattice};
 
 
 const APP: &str = r#"apiVersion: core.oam.dev/v1beta1
@@ -66,7 +66,7 @@ where
 pub async fn heal(lattice: &TestLattice, rounds: usize) -> Result<(f64, f64, usize)> {
     let client = lattice.client().await?;
     let nats = lattice.nats().await?;
-    let image = lattice.push("heal", actors::ECHO).await?;
+    let image = lattice.push("heal", guests::ECHO).await?;
     let mut hosts: Vec<HostProcess> = (0..3).map(|i| HostProcess::start(lattice, i, &["--label", "bench=heal"])).collect::<Result<_>>()?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Content-Type", "application/yaml");

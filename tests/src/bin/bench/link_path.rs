@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use trellis_tests::{actors, TestLattice};
+use trellis_tests::{guests, TestLattice};
 
 use crate::measure::{pct, us};
 use crate::{link, scaled};
@@ -35,8 +35,8 @@ pub async fn pinger_host(lattice: &TestLattice, client: &trellis_messages::Clien
     config.wasm.pool_instances = 256;
     let host = lattice.start_host(config).await?;
     let (pinger, echo) = (format!("pinger-{suffix}"), format!("echo-{suffix}"));
-    scaled(lattice, host.id(), &pinger, actors::PINGER, 64).await?;
-    scaled(lattice, host.id(), &echo, actors::ECHO, 64).await?;
+    scaled(lattice, host.id(), &pinger, guests::PINGER, 64).await?;
+    scaled(lattice, host.id(), &echo, guests::ECHO, 64).await?;
     client.put_link(&link(&pinger, &echo, "default", "trellis", "echo", &["echo"], &[])).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(host)

@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
-use trellis_tests::{actors, free_port, TestLattice};
+use trellis_tests::{guests, free_port, TestLattice};
 
 use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_request, raw_responder};
 use measure::{interleaved, latencies, pct, us, warmups, Cost, CostMeter};
@@ -147,8 +147,8 @@ async fn main() -> Result<()> {
     let nats = lattice.nats().await?;
 
     // 1. Local call: pinger → echo on one host (in-process link).
-    scaled(&lattice, &a, "pinger", actors::PINGER, 64).await?;
-    scaled(&lattice, &a, "echo", actors::ECHO, 64).await?;
+    scaled(&lattice, &a, "pinger", guests::PINGER, 64).await?;
+    scaled(&lattice, &a, "echo", guests::ECHO, 64).await?;
     client.put_link(&link("pinger", "echo", "default", "trellis", "echo", &["echo"], &[])).await?;
     let rounds = if quick { 3 } else { 20 };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -225,8 +225,8 @@ async fn main() -> Result<()> {
     };
 
     // 2. Cross-host: echo only on host B (a different NATS node).
-    client.scale_component(&a, &trellis_messages::component::ScaleComponentCommand { component_id: "echo".into(), component_ref: actors::ECHO.into(), max_instances: 0, ..Default::default() }).await?;
-    scaled(&lattice, &b, "echo", actors::ECHO, 64).await?;
+    client.scale_component(&a, &trellis_messages::component::ScaleComponentCommand { component_id: "echo".into(), component_ref: guests::ECHO.into(), max_instances: 0, ..Default::default() }).await?;
+    scaled(&lattice, &b, "echo", guests::ECHO, 64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let responder = async_nats::connect(lattice.url_of(1)).await?;
     raw_responder(&nats, responder).await?;
@@ -267,7 +267,7 @@ async fn main() -> Result<()> {
     if want(4) || want(11) {
         let start = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
         client.start_provider(&c, &start).await?;
-        scaled(&lattice, &c, "hello", actors::HTTP_HELLO, 128).await?;
+        scaled(&lattice, &c, "hello", guests::HTTP_HELLO, 128).await?;
         let port = free_port();
         client.put_config("bench-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
         client.put_link(&link("http", "hello", "hello", "wasi", "http", &["incoming-handler"], &["bench-http"])).await?;
@@ -307,7 +307,7 @@ async fn main() -> Result<()> {
     // as the ceiling; per-request percentiles. Each run's baseline is measured right after it.
     if want(11) {
         let port = http_port.context("figure 11 needs figure 4's server")?;
-        let serve_port = http::wasmtime_serve(actors::HTTP_HELLO, true).await?;
+        let serve_port = http::wasmtime_serve(guests::HTTP_HELLO, true).await?;
         let hyper_port = hyper_hello().await?;
         for concurrency in [1, 64] {
             let t = http::keepalive_load(port, "/", concurrency, size.http * 5).await?;
@@ -330,7 +330,7 @@ async fn main() -> Result<()> {
         if let Some(port) = http_port {
             let start = StartProviderCommand { provider_id: "http-u".into(), provider_ref: "wasmcloud+builtin://http-server".into(), ..Default::default() };
             client.start_provider(host.id(), &start).await?;
-            scaled(&lattice, host.id(), "hello-u", actors::HTTP_HELLO, 128).await?;
+            scaled(&lattice, host.id(), "hello-u", guests::HTTP_HELLO, 128).await?;
             let fast_port = free_port();
             client.put_config("bench-http-u", &HashMap::from([("address".to_string(), format!("127.0.0.1:{fast_port}"))])).await?;
             client.put_link(&link("http-u", "hello-u", "hello", "wasi", "http", &["incoming-handler"], &["bench-http-u"])).await?;
@@ -343,7 +343,7 @@ async fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             anyhow::ensure!(ready, "http-hello not served on the host without guard pages");
-            let serve_port = http::wasmtime_serve(actors::HTTP_HELLO, false).await?;
+            let serve_port = http::wasmtime_serve(guests::HTTP_HELLO, false).await?;
             let f = http::keepalive_load(fast_port, "/", 64, size.http * 5).await?;
             let d = http::keepalive_load(port, "/", 64, size.http * 5).await?;
             let w = http::keepalive_load(serve_port, "/", 64, size.http * 5).await?;
@@ -373,7 +373,7 @@ async fn main() -> Result<()> {
                 config.labels.insert("bench".into(), "scale".into());
                 let host = lattice.start_host(config).await?;
                 let id = format!("{state}-{round}");
-                times.push(events.scale_then_call(&client, host.id(), &id, actors::ECHO).await?);
+                times.push(events.scale_then_call(&client, host.id(), &id, guests::ECHO).await?);
                 host.shutdown(None).await?;
             }
         }
@@ -412,7 +412,7 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let before = process.rss_bytes();
             let began = Instant::now();
-            scale_many(&lattice, &client, &host, n, actors::ECHO).await?;
+            scale_many(&lattice, &client, &host, n, guests::ECHO).await?;
             let took = began.elapsed();
             tokio::time::sleep(Duration::from_millis(500)).await;
             let after = process.rss_bytes();
@@ -447,7 +447,7 @@ async fn main() -> Result<()> {
 
     // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
     if want(7) {
-        scaled(&lattice, &c, "echo2", actors::ECHO, 8).await?;
+        scaled(&lattice, &c, "echo2", guests::ECHO, 8).await?;
         client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
         let (mut props, mut acks, mut attempts) = (Vec::new(), Vec::new(), 0);
         for _ in 0..rounds {

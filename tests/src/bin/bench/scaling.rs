@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use trellis_tests::{actors, TestLattice};
+use trellis_tests::{guests, TestLattice};
 
 use crate::measure::pct;
 use crate::Figure;
@@ -103,10 +103,10 @@ async fn scale_once(lattice: &TestLattice, client: &trellis_messages::Client, ev
 pub(crate) async fn scale_by_source(lattice: &TestLattice, client: &trellis_messages::Client, rounds: usize) -> Result<Vec<Figure>> {
     let registry = trellis_tests::Registry::start(&[]).await?;
     let oci = format!("{}/bench/echo:1.0", registry.address());
-    let echo = std::fs::read(actors::ECHO)?;
+    let echo = std::fs::read(guests::ECHO)?;
     trellis_host::wasm::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
-    let store = lattice.push("bench-echo", actors::ECHO).await?;
-    let sources = [("file", actors::ECHO.to_string()), ("oci", oci), ("store", store)];
+    let store = lattice.push("bench-echo", guests::ECHO).await?;
+    let sources = [("file", guests::ECHO.to_string()), ("oci", oci), ("store", store)];
     let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
     let mut events = ScaleEvents::subscribe(lattice).await?;
     for _ in 0..rounds {
