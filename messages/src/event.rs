@@ -66,6 +66,18 @@ pub mod names {
     pub const COMPONENT_SCALED: &str = "component_scaled";
     /// A scale or update could not be carried out.
     pub const COMPONENT_SCALE_FAILED: &str = "component_scale_failed";
+    /// A provider started on a host.
+    pub const PROVIDER_STARTED: &str = "provider_started";
+    /// A provider could not be started.
+    pub const PROVIDER_START_FAILED: &str = "provider_start_failed";
+    /// A provider stopped (data: `reason`).
+    pub const PROVIDER_STOPPED: &str = "provider_stopped";
+    /// A provider's health check passed after it had failed (or for the first time).
+    pub const HEALTH_CHECK_PASSED: &str = "health_check_passed";
+    /// A provider's health check failed after it had passed.
+    pub const HEALTH_CHECK_FAILED: &str = "health_check_failed";
+    /// A provider's health, unchanged since the last check.
+    pub const HEALTH_CHECK_STATUS: &str = "health_check_status";
     /// A link was put (data: the link).
     pub const LINKDEF_SET: &str = "linkdef_set";
     /// A link put was refused (data: the link and `error`).

@@ -151,12 +151,28 @@ impl Subjects {
 
     /// The subject of event `name` (e.g. `host_started`).
     pub fn event(&self, name: &str) -> String {
-        format!("wasmbus.evt.{}.{name}", self.lattice)
+        event(&self.lattice, name)
     }
 
     /// All events of this lattice.
     pub fn events_wildcard(&self) -> String {
         format!("wasmbus.evt.{}.>", self.lattice)
+    }
+
+    /// The wRPC prefix of `target` (a component or provider id): `{lattice}.{target}`.
+    pub fn wrpc_prefix(&self, target: &str) -> String {
+        wrpc_prefix(&self.lattice, target)
+    }
+
+    /// Every wRPC call to `target`: `{lattice}.{target}.wrpc.>`.
+    pub fn wrpc_calls(&self, target: &str) -> String {
+        format!("{}.wrpc.>", wrpc_prefix(&self.lattice, target))
+    }
+
+    /// wasmCloud's provider subjects outside wRPC (`wasmbus.rpc.{lattice}.{rest}`: link puts and
+    /// deletes, health, shutdown of one provider).
+    pub fn provider_rpc(&self, rest: &str) -> String {
+        format!("wasmbus.rpc.{}.{rest}", self.lattice)
     }
 
     /// The tokens of `subject` after `{prefix}.v1.{lattice}`, or `None` when it is not ours.
@@ -166,9 +182,52 @@ impl Subjects {
     }
 }
 
+/// The subject of event `name` in `lattice`: `wasmbus.evt.{lattice}.{name}` (whatever the
+/// control prefix).
+pub fn event(lattice: &str, name: &str) -> String {
+    format!("wasmbus.evt.{lattice}.{name}")
+}
+
+/// The wRPC prefix of `target` in `lattice`: `{lattice}.{target}`, under which wRPC's NATS
+/// transport puts `wrpc.0.0.1.{instance}.{function}` (as wasmCloud 1.x hosts and providers do).
+pub fn wrpc_prefix(lattice: &str, target: &str) -> String {
+    format!("{lattice}.{target}")
+}
+
+/// wadm's subjects for one lattice: its application API and the status it publishes.
+pub mod wadm {
+    /// The subject of API operation `op` (`put`, `get`, `list`, `deploy`, `undeploy`, `del`,
+    /// `status`, `versions`, with the app name where it takes one): `wadm.api.{lattice}.model.{op}`.
+    pub fn model(lattice: &str, op: &str) -> String {
+        format!("{}model.{op}", api_prefix(lattice))
+    }
+
+    /// The start of every API subject of `lattice`: `wadm.api.{lattice}.`.
+    pub fn api_prefix(lattice: &str) -> String {
+        format!("wadm.api.{lattice}.")
+    }
+
+    /// Where an application's status is published: `wadm.status.{lattice}.{app}`.
+    pub fn status(lattice: &str, app: &str) -> String {
+        format!("wadm.status.{lattice}.{app}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_wrpc_wadm_and_event_subjects_as_wasmcloud_and_wadm_do() {
+        let s = Subjects::new("wasmbus.ctl", "default");
+        assert_eq!(s.event("host_started"), "wasmbus.evt.default.host_started");
+        assert_eq!(s.wrpc_prefix("echo"), "default.echo");
+        assert_eq!(s.wrpc_calls("echo"), "default.echo.wrpc.>");
+        assert_eq!(s.provider_rpc("VPROV.linkdefs.put"), "wasmbus.rpc.default.VPROV.linkdefs.put");
+        assert_eq!(wadm::model("default", "put"), "wadm.api.default.model.put");
+        assert_eq!(wadm::model("default", "deploy.app"), "wadm.api.default.model.deploy.app");
+        assert_eq!(wadm::status("default", "app"), "wadm.status.default.app");
+    }
 
     #[test]
     fn builds_the_published_client_subjects() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::json;
 use tracing::{info, warn};
+use trellis_messages::event::names;
 use trellis_messages::invocation::check_component_id;
 use trellis_messages::provider::{ProviderDescription, StartProviderCommand, StopProviderCommand};
 
@@ -95,7 +96,7 @@ impl ProvidersActor {
                 let _ = addr.send(StopExternal).await;
             }
             info!(provider_id = %id, kind, reason, "provider stopped");
-            events.publish_logged("provider_stopped", json!({"host_id": host_id, "provider_id": id, "reason": reason})).await;
+            events.publish_logged(names::PROVIDER_STOPPED, json!({"host_id": host_id, "provider_id": id, "reason": reason})).await;
         })
     }
 
@@ -121,7 +122,7 @@ impl ProvidersActor {
                 warn!(provider_id = %cmd.provider_id, "{e}");
                 let mut data = base;
                 data["error"] = json!(e);
-                self.publish("provider_start_failed", data);
+                self.publish(names::PROVIDER_START_FAILED, data);
                 return;
             }
         };
@@ -138,7 +139,7 @@ impl ProvidersActor {
         info!(provider_id = %cmd.provider_id, kind, "provider started");
         self.services.providers.add(&self.services.host_id, &cmd.provider_id, &cmd.provider_ref);
         self.running.insert(cmd.provider_id.clone(), Running { kind, runner, description, claims: None });
-        self.publish("provider_started", base);
+        self.publish(names::PROVIDER_STARTED, base);
         self.publish_inventory();
     }
 
@@ -320,7 +321,7 @@ impl Handler<StopProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StopProvider(cmd): StopProvider, _: &mut Self::Context) -> Self::Result {
         if self.unpacking.remove(&cmd.provider_id) {
-            self.publish("provider_stopped", json!({"host_id": self.services.host_id, "provider_id": cmd.provider_id, "reason": "stop requested"}));
+            self.publish(names::PROVIDER_STOPPED, json!({"host_id": self.services.host_id, "provider_id": cmd.provider_id, "reason": "stop requested"}));
             return Ok(format!("provider `{}` stopped before it started", cmd.provider_id));
         }
         if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop requested") {

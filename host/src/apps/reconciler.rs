@@ -99,8 +99,8 @@ impl Reconciler {
     async fn follow_failures(nats: async_nats::Client, lattice: String, host_id: String, failures: Arc<Mutex<BTreeMap<String, String>>>) {
         // Only the two failure events, not every event of the lattice (heartbeats included).
         let (Ok(components), Ok(providers)) = (
-            nats.subscribe(format!("wasmbus.evt.{lattice}.component_scale_failed")).await,
-            nats.subscribe(format!("wasmbus.evt.{lattice}.provider_start_failed")).await,
+            nats.subscribe(trellis_messages::subjects::event(&lattice, trellis_messages::event::names::COMPONENT_SCALE_FAILED)).await,
+            nats.subscribe(trellis_messages::subjects::event(&lattice, trellis_messages::event::names::PROVIDER_START_FAILED)).await,
         ) else {
             return;
         };
@@ -300,7 +300,7 @@ impl Reconciler {
         }
         let status = status::compute(app, plan, alive, &self.view.links());
         if published.get(app) != Some(&status) {
-            let subject = format!("wadm.status.{}.{app}", self.lattice);
+            let subject = trellis_messages::subjects::wadm::status(&self.lattice, app);
             if let Ok(body) = serde_json::to_vec(&status) {
                 if self.nats.publish(subject, body.into()).await.is_ok() {
                     published.insert(app.to_string(), status);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 use tracing::{debug, warn};
-use trellis_messages::event::CloudEvent;
+use trellis_messages::event::{names, CloudEvent};
 use trellis_messages::{Client, Subjects};
 
 use crate::capability::ProviderDirectory;
@@ -60,20 +60,20 @@ fn apply(directory: &ProviderDirectory, event: &CloudEvent) {
     let host = event.source.as_str();
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     match event.name() {
-        Some("provider_started") => {
+        Some(names::PROVIDER_STARTED) => {
             if let (Some(id), Some(reference)) =
                 (text(&event.data, "provider_id"), text(&event.data, "image_ref").or_else(|| text(&event.data, "provider_ref")))
             {
                 directory.add(host, &id, &reference);
             }
         }
-        Some("provider_stopped") => {
+        Some(names::PROVIDER_STOPPED) => {
             if let Some(id) = text(&event.data, "provider_id") {
                 directory.remove(host, &id);
             }
         }
-        Some("host_heartbeat") => directory.set_host(host, providers_of(&event.data)),
-        Some("host_stopped") => directory.remove_host(host),
+        Some(names::HOST_HEARTBEAT) => directory.set_host(host, providers_of(&event.data)),
+        Some(names::HOST_STOPPED) => directory.remove_host(host),
         _ => {}
     }
 }

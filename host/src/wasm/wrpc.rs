@@ -127,7 +127,7 @@ impl Wrpc {
         if let Some(c) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(target) {
             return Ok(c.clone());
         }
-        let client = Client::new(self.nats.clone(), format!("{}.{target}", self.lattice), None)
+        let client = Client::new(self.nats.clone(), trellis_messages::subjects::wrpc_prefix(&self.lattice, target), None)
             .await
             .map_err(|e| format!("cannot set up wRPC to `{target}`: {e:#}"))?;
         let client = Arc::new(client);
@@ -375,7 +375,7 @@ impl Wrpc {
             return Ok(Vec::new());
         }
         // One wRPC client (one inbox subscription) per component, for all it serves.
-        let prefix = format!("{}.{id}", self.lattice);
+        let prefix = trellis_messages::subjects::wrpc_prefix(&self.lattice, id);
         let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
             .await
             .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;

@@ -382,7 +382,7 @@ pub(crate) async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()
 
 /// The next `provider_started` / `provider_start_failed` of `provider_id`.
 async fn watch_provider(client: &Client, provider_id: &str, wait: Duration) -> Result<ScaleOutcome> {
-    watch_event(client, &["provider_started", "provider_start_failed"], "provider_id", provider_id, wait).await
+    watch_event(client, &[names::PROVIDER_STARTED, names::PROVIDER_START_FAILED], "provider_id", provider_id, wait).await
 }
 
 /// `trellis push` to a registry, in `wash push`'s layout.

@@ -69,7 +69,7 @@ impl Demo {
         // The version names the content: the same demo again is the same version.
         let version = format!("v1-{}", &trellis_host::wasm::oci::sha256(manifest.as_bytes())["sha256:".len()..][..12]);
         let manifest = manifest.replace("version: v1", &format!("version: {version}"));
-        let api = |op: &str| format!("wadm.api.{}.model.{op}", self.lattice);
+        let api = |op: &str| trellis_messages::subjects::wadm::model(&self.lattice, op);
         let ask = |op: String, body: Vec<u8>| {
             let nats = nats.clone();
             async move {

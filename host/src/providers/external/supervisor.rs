@@ -27,6 +27,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 use tracing::{info, warn};
+use trellis_messages::event::names;
 use trellis_messages::provider::ProviderStatus;
 
 use crate::providers::external::start_data::{links_of, HostData, LinkDefinition, LinkKey};
@@ -127,7 +128,7 @@ impl ExternalProvider {
     }
 
     fn rpc(&self, what: &str) -> String {
-        format!("wasmbus.rpc.{}.{}", self.services.subjects.lattice(), what)
+        self.services.subjects.provider_rpc(&what)
     }
 
     fn spawn_process(&mut self) -> Result<(), String> {
@@ -245,9 +246,9 @@ impl ExternalProvider {
     fn health(&mut self, answer: Option<(bool, Option<String>)>) {
         let (healthy, message) = answer.unwrap_or((false, Some("no answer to the health check".into())));
         let event = match (healthy, self.healthy) {
-            (true, false) => "health_check_passed",
-            (false, true) => "health_check_failed",
-            _ => "health_check_status",
+            (true, false) => names::HEALTH_CHECK_PASSED,
+            (false, true) => names::HEALTH_CHECK_FAILED,
+            _ => names::HEALTH_CHECK_STATUS,
         };
         if !healthy {
             warn!(provider_id = %self.id, message = message.as_deref().unwrap_or(""), "provider unhealthy");
