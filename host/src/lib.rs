@@ -44,30 +44,41 @@
 //!   │                                               │    records it in the │  …_start_failed,
 //!   │                                               │    ProviderDirectory │  …_stopped)
 //!   │                                               │    (other hosts' via │
-//!   │                                               │    capability::follow│
-//!   │                                               │    on their events), │
-//!   │                                               │    starts one        │
-//!   │                                               │    HttpServerActor
-//!   │                                               │    per HTTP server:  │
-//!   │                                               │    LatticeView.changes() → reconcile
-//!   │                                               │    listeners; requests run the target
-//!   │                                               │    in-process (wasm::http::serve_local)
-//!   │                                               │    starts one MessagingActor per
-//!   │                                               │    messaging provider (a subscription
-//!   │                                               │    per handler link) and one
-//!   │                                               │    ScheduleActor per cron provider:
-//!   │                                               │    LatticeView.changes() → a task per
-//!   │                                               │    schedule link; each tick claimed by
-//!   │                                               │    CAS in TRELLIS_SCHEDULES_{lattice},
-//!   │                                               │    the winner calls on-tick (local or
-//!   │                                               │    NATS), retries, or publishes
-//!   │                                               │    schedule_tick_failed
+//!   │                                               │    capability::      │
+//!   │                                               │    directory_feed on │
+//!   │                                               │    their events);    │
+//!   │                                               │    SetProviders ───► HostActor (inventory,
+//!   │                                               │    heartbeat); HTTP client and key-value
+//!   │                                               │    run nothing (host functions serve
+//!   │                                               │    their links); starts one LinkFollower
+//!   │                                               │    actor per HTTP server, messaging or
+//!   │                                               │    schedule provider (providers::follower:
+//!   │                                               │    LatticeView.changes() → desired(), the
+//!   │                                               │    links Resolver::deliveries names):
+//!   │                                               │      HTTP server: listeners; a request to
+//!   │                                               │      a component here runs in-process
+//!   │                                               │      (wasm::http::serve_local), one on
+//!   │                                               │      another host is forwarded over NATS
+//!   │                                               │      (wasm::http::forward → that host's
+//!   │                                               │      ComponentActor → serve_forwarded);
+//!   │                                               │      messaging: a subscription per
+//!   │                                               │      handler link;
+//!   │                                               │      schedules: a task per schedule link;
+//!   │                                               │      each tick claimed by CAS in
+//!   │                                               │      TRELLIS_SCHEDULES_{lattice}, the
+//!   │                                               │      winner calls on-tick (local or NATS),
+//!   │                                               │      retries, or publishes
+//!   │                                               │      schedule_tick_failed
 //!   │                                               │    starts one ExternalProvider per
 //!   │                                               │    external provider: owns its process
 //!   │                                               │    (behind `trellis provider-guard`),
 //!   │                                               │    LatticeView.changes() → linkdefs.put/
 //!   │                                               │    del, config.update; health checks;
 //!   │                                               │    restarts; StatusChanged → inventory
+//!   │   RegistryPut: answered in the dispatcher     │
+//!   │   (per-registry credentials for pulls);       │
+//!   │   ClaimsGet: the dispatcher asks WorkloadActor│
+//!   │   and ProvidersActor and merges the claims    │
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponent ───► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │
@@ -83,8 +94,9 @@
 //!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
 //!            (InvocationRequest)                │    forwarder task on a guest thread
 //!                                               │    → Call task on the guest runtime:
-//!                                               │      policy service (if any, cached) →
-//!                                               │      permit
+//!                                               │      LocalTarget::admit (signature policy,
+//!                                               │      policy service; every path, in-process
+//!                                               │      or not) → permit
 //!                                               │      (max_instances) → Store → instance →
 //!                                               │      export → reply InvocationResponse
 //!                                               │    every guest host call that reaches
