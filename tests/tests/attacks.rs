@@ -363,3 +363,49 @@ async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// wRPC callers that send part of a call's parameters and then nothing: each is ended once the
+/// parameters have not arrived within `max_queue_wait` (the results are closed, so a wRPC
+/// caller fails at once), none holds an instance while it waits, and a whole call goes
+/// through meanwhile.
+#[tokio::test]
+async fn wrpc_parameters_that_stall_are_cut_off_and_hold_no_instance() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_queue_wait = Duration::from_secs(2);
+    let host = lattice.start_host(config).await?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    let nats = lattice.nats().await?;
+    let subject = format!("{}.hostile.wrpc.0.0.1.trellis:hostile/probe@0.1.0.count-items", lattice.name);
+    let mut replies = nats.subscribe("stall.>").await?;
+    // Ten callers announce three elements and send one.
+    for i in 0..10 {
+        nats.publish_with_reply(subject.clone(), format!("stall.{i}"), vec![0x03, 0x01].into()).await?;
+    }
+    nats.flush().await?;
+    // One instance, ten stalled callers: a whole call still goes through at once.
+    let client = client(&lattice).await?;
+    let started = Instant::now();
+    assert_eq!(probe(&client, "count-items", &["[1, 2, 3]"]).await?, Ok("3".into()));
+    assert!(started.elapsed() < Duration::from_secs(1), "the whole call waited {:?}", started.elapsed());
+    // Each stalled call is answered twice: the handshake at once, and its results closed empty
+    // once its parameters are overdue.
+    let mut seen = std::collections::BTreeMap::<String, Vec<(Duration, usize)>>::new();
+    let started = Instant::now();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), replies.next()).await {
+        let call = m.subject.split('.').take(2).collect::<Vec<_>>().join(".");
+        seen.entry(call).or_default().push((started.elapsed(), m.payload.len()));
+        if seen.len() == 10 && seen.values().all(|v| v.len() >= 2) {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    for (call, messages) in &seen {
+        let closed = messages.iter().find(|(at, len)| *len == 0 && *at >= Duration::from_millis(1500));
+        assert!(closed.is_some(), "{call}: its results were closed after the wait: {messages:?}");
+    }
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
