@@ -9,6 +9,37 @@ use std::path::{Component as PathPart, Path, PathBuf};
 
 use crate::error::{HostError, Result};
 
+/// Why a file may not be loaded, or why what it holds is not a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The host was started without `--allow-file-load`.
+    #[error("this host does not load components from files (start it with --allow-file-load)")]
+    FilesNotAllowed,
+    /// The path (as written, or as resolved) is outside every allowed directory.
+    #[error("only files under {dirs} may be loaded here")]
+    OutsideDirs {
+        /// The allowed directories, for the message.
+        dirs: String,
+    },
+    /// The file system refused.
+    #[error("cannot read {}: {error}", path.display())]
+    Unreadable {
+        /// The path.
+        path: PathBuf,
+        /// What the file system said.
+        error: std::io::Error,
+    },
+    /// No `\0asm` header.
+    #[error("not a WebAssembly file (no `\\0asm` header)")]
+    NotWasm,
+    /// A core module where a component is needed.
+    #[error("a core WebAssembly module, not a component; turn it into one with `wasm-tools component new` (or build for wasm32-wasip2)")]
+    CoreModule,
+    /// A WebAssembly layer this host does not know.
+    #[error("unknown WebAssembly layer {0}")]
+    UnknownLayer(u16),
+}
+
 /// Which files a host may load components from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileLoad {
@@ -26,14 +57,14 @@ impl FileLoad {
 
     /// `Ok` when `path` may be read, checked on the path as written (before the file system is
     /// touched, so a refusal reveals nothing about the file).
-    fn check_path(&self, path: &Path) -> std::result::Result<(), String> {
+    fn check_path(&self, path: &Path) -> std::result::Result<(), LoadError> {
         if !self.allowed {
-            return Err("this host does not load components from files (start it with --allow-file-load)".into());
+            return Err(LoadError::FilesNotAllowed);
         }
         if self.dirs.is_empty() {
             return Ok(());
         }
-        let outside = || format!("only files under {} may be loaded here", self.dirs_text());
+        let outside = || LoadError::OutsideDirs { dirs: self.dirs_text() };
         if !path.is_absolute() || path.components().any(|c| matches!(c, PathPart::ParentDir | PathPart::CurDir)) {
             return Err(outside());
         }
@@ -46,16 +77,16 @@ impl FileLoad {
 
     /// `Ok` when the file `path` resolves to (symbolic links followed) is still under an
     /// allowed directory.
-    fn check_resolved(&self, path: &Path) -> std::result::Result<(), String> {
+    fn check_resolved(&self, path: &Path) -> std::result::Result<(), LoadError> {
         if self.dirs.is_empty() {
             return Ok(());
         }
-        let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let real = std::fs::canonicalize(path).map_err(|error| LoadError::Unreadable { path: path.to_path_buf(), error })?;
         let inside = self.dirs.iter().any(|d| std::fs::canonicalize(d).is_ok_and(|d| real.starts_with(d)));
         if inside {
             Ok(())
         } else {
-            Err(format!("only files under {} may be loaded here", self.dirs_text()))
+            Err(LoadError::OutsideDirs { dirs: self.dirs_text() })
         }
     }
 
@@ -64,7 +95,7 @@ impl FileLoad {
     ///
     /// # Errors
     /// Why not, without saying whether the file exists when the path alone is refused.
-    pub fn check(&self, path: &Path) -> std::result::Result<(), String> {
+    pub fn check(&self, path: &Path) -> std::result::Result<(), LoadError> {
         self.check_path(path)?;
         self.check_resolved(path)
     }
@@ -83,8 +114,8 @@ impl FileLoad {
 pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Result<Vec<u8>> {
     let path = path_of(reference)?;
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
-    files.check_path(&path).map_err(bad)?;
-    files.check_resolved(&path).map_err(bad)?;
+    files.check_path(&path).map_err(|e| bad(e.to_string()))?;
+    files.check_resolved(&path).map_err(|e| bad(e.to_string()))?;
     let meta = std::fs::metadata(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(bad(format!("{} is not a file", path.display())));
@@ -130,7 +161,7 @@ pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, sources: &
     };
     if let Some(pulled) = remote {
         let bytes = pulled.map_err(bad)?;
-        check_component(&bytes).map_err(bad)?;
+        check_component(&bytes).map_err(|e| bad(e.to_string()))?;
         return Ok(bytes);
     }
     let (r, max, files) = (reference.to_string(), config.max_component_size, config.file_load.clone());
@@ -161,18 +192,16 @@ pub fn path_of(reference: &str) -> Result<PathBuf> {
 }
 
 /// `Ok` when `bytes` are a WebAssembly component; otherwise why not.
-fn check_component(bytes: &[u8]) -> std::result::Result<(), String> {
+fn check_component(bytes: &[u8]) -> std::result::Result<(), LoadError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err("not a WebAssembly file (no `\\0asm` header)".into());
+        return Err(LoadError::NotWasm);
     }
     // Bytes 4..8: version (u16) and layer (u16); layer 1 is a component, 0 a core module.
     match u16::from_le_bytes([bytes[6], bytes[7]]) {
         1 => Ok(()),
-        0 => Err("a core WebAssembly module, not a component; turn it into one with \
-                  `wasm-tools component new` (or build for wasm32-wasip2)"
-            .into()),
-        layer => Err(format!("unknown WebAssembly layer {layer}")),
+        0 => Err(LoadError::CoreModule),
+        layer => Err(LoadError::UnknownLayer(layer)),
     }
 }
 
@@ -217,8 +246,9 @@ mod tests {
 
     #[test]
     fn component_check() {
-        assert!(check_component(b"hello world").unwrap_err().contains("not a WebAssembly file"));
-        assert!(check_component(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
+        assert!(matches!(check_component(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(check_component(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(LoadError::CoreModule.to_string().contains("wasm-tools component new"));
         assert!(check_component(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -48,7 +48,7 @@ pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Exe
     if !files.allowed {
         return Err("this host does not start providers from files (start it with --allow-file-load)".into());
     }
-    files.check(&path)?;
+    files.check(&path).map_err(|e| e.to_string())?;
     let name = path.display();
     let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
     if !meta.is_file() {
