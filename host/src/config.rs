@@ -236,7 +236,7 @@ impl HostConfig {
             }
         }
         if let Some(bucket) = &self.kv_default_bucket {
-            crate::capability::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
+            crate::permission::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
         }
         let l = &self.limits;
         if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.http_body_min_rate == 0 || l.max_control_message < 1024 {

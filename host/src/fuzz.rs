@@ -297,7 +297,7 @@ fn schedule_records() {
     assert!(serde_json::from_slice::<trellis_messages::schedule::TickRecord>(&seed("schedule", "record")).is_ok());
     fuzz("schedule", |input| {
         if let Ok(record) = serde_json::from_slice::<trellis_messages::schedule::TickRecord>(input) {
-            let _ = crate::providers::schedule::claims::believable("k", record, 1_700_000_000_000, 1_700_000_030_000);
+            let _ = crate::capabilities::schedule::claims::believable("k", record, 1_700_000_000_000, 1_700_000_030_000);
         }
     });
 }

@@ -44,7 +44,7 @@
 //!   │                                               │    records it in the │  …_start_failed,
 //!   │                                               │    ProviderDirectory │  …_stopped)
 //!   │                                               │    (other hosts' via │
-//!   │                                               │    capability::      │
+//!   │                                               │    permission::      │
 //!   │                                               │    directory_feed on │
 //!   │                                               │    their events);    │
 //!   │                                               │    SetProviders ───► HostActor (inventory,
@@ -155,8 +155,8 @@
 //! everything by replaying the watch.
 //!
 //! Key-value (`wasi:keyvalue` on JetStream KV), messaging (`wasmcloud:messaging/consumer`) and
-//! the HTTP client gate are host functions in `wasm::capabilities` (one module each, one list
-//! of them all) and `wasm::state`; what each may reach is decided by [`capability`] at call time,
+//! the HTTP client gate are host functions in [`capabilities`] (one module each, one list
+//! of them all) and `wasm::state`; what each may reach is decided by [`permission`] at call time,
 //! and nowhere else.
 //!
 //! Declared applications ([`apps`]) are tasks the supervisor owns beside the actors: the
@@ -173,7 +173,8 @@
 pub mod actors;
 pub mod apps;
 pub mod backoff;
-pub mod capability;
+pub mod capabilities;
+pub mod permission;
 pub mod config;
 pub mod error;
 pub mod events;

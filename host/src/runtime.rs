@@ -19,7 +19,7 @@ use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
 use crate::services::HostServices;
 use crate::wasm::local::LocalComponents;
-use crate::capability::{GuestPolicy, ProviderDirectory, Resolver};
+use crate::permission::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
 use crate::actors::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
@@ -340,7 +340,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
             },
         ),
     };
-    let follower = crate::capability::directory_feed::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
+    let follower = crate::permission::directory_feed::follow(nats.clone(), subjects.clone(), host_id.clone(), providers_dir.clone())
         .await
         .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
     let launch = match Launch::refusal(&config.nats) {

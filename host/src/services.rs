@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use trellis_messages::Subjects;
 
-use crate::capability::{ProviderDirectory, Resolver};
+use crate::permission::{ProviderDirectory, Resolver};
 use crate::config::Limits;
 use crate::events::EventPublisher;
 use crate::lattice::{LatticeStore, LatticeView};

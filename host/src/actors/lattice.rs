@@ -165,7 +165,7 @@ impl Handler<PutLink> for LatticeActor {
     fn handle(&mut self, PutLink(link): PutLink, _: &mut Self::Context) -> Self::Result {
         let (store, events) = (self.store.clone(), self.events.clone());
         Box::pin(async move {
-            let checked = match crate::providers::schedule::check_link(&store, &link).await {
+            let checked = match crate::capabilities::schedule::check_link(&store, &link).await {
                 Ok(()) => store.put_link(&link).await,
                 Err(e) => Err(HostError::Link(e)),
             };

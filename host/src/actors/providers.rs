@@ -21,9 +21,9 @@ use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{archive, Launch};
 use crate::wasm::oci;
 use crate::providers::follower::{LinkFollower, StopFollowing};
-use crate::providers::http_server::HttpServer;
-use crate::providers::messaging::Messaging;
-use crate::providers::schedule::Schedules;
+use crate::capabilities::http_server::HttpServer;
+use crate::capabilities::messaging::handler::Messaging;
+use crate::capabilities::schedule::Schedules;
 use crate::providers::ProviderKind;
 use crate::services::HostServices;
 
@@ -295,7 +295,7 @@ impl ProvidersActor {
     /// a stop in the meantime means it never starts.
     fn start_schedules(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
         self.unpacking.insert(cmd.provider_id.clone());
-        let open = crate::providers::schedule::open_bucket(self.services.store.clone(), cmd.provider_id.clone());
+        let open = crate::capabilities::schedule::open_bucket(self.services.store.clone(), cmd.provider_id.clone());
         ctx.spawn(open.into_actor(self).map(move |claims, act, _| {
             if !act.unpacking.remove(&cmd.provider_id) {
                 info!(provider_id = %cmd.provider_id, "schedule provider stopped while its bucket was opened; not started");

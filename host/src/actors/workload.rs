@@ -19,7 +19,7 @@ use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, U
 use crate::actors::host::{HostActor, SetComponent};
 use crate::error::{HostError, Result};
 use crate::services::HostServices;
-use crate::wasm::imports::{link_imports, ImportContext};
+use crate::capabilities::imports::{link_imports, ImportContext};
 use crate::wasm::PreparedComponent;
 
 /// A component running here.

@@ -7,7 +7,7 @@
 //! | `wasmcloud+builtin://keyvalue-nats`, `trellis://keyvalue` | [`ProviderKind::KeyValue`] | in-process: `wasi:keyvalue/store` + `atomics` on the JetStream KV bucket named by the link's target config (`bucket`) |
 //!
 //! | `wasmcloud+builtin://messaging-nats`, `trellis://messaging` | [`ProviderKind::Messaging`] | an actor that follows its links (`wasmcloud:messaging/handler`) and delivers the messages of each link's `subscriptions` to the component; components linked to it for `wasmcloud:messaging/consumer` publish and request |
-//! | `wasmcloud+builtin://cron`, `trellis://cron` | [`ProviderKind::Schedule`] | an actor that follows its links (`trellis:schedule/handler`) and runs each linked component's `on-tick` on the link's schedule, each tick once across the lattice ([`schedule`]) |
+//! | `wasmcloud+builtin://cron`, `trellis://cron` | [`ProviderKind::Schedule`] | an actor that follows its links (`trellis:schedule/handler`) and runs each linked component's `on-tick` on the link's schedule, each tick once across the lattice ([`crate::capabilities::schedule`]) |
 //!
 //! Any other reference names an external provider executable ([`external`]), started and
 //! supervised as its own process.
@@ -17,9 +17,6 @@
 
 pub mod external;
 pub mod follower;
-pub mod http_server;
-pub mod messaging;
-pub mod schedule;
 
 use std::time::Duration;
 
@@ -27,7 +24,7 @@ use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
 use wasmtime::component::Val;
 
 use crate::services::HostServices;
-pub use crate::capability::kind::ProviderKind;
+pub use crate::permission::kind::ProviderKind;
 
 /// Calls `function` of component `target` with `arg` for a provider (`caller`, as spies see
 /// it): in-process when the component runs here, else over NATS to a host that runs it (with

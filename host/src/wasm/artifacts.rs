@@ -14,7 +14,7 @@ use crate::wasm::oci::{sha256, Cache, OciConfig};
 pub const SCHEME: &str = "nats://";
 
 /// The object store bucket of `lattice`'s artifacts (guests never open it: see
-/// `capability::check_bucket`).
+/// `permission::check_bucket`).
 pub fn bucket(lattice: &str) -> String {
     format!("TRELLIS_ARTIFACTS_{lattice}")
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use trellis_messages::Subjects;
 
-use crate::capability::Resolver;
+use crate::permission::Resolver;
 use crate::wasm::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 

@@ -7,8 +7,8 @@ use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::capability::outbound::OutboundPolicy;
-use crate::capability::{reply_grant, Capability};
+use crate::permission::outbound::OutboundPolicy;
+use crate::permission::{reply_grant, Capability};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::engine::WasmRuntime;
 use crate::wasm::prepared::{ExportedFunc, PreparedComponent};

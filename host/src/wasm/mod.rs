@@ -12,11 +12,8 @@
 //!   every guest fault (trap, deadline, memory limit) turned into a [`Fault`].
 //! * [`context`]: what a component's host functions need at call time (the capability
 //!   resolver among it).
-//! * [`imports`]: what a component imports beyond WASI, matched once at scale time: an
-//!   interface in the [`capabilities`] list is linked by its module there (config, logging, the
-//!   lattice bus, messaging, key-value); any other interface of plain functions becomes a link
-//!   call to a component or provider (in-process, or over NATS through [`wrpc`]); anything else
-//!   fails the scale, naming the import.
+//! * What a component imports beyond WASI is matched in `crate::capabilities::imports`, once,
+//!   at scale time, against the host's list of capabilities.
 //! * [`local`]: the components running on this host, for in-process link calls.
 //! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter, the outbound HTTP
 //!   gate).
@@ -27,14 +24,12 @@
 //! * [`compiled`]: the on-disk cache of compiled components.
 
 pub mod artifacts;
-pub mod capabilities;
 pub mod compiled;
 pub mod context;
 pub mod engine;
 pub mod invoke;
 pub mod http;
 pub mod http_body;
-pub mod imports;
 pub mod load;
 pub mod local;
 pub mod oci;

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
 use crate::error::{HostError, Result};
 
 use crate::wasm::engine::WasmRuntime;
-use crate::capability::Resolver;
+use crate::permission::Resolver;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::wasm::state::GuestState;
@@ -69,7 +69,7 @@ impl PreparedComponent {
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
     /// it does not compile or imports something the host cannot provide.
     /// `link` defines, in the host's linker, what the component imports beyond WASI (see
-    /// `wasm::imports::link_imports`); `resolver` is what decides its capabilities.
+    /// `capabilities::imports::link_imports`); `resolver` is what decides its capabilities.
     pub fn load(
         runtime: &WasmRuntime,
         reference: &str,

@@ -12,7 +12,7 @@ use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestC
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::capability::outbound::OutboundPolicy;
+use crate::permission::outbound::OutboundPolicy;
 
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -45,7 +45,7 @@ pub struct GuestState {
     /// When this invocation's deadline passes (host calls wait no longer).
     pub deadline: std::time::Instant,
     /// The reply subject of the message this invocation handles, which it may publish to
-    /// ([`crate::capability::reply_grant`]).
+    /// ([`crate::permission::reply_grant`]).
     pub reply_to: Option<String>,
 }
 

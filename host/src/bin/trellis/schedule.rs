@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde::Serialize;
-use trellis_host::providers::schedule::{claims::Claims, is_schedule_link, spec::Schedule, tick::now_ms};
+use trellis_host::capabilities::schedule::{claims::Claims, is_schedule_link, spec::Schedule, tick::now_ms};
 use trellis_messages::schedule::{bucket, TickRecord, TickState};
 #[cfg(test)]
 use trellis_messages::schedule::Lease;

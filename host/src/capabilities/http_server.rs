@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use trellis_messages::event::{names, LinkSetFailed};
 use trellis_messages::link::Link;
 
-use super::follower::{FollowLinks, LinkFollower};
+use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 

@@ -4,7 +4,7 @@
 //! This host's own providers are set by the providers actor the moment they start or stop (so
 //! `provider.stop` revokes at once for calls that start afterwards); other hosts' come from
 //! their `provider_started` / `provider_stopped` / `host_heartbeat` / `host_stopped` events
-//! ([`super::follow`]), only from sources that are host keys. Another host not heard from for
+//! ([`super::directory_feed`]), only from sources that are host keys. Another host not heard from for
 //! [`FORGET_AFTER`] is forgotten (a host that died without `host_stopped`, or a source that
 //! made itself up), and at most [`MAX_HOSTS`] hosts with [`MAX_PROVIDERS_PER_HOST`] providers
 //! each are kept.
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::capability::ProviderKind;
+use crate::permission::ProviderKind;
 
 /// Host id → provider id → provider reference.
 type Table = BTreeMap<String, BTreeMap<String, String>>;

@@ -1,14 +1,23 @@
-//! The interfaces this host serves to components itself, in one list ([`SERVED`]): a new
-//! capability the host serves is one entry here and one module beside it. A component's imports
+//! Every capability the host serves, one module each: what a component imports from the host
+//! (`config`, `logging`, `bus`, `keyvalue`, `messaging::consumer`), and the built-in providers
+//! that deliver to components (`http_server`, `messaging::handler`, `schedule`, each a
+//! `FollowLinks` run by `providers::follower`). What any of them may reach is decided in
+//! [`crate::permission`], never here.
+//!
+//! The interfaces served to components are in one list ([`SERVED`]): a new capability the host
+//! serves is one entry here and one module beside it. A component's imports
 //! are matched against the list once, when it is prepared (at scale time); an import the list
-//! does not serve becomes a link call ([`super::imports`]) when its functions can cross to
+//! does not serve becomes a link call ([`crate::capabilities::imports`]) when its functions can cross to
 //! another component or provider, and otherwise fails the scale, naming the import.
 
 pub mod bus;
 pub mod config;
+pub mod http_server;
+pub mod imports;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
+pub mod schedule;
 
 use std::sync::Arc;
 
@@ -69,7 +78,7 @@ pub const SERVED: &[Served] = &[
     Served {
         prefix: "wasmcloud:messaging/consumer@",
         what: "publish and request through a messaging link",
-        link: |l| messaging::link_consumer(l.linker, l.import, l.ctx),
+        link: |l| messaging::consumer::link_consumer(l.linker, l.import, l.ctx),
     },
     Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| keyvalue::link_store(l.linker, l.import, l.ctx) },
     Served {

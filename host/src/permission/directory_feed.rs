@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use trellis_messages::event::{names, CloudEvent};
 use trellis_messages::{Client, Subjects};
 
-use crate::capability::ProviderDirectory;
+use crate::permission::ProviderDirectory;
 
 /// Subscribes to the lattice's events and returns the task that follows them (abort it to
 /// stop).
@@ -40,7 +40,7 @@ pub async fn follow(
                     continue;
                 }
                 if !directory.heard(&event.source) {
-                    warn!(source = %event.source, "lattice event ignored: {} other hosts are known already", crate::capability::directory::MAX_HOSTS);
+                    warn!(source = %event.source, "lattice event ignored: {} other hosts are known already", crate::permission::directory::MAX_HOSTS);
                     continue;
                 }
                 apply(&directory, &event);

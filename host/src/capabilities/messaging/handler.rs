@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 use wasmtime::component::{ComponentType, Lower};
 
-use super::follower::{FollowLinks, LinkFollower};
+use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 
 /// The export messages are delivered to.
@@ -148,7 +148,7 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
         }
         None => {
             let arg = wave_message(&msg.subject, &msg.payload, reply_to.as_deref());
-            let result = super::invoke_wave(services, target, HANDLE, arg, None).await?;
+            let result = crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?;
             result.starts_with("err(").then_some(result)
         }
     };

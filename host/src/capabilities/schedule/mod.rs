@@ -24,7 +24,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 use trellis_messages::link::Link;
 
-use super::follower::{FollowLinks, LinkFollower};
+use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::lattice::LatticeStore;
 use crate::services::HostServices;
 

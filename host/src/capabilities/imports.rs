@@ -4,7 +4,7 @@
 //!   linked to a host function that looks up the component's link for that interface **at call
 //!   time** (so a link put or deleted anywhere changes running components at once), then calls
 //!   the target in-process when it runs on this host, or over NATS otherwise;
-//! * an interface the host serves itself (the list in [`super::capabilities`]): linked as that entry says;
+//! * an interface the host serves itself (the list in [`crate::capabilities`]): linked as that entry says;
 //! * anything else (an interface with resources no capability serves, a bare function): the
 //!   component fails to prepare, naming the import.
 //!
@@ -21,7 +21,7 @@ use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_N
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
 use wasmtime::component::{Component, Linker, Type, Val};
 
-use crate::capability::Callee;
+use crate::permission::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
@@ -61,13 +61,13 @@ fn parse_interface(name: &str) -> Option<InterfaceName> {
 pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
     let engine = ctx.runtime.engine().clone();
     // One log rate for the component, however many `wasi:logging` versions it imports.
-    let log_rate = Arc::new(crate::wasm::capabilities::logging::Rate::new());
+    let log_rate = Arc::new(crate::capabilities::logging::Rate::new());
     for (name, item) in component.component_type().imports(&engine) {
         if WASI_PROVIDED.iter().any(|p| name.starts_with(p)) {
             continue;
         }
         let ComponentItem::ComponentInstance(instance) = item else {
-            return Err(crate::wasm::capabilities::ImportError::NotAnInterface(name.to_string()).into());
+            return Err(crate::capabilities::ImportError::NotAnInterface(name.to_string()).into());
         };
         let funcs: Vec<(String, ComponentFunc)> = instance
             .exports(&engine)
@@ -76,15 +76,15 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
                 _ => None,
             })
             .collect();
-        if let Some(served) = crate::wasm::capabilities::find(name) {
-            (served.link)(&mut crate::wasm::capabilities::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
+        if let Some(served) = crate::capabilities::find(name) {
+            (served.link)(&mut crate::capabilities::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
         } else if let Some(iface) = parse_interface(name).filter(|_| linkable(&instance, &engine)) {
             // (An interface of types alone needs no definitions.)
             if !funcs.is_empty() {
                 link_interface(linker, name, &iface, &funcs, ctx)?;
             }
         } else {
-            return Err(crate::wasm::capabilities::ImportError::NotServed(name.to_string()).into());
+            return Err(crate::capabilities::ImportError::NotServed(name.to_string()).into());
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tracing::info;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 
-use crate::capability::{Capability, ProviderGrant};
+use crate::permission::{Capability, ProviderGrant};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;

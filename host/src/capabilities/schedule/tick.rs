@@ -230,7 +230,7 @@ impl Job {
             ("payload".into(), Val::String(self.schedule.payload.clone())),
         ]);
         let timeout = self.schedule.timeout;
-        let call = super::super::invoke_component(&self.services, &self.component_id, ON_TICK, info, "schedule", Some(timeout));
+        let call = crate::providers::invoke_component(&self.services, &self.component_id, ON_TICK, info, "schedule", Some(timeout));
         let result = tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| format!("`{ON_TICK}` on `{}` did not return within {}", self.component_id, humantime::format_duration(timeout)))??;

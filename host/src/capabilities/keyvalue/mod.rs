@@ -2,7 +2,7 @@
 //!
 //! `open(identifier)` asks the capability resolver where the component's link for
 //! `wasi:keyvalue/store` (under the link name the guest chose, else `default`) goes
-//! ([`crate::capability::Resolver::key_value`]):
+//! ([`crate::permission::Resolver::key_value`]):
 //! - a built-in key-value provider: a JetStream bucket of the lattice ([`jetstream`]), the one
 //!   the link's target config names (or the host's default), never the guest's identifier and
 //!   never one of the lattice's own buckets;
@@ -21,7 +21,7 @@ use async_nats::jetstream::kv;
 use tracing::info;
 use wasmtime::component::{Linker, Resource, ResourceType};
 
-use crate::capability::{Capability, KeyValueTarget};
+use crate::permission::{Capability, KeyValueTarget};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
