@@ -301,53 +301,19 @@ async fn a_registry_token_from_registry_put_is_sent_as_a_bearer_token() -> anyho
 /// component size limit and its memory stays flat.
 #[tokio::test]
 async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     init_tracing();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?.to_string();
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let server = {
-        let sent = sent.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let sent = sent.clone();
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_string();
-                    if line.contains("/blobs/") {
-                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n").await;
-                        let chunk = vec![0u8; 64 << 10];
-                        for _ in 0..(200 << 20) / chunk.len() {
-                            if conn.write_all(&chunk).await.is_err() {
-                                return;
-                            }
-                            sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    } else if line.contains("/manifests/") {
-                        let zeros = "0".repeat(64);
-                        let manifest = format!(
-                            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.wasm.config.v0+json","digest":"sha256:{zeros}","size":2}},"layers":[{{"mediaType":"application/wasm","digest":"sha256:{zeros}","size":10}}]}}"#
-                        );
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            manifest.len()
-                        );
-                        let _ = conn.write_all(head.as_bytes()).await;
-                        let _ = conn.write_all(manifest.as_bytes()).await;
-                    } else {
-                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await;
-                    }
-                });
-            }
-        })
-    };
+    let manifest = wasm_manifest(&format!("sha256:{}", "0".repeat(64)), 10);
+    let (address, _, sent) = scripted_registry(move |_, head| {
+        let line = head.lines().next().unwrap_or_default();
+        if line.contains("/blobs/") {
+            Answer::Endless { head: "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n".into(), bytes: 200 << 20 }
+        } else if line.contains("/manifests/") {
+            whole("200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", &manifest)
+        } else {
+            whole("200 OK", "", "{}")
+        }
+    })
+    .await?;
     let lattice = TestLattice::new().await?;
     let mut config = lattice.host_config();
     config.wasm.max_component_size = 8 << 20;
@@ -360,7 +326,6 @@ async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Res
     let grown = rss().saturating_sub(before);
     assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
     assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 100 << 20, "the download was cut off early");
-    server.abort();
     host.shutdown(None).await?;
     Ok(())
 }
@@ -369,7 +334,7 @@ async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Res
 enum Answer {
     /// A whole response, head and body.
     Whole(String),
-    /// `head`, then zeros until `bytes` are sent or the host hangs up (the body's length is not
+    /// `head`, then filler until `bytes` are sent or the host hangs up (the body's length is not
     /// announced: the connection closes after it).
     Endless { head: String, bytes: u64 },
 }
