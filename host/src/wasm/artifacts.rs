@@ -6,6 +6,8 @@
 
 use async_nats::jetstream::{self, object_store};
 use tokio::io::AsyncReadExt;
+
+use crate::wasm::reference::ReferenceError;
 use tracing::{debug, info};
 
 use crate::wasm::oci::{sha256, Cache, OciConfig};
@@ -24,15 +26,15 @@ pub fn bucket(lattice: &str) -> String {
 ///
 /// # Errors
 /// Why the reference is refused.
-pub fn object_name(reference: &str, allow_latest: bool) -> Result<String, String> {
-    let rest = reference.strip_prefix(SCHEME).ok_or_else(|| format!("`{reference}` is not a `nats://` reference"))?;
+pub fn object_name(reference: &str, allow_latest: bool) -> Result<String, ReferenceError> {
+    let rest = reference.strip_prefix(SCHEME).ok_or_else(|| ReferenceError::NotArtifact { reference: reference.to_string() })?;
     let (name, version) = rest.split_once(':').unwrap_or((rest, "latest"));
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid(name) || !valid(version) {
-        return Err(format!("`{reference}` must be nats://NAME:VERSION (letters, digits, `-`, `_`, `.`)"));
+        return Err(ReferenceError::BadArtifactName { reference: reference.to_string() });
     }
     if version == "latest" && !allow_latest {
-        return Err(format!("`{reference}` names no version (or `latest`); pin one, or start the host with --allow-latest"));
+        return Err(ReferenceError::ArtifactLatest { reference: reference.to_string() });
     }
     Ok(format!("{name}:{version}"))
 }
@@ -42,7 +44,7 @@ pub fn object_name(reference: &str, allow_latest: bool) -> Result<String, String
 /// # Errors
 /// A message naming the reference and the cause.
 pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, String> {
-    let name = object_name(reference, config.allow_latest)?;
+    let name = object_name(reference, config.allow_latest).map_err(|e| e.to_string())?;
     let failed = |what: &str, e: &dyn std::fmt::Display| format!("lattice artifact `{reference}`: {what}: {e}");
     let work = async {
         let js = jetstream::new(nats.clone());
@@ -82,7 +84,7 @@ pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, con
 /// # Errors
 /// A message naming the cause.
 pub async fn push(nats: &async_nats::Client, lattice: &str, replicas: usize, reference: &str, bytes: &[u8]) -> Result<String, String> {
-    let name = object_name(reference, true)?;
+    let name = object_name(reference, true).map_err(|e| e.to_string())?;
     let js = jetstream::new(nats.clone());
     let store = match js.get_object_store(bucket(lattice)).await {
         Ok(store) => store,
@@ -102,7 +104,8 @@ mod tests {
     #[test]
     fn references() {
         assert_eq!(object_name("nats://echo:1.0", false).unwrap(), "echo:1.0");
-        assert!(object_name("nats://echo", false).unwrap_err().contains("--allow-latest"));
+        assert!(matches!(object_name("nats://echo", false), Err(ReferenceError::ArtifactLatest { .. })));
+        assert!(object_name("nats://echo", false).unwrap_err().to_string().contains("--allow-latest"));
         assert_eq!(object_name("nats://echo", true).unwrap(), "echo:latest");
         assert!(object_name("nats://a/b:1", false).is_err());
         assert!(object_name("oci://x", false).is_err());

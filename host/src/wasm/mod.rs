@@ -34,6 +34,7 @@ pub mod load;
 pub mod local;
 pub mod oci;
 pub mod prepared;
+pub mod reference;
 pub mod state;
 pub mod wrpc;
 pub mod wrpc_http;

@@ -13,6 +13,8 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
+use crate::wasm::reference::ReferenceError;
+
 /// Layer media types that carry a component (wasmCloud accepts the same three).
 pub const WASM_MEDIA_TYPES: &[&str] =
     &["application/wasm", "application/vnd.module.wasm.content.layer.v1+wasm", "application/vnd.oci.image.layer.v1.tar"];
@@ -116,15 +118,14 @@ pub fn is_oci(reference: &str) -> bool {
 ///
 /// # Errors
 /// Why the reference is refused.
-pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, String> {
+pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, ReferenceError> {
     let text = reference.strip_prefix("oci://").unwrap_or(reference);
-    let parsed = Reference::from_str(text).map_err(|e| format!("`{reference}` is not an OCI reference: {e}"))?;
+    let parsed =
+        Reference::from_str(text).map_err(|e| ReferenceError::NotOci { reference: reference.to_string(), reason: e.to_string() })?;
     let explicit_tag = text.rsplit('/').next().is_some_and(|last| last.contains(':'));
     let latest = parsed.digest().is_none() && (!explicit_tag || parsed.tag() == Some("latest"));
     if latest && !allow_latest {
-        return Err(format!(
-            "`{reference}` names `:latest` (or no tag), which can change under a running lattice; pin a version or a digest, or start the host with --allow-latest"
-        ));
+        return Err(ReferenceError::OciLatest { reference: reference.to_string() });
     }
     Ok(parsed)
 }
@@ -165,7 +166,7 @@ pub const PROVIDER_ARCHIVE_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provide
 /// # Errors
 /// A message naming the registry, the reference and the cause.
 pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64, wanted: &Wanted) -> Result<Vec<u8>, String> {
-    let image = parse(reference, config.allow_latest)?;
+    let image = parse(reference, config.allow_latest).map_err(|e| e.to_string())?;
     let registry = image.resolve_registry().to_string();
     let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {}", sanitized(e));
     let work = async {
@@ -326,8 +327,8 @@ mod tests {
 
     #[test]
     fn latest_is_refused_unless_allowed() {
-        assert!(parse("ghcr.io/a/b:latest", false).unwrap_err().contains("--allow-latest"));
-        assert!(parse("ghcr.io/a/b", false).unwrap_err().contains("--allow-latest"));
+        assert!(matches!(parse("ghcr.io/a/b:latest", false), Err(ReferenceError::OciLatest { .. })));
+        assert!(parse("ghcr.io/a/b", false).unwrap_err().to_string().contains("--allow-latest"));
         assert!(parse("ghcr.io/a/b", true).is_ok());
         assert!(parse("oci://127.0.0.1:5000/a/b:1.0", false).is_ok());
         let pinned = format!("ghcr.io/a/b@sha256:{}", "0".repeat(64));
