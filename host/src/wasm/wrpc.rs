@@ -1,7 +1,7 @@
 //! wRPC, the data plane of wasmCloud providers: a component's call to an external provider goes
 //! out on `{lattice}.{provider}.wrpc.0.0.1.{instance}.{func}` with wRPC's NATS transport, and a
 //! provider's call to a component arrives on the component's own wRPC subjects
-//! ([`serve_exports`]). Values cross with `wrpc-runtime-wasmtime`'s codec (component values ↔
+//! ([`Wrpc::serve_component`]). Values cross with `wrpc-runtime-wasmtime`'s codec (component values ↔
 //! wRPC's encoding). Only functions without resources are carried, as for calls between
 //! components.
 //!
