@@ -18,10 +18,23 @@ pub const SOURCE_ID_HEADER: &str = "source-id";
 /// Header naming the link a call went through.
 pub const LINK_NAME_HEADER: &str = "link-name";
 
-/// Header marking an invocation message as an HTTP request for the component's
-/// `wasi:http/incoming-handler` (an HTTP server provider on another host forwards it): the body
-/// is the HTTP body, the other HTTP headers travel as NATS headers.
-pub const HTTP_KIND_HEADER: &str = "Trellis-Kind";
+/// Header marking an invocation message as something other than an [`InvocationRequest`]:
+/// [`HTTP_KIND`] or [`MESSAGE_KIND`].
+pub const KIND_HEADER: &str = "Trellis-Kind";
+/// [`KIND_HEADER`] of an HTTP request for the component's `wasi:http/incoming-handler` (an HTTP
+/// server provider on another host forwards it): the body is the HTTP body, the other HTTP
+/// headers travel as NATS headers.
+pub const HTTP_KIND: &str = "http";
+/// [`KIND_HEADER`] of a message for the component's `wasmcloud:messaging/handler` (a messaging
+/// provider on another host forwards it): the body is the message's body, as it arrived; its
+/// subject and reply subject travel in [`MESSAGE_SUBJECT_HEADER`] and
+/// [`MESSAGE_REPLY_TO_HEADER`]. The reply is an [`InvocationResponse`] whose one result is the
+/// handler's, in WAVE (`ok`, `err("…")`).
+pub const MESSAGE_KIND: &str = "message";
+/// Subject of a forwarded message.
+pub const MESSAGE_SUBJECT_HEADER: &str = "Trellis-Subject";
+/// Reply subject of a forwarded message (absent when it has none).
+pub const MESSAGE_REPLY_TO_HEADER: &str = "Trellis-Reply-To";
 /// Method of a forwarded HTTP request.
 pub const HTTP_METHOD_HEADER: &str = "Trellis-Method";
 /// Path and query of a forwarded HTTP request.

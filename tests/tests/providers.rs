@@ -372,6 +372,12 @@ async fn messaging_delivers_subscriptions_and_components_publish_and_request() -
     .await
     .expect("the component answers messages on its subscription");
     assert_eq!(&reply.payload[..], b"echo: hi");
+    // A large body crosses hosts as bytes: as WAVE text (`[120, 120, …]`, about 5 bytes a byte)
+    // a 768 KiB message passed the NATS payload limit and was never delivered.
+    let big = bytes::Bytes::from(vec![b'x'; 768 << 10]);
+    let reply = tokio::time::timeout(Duration::from_secs(10), nats.request("demo.echo", big.clone())).await??;
+    assert_eq!(reply.payload.len(), big.len() + 6, "the whole body came back");
+    assert!(reply.payload.starts_with(b"echo: xxx"));
     let reply = nats.request("ask.svc.time", "".into()).await?;
     assert_eq!(&reply.payload[..], b"tick", "the component's consumer.request reached the service");
     match tokio::time::timeout(Duration::from_millis(500), nats.request("anything.else", "x".into())).await {

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND_HEADER};
+use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse, HTTP_KIND, KIND_HEADER, MESSAGE_KIND};
 use trellis_messages::spy::Direction;
 
 use crate::error::{HostError, Result};
@@ -259,7 +259,8 @@ impl Forwarder {
         let target = self.serving.get();
         let nats = self.nats.clone();
         let (runtime, id) = (self.runtime.clone(), self.id.clone());
-        let is_http = msg.headers.as_ref().and_then(|h| h.get(HTTP_KIND_HEADER)).is_some_and(|v| v.as_str() == "http");
+        let kind = msg.headers.as_ref().and_then(|h| h.get(KIND_HEADER)).map(|v| v.as_str().to_string());
+        let is_http = kind.as_deref() == Some(HTTP_KIND);
         let cutoff = self.cutoff.clone();
         let span = tracing::debug_span!(target: crate::telemetry::TARGET, "invocation", component = %id, http = is_http);
         crate::telemetry::parent_from_nats(&span, msg.headers.as_ref());
@@ -286,8 +287,14 @@ impl Forwarder {
         let host_id = self.host_id.clone();
         let call = Call { id: id.clone(), host_id: host_id.clone(), target, runtime };
         self.tracker.spawn(tracing::Instrument::instrument(async move {
+            let run = async {
+                match kind.as_deref() {
+                    Some(MESSAGE_KIND) => call.deliver(&msg).await,
+                    _ => call.run(&msg).await,
+                }
+            };
             let response = tokio::select! {
-                response = call.run(&msg) => response,
+                response = run => response,
                 () = cutoff.cancelled() => InvocationResponse::fault(&host_id, FaultKind::Host, cut_off(&id)),
             };
             let body = serde_json::to_vec(&response).unwrap_or_default();
@@ -307,6 +314,26 @@ struct Call {
 }
 
 impl Call {
+    /// A message for the component's `wasmcloud:messaging/handler`, forwarded by a messaging
+    /// provider on another host: delivered as one on this host would deliver it.
+    async fn deliver(self, msg: &async_nats::Message) -> InvocationResponse {
+        use crate::capabilities::messaging::handler::{deliver_here, result_wave, Delivery};
+        use trellis_messages::invocation::{MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER, SOURCE_ID_HEADER};
+        let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+        let Some(subject) = header(MESSAGE_SUBJECT_HEADER) else {
+            return InvocationResponse::fault(&self.host_id, FaultKind::BadArguments, format!("a forwarded message without its subject ({MESSAGE_SUBJECT_HEADER})"));
+        };
+        let delivery = Delivery { subject, body: msg.payload.clone(), reply_to: header(MESSAGE_REPLY_TO_HEADER) };
+        let caller = header(SOURCE_ID_HEADER).unwrap_or_else(|| "messaging".into());
+        match deliver_here(&self.runtime, &self.target, &self.id, &caller, delivery).await {
+            Ok(result) => InvocationResponse::ok(&self.host_id, vec![result_wave(&result)]),
+            Err(fault) => {
+                info!(component_id = %self.id, fault = ?fault.kind, "{}", fault.message);
+                InvocationResponse::fault(&self.host_id, fault.kind, fault.message)
+            }
+        }
+    }
+
     async fn run(self, msg: &async_nats::Message) -> InvocationResponse {
         let caller = msg
             .headers

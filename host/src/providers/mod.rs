@@ -57,10 +57,29 @@ pub(crate) async fn invoke_component(
 /// As [`invoke_component`].
 pub(crate) async fn invoke_wave(services: &HostServices, target: &str, function: &str, arg: String, timeout: Option<Duration>) -> Result<String, String> {
     let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
+    request_invocation(services, target, None, body.into(), timeout).await
+}
+
+/// Sends one invocation message (`headers` and `payload`, an [`InvocationRequest`] or a message
+/// of another kind) to whichever host runs component `target`, and answers as
+/// [`invoke_component`].
+///
+/// # Errors
+/// As [`invoke_component`].
+pub(crate) async fn request_invocation(
+    services: &HostServices,
+    target: &str,
+    headers: Option<async_nats::HeaderMap>,
+    payload: bytes::Bytes,
+    timeout: Option<Duration>,
+) -> Result<String, String> {
     // Never without a deadline: a host that died mid-call would hold the caller's slot forever.
     let config = services.runtime.config();
     let deadline = timeout.unwrap_or(config.max_execution_time + config.max_queue_wait + Duration::from_secs(1));
-    let request = async_nats::Request::new().payload(body.into()).timeout(Some(deadline));
+    let mut request = async_nats::Request::new().payload(payload).timeout(Some(deadline));
+    if let Some(headers) = headers {
+        request = request.headers(headers);
+    }
     let reply = services.calls.send_request(services.subjects.invocation(target), request).await.map_err(|e| e.to_string())?;
     let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
     match (response.results, response.error) {

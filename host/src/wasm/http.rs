@@ -209,7 +209,7 @@ pub async fn forward<B>(
 where
     B: hyper::body::Body<Data = Bytes, Error = BodyError>,
 {
-    use trellis_messages::invocation::{HTTP_KIND_HEADER, HTTP_METHOD_HEADER, HTTP_STATUS_HEADER, HTTP_URI_HEADER};
+    use trellis_messages::invocation::{HTTP_KIND, KIND_HEADER, HTTP_METHOD_HEADER, HTTP_STATUS_HEADER, HTTP_URI_HEADER};
     let (parts, body) = request.into_parts();
     let max = nats.server_info().max_payload;
     let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
@@ -228,7 +228,7 @@ where
     }
     let mut headers = async_nats::HeaderMap::new();
     crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
-    headers.insert(HTTP_KIND_HEADER, "http");
+    headers.insert(KIND_HEADER, HTTP_KIND);
     headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());
     headers.insert(HTTP_URI_HEADER, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     for (name, value) in &parts.headers {

@@ -131,7 +131,7 @@ pub async fn invoke_vals(
 }
 
 /// Calls `function` of `component` with typed `params`, lowered straight into guest memory: a
-/// `list<u8>` passed as `Vec<u8>` costs its bytes, where as `Val`s it costs 32 bytes a byte.
+/// `list<u8>` passed as `Vec<u8>` costs its bytes, where as `Val`s it costs 40 bytes a byte.
 /// `reply_to` is the reply subject the call may publish on (a messaging delivery's).
 ///
 /// # Errors
@@ -298,5 +298,15 @@ fn type_name(ty: &wasmtime::component::Type) -> String {
         T::Flags(_) => "flags".into(),
         T::Own(_) | T::Borrow(_) => "resource".into(),
         _ => "value".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What the README says a running NATS invocation's arguments cost: a `Val` per element of
+    /// a `list<u8>`, 40 bytes each, for at least two bytes of WAVE text (`0,`).
+    #[test]
+    fn a_val_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<wasmtime::component::Val>(), 40);
     }
 }

@@ -6,7 +6,7 @@
 //! the bytes already read justify (capacity grows as elements arrive) and charges every value it
 //! builds to a [`Budget`]: a bound per call ([`MAX_CALL_VALUE_BYTES`]) and a pool shared by all
 //! of a host's calls ([`MAX_HOST_VALUE_BYTES`]), both counted in host memory (a decoded value is
-//! a [`Val`], about 32 bytes per element, so a `list<u8>` costs 32× its wire size).
+//! a [`Val`], 40 bytes per element, so a `list<u8>` costs 40× its wire size).
 //!
 //! Only values without resources, streams or futures are decoded: what Trellis carries between
 //! components and providers ([`plain_type`]).

@@ -3,9 +3,11 @@
 //! (source config, comma-separated; `queue_group` optional) to the linked component's
 //! `handle-message`: in-process when the component runs here, else over NATS.
 //!
-//! In-process, a message's body is lowered into the guest as bytes (typed, not one `Val` per
-//! byte), and only once the call has an instance: a delivery that waits holds the message as
-//! it arrived. At most 256 deliveries and 64 MiB of bodies per subscription are in flight;
+//! A message's body is lowered into the guest as bytes (typed, not one `Val` per byte), and
+//! only once the call has an instance: a delivery that waits holds the message as it arrived.
+//! To a component on another host the message goes as it arrived too, its body as the NATS
+//! payload (`Trellis-Kind: message`, [`trellis_messages::invocation::MESSAGE_KIND`]), and that
+//! host delivers it the same way ([`deliver_here`]). At most 256 deliveries and 64 MiB of bodies per subscription are in flight;
 //! past either the subscription is not read until one ends, so further messages wait in the
 //! NATS client's buffer (and past that are dropped, as NATS drops for any slow consumer).
 
@@ -18,6 +20,9 @@ use wasmtime::component::{ComponentType, Lower};
 
 use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
+use crate::wasm::invoke::Fault;
+use crate::wasm::local::LocalTarget;
+use crate::wasm::WasmRuntime;
 
 /// The export messages are delivered to.
 const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
@@ -133,24 +138,10 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
 }
 
 async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), String> {
-    let reply_to = msg.reply.as_ref().map(ToString::to_string);
+    let delivery = Delivery { subject: msg.subject.to_string(), body: msg.payload, reply_to: msg.reply.map(|r| r.to_string()) };
     let result = match services.local.get(target) {
-        Some(local) => {
-            let runtime = &services.runtime;
-            let component = local.component.clone();
-            let invoke = || async move {
-                let message = BrokerMessage { subject: msg.subject.to_string(), body: msg.payload.to_vec(), reply_to: reply_to.clone() };
-                crate::wasm::invoke::invoke_typed::<(BrokerMessage,), (Result<(), String>,)>(runtime, target, &component, HANDLE, (message,), reply_to)
-                    .await
-            };
-            let (result,) = local.call_with(runtime, target, HANDLE, "messaging", invoke).await.map_err(|f| f.message)?;
-            result.err().map(|e| format!("err({e:?})"))
-        }
-        None => {
-            let arg = wave_message(&msg.subject, &msg.payload, reply_to.as_deref());
-            let result = crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?;
-            result.starts_with("err(").then_some(result)
-        }
+        Some(local) => deliver_here(&services.runtime, &local, target, "messaging", delivery).await.map_err(|f| f.message)?.err(),
+        None => forward(services, target, delivery).await?,
     };
     if let Some(err) = result {
         debug!(component_id = target, "handle-message returned {err}");
@@ -158,44 +149,66 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
     Ok(())
 }
 
-/// The `broker-message` in WAVE, written straight from the bytes, for a component on another host.
-fn wave_message(subject: &str, body: &[u8], reply_to: Option<&str>) -> String {
-    use std::fmt::Write as _;
-    use wasmtime::component::Val;
-    let quoted = |s: &str| Val::String(s.into()).to_wave().unwrap_or_else(|_| "\"\"".into());
-    let mut out = String::with_capacity(body.len() * 4 + subject.len() + 64);
-    let _ = write!(out, "{{subject: {}, body: [", quoted(subject));
-    for (i, b) in body.iter().enumerate() {
-        let _ = write!(out, "{}{b}", if i == 0 { "" } else { ", " });
+/// One message for a component's `handle-message`.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The subject it arrived on.
+    pub subject: String,
+    /// Its body, as it arrived.
+    pub body: bytes::Bytes,
+    /// Where an answer goes, if anywhere.
+    pub reply_to: Option<String>,
+}
+
+/// Delivers a message to component `id`, which runs here as `local`, with the same admission,
+/// slots and limits as any call (`caller` as spies see it). Answers the handler's own result.
+///
+/// # Errors
+/// The call's [`Fault`]: refused, busy, trapped, past its deadline.
+pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id: &str, caller: &str, delivery: Delivery) -> Result<Result<(), String>, Fault> {
+    let component = local.component.clone();
+    let invoke = || async move {
+        let Delivery { subject, body, reply_to } = delivery;
+        // Copied into the guest's argument only now that the call has an instance.
+        let message = BrokerMessage { subject, body: body.to_vec(), reply_to: reply_to.clone() };
+        crate::wasm::invoke::invoke_typed::<(BrokerMessage,), (Result<(), String>,)>(runtime, id, &component, HANDLE, (message,), reply_to).await
+    };
+    let (result,) = local.call_with(runtime, id, HANDLE, caller, invoke).await?;
+    Ok(result)
+}
+
+/// Hands a message to whichever host runs component `target`: its body as the NATS payload,
+/// subject and reply subject as headers. Answers the handler's `err`, if it returned one.
+async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> Result<Option<String>, String> {
+    use trellis_messages::invocation::{KIND_HEADER, MESSAGE_KIND, MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER};
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(KIND_HEADER, MESSAGE_KIND);
+    headers.insert(MESSAGE_SUBJECT_HEADER, delivery.subject.as_str());
+    if let Some(reply_to) = &delivery.reply_to {
+        headers.insert(MESSAGE_REPLY_TO_HEADER, reply_to.as_str());
     }
-    out.push(']');
-    // As wasmtime prints a record: a field that is `none` is left out.
-    if let Some(r) = reply_to {
-        let _ = write!(out, ", reply-to: some({})", quoted(r));
+    let result = crate::providers::request_invocation(services, target, Some(headers), delivery.body, None).await?;
+    Ok(result.starts_with("err(").then_some(result))
+}
+
+/// The handler's result in WAVE, as the reply to a forwarded message carries it.
+pub(crate) fn result_wave(result: &Result<(), String>) -> String {
+    match result {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("err({})", wasmtime::component::Val::String(e.clone()).to_wave().unwrap_or_else(|_| "\"\"".into())),
     }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use wasmtime::component::Val;
 
-    /// What the host sent before: the record as `Val`s, printed by wasmtime.
-    fn as_vals(subject: &str, body: &[u8], reply_to: Option<&str>) -> String {
-        Val::Record(vec![
-            ("subject".into(), Val::String(subject.into())),
-            ("body".into(), Val::List(body.iter().map(|b| Val::U8(*b)).collect())),
-            ("reply-to".into(), Val::Option(reply_to.map(|r| Box::new(Val::String(r.into()))))),
-        ])
-        .to_wave()
-        .expect("printable")
-    }
-
+    /// A forwarded message's reply carries the handler's result as wasmtime prints it.
     #[test]
-    fn the_wave_message_is_the_records_wave() {
-        for (subject, body, reply) in [("a.\"b\"", &[0u8, 7, 255][..], Some("_INBOX.x")), ("s", &[][..], None)] {
-            assert_eq!(super::wave_message(subject, body, reply), as_vals(subject, body, reply));
+    fn the_result_is_wasmtimes_wave() {
+        for result in [Ok(()), Err("no \"such\" thing".to_string())] {
+            let val = Val::Result(result.clone().map(|()| None).map_err(|e| Some(Box::new(Val::String(e)))));
+            assert_eq!(super::result_wave(&result), val.to_wave().expect("printable"));
         }
     }
 }
