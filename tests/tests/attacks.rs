@@ -56,6 +56,78 @@ async fn a_forged_header_count_over_wrpc_http_fails_the_request_not_the_host() -
     Ok(())
 }
 
+/// LEB128, as wRPC writes lengths.
+fn leb128(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A `wrpc:http` GET with `count` headers of `value_len` bytes each, body and trailers pending.
+fn request_head(count: usize, value_len: usize) -> Vec<u8> {
+    // body pending, trailers pending, GET, no path, scheme or authority; then the headers.
+    let mut head = vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    leb128(count, &mut head);
+    for i in 0..count {
+        let name = format!("x-h{i}");
+        leb128(name.len(), &mut head);
+        head.extend_from_slice(name.as_bytes());
+        leb128(1, &mut head);
+        leb128(value_len, &mut head);
+        head.extend(std::iter::repeat_n(b'v', value_len));
+    }
+    head
+}
+
+/// Sends `head` as a wRPC NATS caller does (the first part with the invocation, the rest to the
+/// server's `.params` subject once it has answered) and answers whether results came back.
+async fn send_head(nats: &async_nats::Client, subject: &str, inbox: &str, head: &[u8]) -> anyhow::Result<bool> {
+    let mut handshake = nats.subscribe(inbox.to_string()).await?;
+    let mut results = nats.subscribe(format!("{inbox}.results")).await?;
+    nats.flush().await?;
+    let (first, rest) = head.split_at(head.len().min(64 << 10));
+    nats.publish_with_reply(subject.to_string(), inbox.to_string(), first.to_vec().into()).await?;
+    let Ok(Some(shake)) = tokio::time::timeout(Duration::from_secs(5), handshake.next()).await else { anyhow::bail!("no handshake") };
+    let params = format!("{}.params", shake.reply.ok_or_else(|| anyhow::anyhow!("a handshake without a reply subject"))?);
+    for chunk in rest.chunks(512 << 10) {
+        nats.publish(params.clone(), chunk.to_vec().into()).await?;
+    }
+    // The body ends empty and there are no trailers.
+    nats.publish(format!("{params}.0.0"), vec![0x00].into()).await?;
+    nats.publish(format!("{params}.0.1"), vec![0x00].into()).await?;
+    nats.flush().await?;
+    Ok(matches!(tokio::time::timeout(Duration::from_secs(3), results.next()).await, Ok(Some(m)) if !m.payload.is_empty()))
+}
+
+/// Everything a `wrpc:http` request sends before its body used to be read whatever its size
+/// (each byte vector at most 64 MiB, but any number of them): now at most `MAX_HEAD_BYTES`,
+/// past which the request fails before it runs, and the host serves on. A head of 100 KiB is
+/// answered, so what cuts the larger one off is its size.
+#[tokio::test]
+async fn a_wrpc_http_request_head_past_its_bound_is_cut_off() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
+    let nats = lattice.nats().await?;
+    let subject = format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name);
+    assert!(send_head(&nats, &subject, "head.small", &request_head(2, 50 << 10)).await?, "a 100 KiB head is answered");
+    let big = request_head(40, 50 << 10);
+    assert!(big.len() > trellis_host::wasm::wrpc_http::MAX_HEAD_BYTES);
+    assert!(!send_head(&nats, &subject, "head.big", &big).await?, "a 2 MB head is not");
+    assert!(send_head(&nats, &subject, "head.again", &request_head(1, 10)).await?, "the next request is answered");
+    let client = client(&lattice).await?;
+    assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 /// A provider that answers a call with a result announcing 2³²−1 list elements: the call
 /// fails, the process stays.
 #[tokio::test]

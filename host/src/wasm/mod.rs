@@ -37,6 +37,7 @@ pub mod prepared;
 pub mod reference;
 pub mod state;
 pub mod wrpc;
+pub mod wrpc_head;
 pub mod wrpc_http;
 pub mod wrpc_value;
 

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::wasm::http::{serve_local, text, BodyError, ResponseBody};
 use crate::wasm::http_body::BodyBounds;
+use crate::wasm::wrpc_head::{HeadBounded, HeadBounds};
 use crate::wasm::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
@@ -34,6 +35,11 @@ use bindings::wrpc::http::types::{Fields, Request, Response};
 
 /// The instance and function names wasmCloud's HTTP server provider calls.
 pub const INSTANCE: &str = "wrpc:http/incoming-handler@0.1.0";
+
+/// Bytes a request may send outside its body: method, path, authority and headers before it,
+/// trailers after. hyper, in front of wasmCloud's HTTP server provider, reads at most about
+/// 400 KiB of head.
+pub const MAX_HEAD_BYTES: usize = 1 << 20;
 
 /// Runs the requests for component `id` on this host.
 #[derive(Clone)]
@@ -73,8 +79,12 @@ pub async fn serve(
     runtime: Arc<WasmRuntime>,
     body: BodyBounds,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
+    // The request's head (and trailers) held to MAX_HEAD_BYTES, and the head to arrive within
+    // the queue wait; its body (`request.body`, path [0, 0]) is held by `body` once it runs.
+    let head = HeadBounds { max_bytes: MAX_HEAD_BYTES, within: runtime.config().max_queue_wait, bodies: vec![vec![0, 0]] };
     let ingress = Ingress { id: id.into(), local, runtime, body };
-    let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&*client, ingress)
+    let transport = HeadBounded::new(client.clone(), head);
+    let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&transport, ingress)
         .await
         .map_err(|e| format!("cannot serve `{id}` {INSTANCE} over wRPC: {e:#}"))?;
     let id = id.to_string();
