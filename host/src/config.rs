@@ -59,7 +59,8 @@ pub struct Limits {
     /// past it is cut off).
     pub max_http_body: u64,
     /// Time a request body may keep the server waiting for it, plus 1 s for every
-    /// `http_body_min_rate` bytes it delivers; past it the request fails (408).
+    /// `http_body_min_rate` bytes it delivers; past it the request fails (408). Also the longest
+    /// an HTTP client may leave the server unable to write its response (then it is cut off).
     pub http_body_timeout: Duration,
     /// Bytes a second a long request body must sustain (see `http_body_timeout`).
     pub http_body_min_rate: u64,

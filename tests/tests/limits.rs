@@ -208,6 +208,55 @@ async fn slow_request_bodies_hold_no_instance_and_are_cut_off() -> anyhow::Resul
     Ok(())
 }
 
+/// Clients that ask for a large response and read none of it used to keep the guests writing
+/// to them (and their instances) until `--max-execution-time`: with 4 instances, 8 such clients
+/// left a fast client's request waiting for a slot until the queue wait refused it. Now each is
+/// disconnected once the server has waited `--http-body-timeout` to write, the guest's write
+/// fails, and its instance goes to the next request.
+#[tokio::test]
+async fn clients_that_do_not_read_their_responses_are_cut_off_and_free_their_instances() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(120);
+    config.wasm.max_queue_wait = Duration::from_secs(60);
+    config.limits = Limits { http_body_timeout: Duration::from_secs(2), max_http_body: 1 << 30, ..Limits::default() };
+    let host = lattice.start_host(config).await?;
+    let client = client(&lattice).await?;
+    let port = free_port();
+    serve_hostile_with(&lattice, &client, host.id(), port, 4).await?;
+
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(&request("GET", "/big/500000000", None)).await?;
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Eight guests (two rounds of four) each wait 2 s on a client that does not read; then the
+    // fast request has an instance.
+    let began = Instant::now();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), exchange(port, &request("POST", "/", Some(b"hello")))).await??;
+    assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, "read 5 bytes"));
+    assert!(began.elapsed() < Duration::from_secs(12), "the fast request waited {:?}", began.elapsed());
+    // The stalled clients were disconnected: after what the socket held, their streams end.
+    let mut buf = vec![0u8; 1 << 20];
+    for mut s in stalled {
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a stalled client's connection was closed");
+    }
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn http_connections_are_bounded_and_close_when_the_provider_stops() -> anyhow::Result<()> {
     init_tracing();

@@ -171,7 +171,8 @@ pub struct HostArgs {
     #[arg(long, env = "TRELLIS_MAX_HTTP_BODY", default_value = "64MiB", value_parser = parse_size)]
     pub max_http_body: u64,
     /// Time a request body may keep the server waiting, plus 1 s per `--http-body-min-rate`
-    /// bytes it delivers (408 past it).
+    /// bytes it delivers (408 past it); also the longest a client may leave the server unable
+    /// to write its response (then it is disconnected).
     #[arg(long, env = "TRELLIS_HTTP_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_body_timeout: Duration,
     /// Bytes a second a long request body must sustain (`1KiB`, bytes).

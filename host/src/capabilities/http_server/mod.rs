@@ -10,7 +10,10 @@
 //! counts bodies as they stream: a request past `--max-http-body` gets 413 (at once when its
 //! `content-length` says so), a response past it is cut off. When the provider stops, open
 //! connections finish the request in flight and close. Listening failures (address in use, bad address) are published as
-//! `linkdef_set_failed` with the reason, once per link and reason.
+//! `linkdef_set_failed` with the reason, once per link and reason. A client that leaves the
+//! server unable to write for `--http-body-timeout` is disconnected ([`write_clock`]).
+
+mod write_clock;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -174,7 +177,7 @@ async fn accept_loop(
             continue;
         };
         let (routes, services, provider, closing) = (routes.clone(), services.clone(), provider.clone(), closing.clone());
-        let header_timeout = limits.http_header_timeout;
+        let (header_timeout, write_timeout) = (limits.http_header_timeout, limits.http_body_timeout);
         connections.spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -183,6 +186,7 @@ async fn accept_loop(
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let stream = write_clock::WriteClock::new(stream, write_timeout);
             let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {
