@@ -314,13 +314,31 @@ async fn an_application_of_one_lattice_cannot_be_read_or_deleted_from_another() 
     let refused = ours.put_manifest(app("x-y", "v1", guests::ECHO, 1).as_bytes()).await.expect_err("the key is taken");
     assert!(refused.to_string().contains("another lattice"), "{refused}");
     assert_eq!(theirs.get_manifest("y", None).await?.metadata.annotations["version"], "v1", "not overwritten");
+    // wadm keeps lattice L's application `x` at `L-x`, the key of lattice L-x's list. Taken by
+    // the list, our `x` is refused; taken by our `w`, lattice L-w lists nothing (it failed to
+    // list before) and refuses a new application with the reason, leaving nothing behind.
+    let refused = ours.put_manifest(app("x", "v1", guests::ECHO, 1).as_bytes()).await.expect_err("the list's key");
+    assert!(refused.to_string().contains("another lattice"), "{refused}");
+    assert_eq!(theirs.list_manifests().await?.len(), 1, "their list is intact");
+    let third_name = format!("{}-w", lattice.name);
+    let mut third_config = lattice.host_config();
+    third_config.lattice = third_name.clone();
+    let third_host = lattice.start_host(third_config).await?;
+    let third = wadm_client::Client::from_nats_client(&third_name, None, async_nats_039::connect(lattice.url()).await?);
+    ours.put_manifest(app("w", "v1", guests::ECHO, 1).as_bytes()).await?;
+    assert!(third.list_manifests().await?.is_empty(), "nothing of ours is listed as theirs");
+    let refused = third.put_manifest(app("z", "v1", guests::ECHO, 1).as_bytes()).await.expect_err("no list to add it to");
+    assert!(refused.to_string().contains("holds another lattice's application"), "{refused}");
+    assert!(matches!(third.get_manifest("z", None).await, Err(wadm_client::error::ClientError::NotFound(_))), "not left behind");
+    assert_eq!(ours.get_manifest("w", None).await?.metadata.name, "w", "ours is intact");
     host.shutdown(None).await?;
     other_host.shutdown(None).await?;
+    third_host.shutdown(None).await?;
     Ok(())
 }
 
 /// 256 messages of almost 1 MiB each (the NATS max payload), published at once to a component
-/// with 4 instances: each delivery used to become one 32-byte `Val` per byte before it waited
+/// with 4 instances: each delivery used to become one 40-byte `Val` per byte before it waited
 /// for an instance (the host's peak grew by 1.7 GiB). Its peak must now grow by less than
 /// 512 MiB. (Under such a flood the NATS server itself may cut the host's connection as a slow
 /// consumer and drop messages, as NATS does; what is asserted is memory, and that it serves.)

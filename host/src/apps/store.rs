@@ -109,6 +109,14 @@ impl StoredManifest {
     }
 }
 
+/// What the key of a lattice's list of applications holds.
+enum Names {
+    /// The names, at this revision (0: none yet).
+    At(BTreeSet<String>, u64),
+    /// Another lattice's application (wadm's layout puts `L`'s `x` where `L-x`'s list goes).
+    Taken,
+}
+
 /// The manifests of one lattice.
 #[derive(Clone)]
 pub struct ManifestStore {
@@ -190,7 +198,12 @@ impl ManifestStore {
                 _ => kv_error(e),
             });
         }
-        self.update_names(stored.name(), true).await
+        let listed = self.update_names(stored.name(), true).await;
+        if listed.is_err() && revision == 0 {
+            // Not left behind where nothing lists it.
+            let _ = self.kv.purge(&key).await;
+        }
+        listed
     }
 
     /// Removes an application and its name.
@@ -207,18 +220,31 @@ impl ManifestStore {
     }
 
     /// The names in the lattice's set.
-    async fn names(&self) -> Result<(BTreeSet<String>, u64)> {
+    async fn names(&self) -> Result<Names> {
         match self.kv.entry(&self.lattice).await.map_err(kv_error)? {
-            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => {
-                Ok((serde_json::from_slice(&e.value).map_err(kv_error)?, e.revision))
-            }
-            _ => Ok((BTreeSet::new(), 0)),
+            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => match serde_json::from_slice(&e.value) {
+                Ok(names) => Ok(Names::At(names, e.revision)),
+                // Lattice `L`'s application `x` holds the key of lattice `L-x`'s list.
+                Err(error) => {
+                    warn!(lattice = %self.lattice, key = %self.lattice, %error, "the key of this lattice's list of applications holds another lattice's application; none listed");
+                    Ok(Names::Taken)
+                }
+            },
+            _ => Ok(Names::At(BTreeSet::new(), 0)),
         }
     }
 
     async fn update_names(&self, name: &str, add: bool) -> Result<()> {
         for _ in 0..5 {
-            let (mut names, revision) = self.names().await?;
+            let (mut names, revision) = match self.names().await? {
+                Names::At(names, revision) => (names, revision),
+                Names::Taken => {
+                    return Err(kv_error(format!(
+                        "key `{}`, this lattice's list of applications, holds another lattice's application (wadm keeps lattice `L`'s application `x` at `L-x`); no application can be listed here until it is deleted",
+                        self.lattice
+                    )))
+                }
+            };
             let changed = if add { names.insert(name.to_string()) } else { names.remove(name) };
             if !changed {
                 return Ok(());
@@ -241,7 +267,7 @@ impl ManifestStore {
     /// # Errors
     /// [`HostError::LatticeData`].
     pub async fn list(&self) -> Result<Vec<StoredManifest>> {
-        let (names, _) = self.names().await?;
+        let Names::At(names, _) = self.names().await? else { return Ok(Vec::new()) };
         let mut all = Vec::new();
         for name in names {
             if let Some((stored, _)) = self.get(&name).await? {
