@@ -14,14 +14,14 @@ pub struct EventPublisher {
     nats: async_nats::Client,
     /// For the event subjects.
     subjects: Subjects,
-    /// The `source` of every event.
-    host_id: String,
+    /// The `source` of every event, which signs them.
+    identity: std::sync::Arc<crate::identity::HostIdentity>,
 }
 
 impl EventPublisher {
-    /// A publisher for host `host_id`.
-    pub fn new(nats: async_nats::Client, subjects: Subjects, host_id: String) -> Self {
-        Self { nats, subjects, host_id }
+    /// A publisher for the host `identity` names and signs for.
+    pub fn new(nats: async_nats::Client, subjects: Subjects, identity: std::sync::Arc<crate::identity::HostIdentity>) -> Self {
+        Self { nats, subjects, identity }
     }
 
     /// Publishes event `name` with `data`.
@@ -32,12 +32,14 @@ impl EventPublisher {
         let subject = self.subjects.event(name);
         let data = serde_json::to_value(data)
             .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
-        let event = CloudEvent::new(&self.host_id, name, data);
+        let event = CloudEvent::new(&self.identity.id(), name, data);
         let bytes = serde_json::to_vec(&event)
             .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
         debug!(%subject, bytes = bytes.len(), "publishing event");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(trellis_messages::event::SIGNATURE_HEADER, self.identity.sign_message(&subject, &bytes).as_str());
         self.nats
-            .publish(subject.clone(), bytes.into())
+            .publish_with_headers(subject.clone(), headers, bytes.into())
             .await
             .map_err(|e| HostError::Publish { subject, reason: e.to_string() })
     }

@@ -54,6 +54,33 @@ impl HostIdentity {
     }
 }
 
+/// What a host signs of a message it publishes (an event, a control reply): the subject it goes
+/// to and its payload, so a signed message cannot be replayed on another subject (another
+/// lattice's events, another request's reply).
+fn message_bytes(subject: &str, payload: &[u8]) -> Vec<u8> {
+    [subject.as_bytes(), b"\n", payload].concat()
+}
+
+impl HostIdentity {
+    /// The `Trellis-Signature` header of a message this host publishes on `subject`: its
+    /// signature of the subject and `payload`, base64url without padding.
+    pub fn sign_message(&self, subject: &str, payload: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.sign(&message_bytes(subject, payload)))
+    }
+}
+
+/// Whether `signature` (a `Trellis-Signature` header) is host `id`'s signature of a message
+/// with `subject` and `payload`.
+///
+/// # Errors
+/// Why not.
+pub fn verify_message(id: &str, subject: &str, payload: &[u8], signature: &str) -> std::result::Result<(), String> {
+    use base64::Engine as _;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).map_err(|e| format!("the signature is not base64url: {e}"))?;
+    verify(id, &message_bytes(subject, payload), &signature)
+}
+
 /// Whether `signature` is host `id`'s signature of `data`: `id` must be a server public key.
 ///
 /// # Errors
@@ -86,6 +113,18 @@ fn friendly_name_for(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_signature_holds_for_its_subject_and_payload_only() {
+        let host = HostIdentity::new(None, None).unwrap();
+        let sig = host.sign_message("wasmbus.evt.a.host_heartbeat", b"{}");
+        assert!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{}", &sig).is_ok());
+        assert!(verify_message(&host.id(), "wasmbus.evt.b.host_heartbeat", b"{}", &sig).is_err(), "another subject");
+        assert!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{ }", &sig).is_err(), "another payload");
+        let other = HostIdentity::new(None, None).unwrap();
+        assert!(verify_message(&other.id(), "wasmbus.evt.a.host_heartbeat", b"{}", &sig).is_err(), "another host");
+        assert!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{}", "not base64!").is_err());
+    }
 
     #[test]
     fn generated_id_is_a_server_key() {

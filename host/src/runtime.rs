@@ -280,7 +280,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let providers_dir = ProviderDirectory::default();
     let registries = crate::wasm::oci::Registries::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
-    let events = EventPublisher::new(nats.clone(), subjects.clone(), host_id.clone());
+    let events = EventPublisher::new(nats.clone(), subjects.clone(), identity.clone());
     let nats_url = redact(&config.nats.url);
 
     let policy = match &config.policy {
@@ -357,7 +357,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         Some(opened) => Some(start_apps(opened, config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await),
         None => None,
     };
-    let control = ControlActor::new(subjects, nats.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
+    let control = ControlActor::new(subjects, nats.clone(), identity.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
     if let Err(reason) = crate::nats::barrier(&nats).await {
         follower.abort();

@@ -25,6 +25,11 @@ pub struct CloudEvent {
     pub data: serde_json::Value,
 }
 
+/// NATS header of a Trellis host's events and control replies: the host's Ed25519 signature
+/// (base64url, no padding) of the message's subject, a newline, and its payload, made with
+/// the key whose public half is the host id. wasmCloud's hosts send none.
+pub const SIGNATURE_HEADER: &str = "Trellis-Signature";
+
 impl CloudEvent {
     /// An event `name` (e.g. `host_started`) from host `source`, stamped now.
     pub fn new(source: &str, name: &str, data: serde_json::Value) -> Self {

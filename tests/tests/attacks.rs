@@ -454,6 +454,53 @@ async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events a host never sent: Trellis hosts sign theirs, so a forged `provider_stopped` and an
+/// empty heartbeat under a real host's id change nothing in what another host believes, nor
+/// does a replay of the host's own signed `provider_started` after it stopped the provider.
+/// (Unsigned, the forged stop revoked the provider's link on the other host.)
+#[tokio::test]
+async fn forged_and_replayed_events_of_a_signing_host_are_ignored() -> anyhow::Result<()> {
+    use trellis_messages::event::CloudEvent;
+    use trellis_messages::link::Link;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    let client = client(&lattice).await?;
+    let nats = lattice.nats().await?;
+    let mut started = nats.subscribe(format!("wasmbus.evt.{}.provider_started", lattice.name)).await?;
+    nats.flush().await?;
+    lattice.scale(a.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    trellis_tests::start_provider(&client, b.id(), "kv", "trellis://keyvalue").await?;
+    let original = tokio::time::timeout(Duration::from_secs(5), started.next()).await?.ok_or_else(|| anyhow::anyhow!("no provider_started"))?;
+    let bucket = format!("b_{}", lattice.name.replace('-', "_"));
+    client.put_config("kv-b", &std::collections::HashMap::from([("bucket".to_string(), bucket)])).await?;
+    client.put_link(&Link::new("hostile", "kv", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["kv-b"])).await?;
+    let set = || async { probe(&client, "kv-set", &["\"s\"", "\"k\"", "\"v\""]).await.ok() };
+    let works = trellis_tests::eventually(Duration::from_secs(10), || async { set().await.filter(|r| r.as_deref() == Ok("ok")) }).await;
+    assert!(works.is_some(), "A's guest uses the provider on B");
+
+    let forge = |name: &str, data: serde_json::Value| serde_json::to_vec(&CloudEvent::new(b.id(), name, data));
+    nats.publish(format!("wasmbus.evt.{}.provider_stopped", lattice.name), forge("provider_stopped", serde_json::json!({"provider_id": "kv"}))?.into()).await?;
+    nats.publish(format!("wasmbus.evt.{}.host_heartbeat", lattice.name), forge("host_heartbeat", serde_json::json!({"providers": []}))?.into()).await?;
+    nats.flush().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(set().await, Some(Ok("ok".into())), "forged events revoked nothing");
+
+    client.stop_provider(b.id(), "kv").await?;
+    let denied = |r: &Result<String, String>| r.as_deref().is_ok_and(|r| r.contains("access-denied"));
+    let revoked = trellis_tests::eventually(Duration::from_secs(10), || async { set().await.filter(denied) }).await;
+    assert!(revoked.is_some(), "the real stop revokes");
+    nats.publish_with_headers(original.subject.clone(), original.headers.clone().unwrap_or_default(), original.payload.clone()).await?;
+    nats.flush().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(set().await.is_some_and(|r| denied(&r)), "the replayed start brought nothing back");
+    assert!(original.headers.as_ref().is_some_and(|h| h.get(trellis_messages::event::SIGNATURE_HEADER).is_some()), "events are signed");
+    a.shutdown(None).await?;
+    b.shutdown(None).await?;
+    Ok(())
+}
+
 /// wRPC callers that send part of a call's parameters and then nothing: each is ended once the
 /// parameters have not arrived within `max_queue_wait` (the results are closed, so a wRPC
 /// caller fails at once), none holds an instance while it waits, and a whole call goes

@@ -2,6 +2,7 @@
 //! a [`CtlCommand`], has the [`Dispatcher`] answer it, and publishes the reply.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::{Stream, StreamExt};
@@ -12,6 +13,7 @@ use trellis_messages::{CtlCommand, CtlResponse, Subjects};
 use crate::config::Limits;
 use crate::actors::dispatch::Dispatcher;
 use crate::error::{HostError, Result};
+use crate::identity::HostIdentity;
 use crate::stop::{StopReason, StopRequest};
 
 /// Which kind of subscription delivered a message.
@@ -94,6 +96,8 @@ pub struct ControlActor {
     subjects: Subjects,
     /// For publishing replies.
     nats: async_nats::Client,
+    /// Signs the replies.
+    identity: Arc<HostIdentity>,
     /// Answers parsed commands.
     dispatcher: Dispatcher,
     /// The subscriptions, until `started()` attaches them.
@@ -123,6 +127,7 @@ impl ControlActor {
     pub fn new(
         subjects: Subjects,
         nats: async_nats::Client,
+        identity: Arc<HostIdentity>,
         dispatcher: Dispatcher,
         subscriptions: ControlSubscriptions,
         stop: mpsc::UnboundedSender<StopRequest>,
@@ -131,6 +136,7 @@ impl ControlActor {
         Self {
             subjects,
             nats,
+            identity,
             dispatcher,
             subscriptions: Some(subscriptions),
             drain: None,
@@ -167,6 +173,14 @@ impl Actor for ControlActor {
     }
 }
 
+/// Publishes a control reply, signed by this host (`Trellis-Signature`), so a host that learns
+/// another's inventory from it knows who answered.
+async fn reply(nats: &async_nats::Client, identity: &HostIdentity, reply_to: async_nats::Subject, body: Vec<u8>) -> Result<(), async_nats::PublishError> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(trellis_messages::event::SIGNATURE_HEADER, identity.sign_message(&reply_to, &body).as_str());
+    nats.publish_with_headers(reply_to, headers, body.into()).await
+}
+
 impl StreamHandler<Incoming> for ControlActor {
     fn handle(&mut self, incoming: Incoming, ctx: &mut Self::Context) {
         let Incoming { route, msg } = incoming;
@@ -175,6 +189,7 @@ impl StreamHandler<Incoming> for ControlActor {
             return; // a known operation: its own subscription answers it
         }
         let nats = self.nats.clone();
+        let identity = self.identity.clone();
         let reply_to = msg.reply.clone();
         // Bounded before anything is parsed or spawned: an answer, never a queue.
         let refusal = if msg.payload.len() > self.limits.max_control_message {
@@ -197,7 +212,7 @@ impl StreamHandler<Incoming> for ControlActor {
                 let body = crate::actors::dispatch::Answer::reply(&CtlResponse::<()>::error(refusal)).reply.unwrap_or_default();
                 // Fire and forget: the publish is buffered by the client, not awaited.
                 actix::spawn(async move {
-                    let _ = nats.publish(reply_to, body.into()).await;
+                    let _ = reply(&nats, &identity, reply_to, body).await;
                 });
             }
             return;
@@ -213,7 +228,7 @@ impl StreamHandler<Incoming> for ControlActor {
                 }
             };
             if let (Some(body), Some(reply_to)) = (answer.reply, reply_to) {
-                if let Err(e) = nats.publish(reply_to, body.into()).await {
+                if let Err(e) = reply(&nats, &identity, reply_to, body).await {
                     error!(%subject, error = %e, "control reply not sent");
                 }
             }

@@ -3,15 +3,23 @@
 //! start the inventory of every host that answers a ping. This host's own events are skipped:
 //! the providers actor records its providers directly, so a stop here revokes at once and a
 //! late heartbeat cannot bring a stopped provider back.
+//!
+//! Trellis hosts sign their events and control replies (`Trellis-Signature`, over subject and
+//! payload); wasmCloud's hosts sign nothing. A host seen signing once ([`Signers`]) is believed
+//! only when signed from then on, and a signed event older than the last one taken from it (a
+//! replay) is ignored: nobody without a Trellis host's key can speak for it once it has been
+//! heard. An unsigned message from a host never seen signing is taken, as wasmCloud takes it.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde_json::Value;
 use tracing::{debug, warn};
 use trellis_messages::event::{names, CloudEvent};
-use trellis_messages::{Client, Subjects};
+use trellis_messages::{Client, CtlResponse, Subjects};
 
+use crate::permission::directory::{FORGET_AFTER, MAX_HOSTS};
 use crate::permission::ProviderDirectory;
 
 /// Subscribes to the lattice's events and returns the task that follows them (abort it to
@@ -28,7 +36,8 @@ pub async fn follow(
     let mut events = nats.subscribe(subjects.events_wildcard()).await?;
     // One task for both, so that stopping it drops every subscription inside the runtime.
     Ok(actix::spawn(async move {
-        let bootstrap = bootstrap(nats.clone(), subjects.clone(), host_id.clone(), directory.clone());
+        let signers = std::sync::Mutex::new(Signers::default());
+        let bootstrap = bootstrap(nats.clone(), subjects.clone(), host_id.clone(), directory.clone(), &signers);
         let follow = async {
             while let Some(msg) = events.next().await {
                 let Ok(event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else { continue };
@@ -37,6 +46,12 @@ pub async fn follow(
                 }
                 if !is_host_key(&event.source) {
                     debug!(source = %event.source, "lattice event from a source that is not a host key ignored");
+                    continue;
+                }
+                let time = humantime::parse_rfc3339_weak(&event.time).ok();
+                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), time);
+                if let Err(reason) = believed {
+                    warn!(source = %event.source, event = %event.event_type, "lattice event ignored: {reason}");
                     continue;
                 }
                 if !directory.heard(&event.source) {
@@ -48,6 +63,50 @@ pub async fn follow(
         };
         futures::join!(bootstrap, follow);
     }))
+}
+
+/// The `Trellis-Signature` header of `msg`, if it has one.
+fn signature(msg: &async_nats::Message) -> Option<&str> {
+    msg.headers.as_ref()?.get(trellis_messages::event::SIGNATURE_HEADER).map(|v| v.as_str())
+}
+
+/// The hosts seen signing their messages, with the time of the last signed event taken from
+/// each and when each was last heard; forgotten after [`FORGET_AFTER`] of silence, at most
+/// [`MAX_HOSTS`].
+#[derive(Debug, Default)]
+struct Signers(HashMap<String, Signer>);
+
+#[derive(Debug)]
+struct Signer {
+    last_event: Option<SystemTime>,
+    heard: Instant,
+}
+
+impl Signers {
+    /// Whether to believe a message from host `source` on `subject` with `payload`, `signature`
+    /// (its `Trellis-Signature`) and, for an event, its `time`.
+    fn check(&mut self, source: &str, subject: &str, payload: &[u8], signature: Option<&str>, time: Option<SystemTime>) -> Result<(), String> {
+        self.0.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
+        let Some(signature) = signature else {
+            return match self.0.contains_key(source) {
+                true => Err("unsigned, from a host whose messages are signed".into()),
+                false => Ok(()),
+            };
+        };
+        crate::identity::verify_message(source, subject, payload, signature)?;
+        if !self.0.contains_key(source) && self.0.len() >= MAX_HOSTS {
+            return Err(format!("{MAX_HOSTS} signing hosts are known already"));
+        }
+        let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, heard: Instant::now() });
+        if let (Some(last), Some(time)) = (signer.last_event, time) {
+            if time < last {
+                return Err("older than the last event taken from that host (a replay)".into());
+            }
+        }
+        signer.last_event = time.max(signer.last_event);
+        signer.heard = Instant::now();
+        Ok(())
+    }
 }
 
 /// Whether `source` is a host's public key (`N…`), as every host's events name it.
@@ -91,8 +150,8 @@ fn providers_of(data: &Value) -> Vec<(String, String)> {
 }
 
 /// Learns what the hosts already running have, without waiting for their next heartbeat.
-async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String, directory: ProviderDirectory) {
-    let client = Client::new(nats, subjects.prefix(), subjects.lattice())
+async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String, directory: ProviderDirectory, signers: &std::sync::Mutex<Signers>) {
+    let client = Client::new(nats.clone(), subjects.prefix(), subjects.lattice())
         .with_timeout(Duration::from_secs(2))
         .with_gather(Duration::from_millis(500));
     let hosts = match client.ping_hosts().await {
@@ -106,12 +165,23 @@ async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String
         if !directory.heard(&host.id) {
             continue;
         }
-        match client.inventory(&host.id).await {
-            Ok(inventory) => {
-                let value = serde_json::to_value(&inventory).unwrap_or_default();
-                directory.set_host(&host.id, providers_of(&value));
+        let asked = nats.send_request(subjects.host_get(&host.id), async_nats::Request::new().timeout(Some(Duration::from_secs(2))));
+        let reply = match tokio::time::timeout(Duration::from_secs(2), asked).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                debug!(host = %host.id, error = %e, "no inventory");
+                continue;
             }
-            Err(e) => debug!(host = %host.id, error = %e, "no inventory"),
+            Err(_) => continue,
+        };
+        let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&host.id, &reply.subject, &reply.payload, signature(&reply), None);
+        if let Err(reason) = believed {
+            warn!(host = %host.id, "inventory ignored: {reason}");
+            continue;
+        }
+        let Ok(answer) = serde_json::from_slice::<CtlResponse<Value>>(&reply.payload) else { continue };
+        if let Some(inventory) = answer.response.filter(|_| answer.success) {
+            directory.set_host(&host.id, providers_of(&inventory));
         }
     }
 }
@@ -134,6 +204,29 @@ mod tests {
         apply(&d, &ev("host_stopped", json!({})));
         assert!(d.kind_of("m").is_none());
         apply(&d, &ev("provider_started", json!("not an object")));
+    }
+
+    #[test]
+    fn a_host_seen_signing_is_believed_only_signed_and_never_replayed() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let host = crate::identity::HostIdentity::new(None, None).expect("a key");
+        let (id, subject) = (host.id(), "wasmbus.evt.a.host_heartbeat");
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let mut signers = Signers::default();
+        // Unsigned, as wasmCloud's hosts send: taken while the host has not been seen signing.
+        assert!(signers.check(&id, subject, b"1", None, at(1)).is_ok());
+        let signed = |payload: &[u8]| host.sign_message(subject, payload);
+        assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2)).is_ok());
+        // From then on: unsigned, wrongly signed, signed for another subject, older: not taken.
+        assert!(signers.check(&id, subject, b"3", None, at(3)).is_err(), "unsigned");
+        let forger = crate::identity::HostIdentity::new(None, None).expect("a key");
+        assert!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3)).is_err(), "another key");
+        assert!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3)).is_err(), "another subject");
+        assert!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1)).is_err(), "a replay");
+        assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4)).is_ok());
+        // A reply (no time) signed by the host is taken; another host's unsigned ones still are.
+        assert!(signers.check(&id, "_INBOX.x", b"{}", Some(&host.sign_message("_INBOX.x", b"{}")), None).is_ok());
+        assert!(signers.check(&forger.id(), subject, b"5", None, at(5)).is_ok());
     }
 
     #[test]
