@@ -108,12 +108,14 @@ async fn send_head(nats: &async_nats::Client, subject: &str, inbox: &str, head: 
 /// Everything a `wrpc:http` request sends before its body used to be read whatever its size
 /// (each byte vector at most 64 MiB, but any number of them): now at most `MAX_HEAD_BYTES`,
 /// past which the request fails before it runs, and the host serves on. A head of 100 KiB is
-/// answered, so what cuts the larger one off is its size.
+/// answered, so what cuts the larger one off is its size. Heads that stall hold up no other.
 #[tokio::test]
 async fn a_wrpc_http_request_head_past_its_bound_is_cut_off() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(lattice.host_config()).await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_queue_wait = Duration::from_secs(30);
+    let host = lattice.start_host(config).await?;
     lattice.scale(host.id(), "hello", guests::HTTP_HELLO, 2).await?.map_err(anyhow::Error::msg)?;
     let nats = lattice.nats().await?;
     let subject = format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name);
@@ -122,6 +124,17 @@ async fn a_wrpc_http_request_head_past_its_bound_is_cut_off() -> anyhow::Result<
     assert!(big.len() > trellis_host::wasm::wrpc_http::MAX_HEAD_BYTES);
     assert!(!send_head(&nats, &subject, "head.big", &big).await?, "a 2 MB head is not");
     assert!(send_head(&nats, &subject, "head.again", &request_head(1, 10)).await?, "the next request is answered");
+    // Callers that send part of a head and stall do not hold up the others: heads used to be
+    // decoded one after another, so each stalled one kept every later request waiting for
+    // `--max-queue-wait` (here 30 s).
+    for i in 0..3 {
+        nats.publish_with_reply(subject.clone(), format!("head.stalled.{i}"), vec![0x00, 0x00, 0x00].into()).await?;
+    }
+    nats.flush().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    assert!(send_head(&nats, &subject, "head.past", &request_head(1, 10)).await?, "a whole request beside stalled ones is answered");
+    assert!(began.elapsed() < Duration::from_secs(2), "it waited {:?}", began.elapsed());
     let client = client(&lattice).await?;
     assert!(client.inventory(host.id()).await.is_ok(), "the host answers");
     host.shutdown(None).await?;

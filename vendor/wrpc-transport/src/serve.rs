@@ -7,7 +7,7 @@ use core::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use futures::{SinkExt as _, Stream, TryStreamExt as _};
+use futures::{SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, instrument, trace, Instrument as _, Span};
@@ -78,8 +78,13 @@ pub trait ServeExt: Serve {
         let span = Span::current();
         async {
             let invocations = self.serve(instance, func, paths).await?;
-            Ok(invocations.and_then(move |(cx, outgoing, incoming)| {
-                async {
+            // Trellis: decode up to MAX_DECODING invocations' parameters at once, not one after
+            // another (`and_then`): a caller that sends part of its parameters and stalls must
+            // not hold up every other caller of the function.
+            Ok(invocations.map(move |invocation| {
+                let span = span.clone();
+                async move {
+                    let (cx, outgoing, incoming) = invocation?;
                     let mut dec = FramedRead::new(incoming, Params::Decoder::default());
                     debug!("receiving sync parameters");
                     let Some(params) = dec
@@ -133,11 +138,14 @@ pub trait ServeExt: Serve {
                         },
                     ))
                 }
-                .instrument(span.clone())
-            }))
+                .instrument(span)
+            }).buffer_unordered(MAX_DECODING))
         }
     }
 }
+
+/// Trellis: invocations whose parameters [`ServeExt::serve_values`] decodes at once.
+pub const MAX_DECODING: usize = 256;
 
 impl<T: Serve> ServeExt for T {}
 
