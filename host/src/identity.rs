@@ -57,8 +57,10 @@ impl HostIdentity {
 /// What a host signs of a message it publishes (an event, a control reply): the subject it goes
 /// to and its payload, so a signed message cannot be replayed on another subject (another
 /// lattice's events, another request's reply).
+/// Prefixed with what they are, so that no signature of a message is also one of anything else
+/// the host key signs (liveness records).
 fn message_bytes(subject: &str, payload: &[u8]) -> Vec<u8> {
-    [subject.as_bytes(), b"\n", payload].concat()
+    [b"trellis-message-v1\n".as_slice(), subject.as_bytes(), b"\n", payload].concat()
 }
 
 impl HostIdentity {

@@ -26,8 +26,9 @@ pub struct CloudEvent {
 }
 
 /// NATS header of a Trellis host's events and control replies: the host's Ed25519 signature
-/// (base64url, no padding) of the message's subject, a newline, and its payload, made with
-/// the key whose public half is the host id. wasmCloud's hosts send none.
+/// (base64url, no padding) of `trellis-message-v1`, a newline, the message's subject, a
+/// newline, and its payload, made with the key whose public half is the host id. wasmCloud's
+/// hosts send none.
 pub const SIGNATURE_HEADER: &str = "Trellis-Signature";
 
 impl CloudEvent {

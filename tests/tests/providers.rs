@@ -333,6 +333,55 @@ async fn http_server_on_one_host_reaches_a_component_on_another_over_nats() -> a
     Ok(())
 }
 
+/// During a rolling upgrade a component may run only on a host of an earlier Trellis, which
+/// takes every invocation as JSON and refuses a forwarded message: the provider then sends the
+/// message as WAVE, as such a host expects. (The earlier host is played by the test.)
+#[tokio::test]
+async fn a_message_for_a_host_of_an_earlier_trellis_goes_as_wave() -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse};
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    let nats = lattice.nats().await?;
+    let mut calls = nats.subscribe(format!("trellis.rpc.{}.old", lattice.name)).await?;
+    nats.flush().await?;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<(bool, Option<InvocationRequest>)>(8);
+    let responder = nats.clone();
+    let earlier_host = tokio::spawn(async move {
+        while let Some(m) = calls.next().await {
+            let Some(reply) = m.reply else { continue };
+            let request = serde_json::from_slice::<InvocationRequest>(&m.payload).ok();
+            let answer = match &request {
+                Some(_) => InvocationResponse::ok("earlier", vec!["ok".into()]),
+                None => InvocationResponse::fault("earlier", FaultKind::BadArguments, "invocation request is not valid JSON ({\"function\": …, \"args\": […]}): expected value"),
+            };
+            let _ = seen_tx.send((m.headers.is_some(), request)).await;
+            let _ = responder.publish(reply, serde_json::to_vec(&answer).unwrap_or_default().into()).await;
+        }
+    });
+    start_provider(&client, host.id(), "msg", "trellis://messaging").await?;
+    client.put_config("old-subs", &HashMap::from([("subscriptions".to_string(), "to.old".to_string())])).await?;
+    client.put_link(&link("msg", "old", "default", ("wasmcloud", "messaging"), &["handler"], &["old-subs"], &[])).await?;
+    let began = std::time::Instant::now();
+    let first = loop {
+        nats.publish("to.old", "hi".into()).await?;
+        if let Ok(Some(first)) = tokio::time::timeout(Duration::from_millis(500), seen.recv()).await {
+            break first;
+        }
+        anyhow::ensure!(began.elapsed() < Duration::from_secs(10), "the message never reached the earlier host");
+    };
+    assert!(first.0 && first.1.is_none(), "first as a forwarded message: {first:?}");
+    let (_, again) = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await?.expect("sent again");
+    let again = again.expect("then as a JSON invocation");
+    assert_eq!(again.function, "wasmcloud:messaging/handler@0.2.0.handle-message");
+    assert_eq!(again.args, vec![r#"{subject: "to.old", body: [104, 105]}"#.to_string()]);
+    earlier_host.abort();
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn messaging_delivers_subscriptions_and_components_publish_and_request() -> anyhow::Result<()> {
     init_tracing();

@@ -317,14 +317,25 @@ impl Call {
     /// A message for the component's `wasmcloud:messaging/handler`, forwarded by a messaging
     /// provider on another host: delivered as one on this host would deliver it.
     async fn deliver(self, msg: &async_nats::Message) -> InvocationResponse {
-        use crate::capabilities::messaging::handler::{deliver_here, result_wave, Delivery};
+        use crate::capabilities::messaging::handler::{deliver_here, result_wave, Delivery, HANDLE};
         use trellis_messages::invocation::{MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER, SOURCE_ID_HEADER};
         let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
-        let Some(subject) = header(MESSAGE_SUBJECT_HEADER) else {
-            return InvocationResponse::fault(&self.host_id, FaultKind::BadArguments, format!("a forwarded message without its subject ({MESSAGE_SUBJECT_HEADER})"));
+        let caller = header(SOURCE_ID_HEADER).unwrap_or_else(|| "messaging".into());
+        // Refused at once, without a slot, as any call of what the component does not export.
+        let refused = match (crate::wasm::invoke::lookup(&self.id, &self.target.component, HANDLE), header(MESSAGE_SUBJECT_HEADER)) {
+            (Err(fault), _) => Err(fault),
+            (Ok(_), None) => Err(Fault::new(FaultKind::BadArguments, format!("a forwarded message without its subject ({MESSAGE_SUBJECT_HEADER})"))),
+            (Ok(_), Some(subject)) => Ok(subject),
+        };
+        let subject = match refused {
+            Ok(subject) => subject,
+            Err(fault) => {
+                self.target.metrics.call_ended(crate::metrics::UNKNOWN_OPERATION, Duration::ZERO, Some(fault.kind.as_str()));
+                self.target.spy.record(Direction::In, HANDLE, &caller, Some(msg.payload.len()), Duration::ZERO, fault.kind.as_str());
+                return InvocationResponse::fault(&self.host_id, fault.kind, fault.message);
+            }
         };
         let delivery = Delivery { subject, body: msg.payload.clone(), reply_to: header(MESSAGE_REPLY_TO_HEADER) };
-        let caller = header(SOURCE_ID_HEADER).unwrap_or_else(|| "messaging".into());
         match deliver_here(&self.runtime, &self.target, &self.id, &caller, delivery).await {
             Ok(result) => InvocationResponse::ok(&self.host_id, vec![result_wave(&result)]),
             Err(fault) => {
@@ -348,7 +359,7 @@ impl Call {
                 return InvocationResponse::fault(
                     &self.host_id,
                     FaultKind::BadArguments,
-                    format!("invocation request is not valid JSON ({{\"function\": …, \"args\": […]}}): {e}"),
+                    format!("{} ({{\"function\": …, \"args\": […]}}): {e}", crate::wasm::invoke::NOT_AN_INVOCATION),
                 )
             }
         };

@@ -188,20 +188,26 @@ impl ManifestStore {
     pub async fn set(&self, stored: &StoredManifest, revision: u64) -> Result<()> {
         let data = serde_json::to_vec(stored).map_err(kv_error)?;
         let key = self.key(stored.name());
-        if revision > 0 {
+        let created = if revision > 0 {
             self.kv.update(&key, data.into(), revision).await.map_err(kv_error)?;
-        } else if let Err(e) = self.kv.create(&key, data.into()).await {
-            return Err(match self.kv.entry(&key).await {
-                Ok(Some(held)) if !matches!(held.operation, Operation::Delete | Operation::Purge) => kv_error(format!(
-                    "key `{key}` already holds another lattice's data (wadm's key is `{{lattice}}-{{name}}`); choose another application name"
-                )),
-                _ => kv_error(e),
-            });
-        }
+            None
+        } else {
+            match self.kv.create(&key, data.into()).await {
+                Ok(created) => Some(created),
+                Err(e) => {
+                    return Err(match self.kv.entry(&key).await {
+                        Ok(Some(held)) if !matches!(held.operation, Operation::Delete | Operation::Purge) => kv_error(format!(
+                            "key `{key}` already holds another lattice's data (wadm's key is `{{lattice}}-{{name}}`); choose another application name"
+                        )),
+                        _ => kv_error(e),
+                    })
+                }
+            }
+        };
         let listed = self.update_names(stored.name(), true).await;
-        if listed.is_err() && revision == 0 {
-            // Not left behind where nothing lists it.
-            let _ = self.kv.purge(&key).await;
+        if let (Err(_), Some(created)) = (&listed, created) {
+            // Not left behind where nothing lists it (unless someone has written it since).
+            let _ = self.kv.purge_expect_revision(&key, Some(created)).await;
         }
         listed
     }
@@ -225,10 +231,11 @@ impl ManifestStore {
             Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => match serde_json::from_slice(&e.value) {
                 Ok(names) => Ok(Names::At(names, e.revision)),
                 // Lattice `L`'s application `x` holds the key of lattice `L-x`'s list.
-                Err(error) => {
-                    warn!(lattice = %self.lattice, key = %self.lattice, %error, "the key of this lattice's list of applications holds another lattice's application; none listed");
+                Err(_) if serde_json::from_slice::<StoredManifest>(&e.value).is_ok() => {
+                    warn!(lattice = %self.lattice, key = %self.lattice, "the key of this lattice's list of applications holds another lattice's application; none listed");
                     Ok(Names::Taken)
                 }
+                Err(error) => Err(kv_error(format!("this lattice's list of applications (key `{}`) does not parse: {error}", self.lattice))),
             },
             _ => Ok(Names::At(BTreeSet::new(), 0)),
         }

@@ -6,8 +6,9 @@
 //!
 //! Trellis hosts sign their events and control replies (`Trellis-Signature`, over subject and
 //! payload); wasmCloud's hosts sign nothing. A host seen signing once ([`Signers`]) is believed
-//! only when signed from then on, and a signed event older than the last one taken from it (a
-//! replay) is ignored: nobody without a Trellis host's key can speak for it once it has been
+//! only when signed from then on, and a signed event published more than [`MAX_EVENT_SKEW`]
+//! from this host's clock, or older than the last one taken from it in the same run (a
+//! replay), is ignored: nobody without a Trellis host's key can speak for it once it has been
 //! heard. An unsigned message from a host never seen signing is taken, as wasmCloud takes it.
 
 use std::collections::HashMap;
@@ -20,6 +21,10 @@ use trellis_messages::event::{names, CloudEvent};
 use trellis_messages::{Client, CtlResponse, Subjects};
 
 use crate::permission::directory::{FORGET_AFTER, MAX_HOSTS};
+
+/// A signed event published further than this from this host's clock, either way, is not
+/// believed: older, it may be a replay.
+pub const MAX_EVENT_SKEW: Duration = Duration::from_secs(30);
 use crate::permission::ProviderDirectory;
 
 /// Subscribes to the lattice's events and returns the task that follows them (abort it to
@@ -48,8 +53,9 @@ pub async fn follow(
                     debug!(source = %event.source, "lattice event from a source that is not a host key ignored");
                     continue;
                 }
-                let time = humantime::parse_rfc3339_weak(&event.time).ok();
-                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), time);
+                let time = Some(humantime::parse_rfc3339_weak(&event.time).ok());
+                let boot = event.name() == Some(names::HOST_STARTED);
+                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), time, boot);
                 if let Err(reason) = believed {
                     warn!(source = %event.source, event = %event.event_type, "lattice event ignored: {reason}");
                     continue;
@@ -83,9 +89,19 @@ struct Signer {
 }
 
 impl Signers {
-    /// Whether to believe a message from host `source` on `subject` with `payload`, `signature`
-    /// (its `Trellis-Signature`) and, for an event, its `time`.
-    fn check(&mut self, source: &str, subject: &str, payload: &[u8], signature: Option<&str>, time: Option<SystemTime>) -> Result<(), String> {
+    /// Whether to believe a message from host `source` on `subject` with `payload` and
+    /// `signature` (its `Trellis-Signature`). An event has `time`: `Some` of the time it says
+    /// it was published (`None` when unreadable); `boot` for a `host_started`, which begins a
+    /// new run whose clock may be behind the last.
+    fn check(
+        &mut self,
+        source: &str,
+        subject: &str,
+        payload: &[u8],
+        signature: Option<&str>,
+        time: Option<Option<SystemTime>>,
+        boot: bool,
+    ) -> Result<(), String> {
         self.0.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
         let Some(signature) = signature else {
             return match self.0.contains_key(source) {
@@ -94,16 +110,28 @@ impl Signers {
             };
         };
         crate::identity::verify_message(source, subject, payload, signature)?;
+        let time = match time {
+            None => None,
+            Some(None) => return Err("a signed event without a readable time".into()),
+            Some(Some(time)) => {
+                let now = SystemTime::now();
+                let off = now.duration_since(time).unwrap_or_else(|e| e.duration());
+                if off > MAX_EVENT_SKEW {
+                    return Err(format!("published {off:?} from this host's clock, more than {MAX_EVENT_SKEW:?} (a replay, or a clock to fix)"));
+                }
+                Some(time)
+            }
+        };
         if !self.0.contains_key(source) && self.0.len() >= MAX_HOSTS {
             return Err(format!("{MAX_HOSTS} signing hosts are known already"));
         }
         let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, heard: Instant::now() });
-        if let (Some(last), Some(time)) = (signer.last_event, time) {
+        if let (Some(last), Some(time), false) = (signer.last_event, time, boot) {
             if time < last {
                 return Err("older than the last event taken from that host (a replay)".into());
             }
         }
-        signer.last_event = time.max(signer.last_event);
+        signer.last_event = if boot { time } else { time.max(signer.last_event) };
         signer.heard = Instant::now();
         Ok(())
     }
@@ -174,7 +202,8 @@ async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String
             }
             Err(_) => continue,
         };
-        let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&host.id, &reply.subject, &reply.payload, signature(&reply), None);
+        // A reply is signed for this request's own inbox: it cannot be a replay.
+        let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&host.id, &reply.subject, &reply.payload, signature(&reply), None, false);
         if let Err(reason) = believed {
             warn!(host = %host.id, "inventory ignored: {reason}");
             continue;
@@ -208,25 +237,33 @@ mod tests {
 
     #[test]
     fn a_host_seen_signing_is_believed_only_signed_and_never_replayed() {
-        use std::time::{Duration, UNIX_EPOCH};
         let host = crate::identity::HostIdentity::new(None, None).expect("a key");
         let (id, subject) = (host.id(), "wasmbus.evt.a.host_heartbeat");
-        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let base = SystemTime::now() - Duration::from_secs(10);
+        let at = |s: u64| Some(Some(base + Duration::from_secs(s)));
         let mut signers = Signers::default();
         // Unsigned, as wasmCloud's hosts send: taken while the host has not been seen signing.
-        assert!(signers.check(&id, subject, b"1", None, at(1)).is_ok());
+        assert!(signers.check(&id, subject, b"1", None, at(1), false).is_ok());
         let signed = |payload: &[u8]| host.sign_message(subject, payload);
-        assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2)).is_ok());
+        assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2), false).is_ok());
         // From then on: unsigned, wrongly signed, signed for another subject, older: not taken.
-        assert!(signers.check(&id, subject, b"3", None, at(3)).is_err(), "unsigned");
+        assert!(signers.check(&id, subject, b"3", None, at(3), false).is_err(), "unsigned");
         let forger = crate::identity::HostIdentity::new(None, None).expect("a key");
-        assert!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3)).is_err(), "another key");
-        assert!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3)).is_err(), "another subject");
-        assert!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1)).is_err(), "a replay");
-        assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4)).is_ok());
+        assert!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3), false).is_err(), "another key");
+        assert!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3), false).is_err(), "another subject");
+        assert!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1), false).is_err(), "a replay");
+        assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4), false).is_ok());
+        // Outside the clock window either way, or without a readable time: not taken.
+        let far = |d: Duration, ahead: bool| Some(Some(if ahead { SystemTime::now() + d } else { SystemTime::now() - d }));
+        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, false), false).is_err(), "too old");
+        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, true), false).is_err(), "too far ahead");
+        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), Some(None), false).is_err(), "no time");
+        // A new run (`host_started`) may begin behind the last run's clock.
+        assert!(signers.check(&id, subject, b"6", Some(&signed(b"6")), at(3), true).is_ok(), "a restart");
+        assert!(signers.check(&id, subject, b"7", Some(&signed(b"7")), at(3), false).is_ok(), "its events");
         // A reply (no time) signed by the host is taken; another host's unsigned ones still are.
-        assert!(signers.check(&id, "_INBOX.x", b"{}", Some(&host.sign_message("_INBOX.x", b"{}")), None).is_ok());
-        assert!(signers.check(&forger.id(), subject, b"5", None, at(5)).is_ok());
+        assert!(signers.check(&id, "_INBOX.x", b"{}", Some(&host.sign_message("_INBOX.x", b"{}")), None, false).is_ok());
+        assert!(signers.check(&forger.id(), subject, b"8", None, at(5), false).is_ok());
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub fn lookup<'a>(component_id: &str, component: &'a PreparedComponent, function
     })
 }
 
+/// How a host answers an invocation message that is not JSON. A messaging provider that
+/// forwards a message to a host of an earlier Trellis, which reads every invocation as JSON,
+/// recognises the refusal by it (and sends WAVE instead).
+pub const NOT_AN_INVOCATION: &str = "invocation request is not valid JSON";
+
 /// Parses the WAVE arguments of `request` against the signature of the function it names.
 ///
 /// # Errors

@@ -41,7 +41,7 @@ impl<S> WriteClock<S> {
         match waiting.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("the client read nothing of its response for {limit:?} (--http-body-timeout)"),
+                format!("the client left the server unable to write its response for {limit:?} (--http-body-timeout)"),
             ))),
             Poll::Pending => Poll::Pending,
         }

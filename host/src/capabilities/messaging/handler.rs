@@ -25,7 +25,7 @@ use crate::wasm::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
 /// The export messages are delivered to.
-const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
+pub(crate) const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
 
 /// Messages of one subscription being delivered at once.
 const MAX_DELIVERIES_IN_FLIGHT: usize = 256;
@@ -187,8 +187,38 @@ async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> R
     if let Some(reply_to) = &delivery.reply_to {
         headers.insert(MESSAGE_REPLY_TO_HEADER, reply_to.as_str());
     }
-    let result = crate::providers::request_invocation(services, target, Some(headers), delivery.body, None).await?;
+    crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+    let result = match crate::providers::request_invocation(services, target, Some(headers), delivery.body.clone(), None).await {
+        // A host of an earlier Trellis (during a rolling upgrade) reads the message as a JSON
+        // invocation and refuses it: it gets the message as WAVE, as it expects.
+        Err(e) if e.starts_with(crate::wasm::invoke::NOT_AN_INVOCATION) => {
+            debug!(component_id = target, "the host running it takes no forwarded messages; sent as WAVE");
+            let arg = wave_message(&delivery.subject, &delivery.body, delivery.reply_to.as_deref());
+            crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?
+        }
+        other => other?,
+    };
     Ok(result.starts_with("err(").then_some(result))
+}
+
+/// The `broker-message` in WAVE, written straight from the bytes, for a host of an earlier
+/// Trellis that takes only WAVE invocations.
+fn wave_message(subject: &str, body: &[u8], reply_to: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    use wasmtime::component::Val;
+    let quoted = |s: &str| Val::String(s.into()).to_wave().unwrap_or_else(|_| "\"\"".into());
+    let mut out = String::with_capacity(body.len() * 4 + subject.len() + 64);
+    let _ = write!(out, "{{subject: {}, body: [", quoted(subject));
+    for (i, b) in body.iter().enumerate() {
+        let _ = write!(out, "{}{b}", if i == 0 { "" } else { ", " });
+    }
+    out.push(']');
+    // As wasmtime prints a record: a field that is `none` is left out.
+    if let Some(r) = reply_to {
+        let _ = write!(out, ", reply-to: some({})", quoted(r));
+    }
+    out.push('}');
+    out
 }
 
 /// The handler's result in WAVE, as the reply to a forwarded message carries it.
@@ -202,6 +232,24 @@ pub(crate) fn result_wave(result: &Result<(), String>) -> String {
 #[cfg(test)]
 mod tests {
     use wasmtime::component::Val;
+
+    /// What the host sent before: the record as `Val`s, printed by wasmtime.
+    fn as_vals(subject: &str, body: &[u8], reply_to: Option<&str>) -> String {
+        Val::Record(vec![
+            ("subject".into(), Val::String(subject.into())),
+            ("body".into(), Val::List(body.iter().map(|b| Val::U8(*b)).collect())),
+            ("reply-to".into(), Val::Option(reply_to.map(|r| Box::new(Val::String(r.into()))))),
+        ])
+        .to_wave()
+        .expect("printable")
+    }
+
+    #[test]
+    fn the_wave_message_is_the_records_wave() {
+        for (subject, body, reply) in [("a.\"b\"", &[0u8, 7, 255][..], Some("_INBOX.x")), ("s", &[][..], None)] {
+            assert_eq!(super::wave_message(subject, body, reply), as_vals(subject, body, reply));
+        }
+    }
 
     /// A forwarded message's reply carries the handler's result as wasmtime prints it.
     #[test]
