@@ -72,13 +72,14 @@ pub mod names {
     pub const COMPONENT_SCALED: &str = "component_scaled";
     /// A scale or update could not be carried out.
     pub const COMPONENT_SCALE_FAILED: &str = "component_scale_failed";
-    /// A provider started on a host.
+    /// A provider started on a host (data: [`super::ProviderStarted`]).
     pub const PROVIDER_STARTED: &str = "provider_started";
-    /// A provider could not be started.
+    /// A provider could not be started (data: [`super::ProviderStartFailed`]).
     pub const PROVIDER_START_FAILED: &str = "provider_start_failed";
-    /// A provider stopped (data: `reason`).
+    /// A provider stopped (data: [`super::ProviderStopped`]).
     pub const PROVIDER_STOPPED: &str = "provider_stopped";
-    /// A provider's health check passed after it had failed (or for the first time).
+    /// A provider's health check passed after it had failed (or for the first time); the
+    /// three health events' data is [`super::ProviderHealth`].
     pub const HEALTH_CHECK_PASSED: &str = "health_check_passed";
     /// A provider's health check failed after it had passed.
     pub const HEALTH_CHECK_FAILED: &str = "health_check_failed";
@@ -96,6 +97,9 @@ pub mod names {
     pub const CONFIG_DELETED: &str = "config_deleted";
     /// Every attempt of a scheduled tick failed (data: [`crate::schedule::ScheduleTickFailed`]).
     pub const SCHEDULE_TICK_FAILED: &str = "schedule_tick_failed";
+    /// An external provider's process ended and will be restarted (data:
+    /// [`super::ProviderExited`]).
+    pub const PROVIDER_EXITED: &str = "provider_exited";
 }
 
 /// Data of `linkdef_set_failed`: the link and why it was refused.
@@ -164,6 +168,104 @@ pub struct LabelsChanged {
     pub host_id: String,
     /// All labels after the change.
     pub labels: BTreeMap<String, String>,
+}
+
+/// Data of `provider_started`, with the fields wasmCloud 1.x hosts send for a provider without
+/// claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStarted {
+    /// The host it runs on.
+    pub host_id: String,
+    /// Its id.
+    pub provider_id: String,
+    /// The reference it was started from.
+    pub image_ref: String,
+    /// The same reference, under the name of the start command's field (a Trellis addition).
+    pub provider_ref: String,
+    /// Annotations of the start command.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Data of `provider_start_failed`: wasmCloud 1.x's fields, and what `provider_started` has.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStartFailed {
+    /// The provider, as it would have started.
+    #[serde(flatten)]
+    pub provider: ProviderStarted,
+    /// Why it did not.
+    pub error: String,
+    /// Always `default` (wasmCloud 1.x still sends it).
+    pub link_name: String,
+}
+
+/// Data of `provider_stopped`, with the fields wasmCloud 1.x hosts send (wadm reads
+/// `annotations`; `instance_id`, `public_key` and `link_name` are kept as 1.x keeps them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStopped {
+    /// The host it ran on.
+    pub host_id: String,
+    /// Its id.
+    pub provider_id: String,
+    /// Annotations of its start command.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Why it stopped.
+    pub reason: String,
+    /// The provider id again.
+    pub instance_id: String,
+    /// The provider id again.
+    pub public_key: String,
+    /// Always `default`.
+    pub link_name: String,
+}
+
+impl ProviderStopped {
+    /// Provider `provider_id`, started with `annotations`, stopped on `host_id` for `reason`.
+    pub fn new(host_id: &str, provider_id: &str, annotations: BTreeMap<String, String>, reason: &str) -> Self {
+        Self {
+            host_id: host_id.into(),
+            provider_id: provider_id.into(),
+            annotations,
+            reason: reason.into(),
+            instance_id: provider_id.into(),
+            public_key: provider_id.into(),
+            link_name: "default".into(),
+        }
+    }
+}
+
+/// Data of `health_check_passed`, `health_check_failed` and `health_check_status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderHealth {
+    /// The host it runs on.
+    pub host_id: String,
+    /// Its id.
+    pub provider_id: String,
+    /// Whether it answered healthy.
+    pub healthy: bool,
+    /// What it said, or why there is no answer.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Data of `provider_exited` (a Trellis event): an external provider's process ended and a new
+/// one follows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderExited {
+    /// The host it ran on.
+    pub host_id: String,
+    /// Its id.
+    pub provider_id: String,
+    /// How the process ended (or why it could not be started again).
+    pub status: String,
+    /// Its last lines on stderr.
+    #[serde(default)]
+    pub stderr_tail: Vec<String>,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// When the next process starts, in milliseconds.
+    pub restart_in_ms: u64,
 }
 
 #[cfg(test)]

@@ -36,11 +36,13 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ack = ctl
-        .start_provider(host.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()])
+        .start_provider(host.id(), &provider.display().to_string(), "tp", Some([("owner".to_string(), "the-test".to_string())].into()), vec!["tp-settings".into()])
         .await
         .map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
-    events.expect("provider_started", Duration::from_secs(5), |d| d["provider_id"] == "tp").await;
+    let started = events.expect("provider_started", Duration::from_secs(5), |d| d["provider_id"] == "tp").await;
+    assert_eq!((&started["host_id"], &started["annotations"]["owner"]), (&serde_json::json!(host.id()), &serde_json::json!("the-test")), "{started}");
+    assert_eq!(started["image_ref"], provider.display().to_string(), "{started}");
 
     let init = wait_record(&record, "init", |r| r["event"] == "init").await;
     assert_eq!(init["provider_id"], "tp");
@@ -111,7 +113,11 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     let asked = Instant::now();
     let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
-    events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    let stopped = events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "tp").await;
+    // wasmCloud 1.9's fields: wadm reads `annotations` to know whose provider stopped.
+    assert_eq!(stopped["annotations"]["owner"], "the-test", "{stopped}");
+    assert_eq!((&stopped["instance_id"], &stopped["public_key"], &stopped["link_name"]), (&serde_json::json!("tp"), &serde_json::json!("tp"), &serde_json::json!("default")), "{stopped}");
+    assert_eq!(stopped["reason"], "stop requested", "{stopped}");
     assert_eq!(healthy(&scrape(metrics).await), None, "a stopped provider has no health gauge");
     assert!(asked.elapsed() < Duration::from_secs(2), "stopped within the grace period: {:?}", asked.elapsed());
     wait_record(&record, "the shutdown", |r| r["event"] == "shutdown").await;

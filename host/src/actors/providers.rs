@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde_json::json;
 use tracing::{info, warn};
-use trellis_messages::event::names;
+use trellis_messages::event::{names, ProviderStartFailed, ProviderStarted, ProviderStopped};
 use trellis_messages::invocation::check_component_id;
 use trellis_messages::provider::{ProviderDescription, StartProviderCommand, StopProviderCommand};
 
@@ -67,7 +66,7 @@ impl ProvidersActor {
         Self { services, host, running: BTreeMap::new(), launch, unpacking: BTreeSet::new() }
     }
 
-    fn publish(&self, name: &'static str, data: serde_json::Value) {
+    fn publish(&self, name: &'static str, data: impl serde::Serialize + Send + 'static) {
         let events = self.services.events.clone();
         actix::spawn(async move { events.publish_logged(name, data).await });
     }
@@ -91,12 +90,13 @@ impl ProvidersActor {
             Runner::HostFunctions => None,
         };
         let (events, host_id, id, kind) = (self.services.events.clone(), self.services.host_id.clone(), id.to_string(), running.kind);
+        let annotations = running.description.annotations.unwrap_or_default();
         Some(async move {
             if let Some(addr) = external {
                 let _ = addr.send(StopExternal).await;
             }
             info!(provider_id = %id, kind, reason, "provider stopped");
-            events.publish_logged(names::PROVIDER_STOPPED, json!({"host_id": host_id, "provider_id": id, "reason": reason})).await;
+            events.publish_logged(names::PROVIDER_STOPPED, ProviderStopped::new(&host_id, &id, annotations, reason)).await;
         })
     }
 
@@ -115,14 +115,12 @@ impl ProvidersActor {
 
     /// Records the outcome of a start: `provider_started` and the inventory, or
     /// `provider_start_failed` with the reason.
-    fn launched(&mut self, cmd: &StartProviderCommand, base: serde_json::Value, started: std::result::Result<(&'static str, Runner), String>) {
+    fn launched(&mut self, cmd: &StartProviderCommand, base: ProviderStarted, started: std::result::Result<(&'static str, Runner), String>) {
         let (kind, runner) = match started {
             Ok(k) => k,
-            Err(e) => {
-                warn!(provider_id = %cmd.provider_id, "{e}");
-                let mut data = base;
-                data["error"] = json!(e);
-                self.publish(names::PROVIDER_START_FAILED, data);
+            Err(error) => {
+                warn!(provider_id = %cmd.provider_id, "{error}");
+                self.publish(names::PROVIDER_START_FAILED, ProviderStartFailed { provider: base, error, link_name: "default".into() });
                 return;
             }
         };
@@ -145,7 +143,7 @@ impl ProvidersActor {
 
     /// Starts an external provider: an executable at once, an archive once it is verified and
     /// unpacked (off the actor's thread).
-    fn start_external(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
+    fn start_external(&mut self, cmd: StartProviderCommand, base: ProviderStarted, ctx: &mut Context<Self>) {
         let launch = match self.launch.clone() {
             Ok(l) => l,
             Err(e) => return self.launched(&cmd, base, Err(e)),
@@ -226,13 +224,13 @@ impl Handler<StartProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StartProvider(cmd): StartProvider, ctx: &mut Self::Context) -> Self::Result {
         check_component_id(&cmd.provider_id).map_err(|e| HostError::Workload(e.replace("component id", "provider id")))?;
-        let base = json!({
-            "host_id": self.services.host_id,
-            "provider_id": cmd.provider_id,
-            "image_ref": cmd.provider_ref,
-            "provider_ref": cmd.provider_ref,
-            "annotations": cmd.annotations.clone().unwrap_or_default(),
-        });
+        let base = ProviderStarted {
+            host_id: self.services.host_id.clone(),
+            provider_id: cmd.provider_id.clone(),
+            image_ref: cmd.provider_ref.clone(),
+            provider_ref: cmd.provider_ref.clone(),
+            annotations: cmd.annotations.clone().unwrap_or_default().into_iter().collect(),
+        };
         if let Some(r) = self.running.get(&cmd.provider_id) {
             if r.description.image_ref.as_deref() == Some(cmd.provider_ref.as_str()) {
                 return Ok(format!("provider `{}` already runs here", cmd.provider_id));
@@ -273,7 +271,7 @@ impl Handler<StartProvider> for ProvidersActor {
 impl ProvidersActor {
     /// Starts a provider the checks let through: a built-in at once, an external one through
     /// [`Self::start_external`].
-    fn begin(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
+    fn begin(&mut self, cmd: StartProviderCommand, base: ProviderStarted, ctx: &mut Context<Self>) {
         if !ProviderKind::is_builtin(&cmd.provider_ref) {
             return self.start_external(cmd, base, ctx);
         }
@@ -293,7 +291,7 @@ impl ProvidersActor {
 
     /// Starts a schedule provider once its bucket is open (retried while JetStream refuses);
     /// a stop in the meantime means it never starts.
-    fn start_schedules(&mut self, cmd: StartProviderCommand, base: serde_json::Value, ctx: &mut Context<Self>) {
+    fn start_schedules(&mut self, cmd: StartProviderCommand, base: ProviderStarted, ctx: &mut Context<Self>) {
         self.unpacking.insert(cmd.provider_id.clone());
         let open = crate::capabilities::schedule::open_bucket(self.services.store.clone(), cmd.provider_id.clone());
         ctx.spawn(open.into_actor(self).map(move |claims, act, _| {
@@ -321,7 +319,7 @@ impl Handler<StopProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StopProvider(cmd): StopProvider, _: &mut Self::Context) -> Self::Result {
         if self.unpacking.remove(&cmd.provider_id) {
-            self.publish(names::PROVIDER_STOPPED, json!({"host_id": self.services.host_id, "provider_id": cmd.provider_id, "reason": "stop requested"}));
+            self.publish(names::PROVIDER_STOPPED, ProviderStopped::new(&self.services.host_id, &cmd.provider_id, BTreeMap::new(), "stop requested"));
             return Ok(format!("provider `{}` stopped before it started", cmd.provider_id));
         }
         if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop requested") {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 use tracing::{info, warn};
-use trellis_messages::event::names;
+use trellis_messages::event::{names, ProviderExited, ProviderHealth};
 use trellis_messages::provider::ProviderStatus;
 
 use crate::providers::external::start_data::{links_of, HostData, LinkDefinition, LinkKey};
@@ -174,11 +174,22 @@ impl ExternalProvider {
         self.status_to.do_send(StatusChanged { id: self.id.clone(), status: self.status.clone() });
     }
 
-    fn publish_event(&self, name: &'static str, mut data: serde_json::Value) {
-        data["host_id"] = json!(self.services.host_id);
-        data["provider_id"] = json!(self.id);
+    fn publish_event(&self, name: &'static str, data: impl serde::Serialize + Send + 'static) {
         let events = self.services.events.clone();
         actix::spawn(async move { events.publish_logged(name, data).await });
+    }
+
+    /// `provider_exited`: the process ended (`status`), and the next follows in `delay`.
+    fn publish_exit(&self, status: String, stderr_tail: Vec<String>, delay: Duration) {
+        let exited = ProviderExited {
+            host_id: self.services.host_id.clone(),
+            provider_id: self.id.clone(),
+            status,
+            stderr_tail,
+            restarts: self.status.restarts,
+            restart_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.publish_event(names::PROVIDER_EXITED, exited);
     }
 
     /// Follows the current process: its exit, and health probes until it answers.
@@ -257,7 +268,7 @@ impl ExternalProvider {
         let changed = self.status.healthy != Some(healthy) || self.status.message != message;
         self.status.healthy = Some(healthy);
         self.status.message.clone_from(&message);
-        self.publish_event(event, json!({ "healthy": healthy, "message": message }));
+        self.publish_event(event, ProviderHealth { host_id: self.services.host_id.clone(), provider_id: self.id.clone(), healthy, message });
         if changed {
             self.notify();
         }
@@ -318,15 +329,7 @@ impl ExternalProvider {
         self.status.last_exit = Some(status.clone());
         self.status.healthy = None;
         warn!(provider_id = %self.id, %status, restart_in = ?delay, restarts = self.status.restarts, "provider exited; restarting");
-        self.publish_event(
-            "provider_exited",
-            json!({
-                "status": status,
-                "stderr_tail": tail,
-                "restarts": self.status.restarts,
-                "restart_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            }),
-        );
+        self.publish_exit(status, tail, delay);
         self.notify();
         ctx.run_later(delay, |act, ctx| act.restart(ctx));
     }
@@ -350,7 +353,7 @@ impl ExternalProvider {
                 self.status.restarts += 1;
                 self.status.last_exit = Some(e.clone());
                 warn!(provider_id = %self.id, error = %e, restart_in = ?delay, "provider could not be restarted");
-                self.publish_event("provider_exited", json!({"status": e, "stderr_tail": [], "restarts": self.status.restarts, "restart_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}));
+                self.publish_exit(e, Vec::new(), delay);
                 self.notify();
                 ctx.run_later(delay, move |act, ctx| {
                     if act.generation == generation {
