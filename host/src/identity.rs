@@ -72,14 +72,31 @@ impl HostIdentity {
     }
 }
 
+/// Why a signature is not a host's.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// The id does not decode as a public nkey.
+    #[error("`{id}` is not a host key: {source}")]
+    NotAKey { id: String, source: nkeys::error::Error },
+    /// The id is a public nkey, of another kind than a server's.
+    #[error("`{0}` is not a host (server) key")]
+    NotAHostKey(String),
+    /// The header is not base64url.
+    #[error("the signature is not base64url: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    /// Someone else signed, or something else.
+    #[error("the signature is not `{0}`'s")]
+    NotTheHosts(String),
+}
+
 /// Whether `signature` (a `Trellis-Signature` header) is host `id`'s signature of a message
 /// with `subject` and `payload`.
 ///
 /// # Errors
 /// Why not.
-pub fn verify_message(id: &str, subject: &str, payload: &[u8], signature: &str) -> std::result::Result<(), String> {
+pub fn verify_message(id: &str, subject: &str, payload: &[u8], signature: &str) -> std::result::Result<(), SignatureError> {
     use base64::Engine as _;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).map_err(|e| format!("the signature is not base64url: {e}"))?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature)?;
     verify(id, &message_bytes(subject, payload), &signature)
 }
 
@@ -87,12 +104,12 @@ pub fn verify_message(id: &str, subject: &str, payload: &[u8], signature: &str) 
 ///
 /// # Errors
 /// Why not.
-pub fn verify(id: &str, data: &[u8], signature: &[u8]) -> std::result::Result<(), String> {
-    let key = KeyPair::from_public_key(id).map_err(|e| format!("`{id}` is not a host key: {e}"))?;
+pub fn verify(id: &str, data: &[u8], signature: &[u8]) -> std::result::Result<(), SignatureError> {
+    let key = KeyPair::from_public_key(id).map_err(|source| SignatureError::NotAKey { id: id.into(), source })?;
     if key.key_pair_type() != KeyPairType::Server {
-        return Err(format!("`{id}` is not a host (server) key"));
+        return Err(SignatureError::NotAHostKey(id.into()));
     }
-    key.verify(data, signature).map_err(|_| format!("the signature is not `{id}`'s"))
+    key.verify(data, signature).map_err(|_| SignatureError::NotTheHosts(id.into()))
 }
 
 /// A stable, readable name derived from the host id, e.g. `quiet-river-4821`.
@@ -125,7 +142,11 @@ mod tests {
         assert!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{ }", &sig).is_err(), "another payload");
         let other = HostIdentity::new(None, None).unwrap();
         assert!(verify_message(&other.id(), "wasmbus.evt.a.host_heartbeat", b"{}", &sig).is_err(), "another host");
-        assert!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{}", "not base64!").is_err());
+        assert!(matches!(verify_message(&host.id(), "wasmbus.evt.a.host_heartbeat", b"{}", "not base64!"), Err(SignatureError::NotBase64(_))));
+        assert!(matches!(verify_message(&other.id(), "s", b"{}", &sig), Err(SignatureError::NotTheHosts(_))));
+        let user = KeyPair::new_user().public_key();
+        assert!(matches!(verify_message(&user, "s", b"{}", &sig), Err(SignatureError::NotAHostKey(_))));
+        assert!(matches!(verify_message("NOPE", "s", b"{}", &sig), Err(SignatureError::NotAKey { .. })));
     }
 
     #[test]

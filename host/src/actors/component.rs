@@ -89,7 +89,7 @@ impl ComponentActor {
         let wrpc = async {
             let (wrpc, prepared, local, runtime, owned_id) =
                 (services.wrpc.clone(), component.clone(), services.local.clone(), services.runtime.clone(), id.to_string());
-            let subject = services.subjects.wrpc_calls(&id);
+            let subject = services.subjects.wrpc_calls(id);
             services
                 .runtime
                 .guests()

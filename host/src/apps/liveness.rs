@@ -71,7 +71,7 @@ pub(crate) fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::
     use base64::Engine as _;
     let signed: Signed = serde_json::from_slice(value).map_err(|e| format!("not a signed record: {e}"))?;
     let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&signed.sig).map_err(|e| format!("its signature is not base64url: {e}"))?;
-    crate::identity::verify(key, signed.body.as_bytes(), &sig)?;
+    crate::identity::verify(key, signed.body.as_bytes(), &sig).map_err(|e| e.to_string())?;
     let said: Said = serde_json::from_str(&signed.body).map_err(|e| format!("unreadable: {e}"))?;
     if said.host != key {
         return Err(format!("it names host `{}`", said.host));

@@ -76,6 +76,23 @@ fn signature(msg: &async_nats::Message) -> Option<&str> {
     msg.headers.as_ref()?.get(trellis_messages::event::SIGNATURE_HEADER).map(|v| v.as_str())
 }
 
+/// Why a message from another host is not believed.
+#[derive(Debug, thiserror::Error)]
+enum Disbelief {
+    #[error("unsigned, from a host whose messages are signed")]
+    Unsigned,
+    #[error(transparent)]
+    Signature(#[from] crate::identity::SignatureError),
+    #[error("a signed event without a readable time")]
+    NoTime,
+    #[error("published {0:?} from this host's clock, more than {MAX_EVENT_SKEW:?} (a replay, or a clock to fix)")]
+    Skewed(Duration),
+    #[error("{MAX_HOSTS} signing hosts are known already")]
+    TooMany,
+    #[error("older than the last event taken from that host (a replay)")]
+    Replay,
+}
+
 /// The hosts seen signing their messages, with the time of the last signed event taken from
 /// each and when each was last heard; forgotten after [`FORGET_AFTER`] of silence, at most
 /// [`MAX_HOSTS`].
@@ -101,34 +118,34 @@ impl Signers {
         signature: Option<&str>,
         time: Option<Option<SystemTime>>,
         boot: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Disbelief> {
         self.0.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
         let Some(signature) = signature else {
             return match self.0.contains_key(source) {
-                true => Err("unsigned, from a host whose messages are signed".into()),
+                true => Err(Disbelief::Unsigned),
                 false => Ok(()),
             };
         };
         crate::identity::verify_message(source, subject, payload, signature)?;
         let time = match time {
             None => None,
-            Some(None) => return Err("a signed event without a readable time".into()),
+            Some(None) => return Err(Disbelief::NoTime),
             Some(Some(time)) => {
                 let now = SystemTime::now();
                 let off = now.duration_since(time).unwrap_or_else(|e| e.duration());
                 if off > MAX_EVENT_SKEW {
-                    return Err(format!("published {off:?} from this host's clock, more than {MAX_EVENT_SKEW:?} (a replay, or a clock to fix)"));
+                    return Err(Disbelief::Skewed(off));
                 }
                 Some(time)
             }
         };
         if !self.0.contains_key(source) && self.0.len() >= MAX_HOSTS {
-            return Err(format!("{MAX_HOSTS} signing hosts are known already"));
+            return Err(Disbelief::TooMany);
         }
         let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, heard: Instant::now() });
         if let (Some(last), Some(time), false) = (signer.last_event, time, boot) {
             if time < last {
-                return Err("older than the last event taken from that host (a replay)".into());
+                return Err(Disbelief::Replay);
             }
         }
         signer.last_event = if boot { time } else { time.max(signer.last_event) };
@@ -247,17 +264,17 @@ mod tests {
         let signed = |payload: &[u8]| host.sign_message(subject, payload);
         assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2), false).is_ok());
         // From then on: unsigned, wrongly signed, signed for another subject, older: not taken.
-        assert!(signers.check(&id, subject, b"3", None, at(3), false).is_err(), "unsigned");
+        assert!(matches!(signers.check(&id, subject, b"3", None, at(3), false), Err(Disbelief::Unsigned)));
         let forger = crate::identity::HostIdentity::new(None, None).expect("a key");
-        assert!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3), false).is_err(), "another key");
-        assert!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3), false).is_err(), "another subject");
-        assert!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1), false).is_err(), "a replay");
+        assert!(matches!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3), false), Err(Disbelief::Signature(_))), "another key");
+        assert!(matches!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3), false), Err(Disbelief::Signature(_))), "another subject");
+        assert!(matches!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1), false), Err(Disbelief::Replay)));
         assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4), false).is_ok());
         // Outside the clock window either way, or without a readable time: not taken.
         let far = |d: Duration, ahead: bool| Some(Some(if ahead { SystemTime::now() + d } else { SystemTime::now() - d }));
-        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, false), false).is_err(), "too old");
-        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, true), false).is_err(), "too far ahead");
-        assert!(signers.check(&id, subject, b"5", Some(&signed(b"5")), Some(None), false).is_err(), "no time");
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, false), false), Err(Disbelief::Skewed(_))), "too old");
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, true), false), Err(Disbelief::Skewed(_))), "too far ahead");
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), Some(None), false), Err(Disbelief::NoTime)));
         // A new run (`host_started`) may begin behind the last run's clock.
         assert!(signers.check(&id, subject, b"6", Some(&signed(b"6")), at(3), true).is_ok(), "a restart");
         assert!(signers.check(&id, subject, b"7", Some(&signed(b"7")), at(3), false).is_ok(), "its events");

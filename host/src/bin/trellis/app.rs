@@ -14,7 +14,7 @@ pub(crate) async fn request<T: DeserializeOwned>(args: &ClientArgs, operation: &
     let mut config = crate::nats_config(&args.lattice.nats);
     config.connect_timeout = std::time::Duration::from_secs(5);
     let nats = trellis_host::nats::connect(&config, "trellis-cli", None).await?;
-    let subject = trellis_messages::subjects::wadm::model(&args.lattice.lattice, &operation);
+    let subject = trellis_messages::subjects::wadm::model(&args.lattice.lattice, operation);
     let timeout = args.timeout.max(std::time::Duration::from_secs(5));
     let ask = async {
         // The request carries `--timeout`: the connection's default (10 s) would end it early.

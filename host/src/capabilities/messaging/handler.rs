@@ -229,6 +229,18 @@ pub(crate) fn result_wave(result: &Result<(), String>) -> String {
     }
 }
 
+impl FollowLinks for Messaging {
+    fn reconcile(&mut self, _: &mut Context<LinkFollower<Self>>) {
+        self.sync();
+    }
+
+    fn stop(&mut self) {
+        for (_, task) in self.subscriptions.drain() {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use wasmtime::component::Val;
@@ -260,16 +272,3 @@ mod tests {
         }
     }
 }
-
-impl FollowLinks for Messaging {
-    fn reconcile(&mut self, _: &mut Context<LinkFollower<Self>>) {
-        self.sync();
-    }
-
-    fn stop(&mut self) {
-        for (_, task) in self.subscriptions.drain() {
-            task.abort();
-        }
-    }
-}
-

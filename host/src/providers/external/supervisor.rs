@@ -128,7 +128,7 @@ impl ExternalProvider {
     }
 
     fn rpc(&self, what: &str) -> String {
-        self.services.subjects.provider_rpc(&what)
+        self.services.subjects.provider_rpc(what)
     }
 
     fn spawn_process(&mut self) -> Result<(), String> {
