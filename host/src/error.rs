@@ -69,13 +69,12 @@ pub enum HostError {
         /// What is wrong.
         reason: String,
     },
-    /// A control request about components cannot be carried out (unknown id, conflicting
-    /// reference, …).
-    #[error("{0}")]
-    Workload(String),
-    /// A link was refused (missing config, conflicting target).
-    #[error("{0}")]
-    Link(String),
+    /// A control request about components or providers cannot be carried out.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// A link was refused.
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// The lattice's KV buckets cannot be used.
     #[error("lattice data: {0}")]
     LatticeData(String),
@@ -98,3 +97,52 @@ impl From<actix::MailboxError> for HostError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = HostError> = std::result::Result<T, E>;
+
+/// Why a request to start, scale, update or stop a component or provider is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The id is not one NATS subject token.
+    #[error("{0}")]
+    BadId(String),
+    /// A scale or update of the component is still being carried out.
+    #[error("a scale or update of component `{0}` is already in progress on this host; try again when it has finished")]
+    InProgress(String),
+    /// Its signature or claims do not let it run here.
+    #[error("`{reference}` may not run here: {reason}")]
+    NotTrusted { reference: String, reason: String },
+    /// The policy service did not permit it.
+    #[error(transparent)]
+    Policy(#[from] crate::trust::policy::PolicyError),
+    /// A scale without a reference.
+    #[error("scaling component `{0}` needs a `component_ref`")]
+    NoReference(String),
+    /// An update without a reference.
+    #[error("updating component `{0}` needs a `new_component_ref`")]
+    NoNewReference(String),
+    /// A scale with another reference than the one running.
+    #[error("component `{id}` already runs `{running}` on this host; scale it with that reference, set `allow_update`, or use component.update")]
+    OtherReference { id: String, running: String },
+    /// A provider id already runs another reference here.
+    #[error("provider `{id}` already runs `{running}` on this host")]
+    OtherProvider { id: String, running: String },
+    /// The component does not run here.
+    #[error("component `{id}` is not running on host {host}")]
+    NoComponent { id: String, host: String },
+    /// The provider does not run here.
+    #[error("provider `{id}` is not running on host {host}")]
+    NoProvider { id: String, host: String },
+}
+
+/// Why a link is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// It names a config that does not exist.
+    #[error("link from `{from}` to `{to}` names config `{config}`, which does not exist; put it with config.put first")]
+    MissingConfig { from: String, to: String, config: String },
+    /// It conflicts with a link the source already has.
+    #[error("{0}")]
+    Conflict(String),
+    /// A schedule link whose interfaces or schedule are not valid.
+    #[error("{0}")]
+    Schedule(String),
+}

@@ -291,7 +291,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
                 lattice: config.lattice.clone(),
                 labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
-            Some(crate::trust::policy::PolicyService::start(nats.clone(), host, p.clone()).await.map_err(HostError::Config)?)
+            Some(crate::trust::policy::PolicyService::start(nats.clone(), host, p.clone()).await.map_err(|e| HostError::Config(e.to_string()))?)
         }
     };
     let started_data = HostActor::started_event(&identity, &labels);

@@ -182,7 +182,8 @@ async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host()
             .call("caller", "default", "forger", "acme:lists/lists@0.1.0", "get", &[], &[], std::slice::from_ref(&list_u32), Duration::from_secs(5))
             .await
             .expect_err("the forged result is refused");
-        assert!(failed.contains("cannot decode result 0"), "{failed}");
+        assert!(matches!(failed, trellis_host::wasm::wrpc::WrpcError::Decode { index: 0, .. }), "{failed}");
+        assert!(failed.to_string().contains("cannot decode result 0"), "{failed}");
     }
     server.abort();
     Ok(())

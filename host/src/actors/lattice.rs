@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use trellis_messages::event::{names, ConfigChanged, LinkSetFailed};
 use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 
-use crate::error::{HostError, Result};
+use crate::error::{LinkError, Result};
 use crate::events::EventPublisher;
 use crate::lattice::spec::ComponentSpec;
 use crate::lattice::{LatticeStore, LatticeView};
@@ -167,7 +167,7 @@ impl Handler<PutLink> for LatticeActor {
         Box::pin(async move {
             let checked = match crate::capabilities::schedule::check_link(&store, &link).await {
                 Ok(()) => store.put_link(&link).await,
-                Err(e) => Err(HostError::Link(e)),
+                Err(e) => Err(LinkError::Schedule(e).into()),
             };
             match checked {
                 Ok(()) => {

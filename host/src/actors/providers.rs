@@ -14,7 +14,7 @@ use trellis_messages::invocation::check_component_id;
 use trellis_messages::provider::{ProviderDescription, StartProviderCommand, StopProviderCommand};
 
 use crate::actors::host::{HostActor, SetProviders};
-use crate::error::{HostError, Result};
+use crate::error::{Result, WorkloadError};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{archive, Launch};
@@ -223,7 +223,7 @@ pub struct StartProvider(pub StartProviderCommand);
 impl Handler<StartProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StartProvider(cmd): StartProvider, ctx: &mut Self::Context) -> Self::Result {
-        check_component_id(&cmd.provider_id).map_err(|e| HostError::Workload(e.replace("component id", "provider id")))?;
+        check_component_id(&cmd.provider_id).map_err(|e| WorkloadError::BadId(e.replace("component id", "provider id")))?;
         let base = ProviderStarted {
             host_id: self.services.host_id.clone(),
             provider_id: cmd.provider_id.clone(),
@@ -235,11 +235,7 @@ impl Handler<StartProvider> for ProvidersActor {
             if r.description.image_ref.as_deref() == Some(cmd.provider_ref.as_str()) {
                 return Ok(format!("provider `{}` already runs here", cmd.provider_id));
             }
-            return Err(HostError::Workload(format!(
-                "provider `{}` already runs `{}` on this host",
-                cmd.provider_id,
-                r.description.image_ref.clone().unwrap_or_default()
-            )));
+            return Err(WorkloadError::OtherProvider { id: cmd.provider_id.clone(), running: r.description.image_ref.clone().unwrap_or_default() }.into());
         }
         if self.unpacking.contains(&cmd.provider_id) {
             return Ok(format!("provider `{}` is already starting here", cmd.provider_id));
@@ -258,7 +254,7 @@ impl Handler<StartProvider> for ProvidersActor {
                 }
                 match allowed {
                     Ok(()) => act.begin(cmd, base, ctx),
-                    Err(e) => act.launched(&cmd, base, Err(e)),
+                    Err(e) => act.launched(&cmd, base, Err(e.to_string())),
                 }
             }));
         } else {
@@ -328,7 +324,7 @@ impl Handler<StopProvider> for ProvidersActor {
             actix::spawn(stopping);
             Ok(format!("provider `{}` stopped", cmd.provider_id))
         } else {
-            Err(HostError::Workload(format!("provider `{}` is not running on host {}", cmd.provider_id, self.services.host_id)))
+            Err(WorkloadError::NoProvider { id: cmd.provider_id.clone(), host: self.services.host_id.clone() }.into())
         }
     }
 }

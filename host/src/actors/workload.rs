@@ -17,7 +17,7 @@ use trellis_messages::invocation::check_component_id;
 
 use crate::actors::component::{ComponentActor, SetMaxInstances, StopComponent, Update};
 use crate::actors::host::{HostActor, SetComponent};
-use crate::error::{HostError, Result};
+use crate::error::{HostError, Result, WorkloadError};
 use crate::services::HostServices;
 use crate::capabilities::imports::{link_imports, ImportContext};
 use crate::wasm::PreparedComponent;
@@ -73,11 +73,9 @@ impl WorkloadActor {
 
     /// Refuses an invalid id, or one with a scale or update still in progress.
     fn check_idle(&self, id: &str) -> Result<()> {
-        check_component_id(id).map_err(HostError::Workload)?;
+        check_component_id(id).map_err(WorkloadError::BadId)?;
         if self.busy.contains(id) {
-            return Err(HostError::Workload(format!(
-                "a scale or update of component `{id}` is already in progress on this host; try again when it has finished"
-            )));
+            return Err(WorkloadError::InProgress(id.into()).into());
         }
         Ok(())
     }
@@ -151,11 +149,11 @@ impl WorkloadActor {
                     (bytes, claims)
                 })
                 .await
-                .map_err(|_| HostError::Workload(format!("`{reference}` may not run here: its embedded claims could not be read")))?;
-            let claims = claims.map_err(|e| HostError::Workload(format!("`{reference}` may not run here: {e}")))?;
+                .map_err(|_| WorkloadError::NotTrusted { reference: reference.clone(), reason: "its embedded claims could not be read".into() })?;
+            let claims = claims.map_err(|e| WorkloadError::NotTrusted { reference: reference.clone(), reason: e.to_string() })?;
             if let Some(policy) = policy {
                 let (max, annotations) = scale;
-                policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(HostError::Workload)?;
+                policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(WorkloadError::Policy)?;
             }
             let prepared = handle
                 .spawn_blocking(move || {
@@ -354,7 +352,7 @@ impl Handler<Scale> for WorkloadActor {
             None if max == 0 => Ok(format!("component `{id}` is not running on this host; nothing to stop")),
             None => {
                 if command.component_ref.trim().is_empty() {
-                    return Err(HostError::Workload(format!("scaling component `{id}` needs a `component_ref`")));
+                    return Err(WorkloadError::NoReference(id.clone()).into());
                 }
                 info!(component_id = %id, image_ref = %command.component_ref, max, "scaling component");
                 self.start_component(command, ctx);
@@ -387,10 +385,7 @@ impl Handler<Scale> for WorkloadActor {
                 self.update_component(id.clone(), command.component_ref, command.annotations, ctx);
                 Ok(format!("component `{id}` is updating"))
             }
-            Some(running) => Err(HostError::Workload(format!(
-                "component `{id}` already runs `{}` on this host; scale it with that reference, set `allow_update`, or use component.update",
-                running.description.image_ref
-            ))),
+            Some(running) => Err(WorkloadError::OtherReference { id: id.clone(), running: running.description.image_ref.clone() }.into()),
         }
     }
 }
@@ -405,11 +400,11 @@ impl Handler<UpdateComponent> for WorkloadActor {
     fn handle(&mut self, UpdateComponent(command): UpdateComponent, ctx: &mut Self::Context) -> Self::Result {
         let id = command.component_id.clone();
         if command.new_component_ref.trim().is_empty() {
-            return Err(HostError::Workload(format!("updating component `{id}` needs a `new_component_ref`")));
+            return Err(WorkloadError::NoNewReference(id).into());
         }
         self.check_idle(&id)?;
         let Some(running) = self.components.get(&id) else {
-            return Err(HostError::Workload(format!("component `{id}` is not running on host {}", self.services.host_id)));
+            return Err(WorkloadError::NoComponent { id, host: self.services.host_id.clone() }.into());
         };
         if running.description.image_ref == command.new_component_ref {
             return Ok(format!("component `{id}` already runs `{}`", command.new_component_ref));

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tracing::debug;
 use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 
-use crate::error::{HostError, Result};
+use crate::error::{HostError, LinkError, Result};
 use crate::lattice::spec::ComponentSpec;
 use crate::lattice::state::{with_link, without_link};
 
@@ -169,18 +169,15 @@ impl LatticeStore {
     /// Stores `link` after checking its configs exist and it conflicts with no other link.
     ///
     /// # Errors
-    /// [`HostError::Link`] when the link is refused, [`HostError::LatticeData`] when KV fails.
+    /// [`HostError::Link`] ([`crate::error::LinkError`]) when the link is refused, [`HostError::LatticeData`] when KV fails.
     pub async fn put_link(&self, link: &Link) -> Result<()> {
         for name in link.source_config.iter().chain(&link.target_config) {
             if self.config(name).await?.is_none() {
-                return Err(HostError::Link(format!(
-                    "link from `{}` to `{}` names config `{name}`, which does not exist; put it with config.put first",
-                    link.source_id, link.target
-                )));
+                return Err(LinkError::MissingConfig { from: link.source_id.clone(), to: link.target.clone(), config: name.clone() }.into());
             }
         }
         self.update_spec(&link.source_id, |spec, _| {
-            let links = with_link(&spec.links, link).map_err(HostError::Link)?;
+            let links = with_link(&spec.links, link).map_err(LinkError::Conflict)?;
             Ok(Some(ComponentSpec { url: spec.url.clone(), links }))
         })
         .await

@@ -16,6 +16,41 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// An entry of an HTTP client link's config that is not a rule.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// An `allow` or `deny` entry (`key`) that is no host name, address or network.
+    #[error("`{key}`: `{entry}` is not a host name, address or network")]
+    NotAHost { key: &'static str, entry: String },
+    /// A `ports` entry that is no port.
+    #[error("`ports`: `{0}` is not a port")]
+    NotAPort(String),
+}
+
+/// Which rule refused a request, for the log.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The name resolved to nothing.
+    #[error("`{host}` resolved to no address")]
+    NoAddress { host: String },
+    /// `ports` does not list the port.
+    #[error("port {port} is not in the link's `ports`")]
+    Port { port: u16 },
+    /// `deny` names the host.
+    #[error("`{host}` is in the link's `deny`")]
+    DeniedHost { host: String },
+    /// `deny` names one of its addresses.
+    #[error("`{host}` is {ip}, which the link's `deny` names")]
+    DeniedAddress { host: String, ip: IpAddr },
+    /// One of its addresses is loopback, link-local, unspecified, multicast or broadcast, and
+    /// no address or network in `allow` names it.
+    #[error("`{host}` is {ip}, {kind} address; name it in the link's `allow` to reach it")]
+    Special { host: String, ip: IpAddr, kind: &'static str },
+    /// `allow` is given and names neither the host nor the address.
+    #[error("`{host}` ({ip}) is not in the link's `allow`")]
+    NotAllowed { host: String, ip: IpAddr },
+}
+
 /// One entry of `allow` or `deny`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Rule {
@@ -26,7 +61,8 @@ enum Rule {
 }
 
 impl Rule {
-    fn parse(entry: &str) -> Result<Self, String> {
+    /// `entry` of `key` (`allow` or `deny`).
+    fn parse(key: &'static str, entry: &str) -> Result<Self, RuleError> {
         if let Ok(net) = entry.parse::<IpNet>() {
             return Ok(Self::Net(net));
         }
@@ -36,7 +72,7 @@ impl Rule {
         let name = entry.strip_prefix("*.").unwrap_or(entry);
         let valid = !name.is_empty() && name.len() <= 253 && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !valid {
-            return Err(format!("`{entry}` is not a host name, address or network"));
+            return Err(RuleError::NotAHost { key, entry: entry.to_string() });
         }
         Ok(Self::Host(entry.to_ascii_lowercase()))
     }
@@ -88,10 +124,10 @@ impl OutboundPolicy {
     ///
     /// # Errors
     /// An entry that is not a host name, address, network or port, naming it.
-    pub fn from_config(config: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
-        let rules = |key: &str| -> Result<Vec<Rule>, String> {
+    pub fn from_config(config: &std::collections::BTreeMap<String, String>) -> Result<Self, RuleError> {
+        let rules = |key: &'static str| -> Result<Vec<Rule>, RuleError> {
             let Some(list) = config.get(key) else { return Ok(Vec::new()) };
-            list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(|e| Rule::parse(e).map_err(|why| format!("`{key}`: {why}"))).collect()
+            list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(|e| Rule::parse(key, e)).collect()
         };
         let ports = match config.get("ports") {
             None => None,
@@ -99,7 +135,7 @@ impl OutboundPolicy {
                 list.split(',')
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
-                    .map(|p| p.parse::<u16>().map_err(|_| format!("`ports`: `{p}` is not a port")))
+                    .map(|p| p.parse::<u16>().map_err(|_| RuleError::NotAPort(p.to_string())))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
@@ -110,28 +146,28 @@ impl OutboundPolicy {
     /// to `ips`, may be sent.
     ///
     /// # Errors
-    /// Why not, for the log.
-    pub fn check(&self, host: &str, port: u16, ips: &[IpAddr]) -> Result<(), String> {
+    /// The rule that refuses it.
+    pub fn check(&self, host: &str, port: u16, ips: &[IpAddr]) -> Result<(), Refusal> {
         let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
         if ips.is_empty() {
-            return Err(format!("`{host}` resolved to no address"));
+            return Err(Refusal::NoAddress { host });
         }
         if self.ports.as_ref().is_some_and(|ports| !ports.contains(&port)) {
-            return Err(format!("port {port} is not in the link's `ports`"));
+            return Err(Refusal::Port { port });
         }
         if self.deny.iter().any(|r| r.matches_host(&host)) {
-            return Err(format!("`{host}` is in the link's `deny`"));
+            return Err(Refusal::DeniedHost { host });
         }
         for &ip in ips {
             if self.deny.iter().any(|r| r.matches_ip(ip)) {
-                return Err(format!("`{host}` is {ip}, which the link's `deny` names"));
+                return Err(Refusal::DeniedAddress { host, ip });
             }
             let by_address = self.allow.iter().any(|r| r.matches_ip(ip));
             if let Some(kind) = special(ip).filter(|_| !by_address) {
-                return Err(format!("`{host}` is {ip}, {kind} address; name it in the link's `allow` to reach it"));
+                return Err(Refusal::Special { host, ip, kind });
             }
             if !self.allow.is_empty() && !by_address && !self.allow.iter().any(|r| r.matches_host(&host)) {
-                return Err(format!("`{host}` ({ip}) is not in the link's `allow`"));
+                return Err(Refusal::NotAllowed { host, ip });
             }
         }
         Ok(())
@@ -155,10 +191,10 @@ mod tests {
         let open = policy(&[]);
         assert!(open.check("example.com", 443, &[ip("93.184.216.34")]).is_ok());
         for bad in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "224.0.0.1", "255.255.255.255"] {
-            assert!(open.check(bad, 80, &[ip(bad)]).is_err(), "{bad}");
+            assert!(matches!(open.check(bad, 80, &[ip(bad)]), Err(Refusal::Special { .. })), "{bad}");
         }
         // A public name that resolves to loopback (or has one loopback address) is denied too.
-        assert!(open.check("rebind.example", 80, &[ip("93.184.216.34"), ip("127.0.0.1")]).is_err());
+        assert!(matches!(open.check("rebind.example", 80, &[ip("93.184.216.34"), ip("127.0.0.1")]), Err(Refusal::Special { kind: "a loopback", .. })));
         // A name in `allow` does not open a loopback address; an address does.
         assert!(policy(&[("allow", "localhost")]).check("localhost", 80, &[ip("127.0.0.1")]).is_err());
         assert!(policy(&[("allow", "127.0.0.0/8")]).check("localhost", 80, &[ip("127.0.0.1")]).is_ok());
@@ -169,15 +205,15 @@ mod tests {
     fn allow_deny_and_ports() {
         let p = policy(&[("allow", "*.example.com, 10.0.0.0/8"), ("deny", "secret.example.com, 10.9.0.0/16"), ("ports", "443, 8443")]);
         assert!(p.check("api.example.com", 443, &[ip("93.184.216.34")]).is_ok());
-        assert!(p.check("example.com", 443, &[ip("93.184.216.34")]).is_err(), "`*.` is for subdomains");
+        assert!(matches!(p.check("example.com", 443, &[ip("93.184.216.34")]), Err(Refusal::NotAllowed { .. })), "`*.` is for subdomains");
         assert!(p.check("badexample.com", 443, &[ip("93.184.216.34")]).is_err());
         assert!(p.check("API.Example.COM.", 443, &[ip("93.184.216.34")]).is_ok(), "case and a trailing dot");
-        assert!(p.check("secret.example.com", 443, &[ip("93.184.216.34")]).is_err(), "deny wins");
+        assert_eq!(p.check("secret.example.com", 443, &[ip("93.184.216.34")]), Err(Refusal::DeniedHost { host: "secret.example.com".into() }), "deny wins");
         assert!(p.check("10.1.2.3", 8443, &[ip("10.1.2.3")]).is_ok());
-        assert!(p.check("10.9.2.3", 443, &[ip("10.9.2.3")]).is_err());
-        assert!(p.check("api.example.com", 80, &[ip("93.184.216.34")]).is_err(), "port");
+        assert!(matches!(p.check("10.9.2.3", 443, &[ip("10.9.2.3")]), Err(Refusal::DeniedAddress { .. })));
+        assert_eq!(p.check("api.example.com", 80, &[ip("93.184.216.34")]), Err(Refusal::Port { port: 80 }));
         assert!(p.check("other.org", 443, &[ip("93.184.216.34")]).is_err(), "not allowed");
-        assert!(p.check("api.example.com", 443, &[]).is_err(), "no address");
+        assert!(matches!(p.check("api.example.com", 443, &[]), Err(Refusal::NoAddress { .. })));
     }
 
     #[test]
@@ -185,5 +221,8 @@ mod tests {
         for (k, v) in [("allow", "exa mple.com"), ("deny", "10.0.0.0/40"), ("ports", "http"), ("allow", "*.")] {
             assert!(OutboundPolicy::from_config(&[(k.to_string(), v.to_string())].into_iter().collect()).is_err(), "{k}={v}");
         }
+        let bad = OutboundPolicy::from_config(&[("deny".to_string(), "10.0.0.0/40".to_string())].into_iter().collect());
+        assert_eq!(bad, Err(RuleError::NotAHost { key: "deny", entry: "10.0.0.0/40".into() }));
+        assert_eq!(bad.expect_err("refused").to_string(), "`deny`: `10.0.0.0/40` is not a host name, address or network", "the message is as before");
     }
 }

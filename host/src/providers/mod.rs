@@ -20,11 +20,29 @@ pub mod follower;
 
 use std::time::Duration;
 
-use trellis_messages::invocation::{InvocationRequest, InvocationResponse};
+use trellis_messages::invocation::{FaultKind, InvocationRequest, InvocationResponse};
 use wasmtime::component::Val;
 
 use crate::services::HostServices;
 pub use crate::permission::kind::ProviderKind;
+
+/// Why a provider's call of a component failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call ran, here or on another host, and failed: the fault as that host gave it
+    /// (`kind` is `None` from a host that names none).
+    #[error("{message}")]
+    Fault { kind: Option<FaultKind>, message: String },
+    /// No host answered: none runs the component, it stopped mid-call, or the deadline passed.
+    #[error("{source}")]
+    Unanswered { source: async_nats::RequestError },
+    /// The argument cannot be written as WAVE, or the request as JSON.
+    #[error("cannot encode the call: {0}")]
+    Encode(String),
+    /// The reply is not an invocation response.
+    #[error("the reply is not an invocation response: {0}")]
+    BadReply(serde_json::Error),
+}
 
 /// Calls `function` of component `target` with `arg` for a provider (`caller`, as spies see
 /// it): in-process when the component runs here, else over NATS to a host that runs it (with
@@ -41,12 +59,12 @@ pub(crate) async fn invoke_component(
     arg: Val,
     caller: &str,
     timeout: Option<Duration>,
-) -> Result<String, String> {
+) -> Result<String, CallError> {
     if let Some(local) = services.local.get(target) {
-        let out = local.call(&services.runtime, target, function, vec![arg], caller).await.map_err(|f| f.message)?;
+        let out = local.call(&services.runtime, target, function, vec![arg], caller).await.map_err(|f| CallError::Fault { kind: Some(f.kind), message: f.message })?;
         return Ok(out.first().map(|v| v.to_wave().unwrap_or_default()).unwrap_or_default());
     }
-    let arg = arg.to_wave().map_err(|e| e.to_string())?;
+    let arg = arg.to_wave().map_err(|e| CallError::Encode(e.to_string()))?;
     invoke_wave(services, target, function, arg, timeout).await
 }
 
@@ -55,8 +73,8 @@ pub(crate) async fn invoke_component(
 ///
 /// # Errors
 /// As [`invoke_component`].
-pub(crate) async fn invoke_wave(services: &HostServices, target: &str, function: &str, arg: String, timeout: Option<Duration>) -> Result<String, String> {
-    let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| e.to_string())?;
+pub(crate) async fn invoke_wave(services: &HostServices, target: &str, function: &str, arg: String, timeout: Option<Duration>) -> Result<String, CallError> {
+    let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args: vec![arg] }).map_err(|e| CallError::Encode(e.to_string()))?;
     request_invocation(services, target, None, body.into(), timeout).await
 }
 
@@ -72,7 +90,7 @@ pub(crate) async fn request_invocation(
     headers: Option<async_nats::HeaderMap>,
     payload: bytes::Bytes,
     timeout: Option<Duration>,
-) -> Result<String, String> {
+) -> Result<String, CallError> {
     // Never without a deadline: a host that died mid-call would hold the caller's slot forever.
     let config = services.runtime.config();
     let deadline = timeout.unwrap_or(config.max_execution_time + config.max_queue_wait + Duration::from_secs(1));
@@ -80,10 +98,10 @@ pub(crate) async fn request_invocation(
     if let Some(headers) = headers {
         request = request.headers(headers);
     }
-    let reply = services.calls.send_request(services.subjects.invocation(target), request).await.map_err(|e| e.to_string())?;
-    let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
+    let reply = services.calls.send_request(services.subjects.invocation(target), request).await.map_err(|source| CallError::Unanswered { source })?;
+    let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(CallError::BadReply)?;
     match (response.results, response.error) {
         (Some(r), _) => Ok(r.into_iter().next().unwrap_or_default()),
-        (None, e) => Err(e.unwrap_or_default()),
+        (None, e) => Err(CallError::Fault { kind: response.fault, message: e.unwrap_or_default() }),
     }
 }

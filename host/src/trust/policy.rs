@@ -50,25 +50,80 @@ pub struct PolicyConfig {
     pub key: Option<String>,
 }
 
+/// Why the policy service was not asked, or did not permit.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The service decided: not permitted.
+    #[error("denied by the policy service ({kind} of `{subject}`): {message}")]
+    Denied { kind: &'static str, subject: String, message: String },
+    /// No decision in time.
+    #[error("the policy service on `{topic}` did not answer within {ms} ms; denied (fail closed)")]
+    Timeout { topic: String, ms: u128 },
+    /// Nobody listens on the topic.
+    #[error("no policy service listens on `{topic}`; denied (fail closed)")]
+    NoService { topic: String },
+    /// The request itself failed.
+    #[error("the policy request on `{topic}` failed: {source}; denied (fail closed)")]
+    Request { topic: String, source: async_nats::RequestError },
+    /// The request could not be written.
+    #[error("cannot encode the policy request: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The reply is larger than any decision.
+    #[error("the policy service on `{topic}` answered {bytes} bytes, over {MAX_REPLY}; denied")]
+    TooLarge { topic: String, bytes: usize },
+    /// `--policy-key` is set and the reply does not carry its signature.
+    #[error("the policy service's reply on `{topic}` is not signed by the policy key: {why}; denied")]
+    Unsigned { topic: String, why: Unverified },
+    /// The reply is not a decision.
+    #[error("the policy service on `{topic}` answered something that is not a decision ({source}); denied")]
+    NotADecision { topic: String, source: serde_json::Error },
+    /// A signed reply to another request (a replay).
+    #[error("the policy service's signed reply on `{topic}` names another request; denied")]
+    OtherRequest { topic: String },
+}
+
+/// Why the policy service client cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicySetupError {
+    /// `--policy-key` is not a public nkey.
+    #[error("policy key `{key}` is not a public nkey: {source}")]
+    Key { key: String, source: nkeys::error::Error },
+    /// The changes topic cannot be followed.
+    #[error("cannot subscribe to the policy changes topic `{topic}`: {source}")]
+    Subscribe { topic: String, source: async_nats::SubscribeError },
+}
+
+/// Why a reply or change does not carry the policy key's signature.
+#[derive(Debug, thiserror::Error)]
+pub enum Unverified {
+    /// No header.
+    #[error("it carries no {SIGNATURE_HEADER} header")]
+    Missing,
+    /// The header is not base64url.
+    #[error("its signature is not base64url: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    /// Someone else's signature, or of something else.
+    #[error("its signature is not {0}'s")]
+    NotTheKeys(String),
+}
+
 /// Signs `payload` as a policy service holding `seed` does: the value of [`SIGNATURE_HEADER`].
 ///
 /// # Errors
 /// `seed` is not an nkey seed.
-pub fn sign(seed: &str, payload: &[u8]) -> Result<String, String> {
+pub fn sign(seed: &str, payload: &[u8]) -> Result<String, nkeys::error::Error> {
     use base64::Engine as _;
-    let key = nkeys::KeyPair::from_seed(seed).map_err(|e| format!("not an nkey seed: {e}"))?;
-    let signature = key.sign(payload).map_err(|e| format!("cannot sign: {e}"))?;
+    let key = nkeys::KeyPair::from_seed(seed)?;
+    let signature = key.sign(payload)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature))
 }
 
 /// Whether `headers` carry `key`'s signature of `payload`.
-fn signed_by(key: &nkeys::KeyPair, headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<(), String> {
+fn signed_by(key: &nkeys::KeyPair, headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<(), Unverified> {
     use base64::Engine as _;
-    let value = headers.and_then(|h| h.get(SIGNATURE_HEADER)).ok_or_else(|| format!("it carries no {SIGNATURE_HEADER} header"))?;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(value.as_str().trim())
-        .map_err(|e| format!("its signature is not base64url: {e}"))?;
-    key.verify(payload, &signature).map_err(|_| format!("its signature is not {}'s", key.public_key()))
+    let value = headers.and_then(|h| h.get(SIGNATURE_HEADER)).ok_or(Unverified::Missing)?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.as_str().trim())?;
+    key.verify(payload, &signature).map_err(|_| Unverified::NotTheKeys(key.public_key()))
 }
 
 /// Claims as a policy request carries them.
@@ -221,7 +276,7 @@ impl Admission {
     ///
     /// # Errors
     /// As there.
-    pub async fn invocation(&self, function: &str) -> Result<(), String> {
+    pub async fn invocation(&self, function: &str) -> Result<(), PolicyError> {
         self.policy.perform_invocation(self, function).await
     }
 }
@@ -241,14 +296,14 @@ impl PolicyService {
     ///
     /// # Errors
     /// The policy key is not a public nkey, or the changes topic cannot be subscribed to.
-    pub async fn start(nats: async_nats::Client, host: HostInfo, config: PolicyConfig) -> Result<Self, String> {
+    pub async fn start(nats: async_nats::Client, host: HostInfo, config: PolicyConfig) -> Result<Self, PolicySetupError> {
         let key = match &config.key {
-            Some(k) => Some(Arc::new(nkeys::KeyPair::from_public_key(k.trim()).map_err(|e| format!("policy key `{k}` is not a public nkey: {e}"))?)),
+            Some(k) => Some(Arc::new(nkeys::KeyPair::from_public_key(k.trim()).map_err(|source| PolicySetupError::Key { key: k.clone(), source })?)),
             None => None,
         };
         let service = Self { nats: nats.clone(), host, config, key: key.clone(), cache: Arc::default() };
         if let Some(topic) = service.config.changes_topic.clone() {
-            let mut changes = nats.subscribe(topic.clone()).await.map_err(|e| format!("cannot subscribe to the policy changes topic `{topic}`: {e}"))?;
+            let mut changes = nats.subscribe(topic.clone()).await.map_err(|source| PolicySetupError::Subscribe { topic: topic.clone(), source })?;
             let cache = Arc::downgrade(&service.cache);
             tokio::spawn(async move {
                 while let Some(msg) = changes.next().await {
@@ -282,7 +337,7 @@ impl PolicyService {
     ///
     /// # Errors
     /// Denied (with the service's message) or no decision in time.
-    pub async fn start_component(&self, id: &str, image_ref: &str, max_instances: u32, annotations: &BTreeMap<String, String>, claims: Option<&ComponentClaims>) -> Result<(), String> {
+    pub async fn start_component(&self, id: &str, image_ref: &str, max_instances: u32, annotations: &BTreeMap<String, String>, claims: Option<&ComponentClaims>) -> Result<(), PolicyError> {
         self.evaluate(RequestBody::StartComponent(ComponentInformation {
             component_id: id.into(),
             image_ref: image_ref.into(),
@@ -297,7 +352,7 @@ impl PolicyService {
     ///
     /// # Errors
     /// Denied (with the service's message) or no decision in time.
-    pub async fn start_provider(&self, id: &str, image_ref: &str, annotations: &BTreeMap<String, String>, claims: Option<&ProviderClaims>) -> Result<(), String> {
+    pub async fn start_provider(&self, id: &str, image_ref: &str, annotations: &BTreeMap<String, String>, claims: Option<&ProviderClaims>) -> Result<(), PolicyError> {
         self.evaluate(RequestBody::StartProvider(ProviderInformation {
             provider_id: id.into(),
             image_ref: image_ref.into(),
@@ -312,7 +367,7 @@ impl PolicyService {
     ///
     /// # Errors
     /// Denied (with the service's message) or no decision in time.
-    pub async fn perform_invocation(&self, admission: &Admission, function: &str) -> Result<(), String> {
+    pub async fn perform_invocation(&self, admission: &Admission, function: &str) -> Result<(), PolicyError> {
         let (interface, function) = match function.rsplit_once('.') {
             Some((iface, f)) if iface.contains(':') => (iface.to_string(), f.to_string()),
             _ => (String::new(), function.to_string()),
@@ -331,7 +386,7 @@ impl PolicyService {
         .await
     }
 
-    async fn evaluate(&self, body: RequestBody) -> Result<(), String> {
+    async fn evaluate(&self, body: RequestBody) -> Result<(), PolicyError> {
         let key = body.key();
         let cached = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).decisions.get(&key).cloned();
         let decision = match cached {
@@ -350,39 +405,34 @@ impl PolicyService {
         if decision.permitted {
             return Ok(());
         }
-        Err(format!("denied by the policy service ({} of `{}`): {}", key.0, key.1, decision.message.unwrap_or_else(|| "no reason given".into())))
+        Err(PolicyError::Denied { kind: key.0, subject: key.1, message: decision.message.unwrap_or_else(|| "no reason given".into()) })
     }
 
-    async fn ask(&self, body: RequestBody) -> Result<Decision, String> {
+    async fn ask(&self, body: RequestBody) -> Result<Decision, PolicyError> {
         let topic = &self.config.topic;
         let request_id = uuid::Uuid::new_v4().to_string();
         let request = Request { request_id: request_id.clone(), kind: body.kind().into(), version: "v1".into(), request: body, host: self.host.clone() };
-        let payload = serde_json::to_vec(&request).map_err(|e| format!("cannot encode the policy request: {e}"))?;
+        let payload = serde_json::to_vec(&request)?;
         let ms = self.config.timeout.as_millis();
         let sent = async_nats::Request::new().payload(payload.into()).timeout(Some(self.config.timeout));
         let reply = match self.nats.send_request(topic.clone(), sent).await {
             Ok(r) => r,
-            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                return Err(format!("the policy service on `{topic}` did not answer within {ms} ms; denied (fail closed)"))
-            }
-            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(format!("no policy service listens on `{topic}`; denied (fail closed)"))
-            }
-            Err(e) => return Err(format!("the policy request on `{topic}` failed: {e}; denied (fail closed)")),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => return Err(PolicyError::Timeout { topic: topic.clone(), ms }),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Err(PolicyError::NoService { topic: topic.clone() }),
+            Err(source) => return Err(PolicyError::Request { topic: topic.clone(), source }),
         };
         if reply.payload.len() > MAX_REPLY {
-            return Err(format!("the policy service on `{topic}` answered {} bytes, over {MAX_REPLY}; denied", reply.payload.len()));
+            return Err(PolicyError::TooLarge { topic: topic.clone(), bytes: reply.payload.len() });
         }
         if let Some(key) = &self.key {
             signed_by(key, reply.headers.as_ref(), &reply.payload).map_err(|why| {
                 warn!(%topic, "policy reply refused: {why}");
-                format!("the policy service's reply on `{topic}` is not signed by the policy key: {why}; denied")
+                PolicyError::Unsigned { topic: topic.clone(), why }
             })?;
         }
-        let decision: Decision =
-            serde_json::from_slice(&reply.payload).map_err(|e| format!("the policy service on `{topic}` answered something that is not a decision ({e}); denied"))?;
+        let decision: Decision = serde_json::from_slice(&reply.payload).map_err(|source| PolicyError::NotADecision { topic: topic.clone(), source })?;
         if self.key.is_some() && decision.request_id != request_id {
-            return Err(format!("the policy service's signed reply on `{topic}` names another request; denied"));
+            return Err(PolicyError::OtherRequest { topic: topic.clone() });
         }
         // Keyed by the id this host sent: a change names the request it replaces by that id.
         Ok(Decision { request_id, ..decision })

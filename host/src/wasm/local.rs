@@ -142,9 +142,9 @@ impl LocalTarget {
                 None => return Ok(()),
             },
         };
-        admission.invocation(name).await.map_err(|message| {
-            info!(component_id = id, function, "{message}");
-            Fault::new(FaultKind::Denied, message)
+        admission.invocation(name).await.map_err(|refusal| {
+            info!(component_id = id, function, "{refusal}");
+            Fault::new(FaultKind::Denied, refusal.to_string())
         })
     }
 

@@ -62,6 +62,44 @@ fn codec_store(engine: &Engine, client: Arc<Client>) -> Store<Codec> {
     Store::new(engine, Codec { table: ResourceTable::new(), ctx: CodecCtx { client, shared: SharedResourceTable::default() } })
 }
 
+/// Why a call to a provider over wRPC failed, in words for the guest's caller.
+#[derive(Debug, thiserror::Error)]
+pub enum WrpcError {
+    /// Too many calls from this host to the provider stayed in flight.
+    #[error("busy: {max_calls} calls from this host to provider `{target}` stayed in flight for {waited:?} (--max-provider-calls)")]
+    Busy { target: String, max_calls: usize, waited: Duration },
+    /// The client for the provider's subjects could not be made.
+    #[error("cannot set up wRPC to `{target}`: {reason}")]
+    Setup { target: String, reason: String },
+    /// A parameter could not be written.
+    #[error("cannot encode parameter {index}: {reason}")]
+    Encode { index: usize, reason: String },
+    /// The invocation could not be sent.
+    #[error("no answer from `{target}`: {reason}")]
+    NoAnswer { target: String, reason: String },
+    /// Nobody serves it on the lattice (a provider still starting, or gone).
+    #[error("`{target}` is not serving{what} (no responders on the lattice)")]
+    NotServing { target: String, what: String },
+    /// The parameters could not be sent.
+    #[error("cannot send the call to `{target}`: {source}")]
+    Send { target: String, source: std::io::Error },
+    /// A result does not decode as its type, or passes the bounds.
+    #[error("cannot decode result {index} from `{target}`: {source}")]
+    Decode { target: String, index: usize, source: std::io::Error },
+    /// The results stream ended in an error.
+    #[error("the answer from `{target}` broke off: {source}")]
+    BrokeOff { target: String, source: std::io::Error },
+    /// Bytes after the last result.
+    #[error("`{target}` answered {extra} bytes more than the results")]
+    Extra { target: String, extra: usize },
+    /// A typed call failed.
+    #[error("`{target}` failed: {reason}")]
+    Failed { target: String, reason: String },
+    /// No answer by the deadline.
+    #[error("`{target}` did not answer within {timeout:?}")]
+    Timeout { target: String, timeout: Duration },
+}
+
 /// wRPC clients of this host, one per target (each keeps a reply subscription), on the call
 /// connection.
 #[derive(Clone)]
@@ -105,7 +143,7 @@ impl Wrpc {
     }
 
     /// A slot for one call to `target`.
-    async fn slot(&self, target: &str) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+    async fn slot(&self, target: &str) -> Result<tokio::sync::OwnedSemaphorePermit, WrpcError> {
         let slots = self
             .in_flight
             .lock()
@@ -115,21 +153,18 @@ impl Wrpc {
             .clone();
         match tokio::time::timeout(self.queue_wait, slots.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(format!(
-                "busy: {} calls from this host to provider `{target}` stayed in flight for {:?} (--max-provider-calls)",
-                self.max_calls, self.queue_wait
-            )),
+            _ => Err(WrpcError::Busy { target: target.into(), max_calls: self.max_calls, waited: self.queue_wait }),
         }
     }
 
     /// The client whose calls go to `target` (`{lattice}.{target}` subjects).
-    async fn client(&self, target: &str) -> Result<Arc<Client>, String> {
+    async fn client(&self, target: &str) -> Result<Arc<Client>, WrpcError> {
         if let Some(c) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(target) {
             return Ok(c.clone());
         }
         let client = Client::new(self.nats.clone(), trellis_messages::subjects::wrpc_prefix(&self.lattice, target), None)
             .await
-            .map_err(|e| format!("cannot set up wRPC to `{target}`: {e:#}"))?;
+            .map_err(|e| WrpcError::Setup { target: target.into(), reason: format!("{e:#}") })?;
         let client = Arc::new(client);
         self.clients.lock().unwrap_or_else(PoisonError::into_inner).entry(target.to_string()).or_insert(client.clone());
         Ok(client)
@@ -153,7 +188,7 @@ impl Wrpc {
         params_ty: &[Type],
         results_ty: &[Type],
         timeout: Duration,
-    ) -> Result<Vec<Val>, String> {
+    ) -> Result<Vec<Val>, WrpcError> {
         let call = async {
             let _slot = self.slot(target).await?;
             let client = self.client(target).await?;
@@ -161,7 +196,7 @@ impl Wrpc {
             let mut buf = BytesMut::new();
             for (i, (v, ty)) in params.iter().zip(params_ty).enumerate() {
                 let mut enc = ValEncoder::<_, wrpc_transport_nats::ParamWriter>::new(store.as_context_mut(), ty, &[], &[]);
-                enc.encode(v, &mut buf).map_err(|e| format!("cannot encode parameter {i}: {e:#}"))?;
+                enc.encode(v, &mut buf).map_err(|e| WrpcError::Encode { index: i, reason: format!("{e:#}") })?;
             }
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(trellis_messages::invocation::SOURCE_ID_HEADER, source);
@@ -170,16 +205,16 @@ impl Wrpc {
             let (outgoing, incoming) = client
                 .invoke(Some(headers), instance, func, buf.freeze(), paths)
                 .await
-                .map_err(|e| format!("no answer from `{target}`: {e:#}"))?;
+                .map_err(|e| WrpcError::NoAnswer { target: target.into(), reason: format!("{e:#}") })?;
             // Closing the parameters waits for the provider to take the call: with nobody
             // listening (a provider still starting, or gone), NATS answers "no responders" and
             // the call fails now rather than at its deadline.
             let mut outgoing = std::pin::pin!(outgoing);
             if let Err(e) = outgoing.shutdown().await {
                 return Err(if e.kind() == std::io::ErrorKind::NotConnected {
-                    format!("`{target}` is not serving {instance}.{func} (no responders on the lattice)")
+                    WrpcError::NotServing { target: target.into(), what: format!(" {instance}.{func}") }
                 } else {
-                    format!("cannot send the call to `{target}`: {e}")
+                    WrpcError::Send { target: target.into(), source: e }
                 });
             }
             let mut incoming = std::pin::pin!(incoming);
@@ -189,7 +224,7 @@ impl Wrpc {
             for (i, ty) in results_ty.iter().enumerate() {
                 let value = read_plain(&mut incoming, ty, &mut budget)
                     .await
-                    .map_err(|e| format!("cannot decode result {i} from `{target}`: {e}"))?;
+                    .map_err(|source| WrpcError::Decode { target: target.into(), index: i, source })?;
                 results.push(value);
             }
             // The call is over when the provider closes its results (for a function without
@@ -197,15 +232,15 @@ impl Wrpc {
             let mut rest = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut incoming, &mut rest)
                 .await
-                .map_err(|e| format!("the answer from `{target}` broke off: {e}"))?;
+                .map_err(|source| WrpcError::BrokeOff { target: target.into(), source })?;
             if !rest.is_empty() {
-                return Err(format!("`{target}` answered {} bytes more than the results", rest.len()));
+                return Err(WrpcError::Extra { target: target.into(), extra: rest.len() });
             }
             Ok(results)
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(format!("`{target}` did not answer within {timeout:?}")),
+            Err(_) => Err(WrpcError::Timeout { target: target.into(), timeout }),
         }
     }
 
@@ -215,7 +250,7 @@ impl Wrpc {
     ///
     /// # Errors
     /// What failed, in words for the guest's caller.
-    pub async fn invoke<T, F, Fut>(&self, source: &str, link_name: &str, target: &str, timeout: Duration, call: F) -> Result<T, String>
+    pub async fn invoke<T, F, Fut>(&self, source: &str, link_name: &str, target: &str, timeout: Duration, call: F) -> Result<T, WrpcError>
     where
         F: FnOnce(Arc<Client>, Option<async_nats::HeaderMap>) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -231,15 +266,15 @@ impl Wrpc {
                     c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotConnected)
                 });
                 if no_responders {
-                    format!("`{target}` is not serving (no responders on the lattice)")
+                    WrpcError::NotServing { target: target.into(), what: String::new() }
                 } else {
-                    format!("`{target}` failed: {e:#}")
+                    WrpcError::Failed { target: target.into(), reason: format!("{e:#}") }
                 }
             })
         };
         match tokio::time::timeout(timeout, invoked).await {
             Ok(r) => r,
-            Err(_) => Err(format!("`{target}` did not answer within {timeout:?}")),
+            Err(_) => Err(WrpcError::Timeout { target: target.into(), timeout }),
         }
     }
 

@@ -19,6 +19,8 @@ use tracing::{debug, info, warn};
 use wasmtime::component::{ComponentType, Lower};
 
 use crate::providers::follower::{FollowLinks, LinkFollower};
+use crate::providers::CallError;
+use trellis_messages::invocation::FaultKind;
 use crate::services::HostServices;
 use crate::wasm::invoke::Fault;
 use crate::wasm::local::LocalTarget;
@@ -137,10 +139,13 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
     }
 }
 
-async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), String> {
+async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), CallError> {
     let delivery = Delivery { subject: msg.subject.to_string(), body: msg.payload, reply_to: msg.reply.map(|r| r.to_string()) };
     let result = match services.local.get(target) {
-        Some(local) => deliver_here(&services.runtime, &local, target, "messaging", delivery).await.map_err(|f| f.message)?.err(),
+        Some(local) => deliver_here(&services.runtime, &local, target, "messaging", delivery)
+            .await
+            .map_err(|f| CallError::Fault { kind: Some(f.kind), message: f.message })?
+            .err(),
         None => forward(services, target, delivery).await?,
     };
     if let Some(err) = result {
@@ -179,7 +184,7 @@ pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id:
 
 /// Hands a message to whichever host runs component `target`: its body as the NATS payload,
 /// subject and reply subject as headers. Answers the handler's `err`, if it returned one.
-async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> Result<Option<String>, String> {
+async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> Result<Option<String>, CallError> {
     use trellis_messages::invocation::{KIND_HEADER, MESSAGE_KIND, MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER};
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(KIND_HEADER, MESSAGE_KIND);
@@ -191,7 +196,7 @@ async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> R
     let result = match crate::providers::request_invocation(services, target, Some(headers), delivery.body.clone(), None).await {
         // A host of an earlier Trellis (during a rolling upgrade) reads the message as a JSON
         // invocation and refuses it: it gets the message as WAVE, as it expects.
-        Err(e) if e.starts_with(crate::wasm::invoke::NOT_AN_INVOCATION) => {
+        Err(CallError::Fault { kind: Some(FaultKind::BadArguments), message }) if message.starts_with(crate::wasm::invoke::NOT_AN_INVOCATION) => {
             debug!(component_id = target, "the host running it takes no forwarded messages; sent as WAVE");
             let arg = wave_message(&delivery.subject, &delivery.body, delivery.reply_to.as_deref());
             crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?

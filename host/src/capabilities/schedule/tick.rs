@@ -233,7 +233,8 @@ impl Job {
         let call = crate::providers::invoke_component(&self.services, &self.component_id, ON_TICK, info, "schedule", Some(timeout));
         let result = tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| format!("`{ON_TICK}` on `{}` did not return within {}", self.component_id, humantime::format_duration(timeout)))??;
+            .map_err(|_| format!("`{ON_TICK}` on `{}` did not return within {}", self.component_id, humantime::format_duration(timeout)))?
+            .map_err(|e| e.to_string())?;
         if result.starts_with("err(") {
             return Err(format!("`{}` returned {result}", self.component_id));
         }
