@@ -509,7 +509,13 @@ async fn forged_and_replayed_events_of_a_signing_host_are_ignored() -> anyhow::R
     nats.flush().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(set().await.is_some_and(|r| denied(&r)), "the replayed start brought nothing back");
-    assert!(original.headers.as_ref().is_some_and(|h| h.get(trellis_messages::event::SIGNATURE_HEADER).is_some()), "events are signed");
+    let signature = |m: &async_nats::Message| m.headers.as_ref().and_then(|h| h.get(trellis_messages::event::SIGNATURE_HEADER)).map(|v| v.as_str().to_string());
+    let event_signature = signature(&original).expect("events are signed");
+    trellis_host::identity::verify_message(b.id(), &original.subject, &original.payload, &event_signature)?;
+    // Control replies are signed too, for the inbox they answer.
+    let reply = nats.request(format!("wasmbus.ctl.v1.{}.host.get.{}", lattice.name, b.id()), "".into()).await?;
+    let reply_signature = signature(&reply).expect("control replies are signed");
+    trellis_host::identity::verify_message(b.id(), &reply.subject, &reply.payload, &reply_signature)?;
     a.shutdown(None).await?;
     b.shutdown(None).await?;
     Ok(())

@@ -111,6 +111,11 @@ impl Reconciler {
             if data["host_id"].as_str() != Some(host_id.as_str()) {
                 continue;
             }
+            let signature = msg.headers.as_ref().and_then(|h| h.get(trellis_messages::event::SIGNATURE_HEADER)).map(|v| v.as_str());
+            if let Err(why) = own_and_fresh(&host_id, &msg.subject, &msg.payload, signature, event["time"].as_str()) {
+                warn!(subject = %msg.subject, "a failure event in this host's name ignored: {why}");
+                continue;
+            }
             let id = data["component_id"].as_str().or_else(|| data["provider_id"].as_str()).unwrap_or_default().to_string();
             let error = data["error"].as_str().unwrap_or("failed to start").to_string();
             failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, error);
@@ -345,4 +350,37 @@ pub async fn hand_off(reconciler: &Reconciler, within: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     warn!(?within, "stopping before every share of the applications moved elsewhere");
+}
+
+/// Whether an event in this host's name (`host_id`) is its own and fresh: signed with its key
+/// (`signature`, its `Trellis-Signature`) and published (`time`) within
+/// [`MAX_EVENT_SKEW`](crate::permission::directory_feed::MAX_EVENT_SKEW) of now.
+fn own_and_fresh(host_id: &str, subject: &str, payload: &[u8], signature: Option<&str>, time: Option<&str>) -> Result<(), &'static str> {
+    let signed = signature.is_some_and(|sig| crate::identity::verify_message(host_id, subject, payload, sig).is_ok());
+    if !signed {
+        return Err("this host did not sign it");
+    }
+    let time = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()).ok_or("it has no readable time")?;
+    let off = std::time::SystemTime::now().duration_since(time).unwrap_or_else(|e| e.duration());
+    if off > crate::permission::directory_feed::MAX_EVENT_SKEW {
+        return Err("it is not fresh (a replay, or a clock to fix)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_this_hosts_own_fresh_events_count() {
+        let host = crate::identity::HostIdentity::new(None, None).expect("a key");
+        let other = crate::identity::HostIdentity::new(None, None).expect("a key");
+        let subject = "wasmbus.evt.a.component_scale_failed";
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let old = humantime::format_rfc3339_millis(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).to_string();
+        let own = host.sign_message(subject, b"{}");
+        assert!(super::own_and_fresh(&host.id(), subject, b"{}", Some(&own), Some(&now)).is_ok());
+        assert!(super::own_and_fresh(&host.id(), subject, b"{}", None, Some(&now)).is_err(), "unsigned");
+        assert!(super::own_and_fresh(&host.id(), subject, b"{}", Some(&other.sign_message(subject, b"{}")), Some(&now)).is_err(), "another key");
+        assert!(super::own_and_fresh(&host.id(), subject, b"{}", Some(&own), Some(&old)).is_err(), "old");
+    }
 }

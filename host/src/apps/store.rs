@@ -109,6 +109,20 @@ impl StoredManifest {
     }
 }
 
+/// What `value` at the key of a lattice's list of applications (at `revision`) is: the list,
+/// or (wadm's layout puts lattice `L`'s application `x` where lattice `L-x`'s list goes)
+/// another lattice's application.
+///
+/// # Errors
+/// Neither: why it is not a list.
+fn read_names(value: &[u8], revision: u64) -> std::result::Result<Names, serde_json::Error> {
+    match serde_json::from_slice(value) {
+        Ok(names) => Ok(Names::At(names, revision)),
+        Err(_) if serde_json::from_slice::<StoredManifest>(value).is_ok_and(|app| !app.name().is_empty()) => Ok(Names::Taken),
+        Err(error) => Err(error),
+    }
+}
+
 /// What the key of a lattice's list of applications holds.
 enum Names {
     /// The names, at this revision (0: none yet).
@@ -228,15 +242,13 @@ impl ManifestStore {
     /// The names in the lattice's set.
     async fn names(&self) -> Result<Names> {
         match self.kv.entry(&self.lattice).await.map_err(kv_error)? {
-            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => match serde_json::from_slice(&e.value) {
-                Ok(names) => Ok(Names::At(names, e.revision)),
-                // Lattice `L`'s application `x` holds the key of lattice `L-x`'s list.
-                Err(_) if serde_json::from_slice::<StoredManifest>(&e.value).is_ok() => {
+            Some(e) if !matches!(e.operation, Operation::Delete | Operation::Purge) => {
+                let names = read_names(&e.value, e.revision).map_err(|error| kv_error(format!("this lattice's list of applications (key `{}`) does not parse: {error}", self.lattice)))?;
+                if matches!(names, Names::Taken) {
                     warn!(lattice = %self.lattice, key = %self.lattice, "the key of this lattice's list of applications holds another lattice's application; none listed");
-                    Ok(Names::Taken)
                 }
-                Err(error) => Err(kv_error(format!("this lattice's list of applications (key `{}`) does not parse: {error}", self.lattice))),
-            },
+                Ok(names)
+            }
             _ => Ok(Names::At(BTreeSet::new(), 0)),
         }
     }
@@ -313,5 +325,19 @@ mod tests {
         assert!(!s.deploy(Some("v9")));
         assert!(s.undeploy());
         assert_eq!(serde_json::to_value(&s).expect("json")["deployed_version"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_list_key_holds_a_list_another_lattices_application_or_an_error() {
+        assert!(matches!(read_names(br#"["a", "b"]"#, 7), Ok(Names::At(names, 7)) if names.len() == 2));
+        let manifest: Manifest = serde_yaml::from_str(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: x\n  annotations:\n    version: v1\nspec:\n  components: []\n",
+        )
+        .expect("manifest");
+        let mut app = StoredManifest::default();
+        app.add_version(manifest);
+        assert!(matches!(read_names(&serde_json::to_vec(&app).expect("json"), 3), Ok(Names::Taken)), "another lattice's application");
+        assert!(read_names(b"{\"not\": \"either\"}", 3).is_err(), "neither: an error, not an empty list");
+        assert!(read_names(b"{\"manifests\": {}}", 3).is_err(), "an application without a version is no application");
     }
 }

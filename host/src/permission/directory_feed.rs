@@ -53,9 +53,8 @@ pub async fn follow(
                     debug!(source = %event.source, "lattice event from a source that is not a host key ignored");
                     continue;
                 }
-                let time = Some(humantime::parse_rfc3339_weak(&event.time).ok());
-                let boot = event.name() == Some(names::HOST_STARTED);
-                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), time, boot);
+                let stamp = Stamp { time: humantime::parse_rfc3339_weak(&event.time).ok(), id: &event.id, boot: event.name() == Some(names::HOST_STARTED) };
+                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), Some(stamp));
                 if let Err(reason) = believed {
                     warn!(source = %event.source, event = %event.event_type, "lattice event ignored: {reason}");
                     continue;
@@ -101,24 +100,34 @@ struct Signers(HashMap<String, Signer>);
 
 #[derive(Debug)]
 struct Signer {
+    /// The time of the last event taken in the current run.
     last_event: Option<SystemTime>,
+    /// The time of the last `host_started` taken.
+    last_boot: Option<SystemTime>,
+    /// The ids of the last events taken, so one can be taken once only.
+    recent: std::collections::VecDeque<String>,
     heard: Instant,
+}
+
+/// Event ids remembered per host (a heartbeat every 30 s and a few events between).
+const RECENT_EVENTS: usize = 256;
+
+/// What an event says of itself, by which replays are told.
+#[derive(Debug, Clone, Copy)]
+struct Stamp<'a> {
+    /// When it says it was published (`None`: unreadable).
+    time: Option<SystemTime>,
+    /// Its CloudEvents id.
+    id: &'a str,
+    /// A `host_started`, which begins a new run whose clock may be behind the last.
+    boot: bool,
 }
 
 impl Signers {
     /// Whether to believe a message from host `source` on `subject` with `payload` and
-    /// `signature` (its `Trellis-Signature`). An event has `time`: `Some` of the time it says
-    /// it was published (`None` when unreadable); `boot` for a `host_started`, which begins a
-    /// new run whose clock may be behind the last.
-    fn check(
-        &mut self,
-        source: &str,
-        subject: &str,
-        payload: &[u8],
-        signature: Option<&str>,
-        time: Option<Option<SystemTime>>,
-        boot: bool,
-    ) -> Result<(), Disbelief> {
+    /// `signature` (its `Trellis-Signature`); an event has its `stamp`, a reply (signed for
+    /// this host's own inbox, so never a replay) none.
+    fn check(&mut self, source: &str, subject: &str, payload: &[u8], signature: Option<&str>, stamp: Option<Stamp<'_>>) -> Result<(), Disbelief> {
         self.0.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
         let Some(signature) = signature else {
             return match self.0.contains_key(source) {
@@ -127,28 +136,34 @@ impl Signers {
             };
         };
         crate::identity::verify_message(source, subject, payload, signature)?;
-        let time = match time {
-            None => None,
-            Some(None) => return Err(Disbelief::NoTime),
-            Some(Some(time)) => {
-                let now = SystemTime::now();
-                let off = now.duration_since(time).unwrap_or_else(|e| e.duration());
-                if off > MAX_EVENT_SKEW {
-                    return Err(Disbelief::Skewed(off));
-                }
-                Some(time)
+        if let Some(Stamp { time, .. }) = stamp {
+            let time = time.ok_or(Disbelief::NoTime)?;
+            let off = SystemTime::now().duration_since(time).unwrap_or_else(|e| e.duration());
+            if off > MAX_EVENT_SKEW {
+                return Err(Disbelief::Skewed(off));
             }
-        };
+        }
         if !self.0.contains_key(source) && self.0.len() >= MAX_HOSTS {
             return Err(Disbelief::TooMany);
         }
-        let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, heard: Instant::now() });
-        if let (Some(last), Some(time), false) = (signer.last_event, time, boot) {
-            if time < last {
+        let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, last_boot: None, recent: Default::default(), heard: Instant::now() });
+        if let Some(Stamp { time: Some(time), id, boot }) = stamp {
+            let replay = signer.recent.iter().any(|seen| seen == id)
+                || if boot { signer.last_boot.is_some_and(|b| time <= b) } else { signer.last_event.is_some_and(|l| time < l) };
+            if replay {
                 return Err(Disbelief::Replay);
             }
+            if boot {
+                signer.last_boot = Some(time);
+                signer.last_event = Some(time);
+            } else {
+                signer.last_event = signer.last_event.max(Some(time));
+            }
+            if signer.recent.len() >= RECENT_EVENTS {
+                signer.recent.pop_front();
+            }
+            signer.recent.push_back(id.to_string());
         }
-        signer.last_event = if boot { time } else { time.max(signer.last_event) };
         signer.heard = Instant::now();
         Ok(())
     }
@@ -220,7 +235,7 @@ async fn bootstrap(nats: async_nats::Client, subjects: Subjects, host_id: String
             Err(_) => continue,
         };
         // A reply is signed for this request's own inbox: it cannot be a replay.
-        let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&host.id, &reply.subject, &reply.payload, signature(&reply), None, false);
+        let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&host.id, &reply.subject, &reply.payload, signature(&reply), None);
         if let Err(reason) = believed {
             warn!(host = %host.id, "inventory ignored: {reason}");
             continue;
@@ -257,30 +272,38 @@ mod tests {
         let host = crate::identity::HostIdentity::new(None, None).expect("a key");
         let (id, subject) = (host.id(), "wasmbus.evt.a.host_heartbeat");
         let base = SystemTime::now() - Duration::from_secs(10);
-        let at = |s: u64| Some(Some(base + Duration::from_secs(s)));
+        let ids: Vec<String> = (0..12).map(|i| format!("event-{i}")).collect();
+        let at = |s: u64, n: usize| Some(Stamp { time: Some(base + Duration::from_secs(s)), id: &ids[n], boot: false });
+        let boot = |s: u64, n: usize| Some(Stamp { time: Some(base + Duration::from_secs(s)), id: &ids[n], boot: true });
         let mut signers = Signers::default();
         // Unsigned, as wasmCloud's hosts send: taken while the host has not been seen signing.
-        assert!(signers.check(&id, subject, b"1", None, at(1), false).is_ok());
+        assert!(signers.check(&id, subject, b"1", None, at(1, 1)).is_ok());
         let signed = |payload: &[u8]| host.sign_message(subject, payload);
-        assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2), false).is_ok());
-        // From then on: unsigned, wrongly signed, signed for another subject, older: not taken.
-        assert!(matches!(signers.check(&id, subject, b"3", None, at(3), false), Err(Disbelief::Unsigned)));
+        assert!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2, 2)).is_ok());
+        // From then on: unsigned, wrongly signed, signed for another subject, older, the same
+        // event again: not taken.
+        assert!(matches!(signers.check(&id, subject, b"3", None, at(3, 3)), Err(Disbelief::Unsigned)));
         let forger = crate::identity::HostIdentity::new(None, None).expect("a key");
-        assert!(matches!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3), false), Err(Disbelief::Signature(_))), "another key");
-        assert!(matches!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3), false), Err(Disbelief::Signature(_))), "another subject");
-        assert!(matches!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1), false), Err(Disbelief::Replay)));
-        assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4), false).is_ok());
+        assert!(matches!(signers.check(&id, subject, b"3", Some(&forger.sign_message(subject, b"3")), at(3, 3)), Err(Disbelief::Signature(_))), "another key");
+        assert!(matches!(signers.check(&id, "wasmbus.evt.b.host_heartbeat", b"3", Some(&signed(b"3")), at(3, 3)), Err(Disbelief::Signature(_))), "another subject");
+        assert!(matches!(signers.check(&id, subject, b"1", Some(&signed(b"1")), at(1, 1)), Err(Disbelief::Replay)), "older");
+        assert!(matches!(signers.check(&id, subject, b"2", Some(&signed(b"2")), at(2, 2)), Err(Disbelief::Replay)), "the same time and id");
+        assert!(signers.check(&id, subject, b"4", Some(&signed(b"4")), at(4, 4)).is_ok());
         // Outside the clock window either way, or without a readable time: not taken.
-        let far = |d: Duration, ahead: bool| Some(Some(if ahead { SystemTime::now() + d } else { SystemTime::now() - d }));
-        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, false), false), Err(Disbelief::Skewed(_))), "too old");
-        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, true), false), Err(Disbelief::Skewed(_))), "too far ahead");
-        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), Some(None), false), Err(Disbelief::NoTime)));
-        // A new run (`host_started`) may begin behind the last run's clock.
-        assert!(signers.check(&id, subject, b"6", Some(&signed(b"6")), at(3), true).is_ok(), "a restart");
-        assert!(signers.check(&id, subject, b"7", Some(&signed(b"7")), at(3), false).is_ok(), "its events");
-        // A reply (no time) signed by the host is taken; another host's unsigned ones still are.
-        assert!(signers.check(&id, "_INBOX.x", b"{}", Some(&host.sign_message("_INBOX.x", b"{}")), None, false).is_ok());
-        assert!(signers.check(&forger.id(), subject, b"8", None, at(5), false).is_ok());
+        let far = |d: Duration, ahead: bool| Some(Stamp { time: Some(if ahead { SystemTime::now() + d } else { SystemTime::now() - d }), id: "far", boot: false });
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, false)), Err(Disbelief::Skewed(_))), "too old");
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), far(MAX_EVENT_SKEW * 2, true)), Err(Disbelief::Skewed(_))), "too far ahead");
+        let untimed = Some(Stamp { time: None, id: "untimed", boot: false });
+        assert!(matches!(signers.check(&id, subject, b"5", Some(&signed(b"5")), untimed), Err(Disbelief::NoTime)));
+        // A new run (`host_started`) may begin behind the last run's clock; the same start
+        // again, or an earlier one, is a replay.
+        assert!(signers.check(&id, subject, b"6", Some(&signed(b"6")), boot(3, 6)).is_ok(), "a restart");
+        assert!(signers.check(&id, subject, b"7", Some(&signed(b"7")), at(3, 7)).is_ok(), "its events");
+        assert!(matches!(signers.check(&id, subject, b"6", Some(&signed(b"6")), boot(3, 8)), Err(Disbelief::Replay)), "its start again");
+        assert!(matches!(signers.check(&id, subject, b"9", Some(&signed(b"9")), boot(1, 9)), Err(Disbelief::Replay)), "an earlier start");
+        // A reply (no stamp) signed by the host is taken; another host's unsigned ones still are.
+        assert!(signers.check(&id, "_INBOX.x", b"{}", Some(&host.sign_message("_INBOX.x", b"{}")), None).is_ok());
+        assert!(signers.check(&forger.id(), subject, b"8", None, at(5, 10)).is_ok());
     }
 
     #[test]
