@@ -1,7 +1,7 @@
 //! Publishing lattice events: a cheap handle any actor can clone.
 
 use serde::Serialize;
-use trellis_messages::event::CloudEvent;
+use trellis_messages::event::new_event;
 use trellis_messages::Subjects;
 use tracing::{debug, warn};
 
@@ -32,7 +32,7 @@ impl EventPublisher {
         let subject = self.subjects.event(name);
         let data = serde_json::to_value(data)
             .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
-        let event = CloudEvent::new(&self.identity.id(), name, data);
+        let event = new_event(&self.identity.id(), name, data);
         let bytes = serde_json::to_vec(&event)
             .map_err(|e| HostError::Publish { subject: subject.clone(), reason: e.to_string() })?;
         debug!(%subject, bytes = bytes.len(), "publishing event");

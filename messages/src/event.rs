@@ -1,29 +1,16 @@
 //! Lattice events: CloudEvents 1.0 JSON on `wasmbus.evt.{lattice}.{name}`.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// The CloudEvents envelope every lattice event travels in.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CloudEvent {
-    /// Always `1.0`.
-    pub specversion: String,
-    /// Unique per event.
-    pub id: String,
-    /// The publishing host's id.
-    pub source: String,
-    /// `com.wasmcloud.lattice.{name}`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// RFC 3339 time of publication.
-    pub time: String,
-    /// Always `application/json`.
-    pub datacontenttype: String,
-    /// Event-specific data.
-    pub data: serde_json::Value,
-}
+/// The CloudEvents envelope every lattice event travels in: cloudevents-sdk's event (what
+/// wadm and wash read events with), its data JSON. [`new_event`] makes one; [`LatticeEvent`]
+/// reads what the lattice puts in it.
+pub use cloudevents::Event as CloudEvent;
+/// Reads a [`CloudEvent`]'s attributes (`id`, `source`, `ty`, `time`).
+pub use cloudevents::AttributesReader;
+use cloudevents::AttributesWriter as _;
 
 /// NATS header of a Trellis host's events and control replies: the host's Ed25519 signature
 /// (base64url, no padding) of `trellis-message-v1`, a newline, the message's subject, a
@@ -31,23 +18,36 @@ pub struct CloudEvent {
 /// hosts send none.
 pub const SIGNATURE_HEADER: &str = "Trellis-Signature";
 
-impl CloudEvent {
-    /// An event `name` (e.g. `host_started`) from host `source`, stamped now.
-    pub fn new(source: &str, name: &str, data: serde_json::Value) -> Self {
-        Self {
-            specversion: "1.0".into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            source: source.into(),
-            event_type: event_type(name),
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            datacontenttype: "application/json".into(),
-            data,
-        }
+/// An event `name` (e.g. `host_started`) from host `source`, stamped now, with JSON `data`.
+pub fn new_event(source: &str, name: &str, data: serde_json::Value) -> CloudEvent {
+    let mut event = CloudEvent::default();
+    event.set_id(uuid::Uuid::new_v4().to_string());
+    event.set_source(source);
+    event.set_type(event_type(name));
+    event.set_time(Some(chrono::Utc::now()));
+    event.set_data("application/json", data);
+    event
+}
+
+/// What the lattice puts in a [`CloudEvent`].
+pub trait LatticeEvent {
+    /// The short name (`host_started`), if its type is a lattice event type.
+    fn name(&self) -> Option<&str>;
+    /// Its data, JSON (`null` when it has none, or other data).
+    fn json(&self) -> &serde_json::Value;
+}
+
+impl LatticeEvent for CloudEvent {
+    fn name(&self) -> Option<&str> {
+        self.ty().strip_prefix(EVENT_TYPE_PREFIX)
     }
 
-    /// The short name (`host_started`) of this event, if its type is a lattice event type.
-    pub fn name(&self) -> Option<&str> {
-        self.event_type.strip_prefix(EVENT_TYPE_PREFIX)
+    fn json(&self) -> &serde_json::Value {
+        static NONE: serde_json::Value = serde_json::Value::Null;
+        match self.data() {
+            Some(cloudevents::Data::Json(value)) => value,
+            _ => &NONE,
+        }
     }
 }
 
@@ -274,13 +274,25 @@ mod tests {
 
     #[test]
     fn envelope_fields() {
-        let ev = CloudEvent::new("NHOST", names::HOST_STARTED, serde_json::json!({"a": 1}));
+        let ev = new_event("NHOST", names::HOST_STARTED, serde_json::json!({"a": 1}));
         let json = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["specversion"], "1.0");
         assert_eq!(json["type"], "com.wasmcloud.lattice.host_started");
         assert_eq!(json["source"], "NHOST");
         assert_eq!(json["datacontenttype"], "application/json");
-        assert!(humantime::parse_rfc3339(json["time"].as_str().unwrap()).is_ok());
+        assert_eq!(json["data"]["a"], 1);
+        assert!(humantime::parse_rfc3339_weak(json["time"].as_str().unwrap()).is_ok());
         assert_eq!(ev.name(), Some("host_started"));
+        // Read back, as a subscriber reads it.
+        let back: CloudEvent = serde_json::from_value(json).unwrap();
+        assert_eq!((back.name(), back.json()["a"].as_i64()), (Some("host_started"), Some(1)));
+    }
+
+    /// An event as wasmCloud 1.x's host publishes it reads the same way.
+    #[test]
+    fn a_wasmcloud_event_reads() {
+        let raw = r#"{"specversion":"1.0","id":"0192","type":"com.wasmcloud.lattice.provider_stopped","source":"NB","datacontenttype":"application/json","time":"2026-02-01T10:00:00.123456789Z","data":{"provider_id":"p","reason":"stop"}}"#;
+        let ev: CloudEvent = serde_json::from_str(raw).unwrap();
+        assert_eq!((ev.name(), ev.source().as_str(), ev.json()["provider_id"].as_str()), (Some("provider_stopped"), "NB", Some("p")));
     }
 }

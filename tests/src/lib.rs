@@ -454,11 +454,12 @@ impl TestLattice {
                 use futures::StreamExt;
                 while let Some(msg) = sub.next().await {
                     let Ok(ev) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
+                    use trellis_messages::event::LatticeEvent as _;
                     let name = ev.name().unwrap_or_default().to_string();
                     if name != "component_scaled" && name != "component_scale_failed" {
                         continue;
                     }
-                    let data: ComponentScaled = serde_json::from_value(ev.data)?;
+                    let data: ComponentScaled = serde_json::from_value(ev.json().clone())?;
                     if data.component_id != id {
                         continue;
                     }

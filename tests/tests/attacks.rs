@@ -474,7 +474,7 @@ async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
 /// (Unsigned, the forged stop revoked the provider's link on the other host.)
 #[tokio::test]
 async fn forged_and_replayed_events_of_a_signing_host_are_ignored() -> anyhow::Result<()> {
-    use trellis_messages::event::CloudEvent;
+    use trellis_messages::event::new_event;
     use trellis_messages::link::Link;
     init_tracing();
     let lattice = TestLattice::new().await?;
@@ -494,7 +494,7 @@ async fn forged_and_replayed_events_of_a_signing_host_are_ignored() -> anyhow::R
     let works = trellis_tests::eventually(Duration::from_secs(10), || async { set().await.filter(|r| r.as_deref() == Ok("ok")) }).await;
     assert!(works.is_some(), "A's guest uses the provider on B");
 
-    let forge = |name: &str, data: serde_json::Value| serde_json::to_vec(&CloudEvent::new(b.id(), name, data));
+    let forge = |name: &str, data: serde_json::Value| serde_json::to_vec(&new_event(b.id(), name, data));
     nats.publish(format!("wasmbus.evt.{}.provider_stopped", lattice.name), forge("provider_stopped", serde_json::json!({"provider_id": "kv"}))?.into()).await?;
     nats.publish(format!("wasmbus.evt.{}.host_heartbeat", lattice.name), forge("host_heartbeat", serde_json::json!({"providers": []}))?.into()).await?;
     nats.flush().await?;

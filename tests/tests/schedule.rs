@@ -224,7 +224,7 @@ async fn failing_ticks_are_retried_with_backoff_then_reported() -> anyhow::Resul
         while first.len() < 3 {
             let msg = failures.next().await.expect("an event");
             let event: trellis_messages::event::CloudEvent = serde_json::from_slice(&msg.payload).expect("an event");
-            let failed: ScheduleTickFailed = serde_json::from_value(event.data).expect("its data");
+            let failed: ScheduleTickFailed = serde_json::from_value(trellis_messages::event::LatticeEvent::json(&event).clone()).expect("its data");
             first.entry(failed.link_name.clone()).or_insert(failed);
         }
     })
@@ -267,7 +267,7 @@ async fn failing_ticks_are_retried_with_backoff_then_reported() -> anyhow::Resul
     let reported = tokio::time::timeout(Duration::from_secs(3), async {
         while let Some(msg) = failures.next().await {
             let event: trellis_messages::event::CloudEvent = serde_json::from_slice(&msg.payload).expect("an event");
-            let failed: ScheduleTickFailed = serde_json::from_value(event.data).expect("its data");
+            let failed: ScheduleTickFailed = serde_json::from_value(trellis_messages::event::LatticeEvent::json(&event).clone()).expect("its data");
             if failed.link_name == "flaky" {
                 return true;
             }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use serde_json::Value;
 use tracing::{debug, warn};
-use trellis_messages::event::{names, CloudEvent};
+use trellis_messages::event::{names, AttributesReader as _, CloudEvent, LatticeEvent as _};
 use trellis_messages::{Client, CtlResponse, Subjects};
 
 use crate::permission::directory::{FORGET_AFTER, MAX_HOSTS};
@@ -46,21 +46,22 @@ pub async fn follow(
         let follow = async {
             while let Some(msg) = events.next().await {
                 let Ok(event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else { continue };
-                if event.source == host_id {
+                let source = event.source().as_str();
+                if source == host_id {
                     continue;
                 }
-                if !is_host_key(&event.source) {
-                    debug!(source = %event.source, "lattice event from a source that is not a host key ignored");
+                if !is_host_key(source) {
+                    debug!(%source, "lattice event from a source that is not a host key ignored");
                     continue;
                 }
-                let stamp = Stamp { time: humantime::parse_rfc3339_weak(&event.time).ok(), id: &event.id, boot: event.name() == Some(names::HOST_STARTED) };
-                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(&event.source, &msg.subject, &msg.payload, signature(&msg), Some(stamp));
+                let stamp = Stamp { time: event.time().map(|t| SystemTime::from(*t)), id: event.id(), boot: event.name() == Some(names::HOST_STARTED) };
+                let believed = signers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check(source, &msg.subject, &msg.payload, signature(&msg), Some(stamp));
                 if let Err(reason) = believed {
-                    warn!(source = %event.source, event = %event.event_type, "lattice event ignored: {reason}");
+                    warn!(%source, event = %event.ty(), "lattice event ignored: {reason}");
                     continue;
                 }
-                if !directory.heard(&event.source) {
-                    warn!(source = %event.source, "lattice event ignored: {} other hosts are known already", crate::permission::directory::MAX_HOSTS);
+                if !directory.heard(source) {
+                    warn!(%source, "lattice event ignored: {} other hosts are known already", crate::permission::directory::MAX_HOSTS);
                     continue;
                 }
                 apply(&directory, &event);
@@ -176,22 +177,23 @@ fn is_host_key(source: &str) -> bool {
 
 /// Applies one event of another host.
 fn apply(directory: &ProviderDirectory, event: &CloudEvent) {
-    let host = event.source.as_str();
+    let host = event.source().as_str();
+    let data = event.json();
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     match event.name() {
         Some(names::PROVIDER_STARTED) => {
             if let (Some(id), Some(reference)) =
-                (text(&event.data, "provider_id"), text(&event.data, "image_ref").or_else(|| text(&event.data, "provider_ref")))
+                (text(data, "provider_id"), text(data, "image_ref").or_else(|| text(data, "provider_ref")))
             {
                 directory.add(host, &id, &reference);
             }
         }
         Some(names::PROVIDER_STOPPED) => {
-            if let Some(id) = text(&event.data, "provider_id") {
+            if let Some(id) = text(data, "provider_id") {
                 directory.remove(host, &id);
             }
         }
-        Some(names::HOST_HEARTBEAT) => directory.set_host(host, providers_of(&event.data)),
+        Some(names::HOST_HEARTBEAT) => directory.set_host(host, providers_of(data)),
         Some(names::HOST_STOPPED) => directory.remove_host(host),
         _ => {}
     }
@@ -255,7 +257,7 @@ mod tests {
     #[test]
     fn events_update_the_directory() {
         let d = ProviderDirectory::default();
-        let ev = |name: &str, data: Value| CloudEvent::new("H2", name, data);
+        let ev = |name: &str, data: Value| trellis_messages::event::new_event("H2", name, data);
         apply(&d, &ev("provider_started", json!({"provider_id": "kv", "image_ref": "trellis://keyvalue"})));
         assert!(d.kind_of("kv").is_some());
         apply(&d, &ev("provider_stopped", json!({"provider_id": "kv"})));

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use trellis_host::config::parse_label;
 use trellis_messages::component::{ScaleComponentCommand, UpdateComponentCommand};
-use trellis_messages::event::{names, ComponentScaled};
+use trellis_messages::event::{names, ComponentScaled, LatticeEvent as _};
 use trellis_messages::Client;
 
 use trellis_host::providers::ProviderKind;
@@ -243,7 +243,7 @@ pub async fn run(command: Command) -> Result<()> {
                 return Ok(());
             }
             let event = watch.await??;
-            if let Some(error) = event.data.get("error").and_then(|e| e.as_str()) {
+            if let Some(error) = event.json().get("error").and_then(|e| e.as_str()) {
                 anyhow::bail!("{error}");
             }
             println!("provider {provider_id} started on host {host_id}");
@@ -348,7 +348,7 @@ async fn watch_event(client: &Client, names: &'static [&'static str], key: &'sta
             while let Some(msg) = sub.next().await {
                 let Ok(event) = serde_json::from_slice::<trellis_messages::event::CloudEvent>(&msg.payload) else { continue };
                 let wanted = event.name().is_some_and(|n| names.contains(&n));
-                if wanted && event.data.get(key).and_then(|v| v.as_str()) == Some(id.as_str()) {
+                if wanted && event.json().get(key).and_then(|v| v.as_str()) == Some(id.as_str()) {
                     return Ok(event);
                 }
             }
@@ -365,7 +365,7 @@ pub(crate) async fn report_scale(outcome: ScaleOutcome, json: bool) -> Result<()
     if json {
         return print_json(&event);
     }
-    let data: ComponentScaled = serde_json::from_value(event.data.clone())?;
+    let data: ComponentScaled = serde_json::from_value(event.json().clone())?;
     if let Some(error) = data.error {
         anyhow::bail!("{error}");
     }

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use serde::Serialize;
 use trellis_messages::component::ScaleComponentCommand;
-use trellis_messages::event::names;
+use trellis_messages::event::{names, LatticeEvent as _};
 use trellis_messages::Client;
 
 /// Scale requests in flight at once: enough to keep a host's workload actor busy, few enough
@@ -130,12 +130,12 @@ pub async fn run(client: &Client, host_id: &str, entries: Vec<Entry>, allow_upda
                 if name != names::COMPONENT_SCALED && name != names::COMPONENT_SCALE_FAILED {
                     continue;
                 }
-                if event.data.get("host_id").and_then(|v| v.as_str()) != Some(host_id) {
+                if event.json().get("host_id").and_then(|v| v.as_str()) != Some(host_id) {
                     continue;
                 }
-                let Some(id) = event.data.get("component_id").and_then(|v| v.as_str()) else { continue };
+                let Some(id) = event.json().get("component_id").and_then(|v| v.as_str()) else { continue };
                 if pending.remove(id).is_some() {
-                    let error = event.data.get("error").and_then(|v| v.as_str()).filter(|e| !e.is_empty()).map(str::to_string);
+                    let error = event.json().get("error").and_then(|v| v.as_str()).filter(|e| !e.is_empty()).map(str::to_string);
                     let outcome = if name == names::COMPONENT_SCALE_FAILED || error.is_some() { "failed" } else { "scaled" };
                     done.push(Outcome { component_id: id.to_string(), outcome, error });
                 }
