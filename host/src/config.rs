@@ -8,7 +8,7 @@ use trellis_messages::host::check_user_label_key;
 
 use trellis_messages::{DEFAULT_CTL_PREFIX, DEFAULT_LATTICE};
 
-use crate::error::{HostError, Result};
+use crate::error::{ConfigError, Result};
 use crate::wasm::WasmConfig;
 
 /// How to reach NATS.
@@ -204,73 +204,65 @@ impl HostConfig {
     /// Checks every value, so that a bad one is reported before the host joins the lattice.
     ///
     /// # Errors
-    /// [`HostError::Config`] naming the first bad value.
+    /// [`HostError::Config`] ([`ConfigError`]) naming the first bad value.
     pub fn validate(&self) -> Result<()> {
         check_token("lattice", &self.lattice)?;
         for part in self.ctl_prefix.split('.') {
-            check_token("control prefix", part).map_err(|_| {
-                HostError::Config(format!("control prefix `{}` must be dot-separated NATS tokens", self.ctl_prefix))
-            })?;
+            check_token("control prefix", part).map_err(|_| ConfigError::Prefix(self.ctl_prefix.clone()))?;
         }
         for (i, (key, value)) in self.labels.iter().enumerate() {
-            trellis_messages::host::check_user_label(key, value, i + automatic_labels().len(), false).map_err(HostError::Config)?;
+            trellis_messages::host::check_user_label(key, value, i + automatic_labels().len(), false).map_err(ConfigError::Label)?;
         }
         if self.heartbeat_interval.is_zero() {
-            return Err(HostError::Config("heartbeat interval must be greater than zero".into()));
+            return Err(ConfigError::Heartbeat.into());
         }
         if self.nats.creds_file.is_some() && self.nats.nkey_seed.is_some() {
-            return Err(HostError::Config("give NATS credentials as a .creds file or an nkey seed, not both".into()));
+            return Err(ConfigError::TwoCredentials.into());
         }
         if self.nats.url.trim().is_empty() {
-            return Err(HostError::Config("NATS URL must not be empty".into()));
+            return Err(ConfigError::NoNatsUrl.into());
         }
         if !(1..=5).contains(&self.kv_replicas) {
-            return Err(HostError::Config(format!("KV replicas must be 1 to 5, not {}", self.kv_replicas)));
+            return Err(ConfigError::Replicas(self.kv_replicas).into());
         }
-        self.trust.validate().map_err(HostError::Config)?;
+        self.trust.validate().map_err(ConfigError::Trust)?;
         if let Some(p) = &self.policy {
             if p.topic.is_empty() || p.topic.split('.').any(|t| t.is_empty() || t.contains([' ', '*', '>'])) {
-                return Err(HostError::Config(format!("policy topic `{}` must be a concrete NATS subject", p.topic)));
+                return Err(ConfigError::PolicyTopic(p.topic.clone()).into());
             }
             if p.timeout.is_zero() {
-                return Err(HostError::Config("the policy timeout must be above zero".into()));
+                return Err(ConfigError::PolicyTimeout.into());
             }
         }
         if let Some(bucket) = &self.kv_default_bucket {
-            crate::permission::check_bucket(bucket).map_err(|e| HostError::Config(format!("default key-value bucket: {e}")))?;
+            crate::permission::check_bucket(bucket).map_err(|e| ConfigError::DefaultBucket(e.to_string()))?;
         }
         let l = &self.limits;
         if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.http_body_min_rate == 0 || l.max_control_message < 1024 {
-            return Err(HostError::Config(
-                "control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB".into(),
-            ));
+            return Err(ConfigError::Limits.into());
         }
         let w = &self.wasm;
         if w.max_execution_time < Duration::from_millis(10) {
-            return Err(HostError::Config("max execution time must be at least 10ms".into()));
+            return Err(ConfigError::ExecutionTime.into());
         }
         if w.max_component_memory < 64 << 10 {
-            return Err(HostError::Config("max component memory must be at least 64 KiB (one wasm page)".into()));
+            return Err(ConfigError::ComponentMemory.into());
         }
         if w.max_component_size == 0 {
-            return Err(HostError::Config("max component size must be greater than zero".into()));
+            return Err(ConfigError::ComponentSize.into());
         }
         let p = &self.providers;
         if p.health_interval < Duration::from_millis(100) || p.restart_min.is_zero() || p.restart_max < p.restart_min || p.max_calls == 0 {
-            return Err(HostError::Config(
-                "provider health interval must be at least 100ms, the longest restart delay at least the first, and max provider calls above zero".into(),
-            ));
+            return Err(ConfigError::Providers.into());
         }
         Ok(())
     }
 }
 
 /// A value that becomes one NATS subject token: non-empty, no `.`, `*`, `>` or whitespace.
-fn check_token(what: &str, value: &str) -> Result<()> {
+fn check_token(what: &'static str, value: &str) -> Result<()> {
     if value.is_empty() || value.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace()) {
-        return Err(HostError::Config(format!(
-            "{what} `{value}` must be non-empty and contain no `.`, `*`, `>` or whitespace"
-        )));
+        return Err(ConfigError::Token { what, value: value.to_string() }.into());
     }
     Ok(())
 }
@@ -282,8 +274,8 @@ fn check_token(what: &str, value: &str) -> Result<()> {
 pub fn parse_label(s: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| HostError::Config(format!("label `{s}` must be written key=value")))?;
-    check_user_label_key(k).map_err(HostError::Config)?;
+        .ok_or_else(|| ConfigError::LabelForm(s.to_string()))?;
+    check_user_label_key(k).map_err(ConfigError::Label)?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -299,6 +291,7 @@ pub fn automatic_labels() -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::HostError;
 
     #[test]
     fn default_is_valid() {
@@ -314,9 +307,13 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("reserved"));
         c.labels.clear();
         c.ctl_prefix = "a..b".into();
-        assert!(c.validate().is_err());
+        assert!(matches!(c.validate(), Err(HostError::Config(ConfigError::Prefix(p))) if p == "a..b"));
         c.ctl_prefix = "acme.ctl".into();
         c.validate().unwrap();
+        c.kv_replicas = 7;
+        let err = c.validate().expect_err("seven replicas");
+        assert!(matches!(err, HostError::Config(ConfigError::Replicas(7))));
+        assert_eq!(err.to_string(), "invalid configuration: KV replicas must be 1 to 5, not 7", "the message is as before");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum HostError {
     /// A configuration value is not acceptable.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// The host seed does not decode to a server nkey.
     #[error("invalid host seed: {0}")]
     Seed(String),
@@ -145,4 +145,75 @@ pub enum LinkError {
     /// A schedule link whose interfaces or schedule are not valid.
     #[error("{0}")]
     Schedule(String),
+}
+
+/// Which configuration value is not acceptable, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that becomes one NATS subject token is not one.
+    #[error("{what} `{value}` must be non-empty and contain no `.`, `*`, `>` or whitespace")]
+    Token { what: &'static str, value: String },
+    /// The control prefix is not dot-separated tokens.
+    #[error("control prefix `{0}` must be dot-separated NATS tokens")]
+    Prefix(String),
+    /// A `--label` is not `key=value`.
+    #[error("label `{0}` must be written key=value")]
+    LabelForm(String),
+    /// A label's key or value is refused (reserved, too long, too many).
+    #[error("{0}")]
+    Label(String),
+    /// `--heartbeat-interval 0`.
+    #[error("heartbeat interval must be greater than zero")]
+    Heartbeat,
+    /// Both a `.creds` file and an nkey seed.
+    #[error("give NATS credentials as a .creds file or an nkey seed, not both")]
+    TwoCredentials,
+    /// No NATS URL.
+    #[error("NATS URL must not be empty")]
+    NoNatsUrl,
+    /// A NATS URL that does not parse (credentials removed).
+    #[error("NATS URL `{url}`: {reason}")]
+    NatsUrl { url: String, reason: String },
+    /// The NATS nkey seed does not decode.
+    #[error("NATS nkey seed: {0}")]
+    NkeySeed(String),
+    /// `--kv-replicas` outside 1 to 5.
+    #[error("KV replicas must be 1 to 5, not {0}")]
+    Replicas(usize),
+    /// `--trusted-issuers` and the like.
+    #[error("{0}")]
+    Trust(String),
+    /// The policy topic is not a concrete subject.
+    #[error("policy topic `{0}` must be a concrete NATS subject")]
+    PolicyTopic(String),
+    /// `--policy-timeout 0`.
+    #[error("the policy timeout must be above zero")]
+    PolicyTimeout,
+    /// The policy service client cannot start.
+    #[error(transparent)]
+    Policy(#[from] crate::trust::policy::PolicySetupError),
+    /// `--kv-default-bucket` names a bucket guests may not have.
+    #[error("default key-value bucket: {0}")]
+    DefaultBucket(String),
+    /// A control or HTTP limit of zero, or a control message limit under 1 KiB.
+    #[error("control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB")]
+    Limits,
+    /// `--max-execution-time` under 10 ms.
+    #[error("max execution time must be at least 10ms")]
+    ExecutionTime,
+    /// `--max-component-memory` under one wasm page.
+    #[error("max component memory must be at least 64 KiB (one wasm page)")]
+    ComponentMemory,
+    /// `--max-component-memory` past this machine's address space.
+    #[error("max component memory does not fit this machine's address space")]
+    AddressSpace,
+    /// `--max-component-size 0`.
+    #[error("max component size must be greater than zero")]
+    ComponentSize,
+    /// Provider health and restart settings out of range.
+    #[error("provider health interval must be at least 100ms, the longest restart delay at least the first, and max provider calls above zero")]
+    Providers,
+    /// The metrics address cannot be listened on.
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics { addr: String, reason: String },
 }

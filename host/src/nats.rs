@@ -7,7 +7,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
 use crate::config::NatsConfig;
-use crate::error::{HostError, Result};
+use crate::error::{ConfigError, HostError, Result};
 
 /// Connects with `config`; connection events (disconnect, reconnect, errors) are logged and
 /// sent on `events` when given. The connection's I/O task runs on the tokio runtime this is
@@ -33,7 +33,7 @@ pub async fn connect(
             .await
             .map_err(|source| HostError::File { what: "NATS credentials file", path: path.clone(), source })?,
         (None, Some(seed)) => {
-            nkeys::KeyPair::from_seed(seed).map_err(|e| HostError::Config(format!("NATS nkey seed: {e}")))?;
+            nkeys::KeyPair::from_seed(seed).map_err(|e| ConfigError::NkeySeed(e.to_string()))?;
             async_nats::ConnectOptions::with_nkey(seed.clone())
         }
         (None, None) => async_nats::ConnectOptions::new(),
@@ -73,7 +73,7 @@ pub async fn connect(
     let urls: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     let addrs: Vec<async_nats::ServerAddr> = urls
         .iter()
-        .map(|u| u.parse().map_err(|e| HostError::Config(format!("NATS URL `{}`: {e}", redact(u)))))
+        .map(|u| u.parse().map_err(|e| HostError::from(ConfigError::NatsUrl { url: redact(u), reason: format!("{e}") })))
         .collect::<Result<_>>()?;
     // async-nats does not read credentials embedded in the URL when given addresses: take
     // them from the first URL that has some (`user:password@`, or a token as `token@`).

@@ -22,7 +22,7 @@ use crate::wasm::local::LocalComponents;
 use crate::permission::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
 use crate::actors::dispatch::Dispatcher;
-use crate::error::{HostError, Result};
+use crate::error::{ConfigError, HostError, Result};
 use crate::events::EventPublisher;
 use crate::identity::HostIdentity;
 use crate::nats::{connect, redact};
@@ -232,7 +232,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         Some(addr) => Some(
             crate::metrics::serve(addr, metrics.clone())
                 .await
-                .map_err(|e| HostError::Config(format!("cannot serve metrics on {addr}: {e}")))?,
+                .map_err(|e| ConfigError::Metrics { addr: addr.to_string(), reason: e.to_string() })?,
         ),
         None => None,
     };
@@ -291,7 +291,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
                 lattice: config.lattice.clone(),
                 labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
-            Some(crate::trust::policy::PolicyService::start(nats.clone(), host, p.clone()).await.map_err(|e| HostError::Config(e.to_string()))?)
+            Some(crate::trust::policy::PolicyService::start(nats.clone(), host, p.clone()).await.map_err(ConfigError::Policy)?)
         }
     };
     let started_data = HostActor::started_event(&identity, &labels);

@@ -112,7 +112,7 @@ impl WasmRuntime {
     /// [`HostError::Wasm`] when no engine can be built or the cache directory is unusable.
     pub fn new(config: WasmConfig) -> Result<Self> {
         let memory = usize::try_from(config.max_component_memory)
-            .map_err(|_| HostError::Config("max component memory does not fit this machine's address space".into()))?;
+            .map_err(|_| crate::error::ConfigError::AddressSpace)?;
         let mut pooling = config.pool_instances > 0;
         let engine = match Self::build_engine(&config, memory, pooling) {
             Ok(engine) => engine,
