@@ -170,7 +170,7 @@ impl ProvidersActor {
                     let archive = match source {
                         Executable::Image(reference) => {
                             let bytes =
-                                oci::pull_layer(&reference, &oci, &registries, archive::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await?;
+                                oci::pull_layer(&reference, &oci, &registries, archive::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await.map_err(|e| e.to_string())?;
                             let path = into.join(format!("{}.par", oci::sha256(&bytes).trim_start_matches("sha256:")));
                             tokio::fs::write(&path, &bytes).await.map_err(|e| format!("cannot keep the provider archive: {e}"))?;
                             path

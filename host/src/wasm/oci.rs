@@ -130,12 +130,52 @@ pub fn parse(reference: &str, allow_latest: bool) -> Result<Reference, Reference
     Ok(parsed)
 }
 
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The reference is refused as written.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The registry did not give what the reference names, within the bounds.
+    #[error("registry `{registry}`, `{reference}`: {problem}")]
+    Registry { registry: String, reference: String, problem: PullProblem },
+}
+
+/// What went wrong with a registry (its own words cut to one short line).
+#[derive(Debug, thiserror::Error)]
+pub enum PullProblem {
+    /// The manifest could not be read.
+    #[error("cannot read the manifest: {0}")]
+    Manifest(String),
+    /// No layer of the wanted media types.
+    #[error("{none}: no layer of media type {types}")]
+    NoLayer { none: &'static str, types: String },
+    /// More than one such layer.
+    #[error("not one {what}: {count} such layers; Trellis runs artifacts with exactly one")]
+    ManyLayers { what: &'static str, count: usize },
+    /// The layer says it is larger than allowed.
+    #[error("too large: {declared} bytes, over the host's limit of {max} bytes for a {what}")]
+    Declared { declared: i64, max: u64, what: &'static str },
+    /// The download failed.
+    #[error("cannot download the {what}: {reason}")]
+    Download { what: &'static str, reason: String },
+    /// The registry sent more than allowed (whatever it declared).
+    #[error("too large: the registry sent more than the host's limit of {max} bytes for a {what}")]
+    Sent { max: u64, what: &'static str },
+    /// The content is not what the manifest says.
+    #[error("digest mismatch: the layer says {declared} but its content is {actual}")]
+    Digest { declared: String, actual: String },
+    /// The pull took too long.
+    #[error("no answer: the pull took longer than {0:?}")]
+    Timeout(std::time::Duration),
+}
+
 /// Pulls `reference` (at most `max_size` bytes), from the cache when its manifest digest is
 /// there and the content still matches.
 ///
 /// # Errors
-/// A message naming the registry, the reference and the cause.
-pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64) -> Result<Vec<u8>, String> {
+/// [`PullError`], naming the registry, the reference and the cause.
+pub async fn pull(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64) -> Result<Vec<u8>, PullError> {
     pull_layer(reference, config, registries, max_size, &Wanted::COMPONENT).await
 }
 
@@ -164,15 +204,16 @@ pub const PROVIDER_ARCHIVE_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provide
 /// Pulls the one layer of `reference` that `wanted` accepts, as [`pull`] does.
 ///
 /// # Errors
-/// A message naming the registry, the reference and the cause.
-pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64, wanted: &Wanted) -> Result<Vec<u8>, String> {
-    let image = parse(reference, config.allow_latest).map_err(|e| e.to_string())?;
+/// As [`pull`].
+pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Registries, max_size: u64, wanted: &Wanted) -> Result<Vec<u8>, PullError> {
+    let image = parse(reference, config.allow_latest)?;
     let registry = image.resolve_registry().to_string();
-    let failed = |what: &str, e: &dyn std::fmt::Display| format!("registry `{registry}`, `{reference}`: {what}: {}", sanitized(e));
+    let failed = |problem: PullProblem| PullError::Registry { registry: registry.clone(), reference: reference.to_string(), problem };
+    let what = wanted.what;
     let work = async {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(config.insecure.clone()), ..ClientConfig::default() });
         let auth = registries.auth(&registry, config);
-        let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(|e| failed("cannot read the manifest", &e))?;
+        let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(|e| failed(PullProblem::Manifest(sanitized(&e))))?;
         let cache = config.cache_dir.as_deref().map(|d| Cache::new(d, &digest));
         if let Some(bytes) = cache.as_ref().and_then(Cache::read) {
             debug!(reference, %digest, "{} taken from the OCI cache", wanted.what);
@@ -181,31 +222,26 @@ pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Regist
         let found: Vec<_> = manifest.layers.iter().filter(|l| wanted.media_types.contains(&l.media_type.as_str())).collect();
         let layer = match found.as_slice() {
             [one] => *one,
-            [] => return Err(failed(wanted.none, &format!("no layer of media type {}", wanted.media_types.join(", ")))),
-            more => {
-                return Err(failed(
-                    &format!("not one {}", wanted.what),
-                    &format!("{} such layers; Trellis runs artifacts with exactly one", more.len()),
-                ))
-            }
+            [] => return Err(failed(PullProblem::NoLayer { none: wanted.none, types: wanted.media_types.join(", ") })),
+            more => return Err(failed(PullProblem::ManyLayers { what, count: more.len() })),
         };
         if u64::try_from(layer.size).unwrap_or(u64::MAX) > max_size {
-            return Err(failed("too large", &format!("{} bytes, over the host's limit of {max_size} bytes for a {}", layer.size, wanted.what)));
+            return Err(failed(PullProblem::Declared { declared: layer.size, max: max_size, what }));
         }
         // Streamed with a bound on what arrives, not on what the registry declared: a registry
         // that declares 10 bytes and sends gigabytes is cut off at `max_size`.
-        let mut stream = client.pull_blob_stream(&image, layer).await.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
+        let mut stream = client.pull_blob_stream(&image, layer).await.map_err(|e| failed(PullProblem::Download { what, reason: sanitized(&e) }))?;
         let mut bytes = Vec::with_capacity(usize::try_from(layer.size.max(0)).unwrap_or(0).min(usize::try_from(max_size).unwrap_or(usize::MAX)));
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-            let chunk = chunk.map_err(|e| failed(&format!("cannot download the {}", wanted.what), &e))?;
+            let chunk = chunk.map_err(|e| failed(PullProblem::Download { what, reason: sanitized(&e) }))?;
             if bytes.len() as u64 + chunk.len() as u64 > max_size {
-                return Err(failed("too large", &format!("the registry sent more than the host's limit of {max_size} bytes for a {}", wanted.what)));
+                return Err(failed(PullProblem::Sent { max: max_size, what }));
             }
             bytes.extend_from_slice(&chunk);
         }
         let actual = sha256(&bytes);
         if actual != layer.digest {
-            return Err(failed("digest mismatch", &format!("the layer says {} but its content is {actual}", layer.digest)));
+            return Err(failed(PullProblem::Digest { declared: layer.digest.clone(), actual }));
         }
         info!(reference, %digest, bytes = bytes.len(), "{} pulled", wanted.what);
         if let Some(cache) = cache {
@@ -215,7 +251,7 @@ pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Regist
     };
     match tokio::time::timeout(config.timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(failed("no answer", &format!("the pull took longer than {:?}", config.timeout))),
+        Err(_) => Err(failed(PullProblem::Timeout(config.timeout))),
     }
 }
 
@@ -346,5 +382,12 @@ mod tests {
         // Tampered content is not used (and is dropped).
         std::fs::write(dir.path().join("oci").join(format!("{}.wasm", file_name(&sha256(&bytes)))), b"evil").unwrap();
         assert!(cache.read().is_none());
+    }
+
+    #[test]
+    fn a_pull_error_reads_as_before() {
+        let e = PullError::Registry { registry: "r:5000".into(), reference: "r:5000/a:1".into(), problem: PullProblem::Sent { max: 10, what: "component" } };
+        assert_eq!(e.to_string(), "registry `r:5000`, `r:5000/a:1`: too large: the registry sent more than the host's limit of 10 bytes for a component");
+        assert!(matches!(e, PullError::Registry { problem: PullProblem::Sent { max: 10, .. }, .. }));
     }
 }
