@@ -39,19 +39,56 @@ pub fn object_name(reference: &str, allow_latest: bool) -> Result<String, Refere
     Ok(format!("{name}:{version}"))
 }
 
+/// Why an artifact could not be pulled from the lattice's store.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The reference is refused as written.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The store did not give what the reference names, within the bounds.
+    #[error("lattice artifact `{reference}`: {problem}")]
+    Store { reference: String, problem: ArtifactProblem },
+}
+
+/// What went wrong with the lattice's artifact store.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactProblem {
+    /// The lattice has no artifact store.
+    #[error("no artifact store in this lattice (push one with `trellis push nats://…`): {0}")]
+    NoStore(String),
+    /// No such artifact.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Its record says it is larger than allowed.
+    #[error("too large: {declared} bytes, over the host's component size limit of {max} bytes")]
+    Declared { declared: usize, max: u64 },
+    /// It could not be read.
+    #[error("cannot read: {0}")]
+    Read(String),
+    /// Reading it failed (the store checks its digest at the end).
+    #[error("cannot read (digest mismatch?): {0}")]
+    ReadBody(String),
+    /// More arrived than allowed (whatever its record says).
+    #[error("too large: more than the host's component size limit of {max} bytes arrived")]
+    Sent { max: u64 },
+    /// The pull took too long.
+    #[error("no answer: the pull took longer than {0:?}")]
+    Timeout(std::time::Duration),
+}
+
 /// Pulls `reference` from `lattice`'s object store (at most `max_size` bytes).
 ///
 /// # Errors
-/// A message naming the reference and the cause.
-pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, String> {
-    let name = object_name(reference, config.allow_latest).map_err(|e| e.to_string())?;
-    let failed = |what: &str, e: &dyn std::fmt::Display| format!("lattice artifact `{reference}`: {what}: {e}");
+/// [`ArtifactError`], naming the reference and the cause.
+pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, config: &OciConfig, max_size: u64) -> Result<Vec<u8>, ArtifactError> {
+    let name = object_name(reference, config.allow_latest)?;
+    let failed = |problem: ArtifactProblem| ArtifactError::Store { reference: reference.to_string(), problem };
     let work = async {
         let js = jetstream::new(nats.clone());
-        let store = js.get_object_store(bucket(lattice)).await.map_err(|e| failed("no artifact store in this lattice (push one with `trellis push nats://…`)", &e))?;
-        let info = store.info(&name).await.map_err(|e| failed("not found", &e))?;
+        let store = js.get_object_store(bucket(lattice)).await.map_err(|e| failed(ArtifactProblem::NoStore(e.to_string())))?;
+        let info = store.info(&name).await.map_err(|e| failed(ArtifactProblem::NotFound(e.to_string())))?;
         if info.size as u64 > max_size {
-            return Err(failed("too large", &format!("{} bytes, over the host's component size limit of {max_size} bytes", info.size)));
+            return Err(failed(ArtifactProblem::Declared { declared: info.size, max: max_size }));
         }
         let digest = info.digest.clone().unwrap_or_default();
         let cache = config.cache_dir.as_deref().filter(|_| !digest.is_empty()).map(|d| Cache::new(d, &digest));
@@ -59,13 +96,13 @@ pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, con
             debug!(reference, %digest, "component taken from the artifact cache");
             return Ok(bytes);
         }
-        let mut object = store.get(&name).await.map_err(|e| failed("cannot read", &e))?;
+        let mut object = store.get(&name).await.map_err(|e| failed(ArtifactProblem::Read(e.to_string())))?;
         let mut bytes = Vec::with_capacity(info.size);
         // The object store compares the content with its SHA-256 at the end of the read. The
         // read is bounded by what arrives, not by the size the object's record declares.
-        (&mut object).take(max_size + 1).read_to_end(&mut bytes).await.map_err(|e| failed("cannot read (digest mismatch?)", &e))?;
+        (&mut object).take(max_size + 1).read_to_end(&mut bytes).await.map_err(|e| failed(ArtifactProblem::ReadBody(e.to_string())))?;
         if bytes.len() as u64 > max_size {
-            return Err(failed("too large", &format!("more than the host's component size limit of {max_size} bytes arrived")));
+            return Err(failed(ArtifactProblem::Sent { max: max_size }));
         }
         info!(reference, bytes = bytes.len(), "component pulled from the lattice's artifact store");
         if let Some(cache) = cache {
@@ -75,7 +112,7 @@ pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, con
     };
     match tokio::time::timeout(config.timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(failed("no answer", &format!("the pull took longer than {:?}", config.timeout))),
+        Err(_) => Err(failed(ArtifactProblem::Timeout(config.timeout))),
     }
 }
 
@@ -109,5 +146,11 @@ mod tests {
         assert_eq!(object_name("nats://echo", true).unwrap(), "echo:latest");
         assert!(object_name("nats://a/b:1", false).is_err());
         assert!(object_name("oci://x", false).is_err());
+    }
+
+    #[test]
+    fn an_artifact_error_reads_as_before() {
+        let e = ArtifactError::Store { reference: "nats://echo:1".into(), problem: ArtifactProblem::Sent { max: 10 } };
+        assert_eq!(e.to_string(), "lattice artifact `nats://echo:1`: too large: more than the host's component size limit of 10 bytes arrived");
     }
 }

@@ -153,7 +153,7 @@ pub struct Sources {
 pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, sources: &Sources) -> Result<Vec<u8>> {
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
     let remote = if reference.starts_with(crate::wasm::artifacts::SCHEME) {
-        Some(crate::wasm::artifacts::pull(reference, &sources.nats, &sources.lattice, &config.oci, config.max_component_size).await)
+        Some(crate::wasm::artifacts::pull(reference, &sources.nats, &sources.lattice, &config.oci, config.max_component_size).await.map_err(|e| e.to_string()))
     } else if crate::wasm::oci::is_oci(reference) {
         Some(crate::wasm::oci::pull(reference, &config.oci, &sources.registries, config.max_component_size).await.map_err(|e| e.to_string()))
     } else {
