@@ -204,7 +204,7 @@ impl HostConfig {
     /// Checks every value, so that a bad one is reported before the host joins the lattice.
     ///
     /// # Errors
-    /// [`HostError::Config`] ([`ConfigError`]) naming the first bad value.
+    /// [`HostError::Config`](crate::error::HostError::Config) ([`ConfigError`]) naming the first bad value.
     pub fn validate(&self) -> Result<()> {
         check_token("lattice", &self.lattice)?;
         for part in self.ctl_prefix.split('.') {
@@ -270,7 +270,7 @@ fn check_token(what: &'static str, value: &str) -> Result<()> {
 /// Parses `key=value` (for `--label`).
 ///
 /// # Errors
-/// [`HostError::Config`] when there is no `=` or the key is reserved.
+/// [`HostError::Config`](crate::error::HostError::Config) when there is no `=` or the key is reserved.
 pub fn parse_label(s: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')

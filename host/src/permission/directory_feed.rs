@@ -5,7 +5,7 @@
 //! late heartbeat cannot bring a stopped provider back.
 //!
 //! Trellis hosts sign their events and control replies (`Trellis-Signature`, over subject and
-//! payload); wasmCloud's hosts sign nothing. A host seen signing once ([`Signers`]) is believed
+//! payload); wasmCloud's hosts sign nothing. A host seen signing once (`Signers`) is believed
 //! only when signed from then on, and a signed event published more than [`MAX_EVENT_SKEW`]
 //! from this host's clock, or older than the last one taken from it in the same run (a
 //! replay), is ignored: nobody without a Trellis host's key can speak for it once it has been

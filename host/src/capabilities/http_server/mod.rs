@@ -11,7 +11,7 @@
 //! `content-length` says so), a response past it is cut off. When the provider stops, open
 //! connections finish the request in flight and close. Listening failures (address in use, bad address) are published as
 //! `linkdef_set_failed` with the reason, once per link and reason. A client that leaves the
-//! server unable to write for `--http-body-timeout` is disconnected ([`write_clock`]).
+//! server unable to write for `--http-body-timeout` is disconnected (`write_clock`).
 
 mod write_clock;
 

@@ -7,7 +7,7 @@
 //! only once the call has an instance: a delivery that waits holds the message as it arrived.
 //! To a component on another host the message goes as it arrived too, its body as the NATS
 //! payload (`Trellis-Kind: message`, [`trellis_messages::invocation::MESSAGE_KIND`]), and that
-//! host delivers it the same way ([`deliver_here`]). At most 256 deliveries and 64 MiB of bodies per subscription are in flight;
+//! host delivers it the same way (`deliver_here`). At most 256 deliveries and 64 MiB of bodies per subscription are in flight;
 //! past either the subscription is not read until one ends, so further messages wait in the
 //! NATS client's buffer (and past that are dropped, as NATS drops for any slow consumer).
 
