@@ -361,8 +361,7 @@ fn own_and_fresh(host_id: &str, subject: &str, payload: &[u8], signature: Option
         return Err("this host did not sign it");
     }
     let time = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()).ok_or("it has no readable time")?;
-    let off = std::time::SystemTime::now().duration_since(time).unwrap_or_else(|e| e.duration());
-    if off > crate::permission::directory_feed::MAX_EVENT_SKEW {
+    if crate::permission::directory_feed::skewed(time).is_some() {
         return Err("it is not fresh (a replay, or a clock to fix)");
     }
     Ok(())

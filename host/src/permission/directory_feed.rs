@@ -25,6 +25,13 @@ use crate::permission::directory::{FORGET_AFTER, MAX_HOSTS};
 /// A signed event published further than this from this host's clock, either way, is not
 /// believed: older, it may be a replay.
 pub const MAX_EVENT_SKEW: Duration = Duration::from_secs(30);
+
+/// How far `time` is from this host's clock, either way, when that is more than
+/// [`MAX_EVENT_SKEW`]: an event published then is not believed.
+pub fn skewed(time: SystemTime) -> Option<Duration> {
+    let off = SystemTime::now().duration_since(time).unwrap_or_else(|e| e.duration());
+    (off > MAX_EVENT_SKEW).then_some(off)
+}
 use crate::permission::ProviderDirectory;
 
 /// Subscribes to the lattice's events and returns the task that follows them (abort it to
@@ -97,7 +104,14 @@ enum Disbelief {
 /// each and when each was last heard; forgotten after [`FORGET_AFTER`] of silence, at most
 /// [`MAX_HOSTS`].
 #[derive(Debug, Default)]
-struct Signers(HashMap<String, Signer>);
+struct Signers {
+    hosts: HashMap<String, Signer>,
+    /// When hosts silent for [`FORGET_AFTER`] were last forgotten.
+    swept: Option<Instant>,
+}
+
+/// How often silent signing hosts are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Signer {
@@ -129,9 +143,13 @@ impl Signers {
     /// `signature` (its `Trellis-Signature`); an event has its `stamp`, a reply (signed for
     /// this host's own inbox, so never a replay) none.
     fn check(&mut self, source: &str, subject: &str, payload: &[u8], signature: Option<&str>, stamp: Option<Stamp<'_>>) -> Result<(), Disbelief> {
-        self.0.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
+        // Forgetting walks every host: once in a while, not for every event.
+        if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            self.hosts.retain(|_, s| s.heard.elapsed() < FORGET_AFTER);
+            self.swept = Some(Instant::now());
+        }
         let Some(signature) = signature else {
-            return match self.0.contains_key(source) {
+            return match self.hosts.contains_key(source) {
                 true => Err(Disbelief::Unsigned),
                 false => Ok(()),
             };
@@ -139,15 +157,14 @@ impl Signers {
         crate::identity::verify_message(source, subject, payload, signature)?;
         if let Some(Stamp { time, .. }) = stamp {
             let time = time.ok_or(Disbelief::NoTime)?;
-            let off = SystemTime::now().duration_since(time).unwrap_or_else(|e| e.duration());
-            if off > MAX_EVENT_SKEW {
+            if let Some(off) = skewed(time) {
                 return Err(Disbelief::Skewed(off));
             }
         }
-        if !self.0.contains_key(source) && self.0.len() >= MAX_HOSTS {
+        if !self.hosts.contains_key(source) && self.hosts.len() >= MAX_HOSTS {
             return Err(Disbelief::TooMany);
         }
-        let signer = self.0.entry(source.to_string()).or_insert(Signer { last_event: None, last_boot: None, recent: Default::default(), heard: Instant::now() });
+        let signer = self.hosts.entry(source.to_string()).or_insert(Signer { last_event: None, last_boot: None, recent: Default::default(), heard: Instant::now() });
         if let Some(Stamp { time: Some(time), id, boot }) = stamp {
             let replay = signer.recent.iter().any(|seen| seen == id)
                 || if boot { signer.last_boot.is_some_and(|b| time <= b) } else { signer.last_event.is_some_and(|l| time < l) };
