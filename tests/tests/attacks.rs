@@ -468,6 +468,47 @@ async fn forged_liveness_records_do_not_become_hosts() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A forwarded message (`Trellis-Kind: message`) is an entry point on a component's call
+/// subject: one without its subject header, or to a component that handles no messages, is
+/// refused with the reason and takes no instance; one over the NATS payload limit never
+/// arrives; the component serves on.
+#[tokio::test]
+async fn forwarded_messages_that_are_malformed_or_misdirected_are_refused() -> anyhow::Result<()> {
+    use trellis_messages::invocation::{FaultKind, InvocationResponse, KIND_HEADER, MESSAGE_KIND, MESSAGE_SUBJECT_HEADER};
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(host.id(), "msg-echo", guests::MSG_ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "hostile", guests::HOSTILE, 1).await?.map_err(anyhow::Error::msg)?;
+    let nats = lattice.nats().await?;
+    let ask = |target: &str, subject: Option<&str>, body: Vec<u8>| {
+        let (nats, to) = (nats.clone(), format!("trellis.rpc.{}.{target}", lattice.name));
+        let subject = subject.map(str::to_string);
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(KIND_HEADER, MESSAGE_KIND);
+            if let Some(s) = subject {
+                headers.insert(MESSAGE_SUBJECT_HEADER, s.as_str());
+            }
+            let reply = nats.send_request(to, async_nats::Request::new().headers(headers).payload(body.into())).await?;
+            anyhow::Ok(serde_json::from_slice::<InvocationResponse>(&reply.payload)?)
+        }
+    };
+    let no_subject = ask("msg-echo", None, b"x".to_vec()).await?;
+    assert_eq!(no_subject.fault, Some(FaultKind::BadArguments), "{no_subject:?}");
+    assert!(no_subject.error.as_deref().unwrap_or_default().contains("Trellis-Subject"), "{no_subject:?}");
+    let no_handler = ask("hostile", Some("a.b"), b"x".to_vec()).await?;
+    assert_eq!(no_handler.fault, Some(FaultKind::NoSuchFunction), "{no_handler:?}");
+    // Past the NATS max payload the client refuses to send it: nothing reaches the host.
+    assert!(ask("msg-echo", Some("a.b"), vec![0; 2 << 20]).await.is_err(), "over the payload limit");
+    // A well-formed one is delivered (no reply subject: the handler answers `ok`).
+    let fine = ask("msg-echo", Some("a.b"), b"hello".to_vec()).await?;
+    assert_eq!(fine.results, Some(vec!["ok".to_string()]), "{fine:?}");
+    assert!(client(&lattice).await?.inventory(host.id()).await.is_ok(), "the host answers");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
 /// Events a host never sent: Trellis hosts sign theirs, so a forged `provider_stopped` and an
 /// empty heartbeat under a real host's id change nothing in what another host believes, nor
 /// does a replay of the host's own signed `provider_started` after it stopped the provider.
