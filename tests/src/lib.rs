@@ -20,6 +20,7 @@ pub mod bench_report;
 pub mod hostile;
 pub mod process;
 pub mod providers;
+pub mod raw_http;
 pub mod serve;
 
 pub use providers::start_provider;
@@ -586,4 +587,10 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
         (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
     })
+}
+
+/// The folder of wasmCloud 1.9.2's example `name` (`tests/fixtures/wasmcloud-examples/`): its
+/// component (`{name}.wasm`), its own `wadm.yaml` and README.
+pub fn wasmcloud_example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wasmcloud-examples").join(name)
 }

@@ -91,6 +91,11 @@ async fn http_hello_path_routing_faults_and_load() -> anyhow::Result<()> {
     let (status, body) = wait_ok(port, "/count/x").await.expect("counter is served on the same listener");
     assert_eq!((status, body.as_str()), (200, "Count: 1\n"));
     assert_eq!(get(port, "/count/x").await?, (200, "Count: 2\n".to_string()));
+    // wasi:keyvalue/batch on the same link: set, get (with one key not there), delete; bounded.
+    assert_eq!(get(port, "/count/_batch/3").await?, (200, "set 3, read 3 of 4, 0 left after delete\n".to_string()));
+    let (status, body) = get(port, "/count/_batch/1001").await?;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("a batch of 1001 keys; at most 1000 per call"), "{body}");
     let (status, body) = get(port, "/elsewhere").await?;
     assert_eq!(status, 404, "{body}");
 

@@ -280,7 +280,7 @@ impl ProvidersActor {
             ProviderKind::HttpServer => following(HttpServer::new(id, services.clone()), &services),
             ProviderKind::Messaging => following(Messaging::new(id, services.clone()), &services),
             ProviderKind::Schedule => return self.start_schedules(cmd, base, ctx),
-            ProviderKind::HttpClient | ProviderKind::KeyValue => Runner::HostFunctions,
+            ProviderKind::HttpClient | ProviderKind::KeyValue | ProviderKind::Blobstore => Runner::HostFunctions,
         };
         self.launched(&cmd, base, Ok((kind.name(), runner)));
     }

@@ -157,9 +157,8 @@ impl WorkloadActor {
             }
             let prepared = handle
                 .spawn_blocking(move || {
-                    let resolver = imports.resolver.clone();
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
-                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(resolver)).map(Arc::new)
+                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(imports.clone())).map(Arc::new)
                 })
                 .await
                 .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))??;

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use trellis_messages::link::Link;
-use wadm_types::{Component, ConfigProperty, Manifest, Properties, SpreadScalerProperty, TraitProperty, DAEMONSCALER_TRAIT, DEFAULT_SPREAD_WEIGHT, SPREADSCALER_TRAIT};
+use wadm_types::{Component, ConfigProperty, Manifest, Properties, SpreadScalerProperty, Trait, TraitProperty, DAEMONSCALER_TRAIT, DEFAULT_SPREAD_WEIGHT, SPREADSCALER_TRAIT};
 
 use super::{component_id, APP_SPEC, MANAGED_BY, MANAGED_BY_WADM, SCALER, SPREAD_NAME};
 
@@ -165,7 +165,13 @@ fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String
         Properties::Capability { properties } => (properties.image.clone(), properties.config.clone(), true),
     };
     let config = config_names(app, &configs, plan);
-    for t in component.traits.iter().flatten() {
+    let mut traits: Vec<Trait> = component.traits.clone().unwrap_or_default();
+    // A provider with an image and no scaler runs one instance, as wadm 0.21 gives it.
+    let scaled = traits.iter().any(|t| t.trait_type == SPREADSCALER_TRAIT || t.trait_type == DAEMONSCALER_TRAIT);
+    if is_provider && image.is_some() && !scaled {
+        traits.push(Trait::new_spreadscaler(SpreadScalerProperty { instances: 1, spread: vec![] }));
+    }
+    for t in &traits {
         match &t.properties {
             TraitProperty::Link(link) => {
                 let target = ids.get(link.target.name.as_str()).cloned().unwrap_or_else(|| link.target.name.clone());
@@ -304,6 +310,17 @@ spec:
         assert_eq!(link.target_config, ["shop-bucket"]);
         assert_eq!(plan.configs["shop"]["shop-greet"]["greeting"], "hi");
         assert_eq!(plan.components["N3"]["shop-api"].annotations[APP_SPEC], "shop");
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn a_provider_without_a_scaler_runs_once_as_wadm_gives_it() {
+        let app = APP.replace("      traits:\n        - type: daemonscaler\n          properties: {instances: 1, spread: [{name: all, requirements: {}}]}\n", "");
+        assert!(!app.contains("daemonscaler"));
+        let hosts = vec![host("N1", "east"), host("N2", "east"), host("N3", "west")];
+        let plan = place(&[("shop".into(), manifest(&app))], &hosts);
+        let kv: usize = plan.providers.values().filter(|p| p.contains_key("shop-kv")).count();
+        assert_eq!(kv, 1, "one instance: {:?}", plan.providers);
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     }
 

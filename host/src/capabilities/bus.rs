@@ -1,4 +1,5 @@
-//! `wasmcloud:bus/lattice`: a guest chooses which link its next calls into an interface use.
+//! `wasmcloud:bus/lattice` 1.x and 2.x: a guest chooses which link its next calls into an
+//! interface use (2.x's `set-link-name` returns `result<_, string>`; 1.x's traps on a refusal).
 //! Each choice is bounded ([`MAX_LINK_NAME_BYTES`]); what the guest's store keeps is bounded in
 //! [`GuestState::set_link_name`].
 
@@ -13,7 +14,23 @@ pub struct CallTargetInterface {
     key: String,
 }
 
-/// `wasmcloud:bus/lattice`: `set-link-name` makes the rest of this invocation's calls into the
+/// Makes link `name` the one for `interfaces` for the rest of the invocation: `Err` with why
+/// when the choice cannot be kept (the outer error is a bad handle).
+fn choose(state: &mut GuestState, name: &str, interfaces: Vec<Resource<CallTargetInterface>>) -> wasmtime::Result<Result<(), String>> {
+    if name.len() > MAX_LINK_NAME_BYTES {
+        return Ok(Err(format!("set-link-name: a link name of {} bytes is longer than {MAX_LINK_NAME_BYTES}", name.len())));
+    }
+    for r in interfaces {
+        let target = state.table().delete(r)?;
+        debug!(link = %name, interface = %target.key, "guest chose a link name");
+        if let Err(e) = state.set_link_name(target.key, name) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// `wasmcloud:bus/lattice` (1.x and 2.x): `set-link-name` makes the rest of this invocation's calls into the
 /// given interfaces go through link `name`.
 pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
@@ -34,23 +51,20 @@ pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::R
             Ok((store.data_mut().table().push(CallTargetInterface { key })?,))
         },
     )?;
-    instance.func_wrap(
-        "set-link-name",
-        |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
-            if name.len() > MAX_LINK_NAME_BYTES {
-                return Err(wasmtime::Error::msg(format!(
-                    "set-link-name: a link name of {} bytes is longer than {MAX_LINK_NAME_BYTES}",
-                    name.len()
-                )));
-            }
-            for r in interfaces {
-                let target = store.data_mut().table().delete(r)?;
-                debug!(link = %name, interface = %target.key, "guest chose a link name");
-                store.data_mut().set_link_name(target.key, &name).map_err(wasmtime::Error::msg)?;
-            }
-            Ok(())
-        },
-    )?;
+    if import.starts_with("wasmcloud:bus/lattice@1.") {
+        // 1.x: `set-link-name` returns nothing; a choice it cannot keep stops the call.
+        instance.func_wrap("set-link-name", |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<()> {
+            choose(store.data_mut(), &name, interfaces)?.map_err(wasmtime::Error::msg)
+        })?;
+    } else {
+        // 2.x: `result<_, string>`: the guest hears why.
+        instance.func_wrap(
+            "set-link-name",
+            |mut store, (name, interfaces): (String, Vec<Resource<CallTargetInterface>>)| -> wasmtime::Result<(Result<(), String>,)> {
+                Ok((choose(store.data_mut(), &name, interfaces)?,))
+            },
+        )?;
+    }
     Ok(())
 }
 

@@ -1,56 +1,62 @@
 //! `wasi:config/store`, and `wasi:config/runtime` (its earlier name, which components built for
-//! wasmCloud 1.x import): the component's named configs, as the capability resolver merges
-//! them. Both have the same two functions; only the name of their error type differs, and this
-//! host never returns that error.
+//! wasmCloud 1.x import), 0.2.0-draft: the component's named configs, as the capability
+//! resolver merges them. Bound with `bindgen!` from `wit/echo/deps/config` ([`bindings`]); this
+//! host never returns the interfaces' error.
+//!
+//! A component that declares these functions with a signature of its own fails to scale, naming
+//! the import (the types are checked when the component is linked, not when it calls).
 
-use std::sync::Arc;
+use wasmtime::component::Linker;
 
-use wasmtime::component::{Linker, Val};
-
-use crate::wasm::context::ImportContext;
+use crate::capabilities::view::{view, HasView, View};
 use crate::wasm::state::GuestState;
 
-/// Links `get` and `get-all` of `import` (`wasi:config/store` or `wasi:config/runtime`, any
-/// version).
-pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut instance = linker.instance(import)?;
-    let c = ctx.clone();
-    let name: Arc<str> = import.into();
-    instance.func_new("get", move |_, _, params, results| {
-        let key = match params.first() {
-            Some(Val::String(k)) => k.clone(),
-            _ => return Err(wasmtime::Error::msg(format!("{name}.get expects a string key"))),
-        };
-        let value = c.resolver.config(&c.config_names).get(&key).cloned();
-        set_result(results, &name, "get", Val::Result(Ok(Some(Box::new(Val::Option(value.map(|v| Box::new(Val::String(v)))))))))
-    })?;
-    let c = ctx.clone();
-    let name: Arc<str> = import.into();
-    instance.func_new("get-all", move |_, _, _, results| {
-        let pairs = c
-            .resolver
-            .config(&c.config_names)
-            .into_iter()
-            .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
-            .collect();
-        set_result(results, &name, "get-all", Val::Result(Ok(Some(Box::new(Val::List(pairs))))))
-    })?;
-    Ok(())
+/// The host side of `wasi:config/store` and `wasi:config/runtime`, generated from their WIT.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/echo/deps/config",
+        inline: "package trellis:host-config; world imports { import wasi:config/store@0.2.0-draft; import wasi:config/runtime@0.2.0-draft; }",
+        imports: { default: trappable },
+    });
 }
 
-/// Writes the one result of `{import}.{function}`. The slot count comes from the
-/// signature the guest declared for its import, which may not be the real one: a guest that
-/// declares no result gets an error, not a host panic (and wasmtime checks the value's type).
-fn set_result(results: &mut [Val], import: &str, function: &str, value: Val) -> wasmtime::Result<()> {
-    match results {
-        [slot] => {
-            *slot = value;
-            Ok(())
-        }
-        _ => Err(wasmtime::Error::msg(format!(
-            "{import}.{function} is imported with {} results; its signature has one",
-            results.len()
-        ))),
+use bindings::wasi::config::{runtime, store};
+
+/// Links `import` (`wasi:config/store` or `wasi:config/runtime`, 0.2.0-draft).
+///
+/// # Errors
+/// When the linker refuses a definition.
+pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
+    if import.starts_with("wasi:config/runtime@") {
+        runtime::add_to_linker::<GuestState, HasView>(linker, view)
+    } else {
+        store::add_to_linker::<GuestState, HasView>(linker, view)
     }
 }
 
+impl View<'_> {
+    /// The component's merged configs (none without a lattice).
+    fn configs(&self) -> std::collections::BTreeMap<String, String> {
+        self.context().map(|c| c.resolver.config(&c.config_names)).unwrap_or_default()
+    }
+}
+
+impl store::Host for View<'_> {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, store::Error>> {
+        Ok(Ok(self.configs().remove(&key)))
+    }
+
+    fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, store::Error>> {
+        Ok(Ok(self.configs().into_iter().collect()))
+    }
+}
+
+impl runtime::Host for View<'_> {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, runtime::ConfigError>> {
+        Ok(Ok(self.configs().remove(&key)))
+    }
+
+    fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, runtime::ConfigError>> {
+        Ok(Ok(self.configs().into_iter().collect()))
+    }
+}

@@ -1,5 +1,5 @@
 //! Every capability the host serves, one module each: what a component imports from the host
-//! (`config`, `logging`, `bus`, `keyvalue`, `messaging::consumer`), and the built-in providers
+//! (`config`, `logging`, `bus`, `keyvalue`, `messaging::consumer`, `blobstore`), and the built-in providers
 //! that deliver to components (`http_server`, `messaging::handler`, `schedule`, each a
 //! `FollowLinks` run by `providers::follower`). What any of them may reach is decided in
 //! [`crate::permission`], never here.
@@ -10,6 +10,7 @@
 //! does not serve becomes a link call ([`crate::capabilities::imports`]) when its functions can cross to
 //! another component or provider, and otherwise fails the scale, naming the import.
 
+pub mod blobstore;
 pub mod bus;
 pub mod config;
 pub mod http_server;
@@ -18,6 +19,7 @@ pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
 pub mod schedule;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -63,11 +65,11 @@ impl std::fmt::Debug for Served {
 
 /// Every interface the host serves itself (beyond the WASI 0.2 it links for every component).
 pub const SERVED: &[Served] = &[
-    Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| config::link(l.linker, l.import, l.ctx) },
+    Served { prefix: "wasi:config/store@", what: "the component's named configs", link: |l| config::link(l.linker, l.import) },
     Served {
         prefix: "wasi:config/runtime@",
         what: "the component's named configs (wasi:config/store's earlier name)",
-        link: |l| config::link(l.linker, l.import, l.ctx),
+        link: |l| config::link(l.linker, l.import),
     },
     Served {
         prefix: "wasi:logging/logging@",
@@ -78,14 +80,14 @@ pub const SERVED: &[Served] = &[
     Served {
         prefix: "wasmcloud:messaging/consumer@",
         what: "publish and request through a messaging link",
-        link: |l| messaging::consumer::link_consumer(l.linker, l.import, l.ctx),
+        link: |l| messaging::consumer::link_consumer(l.linker),
     },
-    Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| keyvalue::link_store(l.linker, l.import, l.ctx) },
-    Served {
-        prefix: "wasi:keyvalue/atomics@",
-        what: "key-value counters through a key-value link",
-        link: |l| keyvalue::link_atomics(l.linker, l.import, l.ctx),
-    },
+    Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },
+    Served { prefix: "wasi:keyvalue/atomics@", what: "key-value counters through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },
+    Served { prefix: "wasi:keyvalue/batch@", what: "many keys at once through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },
+    Served { prefix: "wasi:blobstore/blobstore@", what: "containers of a blobstore link", link: |l| blobstore::link(l.linker, l.import) },
+    Served { prefix: "wasi:blobstore/container@", what: "objects of a blobstore container", link: |l| blobstore::link(l.linker, l.import) },
+    Served { prefix: "wasi:blobstore/types@", what: "streamed object bodies of a blobstore", link: |l| blobstore::link(l.linker, l.import) },
 ];
 
 /// The entry that serves `import`, if any.
@@ -115,6 +117,7 @@ mod tests {
             assert_eq!(super::SERVED.iter().filter(|o| o.prefix.starts_with(s.prefix) || s.prefix.starts_with(o.prefix)).count(), 1, "{}", s.prefix);
         }
         assert!(super::find("wasi:keyvalue/store@0.2.0-draft").is_some());
-        assert!(super::find("wasi:blobstore/blobstore@0.2.0-draft").is_none());
+        assert!(super::find("wasi:blobstore/blobstore@0.2.0-draft").is_some());
+        assert!(super::find("wasi:nothing/here@0.1.0").is_none());
     }
 }

@@ -14,6 +14,8 @@ pub enum ProviderKind {
     Messaging,
     /// Runs linked components on a schedule (`trellis:schedule/handler`).
     Schedule,
+    /// `wasi:blobstore` on the lattice's NATS object store.
+    Blobstore,
 }
 
 impl ProviderKind {
@@ -33,7 +35,7 @@ impl ProviderKind {
             .ok_or_else(|| {
                 format!(
                     "provider reference `{reference}` is not a built-in provider (`wasmcloud+builtin://…` or \
-                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats, cron)"
+                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron)"
                 )
             })?;
         match name {
@@ -42,7 +44,8 @@ impl ProviderKind {
             "keyvalue" | "keyvalue-nats" => Ok(Self::KeyValue),
             "messaging-nats" | "messaging" => Ok(Self::Messaging),
             "cron" => Ok(Self::Schedule),
-            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats, cron")),
+            "blobstore-nats" | "blobstore" => Ok(Self::Blobstore),
+            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron")),
         }
     }
 
@@ -54,6 +57,7 @@ impl ProviderKind {
             Self::KeyValue => "keyvalue",
             Self::Messaging => "messaging-nats",
             Self::Schedule => "cron",
+            Self::Blobstore => "blobstore-nats",
         }
     }
 }
@@ -71,5 +75,6 @@ mod tests {
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://messaging-nats"), Ok(ProviderKind::Messaging));
         assert_eq!(ProviderKind::parse("trellis://cron"), Ok(ProviderKind::Schedule));
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://cron"), Ok(ProviderKind::Schedule));
+        assert_eq!(ProviderKind::parse("trellis://blobstore-nats"), Ok(ProviderKind::Blobstore));
     }
 }

@@ -13,6 +13,7 @@
 //! | [`Capability::Messaging`] | C has link N for `wasmcloud:messaging/consumer` whose target is a running messaging provider | subjects matching the target config's `subjects` allow-list (none when absent), plus the reply subject of the message being handled; never a lattice system subject ([`subjects::is_system`]) |
 //! | delivery of messages (`wasmcloud:messaging/handler`) | a handler link from a messaging provider | its `subscriptions`, none of which may match a lattice subject ([`Resolver::may_subscribe`]) |
 //! | delivery of ticks (`trellis:schedule/handler`) | a handler link from a schedule provider | its schedule; the records of ticks live in `TRELLIS_SCHEDULES_*`, a lattice bucket no guest opens ([`check_bucket`]) |
+//! | [`Capability::Blobstore`] | C has link N for `wasi:blobstore/blobstore` whose target is a running blobstore provider | containers that are valid bucket names, never a lattice bucket ([`check_bucket`]), and only those the target config's `containers` lists when it lists any ([`Resolver::blob_container`]) |
 //! | [`Capability::HttpClient`] | C has link N for `wasi:http/outgoing-handler` whose target is a running HTTP client provider | the hosts, addresses and ports the link's target config allows; never loopback, link-local or metadata addresses unless it names them ([`outbound`]) |
 //!
 //! Grants are evaluated when the call is made, so a link deleted or a provider stopped anywhere
@@ -45,6 +46,8 @@ pub enum Capability {
     Messaging,
     /// `wasi:http/outgoing-handler`.
     HttpClient,
+    /// `wasi:blobstore/blobstore` (and the containers it opens).
+    Blobstore,
 }
 
 impl Capability {
@@ -54,6 +57,7 @@ impl Capability {
             Self::KeyValue => ("wasi", "keyvalue", "store"),
             Self::Messaging => ("wasmcloud", "messaging", "consumer"),
             Self::HttpClient => ("wasi", "http", "outgoing-handler"),
+            Self::Blobstore => ("wasi", "blobstore", "blobstore"),
         }
     }
 
@@ -63,6 +67,7 @@ impl Capability {
             Self::KeyValue => "wasi:keyvalue/store",
             Self::Messaging => "wasmcloud:messaging/consumer",
             Self::HttpClient => "wasi:http/outgoing-handler",
+            Self::Blobstore => "wasi:blobstore/blobstore",
         }
     }
 
@@ -72,6 +77,7 @@ impl Capability {
             Self::KeyValue => ProviderKind::KeyValue,
             Self::Messaging => ProviderKind::Messaging,
             Self::HttpClient => ProviderKind::HttpClient,
+            Self::Blobstore => ProviderKind::Blobstore,
         }
     }
 }
@@ -278,6 +284,43 @@ impl Resolver {
         Ok(bucket.clone())
     }
 
+    /// The grant for `source` to use `wasi:blobstore` through link `link_name`: a built-in
+    /// blobstore provider. An external blobstore provider is refused, saying so (not yet served).
+    ///
+    /// # Errors
+    /// [`Denied`] as for [`Self::provider`].
+    pub fn blobstore(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
+        let (ns, pkg, iface) = Capability::Blobstore.interface();
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        if self.providers.runs_external(&link.target) {
+            return Err(Denied(format!(
+                "link `{link_name}` from `{source}` for `wasi:blobstore` targets `{}`, an external provider; this host does not yet serve wasi:blobstore through external providers",
+                link.target
+            )));
+        }
+        self.provider(source, link_name, Capability::Blobstore)
+    }
+
+    /// Whether a blobstore grant reaches container `name` (an object-store bucket of the
+    /// lattice): a valid bucket name, never one of the lattice's own, and one the link's target
+    /// config lists in `containers` (comma-separated; `*` or no list: any).
+    ///
+    /// # Errors
+    /// [`Denied`] naming the rule.
+    pub fn blob_container(&self, grant: &ProviderGrant, name: &str) -> Result<(), Denied> {
+        check_bucket(name)?;
+        let allowed = grant.config.get("containers").map(|list| list.split(',').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>());
+        match allowed {
+            Some(list) if !list.is_empty() && !list.iter().any(|c| *c == "*" || *c == name) => Err(Denied(format!(
+                "container `{name}` is not among those link `{}` from `{}` allows (`containers`: {})",
+                grant.link.name,
+                grant.link.source_id,
+                list.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Replicas of a bucket created for a guest.
     pub fn kv_replicas(&self) -> usize {
         self.policy.kv_replicas
@@ -427,6 +470,27 @@ mod tests {
         }
         assert!(check_bucket("a.b").is_err());
         assert!(check_bucket("trellis_demo_counters").is_ok());
+    }
+
+    #[test]
+    fn blobstore_containers() {
+        let (r, view, dir) = resolver();
+        dir.add("h", "blobs", "trellis://blobstore-nats");
+        dir.add("h", "kv", "trellis://keyvalue");
+        view.set_links("c", vec![link("blobs", "wasi", "blobstore", "blobstore", &["cfg"])]);
+        let grant = r.blobstore("c", "default").unwrap();
+        assert!(r.blob_container(&grant, "photos").is_ok(), "no list: any ordinary container");
+        for refused in ["TRELLIS_ARTIFACTS_x", "LATTICEDATA_default", "a.b", ""] {
+            assert!(r.blob_container(&grant, refused).is_err(), "{refused}");
+        }
+        view.set_config("cfg", Some(BTreeMap::from([("containers".into(), "photos, docs".into())])));
+        let grant = r.blobstore("c", "default").unwrap();
+        assert!(r.blob_container(&grant, "docs").is_ok());
+        assert!(r.blob_container(&grant, "other").unwrap_err().0.contains("not among those"));
+        view.set_links("c", vec![link("kv", "wasi", "blobstore", "blobstore", &[])]);
+        assert!(r.blobstore("c", "default").unwrap_err().0.contains("not a blobstore-nats provider"));
+        view.set_links("c", vec![]);
+        assert!(r.blobstore("c", "default").is_err());
     }
 
     #[test]

@@ -210,6 +210,7 @@ pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &Prepared
         });
     let deadline = Instant::now() + limit;
     let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, outbound, deadline));
+    store.data_mut().imports = component.imports.clone();
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {

@@ -44,6 +44,9 @@ pub struct PreparedComponent {
     pub proxy: Option<ProxyPre<GuestState>>,
     /// Decides what it may reach (asked when a call starts, for outgoing HTTP).
     pub resolver: Option<Resolver>,
+    /// What its imports were linked with (its id, links, the lattice): handed to each call's
+    /// store for the capabilities bound with `bindgen!` ([`GuestState::imports`]).
+    pub imports: Option<std::sync::Arc<crate::wasm::context::ImportContext>>,
     /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
     /// up when a call starts).
     pub imports_outgoing_http: bool,
@@ -69,13 +72,14 @@ impl PreparedComponent {
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
     /// it does not compile or imports something the host cannot provide.
     /// `link` defines, in the host's linker, what the component imports beyond WASI (see
-    /// `capabilities::imports::link_imports`); `resolver` is what decides its capabilities.
+    /// `capabilities::imports::link_imports`); `imports` is the component's context, whose
+    /// resolver decides its capabilities.
     pub fn load(
         runtime: &WasmRuntime,
         reference: &str,
         bytes: Vec<u8>,
         link: impl FnOnce(&mut Linker<GuestState>, &Component) -> wasmtime::Result<()>,
-        resolver: Option<Resolver>,
+        imports: Option<std::sync::Arc<crate::wasm::context::ImportContext>>,
     ) -> Result<Self> {
         let began = Instant::now();
         let (code, shared) = runtime
@@ -99,7 +103,8 @@ impl PreparedComponent {
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), shared, elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports_outgoing_http, code })
+        let resolver = imports.as_ref().map(|i| i.resolver.clone());
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports, imports_outgoing_http, code })
     }
 
     /// The function called `name`: exact, or without the package version.

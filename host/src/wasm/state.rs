@@ -47,6 +47,10 @@ pub struct GuestState {
     /// The reply subject of the message this invocation handles, which it may publish to
     /// ([`crate::permission::reply_grant`]).
     pub reply_to: Option<String>,
+    /// The component's import context (its id, links, the lattice), for capabilities bound
+    /// with `bindgen!`, whose host functions reach the store's data only; `None` for a
+    /// component prepared without a lattice.
+    pub imports: Option<Arc<crate::wasm::context::ImportContext>>,
 }
 
 impl GuestState {
@@ -67,6 +71,7 @@ impl GuestState {
             link_names: std::collections::HashMap::new(),
             deadline,
             reply_to: None,
+            imports: None,
         }
     }
 

@@ -8,7 +8,8 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::types::{other, KeyResponse, KvError};
+use super::bindings::wasi::keyvalue::store::KeyResponse;
+use super::{other, KvError};
 use crate::wasm::context::ImportContext;
 
 /// How many compare-and-set rounds an increment may take before it reports contention.

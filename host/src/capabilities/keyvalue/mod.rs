@@ -1,4 +1,6 @@
-//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics` (0.2.0-draft).
+//! `wasi:keyvalue/store`, `atomics` and `batch` (0.2.0-draft), bound with `bindgen!` from
+//! `wit/keyvalue/` ([`bindings`]); the guest-visible `error` is mapped from [`KvError`] through
+//! `trappable_error_type`.
 //!
 //! `open(identifier)` asks the capability resolver where the component's link for
 //! `wasi:keyvalue/store` (under the link name the guest chose, else `default`) goes
@@ -9,28 +11,73 @@
 //! - an external provider: its own store over wRPC ([`provider`]), with the guest's identifier
 //!   as the bucket, as wasmCloud does.
 //!
-//! A refusal is `access-denied`, with a log line saying why.
+//! A refusal is `access-denied`, with a log line saying why. A batch names at most
+//! [`MAX_BATCH_KEYS`] keys, and `get-many` returns at most [`MAX_BATCH_BYTES`] of values.
 
+mod batch;
 mod jetstream;
 mod provider;
-mod types;
-
-use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use tracing::info;
-use wasmtime::component::{Linker, Resource, ResourceType};
+use wasmtime::component::{Linker, Resource, ResourceTableError};
 
-use crate::permission::{Capability, KeyValueTarget};
-use crate::lattice::state::DEFAULT_LINK_NAME;
+use super::view::{view, HasView, View};
+use crate::permission::{Capability, Denied, KeyValueTarget};
 use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
+pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_KEYS};
 pub use jetstream::KEYS_PAGE;
 use provider::ProviderBucket;
-use types::{other, KeyResponse, KvError};
+
+/// The host side of `wasi:keyvalue`, generated from its WIT (`wit/keyvalue/`).
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/keyvalue",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        trappable_error_type: { "wasi:keyvalue/store.error" => super::KvError },
+        with: { "wasi:keyvalue/store.bucket": super::KvBucket },
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, store};
+use store::KeyResponse;
+
+/// Why a key-value call failed: the guest's `error` (`no-such-store`, `access-denied`, or
+/// `other` with this message), except [`KvError::Trap`], which stops the call.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// The store does not exist.
+    #[error("no such store")]
+    NoSuchStore,
+    /// The capability resolver refused (the reason is logged, the guest sees `access-denied`).
+    #[error("access denied: {0}")]
+    Denied(Denied),
+    /// The component may not use the store (an external provider said so).
+    #[error("access denied")]
+    AccessDenied,
+    /// The store failed, or the request was refused for its size.
+    #[error("{0}")]
+    Other(String),
+    /// Not a guest-visible error: the call stops (a bad handle, a host fault).
+    #[error(transparent)]
+    Trap(wasmtime::Error),
+}
+
+impl From<ResourceTableError> for KvError {
+    fn from(e: ResourceTableError) -> Self {
+        Self::Trap(e.into())
+    }
+}
+
+/// `KvError::Other` with `e`'s message.
+pub fn other(e: impl std::fmt::Display) -> KvError {
+    KvError::Other(e.to_string())
+}
 
 /// An opened bucket, held in the guest's resource table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum KvBucket {
     /// A JetStream bucket of the lattice (boxed: the store handle is large).
     JetStream(Box<kv::Store>),
@@ -38,10 +85,22 @@ pub enum KvBucket {
     Provider(ProviderBucket),
 }
 
+/// Links `wasi:keyvalue/store`, `atomics` or `batch` (`import`, version 0.2.0-draft).
+///
+/// # Errors
+/// When the linker refuses a definition.
+pub fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<()> {
+    match import.split('@').next().unwrap_or(import) {
+        "wasi:keyvalue/atomics" => atomics::add_to_linker::<GuestState, HasView>(linker, view),
+        "wasi:keyvalue/batch" => bindings::wasi::keyvalue::batch::add_to_linker::<GuestState, HasView>(linker, view),
+        _ => store::add_to_linker::<GuestState, HasView>(linker, view),
+    }
+}
+
 async fn open(ctx: &ImportContext, link_name: &str, identifier: &str) -> Result<KvBucket, KvError> {
     let target = ctx.resolver.key_value(&ctx.source_id, link_name).map_err(|e| {
         info!(component_id = %ctx.source_id, identifier, "key-value open refused: {e}");
-        KvError::AccessDenied
+        KvError::Denied(e)
     })?;
     match target {
         KeyValueTarget::Bucket(bucket) => jetstream::open(ctx, &bucket).await.map(|kv| KvBucket::JetStream(Box::new(kv))),
@@ -51,118 +110,106 @@ async fn open(ctx: &ImportContext, link_name: &str, identifier: &str) -> Result<
     }
 }
 
-/// What `r` is, cloned out of the guest's table (the call then runs without holding the store).
-fn bucket_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, r: &Resource<KvBucket>) -> wasmtime::Result<KvBucket> {
-    Ok(match store.data_mut().table().get(r)? {
-        KvBucket::JetStream(kv) => KvBucket::JetStream(kv.clone()),
-        KvBucket::Provider(p) => KvBucket::Provider(p.clone()),
-    })
-}
-
-/// Links `wasi:keyvalue/store` (`import`) into `linker`.
-///
-/// # Errors
-/// When the linker refuses a definition.
-pub fn link_store(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(import)?;
-    inst.resource("bucket", ResourceType::host::<KvBucket>(), |mut store, rep| {
-        store.data_mut().table().delete(Resource::<KvBucket>::new_own(rep))?;
-        Ok(())
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("open", move |mut store, (identifier,): (String,)| {
-        let c = c.clone();
-        let link = store.data().link_name(Capability::KeyValue.key()).unwrap_or(DEFAULT_LINK_NAME).to_string();
-        Box::new(async move {
-            match open(&c, &link, &identifier).await {
-                Ok(bucket) => Ok((Ok::<_, KvError>(store.data_mut().table().push(bucket)?),)),
-                Err(e) => Ok((Err(e),)),
-            }
-        })
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("[method]bucket.get", move |mut store, (b, key): (Resource<KvBucket>, String)| {
-        let c = c.clone();
-        let span = kv_span("get", &c);
-        Box::new(tracing::Instrument::instrument(async move {
-            let r: Result<Option<Vec<u8>>, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.map(|b| b.to_vec())).map_err(other),
-                KvBucket::Provider(p) => p.get(&c, key).await,
-            };
-            Ok((r,))
-        }, span))
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("[method]bucket.set", move |mut store, (b, key, value): (Resource<KvBucket>, String, Vec<u8>)| {
-        let c = c.clone();
-        let span = kv_span("set", &c);
-        Box::new(tracing::Instrument::instrument(async move {
-            let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => kv.put(&key, value.into()).await.map(|_| ()).map_err(other),
-                KvBucket::Provider(p) => p.set(&c, key, value).await,
-            };
-            Ok((r,))
-        }, span))
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("[method]bucket.delete", move |mut store, (b, key): (Resource<KvBucket>, String)| {
-        let c = c.clone();
-        let span = kv_span("delete", &c);
-        Box::new(tracing::Instrument::instrument(async move {
-            let r: Result<(), KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => kv.delete(&key).await.map_err(other),
-                KvBucket::Provider(p) => p.delete(&c, key).await,
-            };
-            Ok((r,))
-        }, span))
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("[method]bucket.exists", move |mut store, (b, key): (Resource<KvBucket>, String)| {
-        let c = c.clone();
-        let span = kv_span("exists", &c);
-        Box::new(tracing::Instrument::instrument(async move {
-            let r: Result<bool, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.is_some()).map_err(other),
-                KvBucket::Provider(p) => p.exists(&c, key).await,
-            };
-            Ok((r,))
-        }, span))
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("[method]bucket.list-keys", move |mut store, (b, cursor): (Resource<KvBucket>, Option<u64>)| {
-        let c = c.clone();
-        Box::new(async move {
-            let r: Result<KeyResponse, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => jetstream::list_keys(&kv, cursor).await,
-                KvBucket::Provider(p) => p.list_keys(&c, cursor).await,
-            };
-            Ok((r,))
-        })
-    })?;
-    Ok(())
-}
-
-/// Links `wasi:keyvalue/atomics` (`import`) into `linker`.
-///
-/// # Errors
-/// When the linker refuses a definition.
-pub fn link_atomics(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(import)?;
-    let c = ctx.clone();
-    inst.func_wrap_async("increment", move |mut store, (b, key, delta): (Resource<KvBucket>, String, u64)| {
-        let c = c.clone();
-        Box::new(async move {
-            let r: Result<u64, KvError> = match bucket_of(&mut store, &b)? {
-                KvBucket::JetStream(kv) => jetstream::increment(&kv, &key, delta).await,
-                KvBucket::Provider(p) => p.increment(&c, key, delta).await,
-            };
-            Ok((r,))
-        })
-    })?;
-    Ok(())
+/// The component's context, and the bucket `r` is, cloned out of the guest's table (the call
+/// then runs without holding the store).
+fn bucket_of(view: &mut View<'_>, r: &Resource<KvBucket>) -> Result<(std::sync::Arc<ImportContext>, KvBucket), KvError> {
+    let ctx = view.context().ok_or_else(|| other("wasi:keyvalue is not available: the component runs without a lattice"))?;
+    Ok((ctx, view.table().get(r)?.clone()))
 }
 
 /// The span of one key-value operation (see `telemetry`).
 fn kv_span(op: &'static str, ctx: &ImportContext) -> tracing::Span {
     tracing::debug_span!(target: crate::telemetry::TARGET, "keyvalue", op, component = %ctx.source_id)
+}
+
+/// Runs `op` in its span.
+async fn traced<T>(op: &'static str, ctx: &ImportContext, f: impl std::future::Future<Output = T>) -> T {
+    tracing::Instrument::instrument(f, kv_span(op, ctx)).await
+}
+
+impl store::Host for View<'_> {
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
+        Ok(match err {
+            KvError::NoSuchStore => store::Error::NoSuchStore,
+            KvError::Denied(_) | KvError::AccessDenied => store::Error::AccessDenied,
+            KvError::Other(m) => store::Error::Other(m),
+            KvError::Trap(e) => return Err(e),
+        })
+    }
+
+    async fn open(&mut self, identifier: String) -> Result<Resource<KvBucket>, KvError> {
+        let ctx = self.context().ok_or_else(|| other("wasi:keyvalue is not available: the component runs without a lattice"))?;
+        let link = self.link_name(Capability::KeyValue).to_string();
+        let bucket = open(&ctx, &link, &identifier).await?;
+        Ok(self.table().push(bucket)?)
+    }
+}
+
+impl store::HostBucket for View<'_> {
+    async fn get(&mut self, b: Resource<KvBucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        traced("get", &c, async {
+            match bucket {
+                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.map(|b| b.to_vec())).map_err(other),
+                KvBucket::Provider(p) => p.get(&c, key).await,
+            }
+        })
+        .await
+    }
+
+    async fn set(&mut self, b: Resource<KvBucket>, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        traced("set", &c, async {
+            match bucket {
+                KvBucket::JetStream(kv) => kv.put(&key, value.into()).await.map(|_| ()).map_err(other),
+                KvBucket::Provider(p) => p.set(&c, key, value).await,
+            }
+        })
+        .await
+    }
+
+    async fn delete(&mut self, b: Resource<KvBucket>, key: String) -> Result<(), KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        traced("delete", &c, async {
+            match bucket {
+                KvBucket::JetStream(kv) => kv.delete(&key).await.map_err(other),
+                KvBucket::Provider(p) => p.delete(&c, key).await,
+            }
+        })
+        .await
+    }
+
+    async fn exists(&mut self, b: Resource<KvBucket>, key: String) -> Result<bool, KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        traced("exists", &c, async {
+            match bucket {
+                KvBucket::JetStream(kv) => kv.get(&key).await.map(|v| v.is_some()).map_err(other),
+                KvBucket::Provider(p) => p.exists(&c, key).await,
+            }
+        })
+        .await
+    }
+
+    async fn list_keys(&mut self, b: Resource<KvBucket>, cursor: Option<u64>) -> Result<KeyResponse, KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        match bucket {
+            KvBucket::JetStream(kv) => jetstream::list_keys(&kv, cursor).await,
+            KvBucket::Provider(p) => p.list_keys(&c, cursor).await,
+        }
+    }
+
+    async fn drop(&mut self, b: Resource<KvBucket>) -> wasmtime::Result<()> {
+        self.table().delete(b)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for View<'_> {
+    async fn increment(&mut self, b: Resource<KvBucket>, key: String, delta: u64) -> Result<u64, KvError> {
+        let (c, bucket) = bucket_of(self, &b)?;
+        match bucket {
+            KvBucket::JetStream(kv) => jetstream::increment(&kv, &key, delta).await,
+            KvBucket::Provider(p) => p.increment(&c, key, delta).await,
+        }
+    }
 }

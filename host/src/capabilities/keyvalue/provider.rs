@@ -5,19 +5,20 @@
 
 use bytes::Bytes;
 
-use super::types::{KeyResponse, KvError};
+use super::bindings::wasi::keyvalue::store::KeyResponse;
+use super::KvError;
 use crate::wasm::context::ImportContext;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
-        inline: "package trellis:kv; world kv { import wrpc:keyvalue/store@0.2.0-draft; import wrpc:keyvalue/atomics@0.2.0-draft; }",
+        inline: "package trellis:kv; world kv { import wrpc:keyvalue/store@0.2.0-draft; import wrpc:keyvalue/atomics@0.2.0-draft; import wrpc:keyvalue/batch@0.2.0-draft; }",
         path: "../wit/wrpc-keyvalue",
         world: "trellis:kv/kv",
         generate_all,
     });
 }
 
-use bindings::wrpc::keyvalue::{atomics, store};
+use bindings::wrpc::keyvalue::{atomics, batch, store};
 
 /// A bucket an external provider serves.
 #[derive(Debug, Clone)]
@@ -89,5 +90,29 @@ impl ProviderBucket {
     pub async fn increment(&self, ctx: &ImportContext, key: String, delta: u64) -> Result<u64, KvError> {
         let bucket = self.bucket.clone();
         self.run(ctx, |c, cx| async move { atomics::increment(&*c, cx, &bucket, &key, delta).await }).await
+    }
+
+    /// `batch.get-many`.
+    pub async fn get_many(&self, ctx: &ImportContext, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        let bucket = self.bucket.clone();
+        let values = self.run(ctx, |c, cx| async move { batch::get_many(&*c, cx, &bucket, &keys.iter().map(String::as_str).collect::<Vec<_>>()).await }).await?;
+        Ok(values.into_iter().map(|v| v.map(|(k, v)| (k, v.to_vec()))).collect())
+    }
+
+    /// `batch.set-many`.
+    pub async fn set_many(&self, ctx: &ImportContext, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        let bucket = self.bucket.clone();
+        let pairs: Vec<(String, Bytes)> = key_values.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
+        self.run(ctx, |c, cx| async move {
+            let borrowed: Vec<(&str, &Bytes)> = pairs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            batch::set_many(&*c, cx, &bucket, &borrowed).await
+        })
+        .await
+    }
+
+    /// `batch.delete-many`.
+    pub async fn delete_many(&self, ctx: &ImportContext, keys: Vec<String>) -> Result<(), KvError> {
+        let bucket = self.bucket.clone();
+        self.run(ctx, |c, cx| async move { batch::delete_many(&*c, cx, &bucket, &keys.iter().map(String::as_str).collect::<Vec<_>>()).await }).await
     }
 }

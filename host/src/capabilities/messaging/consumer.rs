@@ -6,33 +6,36 @@
 //! or Kafka messaging provider, …) as `wasmcloud:messaging/consumer` calls over wRPC, which the
 //! provider carries out on its own connection. A refusal is an error string naming the rule; a
 //! request waits at most until the call's deadline.
+//!
+//! Bound with `bindgen!` from `wit/messaging/deps/messaging` ([`bindings`]); the interface's
+//! errors are plain strings (`result<_, string>`), so there is no error type to map.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::info;
-use wasmtime::component::{ComponentType, Lift, Linker, Lower};
+use wasmtime::component::Linker;
 
+use crate::capabilities::view::{view, HasView, View};
 use crate::permission::{Capability, ProviderGrant};
-use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::wasm::context::ImportContext;
 use crate::wasm::state::GuestState;
 
-/// `wasmcloud:messaging/types.broker-message`.
-#[derive(ComponentType, Lift, Lower, Clone, Debug, PartialEq, Eq)]
-#[component(record)]
-pub struct BrokerMessage {
-    /// Subject.
-    pub subject: String,
-    /// Payload.
-    pub body: Vec<u8>,
-    /// Where to reply.
-    #[component(name = "reply-to")]
-    pub reply_to: Option<String>,
+/// The host side of `wasmcloud:messaging/consumer@0.2.0`, generated from its WIT.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/messaging/deps/messaging",
+        inline: "package trellis:host-messaging; world imports { import wasmcloud:messaging/consumer@0.2.0; }",
+        imports: { default: async | trappable },
+    });
 }
 
-mod bindings {
+use bindings::wasmcloud::messaging::consumer;
+pub use bindings::wasmcloud::messaging::types::BrokerMessage;
+
+/// wRPC's side of the same interface: calls to an external messaging provider.
+mod wrpc_bindings {
     wit_bindgen_wrpc::generate!({
         inline: "package trellis:msg; world msg { import wasmcloud:messaging/consumer@0.2.0; }",
         path: "../wit/messaging/deps/messaging",
@@ -41,7 +44,7 @@ mod bindings {
     });
 }
 
-use bindings::wasmcloud::messaging::{consumer, types as wire};
+use wrpc_bindings::wasmcloud::messaging::{consumer as wrpc_consumer, types as wire};
 
 impl From<wire::BrokerMessage> for BrokerMessage {
     fn from(m: wire::BrokerMessage) -> Self {
@@ -58,10 +61,10 @@ struct Permit {
 }
 
 impl Permit {
-    fn new(ctx: &Arc<ImportContext>, state: &GuestState) -> Result<Self, String> {
-        let link = state.link_name(Capability::Messaging.key()).unwrap_or(DEFAULT_LINK_NAME);
-        let grant = ctx.resolver.messaging(&ctx.source_id, link).map_err(|d| d.0)?;
-        Ok(Self { ctx: ctx.clone(), grant, reply_to: state.reply_to.clone(), deadline: state.deadline })
+    fn new(view: &View<'_>) -> Result<Self, String> {
+        let ctx = view.context().ok_or("wasmcloud:messaging is not available: the component runs without a lattice")?;
+        let grant = ctx.resolver.messaging(&ctx.source_id, view.link_name(Capability::Messaging)).map_err(|d| d.0)?;
+        Ok(Self { ctx, grant, reply_to: view.reply_to().map(str::to_string), deadline: view.deadline() })
     }
 
     fn check(&self, subject: &str) -> Result<(), String> {
@@ -93,7 +96,7 @@ impl Permit {
                 self.check(reply)?;
             }
             let wire = wire::BrokerMessage { subject: msg.subject, body: Bytes::from(msg.body), reply_to: msg.reply_to };
-            return self.via_provider(|c, cx| async move { consumer::publish(&*c, cx, &wire).await }).await;
+            return self.via_provider(|c, cx| async move { wrpc_consumer::publish(&*c, cx, &wire).await }).await;
         }
         let body = Bytes::from(msg.body);
         match msg.reply_to {
@@ -115,7 +118,7 @@ impl Permit {
         if self.grant.external {
             let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
             let body = Bytes::from(body);
-            let answer = self.via_provider(|c, cx| async move { consumer::request(&*c, cx, &subject, &body, timeout_ms).await }).await?;
+            let answer = self.via_provider(|c, cx| async move { wrpc_consumer::request(&*c, cx, &subject, &body, timeout_ms).await }).await?;
             return Ok(answer.into());
         }
         match tokio::time::timeout(timeout, self.ctx.nats.send_request(subject.clone(), async_nats::Request::new().payload(body.into()).timeout(Some(timeout)))).await {
@@ -130,33 +133,28 @@ impl Permit {
     }
 }
 
-/// Links `wasmcloud:messaging/consumer` (`import`) into `linker`.
+/// Links `wasmcloud:messaging/consumer@0.2.0` into `linker`.
 ///
 /// # Errors
 /// When the linker refuses a definition.
-pub fn link_consumer(linker: &mut Linker<GuestState>, import: &str, ctx: &Arc<ImportContext>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(import)?;
-    let c = ctx.clone();
-    inst.func_wrap_async("publish", move |store, (msg,): (BrokerMessage,)| {
-        let permit = Permit::new(&c, store.data());
-        Box::new(async move {
-            let result = match permit {
-                Ok(p) => p.publish(msg).await,
-                Err(e) => Err(e),
-            };
-            Ok((result,))
+pub fn link_consumer(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    consumer::add_to_linker::<GuestState, HasView>(linker, view)
+}
+
+impl bindings::wasmcloud::messaging::types::Host for View<'_> {}
+
+impl consumer::Host for View<'_> {
+    async fn publish(&mut self, msg: BrokerMessage) -> wasmtime::Result<Result<(), String>> {
+        Ok(match Permit::new(self) {
+            Ok(p) => p.publish(msg).await,
+            Err(e) => Err(e),
         })
-    })?;
-    let c = ctx.clone();
-    inst.func_wrap_async("request", move |store, (subject, body, timeout_ms): (String, Vec<u8>, u32)| {
-        let permit = Permit::new(&c, store.data());
-        Box::new(async move {
-            let result = match permit {
-                Ok(p) => p.request(subject, body, timeout_ms).await,
-                Err(e) => Err(e),
-            };
-            Ok((result,))
+    }
+
+    async fn request(&mut self, subject: String, body: Vec<u8>, timeout_ms: u32) -> wasmtime::Result<Result<BrokerMessage, String>> {
+        Ok(match Permit::new(self) {
+            Ok(p) => p.request(subject, body, timeout_ms).await,
+            Err(e) => Err(e),
         })
-    })?;
-    Ok(())
+    }
 }

@@ -1,0 +1,263 @@
+//! wasmCloud 1.9.2's own example applications (`tests/fixtures/wasmcloud-examples/`, built from
+//! its sources unchanged), deployed from their own `wadm.yaml` with only the image references
+//! and the HTTP listen address pointed at what this test has, and driven as their READMEs do;
+//! then the capabilities they use, misused.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_tests::apps::{nats039, wadm, wait_status};
+use trellis_tests::raw_http::{exchange, request};
+use trellis_tests::{eventually, free_port, init_tracing, wasmcloud_example, TestLattice};
+use wadm_types::api::StatusType;
+
+/// Example `name`'s own manifest with each `(from, to)` replaced.
+fn manifest(name: &str, replace: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut yaml = std::fs::read_to_string(wasmcloud_example(name).join("wadm.yaml"))?;
+    for (from, to) in replace {
+        anyhow::ensure!(yaml.contains(from), "`{from}` is not in {name}'s wadm.yaml");
+        yaml = yaml.replace(from, to);
+    }
+    Ok(yaml)
+}
+
+/// Pushes example `name`'s component into the lattice's artifact store.
+async fn push_example(lattice: &TestLattice, name: &str) -> anyhow::Result<String> {
+    let path = wasmcloud_example(name).join(format!("{name}.wasm"));
+    lattice.push(name, path.to_str().unwrap_or_default()).await
+}
+
+/// `method path` with `body` on `port`: (status, body as text).
+async fn http(port: u16, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<(u16, String)> {
+    let (status, body) = exchange(port, &request(method, path, body)).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Waits until `GET path` on `port` answers `status`.
+async fn wait_for(port: u16, path: &str, status: u16) -> anyhow::Result<()> {
+    let seen = eventually(Duration::from_secs(20), || async move { http(port, "GET", path, None).await.ok().filter(|(s, _)| *s == status) }).await;
+    anyhow::ensure!(seen.is_some(), "GET {path} did not answer {status}: {:?}", http(port, "GET", path, None).await);
+    Ok(())
+}
+
+/// Bytes that are not all alike (so a body cut or shuffled anywhere shows).
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn blobby_stores_serves_and_deletes_files_from_its_own_manifest() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let blobby = push_example(&lattice, "blobby").await?;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let yaml = manifest(
+        "blobby",
+        &[
+            ("ghcr.io/wasmcloud/components/blobby-rust:0.5.1", &blobby),
+            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
+            ("ghcr.io/wasmcloud/blobstore-fs:0.11.1", "trellis://blobstore-nats"),
+            ("0.0.0.0:8000", &address),
+        ],
+    )?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "blobby", StatusType::Deployed, Duration::from_secs(30)).await?;
+    wait_for(port, "/myfile.txt", 404).await?;
+
+    // The README's walk-through: upload, read back, update, delete.
+    let (status, body) = http(port, "POST", "/myfile.txt", Some(b"Hello there!\n")).await?;
+    assert_eq!((status, body.as_str()), (201, "Wrote myfile.txt to blobstore successfully"));
+    assert_eq!(http(port, "GET", "/myfile.txt", None).await?, (200, "Hello there!\n".to_string()));
+    assert_eq!(http(port, "PUT", "/myfile.txt", Some(b"General Kenobi!\n")).await?.0, 201);
+    assert_eq!(http(port, "GET", "/myfile.txt", None).await?, (200, "General Kenobi!\n".to_string()));
+    // It is in the lattice's object store, where every host finds it.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let mut object = js.get_object_store("default").await?.get("myfile.txt").await?;
+    let mut stored = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut object, &mut stored).await?;
+    assert_eq!(stored, "General Kenobi!\n");
+
+    // 16 MiB streams through and back whole.
+    let big = pattern(16 << 20);
+    assert_eq!(http(port, "PUT", "/big.bin", Some(&big)).await?.0, 201);
+    let (status, back) = exchange(port, &request("GET", "/big.bin", None)).await?;
+    assert_eq!(status, 200);
+    assert!(back == big, "16 MiB came back as {} bytes, equal: false", back.len());
+
+    // Another container, by query, as the README shows.
+    assert_eq!(http(port, "POST", "/a.txt?container=other", Some(b"in other")).await?.0, 201);
+    assert_eq!(http(port, "GET", "/a.txt", None).await?.0, 404);
+    assert_eq!(http(port, "GET", "/a.txt?container=other", None).await?, (200, "in other".to_string()));
+
+    // Delete, then it is gone.
+    assert_eq!(http(port, "DELETE", "/myfile.txt", None).await?.0, 200);
+    assert_eq!(http(port, "GET", "/myfile.txt", None).await?.0, 404);
+
+    // A container the guest names can never be one of the lattice's own buckets, nor a bad name.
+    let (status, body) = http(port, "GET", &format!("/x?container=TRELLIS_ARTIFACTS_{}", lattice.name), None).await?;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("access denied") && body.contains("lattice's own buckets"), "{body}");
+    let (status, body) = http(port, "GET", "/x?container=a.b", None).await?;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("not a valid bucket name"), "{body}");
+    assert!(js.get_object_store("a.b").await.is_err());
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn blobstore_access_follows_the_link_and_its_container_list() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let ctl = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let blobby = push_example(&lattice, "blobby").await?;
+    lattice.scale(host.id(), "blobby", &blobby, 4).await?.map_err(anyhow::Error::msg)?;
+    for (id, reference) in [("http", "trellis://http-server"), ("blobs", "trellis://blobstore-nats"), ("kv", "trellis://keyvalue")] {
+        let cmd = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), ..Default::default() };
+        ctl.start_provider(host.id(), &cmd).await?;
+    }
+    let port = free_port();
+    ctl.put_config("blobby-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    ctl.put_link(&Link::new("http", "blobby", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["blobby-http"])).await?;
+
+    // No blobstore link: refused, saying so.
+    wait_for(port, "/f", 500).await?;
+    let (_, body) = http(port, "GET", "/f", None).await?;
+    assert!(body.contains("access denied"), "{body}");
+
+    // A link whose target is a provider of another kind: refused, naming it.
+    ctl.put_link(&Link::new("blobby", "kv", "default", "wasi", "blobstore", &["blobstore"])).await?;
+    let wrong = eventually(Duration::from_secs(10), || async move {
+        http(port, "GET", "/f", None).await.ok().filter(|(_, b)| b.contains("not a blobstore-nats provider"))
+    })
+    .await;
+    assert!(wrong.is_some(), "{:?}", http(port, "GET", "/f", None).await?);
+
+    // The blobstore provider, limited to one container by the link's target config.
+    ctl.delete_link("blobby", "default", "wasi", "blobstore").await?;
+    ctl.put_config("photos-only", &HashMap::from([("containers".to_string(), "photos".to_string())])).await?;
+    ctl.put_link(&Link::new("blobby", "blobs", "default", "wasi", "blobstore", &["blobstore"]).with_target_config(&["photos-only"])).await?;
+    wait_for(port, "/f?container=photos", 404).await?;
+    assert_eq!(http(port, "PUT", "/f?container=photos", Some(b"a photo")).await?.0, 201);
+    assert_eq!(http(port, "GET", "/f?container=photos", None).await?, (200, "a photo".to_string()));
+    let (status, body) = http(port, "GET", "/f", None).await?;
+    assert_eq!(status, 500);
+    assert!(body.contains("container `default` is not among those"), "{body}");
+
+    // The link deleted: the next call is refused.
+    ctl.delete_link("blobby", "default", "wasi", "blobstore").await?;
+    let revoked = eventually(Duration::from_secs(10), || async move {
+        http(port, "GET", "/f?container=photos", None).await.ok().filter(|(s, b)| *s == 500 && b.contains("access denied"))
+    })
+    .await;
+    assert!(revoked.is_some(), "{:?}", http(port, "GET", "/f?container=photos", None).await?);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_hello_world_answers_from_its_own_manifest() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let hello = push_example(&lattice, "http-hello-world").await?;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let yaml = manifest(
+        "http-hello-world",
+        &[
+            ("file://./build/http_hello_world_s.wasm", &hello),
+            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
+            ("0.0.0.0:8000", &address),
+        ],
+    )?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(30)).await?;
+    wait_for(port, "/", 200).await?;
+    let (_, body) = http(port, "GET", "/", None).await?;
+    assert!(body.contains("Hello"), "{body}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_keyvalue_counter_counts_per_path_from_its_own_manifest() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    // The manifest's link names no bucket (its Redis provider needs none): the host's default.
+    let mut config = lattice.machine_config();
+    config.kv_default_bucket = Some("counters".into());
+    let host = lattice.start_host(config).await?;
+    let counter = push_example(&lattice, "http-keyvalue-counter").await?;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let yaml = manifest(
+        "http-keyvalue-counter",
+        &[
+            ("ghcr.io/wasmcloud/components/http-keyvalue-counter-rust:0.1.0", &counter),
+            ("ghcr.io/wasmcloud/keyvalue-redis:0.30.0", "trellis://keyvalue"),
+            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
+            ("0.0.0.0:8000", &address),
+        ],
+    )?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "rust-http-kv", StatusType::Deployed, Duration::from_secs(30)).await?;
+    wait_for(port, "/counter", 200).await?;
+    let (_, second) = http(port, "GET", "/counter", None).await?;
+    let (_, other) = http(port, "GET", "/other", None).await?;
+    assert!(second.contains('2'), "the second request counts 2: {second}");
+    assert!(other.contains('1'), "another path counts from 1: {other}");
+    // The count is in the lattice's bucket.
+    let kv = async_nats::jetstream::new(lattice.nats().await?).get_key_value("counters").await?;
+    assert_eq!(kv.get("/counter").await?.as_deref(), Some(&b"2"[..]));
+    // A link name the component chooses that has no link: an error answer, the host serves on.
+    let (status, body) = http(port, "GET", "/counter?link_name=nowhere", None).await?;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(http(port, "GET", "/counter", None).await?.0, 200);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn echo_messaging_echoes_from_its_own_manifest() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.machine_config()).await?;
+    let echo = push_example(&lattice, "echo-messaging").await?;
+    let yaml = manifest(
+        "echo-messaging",
+        &[
+            ("ghcr.io/wasmcloud/components/echo-messaging-rust:0.2.0", &echo),
+            ("ghcr.io/wasmcloud/messaging-nats:0.27.0", "trellis://messaging-nats"),
+        ],
+    )?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "rust-echo-messaging", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let nats = lattice.nats().await?;
+    let reply = eventually(Duration::from_secs(20), || {
+        let nats = nats.clone();
+        async move { tokio::time::timeout(Duration::from_secs(2), nats.request("wasmcloud.echo", "HELLLLOOOOOO".into())).await.ok()?.ok() }
+    })
+    .await;
+    let reply = reply.ok_or_else(|| anyhow::anyhow!("no echo"))?;
+    assert_eq!(&reply.payload[..], b"HELLLLOOOOOO");
+    host.shutdown(None).await?;
+    Ok(())
+}
