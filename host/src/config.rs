@@ -110,6 +110,8 @@ pub struct ProviderSettings {
     pub guard: Option<std::path::PathBuf>,
     /// Run provider images pulled from OCI registries (native code from elsewhere).
     pub allow_images: bool,
+    /// Provider images run as built-ins instead of being pulled (`--builtin-image`).
+    pub builtin_images: crate::permission::kind::BuiltinImages,
 }
 
 impl Default for ProviderSettings {
@@ -123,6 +125,7 @@ impl Default for ProviderSettings {
             max_calls: 256,
             guard: None,
             allow_images: false,
+            builtin_images: crate::permission::kind::BuiltinImages::default(),
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct HostConfig {
     pub providers: ProviderSettings,
     /// Serve Prometheus metrics at `http://{addr}/metrics` (off when `None`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve `/livez`, `/readyz` and `/metrics` at `http://{addr}` (`--http-admin`, as
+    /// wasmCloud's host; off when `None`); metrics are recorded when it is set.
+    pub http_admin: Option<std::net::SocketAddr>,
     /// Record the same metrics into this OpenTelemetry meter too (the binary's OTLP export);
     /// the host records metrics when this or `metrics_addr` is set.
     pub metrics_meter: Option<opentelemetry::metrics::Meter>,
@@ -192,6 +198,7 @@ impl Default for HostConfig {
             apps: true,
             providers: ProviderSettings::default(),
             metrics_addr: None,
+            http_admin: None,
             metrics_meter: None,
             journal: Some(crate::journal::JournalConfig::default()),
             trust: crate::trust::TrustPolicy::default(),
@@ -279,6 +286,24 @@ pub fn parse_label(s: &str) -> Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// The prefix of environment variables that are labels, as wasmCloud 1.x reads them
+/// (`WASMCLOUD_LABEL_zone=east` is the label `zone=east`).
+pub const ENV_LABEL_PREFIX: &str = "WASMCLOUD_LABEL_";
+
+/// The labels among environment variables `vars` (name without [`ENV_LABEL_PREFIX`] → value).
+///
+/// # Errors
+/// A label key a user may not set (`hostcore.*`, empty, too long).
+pub fn env_labels(vars: impl IntoIterator<Item = (String, String)>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix(ENV_LABEL_PREFIX) else { continue };
+        check_user_label_key(key).map_err(ConfigError::Label)?;
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
 /// The labels the host sets on itself.
 pub fn automatic_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -321,5 +346,9 @@ mod tests {
         assert_eq!(parse_label("zone=eu=1").unwrap(), ("zone".into(), "eu=1".into()));
         assert!(parse_label("novalue").is_err());
         assert!(parse_label("hostcore.arch=x").is_err());
+        let vars = [("WASMCLOUD_LABEL_zone", "eu"), ("PATH", "/bin"), ("WASMCLOUD_LABEL_Team", "core")];
+        let labels = env_labels(vars.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string()))).unwrap();
+        assert_eq!(labels, BTreeMap::from([("zone".into(), "eu".into()), ("Team".into(), "core".into())]));
+        assert!(env_labels([("WASMCLOUD_LABEL_hostcore.os".to_string(), "x".to_string())]).is_err());
     }
 }

@@ -140,8 +140,8 @@ pub enum LinkError {
     #[error("link from `{from}` to `{to}` names config `{config}`, which does not exist; put it with config.put first")]
     MissingConfig { from: String, to: String, config: String },
     /// It conflicts with a link the source already has.
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    Conflict(#[from] crate::lattice::state::LinkConflict),
     /// A schedule link whose interfaces or schedule are not valid.
     #[error("{0}")]
     Schedule(String),

@@ -171,6 +171,7 @@
 //! flight finish on the old code, and the subscription never changes, so no call fails.
 
 pub mod actors;
+pub mod admin;
 pub mod apps;
 pub mod backoff;
 pub mod capabilities;

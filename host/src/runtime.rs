@@ -43,6 +43,9 @@ pub struct HostInfo {
     pub nats_url: String,
     /// Where `/metrics` is served (the bound address, when `--metrics-addr` asked for one).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where `/livez`, `/readyz` and `/metrics` are served (the bound address, when
+    /// `--http-admin` asked for one).
+    pub http_admin: Option<std::net::SocketAddr>,
 }
 
 /// A running host. Dropping it asks the host to stop; [`HostHandle::wait`] waits for that.
@@ -144,7 +147,7 @@ async fn supervise(
             return Err(e);
         }
     };
-    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, metrics_task } = started;
+    let Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, admin_tasks, health } = started;
     info!(host_id = %info.id, lattice = %info.lattice, name = %info.friendly_name, "host started");
     let _ = ready.send(Ok(info));
 
@@ -154,6 +157,7 @@ async fn supervise(
         .unwrap_or(StopRequest { timeout: None, reason: StopReason::Requested });
     let deadline = request.timeout.unwrap_or(config.stop_timeout);
     info!(reason = ?request.reason, ?deadline, "host stopping");
+    health.stopping();
 
     let (drained_tx, drained_rx) = oneshot::channel();
     if control.send(StopControl { done: drained_tx }).await.is_ok()
@@ -187,7 +191,7 @@ async fn supervise(
     // Let stopped actors' contexts (and the NATS subscriptions they own) drop while the runtime
     // still runs: dropped later, outside it, a subscription cannot send its unsubscribe.
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    if let Some(task) = metrics_task {
+    for task in admin_tasks {
         task.abort();
     }
     info!("host stopped");
@@ -212,8 +216,10 @@ struct Started {
     follower: tokio::task::JoinHandle<()>,
     /// Declared applications (unless turned off).
     apps: Option<AppTasks>,
-    /// The `/metrics` server, when asked for.
-    metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// The operator's endpoints (`--metrics-addr`, `--http-admin`), when asked for.
+    admin_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What `/readyz` answers.
+    health: crate::admin::Health,
 }
 
 async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>) -> Result<Started> {
@@ -223,19 +229,15 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     labels.extend(config.labels.clone());
 
     // Recorded only when served or exported: a host nobody scrapes pays nothing per call.
-    let metrics = match (config.metrics_addr, &config.metrics_meter) {
+    let metrics = match (config.metrics_addr.or(config.http_admin), &config.metrics_meter) {
         (None, None) => crate::metrics::Metrics::disabled(),
         (_, meter) => crate::metrics::Metrics::new(&config.lattice, &host_id, meter.as_ref()),
     };
     // Bound before anything joins the lattice: a port in use fails the start, clearly.
-    let metrics_server = match config.metrics_addr {
-        Some(addr) => Some(
-            crate::metrics::serve(addr, metrics.clone())
-                .await
-                .map_err(|e| ConfigError::Metrics { addr: addr.to_string(), reason: e.to_string() })?,
-        ),
-        None => None,
-    };
+    let health = crate::admin::Health::default();
+    let mut admin_tasks = Vec::new();
+    let metrics_bound = serve_admin(config.metrics_addr, &metrics, &health, &mut admin_tasks).await?;
+    let admin_bound = serve_admin(config.http_admin, &metrics, &health, &mut admin_tasks).await?;
     let (spy, spy_outlet) = crate::spy::Spy::new(&host_id);
     let wasm_config = config.wasm.clone();
     let wasm = Arc::new(
@@ -277,7 +279,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     // host whose user may not use them fails here, with nothing to tear down.
     let apps_opened = if config.apps { Some(open_apps(config, &nats, identity.clone()).await?) } else { None };
     let view = LatticeView::default();
-    let providers_dir = ProviderDirectory::default();
+    let providers_dir = ProviderDirectory::new(config.providers.builtin_images.clone());
     let registries = crate::wasm::oci::Registries::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
     let events = EventPublisher::new(nats.clone(), subjects.clone(), identity.clone());
@@ -350,7 +352,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     };
     let providers = ProvidersActor::new(services.clone(), host.clone(), launch).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
-    let lattice = LatticeActor::new(store, view.clone(), events.clone(), metrics.clone()).start();
+    let lattice = LatticeActor::new(store, view.clone(), events.clone(), metrics.clone(), health.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
     let apps = match apps_opened {
@@ -372,10 +374,26 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         friendly_name: identity.friendly_name().to_string(),
         lattice: config.lattice.clone(),
         nats_url,
-        metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
+        metrics_addr: metrics_bound,
+        http_admin: admin_bound,
     };
-    let metrics_task = metrics_server.map(|(_, task)| task);
-    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, metrics_task })
+    health.joined();
+    Ok(Started { info, nats, calls, events, host, control, workload, lattice, providers, wasm, follower, apps, admin_tasks, health })
+}
+
+/// Serves the operator's endpoints on `asked`, if given: the bound address.
+async fn serve_admin(
+    asked: Option<std::net::SocketAddr>,
+    metrics: &crate::metrics::Metrics,
+    health: &crate::admin::Health,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Option<std::net::SocketAddr>> {
+    let Some(addr) = asked else { return Ok(None) };
+    let (bound, task) = crate::admin::serve(addr, metrics.clone(), health.clone())
+        .await
+        .map_err(|e| ConfigError::Metrics { addr: addr.to_string(), reason: e.to_string() })?;
+    tasks.push(task);
+    Ok(Some(bound))
 }
 
 /// The tasks of declared applications ([`crate::apps`]) on this host.

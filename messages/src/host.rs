@@ -166,7 +166,7 @@ pub fn check_user_label_key(key: &str) -> Result<(), String> {
     if key.len() > MAX_LABEL_KEY {
         return Err(format!("label key is {} bytes; at most {MAX_LABEL_KEY} are allowed", key.len()));
     }
-    if key.starts_with(RESERVED_LABEL_PREFIX) {
+    if key.get(..RESERVED_LABEL_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_LABEL_PREFIX)) {
         return Err(format!(
             "label `{key}` is reserved: `{RESERVED_LABEL_PREFIX}*` labels are set by the host"
         ));

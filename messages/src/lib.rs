@@ -37,3 +37,7 @@ pub use subjects::Subjects;
 pub const DEFAULT_CTL_PREFIX: &str = "wasmbus.ctl";
 /// The lattice name used when none is given.
 pub const DEFAULT_LATTICE: &str = "default";
+/// Config names that begin with this are secret references, as wasmCloud 1.x writes them in
+/// `CONFIGDATA_{lattice}` (`wasmcloud-secrets-types`' `SECRET_PREFIX`): a backend, key and
+/// policy, never values a component or provider reads as config.
+pub const SECRET_PREFIX: &str = "SECRET_";

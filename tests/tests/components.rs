@@ -286,8 +286,8 @@ async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result
 }
 
 /// An import no capability of the host serves and no link can carry (an interface with a
-/// resource, e.g. a blobstore before the host serves one), and a bare function import, fail the
-/// scale naming the import, instead of becoming link calls that fail later.
+/// resource), and a bare function import, fail the scale naming the import, instead of
+/// becoming link calls that fail later.
 #[tokio::test]
 async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() -> anyhow::Result<()> {
     init_tracing();
@@ -296,9 +296,9 @@ async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() ->
     let dir = tempfile::tempdir()?;
     let cases = [
         (
-            "blob",
-            r#"(component (import "wasi:blobstore/container@0.2.0-draft" (instance (export "container" (type (sub resource))))))"#,
-            "imports `wasi:blobstore/container@0.2.0-draft`, which this host does not serve",
+            "files",
+            r#"(component (import "acme:files/handles@0.2.0-draft" (instance (export "handle" (type (sub resource))))))"#,
+            "imports `acme:files/handles@0.2.0-draft`, which this host does not serve",
         ),
         ("bare", r#"(component (import "do-it" (func)))"#, "imports `do-it`, which is not an interface"),
     ];
@@ -313,3 +313,44 @@ async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() ->
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// A component of wasmCloud 1.x's toolchains may import `wasi:logging/logging` with no version:
+/// it is the host's log, as any versioned `wasi:logging` is, not a link call (which, with no
+/// link, would fail the call).
+#[tokio::test]
+async fn an_unversioned_logging_import_is_the_hosts_log() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("logs.wasm");
+    std::fs::write(&path, wat::parse_str(UNVERSIONED_LOGGER)?)?;
+    lattice.scale(host.id(), "logs", &path.display().to_string(), 1).await?.map_err(anyhow::Error::msg)?;
+    let reply = lattice.client().await?.call("logs", "run", vec![]).await?;
+    assert!(reply.error.is_none(), "the log call is served by the host: {:?}", reply.error);
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// Exports `run`, which logs `hello` (context `ctx`) at `info` through an unversioned
+/// `wasi:logging/logging`.
+const UNVERSIONED_LOGGER: &str = r#"
+(component
+  (import "wasi:logging/logging" (instance $logging
+    (type $lv (enum "trace" "debug" "info" "warn" "error" "critical"))
+    (export "level" (type $l (eq $lv)))
+    (export "log" (func (param "level" $l) (param "context" string) (param "message" string)))
+  ))
+  (core module $mem (memory (export "memory") 1))
+  (core instance $mem_i (instantiate $mem))
+  (alias core export $mem_i "memory" (core memory $memory))
+  (core func $log (canon lower (func $logging "log") (memory $memory)))
+  (core module $m
+    (import "host" "log" (func $log (param i32 i32 i32 i32 i32)))
+    (import "host" "memory" (memory 1))
+    (data (i32.const 0) "ctxhello")
+    (func (export "run") (call $log (i32.const 2) (i32.const 0) (i32.const 3) (i32.const 3) (i32.const 5))))
+  (core instance $i (instantiate $m (with "host" (instance (export "log" (func $log)) (export "memory" (memory $memory))))))
+  (func (export "run") (canon lift (core func $i "run")))
+)
+"#;

@@ -256,6 +256,10 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     assert!(reply.succeeded());
     let got = ctl.get_config("pinger-cfg").await.map_err(anyhow::Error::msg)?;
     assert_eq!(got.data().and_then(|m| m.get("greeting")).map(String::as_str), Some("hello"));
+    // A secret reference as wasmCloud 1.x writes one (a config named `SECRET_…`): its backend
+    // and key are not config, though the component names it in its config list.
+    let secret = HashMap::from([("backend".to_string(), "nats-kv".to_string()), ("key".to_string(), "db-password".to_string())]);
+    assert!(ctl.put_config("SECRET_pinger-db", secret).await.map_err(anyhow::Error::msg)?.succeeded());
 
     let client = lattice.client().await?;
     let events_task = lattice.watch_scale_events("pinger").await?;
@@ -266,7 +270,7 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
                 component_ref: guests::PINGER.into(),
                 component_id: "pinger".into(),
                 max_instances: 2,
-                config: vec!["pinger-cfg".into()],
+                config: vec!["pinger-cfg".into(), "SECRET_pinger-db".into()],
                 ..Default::default()
             },
         )
@@ -282,6 +286,8 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let first = eventually(Duration::from_secs(10), || async { config("greeting").await.filter(|v| v == r#"some("hello")"#) }).await;
     assert!(first.is_some(), "the component reads its config");
     assert_eq!(config("missing").await.as_deref(), Some("none"));
+    assert_eq!(config("backend").await.as_deref(), Some("none"), "a secret reference's backend is not config");
+    assert_eq!(config("key").await.as_deref(), Some("none"), "a secret reference's key is not config");
     // `wasi:config/runtime`, the interface's earlier name that wasmCloud 1.x components import,
     // reads the same config (without the capability it would be a link call with no link).
     let runtime = client.call("pinger", "trellis:echo/pinger.runtime-config", vec![r#""greeting""#.into()]).await?;
@@ -303,6 +309,9 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let mut kinds = Vec::new();
     while kinds.len() < 3 {
         let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await else { break };
+        if event_data(&ev)["config_name"] == "SECRET_pinger-db" {
+            continue;
+        }
         assert_eq!(event_data(&ev)["config_name"], "pinger-cfg");
         kinds.push(cloudevents::AttributesReader::ty(&ev).rsplit('.').next().unwrap_or_default().to_string());
     }

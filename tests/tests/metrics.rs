@@ -160,3 +160,31 @@ async fn the_lattice_watch_lag_is_measured() -> anyhow::Result<()> {
     first.shutdown(None).await?;
     Ok(())
 }
+
+/// `--http-admin`: `/livez` answers while the process runs; `/readyz` answers 200 once the
+/// host has joined and replayed the lattice's links (an empty bucket) and config (one that
+/// holds a config put before the host started); `/metrics` is served there too.
+#[tokio::test]
+async fn the_admin_address_answers_liveness_and_readiness() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    // A config stored before any host runs, as wasmCloud lays it out.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let configs = js
+        .create_key_value(async_nats::jetstream::kv::Config { bucket: format!("CONFIGDATA_{}", lattice.name), ..Default::default() })
+        .await?;
+    configs.put("before", br#"{"k":"v"}"#.to_vec().into()).await?;
+    let mut config = lattice.host_config();
+    config.http_admin = Some("127.0.0.1:0".parse()?);
+    let host = lattice.start_host(config).await?;
+    let addr = host.info().http_admin.expect("the bound admin address");
+    assert_eq!(get(addr, "/livez").await?, (200, r#"{"status":"ok"}"#.to_string()));
+    let ready = eventually(Duration::from_secs(10), || async move { get(addr, "/readyz").await.ok().filter(|(s, _)| *s == 200) }).await;
+    assert_eq!(ready.map(|(_, body)| body).as_deref(), Some(r#"{"status":"ok"}"#));
+    let (status, body) = get(addr, "/metrics").await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("trellis_"), "{body}");
+    assert_eq!(get(addr, "/nothing").await?.0, 404);
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -50,6 +50,9 @@ async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::
         .env("TRELLIS_NATS_URL", lattice.url())
         .env("TRELLIS_LATTICE", &lattice.name)
         .env("TRELLIS_LABELS", "zone=east,team=core")
+        // wasmCloud 1.x's way: one variable per label; a label given as a flag wins.
+        .env("WASMCLOUD_LABEL_rack", "r7")
+        .env("WASMCLOUD_LABEL_zone", "west")
         .env("TRELLIS_HOST_SEED", key.seed()?)
         .env("TRELLIS_FRIENDLY_NAME", "proc-host")
         .stdout(Stdio::piped())
@@ -59,6 +62,7 @@ async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::
     assert_eq!(host.friendly_name, "proc-host");
     assert_eq!(host.labels["zone"], "east");
     assert_eq!(host.labels["team"], "core");
+    assert_eq!(host.labels["rack"], "r7", "a WASMCLOUD_LABEL_ variable is a label");
     // `trellis host` loads no component files unless the operator says so.
     let refused = lattice.scale(&key.public_key(), "echo", trellis_tests::guests::ECHO, 1).await?.expect_err("file loads are off");
     assert!(refused.contains("--allow-file-load"), "{refused}");
@@ -500,5 +504,35 @@ async fn trellis_get_shows_the_lattice_on_one_screen() -> anyhow::Result<()> {
     assert_eq!(json["links"][0]["source_id"], "pinger");
     assert_eq!(json["applications"], serde_json::json!([]));
     host.shutdown(None).await?;
+    Ok(())
+}
+
+/// `--log-format json`: every line the host writes is one JSON object, and a line about a
+/// component carries its id as a field (what a log collector indexes).
+#[tokio::test]
+async fn logs_as_json_lines_carry_the_component_id() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let key = nkeys::KeyPair::new_server();
+    let mut child = Command::new(trellis_bin()?)
+        .args(["host", "--log-format", "json", "--allow-file-load", "--nats-url", &lattice.url(), "--lattice", &lattice.name])
+        .args(["--host-seed", &key.seed()?])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    wait_for_host(&lattice, &key.public_key()).await;
+    lattice.scale(&key.public_key(), "echo", trellis_tests::guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let text = reader.join().expect("reader");
+    let lines: Vec<serde_json::Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(lines.len() > 3, "{text}");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["fields"]["message"].is_string()), "{text}");
+    assert!(lines.iter().any(|l| l["fields"]["component_id"] == "echo"), "a line names the component: {text}");
     Ok(())
 }

@@ -1,17 +1,29 @@
 //! wasmCloud 1.9.2's own example applications (`tests/fixtures/wasmcloud-examples/`, built from
-//! its sources unchanged), deployed from their own `wadm.yaml` with only the image references
-//! and the HTTP listen address pointed at what this test has, and driven as their READMEs do;
-//! then the capabilities they use, misused.
+//! its sources unchanged), deployed from their own `wadm.yaml` with only the component images
+//! and the HTTP listen address pointed at what this test has (the provider images stay: the
+//! hosts map them to built-ins, `--builtin-image`), and driven as their READMEs do; then the
+//! capabilities they use, misused.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use trellis_host::permission::kind::BuiltinImages;
+use trellis_host::HostConfig;
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::apps::{nats039, wadm, wait_status};
 use trellis_tests::raw_http::{exchange, request};
 use trellis_tests::{eventually, free_port, init_tracing, wasmcloud_example, TestLattice};
 use wadm_types::api::StatusType;
+
+/// A host that runs wasmCloud's provider images with built-ins (`--builtin-image wasmcloud`),
+/// and `extra` (`IMAGE=BUILTIN`) too.
+fn mapping_images(lattice: &TestLattice, extra: &[&str]) -> anyhow::Result<HostConfig> {
+    let mut config = lattice.machine_config();
+    let entries: Vec<&str> = std::iter::once("wasmcloud").chain(extra.iter().copied()).collect();
+    config.providers.builtin_images = BuiltinImages::parse(&entries)?;
+    Ok(config)
+}
 
 /// Example `name`'s own manifest with each `(from, to)` replaced.
 fn manifest(name: &str, replace: &[(&str, &str)]) -> anyhow::Result<String> {
@@ -59,7 +71,9 @@ fn pattern(len: usize) -> Vec<u8> {
 async fn blobby_stores_serves_and_deletes_files_from_its_own_manifest() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(lattice.machine_config()).await?;
+    // Its manifest names wasmCloud's file-system blobstore; this lattice's operator maps it to
+    // the built-in on the NATS object store.
+    let host = lattice.start_host(mapping_images(&lattice, &["ghcr.io/wasmcloud/blobstore-fs=blobstore-nats"])?).await?;
     let blobby = push_example(&lattice, "blobby").await?;
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
@@ -67,8 +81,6 @@ async fn blobby_stores_serves_and_deletes_files_from_its_own_manifest() -> anyho
         "blobby",
         &[
             ("ghcr.io/wasmcloud/components/blobby-rust:0.5.1", &blobby),
-            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
-            ("ghcr.io/wasmcloud/blobstore-fs:0.11.1", "trellis://blobstore-nats"),
             ("0.0.0.0:8000", &address),
         ],
     )?;
@@ -173,7 +185,7 @@ async fn blobstore_access_follows_the_link_and_its_container_list() -> anyhow::R
 async fn http_hello_world_answers_from_its_own_manifest() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(lattice.machine_config()).await?;
+    let host = lattice.start_host(mapping_images(&lattice, &[])?).await?;
     let hello = push_example(&lattice, "http-hello-world").await?;
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
@@ -181,7 +193,6 @@ async fn http_hello_world_answers_from_its_own_manifest() -> anyhow::Result<()> 
         "http-hello-world",
         &[
             ("file://./build/http_hello_world_s.wasm", &hello),
-            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
             ("0.0.0.0:8000", &address),
         ],
     )?;
@@ -199,8 +210,9 @@ async fn http_hello_world_answers_from_its_own_manifest() -> anyhow::Result<()> 
 async fn http_keyvalue_counter_counts_per_path_from_its_own_manifest() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    // The manifest's link names no bucket (its Redis provider needs none): the host's default.
-    let mut config = lattice.machine_config();
+    // The manifest names wasmCloud's Redis provider, mapped here to the built-in key-value;
+    // its link names no bucket (Redis needs none): the host's default.
+    let mut config = mapping_images(&lattice, &["ghcr.io/wasmcloud/keyvalue-redis=keyvalue"])?;
     config.kv_default_bucket = Some("counters".into());
     let host = lattice.start_host(config).await?;
     let counter = push_example(&lattice, "http-keyvalue-counter").await?;
@@ -210,8 +222,6 @@ async fn http_keyvalue_counter_counts_per_path_from_its_own_manifest() -> anyhow
         "http-keyvalue-counter",
         &[
             ("ghcr.io/wasmcloud/components/http-keyvalue-counter-rust:0.1.0", &counter),
-            ("ghcr.io/wasmcloud/keyvalue-redis:0.30.0", "trellis://keyvalue"),
-            ("ghcr.io/wasmcloud/http-server:0.27.0", "trellis://http-server"),
             ("0.0.0.0:8000", &address),
         ],
     )?;
@@ -238,15 +248,9 @@ async fn http_keyvalue_counter_counts_per_path_from_its_own_manifest() -> anyhow
 async fn echo_messaging_echoes_from_its_own_manifest() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(lattice.machine_config()).await?;
+    let host = lattice.start_host(mapping_images(&lattice, &[])?).await?;
     let echo = push_example(&lattice, "echo-messaging").await?;
-    let yaml = manifest(
-        "echo-messaging",
-        &[
-            ("ghcr.io/wasmcloud/components/echo-messaging-rust:0.2.0", &echo),
-            ("ghcr.io/wasmcloud/messaging-nats:0.27.0", "trellis://messaging-nats"),
-        ],
-    )?;
+    let yaml = manifest("echo-messaging", &[("ghcr.io/wasmcloud/components/echo-messaging-rust:0.2.0", &echo)])?;
     let client = wadm(&lattice, nats039(&lattice).await?);
     client.put_and_deploy_manifest(yaml.as_bytes()).await?;
     wait_status(&client, "rust-echo-messaging", StatusType::Deployed, Duration::from_secs(30)).await?;
@@ -258,6 +262,42 @@ async fn echo_messaging_echoes_from_its_own_manifest() -> anyhow::Result<()> {
     .await;
     let reply = reply.ok_or_else(|| anyhow::anyhow!("no echo"))?;
     assert_eq!(&reply.payload[..], b"HELLLLOOOOOO");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+/// http-password-checker imports `wasmcloud:secrets` (and the WASI 0.2.6 standard set): it
+/// runs, and checks a password sent in the request as its README shows. Secrets are not yet
+/// given to components (every key is not found, as on a wasmCloud host with none configured),
+/// so a check of a stored secret is an error answer, and the component serves on.
+#[tokio::test]
+async fn http_password_checker_checks_passwords_from_its_own_manifest() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(mapping_images(&lattice, &[])?).await?;
+    let checker = push_example(&lattice, "http-password-checker").await?;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let yaml = manifest(
+        "http-password-checker",
+        &[("file://./build/http_password_checker_s.wasm", &checker), ("0.0.0.0:8000", &address)],
+    )?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "rust-http-password-checker", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let check = |body: &'static [u8]| async move { http(port, "POST", "/api/v1/check", Some(body)).await };
+    let seen = eventually(Duration::from_secs(20), || async move { check(br#"{"value": "test"}"#).await.ok().filter(|(s, _)| *s == 200) }).await;
+    let (_, body) = seen.ok_or_else(|| anyhow::anyhow!("no answer to a check"))?;
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(answer["strength"], "very-weak", "{body}");
+    assert_eq!(answer["length"], 4, "{body}");
+    let (_, body) = check(br#"{"value": "Tr3llis-on-NATS!"}"#).await?;
+    assert_ne!(serde_json::from_str::<serde_json::Value>(&body)?["strength"], "very-weak", "{body}");
+    // A stored secret: none is given, so an error answer, and the next check is served.
+    let (status, body) = check(br#"{"secret": {"key": "password", "field": "value"}}"#).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("SecretsError::NotFound"), "the component asked for the secret and was told it is not found: {body}");
+    assert_eq!(check(br#"{"value": "test"}"#).await?.0, 200);
     host.shutdown(None).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use trellis_messages::component::ComponentDescription;
 use trellis_messages::provider::ProviderDescription;
 use trellis_messages::event::{names, HostStarted, HostStopped, LabelsChanged};
-use trellis_messages::host::{check_user_label, check_user_label_key, Host, HostInventory};
+use trellis_messages::host::{check_user_label, Host, HostInventory};
 use tracing::{debug, info};
 
 use crate::error::{HostError, Result};
@@ -244,7 +244,7 @@ impl Handler<PutLabel> for HostActor {
     }
 }
 
-/// Deletes a user label; `hostcore.*` is refused. Returns whether it was set.
+/// Deletes a label, `hostcore.*` too (as wasmCloud 1.9 does). Returns whether it was set.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<bool>")]
 pub struct DeleteLabel {
@@ -255,7 +255,6 @@ pub struct DeleteLabel {
 impl Handler<DeleteLabel> for HostActor {
     type Result = Result<bool>;
     fn handle(&mut self, msg: DeleteLabel, _: &mut Self::Context) -> Self::Result {
-        check_user_label_key(&msg.key).map_err(HostError::Label)?;
         let was_set = self.labels.remove(&msg.key).is_some();
         if was_set {
             info!(key = %msg.key, "label deleted");

@@ -29,6 +29,8 @@ enum Bucket {
 #[derive(Debug)]
 enum Watched {
     Entry(Bucket, kv::Entry),
+    /// The bucket held nothing when the watch began: its (empty) history is replayed.
+    Empty(Bucket),
     Ended(Bucket),
 }
 
@@ -42,6 +44,8 @@ pub struct LatticeActor {
     /// When this actor was made (ns since the epoch): entries stored before it are history
     /// replayed, not lag.
     since_ns: i128,
+    /// Told when each bucket's history has been applied (`/readyz`).
+    health: crate::admin::Health,
 }
 
 fn now_ns() -> i128 {
@@ -56,8 +60,22 @@ impl std::fmt::Debug for LatticeActor {
 
 impl LatticeActor {
     /// An actor over opened buckets; watching starts when it starts.
-    pub fn new(store: LatticeStore, view: LatticeView, events: EventPublisher, metrics: crate::metrics::Metrics) -> Self {
-        Self { store, view, events, metrics, since_ns: now_ns() }
+    pub fn new(
+        store: LatticeStore,
+        view: LatticeView,
+        events: EventPublisher,
+        metrics: crate::metrics::Metrics,
+        health: crate::admin::Health,
+    ) -> Self {
+        Self { store, view, events, metrics, since_ns: now_ns(), health }
+    }
+
+    /// `bucket`'s history has been applied to the view.
+    fn replayed(&self, bucket: Bucket) {
+        match bucket {
+            Bucket::Links => self.health.links_replayed(),
+            Bucket::Configs => self.health.configs_replayed(),
+        }
     }
 
     fn watch(&self, bucket: Bucket, ctx: &mut Context<Self>) {
@@ -66,9 +84,12 @@ impl LatticeActor {
             Bucket::Configs => self.store.configs.clone(),
         };
         let stream = async move {
+            // An empty bucket's watch delivers nothing, so nothing would say it was replayed.
+            let empty = store.status().await.is_ok_and(|s| s.values() == 0);
+            let first = futures::stream::iter(empty.then_some(Watched::Empty(bucket)));
             match store.watch_with_history(">").await {
-                Ok(watch) => watch
-                    .filter_map(move |e| async move {
+                Ok(watch) => first
+                    .chain(watch.filter_map(move |e| async move {
                         match e {
                             Ok(entry) => Some(Watched::Entry(bucket, entry)),
                             Err(e) => {
@@ -76,7 +97,7 @@ impl LatticeActor {
                                 None
                             }
                         }
-                    })
+                    }))
                     .chain(futures::stream::once(async move { Watched::Ended(bucket) }))
                     .boxed(),
                 Err(e) => {
@@ -140,7 +161,14 @@ impl Actor for LatticeActor {
 impl StreamHandler<Watched> for LatticeActor {
     fn handle(&mut self, item: Watched, ctx: &mut Self::Context) {
         match item {
-            Watched::Entry(bucket, entry) => self.apply(bucket, &entry),
+            Watched::Entry(bucket, entry) => {
+                self.apply(bucket, &entry);
+                // The last entry of the history (and every one after it) is 0 from the latest.
+                if entry.delta == 0 {
+                    self.replayed(bucket);
+                }
+            }
+            Watched::Empty(bucket) => self.replayed(bucket),
             Watched::Ended(bucket) => {
                 // The watch ended (e.g. the server restarted): watch again; the history replay
                 // brings the view up to date.
@@ -167,7 +195,7 @@ impl Handler<PutLink> for LatticeActor {
         Box::pin(async move {
             let checked = match crate::capabilities::schedule::check_link(&store, &link).await {
                 Ok(()) => store.put_link(&link).await,
-                Err(e) => Err(LinkError::Schedule(e).into()),
+                Err(e) => Err(LinkError::Schedule(e.to_string()).into()),
             };
             match checked {
                 Ok(()) => {

@@ -265,14 +265,12 @@ impl Handler<StartProvider> for ProvidersActor {
 }
 
 impl ProvidersActor {
-    /// Starts a provider the checks let through: a built-in at once, an external one through
-    /// [`Self::start_external`].
+    /// Starts a provider the checks let through: a built-in (named as one, or an image this
+    /// host maps to one) at once, an external one through [`Self::start_external`].
     fn begin(&mut self, cmd: StartProviderCommand, base: ProviderStarted, ctx: &mut Context<Self>) {
-        if !ProviderKind::is_builtin(&cmd.provider_ref) {
-            return self.start_external(cmd, base, ctx);
-        }
-        let kind = match ProviderKind::parse(&cmd.provider_ref) {
-            Ok(kind) => kind,
+        let kind = match self.services.providers.builtin(&cmd.provider_ref) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => return self.start_external(cmd, base, ctx),
             Err(e) => return self.launched(&cmd, base, Err(e)),
         };
         let (id, services) = (cmd.provider_id.clone(), self.services.clone());

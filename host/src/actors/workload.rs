@@ -133,6 +133,7 @@ impl WorkloadActor {
             subjects: s.subjects.clone(),
             wrpc: s.wrpc.clone(),
             spy: s.runtime.spy().tap(id),
+            outgoing_http: Arc::new(crate::capabilities::http_client::HttpClient),
         });
         async move {
             let config = runtime.config().clone();

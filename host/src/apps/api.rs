@@ -141,10 +141,10 @@ impl AppsApi {
         let error = |message: String| PutModelResponse { result: PutResult::Error, total_versions: 0, current_version: String::new(), message, name: String::new() };
         let manifest = match manifest::parse(body, content_type) {
             Ok(m) => m,
-            Err(e) => return error(e),
+            Err(e) => return error(e.to_string()),
         };
         if let Err(e) = manifest::validate(&manifest).await {
-            return error(e);
+            return error(e.to_string());
         }
         let name = manifest.metadata.name.trim().to_string();
         let (mut stored, revision) = match self.store.get(&name).await {

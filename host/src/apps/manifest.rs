@@ -7,48 +7,144 @@ use wadm_types::Manifest;
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST: usize = 1 << 20;
 
+/// Why a manifest is refused, in words a user can act on (wadm's, where wadm has words for it).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The body is larger than [`MAX_MANIFEST`].
+    #[error("manifest of {size} bytes refused: at most {MAX_MANIFEST} bytes")]
+    TooLarge {
+        /// The body's size in bytes.
+        size: usize,
+    },
+    /// `Content-Type: application/json` and the body is not JSON.
+    #[error("Unable to parse manifest: JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// `Content-Type: application/yaml` and the body is not YAML.
+    #[error("Unable to parse manifest: YAML: {0}")]
+    Yaml(#[source] serde_yaml::Error),
+    /// A `Content-Type` other than YAML or JSON.
+    #[error("Unsupported content type {content_type} given. Wadm supports YAML and JSON")]
+    ContentType {
+        /// The `Content-Type` given.
+        content_type: String,
+    },
+    /// No `Content-Type`, and the body is neither YAML nor JSON.
+    #[error("Unable to parse manifest: not YAML ({yaml}) nor JSON ({json})")]
+    Neither {
+        /// Why it is not YAML.
+        yaml: serde_yaml::Error,
+        /// Why it is not JSON.
+        json: serde_json::Error,
+    },
+    /// A link trait's `namespace`, `package` or `name` is not a string.
+    #[error("Unable to parse manifest: a link trait's `{key}` must be a string")]
+    LinkString {
+        /// The component whose trait it is (its `name`, when that is a string).
+        component: Option<String>,
+        /// The property.
+        key: &'static str,
+    },
+    /// A link trait's `interfaces` is not a list of strings.
+    #[error("Unable to parse manifest: a link trait's `interfaces` must be a list of strings")]
+    LinkInterfaces {
+        /// The component whose trait it is (its `name`, when that is a string).
+        component: Option<String>,
+    },
+    /// The document is not a manifest (a missing or mistyped field).
+    #[error("Unable to parse manifest: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The manifest's version is not acceptable to wadm.
+    #[error("invalid manifest version, errors: {}", .errors.join("\n"))]
+    Version {
+        /// wadm's messages, one per problem.
+        errors: Vec<String>,
+    },
+    /// The manifest's name has characters wadm refuses.
+    #[error("Manifest name {name} contains invalid characters. Manifest names can only contain alphanumeric characters, dashes, and underscores.")]
+    Name {
+        /// The name (trimmed).
+        name: String,
+    },
+    /// wadm's validators could not run.
+    #[error("{0}")]
+    Validator(String),
+    /// wadm's validators found an error: its message.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manifest has policies.
+    #[error("policies (and the secrets they serve) are not supported by Trellis yet")]
+    Policies,
+    /// A component refers to a shared application.
+    #[error("component `{component}` refers to a shared application, which Trellis does not support yet")]
+    SharedApplication {
+        /// The component's name.
+        component: String,
+    },
+    /// A component's explicit id is not a valid component id.
+    #[error("component `{component}`: {reason}")]
+    ComponentId {
+        /// The component's name.
+        component: String,
+        /// Why the id is refused.
+        reason: String,
+    },
+    /// A component uses secrets.
+    #[error("component `{component}` uses secrets, which Trellis does not support yet")]
+    Secrets {
+        /// The component's name.
+        component: String,
+    },
+    /// A component has a trait with custom properties (one Trellis does not know).
+    #[error("component `{component}`: trait `{trait_type}` is not supported by Trellis")]
+    Trait {
+        /// The component's name.
+        component: String,
+        /// The trait's `type`.
+        trait_type: String,
+    },
+}
+
 /// Parses `body` as a manifest; `content_type` is the request's `Content-Type` header.
 ///
 /// # Errors
 /// Why the body is not a manifest, in words a user can act on.
-pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, String> {
+pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
     if body.len() > MAX_MANIFEST {
-        return Err(format!("manifest of {} bytes refused: at most {MAX_MANIFEST} bytes", body.len()));
+        return Err(ManifestError::TooLarge { size: body.len() });
     }
     let value: Value = match content_type {
-        Some("application/json") => serde_json::from_slice(body).map_err(|e| format!("Unable to parse manifest: JSON: {e}"))?,
-        Some("application/yaml") => serde_yaml::from_slice(body).map_err(|e| format!("Unable to parse manifest: YAML: {e}"))?,
-        Some(other) => return Err(format!("Unsupported content type {other} given. Wadm supports YAML and JSON")),
-        None => serde_yaml::from_slice(body).or_else(|yaml| {
-            serde_json::from_slice(body).map_err(|json| format!("Unable to parse manifest: not YAML ({yaml}) nor JSON ({json})"))
-        })?,
+        Some("application/json") => serde_json::from_slice(body).map_err(ManifestError::Json)?,
+        Some("application/yaml") => serde_yaml::from_slice(body).map_err(ManifestError::Yaml)?,
+        Some(other) => return Err(ManifestError::ContentType { content_type: other.to_string() }),
+        None => serde_yaml::from_slice(body).or_else(|yaml| serde_json::from_slice(body).map_err(|json| ManifestError::Neither { yaml, json }))?,
     };
     check_link_shapes(&value)?;
-    serde_json::from_value(value).map_err(|e| format!("Unable to parse manifest: {e}"))
+    serde_json::from_value(value).map_err(ManifestError::Decode)
 }
 
 /// wadm-types' link deserializer unwraps the types of `namespace`, `package`, `interfaces` and
 /// `name`; a hostile manifest with a number there would panic it. Checked here first.
-fn check_link_shapes(value: &Value) -> Result<(), String> {
+fn check_link_shapes(value: &Value) -> Result<(), ManifestError> {
     let components = value.pointer("/spec/components").and_then(Value::as_array).into_iter().flatten();
     for component in components {
+        let name = || component.get("name").and_then(Value::as_str).map(str::to_string);
         let traits = component.get("traits").and_then(Value::as_array).into_iter().flatten();
         for t in traits {
             if t.get("type").and_then(Value::as_str) != Some(wadm_types::LINK_TRAIT) {
                 continue;
             }
             let Some(p) = t.get("properties") else { continue };
-            let string = |key: &str, required: bool| match p.get(key) {
+            let string = |key: &'static str, required: bool| match p.get(key) {
                 None if !required => Ok(()),
                 Some(Value::String(_)) => Ok(()),
-                _ => Err(format!("Unable to parse manifest: a link trait's `{key}` must be a string")),
+                _ => Err(ManifestError::LinkString { component: name(), key }),
             };
             string("namespace", true)?;
             string("package", true)?;
             string("name", false)?;
             match p.get("interfaces") {
                 Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-                _ => return Err("Unable to parse manifest: a link trait's `interfaces` must be a list of strings".into()),
+                _ => return Err(ManifestError::LinkInterfaces { component: name() }),
             }
         }
     }
@@ -59,32 +155,30 @@ fn check_link_shapes(value: &Value) -> Result<(), String> {
 ///
 /// # Errors
 /// The first problem found.
-pub async fn validate(manifest: &Manifest) -> Result<(), String> {
+pub async fn validate(manifest: &Manifest) -> Result<(), ManifestError> {
     use wadm_types::validation::{is_valid_manifest_name, validate_manifest_version, ValidationFailureLevel, ValidationOutput};
     let version = validate_manifest_version(manifest.version());
     let errors = version.errors();
     if !errors.is_empty() {
-        return Err(format!("invalid manifest version, errors: {}", errors.iter().map(|e| e.msg.clone()).collect::<Vec<_>>().join("\n")));
+        return Err(ManifestError::Version { errors: errors.iter().map(|e| e.msg.clone()).collect() });
     }
     let name = manifest.metadata.name.trim();
     if !is_valid_manifest_name(name) {
-        return Err(format!(
-            "Manifest name {name} contains invalid characters. Manifest names can only contain alphanumeric characters, dashes, and underscores."
-        ));
+        return Err(ManifestError::Name { name: name.to_string() });
     }
     unsupported(manifest)?;
-    let failures = wadm_types::validation::validate_manifest(manifest).await.map_err(|e| e.to_string())?;
+    let failures = wadm_types::validation::validate_manifest(manifest).await.map_err(|e| ManifestError::Validator(e.to_string()))?;
     match failures.into_iter().find(|f| matches!(f.level, ValidationFailureLevel::Error)) {
-        Some(f) => Err(f.msg),
+        Some(f) => Err(ManifestError::Invalid(f.msg)),
         None => Ok(()),
     }
 }
 
 /// What wadm accepts and Trellis does not run yet: refused rather than silently ignored.
-fn unsupported(manifest: &Manifest) -> Result<(), String> {
+fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
     use wadm_types::Properties;
     if !manifest.spec.policies.is_empty() {
-        return Err("policies (and the secrets they serve) are not supported by Trellis yet".into());
+        return Err(ManifestError::Policies);
     }
     for c in &manifest.spec.components {
         let (shared, secrets) = match &c.properties {
@@ -92,21 +186,21 @@ fn unsupported(manifest: &Manifest) -> Result<(), String> {
             Properties::Capability { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
         };
         if shared {
-            return Err(format!("component `{}` refers to a shared application, which Trellis does not support yet", c.name));
+            return Err(ManifestError::SharedApplication { component: c.name.clone() });
         }
         let explicit = match &c.properties {
             Properties::Component { properties } => properties.id.as_ref(),
             Properties::Capability { properties } => properties.id.as_ref(),
         };
         if let Some(id) = explicit {
-            trellis_messages::invocation::check_component_id(id).map_err(|e| format!("component `{}`: {e}", c.name))?;
+            trellis_messages::invocation::check_component_id(id).map_err(|e| ManifestError::ComponentId { component: c.name.clone(), reason: e.to_string() })?;
         }
         if secrets {
-            return Err(format!("component `{}` uses secrets, which Trellis does not support yet", c.name));
+            return Err(ManifestError::Secrets { component: c.name.clone() });
         }
         for t in c.traits.iter().flatten() {
             if let wadm_types::TraitProperty::Custom(_) = t.properties {
-                return Err(format!("component `{}`: trait `{}` is not supported by Trellis", c.name, t.trait_type));
+                return Err(ManifestError::Trait { component: c.name.clone(), trait_type: t.trait_type.clone() });
             }
         }
     }
@@ -142,10 +236,10 @@ spec:
         assert_eq!(m.metadata.name, "demo");
         let json = serde_json::to_vec(&m).expect("json");
         assert_eq!(parse(&json, Some("application/json")).expect("json"), m);
-        assert!(parse(b"x", Some("text/plain")).unwrap_err().contains("Unsupported content type"));
+        assert!(parse(b"x", Some("text/plain")).unwrap_err().to_string().contains("Unsupported content type"));
         let hostile = YAML.replace("        - type: spreadscaler", "        - type: link\n          properties:\n            namespace: 5\n            package: p\n            interfaces: [x]\n            target: {name: t}\n        - type: spreadscaler");
-        assert!(parse(hostile.as_bytes(), None).unwrap_err().contains("namespace"));
+        assert!(parse(hostile.as_bytes(), None).unwrap_err().to_string().contains("namespace"));
         let hostile = hostile.replace("namespace: 5", "namespace: n").replace("interfaces: [x]", "interfaces: [1]");
-        assert!(parse(hostile.as_bytes(), None).unwrap_err().contains("interfaces"));
+        assert!(parse(hostile.as_bytes(), None).unwrap_err().to_string().contains("interfaces"));
     }
 }

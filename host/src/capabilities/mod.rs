@@ -1,5 +1,5 @@
 //! Every capability the host serves, one module each: what a component imports from the host
-//! (`config`, `logging`, `bus`, `keyvalue`, `messaging::consumer`, `blobstore`), and the built-in providers
+//! (`config`, `logging`, `bus`, `keyvalue`, `messaging::consumer`, `blobstore`, `http_client`, `secrets`), and the built-in providers
 //! that deliver to components (`http_server`, `messaging::handler`, `schedule`, each a
 //! `FollowLinks` run by `providers::follower`). What any of them may reach is decided in
 //! [`crate::permission`], never here.
@@ -13,12 +13,14 @@
 pub mod blobstore;
 pub mod bus;
 pub mod config;
+pub mod http_client;
 pub mod http_server;
 pub mod imports;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
 pub mod schedule;
+pub mod secrets;
 pub mod view;
 
 use std::sync::Arc;
@@ -49,7 +51,8 @@ impl std::fmt::Debug for Linking<'_> {
 
 /// One interface the host serves: the import names it matches and how it is linked.
 pub struct Served {
-    /// Matches imports whose name starts with it (`ns:pkg/iface@`, any version).
+    /// Matches imports whose name starts with it (`ns:pkg/iface@`, any version), and the
+    /// interface's name with no version.
     pub prefix: &'static str,
     /// What it is, for errors and docs.
     pub what: &'static str,
@@ -88,11 +91,14 @@ pub const SERVED: &[Served] = &[
     Served { prefix: "wasi:blobstore/blobstore@", what: "containers of a blobstore link", link: |l| blobstore::link(l.linker, l.import) },
     Served { prefix: "wasi:blobstore/container@", what: "objects of a blobstore container", link: |l| blobstore::link(l.linker, l.import) },
     Served { prefix: "wasi:blobstore/types@", what: "streamed object bodies of a blobstore", link: |l| blobstore::link(l.linker, l.import) },
+    Served { prefix: "wasmcloud:secrets/store@", what: "the component's secrets (none given yet)", link: |l| secrets::link(l.linker, l.import) },
+    Served { prefix: "wasmcloud:secrets/reveal@", what: "a secret's value", link: |l| secrets::link(l.linker, l.import) },
 ];
 
-/// The entry that serves `import`, if any.
+/// The entry that serves `import`, if any: any version of its interface, or the interface with
+/// no version at all (`wasi:logging/logging`, as some wasmCloud 1.x components import it).
 pub fn find(import: &str) -> Option<&'static Served> {
-    SERVED.iter().find(|s| import.starts_with(s.prefix))
+    SERVED.iter().find(|s| import.starts_with(s.prefix) || s.prefix.strip_suffix('@') == Some(import))
 }
 
 /// Why a component cannot run here: an import nothing serves.
@@ -119,5 +125,7 @@ mod tests {
         assert!(super::find("wasi:keyvalue/store@0.2.0-draft").is_some());
         assert!(super::find("wasi:blobstore/blobstore@0.2.0-draft").is_some());
         assert!(super::find("wasi:nothing/here@0.1.0").is_none());
+        assert!(super::find("wasi:logging/logging").is_some(), "an unversioned import");
+        assert!(super::find("wasi:logging/logging-extra").is_none());
     }
 }

@@ -41,6 +41,11 @@ impl View<'_> {
         self.0.table()
     }
 
+    /// What capability `T` keeps for this call (made on first use).
+    pub fn call_state<T: Default + Clone + Send + Sync + 'static>(&mut self) -> &mut T {
+        self.0.extensions.get_or_insert_default::<T>()
+    }
+
     /// The component's import context; `None` for a component prepared without a lattice.
     pub fn context(&self) -> Option<Arc<ImportContext>> {
         self.0.imports.clone()

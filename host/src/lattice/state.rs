@@ -57,8 +57,8 @@ impl LatticeView {
     /// The link `source` uses for `ns:pkg/iface` under `name`.
     ///
     /// # Errors
-    /// A message naming the missing link.
-    pub fn resolve_link(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<Link, String> {
+    /// [`NoLink`], naming the missing link.
+    pub fn resolve_link(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<Link, NoLink> {
         self.read(|m| {
             m.links
                 .get(source)
@@ -68,8 +68,10 @@ impl LatticeView {
                     })
                 })
                 .cloned()
-                .ok_or_else(|| {
-                    format!("no link named `{name}` from `{source}` for `{ns}:{pkg}/{iface}`; put one with link.put")
+                .ok_or_else(|| NoLink {
+                    name: name.to_string(),
+                    from: source.to_string(),
+                    interface: format!("{ns}:{pkg}/{iface}"),
                 })
         })
     }
@@ -144,16 +146,18 @@ impl LatticeView {
     /// The target of `source`'s link `name` for `ns:pkg/iface`.
     ///
     /// # Errors
-    /// A message naming the missing link.
-    pub fn resolve(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, String> {
+    /// [`NoLink`], naming the missing link.
+    pub fn resolve(&self, source: &str, name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, NoLink> {
         self.resolve_link(source, name, ns, pkg, iface).map(|l| l.target)
     }
 
-    /// The merged values of configs `names` (later names win); missing names contribute nothing.
+    /// The merged values of configs `names` (later names win); missing names contribute nothing,
+    /// and neither do secret references (names beginning [`trellis_messages::SECRET_PREFIX`]):
+    /// their backend, key and policy are not config.
     pub fn config(&self, names: &[String]) -> BTreeMap<String, String> {
         self.read(|m| {
             let mut out = BTreeMap::new();
-            for n in names {
+            for n in names.iter().filter(|n| !n.starts_with(trellis_messages::SECRET_PREFIX)) {
                 if let Some(values) = m.configs.get(n) {
                     out.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
@@ -163,28 +167,51 @@ impl LatticeView {
     }
 }
 
+/// No link of that name, from that source, for that interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no link named `{name}` from `{from}` for `{interface}`; put one with link.put")]
+pub struct NoLink {
+    /// The link name asked for.
+    pub name: String,
+    /// The source that would call through it.
+    pub from: String,
+    /// `ns:pkg/iface`.
+    pub interface: String,
+}
+
+/// A link that would give an interface already linked under its name to another target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("link `{name}` from `{from}` for {interface} already points to `{target}`; delete it first or use another link name")]
+pub struct LinkConflict {
+    /// The link name.
+    pub name: String,
+    /// The source.
+    pub from: String,
+    /// `ns:pkg/{iface, …}`: the interfaces both would carry.
+    pub interface: String,
+    /// Where the existing link points.
+    pub target: String,
+}
+
 /// The links of a source after putting `link`: replaces a link with the same target, package
 /// and name; refuses one that gives an interface already linked under that name to another
 /// target.
 ///
 /// # Errors
-/// A message naming the conflicting link.
-pub fn with_link(existing: &[Link], link: &Link) -> Result<Vec<Link>, String> {
+/// [`LinkConflict`], naming the conflicting link.
+pub fn with_link(existing: &[Link], link: &Link) -> Result<Vec<Link>, LinkConflict> {
     let same_slot = |l: &Link| l.name == link.name && l.wit_namespace == link.wit_namespace && l.wit_package == link.wit_package;
     if let Some(conflict) = existing.iter().find(|l| {
         same_slot(l) && l.target != link.target && l.interfaces.iter().any(|i| link.interfaces.contains(i))
     }) {
         let shared: Vec<&str> =
             conflict.interfaces.iter().filter(|i| link.interfaces.contains(i)).map(String::as_str).collect();
-        return Err(format!(
-            "link `{}` from `{}` for {}:{}/{{{}}} already points to `{}`; delete it first or use another link name",
-            link.name,
-            link.source_id,
-            link.wit_namespace,
-            link.wit_package,
-            shared.join(", "),
-            conflict.target
-        ));
+        return Err(LinkConflict {
+            name: link.name.clone(),
+            from: link.source_id.clone(),
+            interface: format!("{}:{}/{{{}}}", link.wit_namespace, link.wit_package, shared.join(", ")),
+            target: conflict.target.clone(),
+        });
     }
     let mut out: Vec<Link> = existing.iter().filter(|l| !(same_slot(l) && l.target == link.target)).cloned().collect();
     out.push(link.clone());
@@ -243,7 +270,8 @@ mod tests {
         assert_eq!(links, vec![a2.clone()]);
         // Another target for an overlapping interface under the same name conflicts.
         let err = with_link(&links, &link("echo2", "default", &["echo"])).unwrap_err();
-        assert!(err.contains("already points to `echo`"), "{err}");
+        assert!(err.to_string().contains("already points to `echo`"), "{err}");
+        assert_eq!(err.target, "echo");
         // Another name is fine.
         let links = with_link(&links, &link("echo2", "backup", &["echo"])).unwrap();
         assert_eq!(links.len(), 2);
@@ -259,7 +287,8 @@ mod tests {
         assert_eq!(view.resolve("pinger", "default", "trellis", "echo", "echo").unwrap(), "echo");
         assert_eq!(view.resolve("pinger", "backup", "trellis", "echo", "echo").unwrap(), "echo2");
         let err = view.resolve("pinger", "default", "trellis", "echo", "nope").unwrap_err();
-        assert!(err.contains("no link named `default` from `pinger` for `trellis:echo/nope`"), "{err}");
+        assert!(err.to_string().contains("no link named `default` from `pinger` for `trellis:echo/nope`"), "{err}");
+        assert_eq!(err.interface, "trellis:echo/nope");
         view.set_links("pinger", vec![]);
         assert!(view.resolve("pinger", "default", "trellis", "echo", "echo").is_err());
     }
@@ -274,5 +303,15 @@ mod tests {
         assert_eq!(merged["x"], "a");
         view.set_config("a", None);
         assert_eq!(view.config(&["a".into()]).len(), 0);
+    }
+
+    #[test]
+    fn secret_references_are_not_config() {
+        let view = LatticeView::default();
+        view.set_config("app", Some(BTreeMap::from([("greeting".into(), "hi".into())])));
+        let reference = BTreeMap::from([("backend".into(), "nats-kv".into()), ("key".into(), "db-password".into())]);
+        view.set_config("SECRET_db", Some(reference));
+        let merged = view.config(&["app".into(), "SECRET_db".into()]);
+        assert_eq!(merged, BTreeMap::from([("greeting".into(), "hi".into())]));
     }
 }

@@ -1,5 +1,5 @@
 //! What the host measures, served in Prometheus's text format at `/metrics` when
-//! `--metrics-addr` is set ([`serve`]), and recorded into an OpenTelemetry meter as well when
+//! `--metrics-addr` or `--http-admin` is set ([`crate::admin`]), and recorded into an OpenTelemetry meter as well when
 //! the host is given one (`otel`: the binary's OTLP export).
 //!
 //! Every series carries the constant labels `lattice` and `host`. Names follow wasmCloud's
@@ -21,9 +21,7 @@ use prometheus_client::registry::Registry;
 use tracing::warn;
 
 mod otel;
-mod serve;
 
-pub use serve::serve;
 
 /// The `operation` of a call to a function the component does not export.
 pub const UNKNOWN_OPERATION: &str = "unknown";

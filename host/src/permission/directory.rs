@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::permission::kind::BuiltinImages;
 use crate::permission::ProviderKind;
 
 /// Host id → provider id → provider reference.
@@ -30,6 +31,8 @@ struct State {
     table: Table,
     /// Other hosts, by when they were last heard from (this host is never in it).
     heard: BTreeMap<String, Instant>,
+    /// Provider images this host takes for built-ins (the same table on every host).
+    images: BuiltinImages,
 }
 
 /// A cheap-to-clone handle on the lattice's running providers as this host knows them.
@@ -37,6 +40,19 @@ struct State {
 pub struct ProviderDirectory(Arc<RwLock<State>>);
 
 impl ProviderDirectory {
+    /// An empty directory that takes the images of `images` for the built-ins they map to.
+    pub fn new(images: BuiltinImages) -> Self {
+        Self(Arc::new(RwLock::new(State { images, ..State::default() })))
+    }
+
+    /// What `reference` runs as here: a built-in (`Some`), or an external provider (`None`).
+    ///
+    /// # Errors
+    /// A built-in reference naming no built-in.
+    pub fn builtin(&self, reference: &str) -> Result<Option<ProviderKind>, String> {
+        self.read().images.kind(reference)
+    }
+
     fn write<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
         f(&mut self.0.write().unwrap_or_else(PoisonError::into_inner).table)
     }
@@ -45,7 +61,7 @@ impl ProviderDirectory {
     /// others are known already. Forgets the hosts not heard from for [`FORGET_AFTER`].
     pub fn heard(&self, host: &str) -> bool {
         let mut state = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        let State { table, heard } = &mut *state;
+        let State { table, heard, .. } = &mut *state;
         let stale: Vec<String> = heard.iter().filter(|(_, at)| at.elapsed() >= FORGET_AFTER).map(|(h, _)| h.clone()).collect();
         for h in stale {
             heard.remove(&h);
@@ -97,7 +113,7 @@ impl ProviderDirectory {
     /// The kind of provider `id` when a built-in provider of that id runs on some host.
     pub fn kind_of(&self, id: &str) -> Option<ProviderKind> {
         let state = self.read();
-        state.table.values().filter_map(|p| p.get(id)).find_map(|reference| ProviderKind::parse(reference).ok())
+        state.table.values().filter_map(|p| p.get(id)).find_map(|reference| state.images.kind(reference).ok().flatten())
     }
 
     /// Whether `id` runs on some host, whatever its kind.
@@ -133,6 +149,18 @@ mod tests {
         assert_eq!(d.kind_of("ext"), None, "not a built-in");
         d.remove_host("h2");
         assert_eq!(d.kind_of("http"), None);
+    }
+
+    #[test]
+    fn mapped_images_are_builtins_wherever_they_run() {
+        let d = ProviderDirectory::new(BuiltinImages::parse(&["wasmcloud"]).unwrap());
+        d.add("h1", "httpserver", "ghcr.io/wasmcloud/http-server:0.27.0");
+        d.add("h1", "redis", "ghcr.io/wasmcloud/keyvalue-redis:0.30.0");
+        assert_eq!(d.kind_of("httpserver"), Some(ProviderKind::HttpServer));
+        assert!(!d.runs_external("httpserver"));
+        assert!(d.runs_external("redis"), "an image not mapped stays external");
+        assert_eq!(d.builtin("ghcr.io/wasmcloud/blobstore-nats:1"), Ok(Some(ProviderKind::Blobstore)));
+        assert_eq!(ProviderDirectory::default().kind_of("httpserver"), None);
     }
 
     #[test]

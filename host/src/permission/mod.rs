@@ -180,7 +180,7 @@ impl Resolver {
     /// # Errors
     /// [`Denied`] naming the missing link.
     pub fn component(&self, source: &str, link_name: &str, ns: &str, pkg: &str, iface: &str) -> Result<String, Denied> {
-        self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)
+        self.view.resolve(source, link_name, ns, pkg, iface).map_err(|e| Denied(e.to_string()))
     }
 
     /// What `source`'s link `link_name` for `ns:pkg/iface` calls: a component (Trellis's own
@@ -205,7 +205,7 @@ impl Resolver {
     /// capability's kind.
     pub fn provider(&self, source: &str, link_name: &str, capability: Capability) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = capability.interface();
-        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(|e| Denied(e.to_string()))?;
         let wanted = capability.provider_kind();
         match self.providers.kind_of(&link.target) {
             Some(kind) if kind == wanted => {}
@@ -237,7 +237,7 @@ impl Resolver {
     /// [`Denied`] as for [`Self::provider`].
     pub fn messaging(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = Capability::Messaging.interface();
-        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(|e| Denied(e.to_string()))?;
         if self.providers.runs_external(&link.target) {
             let config = self.view.config(&link.target_config);
             return Ok(ProviderGrant { capability: Capability::Messaging, link, config, external: true });
@@ -253,7 +253,7 @@ impl Resolver {
     /// [`Denied`] as for those.
     pub fn key_value(&self, source: &str, link_name: &str) -> Result<KeyValueTarget, Denied> {
         let (ns, pkg, iface) = Capability::KeyValue.interface();
-        let target = self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        let target = self.view.resolve(source, link_name, ns, pkg, iface).map_err(|e| Denied(e.to_string()))?;
         if self.providers.runs_external(&target) {
             return Ok(KeyValueTarget::ExternalProvider(target));
         }
@@ -291,7 +291,7 @@ impl Resolver {
     /// [`Denied`] as for [`Self::provider`].
     pub fn blobstore(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = Capability::Blobstore.interface();
-        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied)?;
+        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(|e| Denied(e.to_string()))?;
         if self.providers.runs_external(&link.target) {
             return Err(Denied(format!(
                 "link `{link_name}` from `{source}` for `wasi:blobstore` targets `{}`, an external provider; this host does not yet serve wasi:blobstore through external providers",
@@ -303,7 +303,8 @@ impl Resolver {
 
     /// Whether a blobstore grant reaches container `name` (an object-store bucket of the
     /// lattice): a valid bucket name, never one of the lattice's own, and one the link's target
-    /// config lists in `containers` (comma-separated; `*` or no list: any).
+    /// config lists in `containers` (comma-separated; `*` or no `containers` key: any; a list
+    /// that names nothing, such as `""`: none).
     ///
     /// # Errors
     /// [`Denied`] naming the rule.
@@ -311,11 +312,11 @@ impl Resolver {
         check_bucket(name)?;
         let allowed = grant.config.get("containers").map(|list| list.split(',').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>());
         match allowed {
-            Some(list) if !list.is_empty() && !list.iter().any(|c| *c == "*" || *c == name) => Err(Denied(format!(
+            Some(list) if !list.iter().any(|c| *c == "*" || *c == name) => Err(Denied(format!(
                 "container `{name}` is not among those link `{}` from `{}` allows (`containers`: {})",
                 grant.link.name,
                 grant.link.source_id,
-                list.join(", ")
+                if list.is_empty() { "none".to_string() } else { list.join(", ") }
             ))),
             _ => Ok(()),
         }
@@ -487,6 +488,11 @@ mod tests {
         let grant = r.blobstore("c", "default").unwrap();
         assert!(r.blob_container(&grant, "docs").is_ok());
         assert!(r.blob_container(&grant, "other").unwrap_err().0.contains("not among those"));
+        for empty in ["", " , "] {
+            view.set_config("cfg", Some(BTreeMap::from([("containers".into(), empty.into())])));
+            let grant = r.blobstore("c", "default").unwrap();
+            assert!(r.blob_container(&grant, "photos").unwrap_err().0.contains("(`containers`: none)"), "`{empty}` names no container");
+        }
         view.set_links("c", vec![link("kv", "wasi", "blobstore", "blobstore", &[])]);
         assert!(r.blobstore("c", "default").unwrap_err().0.contains("not a blobstore-nats provider"));
         view.set_links("c", vec![]);

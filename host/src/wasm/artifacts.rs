@@ -119,19 +119,46 @@ pub async fn pull(reference: &str, nats: &async_nats::Client, lattice: &str, con
 /// Stores `bytes` as `reference` in `lattice`'s object store (created with `replicas`).
 ///
 /// # Errors
-/// A message naming the cause.
-pub async fn push(nats: &async_nats::Client, lattice: &str, replicas: usize, reference: &str, bytes: &[u8]) -> Result<String, String> {
-    let name = object_name(reference, true).map_err(|e| e.to_string())?;
+/// [`PushError`], naming the cause.
+pub async fn push(nats: &async_nats::Client, lattice: &str, replicas: usize, reference: &str, bytes: &[u8]) -> Result<String, PushError> {
+    let name = object_name(reference, true)?;
     let js = jetstream::new(nats.clone());
     let store = match js.get_object_store(bucket(lattice)).await {
         Ok(store) => store,
         Err(_) => js
             .create_object_store(object_store::Config { bucket: bucket(lattice), num_replicas: replicas, ..Default::default() })
             .await
-            .map_err(|e| format!("cannot create the artifact store `{}`: {e}", bucket(lattice)))?,
+            .map_err(|e| PushError::CreateStore { bucket: bucket(lattice), reason: e.to_string() })?,
     };
-    let info = store.put(name.as_str(), &mut &bytes[..]).await.map_err(|e| format!("cannot store `{reference}`: {e}"))?;
+    let info = store
+        .put(name.as_str(), &mut &bytes[..])
+        .await
+        .map_err(|e| PushError::Store { reference: reference.to_string(), reason: e.to_string() })?;
     Ok(info.digest.unwrap_or_default())
+}
+
+/// Why a push into the lattice's artifact store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The reference is not a `nats://` artifact reference.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The artifact store did not exist and could not be made.
+    #[error("cannot create the artifact store `{bucket}`: {reason}")]
+    CreateStore {
+        /// The store's bucket.
+        bucket: String,
+        /// What JetStream said.
+        reason: String,
+    },
+    /// The object store refused the bytes.
+    #[error("cannot store `{reference}`: {reason}")]
+    Store {
+        /// The reference pushed.
+        reference: String,
+        /// What JetStream said.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

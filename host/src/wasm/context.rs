@@ -30,6 +30,8 @@ pub struct ImportContext {
     pub wrpc: crate::wasm::wrpc::Wrpc,
     /// The importing component's tap: its link calls are recorded while `trellis spy` watches.
     pub spy: crate::spy::SpyTap,
+    /// Where its outgoing HTTP may go (`wasi:http/outgoing-handler`), asked at each call.
+    pub outgoing_http: Arc<dyn crate::wasm::state::OutgoingHttp>,
 }
 
 impl std::fmt::Debug for ImportContext {

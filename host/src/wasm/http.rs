@@ -90,7 +90,7 @@ where
         Ok(p) => p,
         Err(fault) => return (fault_response(&fault), Some(fault.kind)),
     };
-    let mut store = new_store(&runtime, id, &target.component);
+    let mut store = new_store(&runtime, &target.component);
     let (tx, rx) = oneshot::channel();
     let request = request.map(|b| b.map_err(|e| wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(e.to_string()))));
     let (req, out) = {

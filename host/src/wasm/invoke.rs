@@ -1,15 +1,12 @@
 //! One invocation: fresh store and instance, WAVE in and out, faults named.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_messages::invocation::{FaultKind, InvocationRequest};
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::permission::outbound::OutboundPolicy;
-use crate::permission::{reply_grant, Capability};
-use crate::lattice::state::DEFAULT_LINK_NAME;
+use crate::permission::reply_grant;
 use crate::wasm::engine::WasmRuntime;
 use crate::wasm::prepared::{ExportedFunc, PreparedComponent};
 use crate::wasm::state::GuestState;
@@ -117,7 +114,7 @@ pub async fn invoke_vals(
             format!("`{function}` takes {} argument(s), got {}", func.params.len(), params.len()),
         ));
     }
-    let mut store = new_store(runtime, component_id, component);
+    let mut store = new_store(runtime, component);
     store.data_mut().reply_to = reply_grant(function, &params);
     let deadline = store.data().deadline;
     let call = async {
@@ -154,7 +151,7 @@ where
     R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
 {
     let func = lookup(component_id, component, function)?;
-    let mut store = new_store(runtime, component_id, component);
+    let mut store = new_store(runtime, component);
     store.data_mut().reply_to = reply_to;
     let deadline = store.data().deadline;
     let call = async {
@@ -192,24 +189,13 @@ pub async fn within_deadline<T>(
 
 /// A fresh store for one call of `component`: memory limit, deadline (the guest yields every
 /// epoch tick and is stopped past the deadline), outgoing HTTP only when the resolver grants it.
-pub fn new_store(runtime: &WasmRuntime, component_id: &str, component: &PreparedComponent) -> Store<GuestState> {
+pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<GuestState> {
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
-    let outbound = component
-        .resolver
-        .as_ref()
-        .filter(|_| component.imports_outgoing_http)
-        .and_then(|r| r.provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient).ok())
-        .and_then(|grant| match OutboundPolicy::from_config(&grant.config) {
-            Ok(policy) => Some(Arc::new(policy)),
-            Err(why) => {
-                tracing::warn!(component_id, "outgoing HTTP refused: the HTTP client link's config is not valid: {why}");
-                None
-            }
-        });
+    let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks(ctx));
     let deadline = Instant::now() + limit;
-    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, outbound, deadline));
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, http, deadline));
     store.data_mut().imports = component.imports.clone();
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);

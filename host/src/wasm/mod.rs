@@ -15,8 +15,8 @@
 //! * What a component imports beyond WASI is matched in `crate::capabilities::imports`, once,
 //!   at scale time, against the host's list of capabilities.
 //! * [`local`]: the components running on this host, for in-process link calls.
-//! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter, the outbound HTTP
-//!   gate).
+//! * [`state`]: what a guest's `Store` holds (WASI context, memory limiter, the hooks its
+//!   outgoing HTTP goes through, which `crate::capabilities::http_client` builds).
 //! * Transports: [`wrpc`] and [`wrpc_http`] serve and call components over wRPC on NATS,
 //!   decoding values with [`wrpc_value`] (lengths never trusted); [`http`] serves a component's
 //!   `wasi:http` export to the built-in HTTP server, with request bodies on a clock

@@ -261,16 +261,43 @@ pub async fn pull_layer(reference: &str, config: &OciConfig, registries: &Regist
 /// Returns the manifest's URL.
 ///
 /// # Errors
-/// Why the reference, the component or the registry refused it.
-pub async fn push(reference: &str, component: Vec<u8>, insecure: bool, credentials: Option<(String, String)>) -> Result<String, String> {
+/// [`PushError`]: why the reference, the component or the registry refused it.
+pub async fn push(reference: &str, component: Vec<u8>, insecure: bool, credentials: Option<(String, String)>) -> Result<String, PushError> {
     let text = reference.strip_prefix("oci://").unwrap_or(reference);
-    let image = Reference::from_str(text).map_err(|e| format!("`{reference}` is not an OCI reference: {e}"))?;
-    let (config, layer) = oci_wasm::WasmConfig::from_raw_component(component, None).map_err(|e| format!("not a WebAssembly component: {e}"))?;
+    let image = Reference::from_str(text).map_err(|e| PushError::Reference { reference: reference.to_string(), reason: e.to_string() })?;
+    let (config, layer) = oci_wasm::WasmConfig::from_raw_component(component, None).map_err(|e| PushError::NotAComponent(e.to_string()))?;
     let protocol = if insecure { ClientProtocol::HttpsExcept(vec![image.resolve_registry().to_string()]) } else { ClientProtocol::Https };
     let client = oci_wasm::WasmClient::new(Client::new(ClientConfig { protocol, ..ClientConfig::default() }));
     let auth = credentials.map_or(RegistryAuth::Anonymous, |(user, password)| RegistryAuth::Basic(user, password));
-    let pushed = client.push(&image, &auth, layer, config, None).await.map_err(|e| format!("pushing to `{reference}` failed: {e}"))?;
+    let pushed = client
+        .push(&image, &auth, layer, config, None)
+        .await
+        .map_err(|e| PushError::Registry { reference: reference.to_string(), reason: e.to_string() })?;
     Ok(pushed.manifest_url)
+}
+
+/// Why a push to a registry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The reference is not an OCI reference.
+    #[error("`{reference}` is not an OCI reference: {reason}")]
+    Reference {
+        /// The reference given.
+        reference: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// The bytes are not a WebAssembly component.
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The registry refused or could not be reached.
+    #[error("pushing to `{reference}` failed: {reason}")]
+    Registry {
+        /// Where it was pushed.
+        reference: String,
+        /// What the registry (or the connection) said.
+        reason: String,
+    },
 }
 
 /// `sha256:<hex>` of `bytes`.

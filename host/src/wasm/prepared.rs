@@ -10,7 +10,6 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
 use crate::error::{HostError, Result};
 
 use crate::wasm::engine::WasmRuntime;
-use crate::permission::Resolver;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::wasm::state::GuestState;
@@ -42,10 +41,9 @@ pub struct PreparedComponent {
     pub size: usize,
     /// The `wasi:http/incoming-handler` entry point, when the component exports it.
     pub proxy: Option<ProxyPre<GuestState>>,
-    /// Decides what it may reach (asked when a call starts, for outgoing HTTP).
-    pub resolver: Option<Resolver>,
     /// What its imports were linked with (its id, links, the lattice): handed to each call's
-    /// store for the capabilities bound with `bindgen!` ([`GuestState::imports`]).
+    /// store for the capabilities bound with `bindgen!` ([`GuestState::imports`]), and asked
+    /// for its outgoing HTTP ([`crate::wasm::state::OutgoingHttp`]).
     pub imports: Option<std::sync::Arc<crate::wasm::context::ImportContext>>,
     /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
     /// up when a call starts).
@@ -103,8 +101,7 @@ impl PreparedComponent {
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), shared, elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        let resolver = imports.as_ref().map(|i| i.resolver.clone());
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, resolver, imports, imports_outgoing_http, code })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports, imports_outgoing_http, code })
     }
 
     /// The function called `name`: exact, or without the package version.

@@ -12,7 +12,7 @@ use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestC
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::permission::outbound::OutboundPolicy;
+use crate::wasm::context::ImportContext;
 
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -38,8 +38,8 @@ pub struct GuestState {
     pub limiter: MemoryLimiter,
     /// `wasi:http` state.
     http: WasiHttpCtx,
-    /// Outgoing HTTP policy.
-    hooks: HttpHooks,
+    /// Where outgoing HTTP goes, if anywhere ([`OutgoingHttp`]).
+    hooks: Box<dyn WasiHttpHooks + Send>,
     /// Link names the guest chose per `ns:pkg` (`wasmcloud:bus/lattice.set-link-name`).
     link_names: std::collections::HashMap<String, String>,
     /// When this invocation's deadline passes (host calls wait no longer).
@@ -51,13 +51,16 @@ pub struct GuestState {
     /// with `bindgen!`, whose host functions reach the store's data only; `None` for a
     /// component prepared without a lattice.
     pub imports: Option<Arc<crate::wasm::context::ImportContext>>,
+    /// What capabilities keep for one call beside its resources, each under its own type (the
+    /// blobstore's count of live values): gone with the call.
+    pub extensions: hyper::http::Extensions,
 }
 
 impl GuestState {
     /// A state whose memory may grow to `max_memory` bytes, for a call ending at `deadline`;
-    /// outgoing HTTP only under `outbound` (the rules of the HTTP client link the capability
-    /// resolver granted; `None`: none).
-    pub fn new(max_memory: usize, outbound: Option<Arc<OutboundPolicy>>, deadline: std::time::Instant) -> Self {
+    /// outgoing HTTP only through `http` (the hooks the component's [`OutgoingHttp`] built for
+    /// this call; `None`: every request is refused).
+    pub fn new(max_memory: usize, http: Option<Box<dyn WasiHttpHooks + Send>>, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
         let mut table = ResourceTable::new();
@@ -67,11 +70,12 @@ impl GuestState {
             table,
             limiter: MemoryLimiter { max_memory, refused: false },
             http: WasiHttpCtx::new(),
-            hooks: HttpHooks { outbound },
+            hooks: http.unwrap_or_else(|| Box::new(NoOutgoingHttp)),
             link_names: std::collections::HashMap::new(),
             deadline,
             reply_to: None,
             imports: None,
+            extensions: hyper::http::Extensions::new(),
         }
     }
 
@@ -117,71 +121,31 @@ impl WasiView for GuestState {
 
 impl WasiHttpView for GuestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut *self.hooks }
     }
 }
 
-/// Outgoing HTTP is refused unless the capability resolver granted it when the call started
-/// (a link to a running HTTP client provider), and then goes only where the link's rules allow:
-/// the name is resolved and every address checked before anything is sent; plain HTTP then
-/// connects to the address checked (a name that resolves elsewhere a moment later is not
-/// followed), HTTPS by name, where the certificate must match it.
-#[derive(Debug)]
-pub struct HttpHooks {
-    outbound: Option<Arc<OutboundPolicy>>,
+/// How a component's outgoing HTTP is served: asked once per call for the hooks
+/// `wasi:http/outgoing-handler` sends through ([`crate::capabilities::http_client`] decides what
+/// may go where). Held by the component's [`ImportContext`], so `wasm` names no capability.
+pub trait OutgoingHttp: Send + Sync {
+    /// The hooks for one call of the component `ctx` describes.
+    fn hooks(&self, ctx: &ImportContext) -> Box<dyn WasiHttpHooks + Send>;
 }
 
-impl WasiHttpHooks for HttpHooks {
+/// The hooks of a call whose component has no outgoing HTTP: every request is refused.
+#[derive(Debug)]
+struct NoOutgoingHttp;
+
+impl WasiHttpHooks for NoOutgoingHttp {
     fn send_request(
         &mut self,
         request: hyper::Request<HyperOutgoingBody>,
-        config: OutgoingRequestConfig,
+        _config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
-        let Some(policy) = self.outbound.clone() else {
-            tracing::info!(uri = %request.uri(), "outgoing HTTP refused: the component has no link to an HTTP client provider");
-            return Err(ErrorCode::HttpRequestDenied.into());
-        };
-        let handle = wasmtime_wasi::runtime::spawn(async move { Ok(send_checked(&policy, request, config).await) });
-        Ok(HostFutureIncomingResponse::pending(handle))
+        tracing::info!(uri = %request.uri(), "outgoing HTTP refused: the component is not served outgoing HTTP here");
+        Err(ErrorCode::HttpRequestDenied.into())
     }
-}
-
-/// Resolves the request's host, checks it against `policy`, and sends it.
-async fn send_checked(
-    policy: &OutboundPolicy,
-    mut request: hyper::Request<HyperOutgoingBody>,
-    config: OutgoingRequestConfig,
-) -> Result<wasmtime_wasi_http::p2::types::IncomingResponse, ErrorCode> {
-    let uri = request.uri().clone();
-    let Some(authority) = uri.authority().cloned() else { return Err(ErrorCode::HttpRequestUriInvalid) };
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = authority.port_u16().unwrap_or(if config.use_tls { 443 } else { 80 });
-    let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
-        Err(_) => match tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
-            Ok(Ok(addrs)) => addrs.collect(),
-            Ok(Err(_)) => return Err(ErrorCode::DnsError(wasmtime_wasi_http::p2::bindings::http::types::DnsErrorPayload { rcode: Some("address not available".into()), info_code: Some(0) })),
-            Err(_) => return Err(ErrorCode::ConnectionTimeout),
-        },
-    };
-    let ips: Vec<std::net::IpAddr> = addrs.iter().map(std::net::SocketAddr::ip).collect();
-    if let Err(why) = policy.check(&host, port, &ips) {
-        tracing::info!(%uri, "outgoing HTTP refused: {why}");
-        return Err(ErrorCode::HttpRequestDenied);
-    }
-    if !config.use_tls {
-        // Connect to the address just checked; the request keeps its `host` header.
-        if !request.headers().contains_key(hyper::header::HOST) {
-            if let Ok(value) = hyper::header::HeaderValue::from_str(authority.as_str()) {
-                request.headers_mut().insert(hyper::header::HOST, value);
-            }
-        }
-        let pinned = addrs[0].to_string();
-        let mut parts = uri.into_parts();
-        parts.authority = pinned.parse().ok();
-        *request.uri_mut() = hyper::Uri::from_parts(parts).map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
-    }
-    wasmtime_wasi_http::p2::default_send_request_handler(request, config).await
 }
 
 /// A [`ResourceLimiter`] with a memory cap that records refusals.

@@ -15,8 +15,21 @@ pub struct Cli {
     /// for hosts and `warn` for client commands.
     #[arg(long, global = true, env = "TRELLIS_LOG")]
     pub log: Option<String>,
+    /// How log lines are written to stderr: `text` for people, `json` for log collectors (one
+    /// JSON object a line, with the event's fields, such as `component_id`, as fields).
+    #[arg(long, global = true, env = "TRELLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,11 @@ pub struct HostArgs {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `127.0.0.1:9464`); off when unset.
     #[arg(long, env = "TRELLIS_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve `/livez`, `/readyz` and `/metrics` at `http://ADDR` for orchestrators (as
+    /// wasmCloud's host; `/readyz` answers 200 once the host has joined and replayed the
+    /// lattice's links and config, 503 before and while it stops); off when unset.
+    #[arg(long, env = "TRELLIS_HTTP_ADMIN")]
+    pub http_admin: Option<std::net::SocketAddr>,
     /// How long the lattice journal keeps events (hosts only ever raise the stream's limit).
     #[arg(long, env = "TRELLIS_JOURNAL_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub journal_max_age: Duration,
@@ -140,6 +145,13 @@ pub struct HostArgs {
     /// code from elsewhere, so off unless given.
     #[arg(long, env = "TRELLIS_ALLOW_PROVIDER_IMAGES")]
     pub allow_provider_images: bool,
+    /// Run a provider image as a built-in instead of pulling it: `IMAGE=BUILTIN`, the image's
+    /// repository without a tag (every tag maps), e.g.
+    /// `ghcr.io/wasmcloud/keyvalue-redis=keyvalue`; or `wasmcloud` for wasmCloud's own images
+    /// that have a built-in (http-server, http-client, keyvalue-nats, messaging-nats,
+    /// blobstore-nats). Repeat, or separate with commas. Give every host of a lattice the same.
+    #[arg(long = "builtin-image", env = "TRELLIS_BUILTIN_IMAGES", value_delimiter = ',')]
+    pub builtin_images: Vec<String>,
     /// Calls this host's components may have in flight to one external provider; more wait
     /// up to --max-queue-wait, then fail busy.
     #[arg(long, env = "TRELLIS_MAX_PROVIDER_CALLS", default_value_t = 256)]

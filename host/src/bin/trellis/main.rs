@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use trellis_host::config::{parse_label, ProviderSettings};
+use trellis_host::config::{env_labels, parse_label, ProviderSettings};
 use trellis_host::wasm::load::FileLoad;
 use trellis_host::wasm::oci::OciConfig;
 use trellis_host::wasm::WasmConfig;
@@ -65,8 +65,12 @@ fn main() -> ExitCode {
                 .with_tracer(t)
                 .with_filter(tracing_subscriber::filter::Targets::new().with_target(trellis_host::telemetry::TARGET, tracing::Level::DEBUG))
         });
+        let lines = match cli.log_format {
+            args::LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
+            args::LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed(),
+        };
         tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
+            .with(lines)
             .with(traces)
             .init();
     }
@@ -138,7 +142,12 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         dirs.push(abs);
     }
     let allowed = args.allow_file_load.unwrap_or(files_by_default || !dirs.is_empty());
-    let labels = args.labels.iter().filter(|l| !l.is_empty()).map(|l| parse_label(l)).collect::<Result<_, _>>()?;
+    // `WASMCLOUD_LABEL_*` variables first; a label given with --label (or TRELLIS_LABELS) wins.
+    let mut labels = env_labels(std::env::vars())?;
+    for label in args.labels.iter().filter(|l| !l.is_empty()) {
+        let (key, value) = parse_label(label)?;
+        labels.insert(key, value);
+    }
     Ok(HostConfig {
         nats: nats_config(&args.lattice.nats),
         lattice: args.lattice.lattice.clone(),
@@ -148,6 +157,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
         host_seed: args.host_seed.clone(),
         heartbeat_interval: args.heartbeat_interval,
         metrics_addr: args.metrics_addr,
+        http_admin: args.http_admin,
         metrics_meter: None,
         journal: (!args.no_journal)
             .then_some(trellis_host::journal::JournalConfig { max_age: args.journal_max_age, max_bytes: args.journal_max_bytes }),
@@ -212,6 +222,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             max_calls: args.max_provider_calls,
             guard: std::env::current_exe().ok(),
             allow_images: args.allow_provider_images,
+            builtin_images: trellis_host::permission::kind::BuiltinImages::parse(&args.builtin_images)?,
             ..ProviderSettings::default()
         },
     })
@@ -265,6 +276,9 @@ async fn run_host_with(config: HostConfig, demo: Option<demo::Demo>) -> Result<(
     );
     if let Some(addr) = info.metrics_addr {
         println!("Prometheus metrics at http://{addr}/metrics.");
+    }
+    if let Some(addr) = info.http_admin {
+        println!("Health at http://{addr}/livez and http://{addr}/readyz.");
     }
     // Listening before the demo is set up: a signal that arrives meanwhile (a restarted demo
     // serves from the stored links at once) is kept for the select below, not fatal.

@@ -54,7 +54,7 @@ pub async fn list(args: ClientArgs) -> Result<()> {
             .cloned();
         rows.push(Row {
             next_at_ms: parsed.as_ref().ok().and_then(|s| s.next_after(now)).map(|t| t.at_ms),
-            invalid: parsed.as_ref().err().cloned(),
+            invalid: parsed.as_ref().err().map(ToString::to_string),
             schedule: parsed.ok().map(|s| s.text),
             provider_id: link.source_id,
             link_name: link.name,

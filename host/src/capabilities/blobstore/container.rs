@@ -9,7 +9,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::wasi::blobstore::container::{Host, HostContainer, HostStreamObjectNames};
 use super::bindings::wasi::blobstore::types::{ContainerMetadata, ObjectMetadata};
-use super::values::{IncomingValue, OutgoingValue};
+use super::values::{IncomingValue, Live, OutgoingValue, PanicSafe, Slot};
 use super::{check_object_name, BlobError};
 use crate::capabilities::view::View;
 
@@ -35,8 +35,14 @@ impl Container {
         Self { name: name.to_string(), store, created_at }
     }
 
-    /// Object `name`, to read.
+    /// Object `name`, to read. A link object (which the object store would follow into another
+    /// bucket, one the grant may not reach) is refused: guests cannot make links, but other
+    /// tools can.
     pub(super) async fn object(&self, name: &str) -> Result<object_store::Object, BlobError> {
+        let info = self.info(name).await?.ok_or_else(|| self.no_such(name))?;
+        if info.options.as_ref().is_some_and(|o| o.link.is_some()) {
+            return Err(BlobError::Usage("the object is a link to another bucket; links are not followed"));
+        }
         match self.store.get(name).await {
             Ok(object) => Ok(object),
             Err(e) if e.kind() == GetErrorKind::NotFound => Err(self.no_such(name)),
@@ -58,7 +64,7 @@ impl Container {
         }
     }
 
-    async fn info(&self, name: &str) -> Result<Option<object_store::ObjectInfo>, BlobError> {
+    pub(super) async fn info(&self, name: &str) -> Result<Option<object_store::ObjectInfo>, BlobError> {
         match self.store.info(name).await {
             Ok(info) if !info.deleted => Ok(Some(info)),
             Ok(_) => Ok(None),
@@ -77,6 +83,8 @@ pub struct ObjectNames {
     names: Pin<Box<dyn Stream<Item = Result<object_store::ObjectInfo, object_store::ListerError>> + Send>>,
     container: String,
     done: bool,
+    /// Its place among the call's readers (`None` inside `clear`).
+    _slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for ObjectNames {
@@ -119,16 +127,18 @@ impl HostContainer for View<'_> {
         if end < start {
             return Err(BlobError::BadRange { start, end });
         }
-        let mut object = c.object(&name).await?;
+        let slot = self.call_state::<Live>().reader()?;
+        let object = c.object(&name).await?;
         let size = object.info.size as u64;
         let (start, end) = (start.min(size), end.min(size));
+        let mut object = PanicSafe::new(object, Some(slot));
         if start > 0 {
             // The object store reads from the beginning: skip to `start` without keeping it.
             tokio::io::copy(&mut (&mut object).take(start), &mut tokio::io::sink())
                 .await
                 .map_err(|e| BlobError::backend(format!("reading `{name}` from container `{}`", c.name), e))?;
         }
-        let value = IncomingValue::new(Box::new(object.take(end - start)), end - start);
+        let value = IncomingValue::new(PanicSafe::new(object.take(end - start), None), end - start);
         Ok(self.table().push(value)?)
     }
 
@@ -141,8 +151,9 @@ impl HostContainer for View<'_> {
 
     async fn list_objects(&mut self, this: Resource<Container>) -> Result<Resource<ObjectNames>, BlobError> {
         let c = self.table().get(&this)?.clone();
+        let slot = self.call_state::<Live>().reader()?;
         let list = c.store.list().await.map_err(|e| BlobError::backend(format!("listing container `{}`", c.name), e))?;
-        Ok(self.table().push(ObjectNames { names: Box::pin(list), container: c.name, done: false })?)
+        Ok(self.table().push(ObjectNames { names: Box::pin(list), container: c.name, done: false, _slot: Some(slot) })?)
     }
 
     async fn delete_object(&mut self, this: Resource<Container>, name: String) -> Result<(), BlobError> {
@@ -179,7 +190,7 @@ impl HostContainer for View<'_> {
     async fn clear(&mut self, this: Resource<Container>) -> Result<(), BlobError> {
         let c = self.table().get(&this)?.clone();
         let list = c.store.list().await.map_err(|e| BlobError::backend(format!("listing container `{}`", c.name), e))?;
-        let mut names = ObjectNames { names: Box::pin(list), container: c.name.clone(), done: false };
+        let mut names = ObjectNames { names: Box::pin(list), container: c.name.clone(), done: false, _slot: None };
         loop {
             let (page, done) = names.next(MAX_NAMES_PER_READ).await?;
             for name in &page {

@@ -24,7 +24,7 @@ mod values;
 
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::debug;
 use wasmtime::component::{Linker, ResourceTableError};
 
 use super::view::{view, HasView, View};
@@ -100,6 +100,14 @@ pub enum BlobError {
         /// The limit.
         limit: u64,
     },
+    /// The call already holds as many values of a kind as it may.
+    #[error("a call holds at most {max} {what} at once; finish or drop one first")]
+    Busy {
+        /// What is counted.
+        what: &'static str,
+        /// The bound.
+        max: usize,
+    },
     /// A function used out of order (e.g. `write-data` twice with one value).
     #[error("{0}")]
     Usage(&'static str),
@@ -152,7 +160,7 @@ impl Granted {
     /// Whether the grant reaches container `name`.
     fn container(&self, name: &str) -> Result<(), BlobError> {
         self.ctx.resolver.blob_container(&self.grant, name).map_err(|e| {
-            info!(component_id = %self.ctx.source_id, container = name, "blobstore container refused: {e}");
+            debug!(component_id = %self.ctx.source_id, container = name, "blobstore container refused: {e}");
             BlobError::Denied(e)
         })
     }
@@ -163,7 +171,7 @@ fn granted(view: &View<'_>) -> Result<Granted, BlobError> {
     let ctx = view.context().ok_or(BlobError::NoLattice)?;
     let link = view.link_name(Capability::Blobstore);
     let grant = ctx.resolver.blobstore(&ctx.source_id, link).map_err(|e| {
-        info!(component_id = %ctx.source_id, "blobstore refused: {e}");
+        debug!(component_id = %ctx.source_id, "blobstore refused: {e}");
         BlobError::Denied(e)
     })?;
     Ok(Granted { ctx, grant })

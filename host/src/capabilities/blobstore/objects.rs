@@ -8,6 +8,7 @@ use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind, ObjectS
 use async_nats::jetstream::{self, object_store, ErrorCode};
 
 use super::container::Container;
+use super::values::PanicSafe;
 use super::bindings::wasi::blobstore::types::ObjectId;
 use super::BlobError;
 use crate::wasm::context::ImportContext;
@@ -65,7 +66,7 @@ pub async fn exists(ctx: &ImportContext, name: &str) -> Result<bool, BlobError> 
 pub async fn copy(ctx: &ImportContext, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
     let from = open(ctx, &src.container).await?;
     let to = if src.container == dest.container { from.clone() } else { open(ctx, &dest.container).await? };
-    let mut object = from.object(&src.object).await?;
+    let mut object = PanicSafe::new(from.object(&src.object).await?, None);
     to.put(&dest.object, &mut object).await
 }
 

@@ -72,8 +72,65 @@ pub struct Claims {
     kv: kv::Store,
 }
 
-fn error(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what} in the schedule bucket: {e}")
+/// Why the schedule bucket could not be read or written; each variant names the record's key.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// A record could not be read.
+    #[error("reading a record in the schedule bucket: {source}")]
+    Read {
+        /// The record's key.
+        key: String,
+        /// What the KV client reported.
+        #[source]
+        source: kv::EntryError,
+    },
+    /// A record could not be encoded as JSON.
+    #[error("encoding a record in the schedule bucket: {source}")]
+    Encode {
+        /// The record's key.
+        key: String,
+        /// What serde reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A new record could not be created (for another reason than one already being there).
+    #[error("creating a record in the schedule bucket: {source}")]
+    Create {
+        /// The record's key.
+        key: String,
+        /// What the KV client reported.
+        #[source]
+        source: kv::CreateError,
+    },
+    /// A record could not be updated (for another reason than a newer revision).
+    #[error("updating a record in the schedule bucket: {source}")]
+    Update {
+        /// The record's key.
+        key: String,
+        /// What the KV client reported.
+        #[source]
+        source: kv::UpdateError,
+    },
+    /// Other hosts wrote the record between every read and write, round after round.
+    #[error("writing a record in the schedule bucket: other hosts kept changing it")]
+    Contended {
+        /// The record's key.
+        key: String,
+    },
+    /// The bucket's keys could not be listed.
+    #[error("listing records in the schedule bucket: {source}")]
+    List {
+        /// What the KV client reported.
+        #[source]
+        source: kv::HistoryError,
+    },
+    /// Listing the bucket's keys failed part way.
+    #[error("listing records in the schedule bucket: {source}")]
+    ListStream {
+        /// What the KV client reported.
+        #[source]
+        source: kv::WatcherError,
+    },
 }
 
 impl Claims {
@@ -86,14 +143,14 @@ impl Claims {
     ///
     /// # Errors
     /// KV failed.
-    pub async fn read(&self, key: &str) -> Result<Option<TickRecord>, String> {
+    pub async fn read(&self, key: &str) -> Result<Option<TickRecord>, ClaimError> {
         Ok(self.entry(key).await?.0)
     }
 
     /// The record (`None` when absent or unreadable: an unreadable one is replaced) and the
     /// revision to write at (`None`: create).
-    async fn entry(&self, key: &str) -> Result<(Option<TickRecord>, Option<u64>), String> {
-        match self.kv.entry(key).await.map_err(|e| error("reading a record", e))? {
+    async fn entry(&self, key: &str) -> Result<(Option<TickRecord>, Option<u64>), ClaimError> {
+        match self.kv.entry(key).await.map_err(|source| ClaimError::Read { key: key.to_string(), source })? {
             Some(entry) if entry.operation == kv::Operation::Put => Ok((serde_json::from_slice(&entry.value).ok(), Some(entry.revision))),
             Some(entry) => Ok((None, Some(entry.revision))),
             None => Ok((None, None)),
@@ -106,29 +163,29 @@ impl Claims {
     ///
     /// # Errors
     /// KV failed, or the record kept changing.
-    async fn modify<T>(&self, key: &str, mut change: impl FnMut(Option<TickRecord>) -> (Option<TickRecord>, T)) -> Result<T, String> {
+    async fn modify<T>(&self, key: &str, mut change: impl FnMut(Option<TickRecord>) -> (Option<TickRecord>, T)) -> Result<T, ClaimError> {
         for _ in 0..ROUNDS {
             let (current, revision) = self.entry(key).await?;
             let (next, outcome) = change(current);
             let Some(next) = next else { return Ok(outcome) };
-            let value = Bytes::from(serde_json::to_vec(&next).map_err(|e| error("encoding a record", e))?);
+            let value = Bytes::from(serde_json::to_vec(&next).map_err(|source| ClaimError::Encode { key: key.to_string(), source })?);
             let written = match revision {
                 None => match self.kv.create(key, value).await {
                     Ok(_) => true,
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
-                    Err(e) => return Err(error("creating a record", e)),
+                    Err(source) => return Err(ClaimError::Create { key: key.to_string(), source }),
                 },
                 Some(rev) => match self.kv.update(key, value, rev).await {
                     Ok(_) => true,
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
-                    Err(e) => return Err(error("updating a record", e)),
+                    Err(source) => return Err(ClaimError::Update { key: key.to_string(), source }),
                 },
             };
             if written {
                 return Ok(outcome);
             }
         }
-        Err(error("writing a record", "other hosts kept changing it"))
+        Err(ClaimError::Contended { key: key.to_string() })
     }
 
     /// Claims `tick` for `fresh.host_id` at `now_ms` with a lease until `deadline_ms`: won when
@@ -137,7 +194,7 @@ impl Claims {
     ///
     /// # Errors
     /// KV failed.
-    pub async fn claim(&self, key: &str, tick: Tick, fresh: &TickRecord, now_ms: u64, deadline_ms: u64) -> Result<Claim, String> {
+    pub async fn claim(&self, key: &str, tick: Tick, fresh: &TickRecord, now_ms: u64, deadline_ms: u64) -> Result<Claim, ClaimError> {
         let host = fresh.host_id.clone();
         self.modify(key, |current| {
             let lease = |attempt| Lease { sequence: tick.sequence, scheduled_at_ms: tick.at_ms, host_id: host.clone(), attempt, deadline_ms };
@@ -181,7 +238,7 @@ impl Claims {
     ///
     /// # Errors
     /// KV failed.
-    pub async fn progress(&self, key: &str, tick: Tick, host_id: &str, progress: &Progress, now_ms: u64) -> Result<bool, String> {
+    pub async fn progress(&self, key: &str, tick: Tick, host_id: &str, progress: &Progress, now_ms: u64) -> Result<bool, ClaimError> {
         self.modify(key, |current| {
             let Some(mut record) = current else { return (None, false) };
             let Some(i) = record.running.iter().position(|l| l.sequence == tick.sequence && l.host_id == host_id) else { return (None, false) };
@@ -206,12 +263,18 @@ impl Claims {
     ///
     /// # Errors
     /// KV failed.
-    pub async fn all(kv: &kv::Store) -> Result<Vec<TickRecord>, String> {
+    pub async fn all(kv: &kv::Store) -> Result<Vec<TickRecord>, ClaimError> {
         use futures::TryStreamExt;
-        let keys: Vec<String> = kv.keys().await.map_err(|e| error("listing records", e))?.try_collect().await.map_err(|e| error("listing records", e))?;
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(|source| ClaimError::List { source })?
+            .try_collect()
+            .await
+            .map_err(|source| ClaimError::ListStream { source })?;
         let mut out = Vec::new();
         for key in keys {
-            if let Some(bytes) = kv.get(&key).await.map_err(|e| error("reading a record", e))? {
+            if let Some(bytes) = kv.get(&key).await.map_err(|source| ClaimError::Read { key: key.clone(), source })? {
                 if let Ok(record) = serde_json::from_slice(&bytes) {
                     out.push(record);
                 }

@@ -40,27 +40,63 @@ pub fn is_schedule_link(link: &Link) -> bool {
     link.wit_namespace == NAMESPACE && link.wit_package == PACKAGE
 }
 
+/// Why a schedule link is refused at `link.put`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleLinkError {
+    /// The link names interfaces other than [`INTERFACE`].
+    #[error("a `{NAMESPACE}:{PACKAGE}` link names the interface `{INTERFACE}` only, not {interfaces:?}")]
+    Interfaces {
+        /// The interfaces it names.
+        interfaces: Vec<String>,
+    },
+    /// One of its source configs could not be read.
+    #[error("{source}")]
+    Config {
+        /// The config's name.
+        config: String,
+        /// What the lattice store reported (boxed: a `HostError` is large).
+        #[source]
+        source: Box<crate::error::HostError>,
+    },
+    /// Its merged source config is not a valid schedule.
+    #[error("schedule link `{name}` from `{source_id}` to `{target}`: {source}")]
+    Schedule {
+        /// The link's name.
+        name: String,
+        /// The link's source (the schedule provider).
+        source_id: String,
+        /// The link's target (the component).
+        target: String,
+        /// What is wrong with the schedule (boxed: keeps this error small).
+        #[source]
+        source: Box<spec::SpecError>,
+    },
+}
+
 /// `Ok` unless `link` is a schedule link whose source config is not a valid schedule. Configs
 /// that do not exist are left to `link.put`'s own check.
 ///
 /// # Errors
-/// A message naming the link and what is wrong with its schedule.
-pub async fn check_link(store: &LatticeStore, link: &Link) -> Result<(), String> {
+/// [`ScheduleLinkError`]: naming the link and what is wrong with its schedule.
+pub async fn check_link(store: &LatticeStore, link: &Link) -> Result<(), ScheduleLinkError> {
     if !is_schedule_link(link) {
         return Ok(());
     }
     if !link.interfaces.iter().all(|i| i == INTERFACE) {
-        return Err(format!("a `{NAMESPACE}:{PACKAGE}` link names the interface `{INTERFACE}` only, not {:?}", link.interfaces));
+        return Err(ScheduleLinkError::Interfaces { interfaces: link.interfaces.clone() });
     }
     let mut merged = BTreeMap::new();
     for name in &link.source_config {
-        if let Some(values) = store.config(name).await.map_err(|e| e.to_string())? {
+        if let Some(values) = store.config(name).await.map_err(|source| ScheduleLinkError::Config { config: name.clone(), source: Box::new(source) })? {
             merged.extend(values);
         }
     }
-    spec::Schedule::from_config(&merged)
-        .map(|_| ())
-        .map_err(|e| format!("schedule link `{}` from `{}` to `{}`: {e}", link.name, link.source_id, link.target))
+    spec::Schedule::from_config(&merged).map(|_| ()).map_err(|source| ScheduleLinkError::Schedule {
+        name: link.name.clone(),
+        source_id: link.source_id.clone(),
+        target: link.target.clone(),
+        source: Box::new(source),
+    })
 }
 
 /// One schedule: (component, link name).

@@ -52,6 +52,93 @@ pub struct Tick {
     pub sequence: u64,
 }
 
+/// Why a schedule link's source config is not a schedule; each message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Both `cron` and `every` are set.
+    #[error("a schedule names either `cron` or `every`, not both")]
+    Both,
+    /// Neither `cron` nor `every` is set.
+    #[error("a schedule link's source config names no schedule: set `cron` (e.g. `*/5 * * * *`) or `every` (e.g. `30s`)")]
+    NoSchedule,
+    /// `cron` does not parse.
+    #[error("`cron` = `{expr}` is not a cron expression (5 fields, or 6 with seconds first): {source}")]
+    Cron {
+        /// The expression as written (trimmed).
+        expr: String,
+        /// What croner reported.
+        #[source]
+        source: croner::errors::CronError,
+    },
+    /// `cron` parses but matches no time from now on (e.g. 31 February).
+    #[error("`cron` = `{expr}` never falls due: {source}")]
+    NeverDue {
+        /// The expression as written (trimmed).
+        expr: String,
+        /// What croner reported.
+        #[source]
+        source: croner::errors::CronError,
+    },
+    /// `timezone` is not an IANA timezone name.
+    #[error("`timezone` = `{name}` is not an IANA timezone (e.g. `Europe/Oslo`, `UTC`)")]
+    Timezone {
+        /// The name as written (trimmed).
+        name: String,
+    },
+    /// `timezone` is set on an `every` schedule.
+    #[error("`timezone` applies to `cron` schedules only")]
+    TimezoneWithoutCron,
+    /// `every` is not a duration.
+    #[error("`every` = `{every}` is not a duration (e.g. `500ms`, `30s`, `1h`): {source}")]
+    Every {
+        /// The value as written (trimmed).
+        every: String,
+        /// What humantime reported.
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// `every` is shorter than [`MIN_PERIOD`] or longer than [`MAX_PERIOD`].
+    #[error("`every` = `{every}` is out of bounds ({} to {})", humantime::format_duration(MIN_PERIOD), humantime::format_duration(MAX_PERIOD))]
+    EveryOutOfBounds {
+        /// The value as written (trimmed).
+        every: String,
+        /// The period it parses to.
+        period: Duration,
+    },
+    /// `every` has a fraction of a millisecond.
+    #[error("`every` = `{every}` is not a whole number of milliseconds")]
+    EveryNotWholeMs {
+        /// The value as written (trimmed).
+        every: String,
+        /// The period it parses to.
+        period: Duration,
+    },
+    /// `payload` is longer than [`MAX_PAYLOAD`].
+    #[error("`payload` is {len} bytes; at most {MAX_PAYLOAD}")]
+    Payload {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// `missed` is neither `skip` nor `run-once`.
+    #[error("`missed` = `{value}`: use `skip` or `run-once`")]
+    Missed {
+        /// The value as written (trimmed).
+        value: String,
+    },
+    /// `retries` is not a number from 0 to [`MAX_RETRIES`].
+    #[error("`retries` = `{value}`: a number from 0 to {MAX_RETRIES}")]
+    Retries {
+        /// The value as written (trimmed).
+        value: String,
+    },
+    /// `timeout` is not a duration within [`TIMEOUTS`].
+    #[error("`timeout` = `{value}`: a duration from 100ms to 1h")]
+    Timeout {
+        /// The value as written (trimmed).
+        value: String,
+    },
+}
+
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -75,51 +162,49 @@ impl Schedule {
     /// Other keys are left alone.
     ///
     /// # Errors
-    /// A message naming the key and what is wrong with it.
-    pub fn from_config(config: &BTreeMap<String, String>) -> Result<Self, String> {
+    /// [`SpecError`]: which key is wrong, and why.
+    pub fn from_config(config: &BTreeMap<String, String>) -> Result<Self, SpecError> {
         let get = |k: &str| config.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let (timing, text) = match (get("cron"), get("every")) {
-            (Some(_), Some(_)) => return Err("a schedule names either `cron` or `every`, not both".into()),
-            (None, None) => {
-                return Err("a schedule link's source config names no schedule: set `cron` (e.g. `*/5 * * * *`) or `every` (e.g. `30s`)".into())
-            }
+            (Some(_), Some(_)) => return Err(SpecError::Both),
+            (None, None) => return Err(SpecError::NoSchedule),
             (Some(expr), None) => {
                 let cron = croner::Cron::new(expr)
                     .with_seconds_optional()
                     .parse()
-                    .map_err(|e| format!("`cron` = `{expr}` is not a cron expression (5 fields, or 6 with seconds first): {e}"))?;
+                    .map_err(|source| SpecError::Cron { expr: expr.to_string(), source })?;
                 let tz = match get("timezone") {
                     None => chrono_tz::UTC,
-                    Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| format!("`timezone` = `{name}` is not an IANA timezone (e.g. `Europe/Oslo`, `UTC`)"))?,
+                    Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| SpecError::Timezone { name: name.to_string() })?,
                 };
                 // A pattern that never matches (31 February) is refused here, not at run time.
                 cron.find_next_occurrence(&Utc::now().with_timezone(&tz), false)
-                    .map_err(|e| format!("`cron` = `{expr}` never falls due: {e}"))?;
+                    .map_err(|source| SpecError::NeverDue { expr: expr.to_string(), source })?;
                 let text = format!("cron {expr} ({tz})");
                 (Timing::Cron(Box::new(cron), tz), text)
             }
             (None, Some(every)) => {
                 if get("timezone").is_some() {
-                    return Err("`timezone` applies to `cron` schedules only".into());
+                    return Err(SpecError::TimezoneWithoutCron);
                 }
-                let period = humantime::parse_duration(every).map_err(|e| format!("`every` = `{every}` is not a duration (e.g. `500ms`, `30s`, `1h`): {e}"))?;
+                let period = humantime::parse_duration(every).map_err(|source| SpecError::Every { every: every.to_string(), source })?;
                 if !(MIN_PERIOD..=MAX_PERIOD).contains(&period) {
-                    return Err(format!("`every` = `{every}` is out of bounds ({} to {})", humantime::format_duration(MIN_PERIOD), humantime::format_duration(MAX_PERIOD)));
+                    return Err(SpecError::EveryOutOfBounds { every: every.to_string(), period });
                 }
                 if period.subsec_nanos() % 1_000_000 != 0 {
-                    return Err(format!("`every` = `{every}` is not a whole number of milliseconds"));
+                    return Err(SpecError::EveryNotWholeMs { every: every.to_string(), period });
                 }
                 (Timing::Every(period), format!("every {}", humantime::format_duration(period)))
             }
         };
         let payload = config.get("payload").cloned().unwrap_or_default();
         if payload.len() > MAX_PAYLOAD {
-            return Err(format!("`payload` is {} bytes; at most {MAX_PAYLOAD}", payload.len()));
+            return Err(SpecError::Payload { len: payload.len() });
         }
         let missed = match get("missed") {
             None | Some("skip") => Missed::Skip,
             Some("run-once") => Missed::RunOnce,
-            Some(other) => return Err(format!("`missed` = `{other}`: use `skip` or `run-once`")),
+            Some(other) => return Err(SpecError::Missed { value: other.to_string() }),
         };
         let retries = match get("retries") {
             None => DEFAULT_RETRIES,
@@ -127,14 +212,14 @@ impl Schedule {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| *n <= MAX_RETRIES)
-                .ok_or_else(|| format!("`retries` = `{r}`: a number from 0 to {MAX_RETRIES}"))?,
+                .ok_or_else(|| SpecError::Retries { value: r.to_string() })?,
         };
         let timeout = match get("timeout") {
             None => DEFAULT_TIMEOUT,
             Some(t) => humantime::parse_duration(t)
                 .ok()
                 .filter(|d| (TIMEOUTS.0..=TIMEOUTS.1).contains(d))
-                .ok_or_else(|| format!("`timeout` = `{t}`: a duration from 100ms to 1h"))?,
+                .ok_or_else(|| SpecError::Timeout { value: t.to_string() })?,
         };
         Ok(Self { timing, payload, missed, retries, timeout, text })
     }
@@ -191,7 +276,7 @@ fn cron_tick<Tz: TimeZone>(at: &DateTime<Tz>) -> Tick {
 mod tests {
     use super::*;
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<Schedule, String> {
+    fn parse(pairs: &[(&str, &str)]) -> Result<Schedule, SpecError> {
         Schedule::from_config(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
@@ -236,11 +321,11 @@ mod tests {
             (&[("every", "1s"), ("timeout", "2h")], "`timeout` = `2h`"),
         ];
         for (config, expected) in cases {
-            let err = parse(config).unwrap_err();
+            let err = parse(config).unwrap_err().to_string();
             assert!(err.contains(expected), "{config:?}: {err}");
         }
         let big = "x".repeat(MAX_PAYLOAD + 1);
-        assert!(parse(&[("every", "1s"), ("payload", &big)]).unwrap_err().contains("`payload` is"));
+        assert!(parse(&[("every", "1s"), ("payload", &big)]).unwrap_err().to_string().contains("`payload` is"));
         let s = parse(&[("every", "2s"), ("missed", "run-once"), ("retries", "0"), ("timeout", "5s"), ("payload", "p"), ("other", "x")]).unwrap();
         assert_eq!((s.missed, s.retries, s.timeout, s.payload.as_str()), (Missed::RunOnce, 0, Duration::from_secs(5), "p"));
     }

@@ -11,6 +11,7 @@ use wasmtime::component::Val;
 
 use super::claims::{Claim, Claims, Progress};
 use super::spec::{Missed, Schedule, Tick};
+use crate::providers::CallError;
 use crate::services::HostServices;
 
 /// The export ticks call.
@@ -34,6 +35,36 @@ const MAX_LATENESS_MS: u64 = 1000;
 /// Milliseconds since the Unix epoch, by this host's clock.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why one attempt at a tick failed: what the tick's record and `schedule_tick_failed` say.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    /// `on-tick` did not return within the schedule's timeout.
+    #[error("`{ON_TICK}` on `{component_id}` did not return within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The component called.
+        component_id: String,
+        /// The schedule's timeout.
+        timeout: Duration,
+    },
+    /// The call could not be made, trapped, or no host runs the component: the fault as given.
+    #[error("{source}")]
+    Call {
+        /// The component called.
+        component_id: String,
+        /// The fault.
+        #[source]
+        source: CallError,
+    },
+    /// `on-tick` returned `err(..)`.
+    #[error("`{component_id}` returned {result}")]
+    Returned {
+        /// The component called.
+        component_id: String,
+        /// What it returned, in WAVE (`err("…")`).
+        result: String,
+    },
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -163,7 +194,8 @@ impl Job {
     /// Runs `tick`, which this host holds, from `attempt`, retrying with backoff.
     async fn own(&self, tick: Tick, mut attempt: u32) {
         loop {
-            let result = self.invoke(tick, attempt).await;
+            // The record and the `schedule_tick_failed` event carry the error as text.
+            let result = self.invoke(tick, attempt).await.map_err(|e| e.to_string());
             let last = attempt > self.schedule.retries;
             match result {
                 Ok(()) => {
@@ -221,7 +253,7 @@ impl Job {
     }
 
     /// One attempt: calls the component's `on-tick`, bounded by the schedule's timeout.
-    async fn invoke(&self, tick: Tick, attempt: u32) -> Result<(), String> {
+    async fn invoke(&self, tick: Tick, attempt: u32) -> Result<(), TickError> {
         let info = Val::Record(vec![
             ("scheduled-at-ms".into(), Val::U64(tick.at_ms)),
             ("sequence".into(), Val::U64(tick.sequence)),
@@ -233,10 +265,10 @@ impl Job {
         let call = crate::providers::invoke_component(&self.services, &self.component_id, ON_TICK, info, "schedule", Some(timeout));
         let result = tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| format!("`{ON_TICK}` on `{}` did not return within {}", self.component_id, humantime::format_duration(timeout)))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| TickError::Timeout { component_id: self.component_id.clone(), timeout })?
+            .map_err(|source| TickError::Call { component_id: self.component_id.clone(), source })?;
         if result.starts_with("err(") {
-            return Err(format!("`{}` returned {result}", self.component_id));
+            return Err(TickError::Returned { component_id: self.component_id.clone(), result });
         }
         Ok(())
     }
