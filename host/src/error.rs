@@ -131,6 +131,9 @@ pub enum WorkloadError {
     /// The provider does not run here.
     #[error("provider `{id}` is not running on host {host}")]
     NoProvider { id: String, host: String },
+    /// Its `component_limits` cannot be applied here.
+    #[error(transparent)]
+    Limits(#[from] crate::wasm::limits::LimitsError),
 }
 
 /// Why a link is refused.

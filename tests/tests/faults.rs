@@ -342,3 +342,44 @@ async fn guest_memory_is_bounded_and_fresh_per_call_with_and_without_guard_pages
     }
     Ok(())
 }
+
+/// `component_limits` on a scale, as wasmCloud 1.9 reads them: `max_memory_limit` lowers one
+/// component's memory below the host's limit; more than the host allows, or a limit that is not
+/// a number of bytes, is refused in the scale's reply.
+#[tokio::test]
+async fn a_scale_may_lower_a_components_memory_limit_never_raise_it() -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use trellis_messages::component::ScaleComponentCommand;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_component_memory = 32 << 20;
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let scale = |id: &str, limit: &str| ScaleComponentCommand {
+        component_ref: guests::ECHO.into(),
+        component_id: id.into(),
+        max_instances: 1,
+        host_id: host.id().into(),
+        component_limits: Some(HashMap::from([("max_memory_limit".to_string(), limit.to_string())])),
+        ..ScaleComponentCommand::default()
+    };
+    for (limit, expected) in [("67108864", "above this host's 33554432 bytes"), ("8MiB", "must be a number of bytes")] {
+        let refused = client.scale_component(host.id(), &scale("too-big", limit)).await.expect_err("refused");
+        assert!(refused.to_string().contains(expected), "{limit}: {refused}");
+    }
+    let events = lattice.watch_scale_events("small").await?;
+    client.scale_component(host.id(), &scale("small", &(8u64 << 20).to_string())).await?;
+    events.await??.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+
+    let reply = client.call("small", "trellis:echo/echo.hog", vec![]).await?;
+    let (kind, error) = fault(&reply);
+    assert_eq!(kind, FaultKind::MemoryLimit);
+    assert!(error.contains("memory limit of 8 MiB"), "{error}");
+    let reply = client.call("echo", "trellis:echo/echo.hog", vec![]).await?;
+    assert!(fault(&reply).1.contains("memory limit of 32 MiB"), "the host's limit for a component that asked for none");
+    echo_works(&client, "small").await;
+    host.shutdown(None).await?;
+    Ok(())
+}

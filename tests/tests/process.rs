@@ -45,8 +45,12 @@ async fn wait_for_host(lattice: &TestLattice, id: &str) -> trellis_messages::hos
 async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::Result<()> {
     let lattice = TestLattice::new().await?;
     let key = nkeys::KeyPair::new_server();
+    let admin_port = free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
     let mut child = Command::new(trellis_bin()?)
         .arg("host")
+        .env("TRELLIS_HTTP_ADMIN", &admin)
+        .env("TRELLIS_BUILTIN_IMAGES", "wasmcloud,ghcr.io/acme/kv=keyvalue")
         .env("TRELLIS_NATS_URL", lattice.url())
         .env("TRELLIS_LATTICE", &lattice.name)
         .env("TRELLIS_LABELS", "zone=east,team=core")
@@ -63,6 +67,30 @@ async fn host_process_configured_from_env_stops_on_control_request() -> anyhow::
     assert_eq!(host.labels["zone"], "east");
     assert_eq!(host.labels["team"], "core");
     assert_eq!(host.labels["rack"], "r7", "a WASMCLOUD_LABEL_ variable is a label");
+    // TRELLIS_HTTP_ADMIN: ready once joined and replayed.
+    let ready = eventually(Duration::from_secs(10), || async move {
+        let (status, _) = trellis_tests::raw_http::exchange(admin_port, &trellis_tests::raw_http::request("GET", "/readyz", None)).await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "/readyz answers 200 on TRELLIS_HTTP_ADMIN");
+    // TRELLIS_BUILTIN_IMAGES: wasmCloud's HTTP server image and a mapped image run as built-ins
+    // (this host may not run provider images).
+    let client = lattice.client().await?;
+    for (id, image) in [("web", "ghcr.io/wasmcloud/http-server:0.27.0"), ("kv", "ghcr.io/acme/kv:2")] {
+        let start = trellis_messages::provider::StartProviderCommand { provider_id: id.into(), provider_ref: image.into(), host_id: key.public_key(), ..Default::default() };
+        client.start_provider(&key.public_key(), &start).await?;
+    }
+    let running = eventually(Duration::from_secs(10), || {
+        let (client, id) = (client.clone(), key.public_key());
+        async move {
+            let inventory = client.inventory(&id).await.ok()?;
+            (inventory.providers.len() == 2).then_some(inventory.providers)
+        }
+    })
+    .await;
+    let running = running.expect("both providers run");
+    assert!(running.iter().any(|p| p.id == "web" && p.image_ref.as_deref() == Some("ghcr.io/wasmcloud/http-server:0.27.0")), "{running:?}");
     // `trellis host` loads no component files unless the operator says so.
     let refused = lattice.scale(&key.public_key(), "echo", trellis_tests::guests::ECHO, 1).await?.expect_err("file loads are off");
     assert!(refused.contains("--allow-file-load"), "{refused}");

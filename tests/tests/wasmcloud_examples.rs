@@ -114,6 +114,15 @@ async fn blobby_stores_serves_and_deletes_files_from_its_own_manifest() -> anyho
     assert_eq!(http(port, "GET", "/a.txt", None).await?.0, 404);
     assert_eq!(http(port, "GET", "/a.txt?container=other", None).await?, (200, "in other".to_string()));
 
+    // A link object (made by other tools; guests cannot make one) that points into another
+    // bucket is not followed: the lattice's artifact store stays out of reach.
+    let artifacts = js.get_object_store(format!("TRELLIS_ARTIFACTS_{}", lattice.name)).await?;
+    let secret = artifacts.put("private.wasm", &mut &b"not for guests"[..]).await?;
+    js.get_object_store("default").await?.add_link("linked.txt", &secret).await?;
+    let (status, body) = http(port, "GET", "/linked.txt", None).await?;
+    assert_eq!(status, 404, "blobby answers a failed read 404: {body}");
+    assert!(body.contains("links are not followed") && !body.contains("not for guests"), "{body}");
+
     // Delete, then it is gone.
     assert_eq!(http(port, "DELETE", "/myfile.txt", None).await?.0, 200);
     assert_eq!(http(port, "GET", "/myfile.txt", None).await?.0, 404);

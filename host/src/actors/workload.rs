@@ -20,6 +20,7 @@ use crate::actors::host::{HostActor, SetComponent};
 use crate::error::{HostError, Result, WorkloadError};
 use crate::services::HostServices;
 use crate::capabilities::imports::{link_imports, ImportContext};
+use crate::wasm::limits::ComponentLimits;
 use crate::wasm::PreparedComponent;
 
 /// A component running here.
@@ -113,6 +114,7 @@ impl WorkloadActor {
         reference: String,
         config_names: Vec<String>,
         scale: (u32, BTreeMap<String, String>),
+        limits: ComponentLimits,
     ) -> impl std::future::Future<Output = Result<(Arc<PreparedComponent>, Option<crate::trust::ComponentClaims>)>> {
         let runtime = self.services.runtime.clone();
         let handle = runtime.guests().clone();
@@ -159,7 +161,10 @@ impl WorkloadActor {
             let prepared = handle
                 .spawn_blocking(move || {
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
-                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(imports.clone())).map(Arc::new)
+                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(imports.clone())).map(|mut prepared| {
+                        prepared.limits = limits;
+                        Arc::new(prepared)
+                    })
                 })
                 .await
                 .map_err(|e| HostError::Runtime(format!("component loader failed: {e}")))??;
@@ -167,11 +172,11 @@ impl WorkloadActor {
         }
     }
 
-    fn start_component(&mut self, command: ScaleComponentCommand, ctx: &mut Context<Self>) {
+    fn start_component(&mut self, command: ScaleComponentCommand, limits: ComponentLimits, ctx: &mut Context<Self>) {
         let id = command.component_id.clone();
         self.busy.insert(id.clone());
         let scale = (command.max_instances, command.annotations.clone().unwrap_or_default());
-        let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone(), scale);
+        let prepare = self.prepare(&id, command.component_ref.clone(), command.config.clone(), scale, limits);
         let services = self.services.clone();
         let max = command.max_instances;
         let annotations = command.annotations.clone().unwrap_or_default();
@@ -244,7 +249,14 @@ impl WorkloadActor {
             let a = annotations.clone().or_else(|| r.description.annotations.clone()).unwrap_or_default();
             (r.description.max_instances, a)
         });
-        let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs, scale));
+        // The new code keeps the limits the component was started with (checked then).
+        let host_max = self.services.runtime.config().max_component_memory;
+        let limits = self
+            .components
+            .get(&id)
+            .and_then(|r| ComponentLimits::parse(r.description.limits.as_ref(), host_max).ok())
+            .unwrap_or_default();
+        let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs, scale, limits));
         ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&id);
             let Some(running) = act.components.get_mut(&id) else {
@@ -354,8 +366,10 @@ impl Handler<Scale> for WorkloadActor {
                 if command.component_ref.trim().is_empty() {
                     return Err(WorkloadError::NoReference(id.clone()).into());
                 }
+                let host_max = self.services.runtime.config().max_component_memory;
+                let limits = ComponentLimits::parse(command.component_limits.as_ref(), host_max).map_err(WorkloadError::Limits)?;
                 info!(component_id = %id, image_ref = %command.component_ref, max, "scaling component");
-                self.start_component(command, ctx);
+                self.start_component(command, limits, ctx);
                 Ok(format!("component `{id}` is starting"))
             }
             Some(_) if max == 0 => {

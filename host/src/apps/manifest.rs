@@ -242,4 +242,17 @@ spec:
         let hostile = hostile.replace("namespace: 5", "namespace: n").replace("interfaces: [x]", "interfaces: [1]");
         assert!(parse(hostile.as_bytes(), None).unwrap_err().to_string().contains("interfaces"));
     }
+
+    #[test]
+    fn secrets_and_policies_are_refused_not_ignored() {
+        let with_secret = YAML.replace(
+            "        image: nats://echo:1.0\n",
+            "        image: nats://echo:1.0\n        secrets:\n          - name: db\n            properties:\n              policy: vault\n              key: db-password\n",
+        );
+        let m = parse(with_secret.as_bytes(), None).expect("wadm reads it");
+        let err = unsupported(&m).unwrap_err();
+        assert!(matches!(&err, ManifestError::Secrets { component } if component == "echo"), "{err}");
+        assert!(err.to_string().contains("uses secrets, which Trellis does not support yet"));
+        assert!(unsupported(&parse(YAML.as_bytes(), None).expect("yaml")).is_ok());
+    }
 }

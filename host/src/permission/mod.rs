@@ -495,6 +495,16 @@ mod tests {
         }
         view.set_links("c", vec![link("kv", "wasi", "blobstore", "blobstore", &[])]);
         assert!(r.blobstore("c", "default").unwrap_err().0.contains("not a blobstore-nats provider"));
+        // An external provider (wasmCloud's blobstore-fs, say) is refused, saying so.
+        dir.add("h", "fs", "ghcr.io/wasmcloud/blobstore-fs:0.11.1");
+        view.set_links("c", vec![link("fs", "wasi", "blobstore", "blobstore", &[])]);
+        assert!(r.blobstore("c", "default").unwrap_err().0.contains("an external provider; this host does not yet serve"));
+        // `*` allows any ordinary container.
+        view.set_links("c", vec![link("blobs", "wasi", "blobstore", "blobstore", &["cfg"])]);
+        view.set_config("cfg", Some(BTreeMap::from([("containers".into(), "docs, *".into())])));
+        let grant = r.blobstore("c", "default").unwrap();
+        assert!(r.blob_container(&grant, "anything").is_ok());
+        assert!(r.blob_container(&grant, "TRELLIS_ARTIFACTS_x").is_err(), "never the lattice's own");
         view.set_links("c", vec![]);
         assert!(r.blobstore("c", "default").is_err());
     }

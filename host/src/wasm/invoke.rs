@@ -192,7 +192,7 @@ pub async fn within_deadline<T>(
 pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<GuestState> {
     let config = runtime.config();
     let limit = config.max_execution_time;
-    let max_memory = usize::try_from(config.max_component_memory).unwrap_or(usize::MAX);
+    let max_memory = usize::try_from(component.limits.max_memory(config.max_component_memory)).unwrap_or(usize::MAX);
     let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks(ctx));
     let deadline = Instant::now() + limit;
     let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, http, deadline));

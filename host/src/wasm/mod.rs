@@ -28,6 +28,7 @@ pub mod compiled;
 pub mod context;
 pub mod engine;
 pub mod invoke;
+pub mod limits;
 pub mod http;
 pub mod http_body;
 pub mod load;

@@ -50,6 +50,8 @@ pub struct PreparedComponent {
     pub imports_outgoing_http: bool,
     /// The compiled code, shared with every component of the same bytes on this host.
     pub code: std::sync::Arc<crate::wasm::compiled::Compiled>,
+    /// What its scale asked of its resources (`component_limits`); none when loaded.
+    pub limits: crate::wasm::limits::ComponentLimits,
 }
 
 impl std::fmt::Debug for PreparedComponent {
@@ -101,7 +103,7 @@ impl PreparedComponent {
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), shared, elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports, imports_outgoing_http, code })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports, imports_outgoing_http, code, limits: Default::default() })
     }
 
     /// The function called `name`: exact, or without the package version.
