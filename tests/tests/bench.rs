@@ -19,6 +19,7 @@ fn quick_benchmark_produces_every_figure() {
     assert_eq!(names.iter().filter(|n| n.starts_with("4. ")).count(), 3, "HTTP at concurrency 1, 8, 64");
     assert_eq!(names.iter().filter(|n| n.starts_with("8. ")).count(), 4, "registry and artifact store, cold and warm");
     assert_eq!(names.iter().filter(|n| n.starts_with("13. ")).count(), 2, "without guard pages: the local call and HTTP");
+    assert_eq!(names.iter().filter(|n| n.starts_with("14. ")).count(), 2, "blobstore round trips of 1 KiB and 16 MiB");
     for f in report["figures"].as_array().expect("figures") {
         let ratio = f["ratio"].as_f64().expect("ratio");
         assert!(ratio.is_finite() && ratio > 0.0, "{f}");
@@ -75,8 +76,8 @@ fn only_runs_the_figures_named_and_refuses_a_bad_list() {
     let names: Vec<&str> = report["figures"].as_array().expect("figures").iter().filter_map(|f| f["name"].as_str()).collect();
     assert!(names.len() == 1 && names[0].starts_with("3. "), "{names:?}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,14"]).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "2,15"]).output().expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("figure numbers 1 to 13") && stderr.contains("2,14"), "{stderr}");
+    assert!(stderr.contains("figure numbers 1 to 14") && stderr.contains("2,15"), "{stderr}");
 }

@@ -21,7 +21,8 @@ pub const MAX_NAMES_PER_READ: u64 = 1000;
 pub struct Container {
     name: String,
     store: ObjectStore,
-    created_at: u64,
+    /// The lattice's JetStream, asked when the guest wants the container's metadata.
+    js: async_nats::jetstream::Context,
 }
 
 impl std::fmt::Debug for Container {
@@ -31,8 +32,8 @@ impl std::fmt::Debug for Container {
 }
 
 impl Container {
-    pub(super) fn new(name: &str, store: ObjectStore, created_at: u64) -> Self {
-        Self { name: name.to_string(), store, created_at }
+    pub(super) fn new(name: &str, store: ObjectStore, js: async_nats::jetstream::Context) -> Self {
+        Self { name: name.to_string(), store, js }
     }
 
     /// Object `name`, to read. A link object (which the object store would follow into another
@@ -117,8 +118,10 @@ impl HostContainer for View<'_> {
     }
 
     async fn info(&mut self, this: Resource<Container>) -> Result<ContainerMetadata, BlobError> {
-        let c = self.table().get(&this)?;
-        Ok(ContainerMetadata { name: c.name.clone(), created_at: c.created_at })
+        let c = self.table().get(&this)?.clone();
+        // Asked only here: opening a container (every request of a typical guest) costs no
+        // stream lookup for it.
+        Ok(ContainerMetadata { created_at: super::objects::created_at(&c.js, &c.name).await, name: c.name })
     }
 
     async fn get_data(&mut self, this: Resource<Container>, name: String, start: u64, end: u64) -> Result<Resource<IncomingValue>, BlobError> {

@@ -24,7 +24,7 @@ fn missing(e: &ObjectStoreError) -> bool {
 pub async fn open(ctx: &ImportContext, name: &str) -> Result<Container, BlobError> {
     let js = jetstream::new(ctx.nats.clone());
     match js.get_object_store(name).await {
-        Ok(store) => Ok(Container::new(name, store, created_at(&js, name).await)),
+        Ok(store) => Ok(Container::new(name, store, js)),
         Err(e) if missing(&e) => Err(BlobError::NoSuchContainer(name.to_string())),
         Err(e) => Err(BlobError::backend(format!("opening container `{name}`"), e)),
     }
@@ -40,7 +40,7 @@ pub async fn create(ctx: &ImportContext, name: &str) -> Result<Container, BlobEr
     let js = jetstream::new(ctx.nats.clone());
     let config = object_store::Config { bucket: name.to_string(), num_replicas: ctx.resolver.kv_replicas(), ..Default::default() };
     match js.create_object_store(config).await {
-        Ok(store) => Ok(Container::new(name, store, created_at(&js, name).await)),
+        Ok(store) => Ok(Container::new(name, store, js)),
         // Lost a race with another creator: open what it made.
         Err(e) => open(ctx, name).await.map_err(|_| BlobError::backend(format!("creating container `{name}`"), e)),
     }
@@ -71,7 +71,7 @@ pub async fn copy(ctx: &ImportContext, src: &ObjectId, dest: &ObjectId) -> Resul
 }
 
 /// When container `name` was created (seconds since the epoch; 0 when JetStream does not say).
-async fn created_at(js: &jetstream::Context, name: &str) -> u64 {
+pub(super) async fn created_at(js: &jetstream::Context, name: &str) -> u64 {
     match js.get_stream(format!("OBJ_{name}")).await {
         Ok(mut stream) => stream.info().await.map(|i| u64::try_from(i.created.unix_timestamp()).unwrap_or(0)).unwrap_or(0),
         Err(_) => 0,

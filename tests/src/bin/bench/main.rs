@@ -13,9 +13,11 @@
 //! registry and from the lattice's artifact store, cold and warm, vs from a file; healing of a
 //! declared app after `kill -9` of a host process, vs the liveness deadline; a link call to an
 //! external provider (wRPC, the SDK-built test provider) vs the same call to a component on
-//! another host.
+//! another host; a blobstore round trip through wasmCloud's blobby vs the object store used
+//! directly.
 
 mod baselines;
+mod blobstore;
 mod heal;
 mod http;
 mod link_path;
@@ -92,9 +94,9 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=13).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=14).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 13, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 14, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -487,6 +489,11 @@ async fn main() -> Result<()> {
                          "baseline_kv_watch_p50_ms": kv.as_secs_f64() * 1e3, "put_ack_p50_ms": pct(&acks, 0.5).as_secs_f64() * 1e3,
                          "calls_per_round": attempts as f64 / props.len().max(1) as f64}),
         });
+    }
+
+    // 14. Blobstore round trip: wasmCloud's blobby through the built-in blobstore-nats.
+    if want(14) {
+        figures.extend(blobstore::round_trips(&lattice, &client, &c, if quick { 2 } else { 20 }).await?);
     }
 
     // 8. Scale from a registry and from the lattice's artifact store, next to a file.
