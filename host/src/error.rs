@@ -133,7 +133,7 @@ pub enum WorkloadError {
     NoProvider { id: String, host: String },
     /// Its `component_limits` cannot be applied here.
     #[error(transparent)]
-    Limits(#[from] crate::wasm::limits::LimitsError),
+    Limits(#[from] LimitsError),
 }
 
 /// Why a link is refused.
@@ -144,10 +144,43 @@ pub enum LinkError {
     MissingConfig { from: String, to: String, config: String },
     /// It conflicts with a link the source already has.
     #[error(transparent)]
-    Conflict(#[from] crate::lattice::state::LinkConflict),
+    Conflict(#[from] LinkConflict),
     /// A schedule link whose interfaces or schedule are not valid.
     #[error("{0}")]
     Schedule(String),
+}
+
+/// A link that would give an interface already linked under its name to another target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("link `{name}` from `{from}` for {interface} already points to `{target}`; delete it first or use another link name")]
+pub struct LinkConflict {
+    /// The link name.
+    pub name: String,
+    /// The source.
+    pub from: String,
+    /// `ns:pkg/{iface, …}`: the interfaces both would carry.
+    pub interface: String,
+    /// Where the existing link points.
+    pub target: String,
+}
+
+/// A `component_limits` this host cannot apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    /// Not a number of bytes.
+    #[error("component_limits `max_memory_limit` must be a number of bytes, not `{0}`")]
+    NotBytes(String),
+    /// More than the host lets any component have.
+    #[error("component_limits `max_memory_limit` of {asked} bytes is above this host's {host} bytes per component (--max-component-memory)")]
+    AboveHost {
+        /// What the scale asked for.
+        asked: u64,
+        /// The host's limit.
+        host: u64,
+    },
+    /// Less than one page.
+    #[error("component_limits `max_memory_limit` of {0} bytes is less than one WebAssembly page (65536 bytes)")]
+    BelowPage(u64),
 }
 
 /// Which configuration value is not acceptable, and why.

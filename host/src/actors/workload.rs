@@ -135,8 +135,11 @@ impl WorkloadActor {
             subjects: s.subjects.clone(),
             wrpc: s.wrpc.clone(),
             spy: s.runtime.spy().tap(id),
-            outgoing_http: Arc::new(crate::capabilities::http_client::HttpClient),
         });
+        let capabilities = crate::wasm::state::CapabilityContext {
+            data: imports.clone(),
+            outgoing_http: Arc::new(crate::capabilities::http_client::HttpClient::new(s.resolver.clone(), id)),
+        };
         async move {
             let config = runtime.config().clone();
             let fetched = {
@@ -161,7 +164,7 @@ impl WorkloadActor {
             let prepared = handle
                 .spawn_blocking(move || {
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);
-                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(imports.clone())).map(|mut prepared| {
+                    PreparedComponent::load(&runtime, &reference, bytes, link, Some(capabilities)).map(|mut prepared| {
                         prepared.limits = limits;
                         Arc::new(prepared)
                     })

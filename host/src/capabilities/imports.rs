@@ -23,7 +23,7 @@ use wasmtime::component::{Component, Linker, Type, Val};
 
 use crate::permission::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
-pub use crate::wasm::context::ImportContext;
+pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 use crate::wasm::wrpc_value::plain_type;
 

@@ -13,6 +13,7 @@
 pub mod blobstore;
 pub mod bus;
 pub mod config;
+pub mod context;
 pub mod http_client;
 pub mod http_server;
 pub mod imports;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Linker;
 
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 use logging::Rate;
 use crate::wasm::state::GuestState;
 

@@ -10,7 +10,7 @@ use wasmtime::component::{HasData, ResourceTable};
 
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::permission::Capability;
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 
 /// One call's store, seen by a capability's host traits.
@@ -48,7 +48,7 @@ impl View<'_> {
 
     /// The component's import context; `None` for a component prepared without a lattice.
     pub fn context(&self) -> Option<Arc<ImportContext>> {
-        self.0.imports.clone()
+        self.0.imports.as_ref().and_then(|c| Arc::clone(&c.data).downcast::<ImportContext>().ok())
     }
 
     /// The link name the guest chose for `capability` (`wasmcloud:bus/lattice`), else `default`.

@@ -5,6 +5,8 @@ use std::sync::{Arc, RwLock};
 
 use trellis_messages::link::Link;
 
+pub use crate::error::LinkConflict;
+
 /// Link name used when a guest has not chosen one.
 pub const DEFAULT_LINK_NAME: &str = "default";
 
@@ -177,20 +179,6 @@ pub struct NoLink {
     pub from: String,
     /// `ns:pkg/iface`.
     pub interface: String,
-}
-
-/// A link that would give an interface already linked under its name to another target.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("link `{name}` from `{from}` for {interface} already points to `{target}`; delete it first or use another link name")]
-pub struct LinkConflict {
-    /// The link name.
-    pub name: String,
-    /// The source.
-    pub from: String,
-    /// `ns:pkg/{iface, …}`: the interfaces both would carry.
-    pub interface: String,
-    /// Where the existing link points.
-    pub target: String,
 }
 
 /// The links of a source after putting `link`: replaces a link with the same target, package

@@ -193,7 +193,7 @@ pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<
     let config = runtime.config();
     let limit = config.max_execution_time;
     let max_memory = usize::try_from(component.limits.max_memory(config.max_component_memory)).unwrap_or(usize::MAX);
-    let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks(ctx));
+    let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks());
     let deadline = Instant::now() + limit;
     let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, http, deadline));
     store.data_mut().imports = component.imports.clone();

@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::error::LimitsError;
+
 /// The key of the memory limit in `component_limits`.
 pub const MAX_MEMORY_LIMIT: &str = "max_memory_limit";
 
@@ -17,25 +19,6 @@ const PAGE: u64 = 64 << 10;
 pub struct ComponentLimits {
     /// Bytes of linear memory per instance, when the scale asked for a limit.
     pub max_memory: Option<u64>,
-}
-
-/// A `component_limits` this host cannot apply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitsError {
-    /// Not a number of bytes.
-    #[error("component_limits `{MAX_MEMORY_LIMIT}` must be a number of bytes, not `{0}`")]
-    NotBytes(String),
-    /// More than the host lets any component have.
-    #[error("component_limits `{MAX_MEMORY_LIMIT}` of {asked} bytes is above this host's {host} bytes per component (--max-component-memory)")]
-    AboveHost {
-        /// What the scale asked for.
-        asked: u64,
-        /// The host's limit.
-        host: u64,
-    },
-    /// Less than one page.
-    #[error("component_limits `{MAX_MEMORY_LIMIT}` of {0} bytes is less than one WebAssembly page ({PAGE} bytes)")]
-    BelowPage(u64),
 }
 
 impl ComponentLimits {

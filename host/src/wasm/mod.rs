@@ -10,8 +10,6 @@
 //!   table.
 //! * [`invoke`]: one call: a fresh `Store` and instance, WAVE arguments in, WAVE results out,
 //!   every guest fault (trap, deadline, memory limit) turned into a [`Fault`].
-//! * [`context`]: what a component's host functions need at call time (the capability
-//!   resolver among it).
 //! * What a component imports beyond WASI is matched in `crate::capabilities::imports`, once,
 //!   at scale time, against the host's list of capabilities.
 //! * [`local`]: the components running on this host, for in-process link calls.
@@ -25,7 +23,6 @@
 
 pub mod artifacts;
 pub mod compiled;
-pub mod context;
 pub mod engine;
 pub mod invoke;
 pub mod limits;

@@ -43,8 +43,8 @@ pub struct PreparedComponent {
     pub proxy: Option<ProxyPre<GuestState>>,
     /// What its imports were linked with (its id, links, the lattice): handed to each call's
     /// store for the capabilities bound with `bindgen!` ([`GuestState::imports`]), and asked
-    /// for its outgoing HTTP ([`crate::wasm::state::OutgoingHttp`]).
-    pub imports: Option<std::sync::Arc<crate::wasm::context::ImportContext>>,
+    /// for its outgoing HTTP.
+    pub imports: Option<crate::wasm::state::CapabilityContext>,
     /// Whether it imports `wasi:http/outgoing-handler` (only then is the HTTP client link looked
     /// up when a call starts).
     pub imports_outgoing_http: bool,
@@ -79,7 +79,7 @@ impl PreparedComponent {
         reference: &str,
         bytes: Vec<u8>,
         link: impl FnOnce(&mut Linker<GuestState>, &Component) -> wasmtime::Result<()>,
-        imports: Option<std::sync::Arc<crate::wasm::context::ImportContext>>,
+        imports: Option<crate::wasm::state::CapabilityContext>,
     ) -> Result<Self> {
         let began = Instant::now();
         let (code, shared) = runtime

@@ -12,7 +12,6 @@ use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestC
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::wasm::context::ImportContext;
 
 /// Tables a guest may grow to (elements); generous for real code, bounded for hostile code.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -38,7 +37,7 @@ pub struct GuestState {
     pub limiter: MemoryLimiter,
     /// `wasi:http` state.
     http: WasiHttpCtx,
-    /// Where outgoing HTTP goes, if anywhere ([`OutgoingHttp`]).
+    /// Where outgoing HTTP goes, if anywhere (built by the component's [`OutgoingHttp`]).
     hooks: Box<dyn WasiHttpHooks + Send>,
     /// Link names the guest chose per `ns:pkg` (`wasmcloud:bus/lattice.set-link-name`).
     link_names: std::collections::HashMap<String, String>,
@@ -47,10 +46,10 @@ pub struct GuestState {
     /// The reply subject of the message this invocation handles, which it may publish to
     /// ([`crate::permission::reply_grant`]).
     pub reply_to: Option<String>,
-    /// The component's import context (its id, links, the lattice), for capabilities bound
-    /// with `bindgen!`, whose host functions reach the store's data only; `None` for a
-    /// component prepared without a lattice.
-    pub imports: Option<Arc<crate::wasm::context::ImportContext>>,
+    /// What the component's capabilities keep for its calls (its id, links, the lattice), for
+    /// capabilities bound with `bindgen!`, whose host functions reach the store's data only;
+    /// `None` for a component prepared without a lattice.
+    pub imports: Option<CapabilityContext>,
     /// What capabilities keep for one call beside its resources, each under its own type (the
     /// blobstore's count of live values): gone with the call.
     pub extensions: hyper::http::Extensions,
@@ -58,8 +57,8 @@ pub struct GuestState {
 
 impl GuestState {
     /// A state whose memory may grow to `max_memory` bytes, for a call ending at `deadline`;
-    /// outgoing HTTP only through `http` (the hooks the component's [`OutgoingHttp`] built for
-    /// this call; `None`: every request is refused).
+    /// outgoing HTTP only through `http` (the hooks the component's
+    /// [`OutgoingHttp`] built for this call; `None`: every request is refused).
     pub fn new(max_memory: usize, http: Option<Box<dyn WasiHttpHooks + Send>>, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
@@ -126,11 +125,28 @@ impl WasiHttpView for GuestState {
 }
 
 /// How a component's outgoing HTTP is served: asked once per call for the hooks
-/// `wasi:http/outgoing-handler` sends through ([`crate::capabilities::http_client`] decides what
-/// may go where). Held by the component's [`ImportContext`], so `wasm` names no capability.
+/// `wasi:http/outgoing-handler` sends through (`capabilities::http_client` decides what may go
+/// where).
 pub trait OutgoingHttp: Send + Sync {
-    /// The hooks for one call of the component `ctx` describes.
-    fn hooks(&self, ctx: &ImportContext) -> Box<dyn WasiHttpHooks + Send>;
+    /// The hooks for one call.
+    fn hooks(&self) -> Box<dyn WasiHttpHooks + Send>;
+}
+
+/// What a component's capabilities keep for its calls, handed to each call's store: their own
+/// context, of a type `wasm` does not name (the capabilities' `ImportContext`), and how its
+/// outgoing HTTP is served.
+#[derive(Clone)]
+pub struct CapabilityContext {
+    /// The capabilities' context (they downcast it).
+    pub data: Arc<dyn std::any::Any + Send + Sync>,
+    /// Builds each call's outgoing-HTTP hooks.
+    pub outgoing_http: Arc<dyn OutgoingHttp>,
+}
+
+impl std::fmt::Debug for CapabilityContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapabilityContext").finish_non_exhaustive()
+    }
 }
 
 /// The hooks of a call whose component has no outgoing HTTP: every request is refused.

@@ -74,6 +74,14 @@ impl Container {
         }
     }
 
+    /// When the container was created (seconds since the epoch; 0 when JetStream does not say).
+    async fn created_at(&self) -> u64 {
+        match self.js.get_stream(format!("OBJ_{}", self.name)).await {
+            Ok(mut stream) => stream.info().await.map(|i| u64::try_from(i.created.unix_timestamp()).unwrap_or(0)).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
     fn no_such(&self, object: &str) -> BlobError {
         BlobError::NoSuchObject { container: self.name.clone(), object: object.to_string() }
     }
@@ -121,7 +129,7 @@ impl HostContainer for View<'_> {
         let c = self.table().get(&this)?.clone();
         // Asked only here: opening a container (every request of a typical guest) costs no
         // stream lookup for it.
-        Ok(ContainerMetadata { created_at: super::objects::created_at(&c.js, &c.name).await, name: c.name })
+        Ok(ContainerMetadata { created_at: c.created_at().await, name: c.name })
     }
 
     async fn get_data(&mut self, this: Resource<Container>, name: String, start: u64, end: u64) -> Result<Resource<IncomingValue>, BlobError> {

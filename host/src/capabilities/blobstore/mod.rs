@@ -29,7 +29,7 @@ use wasmtime::component::{Linker, ResourceTableError};
 
 use super::view::{view, HasView, View};
 use crate::permission::{Capability, Denied, ProviderGrant};
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 pub use container::{Container, ObjectNames};
 pub use values::{IncomingValue, OutgoingValue};

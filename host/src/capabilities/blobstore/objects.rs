@@ -11,7 +11,7 @@ use super::container::Container;
 use super::values::PanicSafe;
 use super::bindings::wasi::blobstore::types::ObjectId;
 use super::BlobError;
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 
 /// Whether `e` says the bucket's stream does not exist (rather than that JetStream failed).
 fn missing(e: &ObjectStoreError) -> bool {
@@ -68,12 +68,4 @@ pub async fn copy(ctx: &ImportContext, src: &ObjectId, dest: &ObjectId) -> Resul
     let to = if src.container == dest.container { from.clone() } else { open(ctx, &dest.container).await? };
     let mut object = PanicSafe::new(from.object(&src.object).await?, None);
     to.put(&dest.object, &mut object).await
-}
-
-/// When container `name` was created (seconds since the epoch; 0 when JetStream does not say).
-pub(super) async fn created_at(js: &jetstream::Context, name: &str) -> u64 {
-    match js.get_stream(format!("OBJ_{name}")).await {
-        Ok(mut stream) => stream.info().await.map(|i| u64::try_from(i.created.unix_timestamp()).unwrap_or(0)).unwrap_or(0),
-        Err(_) => 0,
-    }
 }

@@ -3,7 +3,8 @@
 //! call starts: the capability resolver grants the link ([`Capability::HttpClient`]) and its
 //! target config is the [`OutboundPolicy`] every request is checked against before anything is
 //! sent. `wasi:http` itself is linked for every component with WASI; this module only decides
-//! where its requests may go ([`HttpClient`], the component's [`OutgoingHttp`]).
+//! where its requests may go ([`HttpClient`], the component's [`OutgoingHttp`], handed to the
+//! engine with the component).
 
 use std::sync::Arc;
 
@@ -15,17 +16,27 @@ use wasmtime_wasi_http::p2::{HttpResult, WasiHttpHooks};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 use crate::permission::outbound::OutboundPolicy;
 use crate::permission::Capability;
-use crate::wasm::context::ImportContext;
+use crate::permission::Resolver;
 use crate::wasm::state::OutgoingHttp;
 
-/// Outgoing HTTP through the component's HTTP client link, under the link's rules.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpClient;
+/// Outgoing HTTP of one component through its HTTP client link, under the link's rules.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    resolver: Resolver,
+    component_id: String,
+}
+
+impl HttpClient {
+    /// Outgoing HTTP of component `component_id`, as `resolver` grants it.
+    pub fn new(resolver: Resolver, component_id: &str) -> Self {
+        Self { resolver, component_id: component_id.to_string() }
+    }
+}
 
 impl OutgoingHttp for HttpClient {
-    fn hooks(&self, ctx: &ImportContext) -> Box<dyn WasiHttpHooks + Send> {
-        let component_id = ctx.source_id.as_str();
-        let outbound = ctx
+    fn hooks(&self) -> Box<dyn WasiHttpHooks + Send> {
+        let component_id = self.component_id.as_str();
+        let outbound = self
             .resolver
             .provider(component_id, DEFAULT_LINK_NAME, Capability::HttpClient)
             .ok()

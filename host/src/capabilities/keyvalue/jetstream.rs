@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::bindings::wasi::keyvalue::store::KeyResponse;
 use super::{other, KvError};
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 
 /// How many compare-and-set rounds an increment may take before it reports contention.
 const CAS_ROUNDS: usize = 1000;

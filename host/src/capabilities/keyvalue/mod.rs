@@ -24,7 +24,7 @@ use wasmtime::component::{Linker, Resource, ResourceTableError};
 
 use super::view::{view, HasView, View};
 use crate::permission::{Capability, Denied, KeyValueTarget};
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_KEYS};
 pub use jetstream::KEYS_PAGE;

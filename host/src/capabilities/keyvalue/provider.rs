@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::bindings::wasi::keyvalue::store::KeyResponse;
 use super::KvError;
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({

@@ -19,7 +19,7 @@ use wasmtime::component::Linker;
 
 use crate::capabilities::view::{view, HasView, View};
 use crate::permission::{Capability, ProviderGrant};
-use crate::wasm::context::ImportContext;
+use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 
 /// The host side of `wasmcloud:messaging/consumer@0.2.0`, generated from its WIT.

@@ -1,5 +1,7 @@
 //! What a component's host functions need at call time, built once per component when it is
-//! prepared. Every capability decision goes through its [`Resolver`].
+//! prepared. Every capability decision goes through its [`Resolver`]. Below `capabilities/`
+//! it travels type-erased ([`crate::wasm::state::CapabilityContext`]), so `wasm` names no
+//! capability's types.
 
 use std::sync::Arc;
 
@@ -30,8 +32,6 @@ pub struct ImportContext {
     pub wrpc: crate::wasm::wrpc::Wrpc,
     /// The importing component's tap: its link calls are recorded while `trellis spy` watches.
     pub spy: crate::spy::SpyTap,
-    /// Where its outgoing HTTP may go (`wasi:http/outgoing-handler`), asked at each call.
-    pub outgoing_http: Arc<dyn crate::wasm::state::OutgoingHttp>,
 }
 
 impl std::fmt::Debug for ImportContext {
