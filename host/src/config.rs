@@ -69,8 +69,8 @@ pub struct Limits {
 impl Limits {
     /// The bounds on request bodies from the network.
     #[must_use]
-    pub fn body_bounds(&self) -> crate::wasm::http_body::BodyBounds {
-        crate::wasm::http_body::BodyBounds { max: self.max_http_body, timeout: self.http_body_timeout, min_rate: self.http_body_min_rate }
+    pub fn body_bounds(&self) -> crate::wasm::transport::http_body::BodyBounds {
+        crate::wasm::transport::http_body::BodyBounds { max: self.max_http_body, timeout: self.http_body_timeout, min_rate: self.http_body_min_rate }
     }
 }
 

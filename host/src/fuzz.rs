@@ -239,9 +239,9 @@ fn sample() -> (Val, Vec<u8>) {
 /// Decodes `bytes` as `ty` with a 256 KiB budget.
 fn decode(ty: &Type, bytes: &[u8]) -> std::io::Result<Val> {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-    let pool = crate::wasm::wrpc_value::ValuePool::new(1 << 20);
+    let pool = crate::wasm::transport::wrpc_value::ValuePool::new(1 << 20);
     let mut budget = pool.budget(256 << 10);
-    rt.block_on(crate::wasm::wrpc_value::read_plain(&mut &bytes[..], ty, &mut budget))
+    rt.block_on(crate::wasm::transport::wrpc_value::read_plain(&mut &bytes[..], ty, &mut budget))
 }
 
 #[test]

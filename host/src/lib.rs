@@ -57,9 +57,9 @@
 //!   │                                               │    links Resolver::deliveries names):
 //!   │                                               │      HTTP server: listeners; a request to
 //!   │                                               │      a component here runs in-process
-//!   │                                               │      (wasm::http::serve_local), one on
+//!   │                                               │      (wasm::transport::http::serve_local), one on
 //!   │                                               │      another host is forwarded over NATS
-//!   │                                               │      (wasm::http::forward → that host's
+//!   │                                               │      (wasm::transport::http::forward → that host's
 //!   │                                               │      ComponentActor → serve_forwarded);
 //!   │                                               │      messaging: a subscription per
 //!   │                                               │      handler link;
@@ -90,7 +90,7 @@
 //!                                               │   ComponentActor (one per component): owns
 //!                                               │   what calls run (code, slots), the drain
 //!            NATS {lattice}.{id}.wrpc.… ────────┼──► (from providers) decoded → same Call path;
-//!            (wrpc:http/incoming-handler)       │    HTTP → wasm::wrpc_http → serve_local
+//!            (wrpc:http/incoming-handler)       │    HTTP → wasm::transport::wrpc_http → serve_local
 //!            NATS trellis.rpc.{lattice}.{id} ───┼──► queue group {id} (call connection):
 //!            (InvocationRequest)                │    forwarder task on a guest thread
 //!                                               │    → Call task on the guest runtime:
@@ -106,7 +106,7 @@
 //!                                               │      LocalComponents has it? call in-process
 //!                                               │      (same permits/limits) : NATS request;
 //!                                               │      external provider? wRPC request
-//!                                               │      (wasm::wrpc, bounded per provider);
+//!                                               │      (wasm::transport::wrpc, bounded per provider);
 //!                                               │      key-value → the link's bucket;
 //!                                               │      messaging → allowed subjects;
 //!                                               │      outgoing HTTP → granted or denied

@@ -18,7 +18,7 @@ use crate::providers::external::Launch;
 use crate::actors::workload::{DrainComponents, WorkloadActor};
 use crate::lattice::{LatticeStore, LatticeView};
 use crate::services::HostServices;
-use crate::wasm::local::LocalComponents;
+use crate::wasm::transport::local::LocalComponents;
 use crate::permission::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
 use crate::actors::dispatch::Dispatcher;
@@ -280,7 +280,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let apps_opened = if config.apps { Some(open_apps(config, &nats, identity.clone()).await?) } else { None };
     let view = LatticeView::default();
     let providers_dir = ProviderDirectory::new(config.providers.builtin_images.clone());
-    let registries = crate::wasm::oci::Registries::default();
+    let registries = crate::wasm::sources::oci::Registries::default();
     let subscriptions = ControlSubscriptions::subscribe(&nats, &subjects, &host_id).await?;
     let events = EventPublisher::new(nats.clone(), subjects.clone(), identity.clone());
     let nats_url = redact(&config.nats.url);
@@ -323,7 +323,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         registries: registries.clone(),
         trust: Arc::new(config.trust.clone()),
         policy,
-        wrpc: crate::wasm::wrpc::Wrpc::new(
+        wrpc: crate::wasm::transport::wrpc::Wrpc::new(
             calls.clone(),
             &config.lattice,
             wasm.engine().clone(),

@@ -8,7 +8,7 @@ use crate::permission::{ProviderDirectory, Resolver};
 use crate::config::Limits;
 use crate::events::EventPublisher;
 use crate::lattice::{LatticeStore, LatticeView};
-use crate::wasm::local::LocalComponents;
+use crate::wasm::transport::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
 /// What the workload and component actors need from the host. Cheap to clone.
@@ -43,9 +43,9 @@ pub struct HostServices {
     /// The lattice's KV buckets (a scale records the component's reference in its spec).
     pub store: LatticeStore,
     /// Registry credentials from `registry.put`.
-    pub registries: crate::wasm::oci::Registries,
+    pub registries: crate::wasm::sources::oci::Registries,
     /// wRPC to and from external providers, on the call connection.
-    pub wrpc: crate::wasm::wrpc::Wrpc,
+    pub wrpc: crate::wasm::transport::wrpc::Wrpc,
     /// Which code may start here (signed claims).
     pub trust: Arc<crate::trust::TrustPolicy>,
     /// The policy service asked before code starts, when the host names one.

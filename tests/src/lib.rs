@@ -46,7 +46,7 @@ pub fn test_wasm_config() -> WasmConfig {
         max_queue_wait: Duration::from_secs(5),
         pool_instances: 32,
         cache_dir: None,
-        file_load: trellis_host::wasm::load::FileLoad::anywhere(),
+        file_load: trellis_host::wasm::sources::load::FileLoad::anywhere(),
         ..WasmConfig::default()
     }
 }
@@ -397,7 +397,7 @@ impl TestLattice {
     /// machine: its components come from the lattice's artifact store ([`Self::push`]).
     pub fn machine_config_on(&self, i: usize) -> HostConfig {
         let mut config = self.host_config_on(i);
-        config.wasm.file_load = trellis_host::wasm::load::FileLoad::default();
+        config.wasm.file_load = trellis_host::wasm::sources::load::FileLoad::default();
         config
     }
 
@@ -411,7 +411,7 @@ impl TestLattice {
     pub async fn push(&self, name: &str, path: &str) -> Result<String> {
         let reference = format!("nats://{name}:test");
         let bytes = std::fs::read(path)?;
-        trellis_host::wasm::artifacts::push(&self.nats().await?, &self.name, 1, &reference, &bytes)
+        trellis_host::wasm::sources::artifacts::push(&self.nats().await?, &self.name, 1, &reference, &bytes)
             .await
             .map_err(anyhow::Error::msg)?;
         Ok(reference)

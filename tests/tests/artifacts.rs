@@ -18,7 +18,7 @@ async fn a_component_pushed_to_the_lattice_runs_on_hosts_of_other_nodes() -> any
     let mut hosts = Vec::new();
     for node in [1, 2] {
         let mut config = lattice.host_config_on(node);
-        config.wasm.file_load = trellis_host::wasm::load::FileLoad::default(); // no files needed
+        config.wasm.file_load = trellis_host::wasm::sources::load::FileLoad::default(); // no files needed
         config.wasm.oci.cache_dir = Some(cache.path().join(format!("node{node}")));
         let host = lattice.start_host(config).await?;
         lattice.scale(host.id(), "echo", "nats://echo:1.0", 2).await?.map_err(anyhow::Error::msg)?;

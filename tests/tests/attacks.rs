@@ -121,7 +121,7 @@ async fn a_wrpc_http_request_head_past_its_bound_is_cut_off() -> anyhow::Result<
     let subject = format!("{}.hello.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name);
     assert!(send_head(&nats, &subject, "head.small", &request_head(2, 50 << 10)).await?, "a 100 KiB head is answered");
     let big = request_head(40, 50 << 10);
-    assert!(big.len() > trellis_host::wasm::wrpc_http::MAX_HEAD_BYTES);
+    assert!(big.len() > trellis_host::wasm::transport::wrpc_http::MAX_HEAD_BYTES);
     assert!(!send_head(&nats, &subject, "head.big", &big).await?, "a 2 MB head is not");
     assert!(send_head(&nats, &subject, "head.again", &request_head(1, 10)).await?, "the next request is answered");
     // Callers that send part of a head and stall do not hold up the others: heads used to be
@@ -176,13 +176,13 @@ async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host()
             }
         })
     };
-    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(nats, &lattice.name, engine, 4, Duration::from_secs(1), trellis_host::Limits::default().body_bounds());
+    let wrpc = trellis_host::wasm::transport::wrpc::Wrpc::new(nats, &lattice.name, engine, 4, Duration::from_secs(1), trellis_host::Limits::default().body_bounds());
     for _ in 0..3 {
         let failed = wrpc
             .call("caller", "default", "forger", "acme:lists/lists@0.1.0", "get", &[], &[], std::slice::from_ref(&list_u32), Duration::from_secs(5))
             .await
             .expect_err("the forged result is refused");
-        assert!(matches!(failed, trellis_host::wasm::wrpc::WrpcError::Decode { index: 0, .. }), "{failed}");
+        assert!(matches!(failed, trellis_host::wasm::transport::wrpc::WrpcError::Decode { index: 0, .. }), "{failed}");
         assert!(failed.to_string().contains("cannot decode result 0"), "{failed}");
     }
     server.abort();

@@ -373,7 +373,7 @@ async fn component_files_load_only_where_the_operator_allows() -> anyhow::Result
     let lattice = TestLattice::new().await?;
     // Off: every file reference is refused, existing or not, with the same words.
     let mut config = lattice.host_config();
-    config.wasm.file_load = trellis_host::wasm::load::FileLoad::default();
+    config.wasm.file_load = trellis_host::wasm::sources::load::FileLoad::default();
     let host = lattice.start_host(config).await?;
     let existing = lattice.scale(host.id(), "a", guests::ECHO, 1).await?.expect_err("refused");
     let missing = lattice.scale(host.id(), "b", "/etc/nonexistent.wasm", 1).await?.expect_err("refused");
@@ -390,7 +390,7 @@ async fn component_files_load_only_where_the_operator_allows() -> anyhow::Result
     let inside = dir.path().join("echo.wasm");
     std::fs::copy(guests::ECHO, &inside)?;
     let mut config = lattice.host_config();
-    config.wasm.file_load = trellis_host::wasm::load::FileLoad { allowed: true, dirs: vec![dir.path().to_path_buf()] };
+    config.wasm.file_load = trellis_host::wasm::sources::load::FileLoad { allowed: true, dirs: vec![dir.path().to_path_buf()] };
     let host = lattice.start_host(config).await?;
     lattice.scale(host.id(), "inside", &format!("file://{}", inside.display()), 1).await?.map_err(anyhow::Error::msg)?;
     for outside in [guests::ECHO.to_string(), format!("{}/../../etc/passwd", dir.path().display()), "/etc/passwd".into()] {

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use trellis_host::wasm::oci::{OciConfig, OciCredentials};
+use trellis_host::wasm::sources::oci::{OciConfig, OciCredentials};
 use trellis_host::HostConfig;
 use trellis_tests::{guests, init_tracing, trellis_bin, Registry, TestLattice};
 
@@ -451,7 +451,7 @@ async fn registry_credentials_do_not_follow_a_redirect_to_another_server() -> an
     init_tracing();
     let (storage, storage_heads, _) = scripted_registry(|_, _| whole("404 Not Found", "", "")).await?;
     let layer = b"not really wasm";
-    let digest = trellis_host::wasm::oci::sha256(layer);
+    let digest = trellis_host::wasm::sources::oci::sha256(layer);
     let manifest = wasm_manifest(&digest, layer.len());
     let to = storage.clone();
     let (registry, registry_heads, _) = scripted_registry(move |_, head| {

@@ -376,7 +376,7 @@ async fn a_provider_call_nobody_takes_fails_at_once_not_at_its_deadline() -> any
     // As in the moment between a provider's start and its subscriptions, or after it died:
     // nothing listens on the provider's wRPC subjects.
     let lattice = TestLattice::new().await?;
-    let wrpc = trellis_host::wasm::wrpc::Wrpc::new(
+    let wrpc = trellis_host::wasm::transport::wrpc::Wrpc::new(
         lattice.nats().await?,
         &lattice.name,
         wasmtime::Engine::default(),
@@ -389,7 +389,7 @@ async fn a_provider_call_nobody_takes_fails_at_once_not_at_its_deadline() -> any
         .call("pinger", "default", "ghost", "trellis:echo/echo@0.1.0", "spin", &[], &[], &[], Duration::from_secs(10))
         .await
         .expect_err("nobody serves `ghost`");
-    assert!(matches!(failed, trellis_host::wasm::wrpc::WrpcError::NotServing { .. }), "{failed}");
+    assert!(matches!(failed, trellis_host::wasm::transport::wrpc::WrpcError::NotServing { .. }), "{failed}");
     assert!(failed.to_string().contains("no responders"), "{failed}");
     assert!(asked.elapsed() < Duration::from_secs(2), "failed at once: {:?}", asked.elapsed());
     Ok(())

@@ -21,8 +21,8 @@ use trellis_messages::spy::Direction;
 use crate::error::{HostError, Result};
 use crate::wasm::invoke::{parse_args, Fault};
 use crate::services::HostServices;
-use crate::wasm::http::serve_forwarded;
-use crate::wasm::local::{LocalComponents, LocalTarget, Slots};
+use crate::wasm::transport::http::serve_forwarded;
+use crate::wasm::transport::local::{LocalComponents, LocalTarget, Slots};
 use crate::wasm::{PreparedComponent, WasmRuntime};
 
 /// Serves one component's exports.

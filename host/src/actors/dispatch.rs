@@ -64,7 +64,7 @@ pub struct Dispatcher {
     /// The actor owning the running providers.
     providers: Addr<ProvidersActor>,
     /// Registry credentials (`registry.put`), read by component pulls.
-    registries: crate::wasm::oci::Registries,
+    registries: crate::wasm::sources::oci::Registries,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
 }
@@ -77,7 +77,7 @@ impl Dispatcher {
         workload: Addr<WorkloadActor>,
         lattice: Addr<LatticeActor>,
         providers: Addr<ProvidersActor>,
-        registries: crate::wasm::oci::Registries,
+        registries: crate::wasm::sources::oci::Registries,
         stop: mpsc::UnboundedSender<StopRequest>,
     ) -> Self {
         Self { host_id, host, workload, lattice, providers, registries, stop }

@@ -18,7 +18,7 @@ use crate::error::{Result, WorkloadError};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{archive, Launch};
-use crate::wasm::oci;
+use crate::wasm::sources::oci;
 use crate::providers::follower::{LinkFollower, StopFollowing};
 use crate::capabilities::http_server::HttpServer;
 use crate::capabilities::messaging::handler::Messaging;

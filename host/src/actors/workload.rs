@@ -120,7 +120,7 @@ impl WorkloadActor {
         let handle = runtime.guests().clone();
         let s = &self.services;
         let (trust, policy, component_id) = (s.trust.clone(), s.policy.clone(), id.to_string());
-        let sources = crate::wasm::load::Sources {
+        let sources = crate::wasm::sources::load::Sources {
             registries: s.registries.clone(),
             nats: s.calls.clone(),
             lattice: s.subjects.lattice().to_string(),
@@ -144,7 +144,7 @@ impl WorkloadActor {
             let config = runtime.config().clone();
             let fetched = {
                 let reference = reference.clone();
-                handle.spawn(async move { crate::wasm::load::fetch(&reference, &config, &sources).await })
+                handle.spawn(async move { crate::wasm::sources::load::fetch(&reference, &config, &sources).await })
             };
             let bytes = fetched.await.map_err(|e| HostError::Runtime(format!("component fetch failed: {e}")))??;
             // On the blocking pool: hashing a large component is CPU work, and the claims are

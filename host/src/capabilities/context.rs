@@ -8,7 +8,7 @@ use std::sync::Arc;
 use trellis_messages::Subjects;
 
 use crate::permission::Resolver;
-use crate::wasm::local::LocalComponents;
+use crate::wasm::transport::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
 /// Everything a component's imports need at call time.
@@ -29,7 +29,7 @@ pub struct ImportContext {
     /// Subject builder of the lattice.
     pub subjects: Subjects,
     /// Calls to external providers.
-    pub wrpc: crate::wasm::wrpc::Wrpc,
+    pub wrpc: crate::wasm::transport::wrpc::Wrpc,
     /// The importing component's tap: its link calls are recorded while `trellis spy` watches.
     pub spy: crate::spy::SpyTap,
 }

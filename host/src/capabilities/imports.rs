@@ -25,7 +25,7 @@ use crate::permission::Callee;
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
-use crate::wasm::wrpc_value::plain_type;
+use crate::wasm::transport::wrpc_value::plain_type;
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =

@@ -54,9 +54,9 @@ pub struct WasmConfig {
     /// Threads guests run on; `0` means one per CPU.
     pub guest_threads: usize,
     /// Which files components may be loaded from (none by default).
-    pub file_load: crate::wasm::load::FileLoad,
+    pub file_load: crate::wasm::sources::load::FileLoad,
     /// How components are pulled from OCI registries.
-    pub oci: crate::wasm::oci::OciConfig,
+    pub oci: crate::wasm::sources::oci::OciConfig,
 }
 
 impl Default for WasmConfig {
@@ -72,8 +72,8 @@ impl Default for WasmConfig {
             guard_pages: true,
             cache_dir: None,
             guest_threads: 0,
-            file_load: crate::wasm::load::FileLoad::default(),
-            oci: crate::wasm::oci::OciConfig::default(),
+            file_load: crate::wasm::sources::load::FileLoad::default(),
+            oci: crate::wasm::sources::oci::OciConfig::default(),
         }
     }
 }

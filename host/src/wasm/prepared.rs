@@ -66,7 +66,7 @@ impl std::fmt::Debug for PreparedComponent {
 impl PreparedComponent {
     /// Compiles (or shares the compiled code of identical bytes already in use here, or takes
     /// it from the compile cache) and links `bytes`, fetched from `reference`
-    /// ([`crate::wasm::load::fetch`]). CPU-heavy: run it on a blocking thread.
+    /// ([`crate::wasm::sources::load::fetch`]). CPU-heavy: run it on a blocking thread.
     ///
     /// # Errors
     /// [`HostError::ComponentRef`] for a bad reference or file, [`HostError::Component`] when
@@ -141,7 +141,7 @@ impl PreparedComponent {
                 continue;
             }
             let params: Vec<Type> = f.params.iter().map(|(_, t)| t.clone()).collect();
-            if !params.iter().chain(&f.results).all(crate::wasm::wrpc_value::plain_type) {
+            if !params.iter().chain(&f.results).all(crate::wasm::transport::wrpc_value::plain_type) {
                 continue;
             }
             out.entry(instance.to_string()).or_default().push((func.to_string(), params, f.results.clone()));

@@ -199,10 +199,10 @@ pub async fn run(command: Command) -> Result<()> {
             report_scale(outcome, args.json).await
         }
         Command::Push { client: args, reference, file, insecure, replicas, user, password } => {
-            if reference.starts_with(trellis_host::wasm::artifacts::SCHEME) {
+            if reference.starts_with(trellis_host::wasm::sources::artifacts::SCHEME) {
                 let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
                 let client = connect(&args).await?;
-                let digest = trellis_host::wasm::artifacts::push(client.nats(), &args.lattice.lattice, replicas, &reference, &bytes)
+                let digest = trellis_host::wasm::sources::artifacts::push(client.nats(), &args.lattice.lattice, replicas, &reference, &bytes)
                     .await
                     .map_err(anyhow::Error::msg)?;
                 println!("pushed {reference} to lattice `{}` ({digest})", args.lattice.lattice);
@@ -388,7 +388,7 @@ async fn watch_provider(client: &Client, provider_id: &str, wait: Duration) -> R
 /// `trellis push` to a registry, in `wash push`'s layout.
 async fn push(reference: &str, file: &std::path::Path, insecure: bool, credentials: Option<(String, String)>) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let manifest = trellis_host::wasm::oci::push(reference, bytes, insecure, credentials)
+    let manifest = trellis_host::wasm::sources::oci::push(reference, bytes, insecure, credentials)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     println!("pushed {reference} ({manifest})");

@@ -61,13 +61,13 @@ impl Demo {
         for (id, path) in [("http-hello", &self.hello), ("kv-counter", &self.counter)] {
             let reference = format!("nats://{id}:demo");
             let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-            trellis_host::wasm::artifacts::push(&nats, &self.lattice, self.replicas, &reference, &bytes)
+            trellis_host::wasm::sources::artifacts::push(&nats, &self.lattice, self.replicas, &reference, &bytes)
                 .await
                 .map_err(anyhow::Error::msg)?;
         }
         let manifest = MANIFEST.replace(DEFAULT_ADDRESS, &self.address);
         // The version names the content: the same demo again is the same version.
-        let version = format!("v1-{}", &trellis_host::wasm::oci::sha256(manifest.as_bytes())["sha256:".len()..][..12]);
+        let version = format!("v1-{}", &trellis_host::wasm::sources::oci::sha256(manifest.as_bytes())["sha256:".len()..][..12]);
         let manifest = manifest.replace("version: v1", &format!("version: {version}"));
         let api = |op: &str| trellis_messages::subjects::wadm::model(&self.lattice, op);
         let ask = |op: String, body: Vec<u8>| {

@@ -19,8 +19,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use trellis_host::config::{env_labels, parse_label, ProviderSettings};
-use trellis_host::wasm::load::FileLoad;
-use trellis_host::wasm::oci::OciConfig;
+use trellis_host::wasm::sources::load::FileLoad;
+use trellis_host::wasm::sources::oci::OciConfig;
 use trellis_host::wasm::WasmConfig;
 use trellis_host::{local_nats, HostConfig, Limits, NatsConfig, StopReason};
 
@@ -189,7 +189,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
                 allow_latest: args.allow_latest,
                 insecure: args.allowed_insecure.clone(),
                 credentials: match (&args.oci_registry, &args.oci_user, &args.oci_password) {
-                    (Some(registry), Some(user), Some(password)) => Some(trellis_host::wasm::oci::OciCredentials {
+                    (Some(registry), Some(user), Some(password)) => Some(trellis_host::wasm::sources::oci::OciCredentials {
                         registry: registry.clone(),
                         user: user.clone(),
                         password: password.clone(),

@@ -30,7 +30,7 @@ pub async fn claims(component: &str, insecure: bool, json: bool) -> Result<()> {
     let bytes = if Path::new(component).exists() {
         std::fs::read(component).with_context(|| format!("cannot read `{component}`"))?
     } else {
-        use trellis_host::wasm::oci;
+        use trellis_host::wasm::sources::oci;
         let mut config = oci::OciConfig::default();
         if insecure {
             config.insecure.push(component.split('/').next().unwrap_or_default().to_string());

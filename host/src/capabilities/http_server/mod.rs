@@ -29,7 +29,7 @@ use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 
-use crate::wasm::http::{forward, limit_body, serve_local, text, BodyError, ResponseBody};
+use crate::wasm::transport::http::{forward, limit_body, serve_local, text, BodyError, ResponseBody};
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";

@@ -1,7 +1,7 @@
 //! `wasi:keyvalue` served by an external provider (wasmCloud's Redis or NATS KV provider, …):
 //! each operation is a `wrpc:keyvalue@0.2.0-draft` call to the provider over wRPC, with the
 //! guest's bucket identifier, as wasmCloud hosts make it — bounded per provider and by the
-//! call's deadline like any provider call ([`crate::wasm::wrpc::Wrpc::invoke`]).
+//! call's deadline like any provider call ([`crate::wasm::transport::wrpc::Wrpc::invoke`]).
 
 use bytes::Bytes;
 

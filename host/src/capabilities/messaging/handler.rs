@@ -23,7 +23,7 @@ use crate::providers::CallError;
 use trellis_messages::invocation::FaultKind;
 use crate::services::HostServices;
 use crate::wasm::invoke::Fault;
-use crate::wasm::local::LocalTarget;
+use crate::wasm::transport::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
 /// The export messages are delivered to.

@@ -13,7 +13,7 @@
 //!
 //! - [`archive`]: provider archives (`.par`), verified and unpacked.
 //!
-//! Provider images come from registries through `wasm::oci` (`ProvidersActor`). Not yet: secrets.
+//! Provider images come from registries through `wasm::sources::oci` (`ProvidersActor`). Not yet: secrets.
 
 pub mod guard;
 pub mod start_data;
@@ -25,7 +25,7 @@ pub mod supervisor;
 use std::time::Duration;
 
 use crate::config::{NatsConfig, ProviderSettings};
-use crate::wasm::load::FileLoad;
+use crate::wasm::sources::load::FileLoad;
 
 /// What starting a provider needs from the host's configuration, fixed at host start.
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
-use crate::wasm::load::FileLoad;
+use crate::wasm::sources::load::FileLoad;
 
 /// What a provider reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Exe
     let reference = reference.trim();
     let path = if let Some(rest) = reference.strip_prefix("file://") {
         PathBuf::from(rest)
-    } else if crate::wasm::oci::is_oci(reference) {
+    } else if crate::wasm::sources::oci::is_oci(reference) {
         if !images {
             return Err("a provider image from a registry is native code this host would run; it runs none \
                         (start it with --allow-provider-images)"

@@ -104,7 +104,7 @@ pub(crate) async fn scale_by_source(lattice: &TestLattice, client: &trellis_mess
     let registry = trellis_tests::Registry::start(&[]).await?;
     let oci = format!("{}/bench/echo:1.0", registry.address());
     let echo = std::fs::read(guests::ECHO)?;
-    trellis_host::wasm::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
+    trellis_host::wasm::sources::oci::push(&oci, echo, true, None).await.map_err(anyhow::Error::msg)?;
     let store = lattice.push("bench-echo", guests::ECHO).await?;
     let sources = [("file", guests::ECHO.to_string()), ("oci", oci), ("store", store)];
     let mut times: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();

@@ -14,10 +14,10 @@ use http_body_util::BodyExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::wasm::http::{serve_local, text, BodyError, ResponseBody};
-use crate::wasm::http_body::BodyBounds;
-use crate::wasm::wrpc_head::{HeadBounded, HeadBounds};
-use crate::wasm::local::LocalComponents;
+use crate::wasm::transport::http::{serve_local, text, BodyError, ResponseBody};
+use crate::wasm::transport::http_body::BodyBounds;
+use crate::wasm::transport::wrpc_head::{HeadBounded, HeadBounds};
+use crate::wasm::transport::local::LocalComponents;
 use crate::wasm::WasmRuntime;
 
 mod bindings {

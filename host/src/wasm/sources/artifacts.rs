@@ -7,10 +7,10 @@
 use async_nats::jetstream::{self, object_store};
 use tokio::io::AsyncReadExt;
 
-use crate::wasm::reference::ReferenceError;
+use crate::wasm::sources::reference::ReferenceError;
 use tracing::{debug, info};
 
-use crate::wasm::oci::{sha256, Cache, OciConfig};
+use crate::wasm::sources::oci::{sha256, Cache, OciConfig};
 
 /// The scheme of lattice artifacts.
 pub const SCHEME: &str = "nats://";

@@ -2,7 +2,7 @@
 //! generated `wrpc:http` server: everything a request sends before its body (method, path,
 //! authority, headers) and its trailers must fit in [`HeadBounds::max_bytes`], and the part
 //! before the body must arrive within [`HeadBounds::within`]. The body itself is on its own
-//! clock and cap ([`crate::wasm::http_body`]) once the request runs.
+//! clock and cap ([`crate::wasm::transport::http_body`]) once the request runs.
 //!
 //! wRPC multiplexes a call's parameters on one root stream and one stream per pending async
 //! value (a `stream<u8>` body, a `future` of trailers), each addressed by a path of field

@@ -13,7 +13,7 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
-use crate::wasm::reference::ReferenceError;
+use crate::wasm::sources::reference::ReferenceError;
 
 /// Layer media types that carry a component (wasmCloud accepts the same three).
 pub const WASM_MEDIA_TYPES: &[&str] =

@@ -113,7 +113,7 @@ pub struct Wrpc {
     max_calls: usize,
     queue_wait: Duration,
     /// The bound on a request body a provider streams to a component's HTTP handler.
-    http_body: crate::wasm::http_body::BodyBounds,
+    http_body: crate::wasm::transport::http_body::BodyBounds,
     /// Host memory for decoded parameters and results ([`super::wrpc_value`]).
     values: ValuePool,
 }
@@ -128,7 +128,7 @@ impl Wrpc {
     /// Clients on `nats` for `lattice`, with values checked against `engine`'s types; at most
     /// `max_calls` calls in flight to one provider, callers past it waiting up to `queue_wait`;
     /// request bodies to components' HTTP handlers held to `http_body`.
-    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration, http_body: crate::wasm::http_body::BodyBounds) -> Self {
+    pub fn new(nats: async_nats::Client, lattice: &str, engine: Engine, max_calls: usize, queue_wait: Duration, http_body: crate::wasm::transport::http_body::BodyBounds) -> Self {
         Self {
             nats: Arc::new(nats),
             lattice: lattice.to_string(),
@@ -402,7 +402,7 @@ impl Wrpc {
         &self,
         id: &str,
         component: &crate::wasm::PreparedComponent,
-        local: crate::wasm::local::LocalComponents,
+        local: crate::wasm::transport::local::LocalComponents,
         runtime: Arc<crate::wasm::WasmRuntime>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
         let exports = component.wrpc_exports();

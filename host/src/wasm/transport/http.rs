@@ -12,11 +12,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::WasiHttpView;
 
 use crate::wasm::invoke::{classify, new_store, within_deadline, Fault};
-use crate::wasm::local::LocalTarget;
+use crate::wasm::transport::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
-pub use crate::wasm::http_body::{limit_body, BodyError};
-use crate::wasm::http_body::{prefetch, status_of, PREFETCH_BYTES};
+pub use crate::wasm::transport::http_body::{limit_body, BodyError};
+use crate::wasm::transport::http_body::{prefetch, status_of, PREFETCH_BYTES};
 
 /// The body of every response the HTTP server sends.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>;

@@ -137,7 +137,7 @@ pub fn read_component(reference: &str, max_size: u64, files: &FileLoad) -> Resul
 #[derive(Clone, Debug)]
 pub struct Sources {
     /// Credentials per registry (`registry.put`).
-    pub registries: crate::wasm::oci::Registries,
+    pub registries: crate::wasm::sources::oci::Registries,
     /// A NATS connection to the lattice, for `nats://` artifacts.
     pub nats: async_nats::Client,
     /// The lattice name.
@@ -145,17 +145,17 @@ pub struct Sources {
 }
 
 /// The bytes of the component `reference` names: from the lattice's artifact store
-/// (`nats://…`, [`crate::wasm::artifacts`]), an OCI registry ([`crate::wasm::oci`]) or a file
+/// (`nats://…`, [`crate::wasm::sources::artifacts`]), an OCI registry ([`crate::wasm::sources::oci`]) or a file
 /// as [`read_component`] reads it (on a blocking thread). Remote pulls are bounded by a timeout.
 ///
 /// # Errors
 /// [`HostError::ComponentRef`] saying what is wrong with the reference, the source or the file.
 pub async fn fetch(reference: &str, config: &crate::wasm::WasmConfig, sources: &Sources) -> Result<Vec<u8>> {
     let bad = |reason: String| HostError::ComponentRef { reference: reference.to_string(), reason };
-    let remote = if reference.starts_with(crate::wasm::artifacts::SCHEME) {
-        Some(crate::wasm::artifacts::pull(reference, &sources.nats, &sources.lattice, &config.oci, config.max_component_size).await.map_err(|e| e.to_string()))
-    } else if crate::wasm::oci::is_oci(reference) {
-        Some(crate::wasm::oci::pull(reference, &config.oci, &sources.registries, config.max_component_size).await.map_err(|e| e.to_string()))
+    let remote = if reference.starts_with(crate::wasm::sources::artifacts::SCHEME) {
+        Some(crate::wasm::sources::artifacts::pull(reference, &sources.nats, &sources.lattice, &config.oci, config.max_component_size).await.map_err(|e| e.to_string()))
+    } else if crate::wasm::sources::oci::is_oci(reference) {
+        Some(crate::wasm::sources::oci::pull(reference, &config.oci, &sources.registries, config.max_component_size).await.map_err(|e| e.to_string()))
     } else {
         None
     };
