@@ -232,7 +232,7 @@ impl HostConfig {
         if !(1..=5).contains(&self.kv_replicas) {
             return Err(ConfigError::Replicas(self.kv_replicas).into());
         }
-        self.trust.validate().map_err(ConfigError::Trust)?;
+        self.trust.validate().map_err(ConfigError::from)?;
         if let Some(p) = &self.policy {
             if p.topic.is_empty() || p.topic.split('.').any(|t| t.is_empty() || t.contains([' ', '*', '>'])) {
                 return Err(ConfigError::PolicyTopic(p.topic.clone()).into());
@@ -242,7 +242,7 @@ impl HostConfig {
             }
         }
         if let Some(bucket) = &self.kv_default_bucket {
-            crate::permission::check_bucket(bucket).map_err(|e| ConfigError::DefaultBucket(e.to_string()))?;
+            crate::permission::check_bucket(bucket).map_err(|e| ConfigError::DefaultBucket(Box::new(e)))?;
         }
         let l = &self.limits;
         if l.max_control_in_flight == 0 || l.max_http_connections == 0 || l.max_http_body == 0 || l.http_body_min_rate == 0 || l.max_control_message < 1024 {

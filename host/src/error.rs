@@ -47,8 +47,8 @@ pub enum HostError {
         reason: String,
     },
     /// A user tried to change a label the host owns, or gave an empty key.
-    #[error("{0}")]
-    Label(String),
+    #[error(transparent)]
+    Label(#[from] trellis_messages::host::LabelError),
     /// A local `nats-server` could not be started.
     #[error("cannot start a local nats-server: {0}")]
     LocalNats(String),
@@ -102,14 +102,14 @@ pub type Result<T, E = HostError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     /// The id is not one NATS subject token.
-    #[error("{0}")]
-    BadId(String),
+    #[error(transparent)]
+    BadId(#[from] trellis_messages::invocation::IdError),
     /// A scale or update of the component is still being carried out.
     #[error("a scale or update of component `{0}` is already in progress on this host; try again when it has finished")]
     InProgress(String),
     /// Its signature or claims do not let it run here.
     #[error("`{reference}` may not run here: {reason}")]
-    NotTrusted { reference: String, reason: String },
+    NotTrusted { reference: String, reason: crate::trust::TrustError },
     /// The policy service did not permit it.
     #[error(transparent)]
     Policy(#[from] crate::trust::policy::PolicyError),
@@ -146,8 +146,8 @@ pub enum LinkError {
     #[error(transparent)]
     Conflict(#[from] LinkConflict),
     /// A schedule link whose interfaces or schedule are not valid.
-    #[error("{0}")]
-    Schedule(String),
+    #[error(transparent)]
+    Schedule(#[from] crate::capabilities::schedule::ScheduleLinkError),
 }
 
 /// A link that would give an interface already linked under its name to another target.
@@ -196,8 +196,8 @@ pub enum ConfigError {
     #[error("label `{0}` must be written key=value")]
     LabelForm(String),
     /// A label's key or value is refused (reserved, too long, too many).
-    #[error("{0}")]
-    Label(String),
+    #[error(transparent)]
+    Label(#[from] trellis_messages::host::LabelError),
     /// `--heartbeat-interval 0`.
     #[error("heartbeat interval must be greater than zero")]
     Heartbeat,
@@ -212,13 +212,13 @@ pub enum ConfigError {
     NatsUrl { url: String, reason: String },
     /// The NATS nkey seed does not decode.
     #[error("NATS nkey seed: {0}")]
-    NkeySeed(String),
+    NkeySeed(nkeys::error::Error),
     /// `--kv-replicas` outside 1 to 5.
     #[error("KV replicas must be 1 to 5, not {0}")]
     Replicas(usize),
     /// `--trusted-issuers` and the like.
-    #[error("{0}")]
-    Trust(String),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// The policy topic is not a concrete subject.
     #[error("policy topic `{0}` must be a concrete NATS subject")]
     PolicyTopic(String),
@@ -230,7 +230,7 @@ pub enum ConfigError {
     Policy(#[from] crate::trust::policy::PolicySetupError),
     /// `--kv-default-bucket` names a bucket guests may not have.
     #[error("default key-value bucket: {0}")]
-    DefaultBucket(String),
+    DefaultBucket(Box<crate::permission::Denied>),
     /// A control or HTTP limit of zero, or a control message limit under 1 KiB.
     #[error("control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB")]
     Limits,

@@ -29,10 +29,27 @@ impl Default for JournalConfig {
     }
 }
 
+/// Why the journal's stream cannot be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// JetStream refused to create or find the stream.
+    #[error("cannot create stream `{STREAM}`: {0}")]
+    Create(#[from] jetstream::context::CreateStreamError),
+    /// Its info cannot be read.
+    #[error("cannot read stream `{STREAM}`: {0}")]
+    Info(#[from] jetstream::context::RequestError),
+    /// A stream of that name exists for other subjects.
+    #[error("stream `{STREAM}` exists with subjects {0:?}, not `{SUBJECTS}`; left as it is")]
+    Subjects(Vec<String>),
+    /// Its limits cannot be raised.
+    #[error("cannot raise the limits of stream `{STREAM}`: {0}")]
+    Update(jetstream::context::UpdateStreamError),
+}
+
 /// Creates the journal's stream with `replicas` replicas, or raises an existing one's limits
 /// to `config`'s. Returns what is wrong when the journal cannot be kept (the host runs on
 /// without it).
-pub async fn ensure(nats: &async_nats::Client, config: &JournalConfig, replicas: usize) -> Result<(), String> {
+pub async fn ensure(nats: &async_nats::Client, config: &JournalConfig, replicas: usize) -> Result<(), JournalError> {
     let js = jetstream::new(nats.clone());
     let max_bytes = i64::try_from(config.max_bytes).unwrap_or(i64::MAX);
     let wanted = stream::Config {
@@ -47,11 +64,11 @@ pub async fn ensure(nats: &async_nats::Client, config: &JournalConfig, replicas:
         storage: stream::StorageType::File,
         ..Default::default()
     };
-    let mut existing = js.get_or_create_stream(wanted).await.map_err(|e| format!("cannot create stream `{STREAM}`: {e}"))?;
-    let info = existing.info().await.map_err(|e| format!("cannot read stream `{STREAM}`: {e}"))?;
+    let mut existing = js.get_or_create_stream(wanted).await?;
+    let info = existing.info().await?;
     let mut current = info.config.clone();
     if current.subjects != [SUBJECTS] {
-        return Err(format!("stream `{STREAM}` exists with subjects {:?}, not `{SUBJECTS}`; left as it is", current.subjects));
+        return Err(JournalError::Subjects(current.subjects));
     }
     // Raise only: zero age and -1 bytes mean unlimited already.
     let raise_age = !current.max_age.is_zero() && config.max_age > current.max_age;
@@ -64,7 +81,7 @@ pub async fn ensure(nats: &async_nats::Client, config: &JournalConfig, replicas:
             current.max_bytes = max_bytes;
         }
         info!(max_age = ?current.max_age, max_bytes = current.max_bytes, "raising the journal stream's limits to this host's");
-        js.update_stream(current).await.map_err(|e| format!("cannot raise the limits of stream `{STREAM}`: {e}"))?;
+        js.update_stream(current).await.map_err(JournalError::Update)?;
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ pub async fn connect(
             .await
             .map_err(|source| HostError::File { what: "NATS credentials file", path: path.clone(), source })?,
         (None, Some(seed)) => {
-            nkeys::KeyPair::from_seed(seed).map_err(|e| ConfigError::NkeySeed(e.to_string()))?;
+            nkeys::KeyPair::from_seed(seed).map_err(ConfigError::NkeySeed)?;
             async_nats::ConnectOptions::with_nkey(seed.clone())
         }
         (None, None) => async_nats::ConnectOptions::new(),
@@ -130,17 +130,37 @@ pub fn redact(url: &str) -> String {
 ///
 /// # Errors
 /// When the connection cannot subscribe or publish, or the echo does not come back in 10 s.
-pub async fn barrier(client: &async_nats::Client) -> Result<(), String> {
+pub async fn barrier(client: &async_nats::Client) -> Result<(), BarrierError> {
     use futures::StreamExt;
     let inbox = client.new_inbox();
-    let mut sub = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
-    client.publish(inbox, bytes::Bytes::new()).await.map_err(|e| e.to_string())?;
-    client.flush().await.map_err(|e| e.to_string())?;
+    let mut sub = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    client.flush().await?;
     match tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("the connection closed".into()),
-        Err(_) => Err("the NATS server did not echo within 10s".into()),
+        Ok(None) => Err(BarrierError::Closed),
+        Err(_) => Err(BarrierError::NoEcho),
     }
+}
+
+/// Why [`barrier`] could not confirm the server caught up.
+#[derive(Debug, thiserror::Error)]
+pub enum BarrierError {
+    /// The echo subscription failed.
+    #[error(transparent)]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The echo could not be sent.
+    #[error(transparent)]
+    Publish(#[from] async_nats::PublishError),
+    /// The connection could not flush.
+    #[error(transparent)]
+    Flush(#[from] async_nats::client::FlushError),
+    /// The connection closed while waiting.
+    #[error("the connection closed")]
+    Closed,
+    /// No echo within 10 s.
+    #[error("the NATS server did not echo within 10s")]
+    NoEcho,
 }
 
 #[cfg(test)]

@@ -346,9 +346,10 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         .await
         .map_err(|e| HostError::Subscribe { subject: subjects.events_wildcard(), reason: e.to_string() })?;
     let launch = match Launch::refusal(&config.nats) {
-        Some(why) => Err(why.to_string()),
+        Some(why) => Err(Arc::new(why)),
         None => Launch::new(config.providers.clone(), config.wasm.file_load.clone(), &config.nats, config.wasm.max_execution_time)
-            .map(Arc::new),
+            .map(Arc::new)
+            .map_err(Arc::new),
     };
     let providers = ProvidersActor::new(services.clone(), host.clone(), launch).start();
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
@@ -367,7 +368,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         if let Some(apps) = apps {
             stop_apps(apps, Duration::ZERO).await;
         }
-        return Err(HostError::Subscribe { subject: "(barrier)".into(), reason });
+        return Err(HostError::Subscribe { subject: "(barrier)".into(), reason: reason.to_string() });
     }
     let info = HostInfo {
         id: host_id,

@@ -141,35 +141,53 @@ pub const MAX_LABEL_VALUE: usize = 4096;
 /// heartbeat stays far below the NATS server's max payload (1 MiB by default).
 pub const MAX_LABELS: usize = 100;
 
+/// Why a user label is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// An empty (or blank) key.
+    #[error("label key must not be empty")]
+    EmptyKey,
+    /// A key over [`MAX_LABEL_KEY`] bytes.
+    #[error("label key is {0} bytes; at most {MAX_LABEL_KEY} are allowed")]
+    KeyTooLong(usize),
+    /// A value over [`MAX_LABEL_VALUE`] bytes.
+    #[error("label value is {0} bytes; at most {MAX_LABEL_VALUE} are allowed")]
+    ValueTooLong(usize),
+    /// Already [`MAX_LABELS`] labels.
+    #[error("a host carries at most {MAX_LABELS} labels; delete one first")]
+    TooMany,
+    /// A `hostcore.*` key (any case): the host sets those.
+    #[error("label `{0}` is reserved: `{RESERVED_LABEL_PREFIX}*` labels are set by the host")]
+    Reserved(String),
+}
+
 /// `Ok` when a user label `key` = `value` may be set on a host that has `count` labels
 /// (`replacing` when `key` is one of them).
 ///
 /// # Errors
-/// A message naming the limit.
-pub fn check_user_label(key: &str, value: &str, count: usize, replacing: bool) -> Result<(), String> {
+/// [`LabelError`] naming the limit.
+pub fn check_user_label(key: &str, value: &str, count: usize, replacing: bool) -> Result<(), LabelError> {
     check_user_label_key(key)?;
     if value.len() > MAX_LABEL_VALUE {
-        return Err(format!("label value is {} bytes; at most {MAX_LABEL_VALUE} are allowed", value.len()));
+        return Err(LabelError::ValueTooLong(value.len()));
     }
     if !replacing && count >= MAX_LABELS {
-        return Err(format!("a host carries at most {MAX_LABELS} labels; delete one first"));
+        return Err(LabelError::TooMany);
     }
     Ok(())
 }
 
 /// # Errors
-/// A message saying why the key is refused: empty, too long, or under `hostcore.`.
-pub fn check_user_label_key(key: &str) -> Result<(), String> {
+/// [`LabelError`] saying why the key is refused: empty, too long, or under `hostcore.`.
+pub fn check_user_label_key(key: &str) -> Result<(), LabelError> {
     if key.trim().is_empty() {
-        return Err("label key must not be empty".into());
+        return Err(LabelError::EmptyKey);
     }
     if key.len() > MAX_LABEL_KEY {
-        return Err(format!("label key is {} bytes; at most {MAX_LABEL_KEY} are allowed", key.len()));
+        return Err(LabelError::KeyTooLong(key.len()));
     }
     if key.get(..RESERVED_LABEL_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_LABEL_PREFIX)) {
-        return Err(format!(
-            "label `{key}` is reserved: `{RESERVED_LABEL_PREFIX}*` labels are set by the host"
-        ));
+        return Err(LabelError::Reserved(key.to_string()));
     }
     Ok(())
 }

@@ -121,19 +121,45 @@ impl InvocationResponse {
     }
 }
 
+/// Why an id cannot be a component's or provider's: it must be one NATS subject token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Empty.
+    #[error("{what} must not be empty")]
+    Empty { what: &'static str },
+    /// Over 256 bytes (`start` is its first 32 characters).
+    #[error("{what} `{start}…` is longer than 256 bytes")]
+    TooLong { what: &'static str, start: String },
+    /// A `.`, `*`, `>`, whitespace or control character.
+    #[error("{what} `{id}` must not contain {c:?} (it is a NATS subject token)")]
+    NotAToken { what: &'static str, id: String, c: char },
+}
+
 /// A component id is one NATS subject token: non-empty, no `.`, `*`, `>` or whitespace.
 ///
 /// # Errors
-/// A message naming what is wrong.
-pub fn check_component_id(id: &str) -> Result<(), String> {
+/// [`IdError`] naming what is wrong.
+pub fn check_component_id(id: &str) -> Result<(), IdError> {
+    check_id("component id", id)
+}
+
+/// A provider id: one NATS subject token, as a component id.
+///
+/// # Errors
+/// [`IdError`] naming what is wrong.
+pub fn check_provider_id(id: &str) -> Result<(), IdError> {
+    check_id("provider id", id)
+}
+
+fn check_id(what: &'static str, id: &str) -> Result<(), IdError> {
     if id.is_empty() {
-        return Err("component id must not be empty".into());
+        return Err(IdError::Empty { what });
     }
     if id.len() > 256 {
-        return Err(format!("component id `{}…` is longer than 256 bytes", id.chars().take(32).collect::<String>()));
+        return Err(IdError::TooLong { what, start: id.chars().take(32).collect() });
     }
     if let Some(c) = id.chars().find(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control()) {
-        return Err(format!("component id `{id}` must not contain {c:?} (it is a NATS subject token)"));
+        return Err(IdError::NotAToken { what, id: id.to_string(), c });
     }
     Ok(())
 }
@@ -146,9 +172,9 @@ mod tests {
     fn component_ids() {
         assert!(check_component_id("echo").is_ok());
         assert!(check_component_id("default-http_hello").is_ok());
-        assert!(check_component_id("").unwrap_err().contains("empty"));
-        assert!(check_component_id("a.b").unwrap_err().contains("'.'"));
-        assert!(check_component_id("a b").unwrap_err().contains("' '"));
+        assert!(check_component_id("").unwrap_err().to_string().contains("empty"));
+        assert!(check_component_id("a.b").unwrap_err().to_string().contains("'.'"));
+        assert!(check_component_id("a b").unwrap_err().to_string().contains("' '"));
         assert!(check_component_id("a>").is_err());
     }
 

@@ -33,17 +33,27 @@ pub enum Since {
     Ago(Duration),
 }
 
+/// A `since` that is neither a cursor nor a duration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{given}` is neither a cursor (a number) nor a duration such as `10m`: {reason}")]
+pub struct SinceError {
+    /// What was given.
+    pub given: String,
+    /// Why it is not a duration.
+    pub reason: humantime::DurationError,
+}
+
 impl std::str::FromStr for Since {
-    type Err = String;
+    type Err = SinceError;
     /// A cursor (`1234`) or a duration (`10m`, `2h`).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, SinceError> {
         let s = s.trim();
         if let Ok(cursor) = s.parse::<u64>() {
             return Ok(Self::After(cursor));
         }
         humantime::parse_duration(s)
             .map(Self::Ago)
-            .map_err(|e| format!("`{s}` is neither a cursor (a number) nor a duration such as `10m`: {e}"))
+            .map_err(|reason| SinceError { given: s.to_string(), reason })
     }
 }
 
@@ -221,6 +231,6 @@ mod tests {
     fn since_parses_cursors_and_durations() {
         assert_eq!("42".parse::<Since>().unwrap(), Since::After(42));
         assert_eq!("10m".parse::<Since>().unwrap(), Since::Ago(Duration::from_secs(600)));
-        assert!("yesterday-ish".parse::<Since>().unwrap_err().contains("neither a cursor"));
+        assert!("yesterday-ish".parse::<Since>().unwrap_err().to_string().contains("neither a cursor"));
     }
 }

@@ -80,7 +80,7 @@ impl ComponentActor {
                 .await
                 .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
             // In place on the server before `component_scaled` tells anyone to call.
-            crate::nats::barrier(&nats).await.map_err(|reason| HostError::Subscribe { subject: subject.clone(), reason })?;
+            crate::nats::barrier(&nats).await.map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?;
             Ok::<_, HostError>(subscription)
         };
         // Providers call components over wRPC, on the component's own subjects; those
@@ -96,7 +96,7 @@ impl ComponentActor {
                 .spawn(async move { wrpc.serve_component(&owned_id, &prepared, local, runtime).await })
                 .await
                 .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?
-                .map_err(|reason| HostError::Subscribe { subject, reason })
+                .map_err(|e| HostError::Subscribe { subject, reason: e.to_string() })
         };
         let (subscription, wrpc_tasks) = futures::join!(invocations, wrpc);
         let subscription = match subscription {

@@ -195,7 +195,7 @@ impl Handler<PutLink> for LatticeActor {
         Box::pin(async move {
             let checked = match crate::capabilities::schedule::check_link(&store, &link).await {
                 Ok(()) => store.put_link(&link).await,
-                Err(e) => Err(LinkError::Schedule(e.to_string()).into()),
+                Err(e) => Err(LinkError::Schedule(e).into()),
             };
             match checked {
                 Ok(()) => {

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 use trellis_messages::event::{names, ProviderStartFailed, ProviderStarted, ProviderStopped};
-use trellis_messages::invocation::check_component_id;
+use trellis_messages::invocation::check_provider_id;
 use trellis_messages::provider::{ProviderDescription, StartProviderCommand, StopProviderCommand};
 
 use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{Result, WorkloadError};
 use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
-use crate::providers::external::{archive, Launch};
+use crate::providers::external::{archive, Launch, StartError};
 use crate::wasm::sources::oci;
 use crate::providers::follower::{LinkFollower, StopFollowing};
 use crate::capabilities::http_server::HttpServer;
@@ -55,14 +55,14 @@ pub struct ProvidersActor {
     host: Addr<HostActor>,
     running: BTreeMap<String, Running>,
     /// How external providers start; `Err` says why they cannot on this host.
-    launch: std::result::Result<Arc<Launch>, String>,
+    launch: std::result::Result<Arc<Launch>, Arc<StartError>>,
     /// Providers whose archive is being unpacked.
     unpacking: BTreeSet<String>,
 }
 
 impl ProvidersActor {
     /// No providers yet.
-    pub fn new(services: HostServices, host: Addr<HostActor>, launch: std::result::Result<Arc<Launch>, String>) -> Self {
+    pub fn new(services: HostServices, host: Addr<HostActor>, launch: std::result::Result<Arc<Launch>, Arc<StartError>>) -> Self {
         Self { services, host, running: BTreeMap::new(), launch, unpacking: BTreeSet::new() }
     }
 
@@ -101,7 +101,7 @@ impl ProvidersActor {
     }
 
     /// Starts the supervisor of an external provider running `path`.
-    fn spawn_external(&self, cmd: &StartProviderCommand, path: PathBuf, launch: Arc<Launch>, ctx: &Context<Self>) -> std::result::Result<Runner, String> {
+    fn spawn_external(&self, cmd: &StartProviderCommand, path: PathBuf, launch: Arc<Launch>, ctx: &Context<Self>) -> std::result::Result<Runner, StartError> {
         let supervisor = ExternalProvider::launch(
             cmd.provider_id.clone(),
             path,
@@ -115,10 +115,11 @@ impl ProvidersActor {
 
     /// Records the outcome of a start: `provider_started` and the inventory, or
     /// `provider_start_failed` with the reason.
-    fn launched(&mut self, cmd: &StartProviderCommand, base: ProviderStarted, started: std::result::Result<(&'static str, Runner), String>) {
+    fn launched(&mut self, cmd: &StartProviderCommand, base: ProviderStarted, started: std::result::Result<(&'static str, Runner), StartError>) {
         let (kind, runner) = match started {
             Ok(k) => k,
             Err(error) => {
+                let error = error.to_string();
                 warn!(provider_id = %cmd.provider_id, "{error}");
                 self.publish(names::PROVIDER_START_FAILED, ProviderStartFailed { provider: base, error, link_name: "default".into() });
                 return;
@@ -146,15 +147,12 @@ impl ProvidersActor {
     fn start_external(&mut self, cmd: StartProviderCommand, base: ProviderStarted, ctx: &mut Context<Self>) {
         let launch = match self.launch.clone() {
             Ok(l) => l,
-            Err(e) => return self.launched(&cmd, base, Err(e)),
+            Err(e) => return self.launched(&cmd, base, Err(StartError::Unavailable(e))),
         };
         match reference::executable(&cmd.provider_ref, &launch.files, launch.settings.allow_images) {
             Err(e) => self.launched(&cmd, base, Err(e)),
             Ok(Executable::File(_)) if self.services.trust.require_signed => {
-                let e = format!(
-                    "`{}` is an executable without claims, and this host runs only signed providers (--require-signed); use a provider archive (.par) signed by a trusted issuer",
-                    cmd.provider_ref
-                );
+                let e = StartError::Unsigned(cmd.provider_ref.clone());
                 self.launched(&cmd, base, Err(e));
             }
             Ok(Executable::File(path)) => {
@@ -170,16 +168,16 @@ impl ProvidersActor {
                     let archive = match source {
                         Executable::Image(reference) => {
                             let bytes =
-                                oci::pull_layer(&reference, &oci, &registries, archive::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await.map_err(|e| e.to_string())?;
+                                oci::pull_layer(&reference, &oci, &registries, archive::MAX_ARCHIVE, &oci::Wanted::PROVIDER).await?;
                             let path = into.join(format!("{}.par", oci::sha256(&bytes).trim_start_matches("sha256:")));
-                            tokio::fs::write(&path, &bytes).await.map_err(|e| format!("cannot keep the provider archive: {e}"))?;
+                            tokio::fs::write(&path, &bytes).await.map_err(StartError::Keep)?;
                             path
                         }
                         Executable::Archive(path) | Executable::File(path) => path,
                     };
-                    archive::extract(&archive, &into, &trust).await
+                    Ok::<_, StartError>(archive::extract(&archive, &into, &trust).await?)
                 });
-                let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(format!("unpacking failed: {e}"))) };
+                let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(StartError::Unpacking(e.to_string()))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
                     if !act.unpacking.remove(&cmd.provider_id) {
                         info!(provider_id = %cmd.provider_id, "provider stopped while its archive was unpacked; not started");
@@ -223,7 +221,7 @@ pub struct StartProvider(pub StartProviderCommand);
 impl Handler<StartProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StartProvider(cmd): StartProvider, ctx: &mut Self::Context) -> Self::Result {
-        check_component_id(&cmd.provider_id).map_err(|e| WorkloadError::BadId(e.replace("component id", "provider id")))?;
+        check_provider_id(&cmd.provider_id).map_err(WorkloadError::BadId)?;
         let base = ProviderStarted {
             host_id: self.services.host_id.clone(),
             provider_id: cmd.provider_id.clone(),
@@ -254,7 +252,7 @@ impl Handler<StartProvider> for ProvidersActor {
                 }
                 match allowed {
                     Ok(()) => act.begin(cmd, base, ctx),
-                    Err(e) => act.launched(&cmd, base, Err(e.to_string())),
+                    Err(e) => act.launched(&cmd, base, Err(e.into())),
                 }
             }));
         } else {
@@ -271,7 +269,7 @@ impl ProvidersActor {
         let kind = match self.services.providers.builtin(&cmd.provider_ref) {
             Ok(Some(kind)) => kind,
             Ok(None) => return self.start_external(cmd, base, ctx),
-            Err(e) => return self.launched(&cmd, base, Err(e)),
+            Err(e) => return self.launched(&cmd, base, Err(e.into())),
         };
         let (id, services) = (cmd.provider_id.clone(), self.services.clone());
         let runner = match kind {

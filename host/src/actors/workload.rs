@@ -155,8 +155,8 @@ impl WorkloadActor {
                     (bytes, claims)
                 })
                 .await
-                .map_err(|_| WorkloadError::NotTrusted { reference: reference.clone(), reason: "its embedded claims could not be read".into() })?;
-            let claims = claims.map_err(|e| WorkloadError::NotTrusted { reference: reference.clone(), reason: e.to_string() })?;
+                .map_err(|_| WorkloadError::NotTrusted { reference: reference.clone(), reason: crate::trust::TrustError::ReaderFailed })?;
+            let claims = claims.map_err(|reason| WorkloadError::NotTrusted { reference: reference.clone(), reason })?;
             if let Some(policy) = policy {
                 let (max, annotations) = scale;
                 policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(WorkloadError::Policy)?;

@@ -93,9 +93,9 @@ impl AppsApi {
     ///
     /// # Errors
     /// When the client cannot subscribe (it is closed).
-    pub async fn serve(self, nats: async_nats::Client) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    pub async fn serve(self, nats: async_nats::Client) -> Result<impl std::future::Future<Output = ()> + Send + 'static, async_nats::SubscribeError> {
         let prefix = trellis_messages::subjects::wadm::api_prefix(&self.lattice_name);
-        let sub = nats.queue_subscribe(format!("{prefix}model.>"), QUEUE_GROUP.to_string()).await.map_err(|e| e.to_string())?;
+        let sub = nats.queue_subscribe(format!("{prefix}model.>"), QUEUE_GROUP.to_string()).await?;
         Ok(self.answer_all(nats, sub, prefix))
     }
 

@@ -65,20 +65,43 @@ fn seal(identity: &crate::identity::HostIdentity, record: &LiveRecord) -> serde_
     serde_json::to_vec(&Signed { body, sig })
 }
 
+/// Why a liveness record is not believed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SealError {
+    /// Not the signed envelope.
+    #[error("not a signed record: {0}")]
+    NotSigned(serde_json::Error),
+    /// The signature does not decode.
+    #[error("its signature is not base64url: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// The key's host did not sign it.
+    #[error(transparent)]
+    Signature(#[from] crate::identity::SignatureError),
+    /// The signed body does not parse.
+    #[error("unreadable: {0}")]
+    Unreadable(serde_json::Error),
+    /// It speaks for another host than its key.
+    #[error("it names host `{0}`")]
+    OtherHost(String),
+    /// Made too long ago, or in the future.
+    #[error("it was made at {at} ms, more than {MAX_RECORD_AGE:?} from now ({now_ms} ms)")]
+    OutOfWindow { at: u64, now_ms: u64 },
+}
+
 /// The record stored under `key`, when `key`'s host signed it, names itself, and made it within
 /// [`MAX_RECORD_AGE`] of `now_ms`; with its time.
-pub(crate) fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::Result<(LiveRecord, u64), String> {
+pub(crate) fn open_sealed(key: &str, value: &[u8], now_ms: u64) -> std::result::Result<(LiveRecord, u64), SealError> {
     use base64::Engine as _;
-    let signed: Signed = serde_json::from_slice(value).map_err(|e| format!("not a signed record: {e}"))?;
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&signed.sig).map_err(|e| format!("its signature is not base64url: {e}"))?;
-    crate::identity::verify(key, signed.body.as_bytes(), &sig).map_err(|e| e.to_string())?;
-    let said: Said = serde_json::from_str(&signed.body).map_err(|e| format!("unreadable: {e}"))?;
+    let signed: Signed = serde_json::from_slice(value).map_err(SealError::NotSigned)?;
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&signed.sig)?;
+    crate::identity::verify(key, signed.body.as_bytes(), &sig)?;
+    let said: Said = serde_json::from_str(&signed.body).map_err(SealError::Unreadable)?;
     if said.host != key {
-        return Err(format!("it names host `{}`", said.host));
+        return Err(SealError::OtherHost(said.host));
     }
     let window = u64::try_from(MAX_RECORD_AGE.as_millis()).unwrap_or(u64::MAX);
     if said.at.saturating_add(window) < now_ms || said.at > now_ms.saturating_add(window) {
-        return Err(format!("it was made at {} ms, more than {MAX_RECORD_AGE:?} from now ({now_ms} ms)", said.at));
+        return Err(SealError::OutOfWindow { at: said.at, now_ms });
     }
     Ok((said.record, said.at))
 }
@@ -123,7 +146,7 @@ impl Seen {
         let (record, at) = match open_sealed(key, value, now_ms()) {
             Ok(r) => r,
             Err(why) => {
-                self.refuse(key, &why);
+                self.refuse(key, &why.to_string());
                 return false;
             }
         };

@@ -86,7 +86,7 @@ pub enum ManifestError {
         /// The component's name.
         component: String,
         /// Why the id is refused.
-        reason: String,
+        reason: trellis_messages::invocation::IdError,
     },
     /// A component uses secrets.
     #[error("component `{component}` uses secrets, which Trellis does not support yet")]
@@ -193,7 +193,7 @@ fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
             Properties::Capability { properties } => properties.id.as_ref(),
         };
         if let Some(id) = explicit {
-            trellis_messages::invocation::check_component_id(id).map_err(|e| ManifestError::ComponentId { component: c.name.clone(), reason: e.to_string() })?;
+            trellis_messages::invocation::check_component_id(id).map_err(|reason| ManifestError::ComponentId { component: c.name.clone(), reason })?;
         }
         if secrets {
             return Err(ManifestError::Secrets { component: c.name.clone() });

@@ -24,7 +24,7 @@ fn choose(state: &mut GuestState, name: &str, interfaces: Vec<Resource<CallTarge
         let target = state.table().delete(r)?;
         debug!(link = %name, interface = %target.key, "guest chose a link name");
         if let Err(e) = state.set_link_name(target.key, name) {
-            return Ok(Err(e));
+            return Ok(Err(e.to_string()));
         }
     }
     Ok(Ok(()))

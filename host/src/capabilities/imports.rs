@@ -21,7 +21,7 @@ use trellis_messages::invocation::{InvocationRequest, InvocationResponse, LINK_N
 use wasmtime::component::types::{ComponentItem, ComponentFunc};
 use wasmtime::component::{Component, Linker, Type, Val};
 
-use crate::permission::Callee;
+use crate::permission::{Callee, Denied};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
@@ -153,6 +153,20 @@ impl std::fmt::Display for Function {
     }
 }
 
+/// Why a link call failed; the calling guest traps with its text.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkCallError {
+    /// No link, or the resolver refused it.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The external provider the link targets failed or did not answer.
+    #[error("call from `{source_id}` to provider `{provider}` ({function}, link `{link}`) failed: {reason}")]
+    Provider { source_id: String, provider: String, function: String, link: String, reason: Box<crate::wasm::transport::wrpc::WrpcError> },
+    /// The component the link targets failed, did not answer, or answered what does not decode.
+    #[error("call from `{source_id}` to `{target}` ({function}, link `{link}`) failed: {reason}")]
+    Component { source_id: String, target: String, function: String, link: String, reason: String },
+}
+
 async fn call_link(
     ctx: &ImportContext,
     iface: &InterfaceName,
@@ -160,9 +174,9 @@ async fn call_link(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
-) -> Result<Vec<Val>, String> {
+) -> Result<Vec<Val>, LinkCallError> {
     // Resolved once: the spy names the target the call went to.
-    let callee = ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(|d| d.0);
+    let callee = ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(LinkCallError::from);
     if !ctx.spy.armed() {
         return call_callee(ctx, callee?, link_name, function, ty, params).await;
     }
@@ -189,7 +203,7 @@ async fn call_callee(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
-) -> Result<Vec<Val>, String> {
+) -> Result<Vec<Val>, LinkCallError> {
     let target = match callee {
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
@@ -201,12 +215,24 @@ async fn call_callee(
                 .wrpc
                 .call(&ctx.source_id, link_name, &provider, &function.import, &function.name, &params, &params_ty, &results_ty, timeout)
                 .await
-                .map_err(|e| format!("call from `{}` to provider `{provider}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id));
+                .map_err(|reason| LinkCallError::Provider {
+                    source_id: ctx.source_id.clone(),
+                    provider: provider.clone(),
+                    function: function.to_string(),
+                    link: link_name.to_string(),
+                    reason: Box::new(reason),
+                });
         }
     };
     let function = function.to_string();
     let function = function.as_str();
-    let failed = |e: &dyn std::fmt::Display| format!("call from `{}` to `{target}` ({function}, link `{link_name}`) failed: {e}", ctx.source_id);
+    let failed = |e: &dyn std::fmt::Display| LinkCallError::Component {
+        source_id: ctx.source_id.clone(),
+        target: target.clone(),
+        function: function.to_string(),
+        link: link_name.to_string(),
+        reason: e.to_string(),
+    };
     if let Some(local) = ctx.local.get(&target) {
         trace!(source = %ctx.source_id, %target, function, "local link call");
         return local.call(&ctx.runtime, &target, function, params, &ctx.source_id).await.map_err(|f| failed(&f));

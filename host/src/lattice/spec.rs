@@ -30,17 +30,23 @@ pub struct Decoded {
     pub legacy: bool,
 }
 
+/// A stored value that is neither a component spec nor the old bare array of links; holds
+/// why it is not a spec.
+#[derive(Debug, thiserror::Error)]
+#[error("not a component specification ({{\"url\": …, \"links\": […]}}): {0}")]
+pub struct NotASpec(serde_json::Error);
+
 impl ComponentSpec {
     /// Reads a stored value: the spec, or the old bare array of links.
     ///
     /// # Errors
     /// Why the value is neither.
-    pub fn decode(value: &[u8]) -> Result<Decoded, String> {
+    pub fn decode(value: &[u8]) -> Result<Decoded, NotASpec> {
         match serde_json::from_slice::<ComponentSpec>(value) {
             Ok(spec) => Ok(Decoded { spec, legacy: false }),
             Err(spec_error) => match serde_json::from_slice::<Vec<Link>>(value) {
                 Ok(links) => Ok(Decoded { spec: ComponentSpec { url: String::new(), links }, legacy: true }),
-                Err(_) => Err(format!("not a component specification ({{\"url\": …, \"links\": […]}}): {spec_error}")),
+                Err(_) => Err(NotASpec(spec_error)),
             },
         }
     }
@@ -69,6 +75,6 @@ mod tests {
         assert_eq!(ComponentSpec::decode(&old).unwrap(), Decoded { spec: ComponentSpec { url: String::new(), links: vec![link] }, legacy: true });
         // wasmCloud writes `url` only for a spec made by a link put: links default to empty.
         assert_eq!(ComponentSpec::decode(br#"{"url":""}"#).unwrap().spec, ComponentSpec::default());
-        assert!(ComponentSpec::decode(b"42").unwrap_err().contains("not a component specification"));
+        assert!(ComponentSpec::decode(b"42").unwrap_err().to_string().contains("not a component specification"));
     }
 }

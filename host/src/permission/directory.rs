@@ -49,7 +49,7 @@ impl ProviderDirectory {
     ///
     /// # Errors
     /// A built-in reference naming no built-in.
-    pub fn builtin(&self, reference: &str) -> Result<Option<ProviderKind>, String> {
+    pub fn builtin(&self, reference: &str) -> Result<Option<ProviderKind>, super::kind::KindError> {
         self.read().images.kind(reference)
     }
 

@@ -23,6 +23,19 @@ pub enum ProviderKind {
     Blobstore,
 }
 
+/// A built-in provider reference that names no built-in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindError {
+    /// Neither `wasmcloud+builtin://` nor `trellis://`.
+    #[error(
+        "provider reference `{0}` is not a built-in provider (`wasmcloud+builtin://…` or `trellis://…`: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron)"
+    )]
+    NotBuiltin(String),
+    /// A built-in scheme with a name Trellis does not have.
+    #[error("unknown built-in provider `{0}`; known: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron")]
+    Unknown(String),
+}
+
 impl ProviderKind {
     /// Whether `reference` names a built-in provider (rather than an external one).
     pub fn is_builtin(reference: &str) -> bool {
@@ -33,16 +46,11 @@ impl ProviderKind {
     ///
     /// # Errors
     /// A message listing the references Trellis knows.
-    pub fn parse(reference: &str) -> Result<Self, String> {
+    pub fn parse(reference: &str) -> Result<Self, KindError> {
         let name = reference
             .strip_prefix("wasmcloud+builtin://")
             .or_else(|| reference.strip_prefix("trellis://"))
-            .ok_or_else(|| {
-                format!(
-                    "provider reference `{reference}` is not a built-in provider (`wasmcloud+builtin://…` or \
-                     `trellis://…`: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron)"
-                )
-            })?;
+            .ok_or_else(|| KindError::NotBuiltin(reference.to_string()))?;
         match name {
             "http-server" => Ok(Self::HttpServer),
             "http-client" => Ok(Self::HttpClient),
@@ -50,7 +58,7 @@ impl ProviderKind {
             "messaging-nats" | "messaging" => Ok(Self::Messaging),
             "cron" => Ok(Self::Schedule),
             "blobstore-nats" | "blobstore" => Ok(Self::Blobstore),
-            other => Err(format!("unknown built-in provider `{other}`; known: http-server, http-client, keyvalue, messaging-nats, blobstore-nats, cron")),
+            other => Err(KindError::Unknown(other.to_string())),
         }
     }
 
@@ -95,7 +103,7 @@ pub enum ImageMapError {
         /// The image mapped.
         image: String,
         /// Why the built-in is unknown.
-        reason: String,
+        reason: KindError,
     },
     /// Over [`MAX_BUILTIN_IMAGES`] entries.
     #[error("at most {MAX_BUILTIN_IMAGES} builtin images")]
@@ -145,7 +153,7 @@ impl BuiltinImages {
     ///
     /// # Errors
     /// A built-in reference (`trellis://…`, `wasmcloud+builtin://…`) naming no built-in.
-    pub fn kind(&self, reference: &str) -> Result<Option<ProviderKind>, String> {
+    pub fn kind(&self, reference: &str) -> Result<Option<ProviderKind>, KindError> {
         if ProviderKind::is_builtin(reference) {
             return ProviderKind::parse(reference).map(Some);
         }
@@ -180,8 +188,8 @@ mod tests {
     fn references() {
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://http-server"), Ok(ProviderKind::HttpServer));
         assert_eq!(ProviderKind::parse("trellis://keyvalue"), Ok(ProviderKind::KeyValue));
-        assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().contains("not a built-in provider"));
-        assert!(ProviderKind::parse("trellis://nope").unwrap_err().contains("unknown built-in provider `nope`"));
+        assert!(ProviderKind::parse("ghcr.io/wasmcloud/http-server:0.23").unwrap_err().to_string().contains("not a built-in provider"));
+        assert!(ProviderKind::parse("trellis://nope").unwrap_err().to_string().contains("unknown built-in provider `nope`"));
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://messaging-nats"), Ok(ProviderKind::Messaging));
         assert_eq!(ProviderKind::parse("trellis://cron"), Ok(ProviderKind::Schedule));
         assert_eq!(ProviderKind::parse("wasmcloud+builtin://cron"), Ok(ProviderKind::Schedule));

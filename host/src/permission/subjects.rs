@@ -30,17 +30,28 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// Why a subject cannot be published to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// Empty, or over [`MAX_SUBJECT_LEN`] bytes.
+    #[error("subject must be 1 to {MAX_SUBJECT_LEN} bytes")]
+    Length,
+    /// An empty token, a wildcard or whitespace.
+    #[error("`{0}` is not a concrete NATS subject (empty token, wildcard or whitespace)")]
+    NotConcrete(String),
+}
+
 /// `Ok` when `subject` is a concrete subject a client could publish to: tokens of visible
 /// characters, no wildcards, not too long.
 ///
 /// # Errors
 /// Why it is not.
-pub fn check_concrete(subject: &str) -> Result<(), String> {
+pub fn check_concrete(subject: &str) -> Result<(), SubjectError> {
     if subject.is_empty() || subject.len() > MAX_SUBJECT_LEN {
-        return Err(format!("subject must be 1 to {MAX_SUBJECT_LEN} bytes"));
+        return Err(SubjectError::Length);
     }
     if subject.split('.').any(|t| t.is_empty() || t == "*" || t == ">" || t.chars().any(|c| c.is_whitespace() || c.is_control())) {
-        return Err(format!("`{subject}` is not a concrete NATS subject (empty token, wildcard or whitespace)"));
+        return Err(SubjectError::NotConcrete(subject.to_string()));
     }
     Ok(())
 }

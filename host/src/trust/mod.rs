@@ -9,8 +9,11 @@
 //! embedded claims fail any check is refused whatever the policy says; the policy adds whether
 //! unsigned code is refused and which issuers are trusted.
 
+mod error;
 pub mod policy;
 pub mod sign;
+
+pub use error::{SignError, TrustError};
 
 use std::collections::HashMap;
 
@@ -35,22 +38,22 @@ impl TrustPolicy {
     ///
     /// # Errors
     /// The issuer is not in a non-empty trusted list.
-    pub fn check_issuer(&self, issuer: &str) -> Result<(), String> {
+    pub fn check_issuer(&self, issuer: &str) -> Result<(), TrustError> {
         if self.trusted_issuers.is_empty() || self.trusted_issuers.iter().any(|t| t == issuer) {
             return Ok(());
         }
-        Err(format!("signed by `{issuer}`, which is not one of this host's trusted issuers (--trusted-issuers)"))
+        Err(TrustError::UntrustedIssuer(issuer.to_string()))
     }
 
     /// Checks the settings themselves: every trusted issuer must be an account public key.
     ///
     /// # Errors
     /// Names the first key that is not one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TrustError> {
         for key in &self.trusted_issuers {
             let valid = key.starts_with('A') && nkeys::KeyPair::from_public_key(key).is_ok();
             if !valid {
-                return Err(format!("trusted issuer `{key}` is not an account public key (56 characters starting with `A`)"));
+                return Err(TrustError::NotAccountKey(key.clone()));
             }
         }
         Ok(())
@@ -61,40 +64,38 @@ impl TrustPolicy {
     ///
     /// # Errors
     /// Why the component may not start, in words for `component_scale_failed`.
-    pub fn component(&self, bytes: &[u8]) -> Result<Option<ComponentClaims>, String> {
+    pub fn component(&self, bytes: &[u8]) -> Result<Option<ComponentClaims>, TrustError> {
         let token = match wascap::wasm::extract_claims(bytes) {
             Ok(token) => token,
             // wascap does not export its error kinds; this is its text for a hash mismatch.
-            Err(e) if e.to_string() == "Invalid module hash" => {
-                return Err("the component was changed after it was signed: its hash does not match its claims".into())
-            }
+            Err(e) if e.to_string() == "Invalid module hash" => return Err(TrustError::Tampered),
             // Not readable as WebAssembly at all: no claims can be found, and the compiler
             // says what is wrong with the file (an unsigned file, for these settings).
             Err(e) if e.to_string().starts_with("I/O error") => {
                 if self.require_signed {
-                    return Err("the component is not signed (its sections cannot be read), and this host runs only signed components (--require-signed)".into());
+                    return Err(TrustError::UnreadableUnsigned);
                 }
                 return Ok(None);
             }
-            Err(e) => return Err(format!("the component's embedded claims cannot be read: {e}")),
+            Err(e) => return Err(TrustError::Unreadable(e.to_string())),
         };
         let Some(token) = token else {
             if self.require_signed {
-                return Err("the component is not signed, and this host runs only signed components (--require-signed)".into());
+                return Err(TrustError::Unsigned);
             }
             return Ok(None);
         };
-        let check = jwt::validate_token::<Component>(&token.jwt).map_err(|e| format!("the component's claims cannot be checked: {e}"))?;
+        let check = jwt::validate_token::<Component>(&token.jwt).map_err(|e| TrustError::Unchecked(e.to_string()))?;
         if !check.signature_valid {
-            return Err("the component's claims carry an invalid signature".into());
+            return Err(TrustError::BadSignature);
         }
         if check.expired {
-            return Err(format!("the component's claims expired ({})", check.expires_human));
+            return Err(TrustError::Expired(check.expires_human));
         }
         if check.cannot_use_yet {
-            return Err(format!("the component's claims are not valid yet ({})", check.not_before_human));
+            return Err(TrustError::NotYetValid(check.not_before_human));
         }
-        self.check_issuer(&token.claims.issuer).map_err(|e| format!("the component is {e}"))?;
+        self.check_issuer(&token.claims.issuer).map_err(|e| TrustError::Component(Box::new(e)))?;
         Ok(Some(token.claims))
     }
 }

@@ -37,16 +37,17 @@ fn from_now(d: Duration) -> u64 {
 ///
 /// # Errors
 /// The issuer is not an account key, or `bytes` is not WebAssembly.
-pub fn sign(bytes: &[u8], issuer: &KeyPair, options: SignOptions) -> Result<Vec<u8>, String> {
+pub fn sign(bytes: &[u8], issuer: &KeyPair, options: SignOptions) -> Result<Vec<u8>, super::SignError> {
+    use super::SignError;
     if !issuer.public_key().starts_with('A') {
-        return Err("the issuer must be an account key (its seed starts with `SA`)".into());
+        return Err(SignError::IssuerNotAccount);
     }
     if !bytes.starts_with(b"\0asm") {
-        return Err("not a WebAssembly file (no `\\0asm` header)".into());
+        return Err(SignError::NotWasm);
     }
     let subject = options.subject.unwrap_or_else(KeyPair::new_module);
     if !subject.public_key().starts_with('M') {
-        return Err("the subject must be a module key (its public key starts with `M`)".into());
+        return Err(SignError::SubjectNotModule);
     }
     let tags = (!options.tags.is_empty()).then_some(options.tags);
     let claims = Claims::<Component>::with_dates(
@@ -61,5 +62,5 @@ pub fn sign(bytes: &[u8], issuer: &KeyPair, options: SignOptions) -> Result<Vec<
         options.ver,
         options.call_alias,
     );
-    wascap::wasm::embed_claims(bytes, &claims, issuer).map_err(|e| format!("cannot embed the claims: {e}"))
+    wascap::wasm::embed_claims(bytes, &claims, issuer).map_err(|e| SignError::Embed(e.to_string()))
 }

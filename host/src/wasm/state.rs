@@ -88,13 +88,13 @@ impl GuestState {
     /// # Errors
     /// Past [`MAX_LINK_NAME_CHOICES`] interfaces (the map lives in host memory, outside the
     /// guest's memory limit).
-    pub fn set_link_name(&mut self, ns_pkg: String, name: &str) -> Result<(), String> {
+    pub fn set_link_name(&mut self, ns_pkg: String, name: &str) -> Result<(), TooManyChoices> {
         if let Some(chosen) = self.link_names.get_mut(&ns_pkg) {
             name.clone_into(chosen);
             return Ok(());
         }
         if self.link_names.len() >= MAX_LINK_NAME_CHOICES {
-            return Err(format!("set-link-name: at most {MAX_LINK_NAME_CHOICES} interfaces per invocation"));
+            return Err(TooManyChoices);
         }
         self.link_names.insert(ns_pkg, name.to_string());
         Ok(())
@@ -105,6 +105,11 @@ impl GuestState {
         &mut self.table
     }
 }
+
+/// More than [`MAX_LINK_NAME_CHOICES`] interfaces given link names in one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("set-link-name: at most {MAX_LINK_NAME_CHOICES} interfaces per invocation")]
+pub struct TooManyChoices;
 
 impl std::fmt::Debug for GuestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

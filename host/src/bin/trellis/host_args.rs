@@ -195,20 +195,11 @@ pub struct HostArgs {
     pub no_compile_cache: bool,
 }
 
-/// Parses `256MiB`, `64M`, `1G`, `4096` (bytes) into bytes.
+/// Parses `256MiB`, `1.5 GiB`, `64MB`, `4096` (bytes) into bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like 256MiB or 4096"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("`{s}` is too large"))
+    // `bytesize` reads `256MiB`, `1.5 GiB`, `4096`; its decimal units (`MB` = 10^6 bytes)
+    // are SI, as the binary ones (`MiB`) are IEC.
+    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("`{s}` is not a size like 256MiB or 4096: {e}"))
 }
 
 /// Options of `trellis up`.
@@ -227,4 +218,20 @@ pub struct UpArgs {
     /// Where the demo's HTTP server listens.
     #[arg(long, env = "TRELLIS_DEMO_ADDRESS", default_value = "127.0.0.1:8080")]
     pub demo_address: String,
+}
+
+#[cfg(test)]
+mod parse_size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_binary_decimal_and_bare() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size(" 1KiB "), Ok(1024));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("").is_err());
+    }
 }

@@ -8,7 +8,7 @@
 //! request waits at most until the call's deadline.
 //!
 //! Bound with `bindgen!` from `wit/messaging/deps/messaging` ([`bindings`]); the interface's
-//! errors are plain strings (`result<_, string>`), so there is no error type to map.
+//! errors are plain strings (`result<_, string>`): a [`MessagingError`] becomes its text there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use tracing::info;
 use wasmtime::component::Linker;
 
 use crate::capabilities::view::{view, HasView, View};
-use crate::permission::{Capability, ProviderGrant};
+use crate::permission::{Capability, Denied, ProviderGrant};
+use crate::wasm::transport::wrpc::WrpcError;
 use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 
@@ -52,6 +53,33 @@ impl From<wire::BrokerMessage> for BrokerMessage {
     }
 }
 
+/// Why a `publish` or `request` failed; the guest receives its text (the interface's errors are
+/// strings).
+#[derive(Debug, thiserror::Error)]
+enum MessagingError {
+    /// The component runs outside a lattice.
+    #[error("wasmcloud:messaging is not available: the component runs without a lattice")]
+    NoLattice,
+    /// The resolver refused the link or the subject.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The external provider could not be reached.
+    #[error("messaging provider {0}")]
+    Provider(#[from] WrpcError),
+    /// The external provider answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// NATS did not take the message.
+    #[error("publish failed: {0}")]
+    Publish(#[from] async_nats::PublishError),
+    /// No reply by the deadline.
+    #[error("no reply on `{subject}` within {timeout:?}")]
+    Timeout { subject: String, timeout: Duration },
+    /// The request failed.
+    #[error("request on `{subject}` failed: {source}")]
+    Request { subject: String, source: async_nats::RequestError },
+}
+
 /// What one consumer call may do, decided before it does anything.
 struct Permit {
     ctx: Arc<ImportContext>,
@@ -61,21 +89,21 @@ struct Permit {
 }
 
 impl Permit {
-    fn new(view: &View<'_>) -> Result<Self, String> {
-        let ctx = view.context().ok_or("wasmcloud:messaging is not available: the component runs without a lattice")?;
-        let grant = ctx.resolver.messaging(&ctx.source_id, view.link_name(Capability::Messaging)).map_err(|d| d.0)?;
+    fn new(view: &View<'_>) -> Result<Self, MessagingError> {
+        let ctx = view.context().ok_or(MessagingError::NoLattice)?;
+        let grant = ctx.resolver.messaging(&ctx.source_id, view.link_name(Capability::Messaging))?;
         Ok(Self { ctx, grant, reply_to: view.reply_to().map(str::to_string), deadline: view.deadline() })
     }
 
-    fn check(&self, subject: &str) -> Result<(), String> {
+    fn check(&self, subject: &str) -> Result<(), MessagingError> {
         self.ctx.resolver.may_publish(&self.grant, subject, self.reply_to.as_deref()).map_err(|d| {
             info!(component_id = %self.ctx.source_id, subject, "messaging refused: {d}");
-            d.0
+            d.into()
         })
     }
 
     /// Runs `call` on the external provider the grant names, within the call's deadline.
-    async fn via_provider<T, F, Fut>(&self, call: F) -> Result<T, String>
+    async fn via_provider<T, F, Fut>(&self, call: F) -> Result<T, MessagingError>
     where
         F: FnOnce(Arc<wrpc_transport_nats::Client>, Option<async_nats::HeaderMap>) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
@@ -85,11 +113,11 @@ impl Permit {
         self.ctx
             .wrpc
             .invoke(&self.ctx.source_id, &self.grant.link.name, provider, left, call)
-            .await
-            .map_err(|e| format!("messaging provider {e}"))?
+            .await?
+            .map_err(MessagingError::Refused)
     }
 
-    async fn publish(self, msg: BrokerMessage) -> Result<(), String> {
+    async fn publish(self, msg: BrokerMessage) -> Result<(), MessagingError> {
         self.check(&msg.subject)?;
         if self.grant.external {
             if let Some(reply) = &msg.reply_to {
@@ -108,10 +136,10 @@ impl Permit {
             }
             None => self.ctx.nats.publish(msg.subject, body).await,
         }
-        .map_err(|e| format!("publish failed: {e}"))
+        .map_err(MessagingError::from)
     }
 
-    async fn request(self, subject: String, body: Vec<u8>, timeout_ms: u32) -> Result<BrokerMessage, String> {
+    async fn request(self, subject: String, body: Vec<u8>, timeout_ms: u32) -> Result<BrokerMessage, MessagingError> {
         self.check(&subject)?;
         let asked = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let timeout = asked.min(self.deadline.saturating_duration_since(Instant::now()));
@@ -122,8 +150,8 @@ impl Permit {
             return Ok(answer.into());
         }
         match tokio::time::timeout(timeout, self.ctx.nats.send_request(subject.clone(), async_nats::Request::new().payload(body.into()).timeout(Some(timeout)))).await {
-            Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
-            Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
+            Err(_) => Err(MessagingError::Timeout { subject, timeout }),
+            Ok(Err(source)) => Err(MessagingError::Request { subject, source }),
             Ok(Ok(msg)) => Ok(BrokerMessage {
                 subject: msg.subject.to_string(),
                 body: msg.payload.to_vec(),
@@ -148,13 +176,15 @@ impl consumer::Host for View<'_> {
         Ok(match Permit::new(self) {
             Ok(p) => p.publish(msg).await,
             Err(e) => Err(e),
-        })
+        }
+        .map_err(|e| e.to_string()))
     }
 
     async fn request(&mut self, subject: String, body: Vec<u8>, timeout_ms: u32) -> wasmtime::Result<Result<BrokerMessage, String>> {
         Ok(match Permit::new(self) {
             Ok(p) => p.request(subject, body, timeout_ms).await,
             Err(e) => Err(e),
-        })
+        }
+        .map_err(|e| e.to_string()))
     }
 }

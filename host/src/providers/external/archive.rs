@@ -19,6 +19,8 @@ use provider_archive::ProviderArchive;
 use sha2::{Digest as _, Sha256};
 use wascap::jwt::CapabilityProvider;
 
+pub use super::error::ArchiveError;
+
 /// Largest archive read, in bytes.
 pub const MAX_ARCHIVE: u64 = 512 << 20;
 
@@ -37,7 +39,7 @@ const RATIO_FREE_BYTES: u64 = 64 << 20;
 ///
 /// # Errors
 /// A gzip stream that is corrupt, or inflates past a bound.
-fn unpacked(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+fn unpacked(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, ArchiveError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
@@ -45,16 +47,21 @@ fn unpacked(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let limit = MAX_UNPACKED_ARCHIVE.min(packed.saturating_mul(MAX_ARCHIVE_RATIO).max(RATIO_FREE_BYTES));
     let mut tar = Vec::new();
     let read = std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), limit + 1), &mut tar)
-        .map_err(|e| format!("{name} is not a valid provider archive: {e}"))?;
+        .map_err(|e| ArchiveError::Invalid { name: name.to_string(), reason: e.to_string() })?;
     // provider-archive inflates a gzip it finds without any bound: one inside another is
     // refused rather than handed to it.
     if tar.starts_with(&[0x1f, 0x8b]) {
-        return Err(format!("{name} is gzip inside gzip; refused (a provider archive is a tar, gzipped at most once)"));
+        return Err(ArchiveError::NestedGzip(name.to_string()));
     }
     if read as u64 > limit {
-        return Err(format!(
-            "{name} inflates past {limit} bytes from {packed} (at most {MAX_UNPACKED_ARCHIVE} bytes, and {MAX_ARCHIVE_RATIO} times its size past {RATIO_FREE_BYTES}); refused as a likely gzip bomb"
-        ));
+        return Err(ArchiveError::Bomb {
+            name: name.to_string(),
+            limit,
+            packed,
+            max: MAX_UNPACKED_ARCHIVE,
+            ratio: MAX_ARCHIVE_RATIO,
+            free: RATIO_FREE_BYTES,
+        });
     }
     Ok(tar)
 }
@@ -75,16 +82,17 @@ pub fn is_archive(path: &Path) -> bool {
 ///
 /// # Errors
 /// What is wrong with the archive, in words for `provider_start_failed`.
-pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPolicy) -> Result<(PathBuf, crate::trust::ProviderClaims), String> {
+pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPolicy) -> Result<(PathBuf, crate::trust::ProviderClaims), ArchiveError> {
     let name = archive.display().to_string();
-    let size = tokio::fs::metadata(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?.len();
+    let read = |e: &dyn std::fmt::Display| ArchiveError::Read { name: name.clone(), reason: e.to_string() };
+    let size = tokio::fs::metadata(archive).await.map_err(|e| read(&e))?.len();
     if size > MAX_ARCHIVE {
-        return Err(format!("{name} is {size} bytes, over the {MAX_ARCHIVE}-byte limit for provider archives"));
+        return Err(ArchiveError::TooLarge { name, size, max: MAX_ARCHIVE });
     }
-    let bytes = tokio::fs::read(archive).await.map_err(|e| format!("cannot read {name}: {e}"))?;
+    let bytes = tokio::fs::read(archive).await.map_err(|e| read(&e))?;
     let bytes = {
         let owned = name.clone();
-        tokio::task::spawn_blocking(move || unpacked(&owned, bytes)).await.map_err(|e| format!("cannot read {name}: {e}"))??
+        tokio::task::spawn_blocking(move || unpacked(&owned, bytes)).await.map_err(|e| read(&e))??
     };
     let target = native_target();
     // The reader unwraps on some malformed claims; on a task of its own, that is an error here
@@ -93,34 +101,34 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
     let loading = tokio::spawn(async move { ProviderArchive::try_load(&bytes).await.map_err(|e| e.to_string()) });
     let par = loading
         .await
-        .map_err(|_| format!("{name} is not a valid provider archive (its claims are malformed)"))?
-        .map_err(|e| format!("{name} is not a valid provider archive: {e}"))?;
-    let token = par.claims_token().ok_or_else(|| format!("{name} has no claims"))?;
+        .map_err(|_| ArchiveError::Malformed(name.clone()))?
+        .map_err(|reason| ArchiveError::Invalid { name: name.clone(), reason })?;
+    let token = par.claims_token().ok_or_else(|| ArchiveError::NoClaims(name.clone()))?;
     let check = wascap::jwt::validate_token::<CapabilityProvider>(&token.jwt)
-        .map_err(|e| format!("{name}: the claims cannot be checked: {e}"))?;
+        .map_err(|e| ArchiveError::Unchecked { name: name.clone(), reason: e.to_string() })?;
     if !check.signature_valid {
-        return Err(format!("{name}: the claims' signature is not valid"));
+        return Err(ArchiveError::BadSignature(name));
     }
     if check.expired {
-        return Err(format!("{name}: the claims expired ({})", check.expires_human));
+        return Err(ArchiveError::Expired { name, when: check.expires_human });
     }
     if check.cannot_use_yet {
-        return Err(format!("{name}: the claims are not valid yet ({})", check.not_before_human));
+        return Err(ArchiveError::NotYetValid { name, when: check.not_before_human });
     }
-    trust.check_issuer(&token.claims.issuer).map_err(|e| format!("{name} is {e}"))?;
-    let binary = par.target_bytes(&target).ok_or_else(|| {
-        format!("{name} has no binary for this machine ({target}); it has: {}", par.targets().join(", "))
-    })?;
+    trust.check_issuer(&token.claims.issuer).map_err(|source| ArchiveError::Untrusted { name: name.clone(), source })?;
+    let binary = par
+        .target_bytes(&target)
+        .ok_or_else(|| ArchiveError::NoTarget { name: name.clone(), target: target.clone(), targets: par.targets().join(", ") })?;
     let digest = Sha256::digest(&binary);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let path = into.join(format!("{hex}.bin"));
     if tokio::fs::metadata(&path).await.is_err() {
         let partial = into.join(format!("{hex}.partial"));
-        tokio::fs::write(&partial, &binary).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
+        tokio::fs::write(&partial, &binary).await.map_err(|source| ArchiveError::Write { what: "write", source })?;
         tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o700))
             .await
-            .map_err(|e| format!("cannot make the provider binary executable: {e}"))?;
-        tokio::fs::rename(&partial, &path).await.map_err(|e| format!("cannot write the provider binary: {e}"))?;
+            .map_err(|source| ArchiveError::Write { what: "make executable", source })?;
+        tokio::fs::rename(&partial, &path).await.map_err(|source| ArchiveError::Write { what: "write", source })?;
     }
     Ok((path, token.claims))
 }
@@ -140,11 +148,11 @@ mod tests {
     fn a_gzip_bomb_is_refused_and_a_plain_archive_passes() {
         let bomb = gzip(&vec![0u8; 200 << 20]);
         assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
-        let err = unpacked("bomb.par.gz", bomb).unwrap_err();
+        let err = unpacked("bomb.par.gz", bomb).unwrap_err().to_string();
         assert!(err.contains("gzip bomb"), "{err}");
         assert_eq!(unpacked("a.par", b"plain tar".to_vec()).unwrap(), b"plain tar");
         assert_eq!(unpacked("a.par.gz", gzip(b"small")).unwrap(), b"small");
-        let nested = unpacked("nested.par.gz", gzip(&gzip(b"tar"))).unwrap_err();
+        let nested = unpacked("nested.par.gz", gzip(&gzip(b"tar"))).unwrap_err().to_string();
         assert!(nested.contains("gzip inside gzip"), "{nested}");
     }
 }

@@ -15,12 +15,15 @@
 //!
 //! Provider images come from registries through `wasm::sources::oci` (`ProvidersActor`). Not yet: secrets.
 
+mod error;
 pub mod guard;
 pub mod start_data;
 pub mod archive;
 pub mod process;
 pub mod reference;
 pub mod supervisor;
+
+pub use error::{ArchiveError, StartError};
 
 use std::time::Duration;
 
@@ -60,10 +63,10 @@ impl Launch {
     /// When the host's NATS credentials cannot be handed to a provider (an nkey seed without a
     /// JWT: the SDK connects only with a JWT and its seed, or with credentials in the URL), or
     /// the `.creds` file cannot be read.
-    pub fn new(settings: ProviderSettings, files: FileLoad, nats: &NatsConfig, rpc_timeout: Duration) -> Result<Self, String> {
+    pub fn new(settings: ProviderSettings, files: FileLoad, nats: &NatsConfig, rpc_timeout: Duration) -> Result<Self, StartError> {
         let (jwt, seed) = match (&nats.creds_file, &nats.nkey_seed) {
             (Some(path), _) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path).map_err(|source| StartError::CredsFile { path: path.clone(), source })?;
                 start_data::read_creds(&text)?
             }
             _ => (String::new(), String::new()),
@@ -78,7 +81,7 @@ impl Launch {
             .prefix("trellis-providers-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
-            .map_err(|e| format!("cannot make a directory for provider binaries: {e}"))?;
+            .map_err(StartError::BinaryDir)?;
         Ok(Self {
             unpacked: std::sync::Arc::new(unpacked),
             guard: settings.guard.clone(),
@@ -94,20 +97,20 @@ impl Launch {
     }
 
     /// Why providers cannot run with these credentials, if they cannot.
-    pub fn refusal(nats: &NatsConfig) -> Option<&'static str> {
+    pub fn refusal(nats: &NatsConfig) -> Option<StartError> {
         if nats.creds_file.is_some() {
             return None;
         }
         if nats.nkey_seed.is_some() {
-            return Some(
+            return Some(StartError::Credentials(
                 "this host authenticates to NATS with an nkey seed, which wasmCloud's provider SDK cannot use; \
                  run hosts with a .creds file (JWT) to start external providers",
-            );
+            ));
         }
         // The SDK passes the URL to async-nats, which does not read credentials in it.
-        crate::nats::url_has_credentials(nats).then_some(
+        crate::nats::url_has_credentials(nats).then_some(StartError::Credentials(
             "this host authenticates to NATS with credentials in its URL, which wasmCloud's provider SDK cannot use; \
              run hosts with a .creds file (JWT) to start external providers",
-        )
+        ))
     }
 }

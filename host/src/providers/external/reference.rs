@@ -9,6 +9,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
+use super::error::StartError;
 use crate::wasm::sources::load::FileLoad;
 
 /// What a provider reference names.
@@ -26,39 +27,37 @@ pub enum Executable {
 ///
 /// # Errors
 /// Why not, in words for the `provider_start_failed` event.
-pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Executable, String> {
+pub fn executable(reference: &str, files: &FileLoad, images: bool) -> Result<Executable, StartError> {
     let reference = reference.trim();
     let path = if let Some(rest) = reference.strip_prefix("file://") {
         PathBuf::from(rest)
     } else if crate::wasm::sources::oci::is_oci(reference) {
         if !images {
-            return Err("a provider image from a registry is native code this host would run; it runs none \
-                        (start it with --allow-provider-images)"
-                .into());
+            return Err(StartError::ImagesOff);
         }
         return Ok(Executable::Image(reference.to_string()));
     } else if let Some((scheme, _)) = reference.split_once("://") {
-        return Err(format!("`{scheme}://` provider references are not supported: name an executable or archive (a path or file://) or an OCI image"));
+        return Err(StartError::Scheme(scheme.to_string()));
     } else {
         PathBuf::from(reference)
     };
     if reference.is_empty() {
-        return Err("the provider reference is empty".into());
+        return Err(StartError::EmptyReference);
     }
     if !files.allowed {
-        return Err("this host does not start providers from files (start it with --allow-file-load)".into());
+        return Err(StartError::FilesOff);
     }
-    files.check(&path).map_err(|e| e.to_string())?;
-    let name = path.display();
-    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    files.check(&path).map_err(StartError::FilePolicy)?;
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(&path).map_err(|source| StartError::Read { name: name.clone(), source })?;
     if !meta.is_file() {
-        return Err(format!("{name} is not a file"));
+        return Err(StartError::NotFile(name));
     }
     if crate::providers::external::archive::is_archive(&path) {
         return Ok(Executable::Archive(path));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("{name} is not executable"));
+        return Err(StartError::NotExecutable(name));
     }
     Ok(Executable::File(path))
 }
@@ -79,7 +78,7 @@ mod tests {
         let executable = |r: &str, files: &FileLoad| executable(r, files, false);
         assert_eq!(executable(&exe.display().to_string(), &any).unwrap(), Executable::File(exe.clone()));
         assert_eq!(executable(&format!("file://{}", exe.display()), &any).unwrap(), Executable::File(exe.clone()));
-        let refused = |r: &str, files: &FileLoad| executable(r, files).unwrap_err();
+        let refused = |r: &str, files: &FileLoad| executable(r, files).unwrap_err().to_string();
         assert!(refused(&plain.display().to_string(), &any).contains("not executable"));
         assert!(refused(&dir.path().display().to_string(), &any).contains("not a file"));
         assert!(refused("/no/such/provider", &any).contains("cannot read"));

@@ -141,7 +141,7 @@ impl HostData {
 ///
 /// # Errors
 /// When the file does not hold both.
-pub fn read_creds(text: &str) -> Result<(String, String), String> {
+pub fn read_creds(text: &str) -> Result<(String, String), super::StartError> {
     let block = |begin: &str| {
         let mut lines = text.lines().skip_while(|l| !l.contains(begin));
         lines.next()?;
@@ -149,7 +149,7 @@ pub fn read_creds(text: &str) -> Result<(String, String), String> {
     };
     match (block("BEGIN NATS USER JWT"), block("BEGIN USER NKEY SEED")) {
         (Some(jwt), Some(seed)) if !jwt.starts_with("---") && !seed.starts_with("---") => Ok((jwt, seed)),
-        _ => Err("the .creds file has no user JWT and seed".into()),
+        _ => Err(super::StartError::CredsContent),
     }
 }
 

@@ -98,7 +98,7 @@ impl ExternalProvider {
         services: HostServices,
         launch: Arc<Launch>,
         status_to: Recipient<StatusChanged>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, super::StartError> {
         let restart_delay = launch.settings.restart_min;
         let mut this = Self {
             id,
@@ -131,7 +131,7 @@ impl ExternalProvider {
         self.services.subjects.provider_rpc(what)
     }
 
-    fn spawn_process(&mut self) -> Result<(), String> {
+    fn spawn_process(&mut self) -> Result<(), super::StartError> {
         let links = links_of(&self.id, &self.services.view);
         let config = self.services.view.config(&self.config_names);
         let data = HostData {
@@ -149,14 +149,14 @@ impl ExternalProvider {
             config: config.clone(),
             secrets: BTreeMap::new(),
             host_xkey_public_key: self.launch.host_xkey.clone(),
-            provider_xkey_private_key: self.xkey.seed().map_err(|e| format!("no xkey seed: {e}"))?,
+            provider_xkey_private_key: self.xkey.seed().map_err(|e| super::StartError::Xkey(e.to_string()))?,
             default_rpc_timeout_ms: u64::try_from(self.launch.rpc_timeout.as_millis()).unwrap_or(u64::MAX),
             structured_logging: false,
             log_level: self.launch.log_level.clone(),
         };
-        let line = data.stdin_line().map_err(|e| format!("start data: {e}"))?;
+        let line = data.stdin_line()?;
         let process = Process::spawn(self.services.runtime.guests(), &self.id, &self.path, self.launch.guard.as_deref(), line)
-            .map_err(|e| format!("cannot start {}: {e}", self.path.display()))?;
+            .map_err(|source| super::StartError::Spawn { path: self.path.clone(), source })?;
         info!(provider_id = %self.id, pid = process.pid, path = %self.path.display(), "provider process started");
         self.generation += 1;
         self.process = Some(process);
@@ -344,6 +344,7 @@ impl ExternalProvider {
                 self.watch(ctx);
             }
             Err(e) => {
+                let e = e.to_string();
                 // Counted and retried like an exit (the file may be back later).
                 self.generation += 1;
                 let generation = self.generation;

@@ -98,6 +98,9 @@ pub enum WrpcError {
     /// No answer by the deadline.
     #[error("`{target}` did not answer within {timeout:?}")]
     Timeout { target: String, timeout: Duration },
+    /// A component's exports could not be served (a subscription failed).
+    #[error("cannot serve `{id}` {what} over wRPC: {reason}")]
+    Serve { id: String, what: String, reason: String },
 }
 
 /// wRPC clients of this host, one per target (each keeps a reply subscription), on the call
@@ -292,10 +295,10 @@ impl Wrpc {
         instance: &str,
         functions: Vec<(String, Vec<Type>, Vec<Type>)>,
         handle: H,
-    ) -> Result<Vec<tokio::task::JoinHandle<()>>, String>
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, WrpcError>
     where
         H: Fn(String, Option<String>, Vec<Val>) -> F + Clone + Send + Sync + 'static,
-        F: std::future::Future<Output = Result<Vec<Val>, String>> + Send + 'static,
+        F: std::future::Future<Output = Result<Vec<Val>, crate::wasm::invoke::Fault>> + Send + 'static,
     {
         // Every function's subscription at once: each one waits for the server's answer to a
         // flush, and made in turn they were one round trip per function on every scale.
@@ -303,7 +306,7 @@ impl Wrpc {
             let paths: Arc<[Box<[Option<usize>]>]> = Arc::new([]);
             wrpc_transport::Serve::serve(&**client, instance, func, paths)
                 .await
-                .map_err(|e| format!("cannot serve `{id}` {instance}.{func} over wRPC: {e:#}"))
+                .map_err(|e| WrpcError::Serve { id: id.to_string(), what: format!("{instance}.{func}"), reason: format!("{e:#}") })
         }))
         .await?;
         let mut tasks = Vec::new();
@@ -404,7 +407,7 @@ impl Wrpc {
         component: &crate::wasm::PreparedComponent,
         local: crate::wasm::transport::local::LocalComponents,
         runtime: Arc<crate::wasm::WasmRuntime>,
-    ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, WrpcError> {
         let exports = component.wrpc_exports();
         if component.proxy.is_none() && exports.is_empty() {
             return Ok(Vec::new());
@@ -413,7 +416,7 @@ impl Wrpc {
         let prefix = trellis_messages::subjects::wrpc_prefix(&self.lattice, id);
         let client = Client::new(self.nats.clone(), prefix.clone(), Some(prefix.into()))
             .await
-            .map_err(|e| format!("cannot serve `{id}` over wRPC: {e:#}"))?;
+            .map_err(|e| WrpcError::Serve { id: id.to_string(), what: "its exports".into(), reason: format!("{e:#}") })?;
         let client = Arc::new(client);
         let http = async {
             match component.proxy {
@@ -427,8 +430,10 @@ impl Wrpc {
                 let (id, local, runtime) = (id_owned.clone(), local.clone(), runtime.clone());
                 async move {
                     debug!(component_id = %id, %function, source = source.as_deref().unwrap_or(""), "wRPC call to a component");
-                    let target = local.get(&id).ok_or_else(|| format!("component `{id}` no longer runs here"))?;
-                    target.call(&runtime, &id, &function, params, source.as_deref().unwrap_or("wrpc")).await.map_err(|f| f.to_string())
+                    let target = local.get(&id).ok_or_else(|| {
+                        crate::wasm::invoke::Fault::new(trellis_messages::invocation::FaultKind::Host, format!("component `{id}` no longer runs here"))
+                    })?;
+                    target.call(&runtime, &id, &function, params, source.as_deref().unwrap_or("wrpc")).await
                 }
             };
             async move { self.serve_exports(&client, id, &instance, functions, handle).await }

@@ -78,7 +78,7 @@ pub async fn serve(
     local: LocalComponents,
     runtime: Arc<WasmRuntime>,
     body: BodyBounds,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>, super::wrpc::WrpcError> {
     // The request's head (and trailers) held to MAX_HEAD_BYTES, and the head to arrive within
     // the queue wait; its body (`request.body`, path [0, 0]) is held by `body` once it runs.
     let head = HeadBounds { max_bytes: MAX_HEAD_BYTES, within: runtime.config().max_queue_wait, bodies: vec![vec![0, 0]] };
@@ -86,7 +86,7 @@ pub async fn serve(
     let transport = HeadBounded::new(client.clone(), head);
     let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&transport, ingress)
         .await
-        .map_err(|e| format!("cannot serve `{id}` {INSTANCE} over wRPC: {e:#}"))?;
+        .map_err(|e| super::wrpc::WrpcError::Serve { id: id.to_string(), what: INSTANCE.to_string(), reason: format!("{e:#}") })?;
     let id = id.to_string();
     Ok(tokio::spawn(async move {
         let _client = client;
@@ -127,9 +127,9 @@ fn to_http(
         };
         uri = uri.authority(authority).scheme(scheme.as_str());
     }
-    let method = method_name(&method).map_err(|e| (ErrorCode::HttpRequestMethodInvalid, e))?;
+    let method = method_name(&method).map_err(|e| (ErrorCode::HttpRequestMethodInvalid, e.to_string()))?;
     let uri = uri.build().map_err(|e| (ErrorCode::HttpRequestUriInvalid, format!("bad URI: {e}")))?;
-    let headers = to_header_map(headers).map_err(|e| (ErrorCode::HttpProtocolError, e))?;
+    let headers = to_header_map(headers).map_err(|e| (ErrorCode::HttpProtocolError, e.to_string()))?;
     let mut builder = hyper::Request::builder().method(method).uri(uri);
     if let Some(map) = builder.headers_mut() {
         *map = headers;
@@ -187,7 +187,18 @@ fn from_http(response: hyper::Response<ResponseBody>) -> Response {
     }
 }
 
-fn method_name(method: &Method) -> Result<hyper::Method, String> {
+/// A method or header of a wRPC request (or response) that HTTP does not allow.
+#[derive(Debug, thiserror::Error)]
+enum HeadError {
+    #[error("bad method `{method}`: {source}")]
+    Method { method: String, source: hyper::http::method::InvalidMethod },
+    #[error("bad header name `{name}`: {source}")]
+    Name { name: String, source: hyper::header::InvalidHeaderName },
+    #[error("bad value of header `{name}`: {source}")]
+    Value { name: String, source: hyper::header::InvalidHeaderValue },
+}
+
+fn method_name(method: &Method) -> Result<hyper::Method, HeadError> {
     Ok(match method {
         Method::Get => hyper::Method::GET,
         Method::Head => hyper::Method::HEAD,
@@ -198,16 +209,17 @@ fn method_name(method: &Method) -> Result<hyper::Method, String> {
         Method::Options => hyper::Method::OPTIONS,
         Method::Trace => hyper::Method::TRACE,
         Method::Patch => hyper::Method::PATCH,
-        Method::Other(m) => hyper::Method::from_bytes(m.as_bytes()).map_err(|e| format!("bad method `{m}`: {e}"))?,
+        Method::Other(m) => hyper::Method::from_bytes(m.as_bytes()).map_err(|source| HeadError::Method { method: m.clone(), source })?,
     })
 }
 
-fn to_header_map(fields: Fields) -> Result<hyper::HeaderMap, String> {
+fn to_header_map(fields: Fields) -> Result<hyper::HeaderMap, HeadError> {
     let mut map = hyper::HeaderMap::new();
     for (name, values) in fields {
-        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("bad header name `{name}`: {e}"))?;
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|source| HeadError::Name { name: name.clone(), source })?;
         for value in values {
-            let value = hyper::header::HeaderValue::from_maybe_shared(value).map_err(|e| format!("bad value of header `{name}`: {e}"))?;
+            let value = hyper::header::HeaderValue::from_maybe_shared(value)
+                .map_err(|source| HeadError::Value { name: name.to_string(), source })?;
             map.append(name.clone(), value);
         }
     }
