@@ -31,6 +31,16 @@ pub const HTTP_KIND: &str = "http";
 /// [`MESSAGE_REPLY_TO_HEADER`]. The reply is an [`InvocationResponse`] whose one result is the
 /// handler's, in WAVE (`ok`, `err("…")`).
 pub const MESSAGE_KIND: &str = "message";
+/// [`KIND_HEADER`] of a key-value change for the component's `wasi:keyvalue/watcher`, forwarded
+/// by the host of the built-in key-value provider that watches for it: the value (of a set) as
+/// the payload, the key in [`WATCH_KEY_HEADER`], `set` or `delete` in [`WATCH_OP_HEADER`], the
+/// provider in `Trellis-Source-Id` and the link in `Trellis-Link-Name` (the receiving host
+/// checks that link before it calls). The reply is an [`InvocationResponse`] with no result.
+pub const WATCH_KIND: &str = "kv-watch";
+/// Key of a forwarded key-value change.
+pub const WATCH_KEY_HEADER: &str = "Trellis-Watch-Key";
+/// `set` or `delete`: what a forwarded key-value change did.
+pub const WATCH_OP_HEADER: &str = "Trellis-Watch-Op";
 /// Subject of a forwarded message.
 pub const MESSAGE_SUBJECT_HEADER: &str = "Trellis-Subject";
 /// Reply subject of a forwarded message (absent when it has none).

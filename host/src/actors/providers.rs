@@ -21,6 +21,7 @@ use crate::providers::external::{archive, Launch, StartError};
 use crate::wasm::sources::oci;
 use crate::providers::follower::{LinkFollower, StopFollowing};
 use crate::capabilities::http_server::HttpServer;
+use crate::capabilities::keyvalue::watch::KeyValueWatches;
 use crate::capabilities::messaging::handler::Messaging;
 use crate::capabilities::schedule::Schedules;
 use crate::providers::ProviderKind;
@@ -276,7 +277,8 @@ impl ProvidersActor {
             ProviderKind::HttpServer => following(HttpServer::new(id, services.clone()), &services),
             ProviderKind::Messaging => following(Messaging::new(id, services.clone()), &services),
             ProviderKind::Schedule => return self.start_schedules(cmd, base, ctx),
-            ProviderKind::HttpClient | ProviderKind::KeyValue | ProviderKind::Blobstore => Runner::HostFunctions,
+            ProviderKind::KeyValue => following(KeyValueWatches::new(id, services.clone()), &services),
+            ProviderKind::HttpClient | ProviderKind::Blobstore => Runner::HostFunctions,
         };
         self.launched(&cmd, base, Ok((kind.name(), runner)));
     }

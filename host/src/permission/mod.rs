@@ -25,6 +25,8 @@ pub mod directory_feed;
 pub mod kind;
 pub mod outbound;
 pub mod subjects;
+mod denied;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +35,9 @@ use trellis_messages::link::Link;
 use wasmtime::component::Val;
 
 use crate::lattice::LatticeView;
+pub use denied::Denied;
 pub use kind::ProviderKind;
+pub use watch::{KvWatch, WatchOp};
 
 pub use directory::ProviderDirectory;
 
@@ -80,47 +84,6 @@ impl Capability {
             Self::Blobstore => ProviderKind::Blobstore,
         }
     }
-}
-
-/// A capability refused: each variant is one rule, and says which link or name broke it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
-    /// No link from the source under that name carries the interface.
-    #[error(transparent)]
-    NoLink(#[from] crate::lattice::state::NoLink),
-    /// The link targets a provider of another kind.
-    #[error("link `{link}` from `{source_id}` for `{interface}` targets `{target}`, a {} provider, not a {} provider", .actual.name(), .wanted.name())]
-    OtherKind { link: String, source_id: String, interface: String, target: String, actual: ProviderKind, wanted: ProviderKind },
-    /// The link targets no running provider.
-    #[error("link `{link}` from `{source_id}` for `{interface}` targets `{target}`, which is not a running {} provider", .wanted.name())]
-    NotRunning { link: String, source_id: String, interface: String, target: String, wanted: ProviderKind },
-    /// A key-value link names no bucket, and the host has no default.
-    #[error("link `{link}` from `{source_id}` to `{target}` names no bucket (set `bucket` in its target config) and this host has no default bucket")]
-    NoBucket { link: String, source_id: String, target: String },
-    /// Not a JetStream bucket name.
-    #[error("`{0}` is not a valid bucket name (1 to 64 of A-Z a-z 0-9 _ -)")]
-    BucketName(String),
-    /// One of the lattice's own buckets.
-    #[error("`{0}` is one of the lattice's own buckets; guests never open it")]
-    SystemBucket(String),
-    /// A blobstore link to an external provider (not served yet).
-    #[error("link `{link}` from `{source_id}` for `wasi:blobstore` targets `{target}`, an external provider; this host does not yet serve wasi:blobstore through external providers")]
-    ExternalBlobstore { link: String, source_id: String, target: String },
-    /// A container outside the link's `containers`.
-    #[error("container `{container}` is not among those link `{link}` from `{source_id}` allows (`containers`: {allowed})")]
-    Container { container: String, link: String, source_id: String, allowed: String },
-    /// A subscription that could receive the lattice's own subjects.
-    #[error("subscription `{0}` could receive the lattice's own subjects; subscribe to a subject that starts with an ordinary token")]
-    Subscription(String),
-    /// Not a subject one can publish to.
-    #[error(transparent)]
-    Subject(#[from] subjects::SubjectError),
-    /// One of the lattice's own subjects.
-    #[error("`{0}` is a subject of the lattice itself; guests never publish there")]
-    SystemSubject(String),
-    /// A subject outside the link's `subjects`.
-    #[error("link `{link}` from `{source_id}` allows publishing to {allowed} only, not `{subject}` (set `subjects` in its target config)")]
-    Publish { link: String, source_id: String, subject: String, allowed: String },
 }
 
 /// The target of a link call.
@@ -209,6 +172,62 @@ impl Resolver {
                 (l, config)
             })
             .collect()
+    }
+
+    /// Provider `provider`'s `wasi:keyvalue/watcher` links (it is their source).
+    pub fn watcher_links(&self, provider: &str) -> Vec<Link> {
+        self.view
+            .links_from(provider)
+            .into_iter()
+            .filter(|l| l.wit_namespace == "wasi" && l.wit_package == "keyvalue" && l.interfaces.iter().any(|i| i == "watcher"))
+            .collect()
+    }
+
+    /// What watcher link `link` watches: the bucket of its configs (source config, then target
+    /// config over it: `bucket` or `BUCKET`, else the host's default) and the keys of `watch`
+    /// (`SET@key,DEL@key`, see [`KvWatch::parse_keys`]).
+    ///
+    /// # Errors
+    /// [`Denied`] when no bucket is named and there is no default, the bucket is not one a
+    /// guest may have, or `watch` cannot be read.
+    pub fn kv_watch(&self, link: &Link) -> Result<KvWatch, Denied> {
+        let mut config = self.view.config(&link.source_config);
+        config.extend(self.view.config(&link.target_config));
+        let grant = ProviderGrant { capability: Capability::KeyValue, link: link.clone(), config, external: false };
+        let bucket = self.kv_bucket(&grant)?;
+        let watch = grant.config.iter().find(|(k, _)| k.eq_ignore_ascii_case("watch")).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let keys = KvWatch::parse_keys(watch).map_err(|reason| Denied::Watch {
+            link: link.name.clone(),
+            source_id: link.source_id.clone(),
+            target: link.target.clone(),
+            reason,
+        })?;
+        Ok(KvWatch { bucket, keys })
+    }
+
+    /// What the watcher link `link_name` from the built-in key-value provider `provider` to
+    /// `target` watches: asked by the host that runs `target` before it calls it with a change
+    /// another host forwarded.
+    ///
+    /// # Errors
+    /// [`Denied`] when there is no such link, `provider` is not a running built-in key-value
+    /// provider, or the link's watch is refused.
+    pub fn kv_watch_of(&self, provider: &str, target: &str, link_name: &str) -> Result<KvWatch, Denied> {
+        let link = self
+            .watcher_links(provider)
+            .into_iter()
+            .find(|l| l.target == target && l.name == link_name)
+            .ok_or_else(|| Denied::NoWatch { link: link_name.to_string(), source_id: provider.to_string(), target: target.to_string() })?;
+        if self.providers.kind_of(provider) != Some(ProviderKind::KeyValue) {
+            return Err(Denied::NotRunning {
+                link: link_name.to_string(),
+                source_id: provider.to_string(),
+                interface: "wasi:keyvalue/watcher".into(),
+                target: provider.to_string(),
+                wanted: ProviderKind::KeyValue,
+            });
+        }
+        self.kv_watch(&link)
     }
 
     /// The component that `source`'s link `link_name` for `ns:pkg/iface` targets.

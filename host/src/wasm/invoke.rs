@@ -153,12 +153,50 @@ where
     let func = lookup(component_id, component, function)?;
     let mut store = new_store(runtime, component);
     store.data_mut().reply_to = reply_to;
+    call_typed(runtime, component_id, component, function, func.index, store, |_| Ok(params)).await
+}
+
+/// As [`invoke_typed`], with parameters made in the call's own guest state by `make` (a
+/// resource handed to the guest lives in its table).
+///
+/// # Errors
+/// As [`invoke_typed`], and `make`'s fault.
+pub async fn invoke_typed_with<P, R>(
+    runtime: &WasmRuntime,
+    component_id: &str,
+    component: &PreparedComponent,
+    function: &str,
+    make: impl FnOnce(&mut GuestState) -> Result<P, Fault> + Send,
+) -> Result<R, Fault>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
+{
+    let func = lookup(component_id, component, function)?;
+    let store = new_store(runtime, component);
+    call_typed(runtime, component_id, component, function, func.index, store, make).await
+}
+
+async fn call_typed<P, R>(
+    runtime: &WasmRuntime,
+    component_id: &str,
+    component: &PreparedComponent,
+    function: &str,
+    index: wasmtime::component::ComponentExportIndex,
+    mut store: Store<GuestState>,
+    make: impl FnOnce(&mut GuestState) -> Result<P, Fault> + Send,
+) -> Result<R, Fault>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
+{
     let deadline = store.data().deadline;
     let call = async {
         let instance = func_instance(&mut store, component).await.map_err(|e| classify(&store, component_id, function, &e))?;
-        let typed = instance.get_typed_func::<P, R>(&mut store, func.index).map_err(|e| {
+        let typed = instance.get_typed_func::<P, R>(&mut store, index).map_err(|e| {
             Fault::new(FaultKind::BadArguments, format!("`{function}` of component `{component_id}` does not have the signature expected: {e}"))
         })?;
+        let params = make(store.data_mut())?;
         typed.call_async(&mut store, params).await.map_err(|e| classify(&store, component_id, function, &e))
     };
     within_deadline(deadline, runtime.config().max_execution_time, component_id, function, call).await

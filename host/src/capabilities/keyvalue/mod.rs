@@ -17,6 +17,7 @@
 mod batch;
 mod jetstream;
 mod provider;
+pub mod watch;
 
 use async_nats::jetstream::kv;
 use tracing::info;
