@@ -78,7 +78,8 @@
 //!   │   RegistryPut: answered in the dispatcher     │
 //!   │   (per-registry credentials for pulls);       │
 //!   │   ClaimsGet: the dispatcher asks WorkloadActor│
-//!   │   and ProvidersActor and merges the claims    │
+//!   │   and ProvidersActor, adds the lattice's      │
+//!   │   stored claims (LatticeView, CLAIMS_* keys)  │
 //!   │   Scale / UpdateComponent / IsRunning ────────┼──► WorkloadActor ────┤ (component_scaled,
 //!   │ publish reply; host.stop → StopRequest ───┐   │    SetComponent ───► │  …_scale_failed)
 //!   └───────────────────────────────────────────┼───┘    HostActor         │

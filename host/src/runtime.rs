@@ -21,7 +21,7 @@ use crate::services::HostServices;
 use crate::wasm::transport::local::LocalComponents;
 use crate::permission::{GuestPolicy, ProviderDirectory, Resolver};
 use crate::config::{automatic_labels, HostConfig};
-use crate::actors::dispatch::Dispatcher;
+use crate::actors::dispatch::{Dispatcher, HostActors};
 use crate::error::{ConfigError, HostError, Result};
 use crate::events::EventPublisher;
 use crate::identity::HostIdentity;
@@ -355,7 +355,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let workload = WorkloadActor::new(services, host.clone(), config.stop_timeout).start();
     let lattice = LatticeActor::new(store, view.clone(), events.clone(), metrics.clone(), health.clone()).start();
     let dispatcher =
-        Dispatcher::new(host_id.clone(), host.clone(), workload.clone(), lattice.clone(), providers.clone(), registries, stop_tx.clone());
+        Dispatcher::new(host_id.clone(), HostActors { host: host.clone(), workload: workload.clone(), lattice: lattice.clone(), providers: providers.clone() }, registries, stop_tx.clone(), view.clone());
     let apps = match apps_opened {
         Some(opened) => Some(start_apps(opened, config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await),
         None => None,

@@ -1,7 +1,7 @@
 //! Signed components: `trellis sign` embeds wasmCloud's claims, `trellis claims` reads them,
 //! and hosts with `--require-signed` / `--trusted-issuers` run only what those allow: an
 //! unsigned, tampered, expired or foreign-signed component is refused with the reason, and
-//! `claims.get` answers with the claims of what runs, in wasmCloud's shape (read here by
+//! `claims.get` answers with the claims of what ran in the lattice, in wasmCloud's shape (read here by
 //! wasmCloud's own control client).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use nkeys::KeyPair;
 use trellis_host::trust::TrustPolicy;
-use trellis_tests::{guests, init_tracing, start_provider, trellis_bin, TestLattice};
+use futures::StreamExt as _;
+use trellis_tests::{eventually, guests, init_tracing, start_provider, trellis_bin, TestLattice};
 
 fn trellis(args: &[&str]) -> anyhow::Result<Output> {
     Ok(std::process::Command::new(trellis_bin()?).args(args).output()?)
@@ -144,9 +145,26 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     lattice.scale(host.id(), "foreign", foreign.to_str().expect("path"), 1).await?.map_err(anyhow::Error::msg)?;
     let err = lattice.scale(host.id(), "tampered", tampered.to_str().expect("path"), 1).await?.expect_err("refused");
     assert!(err.contains("changed after it was signed"), "{err}");
-    let answer = lattice.ctl().await?.get_claims().await.map_err(anyhow::Error::msg)?;
-    let issuers: Vec<String> = answer.into_data().unwrap_or_default().iter().filter_map(|c| c.get("issuer").cloned()).collect();
-    assert_eq!(issuers, [stranger.public_key()], "only the signed component has claims");
+    // A record under another subject's key, as a forger with write access to the bucket
+    // would put it: not believed.
+    let kv = async_nats::jetstream::new(lattice.nats().await?).get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?;
+    let forged = br#"{"call_alias":"","issuer":"AFORGED","name":"forged","revision":"0","subject":"MOTHER","tags":[],"version":""}"#;
+    kv.put("CLAIMS_MFORGED", forged.to_vec().into()).await?;
+    // claims.get answers the lattice's claims, as wasmCloud's hosts keep them (under
+    // `CLAIMS_{subject}` in the lattice's data bucket): the signed component that ran on the
+    // first host, stopped since, is still answered by this one; unsigned code has none.
+    let issuers = eventually(Duration::from_secs(10), || async {
+        let answer = lattice.ctl().await.ok()?.get_claims().await.ok()?;
+        let mut issuers: Vec<String> = answer.into_data().unwrap_or_default().iter().filter_map(|c| c.get("issuer").cloned()).collect();
+        issuers.sort();
+        (issuers.len() == 2).then_some(issuers)
+    })
+    .await;
+    let mut expected = vec![account.public_key(), stranger.public_key()];
+    expected.sort();
+    assert_eq!(issuers, Some(expected), "the lattice's signed code, and no forged record");
+    let stored = kv.keys().await?.filter_map(|k| async move { k.ok() }).filter(|k| std::future::ready(k.starts_with("CLAIMS_M"))).count().await;
+    assert_eq!(stored, 3, "two hosts' records as wasmCloud keeps them, and the forged one");
     host.shutdown(None).await?;
     Ok(())
 }

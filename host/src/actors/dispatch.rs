@@ -50,6 +50,19 @@ impl Answer {
     }
 }
 
+/// The actors a dispatcher hands commands to.
+#[derive(Debug)]
+pub struct HostActors {
+    /// Host state (labels, inventory).
+    pub host: Addr<HostActor>,
+    /// The running components.
+    pub workload: Addr<WorkloadActor>,
+    /// Links and configs.
+    pub lattice: Addr<LatticeActor>,
+    /// The running providers.
+    pub providers: Addr<ProvidersActor>,
+}
+
 /// Answers control commands for one host. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
@@ -67,20 +80,20 @@ pub struct Dispatcher {
     registries: crate::wasm::sources::oci::Registries,
     /// Where stop requests go (the runtime's supervisor).
     stop: mpsc::UnboundedSender<StopRequest>,
+    /// The lattice's links, configs and stored claims (`claims.get`).
+    view: crate::lattice::LatticeView,
 }
 
 impl Dispatcher {
     /// A dispatcher for host `host_id`.
     pub fn new(
         host_id: String,
-        host: Addr<HostActor>,
-        workload: Addr<WorkloadActor>,
-        lattice: Addr<LatticeActor>,
-        providers: Addr<ProvidersActor>,
+        HostActors { host, workload, lattice, providers }: HostActors,
         registries: crate::wasm::sources::oci::Registries,
         stop: mpsc::UnboundedSender<StopRequest>,
+        view: crate::lattice::LatticeView,
     ) -> Self {
-        Self { host_id, host, workload, lattice, providers, registries, stop }
+        Self { host_id, host, workload, lattice, providers, registries, stop, view }
     }
 
     /// Asks the runtime to stop the host.
@@ -188,7 +201,10 @@ impl Dispatcher {
                 let (components, providers) = futures::join!(self.workload.send(workload::ComponentClaims), self.providers.send(providers::ProviderClaims));
                 match (components, providers) {
                     (Ok(mut all), Ok(p)) => {
+                        // This host's own, then what every host stored for the lattice.
                         all.extend(p);
+                        let mut seen: std::collections::HashSet<String> = all.iter().filter_map(|c| c.get("sub").cloned()).collect();
+                        all.extend(self.view.claims().into_iter().filter(|c| c.get("sub").is_some_and(|s| seen.insert(s.clone()))));
                         Answer::reply(&CtlResponse::ok(all))
                     }
                     (Err(e), _) | (_, Err(e)) => Answer::result(Err(e.into())),

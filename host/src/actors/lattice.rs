@@ -118,6 +118,18 @@ impl LatticeActor {
         }
         let deleted = matches!(entry.operation, kv::Operation::Delete | kv::Operation::Purge);
         match bucket {
+            Bucket::Links if entry.key.starts_with(crate::trust::stored::KEY_PREFIX) => {
+                use crate::trust::stored::{StoredClaims, KEY_PREFIX, MAX_RECORDS};
+                let subject = &entry.key[KEY_PREFIX.len()..];
+                if deleted {
+                    self.view.set_claims(subject, None, MAX_RECORDS);
+                    return;
+                }
+                match StoredClaims::read(&entry.key, &entry.value) {
+                    Some(claims) => self.view.set_claims(subject, Some(claims.to_map()), MAX_RECORDS),
+                    None => debug!(key = %entry.key, "ignoring stored claims that cannot be read or name another subject"),
+                }
+            }
             Bucket::Links => {
                 let Some(source) = entry.key.strip_prefix("COMPONENT_") else { return };
                 if deleted {

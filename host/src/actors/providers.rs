@@ -190,6 +190,9 @@ impl ProvidersActor {
                     };
                     act.launched(&cmd, base, started);
                     if let Some(running) = act.running.get_mut(&cmd.provider_id) {
+                        if let Some(c) = &claims {
+                            crate::actors::workload::store_claims(&act.services, crate::trust::stored::StoredClaims::provider(c));
+                        }
                         running.claims = claims;
                     }
                 }));

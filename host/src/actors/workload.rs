@@ -209,6 +209,9 @@ impl WorkloadActor {
                         limits: command.component_limits.clone(),
                     };
                     let addr = actor.start();
+                    if let Some(c) = &claims {
+                        store_claims(&act.services, crate::trust::stored::StoredClaims::component(c));
+                    }
                     act.components.insert(command.component_id.clone(), Running { addr, description, claims });
                     act.record_url(&command.component_id, &command.component_ref);
                     act.event(&command.component_id, &command.component_ref, command.max_instances, command.annotations.as_ref(), None);
@@ -270,6 +273,9 @@ impl WorkloadActor {
                     let a = annotations.clone().or_else(|| running.description.annotations.clone()).unwrap_or_default();
                     let admission = admission(&act.services, &id, &new_ref, a, claims.clone());
                     running.addr.do_send(Update(component, admission));
+                    if let Some(c) = &claims {
+                        store_claims(&act.services, crate::trust::stored::StoredClaims::component(c));
+                    }
                     running.claims = claims;
                     running.description.image_ref = new_ref.clone();
                     if annotations.is_some() {
@@ -478,6 +484,17 @@ impl Handler<IsRunning> for WorkloadActor {
     fn handle(&mut self, msg: IsRunning, _: &mut Self::Context) -> bool {
         self.components.contains_key(&msg.0) || self.busy.contains(&msg.0)
     }
+}
+
+/// Keeps `claims` for the lattice, where wasmCloud hosts keep theirs (`claims.get` on every
+/// host answers them); a failure is logged, and the code runs regardless.
+pub(crate) fn store_claims(services: &HostServices, claims: crate::trust::stored::StoredClaims) {
+    let store = services.store.clone();
+    actix::spawn(async move {
+        if let Err(e) = store.put_claims(&claims).await {
+            warn!(subject = claims.subject(), error = %e, "claims not stored for the lattice");
+        }
+    });
 }
 
 /// `claims.get`: the claims of every signed component running here, in wasmCloud's shape.

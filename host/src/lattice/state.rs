@@ -16,6 +16,8 @@ struct Mirror {
     links: BTreeMap<String, Vec<Link>>,
     urls: BTreeMap<String, String>,
     configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Subject → `claims.get`'s map of the claims hosts stored for it.
+    claims: BTreeMap<String, std::collections::HashMap<String, String>>,
 }
 
 /// A cheap-to-clone handle on this host's mirror of the lattice data, kept current by the
@@ -86,6 +88,25 @@ impl LatticeView {
     fn write<R>(&self, f: impl FnOnce(&mut Mirror) -> R) -> R {
         let mut guard = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Sets (or with `None` forgets) the stored claims of `subject`; past `max` subjects a new
+    /// one is not kept.
+    pub fn set_claims(&self, subject: &str, claims: Option<std::collections::HashMap<String, String>>, max: usize) {
+        self.write(|m| match claims {
+            Some(c) if m.claims.len() < max || m.claims.contains_key(subject) => {
+                m.claims.insert(subject.to_string(), c);
+            }
+            Some(_) => {}
+            None => {
+                m.claims.remove(subject);
+            }
+        });
+    }
+
+    /// Every stored claims record, as `claims.get` answers them.
+    pub fn claims(&self) -> Vec<std::collections::HashMap<String, String>> {
+        self.read(|m| m.claims.values().cloned().collect())
     }
 
     /// Replaces the links of `source` (an empty list removes them).

@@ -212,6 +212,18 @@ impl LatticeStore {
         Ok(out)
     }
 
+    /// Stores the claims of code this host started under `CLAIMS_{subject}`, where wasmCloud
+    /// hosts keep them ([`crate::trust::stored`]).
+    ///
+    /// # Errors
+    /// [`HostError::LatticeData`] when KV fails.
+    pub async fn put_claims(&self, claims: &crate::trust::stored::StoredClaims) -> Result<()> {
+        let key = format!("{}{}", crate::trust::stored::KEY_PREFIX, claims.subject());
+        let bytes = serde_json::to_vec(claims).map_err(|e| kv_error("encoding claims", e))?;
+        self.links.put(key, bytes.into()).await.map_err(|e| kv_error("storing claims", e))?;
+        Ok(())
+    }
+
     /// Creates or replaces config `name`.
     ///
     /// # Errors

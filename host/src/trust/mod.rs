@@ -12,6 +12,7 @@
 mod error;
 pub mod policy;
 pub mod sign;
+pub mod stored;
 
 pub use error::{SignError, TrustError};
 
