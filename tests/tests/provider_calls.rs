@@ -250,7 +250,7 @@ async fn a_components_key_value_linked_to_an_external_provider_uses_the_provider
     t.start_provider().await?;
     client.put_link(&echo_link("pinger", "tp")).await?;
     // As wasmCloud's key-value counter example is linked to a key-value provider.
-    client.put_link(&Link::new("counter", "tp", "default", "wasi", "keyvalue", &["store", "atomics"])).await?;
+    client.put_link(&Link::new("counter", "tp", "default", "wasi", "keyvalue", &["store", "atomics", "batch"])).await?;
     client.put_link(&Link::new("tp", "counter", "counter", "wasi", "http", &["incoming-handler"])).await?;
 
     // The counter on one host increments in the provider's store on the other, over wRPC.
@@ -265,6 +265,15 @@ async fn a_components_key_value_linked_to_an_external_provider_uses_the_provider
     assert!(ask(client, "http:counter:GET:/pears:0").await?.ends_with("Count: 1"));
     let call = wait_record(record, "the increment", |r| r["event"] == "kv" && r["key"] == "pears").await;
     assert_eq!((call["op"].as_str(), call["bucket"].as_str(), call["caller"].as_str()), (Some("increment"), Some("counters"), Some("counter")), "{call}");
+    // wasi:keyvalue/batch goes to the provider's `wrpc:keyvalue/batch` (set 3, get them and one
+    // more, delete them); a batch past the host's bound is refused before it leaves the host.
+    let batch = ask(client, "http:counter:GET:/x/_batch/3:0").await?;
+    assert!(batch.starts_with("200 ") && batch.trim_end_matches('.').ends_with("set 3, read 3 of 4, 0 left after delete"), "{batch}");
+    let call = wait_record(record, "the batch", |r| r["event"] == "kv" && r["op"] == "set-many").await;
+    assert_eq!((call["bucket"].as_str(), call["key"].as_str(), call["caller"].as_str()), (Some("counters"), Some("3"), Some("counter")), "{call}");
+    let over = ask(client, "http:counter:GET:/x/_batch/1001:0").await?;
+    assert!(over.starts_with("500 ") && over.contains("a batch of 1001 keys; at most 1000 per call"), "{over}");
+    assert!(!records(record).iter().any(|r| r["op"] == "set-many" && r["key"] == "1001"), "refused before the provider");
     // Nothing went to the lattice's JetStream.
     let js = async_nats::jetstream::new(lattice.nats().await?);
     assert!(js.get_key_value("counters").await.is_err(), "no JetStream bucket was made");

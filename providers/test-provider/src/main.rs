@@ -9,8 +9,8 @@
 //! - `say`: a line printed on stdout and on stderr at start.
 //!
 //! It serves `wasmcloud:messaging/consumer` (publishes recorded as `published`, requests
-//! answered with `reply to {body}` and recorded as `requested`), `wrpc:keyvalue/store` and
-//! `atomics` in memory, each call recorded as `kv` with the caller, operation, bucket and key, and
+//! answered with `reply to {body}` and recorded as `requested`), `wrpc:keyvalue/store`,
+//! `atomics` and `batch` in memory, each call recorded as `kv` with the caller, operation, bucket and key, and
 //! `trellis:echo/echo` over wRPC (world `echo-provider` in `wit/echo`): `echo` returns
 //! its message, except `call:{component}:{message}`, which it passes on to `echo` of that
 //! component over wRPC and returns the answer, and `msg:{component}:{subject}:{reply-to}:{body}`,
@@ -309,6 +309,33 @@ impl bindings::exports::wrpc::keyvalue::atomics::Handler<Option<Context>> for Te
         let n: u64 = std::str::from_utf8(entry).ok().and_then(|s| s.parse().ok()).unwrap_or(0) + delta;
         *entry = bytes::Bytes::from(n.to_string());
         Ok(Ok(n))
+    }
+}
+
+/// `wrpc:keyvalue/batch`, in memory; recorded as one `kv` call per batch (the key: how many).
+impl bindings::exports::wrpc::keyvalue::batch::Handler<Option<Context>> for TestProvider {
+    async fn get_many(&self, cx: Option<Context>, bucket: String, keys: Vec<String>) -> anyhow::Result<Result<Vec<Option<(String, bytes::Bytes)>>, KvError>> {
+        self.record_kv(cx, "get-many", &bucket, &keys.len().to_string());
+        let kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Ok(keys.into_iter().map(|k| kv.get(&(bucket.clone(), k.clone())).map(|v| (k, v.clone()))).collect()))
+    }
+
+    async fn set_many(&self, cx: Option<Context>, bucket: String, key_values: Vec<(String, bytes::Bytes)>) -> anyhow::Result<Result<(), KvError>> {
+        self.record_kv(cx, "set-many", &bucket, &key_values.len().to_string());
+        let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in key_values {
+            kv.insert((bucket.clone(), k), v);
+        }
+        Ok(Ok(()))
+    }
+
+    async fn delete_many(&self, cx: Option<Context>, bucket: String, keys: Vec<String>) -> anyhow::Result<Result<(), KvError>> {
+        self.record_kv(cx, "delete-many", &bucket, &keys.len().to_string());
+        let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            kv.remove(&(bucket.clone(), k));
+        }
+        Ok(Ok(()))
     }
 }
 
