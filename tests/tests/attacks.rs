@@ -430,3 +430,76 @@ async fn wrpc_parameters_that_stall_are_cut_off_and_hold_no_instance() -> anyhow
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// A guest that reads a large object slowly (wasmCloud's blobby serving a 48 MiB file to an
+/// HTTP client that takes 1 MiB and stalls) held in host memory whatever the NATS server pushed
+/// ahead of it: async-nats's object reader is a push consumer, filled up to the server's flow
+/// control. Chunks are now pulled a few at a time as the guest takes them: while the client
+/// stalls the host's memory grows by less than 16 MiB, and the file still arrives whole.
+#[tokio::test]
+async fn a_slow_reader_of_a_large_object_holds_little_host_memory() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use trellis_messages::link::Link;
+    use trellis_messages::provider::StartProviderCommand;
+    const SIZE: u64 = 48 << 20;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    // Time enough for a debug build to stream 48 MiB through the guest after the stall.
+    let mut config = lattice.machine_config();
+    config.wasm.max_execution_time = Duration::from_secs(300);
+    let host = lattice.start_host(config).await?;
+    let ctl = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let wasm = trellis_tests::wasmcloud_example("blobby").join("blobby.wasm");
+    let blobby = lattice.push("blobby", wasm.to_str().unwrap_or_default()).await?;
+    lattice.scale(host.id(), "blobby", &blobby, 1).await?.map_err(anyhow::Error::msg)?;
+    for (id, reference) in [("http", "trellis://http-server"), ("blobs", "trellis://blobstore-nats")] {
+        let cmd = StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), ..Default::default() };
+        ctl.start_provider(host.id(), &cmd).await?;
+    }
+    let port = trellis_tests::free_port();
+    ctl.put_config("blobby-http", &std::collections::HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    ctl.put_link(&Link::new("http", "blobby", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["blobby-http"])).await?;
+    ctl.put_link(&Link::new("blobby", "blobs", "default", "wasi", "blobstore", &["blobstore"])).await?;
+    // The object, put straight into the container's object store (never whole in memory here).
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let store = match js.get_object_store("default").await {
+        Ok(store) => store,
+        Err(_) => js.create_object_store(async_nats::jetstream::object_store::Config { bucket: "default".into(), ..Default::default() }).await?,
+    };
+    store.put("big.bin", &mut tokio::io::repeat(7).take(SIZE)).await?;
+    let get = format!("GET /big.bin HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n");
+    // Until the route answers (links land asynchronously): a small request.
+    let ready = trellis_tests::eventually(Duration::from_secs(20), || async move {
+        let (status, _) = trellis_tests::raw_http::exchange(port, &trellis_tests::raw_http::request("GET", "/missing.bin", None)).await.ok()?;
+        (status == 404).then_some(())
+    })
+    .await;
+    anyhow::ensure!(ready.is_some(), "blobby never answered");
+    let before = rss();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(get.as_bytes()).await?;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut received = 0usize;
+    while received < 1 << 20 {
+        let n = conn.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "the response ended after {received} bytes");
+        received += n;
+    }
+    // The client stalls; the guest, the HTTP server and the object store reader wait.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stalled = rss().saturating_sub(before);
+    eprintln!("host memory grew by {} KiB while the client stalled", stalled >> 10);
+    let began = std::time::Instant::now();
+    loop {
+        let n = conn.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    tracing::info!(seconds = began.elapsed().as_secs_f64(), received, "the rest of the file");
+    assert!(received as u64 > SIZE, "the whole file (and the head) arrived: {received} bytes");
+    assert!(stalled < 16 << 20, "the host's memory grew by {} MiB while the client stalled", stalled >> 20);
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use async_nats::jetstream::object_store::{self, DeleteErrorKind, GetErrorKind, InfoErrorKind, ObjectStore};
+use async_nats::jetstream::object_store::{self, DeleteErrorKind, InfoErrorKind, ObjectStore};
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use wasmtime::component::Resource;
@@ -39,16 +39,21 @@ impl Container {
     /// Object `name`, to read. A link object (which the object store would follow into another
     /// bucket, one the grant may not reach) is refused: guests cannot make links, but other
     /// tools can.
-    pub(super) async fn object(&self, name: &str) -> Result<object_store::Object, BlobError> {
+    ///
+    /// Answers its size and a reader that fetches its chunks one at a time as they are read
+    /// ([`super::chunks`]), so a read holds one chunk of host memory however slow the guest.
+    pub(super) async fn object(&self, name: &str) -> Result<(u64, impl AsyncRead + Send + Unpin + 'static), BlobError> {
         let info = self.info(name).await?.ok_or_else(|| self.no_such(name))?;
         if info.options.as_ref().is_some_and(|o| o.link.is_some()) {
             return Err(BlobError::Usage("the object is a link to another bucket; links are not followed"));
         }
-        match self.store.get(name).await {
-            Ok(object) => Ok(object),
-            Err(e) if e.kind() == GetErrorKind::NotFound => Err(self.no_such(name)),
-            Err(e) => Err(BlobError::backend(format!("reading `{name}` from container `{}`", self.name), e)),
-        }
+        let stream = self
+            .js
+            .get_stream_no_info(format!("OBJ_{}", self.name))
+            .await
+            .map_err(|e| BlobError::backend(format!("reading `{name}` from container `{}`", self.name), e))?;
+        let size = u64::try_from(info.size).unwrap_or(u64::MAX);
+        Ok((size, tokio_util::io::StreamReader::new(super::chunks::chunks(stream, &self.name, &info))))
     }
 
     /// Writes object `name` from `data`, replacing what was there once all of it is stored.
@@ -139,8 +144,7 @@ impl HostContainer for View<'_> {
             return Err(BlobError::BadRange { start, end });
         }
         let slot = self.call_state::<Live>().reader()?;
-        let object = c.object(&name).await?;
-        let size = object.info.size as u64;
+        let (size, object) = c.object(&name).await?;
         let (start, end) = (start.min(size), end.min(size));
         let mut object = PanicSafe::new(object, Some(slot));
         if start > 0 {

@@ -15,9 +15,10 @@
 //!
 //! Object bodies stream through bounded buffers both ways ([`values`]): a write holds at most
 //! [`values::WRITE_CHUNKS`] chunks of [`values::CHUNK`] bytes between the guest and the object
-//! store, a read one chunk ahead, so an object of any size moves through the host in bounded
-//! memory. `consume-sync` (the whole object as one list) stops at [`values::MAX_SYNC_BYTES`].
+//! store, and a read pulls the object's chunks a few at a time as the guest takes them
+//! ([`chunks`]), so an object of any size moves through the host in bounded memory. `consume-sync` (the whole object as one list) stops at [`values::MAX_SYNC_BYTES`].
 
+mod chunks;
 mod container;
 mod objects;
 mod values;

@@ -66,6 +66,7 @@ pub async fn exists(ctx: &ImportContext, name: &str) -> Result<bool, BlobError> 
 pub async fn copy(ctx: &ImportContext, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
     let from = open(ctx, &src.container).await?;
     let to = if src.container == dest.container { from.clone() } else { open(ctx, &dest.container).await? };
-    let mut object = PanicSafe::new(from.object(&src.object).await?, None);
+    let (_, reader) = from.object(&src.object).await?;
+    let mut object = PanicSafe::new(reader, None);
     to.put(&dest.object, &mut object).await
 }
