@@ -179,6 +179,31 @@ async fn blobstore_access_follows_the_link_and_its_container_list() -> anyhow::R
     assert_eq!(status, 500);
     assert!(body.contains("container `default` is not among those"), "{body}");
 
+    // An object store another tool made without direct gets (async-nats and wasmCloud's
+    // provider make theirs with them): its objects, of one chunk and of several, read whole.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "OBJ_nodirect".into(),
+        subjects: vec!["$O.nodirect.C.>".into(), "$O.nodirect.M.>".into()],
+        allow_rollup: true,
+        allow_direct: false,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await?;
+    let other = js.get_object_store("nodirect").await?;
+    other.put("s.txt", &mut &b"small"[..]).await?;
+    let large = pattern(300 << 10);
+    other.put("l.bin", &mut &large[..]).await?;
+    ctl.put_config("photos-only", &HashMap::from([("containers".to_string(), "photos,nodirect".to_string())])).await?;
+    let small = eventually(Duration::from_secs(10), || async move {
+        http(port, "GET", "/s.txt?container=nodirect", None).await.ok().filter(|(s, _)| *s == 200)
+    })
+    .await;
+    assert_eq!(small, Some((200, "small".to_string())));
+    let (status, back) = exchange(port, &request("GET", "/l.bin?container=nodirect", None)).await?;
+    assert!(status == 200 && back == large, "{status}, {} bytes", back.len());
+
     // The link deleted: the next call is refused.
     ctl.delete_link("blobby", "default", "wasi", "blobstore").await?;
     let revoked = eventually(Duration::from_secs(10), || async move {

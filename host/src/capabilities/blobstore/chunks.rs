@@ -38,18 +38,19 @@ pub(super) fn chunks(stream: JsStream<()>, bucket: &str, info: &ObjectInfo) -> B
     checked(payloads, info.size, info.digest.clone())
 }
 
-/// An object of at most one chunk: one direct get.
+/// An object of at most one chunk: one direct get, or, on a stream made without direct gets
+/// (other tools may make object stores so), a consumer as for a larger one.
 fn single(stream: JsStream<()>, subject: String, chunks: usize) -> BoxStream<'static, std::io::Result<Bytes>> {
     if chunks == 0 {
         return futures::stream::empty().boxed();
     }
     futures::stream::once(async move {
-        stream
-            .direct_get_next_for_subject(subject, None)
-            .await
-            .map(|m| m.payload)
-            .map_err(|e| std::io::Error::other(format!("reading the object's chunk: {e}")))
+        match stream.direct_get_next_for_subject(subject.clone(), None).await {
+            Ok(message) => futures::stream::once(async move { Ok(message.payload) }).boxed(),
+            Err(_) => pulled(stream, subject, 1),
+        }
     })
+    .flatten()
     .boxed()
 }
 
