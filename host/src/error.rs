@@ -145,9 +145,11 @@ pub enum LinkError {
     /// It conflicts with a link the source already has.
     #[error(transparent)]
     Conflict(#[from] LinkConflict),
-    /// A schedule link whose interfaces or schedule are not valid.
+    /// A link a capability refused at `link.put` (a schedule link whose interfaces or schedule
+    /// are not valid): the capability's own error, held without naming its type, so this module
+    /// depends on no capability.
     #[error(transparent)]
-    Schedule(#[from] crate::capabilities::schedule::ScheduleLinkError),
+    Capability(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A link that would give an interface already linked under its name to another target.
@@ -230,7 +232,7 @@ pub enum ConfigError {
     Policy(#[from] crate::trust::policy::PolicySetupError),
     /// `--kv-default-bucket` names a bucket guests may not have.
     #[error("default key-value bucket: {0}")]
-    DefaultBucket(Box<crate::permission::Denied>),
+    DefaultBucket(Box<dyn std::error::Error + Send + Sync>),
     /// A control or HTTP limit of zero, or a control message limit under 1 KiB.
     #[error("control in-flight, HTTP connection and body limits must be above zero, the control message limit at least 1 KiB")]
     Limits,

@@ -207,7 +207,7 @@ impl Handler<PutLink> for LatticeActor {
         Box::pin(async move {
             let checked = match crate::capabilities::schedule::check_link(&store, &link).await {
                 Ok(()) => store.put_link(&link).await,
-                Err(e) => Err(LinkError::Schedule(e).into()),
+                Err(e) => Err(LinkError::Capability(Box::new(e)).into()),
             };
             match checked {
                 Ok(()) => {

@@ -1,6 +1,6 @@
 //! How calls reach a component: [`local`] in-process (the components running on this host);
 //! [`wrpc`] and [`wrpc_http`] over wRPC on NATS, decoding values with [`wrpc_value`] (lengths
-//! never trusted) and bounding request heads with [`wrpc_head`]; [`http`] serves a component's
+//! never trusted) and bounding request heads with [`wrpc_head`], failing with [`wrpc_error`]; [`http`] serves a component's
 //! `wasi:http` export to the built-in HTTP server (and forwards to other hosts), with request
 //! bodies on a clock ([`http_body`]). Trellis's own request/reply over NATS is the component
 //! actor's (`crate::actors::component`).
@@ -9,6 +9,7 @@ pub mod http;
 pub mod http_body;
 pub mod local;
 pub mod wrpc;
+pub mod wrpc_error;
 pub mod wrpc_head;
 pub mod wrpc_http;
 pub mod wrpc_value;

@@ -78,7 +78,7 @@ pub async fn serve(
     local: LocalComponents,
     runtime: Arc<WasmRuntime>,
     body: BodyBounds,
-) -> Result<tokio::task::JoinHandle<()>, super::wrpc::WrpcError> {
+) -> Result<tokio::task::JoinHandle<()>, super::wrpc_error::WrpcError> {
     // The request's head (and trailers) held to MAX_HEAD_BYTES, and the head to arrive within
     // the queue wait; its body (`request.body`, path [0, 0]) is held by `body` once it runs.
     let head = HeadBounds { max_bytes: MAX_HEAD_BYTES, within: runtime.config().max_queue_wait, bodies: vec![vec![0, 0]] };
@@ -86,7 +86,7 @@ pub async fn serve(
     let transport = HeadBounded::new(client.clone(), head);
     let [(_, _, invocations)] = bindings::exports::wrpc::http::incoming_handler::serve_interface(&transport, ingress)
         .await
-        .map_err(|e| super::wrpc::WrpcError::Serve { id: id.to_string(), what: INSTANCE.to_string(), reason: format!("{e:#}") })?;
+        .map_err(|e| super::wrpc_error::WrpcError::Serve { id: id.to_string(), what: INSTANCE.to_string(), reason: format!("{e:#}") })?;
     let id = id.to_string();
     Ok(tokio::spawn(async move {
         let _client = client;
