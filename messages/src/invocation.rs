@@ -37,6 +37,9 @@ pub const MESSAGE_KIND: &str = "message";
 /// provider in `Trellis-Source-Id` and the link in `Trellis-Link-Name` (the receiving host
 /// checks that link before it calls). The reply is an [`InvocationResponse`] with no result.
 pub const WATCH_KIND: &str = "kv-watch";
+/// Bucket of a forwarded key-value change (the receiving host requires its own reading of the
+/// link to name the same).
+pub const WATCH_BUCKET_HEADER: &str = "Trellis-Watch-Bucket";
 /// Key of a forwarded key-value change.
 pub const WATCH_KEY_HEADER: &str = "Trellis-Watch-Key";
 /// `set` or `delete`: what a forwarded key-value change did.

@@ -165,6 +165,31 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     assert_eq!(issuers, Some(expected), "the lattice's signed code, and no forged record");
     let stored = kv.keys().await?.filter_map(|k| async move { k.ok() }).filter(|k| std::future::ready(k.starts_with("CLAIMS_M"))).count().await;
     assert_eq!(stored, 3, "two hosts' records as wasmCloud keeps them, and the forged one");
+    // 3,000 records of about 450 bytes would pass NATS's max payload in one answer: the answer
+    // carries part of them, and still comes.
+    let puts = (0..3000).map(|i| {
+        let kv = kv.clone();
+        async move {
+            let subject = format!("MFILL{i:05}");
+            let record = format!(
+                r#"{{"call_alias":"","issuer":"A{}","name":"filler-{i}","revision":"0","subject":"{subject}","tags":[],"version":"{}"}}"#,
+                "X".repeat(55),
+                "1".repeat(300)
+            );
+            kv.put(format!("CLAIMS_{subject}"), record.into_bytes().into()).await
+        }
+    });
+    for put in futures::future::join_all(puts).await {
+        put?;
+    }
+    let answered = eventually(Duration::from_secs(20), || async {
+        let answer = lattice.ctl().await.ok()?.get_claims().await.ok()?;
+        let n = answer.into_data().unwrap_or_default().len();
+        (n > 1000).then_some(n)
+    })
+    .await;
+    let n = answered.expect("claims.get answered with many records");
+    assert!(n < 3002, "a part, within the max payload: {n}");
     host.shutdown(None).await?;
     Ok(())
 }

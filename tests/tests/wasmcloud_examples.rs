@@ -203,6 +203,18 @@ async fn blobstore_access_follows_the_link_and_its_container_list() -> anyhow::R
     assert_eq!(small, Some((200, "small".to_string())));
     let (status, back) = exchange(port, &request("GET", "/l.bin?container=nodirect", None)).await?;
     assert!(status == 200 && back == large, "{status}, {} bytes", back.len());
+    // An info that promises more chunks than there are (as one replaced mid-read looks, or one
+    // another tool wrote falsely): the read ends at once, short, instead of waiting for them.
+    let mut info = other.info("l.bin").await?;
+    info.chunks = 10;
+    info.size = 10 * (128 << 10);
+    let meta = format!("$O.nodirect.M.{}", { use base64::Engine as _; base64::engine::general_purpose::URL_SAFE.encode("l.bin") });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
+    js.publish_with_headers(meta, headers, serde_json::to_vec(&info)?.into()).await?.await?;
+    let began = std::time::Instant::now();
+    let (_, back) = exchange(port, &request("GET", "/l.bin?container=nodirect", None)).await?;
+    assert!(back.len() < 10 * (128 << 10) && began.elapsed() < Duration::from_secs(5), "{} bytes after {:?}", back.len(), began.elapsed());
 
     // The link deleted: the next call is refused.
     ctl.delete_link("blobby", "default", "wasi", "blobstore").await?;
@@ -448,12 +460,16 @@ async fn http_keyvalue_watcher_is_called_on_watched_changes_from_its_own_manifes
 
     // A change forwarded on the component's call subject is checked against the link before
     // the component sees it: forged ones are refused, naming why.
-    use trellis_messages::invocation::{FaultKind, InvocationResponse, KIND_HEADER, LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_KEY_HEADER, WATCH_KIND, WATCH_OP_HEADER};
+    use trellis_messages::invocation::{
+        FaultKind, InvocationResponse, KIND_HEADER, LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_BUCKET_HEADER, WATCH_KEY_HEADER, WATCH_KIND, WATCH_OP_HEADER,
+    };
     let nats = lattice.nats().await?;
-    let forward = |provider: &str, key: &str, op: &str, value: &'static str| {
+    let forward_from = |bucket: &str, provider: &str, key: &str, op: &str, value: &'static str| {
         let (nats, to) = (nats.clone(), format!("trellis.rpc.{}.rust_keyvalue_watcher-kvwatcher", lattice.name));
         let mut headers = async_nats::HeaderMap::new();
-        for (name, value) in [(KIND_HEADER, WATCH_KIND), (SOURCE_ID_HEADER, provider), (LINK_NAME_HEADER, "default"), (WATCH_KEY_HEADER, key), (WATCH_OP_HEADER, op)] {
+        let fields =
+            [(KIND_HEADER, WATCH_KIND), (SOURCE_ID_HEADER, provider), (LINK_NAME_HEADER, "default"), (WATCH_BUCKET_HEADER, bucket), (WATCH_KEY_HEADER, key), (WATCH_OP_HEADER, op)];
+        for (name, value) in fields {
             if !value.is_empty() {
                 headers.insert(name, value);
             }
@@ -463,6 +479,7 @@ async fn http_keyvalue_watcher_is_called_on_watched_changes_from_its_own_manifes
             anyhow::Ok(serde_json::from_slice::<InvocationResponse>(&reply.payload)?)
         }
     };
+    let forward = |provider: &str, key: &str, op: &str, value: &'static str| forward_from("watched", provider, key, op, value);
     let provider = "rust_keyvalue_watcher-kvredis";
     let intruder = forward("intruder", "temperature", "set", "forged").await?;
     assert_eq!(intruder.fault, Some(FaultKind::Denied), "no such link: {intruder:?}");
@@ -472,6 +489,10 @@ async fn http_keyvalue_watcher_is_called_on_watched_changes_from_its_own_manifes
     assert_eq!(no_key.fault, Some(FaultKind::BadArguments), "{no_key:?}");
     let odd = forward(provider, "temperature", "rename", "forged").await?;
     assert_eq!(odd.fault, Some(FaultKind::BadArguments), "{odd:?}");
+    let elsewhere = forward_from("other", provider, "temperature", "set", "forged").await?;
+    assert_eq!(elsewhere.fault, Some(FaultKind::Denied), "a bucket the link does not watch here: {elsewhere:?}");
+    let no_bucket = forward_from("", provider, "temperature", "set", "forged").await?;
+    assert_eq!(no_bucket.fault, Some(FaultKind::BadArguments), "{no_bucket:?}");
     assert!(!alerts.lock().expect("alerts").iter().any(|t| t.contains("forged")), "refused before the component ran");
     // As the provider's host forwards one: delivered.
     let genuine = forward(provider, "temperature", "set", "forwarded").await?;

@@ -350,22 +350,22 @@ impl Call {
     /// the key-value provider that watches for it: checked against the link, then delivered.
     async fn watch(self, msg: &async_nats::Message) -> InvocationResponse {
         use crate::capabilities::keyvalue::watch::{deliver_forwarded, Change, ON_DELETE, ON_SET};
-        use trellis_messages::invocation::{LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_KEY_HEADER, WATCH_OP_HEADER};
+        use trellis_messages::invocation::{LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_BUCKET_HEADER, WATCH_KEY_HEADER, WATCH_OP_HEADER};
         let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
         let caller = header(SOURCE_ID_HEADER).unwrap_or_default();
-        let checked = match (header(WATCH_OP_HEADER).as_deref(), header(WATCH_KEY_HEADER), header(LINK_NAME_HEADER)) {
-            (Some(op @ ("set" | "delete")), Some(key), Some(link)) if !caller.is_empty() => {
+        let checked = match (header(WATCH_OP_HEADER).as_deref(), header(WATCH_KEY_HEADER), header(LINK_NAME_HEADER), header(WATCH_BUCKET_HEADER)) {
+            (Some(op @ ("set" | "delete")), Some(key), Some(link), Some(bucket)) if !caller.is_empty() => {
                 let function = if op == "set" { ON_SET } else { ON_DELETE };
                 crate::wasm::invoke::lookup(&self.id, &self.target.component, function).map(|_| {
-                    (function, link, Change { key, value: (op == "set").then(|| msg.payload.clone()) })
+                    (function, link, bucket, Change { key, value: (op == "set").then(|| msg.payload.clone()) })
                 })
             }
             _ => Err(Fault::new(
                 FaultKind::BadArguments,
-                format!("a forwarded key-value change needs {SOURCE_ID_HEADER}, {LINK_NAME_HEADER}, {WATCH_KEY_HEADER} and {WATCH_OP_HEADER} (set or delete)"),
+                format!("a forwarded key-value change needs {SOURCE_ID_HEADER}, {LINK_NAME_HEADER}, {WATCH_BUCKET_HEADER}, {WATCH_KEY_HEADER} and {WATCH_OP_HEADER} (set or delete)"),
             )),
         };
-        let (function, link, change) = match checked {
+        let (function, link, bucket, change) = match checked {
             Ok(c) => c,
             Err(fault) => {
                 self.target.metrics.call_ended(crate::metrics::UNKNOWN_OPERATION, Duration::ZERO, Some(fault.kind.as_str()));
@@ -373,7 +373,7 @@ impl Call {
                 return InvocationResponse::fault(&self.host_id, fault.kind, fault.message);
             }
         };
-        match deliver_forwarded(&self.runtime, &self.target, &self.id, (&caller, &link), change).await {
+        match deliver_forwarded(&self.runtime, &self.target, &self.id, (&caller, &link, &bucket), change).await {
             Ok(()) => InvocationResponse::ok(&self.host_id, Vec::new()),
             Err(fault) => {
                 info!(component_id = %self.id, function, fault = ?fault.kind, "{}", fault.message);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::Addr;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 use trellis_messages::component::ComponentAuctionAck;
 use trellis_messages::provider::ProviderAuctionAck;
 use trellis_messages::{CtlCommand, CtlResponse};
@@ -203,8 +203,20 @@ impl Dispatcher {
                     (Ok(mut all), Ok(p)) => {
                         // This host's own, then what every host stored for the lattice.
                         all.extend(p);
+                        use crate::trust::stored::{answer_bytes, MAX_ANSWER_BYTES};
                         let mut seen: std::collections::HashSet<String> = all.iter().filter_map(|c| c.get("sub").cloned()).collect();
-                        all.extend(self.view.claims().into_iter().filter(|c| c.get("sub").is_some_and(|s| seen.insert(s.clone()))));
+                        let mut bytes: usize = all.iter().map(answer_bytes).sum();
+                        for c in self.view.claims() {
+                            if !c.get("sub").is_some_and(|s| seen.insert(s.clone())) {
+                                continue;
+                            }
+                            bytes += answer_bytes(&c);
+                            if bytes > MAX_ANSWER_BYTES {
+                                warn!("claims.get answers part of the lattice's stored claims: more would pass the NATS max payload");
+                                break;
+                            }
+                            all.push(c);
+                        }
                         Answer::reply(&CtlResponse::ok(all))
                     }
                     (Err(e), _) | (_, Err(e)) => Answer::result(Err(e.into())),

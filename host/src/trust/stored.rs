@@ -20,6 +20,19 @@ pub const KEY_PREFIX: &str = "CLAIMS_";
 /// Records kept at most (a bucket with more is answered in part).
 pub const MAX_RECORDS: usize = 10_000;
 
+/// Bytes of one stored record read at most (wasmCloud's are a few hundred; a larger one is
+/// ignored).
+pub const MAX_RECORD_BYTES: usize = 16 << 10;
+
+/// Bytes of stored records one `claims.get` answer carries at most, so it stays within NATS's
+/// default max payload (1 MiB); past it the answer leaves the rest out.
+pub const MAX_ANSWER_BYTES: usize = 768 << 10;
+
+/// About how many bytes `map` takes in a JSON answer.
+pub fn answer_bytes(map: &HashMap<String, String>) -> usize {
+    map.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>() + 2
+}
+
 /// One stored record: wasmCloud's `StoredClaims` (untagged: a component's has `call_alias`
 /// and `tags`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +125,12 @@ impl StoredClaims {
         }
     }
 
-    /// The record under `key`, when it is one and names the key's subject.
+    /// The record under `key`, when it is one, names the key's subject and is at most
+    /// [`MAX_RECORD_BYTES`].
     pub fn read(key: &str, value: &[u8]) -> Option<Self> {
+        if value.len() > MAX_RECORD_BYTES {
+            return None;
+        }
         let subject = key.strip_prefix(KEY_PREFIX)?;
         serde_json::from_slice::<Self>(value).ok().filter(|c| c.subject() == subject)
     }
@@ -169,6 +186,8 @@ mod tests {
         assert!(StoredClaims::read("CLAIMS_MOTHER", component).is_none(), "the key names another subject");
         assert!(StoredClaims::read("COMPONENT_x", component).is_none());
         assert!(StoredClaims::read("CLAIMS_MBCF", b"{").is_none());
+        let padded = format!(r#"{{"call_alias":"{}","issuer":"ACOJ","name":"echo","revision":"3","subject":"MBCF","tags":[],"version":""}}"#, "x".repeat(MAX_RECORD_BYTES));
+        assert!(StoredClaims::read("CLAIMS_MBCF", padded.as_bytes()).is_none(), "too large");
         assert_eq!(serde_json::from_slice::<StoredClaims>(&serde_json::to_vec(&stored).unwrap()).unwrap(), stored);
     }
 }

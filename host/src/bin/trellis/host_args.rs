@@ -199,7 +199,12 @@ pub struct HostArgs {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     // `bytesize` reads `256MiB`, `1.5 GiB`, `4096`; its decimal units (`MB` = 10^6 bytes)
     // are SI, as the binary ones (`MiB`) are IEC.
-    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("`{s}` is not a size like 256MiB or 4096: {e}"))
+    let bytes = s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("`{s}` is not a size like 256MiB or 4096: {e}"))?;
+    // bytesize saturates where a size overflows: refused, not read as "no limit".
+    if bytes == u64::MAX {
+        return Err(format!("`{s}` is too large"));
+    }
+    Ok(bytes)
 }
 
 /// Options of `trellis up`.
@@ -233,5 +238,6 @@ mod parse_size_tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
         assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999GiB").unwrap_err().contains("too large"));
     }
 }

@@ -6,8 +6,10 @@
 //! ordered push consumer, which the server fills ahead of a slow reader up to its flow control
 //! (tens of MiB per reader, outside any guest's memory limit). Here an object of one chunk is one
 //! direct get; a larger one is read by a pull consumer of its own that asks for at most
-//! [`BATCH`] chunks ([`BATCH_BYTES`]) at a time and asks again only as the guest takes them, so
-//! at most about one and a half batches wait in the host. At the end the SHA-256 of what was read
+//! [`BATCH`] chunks at a time and asks again only as the guest takes them, so at most about one
+//! and a half batches wait in the host. A read whose chunks are gone or fewer than the object's
+//! info says (it was replaced or deleted meanwhile, or another tool wrote a false info) ends at
+//! once with an error rather than waiting for chunks that will not come. At the end the SHA-256 of what was read
 //! is checked against the object's digest, as async-nats does; a short or changed object is a
 //! read error, never a silent truncation.
 
@@ -15,17 +17,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::object_store::ObjectInfo;
-use async_nats::jetstream::stream::Stream as JsStream;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream as JsStream};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
-/// Chunks one pull asks for.
+/// Chunks one pull asks for (no byte limit: a chunk larger than one would never arrive; a
+/// chunk is at most the server's max payload).
 pub const BATCH: usize = 4;
-/// Bytes one pull asks for at most.
-pub const BATCH_BYTES: usize = 1 << 20;
 /// How long a reader's consumer outlives a reader that stopped (the host deletes it sooner
 /// when the read ends).
 const CONSUMER_IDLE: Duration = Duration::from_secs(30);
@@ -33,6 +34,10 @@ const CONSUMER_IDLE: Duration = Duration::from_secs(30);
 /// The chunks of the object `info` describes, from bucket `bucket`'s `stream`, as byte chunks
 /// fetched as they are read; an error ends the stream.
 pub(super) fn chunks(stream: JsStream<()>, bucket: &str, info: &ObjectInfo) -> BoxStream<'static, std::io::Result<Bytes>> {
+    // The nuid becomes one subject token: a wildcard would read other objects' chunks.
+    if info.nuid.is_empty() || !info.nuid.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return futures::stream::once(async { Err(std::io::Error::other("the object's info is malformed (its nuid is not a token)")) }).boxed();
+    }
     let subject = format!("$O.{bucket}.C.{}", info.nuid);
     let payloads = if info.chunks <= 1 { single(stream, subject, info.chunks) } else { pulled(stream, subject, info.chunks) };
     checked(payloads, info.size, info.digest.clone())
@@ -47,6 +52,8 @@ fn single(stream: JsStream<()>, subject: String, chunks: usize) -> BoxStream<'st
     futures::stream::once(async move {
         match stream.direct_get_next_for_subject(subject.clone(), None).await {
             Ok(message) => futures::stream::once(async move { Ok(message.payload) }).boxed(),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => futures::stream::empty().boxed(),
+            // A stream without direct gets: read as a larger object is.
             Err(_) => pulled(stream, subject, 1),
         }
     })
@@ -69,16 +76,18 @@ fn pulled(stream: JsStream<()>, subject: String, chunks: usize) -> BoxStream<'st
         let consumer: consumer::PullConsumer =
             stream.create_consumer(config).await.map_err(|e| std::io::Error::other(format!("cannot read the object: {e}")))?;
         let name = consumer.cached_info().name.clone();
+        // Deleted when the read ends, however it ends (the idle threshold is the fallback).
+        let cleanup = DeleteOnDrop(Some((stream, name)));
+        // The chunks there are now: fewer than the info says end the read there (the size
+        // check then fails it) instead of waiting for chunks that will not come.
+        let there = usize::try_from(consumer.cached_info().num_pending).unwrap_or(usize::MAX).min(chunks);
         let messages = consumer
             .stream()
             .max_messages_per_batch(BATCH)
-            .max_bytes_per_batch(BATCH_BYTES)
             .messages()
             .await
             .map_err(|e| std::io::Error::other(format!("cannot read the object: {e}")))?;
-        // Deleted when the read ends, however it ends (the idle threshold is the fallback).
-        let cleanup = DeleteOnDrop(Some((stream, name)));
-        let payloads = messages.take(chunks).map(move |m| {
+        let payloads = messages.take(there).map(move |m| {
             let _held = &cleanup;
             m.map(|m| m.message.payload).map_err(|e| std::io::Error::other(format!("reading a chunk of the object: {e}")))
         });
@@ -113,8 +122,9 @@ fn checked(payloads: BoxStream<'static, std::io::Result<Bytes>>, size: usize, di
         read: usize,
         hash: Sha256,
         done: bool,
+        verified: bool,
     }
-    let state = State { payloads, read: 0, hash: Sha256::new(), done: false };
+    let state = State { payloads, read: 0, hash: Sha256::new(), done: false, verified: false };
     futures::stream::unfold(state, move |mut s| {
         let digest = digest.clone();
         async move {
@@ -129,6 +139,15 @@ fn checked(payloads: BoxStream<'static, std::io::Result<Bytes>>, size: usize, di
                         return Some((Err(std::io::Error::other("the object has more bytes than its info says; it changed while it was read")), s));
                     }
                     s.hash.update(&chunk);
+                    // Checked before the last bytes are handed over: a reader that stops at
+                    // the object's size (as `get-data` does) never polls past them.
+                    if s.read == size {
+                        s.verified = true;
+                        if let Err(e) = finish(digest.as_deref(), std::mem::take(&mut s.hash), s.read, size) {
+                            s.done = true;
+                            return Some((Err(e), s));
+                        }
+                    }
                     Some((Ok(chunk), s))
                 }
                 Some(Err(e)) => {
@@ -137,6 +156,9 @@ fn checked(payloads: BoxStream<'static, std::io::Result<Bytes>>, size: usize, di
                 }
                 None => {
                     s.done = true;
+                    if s.verified {
+                        return None;
+                    }
                     finish(digest.as_deref(), std::mem::take(&mut s.hash), s.read, size).err().map(|e| (Err(e), s))
                 }
             }
@@ -199,5 +221,9 @@ mod tests {
         assert!(short.to_string().contains("after 5 of its 11 bytes"), "{short}");
         let long = read(checked(of(&[b"hello world", b"!"]), 11, None)).await.unwrap_err();
         assert!(long.to_string().contains("more bytes"), "{long}");
+        // A reader that takes exactly the size and stops still gets the digest's verdict.
+        let mut s = checked(of(&[b"hello ", b"there"]), 11, Some(digest(whole)));
+        assert!(s.next().await.unwrap().is_ok());
+        assert!(s.next().await.unwrap().is_err(), "the last chunk is refused");
     }
 }

@@ -50,10 +50,8 @@ pub const MAX_DELIVERIES: i64 = 5;
 pub const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// The header in which the KV API marks a delete (`DEL`) or purge (`PURGE`).
 const KV_OPERATION: &str = "KV-Operation";
-/// Changes of one link fetched at once.
-const BATCH: usize = 16;
-/// Bytes of changes of one link fetched at once.
-const BATCH_BYTES: usize = 16 << 20;
+/// Changes of one link asked for at once (one is unacknowledged at a time).
+const BATCH: usize = 4;
 
 /// One change, as the component's export receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,10 +131,11 @@ impl FollowLinks for KeyValueWatches {
 
 /// The durable consumer's name: the same on every host for the same link and watch, another
 /// when the watch changes (the old one lapses).
-fn consumer_name(provider: &str, target: &str, link_name: &str, watch: &KvWatch) -> String {
+fn consumer_name(lattice: &str, provider: &str, target: &str, link_name: &str, watch: &KvWatch) -> String {
     use sha2::{Digest as _, Sha256};
     let mut hash = Sha256::new();
-    for part in [provider, target, link_name, &watch.bucket] {
+    // The lattice too: lattices on one JetStream account share guest buckets.
+    for part in [lattice, provider, target, link_name, &watch.bucket] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -180,7 +179,7 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
     let store = open_bucket(services, &watch.bucket).await.map_err(WatchError::Bucket)?;
     let js = jetstream::new(services.calls.clone());
     let stream = js.get_stream(format!("KV_{}", watch.bucket)).await.map_err(|e| WatchError::Consumer(e.to_string()))?;
-    let name = consumer_name(provider, target, link_name, watch);
+    let name = consumer_name(services.subjects.lattice(), provider, target, link_name, watch);
     let ack_wait = services.runtime.config().max_execution_time + services.runtime.config().max_queue_wait + Duration::from_secs(5);
     let config = consumer::pull::Config {
         durable_name: Some(name.clone()),
@@ -201,10 +200,11 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
         ..Default::default()
     };
     let consumer: consumer::PullConsumer = stream.get_or_create_consumer(&name, config).await.map_err(|e| WatchError::Consumer(e.to_string()))?;
+    // No byte limit on a pull: a value larger than one would never arrive (one unacknowledged
+    // change at a time bounds what waits here).
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(BATCH)
-        .max_bytes_per_batch(BATCH_BYTES)
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
@@ -227,12 +227,20 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
             continue;
         }
         let change = Change { key, value: (!deleted).then(|| message.payload.clone()) };
-        let outcome = deliver(services, provider, target, link_name, &store, change).await;
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let (outcome, forwarded) = deliver(services, provider, target, link_name, &watch.bucket, &store, change).await;
         let ack = match outcome {
             Ok(()) => AckKind::Ack,
-            // What no retry changes: the component does not export the function, or refuses.
-            Err(CallError::Fault { kind: Some(FaultKind::NoSuchFunction | FaultKind::BadArguments | FaultKind::Denied), message: m }) => {
+            // What no retry changes: the component does not export the function, or refuses
+            // here. A host that refused a forwarded change may not have seen the link yet.
+            Err(CallError::Fault { kind: Some(FaultKind::NoSuchFunction | FaultKind::BadArguments | FaultKind::Denied), message: m })
+                if !forwarded || delivered >= MAX_DELIVERIES =>
+            {
                 warn!(component_id = %target, "key-value change not delivered: {m}");
+                AckKind::Term
+            }
+            Err(e) if delivered >= MAX_DELIVERIES => {
+                warn!(component_id = %target, deliveries = delivered, "key-value change given up: {e}");
                 AckKind::Term
             }
             Err(e) => {
@@ -258,21 +266,31 @@ async fn open_bucket(services: &HostServices, bucket: &str) -> Result<kv::Store,
         .map_err(super::other)
 }
 
-/// Delivers `change` to `target`: in-process when it runs here, else to a host that does.
-async fn deliver(services: &HostServices, provider: &str, target: &str, link_name: &str, store: &kv::Store, change: Change) -> Result<(), CallError> {
+/// Delivers `change` to `target`: in-process when it runs here, else to a host that does;
+/// also answers whether it was forwarded.
+async fn deliver(
+    services: &HostServices,
+    provider: &str,
+    target: &str,
+    link_name: &str,
+    bucket: &str,
+    store: &kv::Store,
+    change: Change,
+) -> (Result<(), CallError>, bool) {
     if let Some(local) = services.local.get(target) {
-        return deliver_here(&services.runtime, &local, target, provider, store.clone(), change)
-            .await
-            .map_err(|f| CallError::Fault { kind: Some(f.kind), message: f.message });
+        let delivered = deliver_here(&services.runtime, &local, target, provider, store.clone(), change).await;
+        return (delivered.map_err(|f| CallError::Fault { kind: Some(f.kind), message: f.message }), false);
     }
-    use trellis_messages::invocation::{KIND_HEADER, LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_KEY_HEADER, WATCH_OP_HEADER};
+    use trellis_messages::invocation::{KIND_HEADER, LINK_NAME_HEADER, SOURCE_ID_HEADER, WATCH_BUCKET_HEADER, WATCH_KEY_HEADER, WATCH_OP_HEADER};
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(KIND_HEADER, WATCH_KIND);
     headers.insert(SOURCE_ID_HEADER, provider);
     headers.insert(LINK_NAME_HEADER, link_name);
+    headers.insert(WATCH_BUCKET_HEADER, bucket);
     headers.insert(WATCH_KEY_HEADER, change.key.as_str());
     headers.insert(WATCH_OP_HEADER, if change.value.is_some() { "set" } else { "delete" });
-    crate::providers::request_invocation(services, target, Some(headers), change.value.unwrap_or_default(), None).await.map(|_| ())
+    let forwarded = crate::providers::request_invocation(services, target, Some(headers), change.value.unwrap_or_default(), None).await;
+    (forwarded.map(|_| ()), true)
 }
 
 /// Calls `on-set` or `on-delete` of component `id`, which runs here as `local`, with a handle
@@ -308,7 +326,13 @@ pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id:
 ///
 /// # Errors
 /// [`FaultKind::Denied`] when the link does not allow it; the call's own fault.
-pub(crate) async fn deliver_forwarded(runtime: &WasmRuntime, local: &LocalTarget, id: &str, (provider, link_name): (&str, &str), change: Change) -> Result<(), Fault> {
+pub(crate) async fn deliver_forwarded(
+    runtime: &WasmRuntime,
+    local: &LocalTarget,
+    id: &str,
+    (provider, link_name, bucket): (&str, &str, &str),
+    change: Change,
+) -> Result<(), Fault> {
     let ctx = local
         .component
         .imports
@@ -319,6 +343,14 @@ pub(crate) async fn deliver_forwarded(runtime: &WasmRuntime, local: &LocalTarget
     let watch = ctx.resolver.kv_watch_of(provider, id, link_name).map_err(|e: Denied| Fault::new(FaultKind::Denied, e.to_string()))?;
     if !watch.keys.get(&change.key).is_some_and(|ops| ops.contains(&op)) {
         return Err(Fault::new(FaultKind::Denied, format!("link `{link_name}` from `{provider}` does not watch `{}` for that change", change.key)));
+    }
+    // The bucket is this host's reading of the link (its default, when the link names none):
+    // a change from another bucket is refused, never delivered with a handle on this one.
+    if watch.bucket != bucket {
+        return Err(Fault::new(
+            FaultKind::Denied,
+            format!("the change is from bucket `{bucket}`, but link `{link_name}` from `{provider}` watches `{}` on this host (give the link a `bucket`, or every host the same --kv-default-bucket)", watch.bucket),
+        ));
     }
     let js = jetstream::new(ctx.nats.clone());
     let store = js.get_key_value(&watch.bucket).await.map_err(|e| Fault::new(FaultKind::Host, format!("cannot open bucket `{}`: {e}", watch.bucket)))?;

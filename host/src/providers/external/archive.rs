@@ -124,11 +124,11 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
     let path = into.join(format!("{hex}.bin"));
     if tokio::fs::metadata(&path).await.is_err() {
         let partial = into.join(format!("{hex}.partial"));
-        tokio::fs::write(&partial, &binary).await.map_err(|source| ArchiveError::Write { what: "write", source })?;
+        tokio::fs::write(&partial, &binary).await.map_err(|source| ArchiveError::Write { what: "write the provider binary", source })?;
         tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o700))
             .await
-            .map_err(|source| ArchiveError::Write { what: "make executable", source })?;
-        tokio::fs::rename(&partial, &path).await.map_err(|source| ArchiveError::Write { what: "write", source })?;
+            .map_err(|source| ArchiveError::Write { what: "make the provider binary executable", source })?;
+        tokio::fs::rename(&partial, &path).await.map_err(|source| ArchiveError::Write { what: "write the provider binary", source })?;
     }
     Ok((path, token.claims))
 }

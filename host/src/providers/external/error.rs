@@ -124,6 +124,6 @@ pub enum ArchiveError {
     #[error("{name} has no binary for this machine ({target}); it has: {targets}")]
     NoTarget { name: String, target: String, targets: String },
     /// The binary cannot be written out.
-    #[error("cannot {what} the provider binary: {source}")]
+    #[error("cannot {what}: {source}")]
     Write { what: &'static str, source: std::io::Error },
 }
