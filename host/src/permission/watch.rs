@@ -63,29 +63,9 @@ impl KvWatch {
 mod tests {
     use std::collections::BTreeMap;
 
-    use trellis_messages::link::Link;
-
     use super::*;
-    use crate::lattice::LatticeView;
-    use crate::permission::{Denied, GuestPolicy, ProviderDirectory, Resolver};
-
-    fn link(target: &str, ns: &str, pkg: &str, iface: &str, config: &[&str]) -> Link {
-        Link {
-            source_id: "c".into(),
-            target: target.into(),
-            name: "default".into(),
-            wit_namespace: ns.into(),
-            wit_package: pkg.into(),
-            interfaces: vec![iface.into()],
-            source_config: vec![],
-            target_config: config.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn resolver() -> (Resolver, LatticeView, ProviderDirectory) {
-        let (view, dir) = (LatticeView::default(), ProviderDirectory::default());
-        (Resolver::new(view.clone(), dir.clone(), GuestPolicy::default()), view, dir)
-    }
+    use crate::permission::tests::{link, resolver};
+    use crate::permission::Denied;
 
     #[test]
     fn key_value_watches_read_the_links_config_and_refuse_what_is_not_a_key_or_a_guests_bucket() {
