@@ -177,6 +177,8 @@ pub struct HostConfig {
     /// Which code may start: signed claims, trusted issuers.
     pub trust: crate::trust::TrustPolicy,
     /// The policy service asked before code starts (none when `None`).
+    /// The secrets topic prefix (`--secrets-topic`); `None`: no secrets backend.
+    pub secrets_topic: Option<String>,
     pub policy: Option<crate::trust::policy::PolicyConfig>,
 }
 
@@ -203,6 +205,7 @@ impl Default for HostConfig {
             journal: Some(crate::journal::JournalConfig::default()),
             trust: crate::trust::TrustPolicy::default(),
             policy: None,
+            secrets_topic: None,
         }
     }
 }
@@ -239,6 +242,11 @@ impl HostConfig {
             }
             if p.timeout.is_zero() {
                 return Err(ConfigError::PolicyTimeout.into());
+            }
+        }
+        if let Some(topic) = &self.secrets_topic {
+            if topic.is_empty() || topic.split('.').any(|t| t.is_empty() || t.contains([' ', '\t', '*', '>'])) {
+                return Err(ConfigError::SecretsTopic(topic.clone()).into());
             }
         }
         if let Some(bucket) = &self.kv_default_bucket {

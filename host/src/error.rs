@@ -134,6 +134,9 @@ pub enum WorkloadError {
     /// Its `component_limits` cannot be applied here.
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    /// The secrets it names could not be fetched.
+    #[error("`{reference}` cannot start without its secrets: {reason}")]
+    Secrets { reference: String, reason: crate::secrets::SecretsError },
 }
 
 /// Why a link is refused.
@@ -224,6 +227,12 @@ pub enum ConfigError {
     /// The policy topic is not a concrete subject.
     #[error("policy topic `{0}` must be a concrete NATS subject")]
     PolicyTopic(String),
+    /// The secrets topic is not a concrete subject.
+    #[error("secrets topic `{0}` must be a concrete NATS subject")]
+    SecretsTopic(String),
+    /// The secrets client cannot be made.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
     /// `--policy-timeout 0`.
     #[error("the policy timeout must be above zero")]
     PolicyTimeout,

@@ -191,6 +191,7 @@ pub mod metrics;
 pub mod nats;
 pub mod runtime;
 pub mod services;
+pub mod secrets;
 pub mod spy;
 pub mod stop;
 pub mod telemetry;

@@ -323,6 +323,12 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
         registries: registries.clone(),
         trust: Arc::new(config.trust.clone()),
         policy,
+        secrets: match &config.secrets_topic {
+            Some(topic) => Some(Arc::new(
+                crate::secrets::SecretsClient::new(calls.clone(), topic.clone(), &host_id, identity.friendly_name()).map_err(ConfigError::Secrets)?,
+            )),
+            None => None,
+        },
         wrpc: crate::wasm::transport::wrpc::Wrpc::new(
             calls.clone(),
             &config.lattice,

@@ -50,4 +50,6 @@ pub struct HostServices {
     pub trust: Arc<crate::trust::TrustPolicy>,
     /// The policy service asked before code starts, when the host names one.
     pub policy: Option<crate::trust::policy::PolicyService>,
+    /// Asks secrets backends for the secrets code names, when the host has a secrets topic.
+    pub secrets: Option<Arc<crate::secrets::SecretsClient>>,
 }

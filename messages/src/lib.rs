@@ -39,5 +39,7 @@ pub const DEFAULT_CTL_PREFIX: &str = "wasmbus.ctl";
 pub const DEFAULT_LATTICE: &str = "default";
 /// Config names that begin with this are secret references, as wasmCloud 1.x writes them in
 /// `CONFIGDATA_{lattice}` (`wasmcloud-secrets-types`' `SECRET_PREFIX`): a backend, key and
-/// policy, never values a component or provider reads as config.
-pub const SECRET_PREFIX: &str = "SECRET_";
+/// policy, never values a component or provider reads as config. wasmCloud's host sorts a
+/// workload's config names on this prefix with no separator (`SECRET_app-db`, as wadm names
+/// them, and any other name beginning `SECRET`), and so does Trellis.
+pub const SECRET_PREFIX: &str = "SECRET";

@@ -312,38 +312,107 @@ async fn echo_messaging_echoes_from_its_own_manifest() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// http-password-checker imports `wasmcloud:secrets` (and the WASI 0.2.6 standard set): it
-/// runs, and checks a password sent in the request as its README shows. Secrets are not yet
-/// given to components (every key is not found, as on a wasmCloud host with none configured),
-/// so a check of a stored secret is an error answer, and the component serves on.
-#[tokio::test]
-async fn http_password_checker_checks_passwords_from_its_own_manifest() -> anyhow::Result<()> {
+/// The password checker's own manifest with a secret for its component (wasmCloud's secrets
+/// policy and a component secret, as wasmCloud's docs add them), deployed as `app` on `port`.
+fn checker_manifest(app: &str, image: &str, port: u16, secret: &str) -> anyhow::Result<String> {
+    let policy = "spec:\n  policies:\n    - name: nats-kv\n      type: policy.secret.wasmcloud.dev/v1alpha1\n      properties:\n        backend: nats-kv\n";
+    let secrets = format!(
+        "        image: {image}\n        secrets:\n          - name: password\n            properties:\n              policy: nats-kv\n              key: {secret}\n"
+    );
+    manifest(
+        "http-password-checker",
+        &[
+            ("        image: file://./build/http_password_checker_s.wasm\n", &secrets),
+            ("spec:\n", policy),
+            ("name: rust-http-password-checker", &format!("name: {app}")),
+            ("0.0.0.0:8000", &format!("127.0.0.1:{port}")),
+        ],
+    )
+}
+
+/// The status message of a failed app.
+async fn failure(client: &wadm_client::Client, app: &str) -> anyhow::Result<String> {
+    wait_status(client, app, StatusType::Failed, Duration::from_secs(30)).await?;
+    let status = client.get_manifest_status(app).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(format!("{status:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_password_checker_checks_passwords_and_its_secret_from_its_own_manifest() -> anyhow::Result<()> {
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(mapping_images(&lattice, &[])?).await?;
-    let checker = push_example(&lattice, "http-password-checker").await?;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let yaml = manifest(
-        "http-password-checker",
-        &[("file://./build/http_password_checker_s.wasm", &checker), ("0.0.0.0:8000", &address)],
-    )?;
+    let mut backend = trellis_tests::SecretsBackend::start(&lattice.url_of(0)).await?;
+    let stored = "Tr3llis-0n-NATS-and-stored!";
+    backend.put("checker-password", stored)?;
+    backend.put("someone-elses", "not for the checker")?;
+    // The example, signed (the backend knows code by its claims' subject) and allowed one secret.
+    let issuer = nkeys::KeyPair::new_account();
+    let subject = nkeys::KeyPair::new_module();
+    let options = trellis_host::trust::sign::SignOptions {
+        name: "http-password-checker".into(),
+        subject: Some(nkeys::KeyPair::from_seed(&subject.seed()?)?),
+        ..Default::default()
+    };
+    let unsigned = wasmcloud_example("http-password-checker").join("http-password-checker.wasm");
+    let signed = trellis_host::trust::sign::sign(&std::fs::read(&unsigned)?, &issuer, options)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("signed.wasm"), &signed)?;
+    let checker = lattice.push("signed-checker", dir.path().join("signed.wasm").to_str().unwrap_or_default()).await?;
+    backend.allow(&subject.public_key(), "checker-password")?;
+
+    let mut config = mapping_images(&lattice, &[])?;
+    config.secrets_topic = Some("wasmcloud.secrets".into());
+    let host = lattice.start_host(config).await?;
     let client = wadm(&lattice, nats039(&lattice).await?);
-    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
-    wait_status(&client, "rust-http-password-checker", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let port = free_port();
+    client.put_and_deploy_manifest(checker_manifest("checker", &checker, port, "checker-password")?.as_bytes()).await?;
+    wait_status(&client, "checker", StatusType::Deployed, Duration::from_secs(30)).await?;
     let check = |body: &'static [u8]| async move { http(port, "POST", "/api/v1/check", Some(body)).await };
     let seen = eventually(Duration::from_secs(20), || async move { check(br#"{"value": "test"}"#).await.ok().filter(|(s, _)| *s == 200) }).await;
     let (_, body) = seen.ok_or_else(|| anyhow::anyhow!("no answer to a check"))?;
     let answer: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(answer["strength"], "very-weak", "{body}");
     assert_eq!(answer["length"], 4, "{body}");
-    let (_, body) = check(br#"{"value": "Tr3llis-on-NATS!"}"#).await?;
-    assert_ne!(serde_json::from_str::<serde_json::Value>(&body)?["strength"], "very-weak", "{body}");
-    // A stored secret: none is given, so an error answer, and the next check is served.
-    let (status, body) = check(br#"{"secret": {"key": "password", "field": "value"}}"#).await?;
+    // The stored secret, by the name the manifest gives it: checked, never echoed.
+    let (status, body) = check(br#"{"secret": {"key": "password"}}"#).await?;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(answer["length"], stored.len(), "{body}");
+    assert_ne!(answer["strength"], "very-weak", "{body}");
+    assert!(!body.contains(stored), "{body}");
+    // A name it was not given is not found, as on a wasmCloud host; the next check is served.
+    let (status, body) = check(br#"{"secret": {"key": "someone-elses"}}"#).await?;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("SecretsError::NotFound"), "the component asked for the secret and was told it is not found: {body}");
+    assert!(body.contains("SecretsError::NotFound"), "{body}");
     assert_eq!(check(br#"{"value": "test"}"#).await?.0, 200);
+    // The reference is in the config bucket as wadm writes it; the value is nowhere in config.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let configs = js.get_key_value(format!("CONFIGDATA_{}", lattice.name)).await?;
+    let record = configs.get("SECRET_checker-password").await?.ok_or_else(|| anyhow::anyhow!("no reference"))?;
+    let reference: HashMap<String, String> = serde_json::from_slice(&record)?;
+    assert_eq!(
+        (reference["backend"].as_str(), reference["key"].as_str(), reference["name"].as_str(), reference["type"].as_str()),
+        ("nats-kv", "checker-password", "password", "secret.wasmcloud.dev/v1alpha1")
+    );
+    assert!(!String::from_utf8_lossy(&record).contains(stored));
+
+    // A secret the backend does not allow this component: it does not start, and says why.
+    let denied = checker_manifest("denied", &checker, free_port(), "someone-elses")?;
+    client.put_and_deploy_manifest(denied.as_bytes()).await?;
+    let why = failure(&client, "denied").await?;
+    assert!(why.contains("refused secret `password`") && why.contains("unauthorized"), "{why}");
+    assert!(!why.contains("not for the checker"), "{why}");
+    // Unsigned code is given no secret.
+    let plain = push_example(&lattice, "http-password-checker").await?;
+    client.put_and_deploy_manifest(checker_manifest("unsigned", &plain, free_port(), "checker-password")?.as_bytes()).await?;
+    let why = failure(&client, "unsigned").await?;
+    assert!(why.contains("only to signed code"), "{why}");
+    // The backend down: a new start fails naming the backend; the running app keeps its secret.
+    backend.stop();
+    client.put_and_deploy_manifest(checker_manifest("down", &checker, free_port(), "checker-password")?.as_bytes()).await?;
+    let why = failure(&client, "down").await?;
+    assert!(why.contains("secrets backend `nats-kv` did not answer"), "{why}");
+    assert_eq!(check(br#"{"secret": {"key": "password"}}"#).await?.0, 200);
     host.shutdown(None).await?;
     Ok(())
 }

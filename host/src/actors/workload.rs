@@ -125,21 +125,10 @@ impl WorkloadActor {
             nats: s.calls.clone(),
             lattice: s.subjects.lattice().to_string(),
         };
-        let imports = Arc::new(ImportContext {
-            source_id: id.to_string(),
-            config_names,
-            resolver: s.resolver.clone(),
-            local: s.local.clone(),
-            runtime: s.runtime.clone(),
-            nats: s.calls.clone(),
-            subjects: s.subjects.clone(),
-            wrpc: s.wrpc.clone(),
-            spy: s.runtime.spy().tap(id),
-        });
-        let capabilities = crate::wasm::state::CapabilityContext {
-            data: imports.clone(),
-            outgoing_http: Arc::new(crate::capabilities::http_client::HttpClient::new(s.resolver.clone(), id)),
-        };
+        let (resolver, local, calls, subjects, wrpc) = (s.resolver.clone(), s.local.clone(), s.calls.clone(), s.subjects.clone(), s.wrpc.clone());
+        let spy = s.runtime.spy().tap(id);
+        let (secrets_client, view) = (s.secrets.clone(), s.view.clone());
+        let application = scale.1.get(crate::apps::APP_SPEC).cloned();
         async move {
             let config = runtime.config().clone();
             let fetched = {
@@ -151,16 +140,38 @@ impl WorkloadActor {
             // untrusted input to a parser that must not take the host down if it panics.
             let (bytes, claims) = handle
                 .spawn_blocking(move || {
-                    let claims = trust.component(&bytes);
+                    let claims = trust.component_token(&bytes);
                     (bytes, claims)
                 })
                 .await
                 .map_err(|_| WorkloadError::NotTrusted { reference: reference.clone(), reason: crate::trust::TrustError::ReaderFailed })?;
-            let claims = claims.map_err(|reason| WorkloadError::NotTrusted { reference: reference.clone(), reason })?;
+            let token = claims.map_err(|reason| WorkloadError::NotTrusted { reference: reference.clone(), reason })?;
+            let (claims, jwt) = token.map(|t| (t.claims, t.jwt)).unzip();
             if let Some(policy) = policy {
                 let (max, annotations) = scale;
                 policy.start_component(&component_id, &reference, max, &annotations, claims.as_ref()).await.map_err(WorkloadError::Policy)?;
             }
+            // Asked only once the code may start: the backend is shown the code's claims.
+            let lookup = |name: &str| view.config_record(name);
+            let secrets = crate::secrets::fetch(secrets_client.as_deref(), &config_names, lookup, jwt.as_deref(), application.as_ref())
+                .await
+                .map_err(|reason| WorkloadError::Secrets { reference: reference.clone(), reason })?;
+            let imports = Arc::new(ImportContext {
+                source_id: component_id.clone(),
+                config_names,
+                secrets,
+                resolver: resolver.clone(),
+                local,
+                runtime: runtime.clone(),
+                nats: calls,
+                subjects,
+                wrpc,
+                spy,
+            });
+            let capabilities = crate::wasm::state::CapabilityContext {
+                data: imports.clone(),
+                outgoing_http: Arc::new(crate::capabilities::http_client::HttpClient::new(resolver, &component_id)),
+            };
             let prepared = handle
                 .spawn_blocking(move || {
                     let link = |linker: &mut _, component: &_| link_imports(linker, component, &imports);

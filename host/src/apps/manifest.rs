@@ -71,9 +71,18 @@ pub enum ManifestError {
     /// wadm's validators found an error: its message.
     #[error("{0}")]
     Invalid(String),
-    /// The manifest has policies.
-    #[error("policies (and the secrets they serve) are not supported by Trellis yet")]
-    Policies,
+    /// A secret names a policy the manifest does not define, or one with no backend.
+    #[error("secret `{secret}` of `{component}` names policy `{policy}`, which {why}")]
+    Policy {
+        /// The component's name.
+        component: String,
+        /// The secret's name.
+        secret: String,
+        /// The policy it names.
+        policy: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A component refers to a shared application.
     #[error("component `{component}` refers to a shared application, which Trellis does not support yet")]
     SharedApplication {
@@ -88,8 +97,8 @@ pub enum ManifestError {
         /// Why the id is refused.
         reason: trellis_messages::invocation::IdError,
     },
-    /// A component uses secrets.
-    #[error("component `{component}` uses secrets, which Trellis does not support yet")]
+    /// A provider, or a link, names secrets.
+    #[error("`{component}` names secrets for a provider or a link, which Trellis does not give yet (components' own secrets are given)")]
     Secrets {
         /// The component's name.
         component: String,
@@ -177,14 +186,18 @@ pub async fn validate(manifest: &Manifest) -> Result<(), ManifestError> {
 /// What wadm accepts and Trellis does not run yet: refused rather than silently ignored.
 fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
     use wadm_types::Properties;
-    if !manifest.spec.policies.is_empty() {
-        return Err(ManifestError::Policies);
-    }
     for c in &manifest.spec.components {
         let (shared, secrets) = match &c.properties {
-            Properties::Component { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
+            Properties::Component { properties } => {
+                check_policies(manifest, &c.name, &properties.secrets)?;
+                (properties.application.is_some(), false)
+            }
             Properties::Capability { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
         };
+        let link_secrets = c.traits.iter().flatten().any(|t| match &t.properties {
+            wadm_types::TraitProperty::Link(l) => !l.target.secrets.is_empty() || l.source.as_ref().is_some_and(|s| !s.secrets.is_empty()),
+            _ => false,
+        });
         if shared {
             return Err(ManifestError::SharedApplication { component: c.name.clone() });
         }
@@ -195,13 +208,30 @@ fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
         if let Some(id) = explicit {
             trellis_messages::invocation::check_component_id(id).map_err(|reason| ManifestError::ComponentId { component: c.name.clone(), reason })?;
         }
-        if secrets {
+        if secrets || link_secrets {
             return Err(ManifestError::Secrets { component: c.name.clone() });
         }
         for t in c.traits.iter().flatten() {
             if let wadm_types::TraitProperty::Custom(_) = t.properties {
                 return Err(ManifestError::Trait { component: c.name.clone(), trait_type: t.trait_type.clone() });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Each secret names a policy of the manifest whose properties name a backend (wadm's rule).
+fn check_policies(manifest: &Manifest, component: &str, secrets: &[wadm_types::SecretProperty]) -> Result<(), ManifestError> {
+    for secret in secrets {
+        let refused = |why| ManifestError::Policy {
+            component: component.to_string(),
+            secret: secret.name.clone(),
+            policy: secret.properties.policy.clone(),
+            why,
+        };
+        let policy = manifest.spec.policies.iter().find(|p| p.name == secret.properties.policy).ok_or_else(|| refused("the manifest does not define"))?;
+        if !policy.properties.contains_key("backend") {
+            return Err(refused("has no `backend` property"));
         }
     }
     Ok(())
@@ -244,15 +274,23 @@ spec:
     }
 
     #[test]
-    fn secrets_and_policies_are_refused_not_ignored() {
+    fn secrets_need_a_policy_with_a_backend_and_are_refused_where_not_given() {
         let with_secret = YAML.replace(
             "        image: nats://echo:1.0\n",
             "        image: nats://echo:1.0\n        secrets:\n          - name: db\n            properties:\n              policy: vault\n              key: db-password\n",
         );
         let m = parse(with_secret.as_bytes(), None).expect("wadm reads it");
         let err = unsupported(&m).unwrap_err();
+        assert!(matches!(&err, ManifestError::Policy { secret, .. } if secret == "db"), "{err}");
+        assert!(err.to_string().contains("the manifest does not define"), "{err}");
+        let policy = "spec:\n  policies:\n    - name: vault\n      type: policy.secret.wasmcloud.dev/v1alpha1\n      properties:\n        backend: nats-kv\n";
+        let with_policy = with_secret.replace("spec:\n", policy);
+        assert!(unsupported(&parse(with_policy.as_bytes(), None).expect("yaml")).is_ok());
+        let no_backend = with_policy.replace("backend: nats-kv", "other: x");
+        assert!(unsupported(&parse(no_backend.as_bytes(), None).expect("yaml")).unwrap_err().to_string().contains("no `backend`"));
+        let provider = with_policy.replace("type: component", "type: capability");
+        let err = unsupported(&parse(provider.as_bytes(), None).expect("yaml")).unwrap_err();
         assert!(matches!(&err, ManifestError::Secrets { component } if component == "echo"), "{err}");
-        assert!(err.to_string().contains("uses secrets, which Trellis does not support yet"));
         assert!(unsupported(&parse(YAML.as_bytes(), None).expect("yaml")).is_ok());
     }
 }

@@ -135,6 +135,32 @@ fn config_names(app: &str, configs: &[ConfigProperty], plan: &mut Plan) -> Vec<S
         .collect()
 }
 
+/// The config names of `secrets` (`SECRET_{app}-{name}`, as wadm names them), each reference
+/// recorded in the plan as wadm writes it (the policy's `backend`, the rest of its properties as
+/// the reference's policy). A secret whose policy is missing or has no backend was refused when
+/// the manifest was put; here it is skipped.
+fn secret_names(app: &str, policies: &[wadm_types::Policy], secrets: &[wadm_types::SecretProperty], plan: &mut Plan) -> Vec<String> {
+    let mut names = Vec::new();
+    for secret in secrets {
+        let Some(policy) = policies.iter().find(|p| p.name == secret.properties.policy) else { continue };
+        let mut properties = policy.properties.clone();
+        let Some(backend) = properties.remove("backend") else { continue };
+        let reference = wasmcloud_secrets_types::SecretConfig::new(
+            secret.name.clone(),
+            backend,
+            secret.properties.key.clone(),
+            secret.properties.field.clone(),
+            secret.properties.version.clone(),
+            properties.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        );
+        let Ok(record) = crate::secrets::record(reference) else { continue };
+        let name = format!("{}_{}", trellis_messages::SECRET_PREFIX, component_id(app, None, &secret.name));
+        plan.configs.entry(app.to_string()).or_default().insert(name.clone(), record);
+        names.push(name);
+    }
+    names
+}
+
 /// Computes the plan.
 pub fn place(apps: &[(String, Manifest)], hosts: &[HostView]) -> Plan {
     let mut plan = Plan::default();
@@ -152,19 +178,20 @@ pub fn place(apps: &[(String, Manifest)], hosts: &[HostView]) -> Plan {
             })
             .collect();
         for component in &manifest.spec.components {
-            place_component(app, component, &ids, hosts, &mut plan);
+            place_component(app, component, &ids, &manifest.spec.policies, hosts, &mut plan);
         }
     }
     plan
 }
 
-fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String>, hosts: &[HostView], plan: &mut Plan) {
+fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String>, policies: &[wadm_types::Policy], hosts: &[HostView], plan: &mut Plan) {
     let id = ids.get(component.name.as_str()).cloned().unwrap_or_default();
-    let (image, configs, is_provider) = match &component.properties {
-        Properties::Component { properties } => (properties.image.clone(), properties.config.clone(), false),
-        Properties::Capability { properties } => (properties.image.clone(), properties.config.clone(), true),
+    let (image, configs, secrets, is_provider) = match &component.properties {
+        Properties::Component { properties } => (properties.image.clone(), properties.config.clone(), properties.secrets.clone(), false),
+        Properties::Capability { properties } => (properties.image.clone(), properties.config.clone(), Vec::new(), true),
     };
-    let config = config_names(app, &configs, plan);
+    let mut config = config_names(app, &configs, plan);
+    config.extend(secret_names(app, policies, &secrets, plan));
     let mut traits: Vec<Trait> = component.traits.clone().unwrap_or_default();
     // A provider with an image and no scaler runs one instance, as wadm 0.21 gives it.
     let scaled = traits.iter().any(|t| t.trait_type == SPREADSCALER_TRAIT || t.trait_type == DAEMONSCALER_TRAIT);

@@ -288,7 +288,7 @@ impl Reconciler {
     /// The steward's part: the app's configs and links, and its status.
     async fn steward(&self, app: &str, plan: &Plan, alive: &BTreeMap<String, LiveRecord>, published: &mut HashMap<String, Status>) {
         for (name, values) in plan.configs.get(app).into_iter().flatten() {
-            if self.view.config(std::slice::from_ref(name)) != *values {
+            if self.view.config_record(name).as_ref() != Some(values) {
                 let values = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 if let Ok(Err(e)) = self.lattice_actor.send(PutConfig { name: name.clone(), values }).await {
                     warn!(app, config = %name, error = %e, "cannot put an application's config");

@@ -18,6 +18,8 @@ pub struct ImportContext {
     pub source_id: String,
     /// Names of the configs the component reads (`wasi:config/store`).
     pub config_names: Vec<String>,
+    /// The secrets fetched for it when it was prepared (`wasmcloud:secrets`).
+    pub secrets: crate::secrets::Secrets,
     /// Decides which links, providers, buckets and subjects the component may use.
     pub resolver: Resolver,
     /// Components running here.

@@ -92,7 +92,7 @@ pub const SERVED: &[Served] = &[
     Served { prefix: "wasi:blobstore/blobstore@", what: "containers of a blobstore link", link: |l| blobstore::link(l.linker, l.import) },
     Served { prefix: "wasi:blobstore/container@", what: "objects of a blobstore container", link: |l| blobstore::link(l.linker, l.import) },
     Served { prefix: "wasi:blobstore/types@", what: "streamed object bodies of a blobstore", link: |l| blobstore::link(l.linker, l.import) },
-    Served { prefix: "wasmcloud:secrets/store@", what: "the component's secrets (none given yet)", link: |l| secrets::link(l.linker, l.import) },
+    Served { prefix: "wasmcloud:secrets/store@", what: "the component's secrets, fetched from its secrets backend", link: |l| secrets::link(l.linker, l.import) },
     Served { prefix: "wasmcloud:secrets/reveal@", what: "a secret's value", link: |l| secrets::link(l.linker, l.import) },
 ];
 

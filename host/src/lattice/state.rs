@@ -174,6 +174,12 @@ impl LatticeView {
         self.resolve_link(source, name, ns, pkg, iface).map(|l| l.target)
     }
 
+    /// The record stored under config `name` as it is, secret references included (a secret
+    /// reference's record names a backend and key, never a value).
+    pub fn config_record(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.read(|m| m.configs.get(name).cloned())
+    }
+
     /// The merged values of configs `names` (later names win); missing names contribute nothing,
     /// and neither do secret references (names beginning [`trellis_messages::SECRET_PREFIX`]):
     /// their backend, key and policy are not config.
@@ -322,5 +328,6 @@ mod tests {
         view.set_config("SECRET_db", Some(reference));
         let merged = view.config(&["app".into(), "SECRET_db".into()]);
         assert_eq!(merged, BTreeMap::from([("greeting".into(), "hi".into())]));
+        assert_eq!(view.config_record("SECRET_db").map(|r| r["key"].clone()).as_deref(), Some("db-password"));
     }
 }

@@ -22,6 +22,8 @@ use wascap::jwt::{self, CapabilityProvider, Component};
 
 /// A component's claims.
 pub type ComponentClaims = jwt::Claims<Component>;
+/// A component's claims with the JWT they were read from.
+pub type ComponentToken = jwt::Token<Component>;
 /// A provider archive's claims.
 pub type ProviderClaims = jwt::Claims<CapabilityProvider>;
 
@@ -66,6 +68,14 @@ impl TrustPolicy {
     /// # Errors
     /// Why the component may not start, in words for `component_scale_failed`.
     pub fn component(&self, bytes: &[u8]) -> Result<Option<ComponentClaims>, TrustError> {
+        self.component_token(bytes).map(|t| t.map(|t| t.claims))
+    }
+
+    /// As [`Self::component`], with the claims' JWT as signed (what a secrets backend is shown).
+    ///
+    /// # Errors
+    /// As [`Self::component`].
+    pub fn component_token(&self, bytes: &[u8]) -> Result<Option<ComponentToken>, TrustError> {
         let token = match wascap::wasm::extract_claims(bytes) {
             Ok(token) => token,
             // wascap does not export its error kinds; this is its text for a hash mismatch.
@@ -97,7 +107,7 @@ impl TrustPolicy {
             return Err(TrustError::NotYetValid(check.not_before_human));
         }
         self.check_issuer(&token.claims.issuer).map_err(|e| TrustError::Component(Box::new(e)))?;
-        Ok(Some(token.claims))
+        Ok(Some(token))
     }
 }
 

@@ -126,6 +126,11 @@ pub struct HostArgs {
     /// How long to wait for the policy service, in milliseconds.
     #[arg(long, env = "TRELLIS_POLICY_TIMEOUT_MS", default_value_t = 1000)]
     pub policy_timeout_ms: u64,
+    /// Ask for secrets on this topic prefix (wasmCloud's `--secrets-topic`; backends answer on
+    /// `{topic}.v1alpha1.{backend}.*`, `wasmcloud.secrets` by convention). Without it, code
+    /// that names a secret does not start.
+    #[arg(long, env = "TRELLIS_SECRETS_TOPIC")]
+    pub secrets_topic: Option<String>,
     /// Leave declared applications to a wadm running on the lattice: do not answer wadm's API
     /// or reconcile applications on this host.
     #[arg(long, env = "TRELLIS_NO_APPS")]

@@ -168,6 +168,7 @@ fn host_config(args: &HostArgs, files_by_default: bool) -> Result<HostConfig> {
             require_signed: args.require_signed,
             trusted_issuers: args.trusted_issuers.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
         },
+        secrets_topic: args.secrets_topic.clone(),
         policy: args.policy_topic.clone().map(|topic| trellis_host::trust::policy::PolicyConfig {
             topic,
             changes_topic: args.policy_changes_topic.clone(),

@@ -1,12 +1,10 @@
 //! `wasmcloud:secrets` 0.1.0-draft (`store`, `reveal`), which wasmCloud 1.x components import to
 //! read secrets, bound with `bindgen!` from `wit/secrets/`.
 //!
-//! Not yet backed (issue 28): this host fetches no secret from a secrets backend, so no
-//! component is given one, and every `get` answers `not-found`, as a wasmCloud 1.x host answers a
-//! component with no secrets configured. A component that imports the interfaces runs; one that
-//! reads a secret only on some paths serves the others (wasmCloud's `http-password-checker`).
-//! Since no secret is ever handed out, `reveal` cannot be reached with a real handle; a forged
-//! one stops the call.
+//! A component is given the secrets its config names refer to, fetched from the secrets backend
+//! when it was prepared ([`crate::secrets`]); `get` hands out a handle to one of those by the
+//! name the reference gives it, `reveal` its value. A name it was not given is `not-found`, as
+//! on a wasmCloud host. A handle the table does not hold (forged, dropped) stops the call.
 
 use tracing::debug;
 use wasmtime::component::{Linker, Resource};
@@ -26,9 +24,9 @@ pub mod bindings {
 
 use bindings::wasmcloud::secrets::{reveal, store};
 
-/// A secret handed to a component. None is made yet: no backend is asked.
+/// A handle to one of the component's secrets: its name, never its value.
 #[derive(Debug)]
-pub struct Secret(());
+pub struct Secret(String);
 
 /// Links `import` (`wasmcloud:secrets/store` or `reveal`, 0.1.0-draft).
 ///
@@ -44,9 +42,13 @@ pub(crate) fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::R
 
 impl store::Host for View<'_> {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Resource<Secret>, store::SecretsError>> {
-        // The key is the component's to choose and may name a secret: not logged.
-        debug!(key_bytes = key.len(), "secret asked for; none is given to components yet");
-        Ok(Err(store::SecretsError::NotFound))
+        let given = self.context().is_some_and(|c| c.secrets.has(&key));
+        if !given {
+            // The key is the component's to choose and may be anything: not logged.
+            debug!(key_bytes = key.len(), "secret asked for that the component was not given");
+            return Ok(Err(store::SecretsError::NotFound));
+        }
+        Ok(Ok(self.table().push(Secret(key))?))
     }
 }
 
@@ -59,8 +61,12 @@ impl store::HostSecret for View<'_> {
 
 impl reveal::Host for View<'_> {
     fn reveal(&mut self, secret: Resource<Secret>) -> wasmtime::Result<store::SecretValue> {
-        // Only a handle the table holds could be revealed, and none is ever put there.
-        self.table().get(&secret)?;
-        Err(wasmtime::Error::msg("no secret is handed out by this host"))
+        // Only a handle the table holds, which `get` put there for a secret the component has.
+        let name = self.table().get(&secret)?.0.clone();
+        let value = self.context().and_then(|c| c.secrets.expose(&name)).ok_or_else(|| wasmtime::Error::msg("the secret is no longer held"))?;
+        Ok(match value {
+            crate::secrets::SecretValue::String(s) => store::SecretValue::String(s),
+            crate::secrets::SecretValue::Bytes(b) => store::SecretValue::Bytes(b),
+        })
     }
 }

@@ -1,0 +1,86 @@
+//! A secret's value as the host holds it: zeroed when dropped, never printed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secrecy::{zeroize::Zeroize, ExposeSecret as _, SecretBox};
+
+/// A secret's value: a string or bytes, as the backend gave it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    /// A string secret.
+    String(String),
+    /// A binary secret.
+    Bytes(Vec<u8>),
+}
+
+impl Zeroize for SecretValue {
+    fn zeroize(&mut self) {
+        match self {
+            Self::String(s) => s.zeroize(),
+            Self::Bytes(b) => b.zeroize(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+/// The secrets one component or provider was given, by the name it asks for them with.
+#[derive(Clone, Default)]
+pub struct Secrets(Arc<BTreeMap<String, SecretBox<SecretValue>>>);
+
+impl Secrets {
+    /// Secrets from fetched values.
+    pub fn new(values: BTreeMap<String, SecretBox<SecretValue>>) -> Self {
+        Self(Arc::new(values))
+    }
+
+    /// Whether a secret called `name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The value of `name`, exposed: only for handing to the code it was fetched for.
+    pub fn expose(&self, name: &str) -> Option<SecretValue> {
+        self.0.get(name).map(|v| v.expose_secret().clone())
+    }
+
+    /// The names (not secret).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_never_printed() {
+        let secrets = Secrets::new(BTreeMap::from([("db".to_string(), SecretBox::new(Box::new(SecretValue::String("hunter2".into()))))]));
+        let shown = format!("{secrets:?} {:?}", secrets.expose("db"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db"));
+        assert_eq!(secrets.expose("db"), Some(SecretValue::String("hunter2".into())));
+    }
+}
