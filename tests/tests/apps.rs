@@ -114,12 +114,15 @@ async fn bad_manifests_and_requests_get_clear_errors_and_the_host_carries_on() -
     );
     let custom_trait = echo_app("odd", "v1", "nats://x:1", 1).replace("type: spreadscaler", "type: frobscaler").replace("instances: 1", "speed: 11");
     let shared = echo_app("shared", "v1", "nats://x:1", 1).replace("        image: \"nats://x:1\"", "        application: {name: other, component: echo}");
-    let policy = echo_app("pol", "v1", "nats://x:1", 1).replace("spec:\n", "spec:\n  policies:\n    - {name: vault, type: policy.secret.wasmcloud.dev/v1alpha1, properties: {backend: vault}}\n");
+    // A secret naming a policy the manifest does not define.
+    let policy = echo_app("pol", "v1", "nats://x:1", 1)
+        .replace("spec:\n", "spec:\n  policies:\n    - {name: vault, type: policy.secret.wasmcloud.dev/v1alpha1, properties: {backend: vault}}\n")
+        .replace("        image: \"nats://x:1\"", "        image: \"nats://x:1\"\n        secrets: [{name: db, properties: {policy: elsewhere, key: db}}]");
     let bad_id = echo_app("badid", "v1", "nats://x:1", 1).replace("        image: \"nats://x:1\"", "        image: \"nats://x:1\"\n        id: \"a.>\"");
     for (body, expect) in [
         (bad_id.as_bytes(), "NATS subject token"),
         (custom_trait.as_bytes(), "frobscaler"),
-        (policy.as_bytes(), "policies"),
+        (policy.as_bytes(), "names policy `elsewhere`, which the manifest does not define"),
         (shared.as_bytes(), "shared application"),
         (&b"{not yaml: ["[..], "Unable to parse manifest"),
         (hostile.as_bytes(), "namespace"),

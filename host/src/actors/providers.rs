@@ -15,7 +15,7 @@ use trellis_messages::provider::{ProviderDescription, StartProviderCommand, Stop
 
 use crate::actors::host::{HostActor, SetProviders};
 use crate::error::{Result, WorkloadError};
-use crate::providers::external::supervisor::{ExternalProvider, StatusChanged, StopExternal};
+use crate::providers::external::supervisor::{ExternalProvider, Signed, StatusChanged, StopExternal};
 use crate::providers::external::reference::{self, Executable};
 use crate::providers::external::{archive, Launch, StartError};
 use crate::wasm::sources::oci;
@@ -102,13 +102,21 @@ impl ProvidersActor {
     }
 
     /// Starts the supervisor of an external provider running `path`.
-    fn spawn_external(&self, cmd: &StartProviderCommand, path: PathBuf, launch: Arc<Launch>, ctx: &Context<Self>) -> std::result::Result<Runner, StartError> {
+    fn spawn_external(
+        &self,
+        cmd: &StartProviderCommand,
+        path: PathBuf,
+        launch: Arc<Launch>,
+        signed: Signed,
+        ctx: &Context<Self>,
+    ) -> std::result::Result<Runner, StartError> {
         let supervisor = ExternalProvider::launch(
             cmd.provider_id.clone(),
             path,
             cmd.config.clone(),
             self.services.clone(),
             launch,
+            signed,
             ctx.address().recipient(),
         )?;
         Ok(Runner::External(supervisor.start()))
@@ -156,8 +164,14 @@ impl ProvidersActor {
                 let e = StartError::Unsigned(cmd.provider_ref.clone());
                 self.launched(&cmd, base, Err(e));
             }
+            // A bare executable carries no claims, so no secrets backend gives it a secret.
+            Ok(Executable::File(_)) if cmd.config.iter().any(|n| crate::secrets::is_reference(n)) => {
+                self.launched(&cmd, base, Err(StartError::Secrets(crate::secrets::SecretsError::Unsigned)));
+            }
             Ok(Executable::File(path)) => {
-                let started = self.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r));
+                let application = cmd.annotations.as_ref().and_then(|a| a.get(crate::apps::APP_SPEC).cloned());
+                let signed = Signed { application, ..Signed::default() };
+                let started = self.spawn_external(&cmd, path, launch, signed, ctx).map(|r| ("external", r));
                 self.launched(&cmd, base, started);
             }
             Ok(source @ (Executable::Archive(_) | Executable::Image(_))) => {
@@ -165,6 +179,8 @@ impl ProvidersActor {
                 let into = launch.unpacked.path().to_path_buf();
                 let (oci, registries) = (self.services.runtime.config().oci.clone(), self.services.registries.clone());
                 let trust = self.services.trust.clone();
+                let (client, view, names) = (self.services.secrets.clone(), self.services.view.clone(), cmd.config.clone());
+                let application = cmd.annotations.as_ref().and_then(|a| a.get(crate::apps::APP_SPEC).cloned());
                 let unpack = self.services.runtime.guests().spawn(async move {
                     let archive = match source {
                         Executable::Image(reference) => {
@@ -176,7 +192,12 @@ impl ProvidersActor {
                         }
                         Executable::Archive(path) | Executable::File(path) => path,
                     };
-                    Ok::<_, StartError>(archive::extract(&archive, &into, &trust).await?)
+                    let (path, token) = archive::extract(&archive, &into, &trust).await?;
+                    // Asked only once the archive's claims are checked: the backend is shown them.
+                    let lookup = |name: &str| view.config_record(name);
+                    let secrets = crate::secrets::fetch(client.as_deref(), &names, lookup, Some(&token.jwt), application.as_ref()).await?;
+                    let signed = Signed { jwt: Some(token.jwt), secrets, application };
+                    Ok::<_, StartError>((path, token.claims, signed))
                 });
                 let unpacked = async move { unpack.await.unwrap_or_else(|e| Err(StartError::Unpacking(e.to_string()))) };
                 ctx.spawn(unpacked.into_actor(self).map(move |binary, act, ctx| {
@@ -185,7 +206,7 @@ impl ProvidersActor {
                         return;
                     }
                     let (started, claims) = match binary {
-                        Ok((path, claims)) => (act.spawn_external(&cmd, path, launch, ctx).map(|r| ("external", r)), Some(claims)),
+                        Ok((path, claims, signed)) => (act.spawn_external(&cmd, path, launch, signed, ctx).map(|r| ("external", r)), Some(claims)),
                         Err(e) => (Err(e), None),
                     };
                     act.launched(&cmd, base, started);

@@ -97,12 +97,6 @@ pub enum ManifestError {
         /// Why the id is refused.
         reason: trellis_messages::invocation::IdError,
     },
-    /// A provider, or a link, names secrets.
-    #[error("`{component}` names secrets for a provider or a link, which Trellis does not give yet (components' own secrets are given)")]
-    Secrets {
-        /// The component's name.
-        component: String,
-    },
     /// A component has a trait with custom properties (one Trellis does not know).
     #[error("component `{component}`: trait `{trait_type}` is not supported by Trellis")]
     Trait {
@@ -187,17 +181,22 @@ pub async fn validate(manifest: &Manifest) -> Result<(), ManifestError> {
 fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
     use wadm_types::Properties;
     for c in &manifest.spec.components {
-        let (shared, secrets) = match &c.properties {
+        let shared = match &c.properties {
             Properties::Component { properties } => {
                 check_policies(manifest, &c.name, &properties.secrets)?;
-                (properties.application.is_some(), false)
+                properties.application.is_some()
             }
-            Properties::Capability { properties } => (properties.application.is_some(), !properties.secrets.is_empty()),
+            Properties::Capability { properties } => {
+                check_policies(manifest, &c.name, &properties.secrets)?;
+                properties.application.is_some()
+            }
         };
-        let link_secrets = c.traits.iter().flatten().any(|t| match &t.properties {
-            wadm_types::TraitProperty::Link(l) => !l.target.secrets.is_empty() || l.source.as_ref().is_some_and(|s| !s.secrets.is_empty()),
-            _ => false,
-        });
+        for t in c.traits.iter().flatten() {
+            if let wadm_types::TraitProperty::Link(l) = &t.properties {
+                check_policies(manifest, &c.name, &l.target.secrets)?;
+                check_policies(manifest, &c.name, l.source.as_ref().map(|s| s.secrets.as_slice()).unwrap_or_default())?;
+            }
+        }
         if shared {
             return Err(ManifestError::SharedApplication { component: c.name.clone() });
         }
@@ -207,9 +206,6 @@ fn unsupported(manifest: &Manifest) -> Result<(), ManifestError> {
         };
         if let Some(id) = explicit {
             trellis_messages::invocation::check_component_id(id).map_err(|reason| ManifestError::ComponentId { component: c.name.clone(), reason })?;
-        }
-        if secrets || link_secrets {
-            return Err(ManifestError::Secrets { component: c.name.clone() });
         }
         for t in c.traits.iter().flatten() {
             if let wadm_types::TraitProperty::Custom(_) = t.properties {
@@ -274,7 +270,7 @@ spec:
     }
 
     #[test]
-    fn secrets_need_a_policy_with_a_backend_and_are_refused_where_not_given() {
+    fn secrets_need_a_policy_of_the_manifest_with_a_backend() {
         let with_secret = YAML.replace(
             "        image: nats://echo:1.0\n",
             "        image: nats://echo:1.0\n        secrets:\n          - name: db\n            properties:\n              policy: vault\n              key: db-password\n",
@@ -289,8 +285,9 @@ spec:
         let no_backend = with_policy.replace("backend: nats-kv", "other: x");
         assert!(unsupported(&parse(no_backend.as_bytes(), None).expect("yaml")).unwrap_err().to_string().contains("no `backend`"));
         let provider = with_policy.replace("type: component", "type: capability");
-        let err = unsupported(&parse(provider.as_bytes(), None).expect("yaml")).unwrap_err();
-        assert!(matches!(&err, ManifestError::Secrets { component } if component == "echo"), "{err}");
+        assert!(unsupported(&parse(provider.as_bytes(), None).expect("yaml")).is_ok());
+        let unknown = provider.replace("policy: vault", "policy: other");
+        assert!(unsupported(&parse(unknown.as_bytes(), None).expect("yaml")).unwrap_err().to_string().contains("`other`"));
         assert!(unsupported(&parse(YAML.as_bytes(), None).expect("yaml")).is_ok());
     }
 }

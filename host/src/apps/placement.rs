@@ -188,7 +188,7 @@ fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String
     let id = ids.get(component.name.as_str()).cloned().unwrap_or_default();
     let (image, configs, secrets, is_provider) = match &component.properties {
         Properties::Component { properties } => (properties.image.clone(), properties.config.clone(), properties.secrets.clone(), false),
-        Properties::Capability { properties } => (properties.image.clone(), properties.config.clone(), Vec::new(), true),
+        Properties::Capability { properties } => (properties.image.clone(), properties.config.clone(), properties.secrets.clone(), true),
     };
     let mut config = config_names(app, &configs, plan);
     config.extend(secret_names(app, policies, &secrets, plan));
@@ -202,8 +202,10 @@ fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String
         match &t.properties {
             TraitProperty::Link(link) => {
                 let target = ids.get(link.target.name.as_str()).cloned().unwrap_or_else(|| link.target.name.clone());
-                let source_config = link.source.as_ref().map(|s| config_names(app, &s.config, plan)).unwrap_or_default();
-                let target_config = config_names(app, &link.target.config, plan);
+                let mut source_config = link.source.as_ref().map(|s| config_names(app, &s.config, plan)).unwrap_or_default();
+                source_config.extend(link.source.as_ref().map(|s| secret_names(app, policies, &s.secrets, plan)).unwrap_or_default());
+                let mut target_config = config_names(app, &link.target.config, plan);
+                target_config.extend(secret_names(app, policies, &link.target.secrets, plan));
                 let interfaces: Vec<&str> = link.interfaces.iter().map(String::as_str).collect();
                 let name = link.name.clone().unwrap_or_else(|| wadm_types::DEFAULT_LINK_NAME.to_string());
                 let mut l = Link::new(&id, &target, &name, &link.namespace, &link.package, &interfaces);
@@ -338,6 +340,33 @@ spec:
         assert_eq!(plan.configs["shop"]["shop-greet"]["greeting"], "hi");
         assert_eq!(plan.components["N3"]["shop-api"].annotations[APP_SPEC], "shop");
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn secrets_become_wadms_references_in_config_lists_and_links() {
+        let app = APP
+            .replace("spec:\n", "spec:\n  policies:\n    - {name: vault, type: policy.secret.wasmcloud.dev/v1alpha1, properties: {backend: nats-kv, region: eu}}\n")
+            .replace(
+                "properties: {image: \"nats://api:1\", config:",
+                "properties: {image: \"nats://api:1\", secrets: [{name: db, properties: {policy: vault, key: db-pw, field: value}}], config:",
+            )
+            .replace(
+                "target: {name: kv, config: [{name: bucket, properties: {bucket: shop}}]}",
+                "target: {name: kv, config: [{name: bucket, properties: {bucket: shop}}], secrets: [{name: kv-token, properties: {policy: vault, key: kv}}]}",
+            )
+            .replace(
+                "properties: {image: \"wasmcloud+builtin://keyvalue-nats\"}",
+                "properties: {image: \"wasmcloud+builtin://keyvalue-nats\", secrets: [{name: own, properties: {policy: vault, key: own}}]}",
+            );
+        let plan = place(&[("shop".into(), manifest(&app))], &[host("N1", "east"), host("N3", "west")]);
+        assert_eq!(plan.components["N1"]["shop-api"].config, ["shop-greet", "SECRET_shop-db"]);
+        assert_eq!(plan.providers["N1"]["shop-kv"].config, ["SECRET_shop-own"]);
+        assert_eq!(plan.links["shop"][0].target_config, ["shop-bucket", "SECRET_shop-kv_token"]);
+        let db = &plan.configs["shop"]["SECRET_shop-db"];
+        // As wadm writes it: the backend taken out of the policy's properties, the rest kept.
+        assert_eq!((db["name"].as_str(), db["backend"].as_str(), db["key"].as_str(), db["field"].as_str()), ("db", "nats-kv", "db-pw", "value"));
+        assert_eq!(db["policy"], r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{"region":"eu"}}"#);
+        assert_eq!(crate::secrets::reference("SECRET_shop-db", db).expect("a reference").key, "db-pw");
     }
 
     #[test]

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use secrecy::{zeroize::Zeroize, ExposeSecret as _, SecretBox};
 
-/// A secret's value: a string or bytes, as the backend gave it.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret's value: a string or bytes, as the backend gave it. Serialised as
+/// `wasmcloud-core`'s `SecretValue` (`{"kind": "String", "value": …}`), the form a provider
+/// receives it in.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "value")]
 pub enum SecretValue {
     /// A string secret.
     String(String),
@@ -49,6 +52,11 @@ impl Secrets {
         self.0.get(name).map(|v| v.expose_secret().clone())
     }
 
+    /// Every value, exposed: only for handing to the provider they were fetched for.
+    pub fn expose_all(&self) -> BTreeMap<String, SecretValue> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.expose_secret().clone())).collect()
+    }
+
     /// The names (not secret).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
@@ -82,5 +90,10 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db"));
         assert_eq!(secrets.expose("db"), Some(SecretValue::String("hunter2".into())));
+        // The form wasmcloud-core's SecretValue reads, as a provider's SDK receives it.
+        let handed = serde_json::to_value(secrets.expose_all()).expect("json");
+        assert_eq!(handed, serde_json::json!({"db": {"kind": "String", "value": "hunter2"}}));
+        let bytes = serde_json::to_value(SecretValue::Bytes(vec![1, 2])).expect("json");
+        assert_eq!(bytes, serde_json::json!({"kind": "Bytes", "value": [1, 2]}));
     }
 }

@@ -24,6 +24,8 @@ use wascap::jwt::{self, CapabilityProvider, Component};
 pub type ComponentClaims = jwt::Claims<Component>;
 /// A component's claims with the JWT they were read from.
 pub type ComponentToken = jwt::Token<Component>;
+/// A provider archive's claims with the JWT they were read from.
+pub type ProviderToken = jwt::Token<CapabilityProvider>;
 /// A provider archive's claims.
 pub type ProviderClaims = jwt::Claims<CapabilityProvider>;
 

@@ -3,7 +3,8 @@
 //! It writes what happens to it as JSON lines to the file named by the `record` entry of its
 //! config, so a test can see exactly what the host delivered: `init` (with the start data and
 //! the environment's variable names), `link_put`, `link_del`, `config_update`, `health`,
-//! `shutdown`. Other config entries change its behaviour:
+//! `shutdown`; `init` and `link_put` include the secrets it was given (a test provider's record,
+//! so a test can check them). Other config entries change its behaviour:
 //! - `healthy`: `false` answers health checks unhealthy (a config update can flip it);
 //! - `ignore_shutdown`: `true` keeps running after the shutdown request and ignores SIGTERM;
 //! - `say`: a line printed on stdout and on stderr at start.
@@ -71,6 +72,8 @@ fn link_json(role: &str, l: &LinkConfig<'_>) -> Value {
         "target": l.target_id,
         "name": l.link_name,
         "config": l.config,
+        // A test provider's record: the secrets it was given, so a test can check them.
+        "secrets": l.secrets,
         "wit": format!("{}:{}/{}", l.wit_metadata.0, l.wit_metadata.1, l.wit_metadata.2.join(",")),
     })
 }
@@ -92,6 +95,8 @@ impl Provider for TestProvider {
                 "rpc_url": host.lattice_rpc_url,
                 "links": host.link_definitions.len(),
                 "config": host.config,
+                // A test provider's record: the secrets it was given, so a test can check them.
+                "secrets": init.get_secrets(),
                 "default_rpc_timeout_ms": host.default_rpc_timeout_ms,
                 "env": env,
             }),

@@ -78,11 +78,12 @@ pub fn is_archive(path: &Path) -> bool {
 }
 
 /// Reads and verifies the archive at `archive` (claims, binary hashes, trusted issuer) and writes
-/// its binary for this machine into `into`; returns the binary's path and the claims.
+/// its binary for this machine into `into`; returns the binary's path and the claims (with their
+/// JWT, which a secrets backend is shown).
 ///
 /// # Errors
 /// What is wrong with the archive, in words for `provider_start_failed`.
-pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPolicy) -> Result<(PathBuf, crate::trust::ProviderClaims), ArchiveError> {
+pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPolicy) -> Result<(PathBuf, crate::trust::ProviderToken), ArchiveError> {
     let name = archive.display().to_string();
     let read = |e: &dyn std::fmt::Display| ArchiveError::Read { name: name.clone(), reason: e.to_string() };
     let size = tokio::fs::metadata(archive).await.map_err(|e| read(&e))?.len();
@@ -130,7 +131,7 @@ pub async fn extract(archive: &Path, into: &Path, trust: &crate::trust::TrustPol
             .map_err(|source| ArchiveError::Write { what: "make the provider binary executable", source })?;
         tokio::fs::rename(&partial, &path).await.map_err(|source| ArchiveError::Write { what: "write the provider binary", source })?;
     }
-    Ok((path, token.claims))
+    Ok((path, token))
 }
 
 #[cfg(test)]

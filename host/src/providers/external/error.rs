@@ -61,6 +61,9 @@ pub enum StartError {
     /// What is wrong with an archive.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// The secrets its config names could not be fetched.
+    #[error("the provider cannot start without its secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     /// The unpacking task ended abnormally.
     #[error("unpacking failed: {0}")]
     Unpacking(String),

@@ -13,7 +13,9 @@
 //!
 //! - [`archive`]: provider archives (`.par`), verified and unpacked.
 //!
-//! Provider images come from registries through `wasm::sources::oci` (`ProvidersActor`). Not yet: secrets.
+//! Provider images come from registries through `wasm::sources::oci` (`ProvidersActor`).
+//! A signed provider (an archive or image) is given the secrets its config names in its start
+//! data, and those its links name on the link puts, sealed to its own xkey.
 
 mod error;
 pub mod guard;
@@ -43,8 +45,9 @@ pub struct Launch {
     pub jwt: String,
     /// See `jwt`.
     pub seed: String,
-    /// The host's xkey (public).
-    pub host_xkey: String,
+    /// The host's xkey: its public half goes to providers in their start data; links' secrets
+    /// are sealed with it to each provider instance's own xkey.
+    pub host_xkey: std::sync::Arc<nkeys::XKey>,
     /// The level providers log at.
     pub log_level: String,
     /// Providers' default call timeout.
@@ -90,7 +93,7 @@ impl Launch {
             nats_url: nats.url.clone(),
             jwt,
             seed,
-            host_xkey: nkeys::XKey::new().public_key(),
+            host_xkey: std::sync::Arc::new(nkeys::XKey::new()),
             log_level,
             rpc_timeout,
         })

@@ -13,8 +13,9 @@ use trellis_messages::link::Link;
 
 use crate::lattice::LatticeView;
 
-/// A link as a provider receives it, configs resolved to their values. Secrets are not
-/// supported, so the secret fields are always `null`.
+/// A link as a provider receives it, configs resolved to their values. Its secrets (the secret
+/// references among the provider's side's configs) are fetched and sealed only when it is sent
+/// ([`super::supervisor`]); resolved, the secret fields are `null` and the names are kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LinkDefinition {
     /// The caller.
@@ -33,10 +34,16 @@ pub struct LinkDefinition {
     pub source_config: BTreeMap<String, String>,
     /// The target's configs, merged in order.
     pub target_config: BTreeMap<String, String>,
-    /// Always `None`.
+    /// The source's secrets, sealed to the provider's xkey, when it is the source.
     pub source_secrets: Option<Vec<u8>>,
-    /// Always `None`.
+    /// The target's secrets, sealed to the provider's xkey, when it is the target.
     pub target_secrets: Option<Vec<u8>>,
+    /// The secret references among the source's configs (not sent).
+    #[serde(skip)]
+    pub source_secret_names: Vec<String>,
+    /// The secret references among the target's configs (not sent).
+    #[serde(skip)]
+    pub target_secret_names: Vec<String>,
 }
 
 impl LinkDefinition {
@@ -53,7 +60,14 @@ impl LinkDefinition {
             target_config: view.config(&link.target_config),
             source_secrets: None,
             target_secrets: None,
+            source_secret_names: link.source_config.iter().filter(|n| crate::secrets::is_reference(n)).cloned().collect(),
+            target_secret_names: link.target_config.iter().filter(|n| crate::secrets::is_reference(n)).cloned().collect(),
         }
+    }
+
+    /// Whether the link names secrets for `provider_id`'s side.
+    pub fn has_secrets_for(&self, provider_id: &str) -> bool {
+        (self.source_id == provider_id && !self.source_secret_names.is_empty()) || (self.target == provider_id && !self.target_secret_names.is_empty())
     }
 
     /// What identifies the link in the lattice (one per source, name and package).
@@ -108,8 +122,8 @@ pub struct HostData {
     pub cluster_issuers: Vec<String>,
     /// The provider's named configs, merged in order.
     pub config: BTreeMap<String, String>,
-    /// Secrets (none).
-    pub secrets: BTreeMap<String, String>,
+    /// The secrets its config names, as `wasmcloud-core`'s `SecretValue`s.
+    pub secrets: BTreeMap<String, crate::secrets::SecretValue>,
     /// The host's xkey (public): with the provider's, it moves link puts to the instance's own
     /// subject.
     pub host_xkey_public_key: String,

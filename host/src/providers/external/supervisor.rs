@@ -6,6 +6,11 @@
 //! - **Ready**: the provider is probed on `….{id}.health` every 250 ms until it answers (its
 //!   NATS subscriptions exist then; at most 30 s); link and config changes made meanwhile are
 //!   held and sent at that moment, so none is lost to a provider still starting.
+//! - **Secrets**: a signed provider gets the secrets its config names in its start data; a link
+//!   that names secrets for the provider's side is not in the start data but sent once the
+//!   provider is ready, its secrets fetched then (shown the provider's claims) and sealed with the
+//!   host's xkey to this instance's, as wasmCloud 1.9 seals them. Only the provider's own side's
+//!   secrets are fetched and sent.
 //! - **Links and config**: the actor follows the lattice view. A new or changed link where the
 //!   provider is source or target is sent to `….{instance xkey}.linkdefs.put` (only this host's
 //!   instance receives it); a removed one to `….{id}.linkdefs.del` (as wasmCloud sends it); a
@@ -55,6 +60,17 @@ pub struct StatusChanged {
     pub status: ProviderStatus,
 }
 
+/// What a signed provider was given: its claims' JWT and the secrets its config names.
+#[derive(Debug, Default, Clone)]
+pub struct Signed {
+    /// The claims' JWT (shown to the secrets backend for its links' secrets).
+    pub jwt: Option<String>,
+    /// Its secrets.
+    pub secrets: crate::secrets::Secrets,
+    /// The application it belongs to.
+    pub application: Option<String>,
+}
+
 /// One external provider on this host.
 pub struct ExternalProvider {
     id: String,
@@ -63,6 +79,7 @@ pub struct ExternalProvider {
     services: HostServices,
     launch: Arc<Launch>,
     xkey: nkeys::XKey,
+    signed: Signed,
     process: Option<Process>,
     /// Counts processes started, so reports about an earlier one are told apart.
     generation: u64,
@@ -97,6 +114,7 @@ impl ExternalProvider {
         config_names: Vec<String>,
         services: HostServices,
         launch: Arc<Launch>,
+        signed: Signed,
         status_to: Recipient<StatusChanged>,
     ) -> Result<Self, super::StartError> {
         let restart_delay = launch.settings.restart_min;
@@ -107,6 +125,7 @@ impl ExternalProvider {
             services,
             launch,
             xkey: nkeys::XKey::new(),
+            signed,
             process: None,
             generation: 0,
             ready: false,
@@ -132,7 +151,9 @@ impl ExternalProvider {
     }
 
     fn spawn_process(&mut self) -> Result<(), super::StartError> {
-        let links = links_of(&self.id, &self.services.view);
+        // Links with secrets for this provider are sent once it is ready (their secrets fetched then).
+        let mut links = links_of(&self.id, &self.services.view);
+        links.retain(|_, d| !d.has_secrets_for(&self.id));
         let config = self.services.view.config(&self.config_names);
         let data = HostData {
             host_id: self.services.host_id.clone(),
@@ -147,8 +168,8 @@ impl ExternalProvider {
             link_definitions: links.values().cloned().collect(),
             cluster_issuers: Vec::new(),
             config: config.clone(),
-            secrets: BTreeMap::new(),
-            host_xkey_public_key: self.launch.host_xkey.clone(),
+            secrets: self.signed.secrets.expose_all(),
+            host_xkey_public_key: self.launch.host_xkey.public_key(),
             provider_xkey_private_key: self.xkey.seed().map_err(|e| super::StartError::Xkey(e.to_string()))?,
             default_rpc_timeout_ms: u64::try_from(self.launch.rpc_timeout.as_millis()).unwrap_or(u64::MAX),
             structured_logging: false,
@@ -281,21 +302,21 @@ impl ExternalProvider {
         }
         let now = links_of(&self.id, &self.services.view);
         let config = self.services.view.config(&self.config_names);
-        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut out: Vec<(String, Outgoing)> = Vec::new();
         let put = self.rpc(&format!("{}.linkdefs.put", self.xkey.public_key()));
         let del = self.rpc(&format!("{}.linkdefs.del", self.id));
         for (key, def) in &now {
             if self.delivered.get(key) != Some(def) {
-                out.push((put.clone(), serde_json::to_vec(def).unwrap_or_default()));
+                out.push((put.clone(), Outgoing::Put(Box::new(def.clone()))));
             }
         }
         for (key, def) in &self.delivered {
             if !now.contains_key(key) {
-                out.push((del.clone(), serde_json::to_vec(&def.for_delete()).unwrap_or_default()));
+                out.push((del.clone(), Outgoing::Bytes(serde_json::to_vec(&def.for_delete()).unwrap_or_default())));
             }
         }
         if config != self.config {
-            out.push((self.rpc(&format!("{}.config.update", self.id)), serde_json::to_vec(&config).unwrap_or_default()));
+            out.push((self.rpc(&format!("{}.config.update", self.id)), Outgoing::Bytes(serde_json::to_vec(&config).unwrap_or_default())));
         }
         self.delivered = now;
         self.config = config;
@@ -303,8 +324,26 @@ impl ExternalProvider {
             return;
         }
         let (nats, id) = (self.services.nats.clone(), self.id.clone());
+        let sealer = LinkSealer {
+            provider_id: self.id.clone(),
+            provider_xkey: self.xkey.public_key(),
+            host_xkey: self.launch.host_xkey.clone(),
+            signed: self.signed.clone(),
+            client: self.services.secrets.clone(),
+            view: self.services.view.clone(),
+        };
         actix::spawn(async move {
-            for (subject, payload) in out {
+            for (subject, outgoing) in out {
+                let payload = match outgoing {
+                    Outgoing::Bytes(b) => b,
+                    Outgoing::Put(def) => match sealer.seal(*def).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            warn!(provider_id = %id, error = %e, "a link that names secrets for the provider is not sent: its secrets could not be fetched");
+                            continue;
+                        }
+                    },
+                };
                 if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
                     warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
                 }
@@ -423,5 +462,50 @@ impl Handler<StopExternal> for ExternalProvider {
             process.signal(rustix::process::Signal::KILL);
         };
         Box::pin(stop.into_actor(self).map(|(), _, ctx| ctx.stop()))
+    }
+}
+
+/// What [`ExternalProvider::sync`] sends: bytes, or a link put whose secrets are fetched first.
+enum Outgoing {
+    Bytes(Vec<u8>),
+    Put(Box<LinkDefinition>),
+}
+
+/// Fills a link's secrets for one provider instance before it is sent.
+struct LinkSealer {
+    provider_id: String,
+    provider_xkey: String,
+    host_xkey: Arc<nkeys::XKey>,
+    signed: Signed,
+    client: Option<Arc<crate::secrets::SecretsClient>>,
+    view: crate::lattice::LatticeView,
+}
+
+impl LinkSealer {
+    /// `def` as JSON, with the secrets of the provider's side fetched and sealed (with the
+    /// host's xkey, to the instance's), as wasmCloud's host sends a link with secrets.
+    async fn seal(&self, mut def: LinkDefinition) -> Result<Vec<u8>, crate::secrets::SecretsError> {
+        use crate::secrets::SecretsError;
+        let sides = [
+            (def.source_id == self.provider_id, def.source_secret_names.clone(), true),
+            (def.target == self.provider_id, def.target_secret_names.clone(), false),
+        ];
+        for (ours, names, source) in sides {
+            if !ours || names.is_empty() {
+                continue;
+            }
+            let lookup = |name: &str| self.view.config_record(name);
+            let secrets =
+                crate::secrets::fetch(self.client.as_deref(), &names, lookup, self.signed.jwt.as_deref(), self.signed.application.as_ref()).await?;
+            let json = serde_json::to_vec(&secrets.expose_all()).map_err(|e| SecretsError::Seal(e.to_string()))?;
+            let to = nkeys::XKey::from_public_key(&self.provider_xkey).map_err(|e| SecretsError::Seal(e.to_string()))?;
+            let sealed = self.host_xkey.seal(&json, &to).map_err(|e| SecretsError::Seal(e.to_string()))?;
+            if source {
+                def.source_secrets = Some(sealed);
+            } else {
+                def.target_secrets = Some(sealed);
+            }
+        }
+        Ok(serde_json::to_vec(&def).unwrap_or_default())
     }
 }
