@@ -10,6 +10,8 @@ pub const PINGER: &str = env!("TRELLIS_ACTOR_PINGER");
 pub const HTTP_FETCH: &str = env!("TRELLIS_ACTOR_HTTP_FETCH");
 /// `wasmcloud:messaging/handler` answering through `wasmcloud:messaging/consumer`.
 pub const MSG_ECHO: &str = env!("TRELLIS_ACTOR_MSG_ECHO");
+/// `wasmcloud:messaging/incoming-handler@0.3.0` answering through `request-reply` and `producer`.
+pub const MSG3_ECHO: &str = env!("TRELLIS_ACTOR_MSG3_ECHO");
 /// `wasi:http/incoming-handler` counting requests in `wasi:keyvalue`.
 pub const KV_COUNTER: &str = env!("TRELLIS_ACTOR_KV_COUNTER");
 /// `trellis:hostile/probe`: tries to leave its sandbox; its HTTP handler sends and reads
@@ -22,4 +24,4 @@ pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
 pub const TICKER: &str = env!("TRELLIS_ACTOR_TICKER");
 
 /// Every component, in the order `trellis-guests` prints them.
-pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER];
+pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER];

@@ -140,6 +140,22 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
     assert!(handled.is_some(), "msg-echo handled the provider's message");
     let reply = tokio::time::timeout(Duration::from_secs(5), replies.next()).await?.expect("a reply");
     assert_eq!(&reply.payload[..], b"echo: hello");
+    // The same to a component that exports only `wasmcloud:messaging` 0.3's incoming-handler:
+    // the provider's 0.2 `handle-message` reaches it as a 0.3 `message`, and it replies
+    // through `request-reply.reply`.
+    lattice.scale(component_host.id(), "m3", trellis_tests::guests::MSG3_ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    client.put_link(&Link::new("m3", "msg", "default", "wasmcloud", "messaging", &["producer", "request-reply"])).await?;
+    client.put_link(&Link::new("tp", "m3", "m3", "wasmcloud", "messaging", &["handler"])).await?;
+    let mut replies3 = nats.subscribe("replies.3").await?;
+    nats.flush().await?;
+    let handled = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.call("pinger", PING, vec![r#""msg:m3:orders.new:replies.3:hello""#.into()]).await.ok().and_then(|r| r.results).filter(|r| r[0] == r#""ok""#) }
+    })
+    .await;
+    assert!(handled.is_some(), "the 0.3 component handled the provider's message");
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies3.next()).await?.expect("a reply");
+    assert_eq!(&reply.payload[..], b"echo3: hello");
 
     // A provider that never answers: the call ends at the deadline (2 s here) with a fault.
     let asked = Instant::now();

@@ -90,10 +90,21 @@ impl ComponentActor {
             let (wrpc, prepared, local, runtime, owned_id) =
                 (services.wrpc.clone(), component.clone(), services.local.clone(), services.runtime.clone(), id.to_string());
             let subject = services.subjects.wrpc_calls(id);
+            // A component exporting only 0.3's messaging handler is served 0.2's over wRPC,
+            // which external messaging providers deliver with.
+            use crate::capabilities::messaging::handler::{HANDLE, HANDLE_0_3};
+            let shim = crate::wasm::invoke::lookup(id, &component, HANDLE).is_err() && crate::wasm::invoke::lookup(id, &component, HANDLE_0_3).is_ok();
+            let (nats, lattice) = (services.calls.clone(), services.subjects.lattice().to_string());
             services
                 .runtime
                 .guests()
-                .spawn(async move { wrpc.serve_component(&owned_id, &prepared, local, runtime).await })
+                .spawn(async move {
+                    let mut tasks = wrpc.serve_component(&owned_id, &prepared, local.clone(), runtime.clone()).await?;
+                    if shim {
+                        tasks.push(crate::capabilities::messaging::wrpc_handler::serve(nats, &lattice, &owned_id, local, runtime).await?);
+                    }
+                    Ok::<_, crate::wasm::transport::wrpc::WrpcError>(tasks)
+                })
                 .await
                 .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?
                 .map_err(|e| HostError::Subscribe { subject, reason: e.to_string() })
@@ -318,12 +329,14 @@ impl Call {
     /// A message for the component's `wasmcloud:messaging/handler`, forwarded by a messaging
     /// provider on another host: delivered as one on this host would deliver it.
     async fn deliver(self, msg: &async_nats::Message) -> InvocationResponse {
-        use crate::capabilities::messaging::handler::{deliver_here, result_wave, Delivery, HANDLE};
+        use crate::capabilities::messaging::handler::{deliver_here, result_wave, Delivery, HANDLE, HANDLE_0_3};
         use trellis_messages::invocation::{MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER, SOURCE_ID_HEADER};
         let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
         let caller = header(SOURCE_ID_HEADER).unwrap_or_else(|| "messaging".into());
         // Refused at once, without a slot, as any call of what the component does not export.
-        let refused = match (crate::wasm::invoke::lookup(&self.id, &self.target.component, HANDLE), header(MESSAGE_SUBJECT_HEADER)) {
+        let exported = crate::wasm::invoke::lookup(&self.id, &self.target.component, HANDLE)
+            .or_else(|fault| crate::wasm::invoke::lookup(&self.id, &self.target.component, HANDLE_0_3).map_err(|_| fault));
+        let refused = match (exported, header(MESSAGE_SUBJECT_HEADER)) {
             (Err(fault), _) => Err(fault),
             (Ok(_), None) => Err(Fault::new(FaultKind::BadArguments, format!("a forwarded message without its subject ({MESSAGE_SUBJECT_HEADER})"))),
             (Ok(_), Some(subject)) => Ok(subject),
@@ -336,7 +349,7 @@ impl Call {
                 return InvocationResponse::fault(&self.host_id, fault.kind, fault.message);
             }
         };
-        let delivery = Delivery { subject, body: msg.payload.clone(), reply_to: header(MESSAGE_REPLY_TO_HEADER) };
+        let delivery = Delivery { subject, body: msg.payload.clone(), reply_to: header(MESSAGE_REPLY_TO_HEADER), headers: Vec::new() };
         match deliver_here(&self.runtime, &self.target, &self.id, &caller, delivery).await {
             Ok(result) => InvocationResponse::ok(&self.host_id, vec![result_wave(&result)]),
             Err(fault) => {

@@ -86,6 +86,13 @@ pub const SERVED: &[Served] = &[
         what: "publish and request through a messaging link",
         link: |l| messaging::consumer::link_consumer(l.linker),
     },
+    Served { prefix: "wasmcloud:messaging/types@0.3", what: "messages and clients of wasmcloud:messaging 0.3", link: |l| messaging::v0_3::link(l.linker, l.import) },
+    Served { prefix: "wasmcloud:messaging/producer@0.3", what: "send through a messaging link (0.3)", link: |l| messaging::v0_3::link(l.linker, l.import) },
+    Served {
+        prefix: "wasmcloud:messaging/request-reply@0.3",
+        what: "request and reply through a messaging link (0.3)",
+        link: |l| messaging::v0_3::link(l.linker, l.import),
+    },
     Served { prefix: "wasi:keyvalue/store@", what: "key-value through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },
     Served { prefix: "wasi:keyvalue/atomics@", what: "key-value counters through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },
     Served { prefix: "wasi:keyvalue/batch@", what: "many keys at once through a key-value link", link: |l| keyvalue::link(l.linker, l.import) },

@@ -56,6 +56,11 @@ impl View<'_> {
         self.0.link_name(capability.key()).unwrap_or(DEFAULT_LINK_NAME)
     }
 
+    /// The link name the guest chose for interface `key` (`ns:pkg/iface`), else `default`.
+    pub fn chosen_link(&self, key: &str) -> &str {
+        self.0.link_name(key).unwrap_or(DEFAULT_LINK_NAME)
+    }
+
     /// The reply subject of the message this invocation handles, if any.
     pub fn reply_to(&self) -> Option<&str> {
         self.0.reply_to.as_deref()

@@ -261,6 +261,13 @@ impl Resolver {
     pub fn provider(&self, source: &str, link_name: &str, capability: Capability) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = capability.interface();
         let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied::from)?;
+        self.built_in(source, link_name, capability, link)
+    }
+
+    /// The grant of `link` (resolved for `capability`), when its target is a running built-in
+    /// provider of the capability's kind.
+    fn built_in(&self, source: &str, link_name: &str, capability: Capability, link: Link) -> Result<ProviderGrant, Denied> {
+        let (ns, pkg, iface) = capability.interface();
         let wanted = capability.provider_kind();
         match self.providers.kind_of(&link.target) {
             Some(kind) if kind == wanted => {}
@@ -296,12 +303,19 @@ impl Resolver {
     /// [`Denied`] as for [`Self::provider`].
     pub fn messaging(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
         let (ns, pkg, iface) = Capability::Messaging.interface();
-        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied::from)?;
+        // 0.3 components' links may name the interfaces they import (`producer`,
+        // `request-reply`) rather than the `consumer` the providers serve.
+        let link = self
+            .view
+            .resolve_link(source, link_name, ns, pkg, iface)
+            .or_else(|e| self.view.resolve_link(source, link_name, ns, pkg, "producer").map_err(|_| e))
+            .or_else(|e| self.view.resolve_link(source, link_name, ns, pkg, "request-reply").map_err(|_| e))
+            .map_err(Denied::from)?;
         if self.providers.runs_external(&link.target) {
             let config = self.view.config(&link.target_config);
             return Ok(ProviderGrant { capability: Capability::Messaging, link, config, external: true });
         }
-        self.provider(source, link_name, Capability::Messaging)
+        self.built_in(source, link_name, Capability::Messaging, link)
     }
 
     /// Where `source`'s `wasi:keyvalue` through link `link_name` goes: a running external

@@ -28,6 +28,8 @@ use crate::wasm::WasmRuntime;
 
 /// The export messages are delivered to.
 pub(crate) const HANDLE: &str = "wasmcloud:messaging/handler@0.2.0.handle-message";
+/// The same in `wasmcloud:messaging` 0.3, for components that export only that.
+pub(crate) const HANDLE_0_3: &str = "wasmcloud:messaging/incoming-handler@0.3.0.handle";
 
 /// Messages of one subscription being delivered at once.
 const MAX_DELIVERIES_IN_FLIGHT: usize = 256;
@@ -140,7 +142,12 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
 }
 
 async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), CallError> {
-    let delivery = Delivery { subject: msg.subject.to_string(), body: msg.payload, reply_to: msg.reply.map(|r| r.to_string()) };
+    let headers = msg
+        .headers
+        .iter()
+        .flat_map(|h| h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))))
+        .collect();
+    let delivery = Delivery { subject: msg.subject.to_string(), body: msg.payload, reply_to: msg.reply.map(|r| r.to_string()), headers };
     let result = match services.local.get(target) {
         Some(local) => deliver_here(&services.runtime, &local, target, "messaging", delivery)
             .await
@@ -163,6 +170,9 @@ pub(crate) struct Delivery {
     pub body: bytes::Bytes,
     /// Where an answer goes, if anywhere.
     pub reply_to: Option<String>,
+    /// Its headers (0.3's metadata; 0.2's `broker-message` has none). Not forwarded to another
+    /// host.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Delivers a message to component `id`, which runs here as `local`, with the same admission,
@@ -172,8 +182,26 @@ pub(crate) struct Delivery {
 /// The call's [`Fault`]: refused, busy, trapped, past its deadline.
 pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id: &str, caller: &str, delivery: Delivery) -> Result<Result<(), String>, Fault> {
     let component = local.component.clone();
+    // A component that exports only 0.3's handler gets the message as a `message` resource.
+    let v0_3 = crate::wasm::invoke::lookup(id, &component, HANDLE).is_err() && crate::wasm::invoke::lookup(id, &component, HANDLE_0_3).is_ok();
+    if v0_3 {
+        use super::v0_3::{deliver, error_text, Error, Message};
+        let invoke = || async move {
+            let Delivery { subject, body, reply_to, headers } = delivery;
+            let make = move |state: &mut crate::wasm::state::GuestState| {
+                state.reply_to.clone_from(&reply_to);
+                let message = Message::delivered(subject, body, reply_to, headers);
+                let message = deliver(state, message).map_err(|e| Fault::new(FaultKind::Host, format!("cannot hand the message over: {e}")))?;
+                Ok((message,))
+            };
+            crate::wasm::invoke::invoke_typed_with::<(wasmtime::component::Resource<Message>,), (Result<(), Error>,)>(runtime, id, &component, HANDLE_0_3, make)
+                .await
+        };
+        let (result,) = local.call_with(runtime, id, HANDLE_0_3, caller, invoke).await?;
+        return Ok(result.map_err(|e| error_text(&e)));
+    }
     let invoke = || async move {
-        let Delivery { subject, body, reply_to } = delivery;
+        let Delivery { subject, body, reply_to, .. } = delivery;
         // Copied into the guest's argument only now that the call has an instance.
         let message = BrokerMessage { subject, body: body.to_vec(), reply_to: reply_to.clone() };
         crate::wasm::invoke::invoke_typed::<(BrokerMessage,), (Result<(), String>,)>(runtime, id, &component, HANDLE, (message,), reply_to).await
