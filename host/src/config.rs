@@ -245,7 +245,7 @@ impl HostConfig {
             }
         }
         if let Some(topic) = &self.secrets_topic {
-            if topic.is_empty() || topic.split('.').any(|t| t.is_empty() || t.contains([' ', '\t', '*', '>'])) {
+            if topic.is_empty() || topic.chars().any(char::is_control) || topic.split('.').any(|t| t.is_empty() || t.contains([' ', '*', '>'])) {
                 return Err(ConfigError::SecretsTopic(topic.clone()).into());
             }
         }

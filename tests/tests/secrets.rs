@@ -92,6 +92,51 @@ async fn a_signed_provider_receives_its_secrets_in_its_start_data_and_on_its_lin
     ctl.start_provider(host.id(), &binary, "tp-bare", None, vec!["SECRET_tp-token".into()]).await.map_err(anyhow::Error::msg)?;
     let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "tp-bare").await;
     assert!(failed["error"].as_str().unwrap_or_default().contains("only to signed code"), "{failed}");
+    // A built-in provider takes no secrets: one named is refused, not silently unused.
+    ctl.start_provider(host.id(), "wasmcloud+builtin://keyvalue-nats", "kv-secret", None, vec!["SECRET_tp-token".into()]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "kv-secret").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("take no secrets"), "{failed}");
+
+    // An answer that is not sealed is not taken, whatever it holds (a secret in the clear, or
+    // from whoever else answers on the subject).
+    let nats = lattice.nats().await?;
+    let mut key_requests = nats.subscribe("wasmcloud.secrets.v1alpha1.forger.server_xkey").await?;
+    let mut get_requests = nats.subscribe("wasmcloud.secrets.v1alpha1.forger.get").await?;
+    let forger = nats.clone();
+    let forging = tokio::spawn(async move {
+        use futures::StreamExt as _;
+        let key = nkeys::XKey::new().public_key();
+        if let Some(m) = key_requests.next().await {
+            let _ = forger.publish(m.reply.expect("a reply subject"), key.into()).await;
+        }
+        while let Some(m) = get_requests.next().await {
+            let forged = json!({"secret": {"version": "1", "string_secret": "forged-value", "binary_secret": null}});
+            let _ = forger.publish(m.reply.expect("a reply subject"), forged.to_string().into()).await;
+        }
+    });
+    nats.flush().await?;
+    let mut forged = reference("token", "api-token")?;
+    forged.insert("backend".into(), "forger".into());
+    client.put_config("SECRET_tp-forged", &forged).await?;
+    ctl.start_provider(host.id(), &reference_of, "tp-forged", None, vec!["SECRET_tp-forged".into()]).await.map_err(anyhow::Error::msg)?;
+    let failed = events.expect("provider_start_failed", Duration::from_secs(20), |d| d["provider_id"] == "tp-forged").await;
+    assert!(failed["error"].as_str().unwrap_or_default().contains("without sealing"), "{failed}");
+    forging.abort();
+
+    // A restart asks again: with the reference now naming a secret the backend does not allow
+    // it, the restarted process is not given the old value, and the provider says why it cannot
+    // start again. (The reference is changed rather than the mapping removed: secrets-nats-kv
+    // 0.2's `remove-mapping` removes nothing — it returns early unless the entity's set holds
+    // the entity's own key.)
+    client.put_config("SECRET_tp-token", &reference("token", "components-only")?).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = init["pid"].as_u64().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+    let exited = events
+        .expect("provider_exited", Duration::from_secs(20), |d| d["provider_id"] == "tp" && d["status"].as_str().unwrap_or_default().contains("secret"))
+        .await;
+    assert!(exited.to_string().contains("refused secret `token`"), "{exited}");
+    assert_eq!(records(&record).iter().filter(|r| r["event"] == "init").count(), 1, "no second process was given the revoked secret");
     host.shutdown(None).await?;
     Ok(())
 }

@@ -296,6 +296,11 @@ impl ProvidersActor {
             Ok(None) => return self.start_external(cmd, base, ctx),
             Err(e) => return self.launched(&cmd, base, Err(e.into())),
         };
+        // A built-in runs on the host's own connection and reads no secret: one named is refused
+        // rather than silently left unused.
+        if let Some(name) = cmd.config.iter().find(|n| crate::secrets::is_reference(n)) {
+            return self.launched(&cmd, base, Err(StartError::BuiltInSecret(name.clone())));
+        }
         let (id, services) = (cmd.provider_id.clone(), self.services.clone());
         let runner = match kind {
             ProviderKind::HttpServer => following(HttpServer::new(id, services.clone()), &services),

@@ -356,12 +356,17 @@ spec:
             )
             .replace(
                 "properties: {image: \"wasmcloud+builtin://keyvalue-nats\"}",
-                "properties: {image: \"wasmcloud+builtin://keyvalue-nats\", secrets: [{name: own, properties: {policy: vault, key: own}}]}",
+                "properties: {image: \"ghcr.io/example/kv:1\", secrets: [{name: own, properties: {policy: vault, key: own}}]}",
+            )
+            .replace(
+                "interfaces: [store], target:",
+                "interfaces: [store], source: {secrets: [{name: api-side, properties: {policy: vault, key: api}}]}, target:",
             );
         let plan = place(&[("shop".into(), manifest(&app))], &[host("N1", "east"), host("N3", "west")]);
         assert_eq!(plan.components["N1"]["shop-api"].config, ["shop-greet", "SECRET_shop-db"]);
         assert_eq!(plan.providers["N1"]["shop-kv"].config, ["SECRET_shop-own"]);
         assert_eq!(plan.links["shop"][0].target_config, ["shop-bucket", "SECRET_shop-kv_token"]);
+        assert_eq!(plan.links["shop"][0].source_config, ["SECRET_shop-api_side"]);
         let db = &plan.configs["shop"]["SECRET_shop-db"];
         // As wadm writes it: the backend taken out of the policy's properties, the rest kept.
         assert_eq!((db["name"].as_str(), db["backend"].as_str(), db["key"].as_str(), db["field"].as_str()), ("db", "nats-kv", "db-pw", "value"));

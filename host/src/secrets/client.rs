@@ -33,8 +33,9 @@ pub struct SecretsClient {
     topic: String,
     /// This host's JWT (wascap host claims, self-signed as wasmCloud's host makes them).
     host_jwt: String,
-    /// Each backend's public xkey, asked for once.
-    server_keys: Mutex<HashMap<String, XKey>>,
+    /// Each backend's public xkey, asked for once; one cell per backend, so a backend that is
+    /// slow to answer holds up only requests to itself.
+    server_keys: Mutex<HashMap<String, std::sync::Arc<tokio::sync::OnceCell<String>>>>,
 }
 
 impl std::fmt::Debug for SecretsClient {
@@ -66,10 +67,12 @@ impl SecretsClient {
     }
 
     async fn server_key(&self, backend: &str) -> Result<XKey, SecretsError> {
-        let mut keys = self.server_keys.lock().await;
-        if let Some(key) = keys.get(backend) {
-            return XKey::from_public_key(&key.public_key()).map_err(|e| SecretsError::Seal(e.to_string()));
-        }
+        let cell = self.server_keys.lock().await.entry(backend.to_string()).or_default().clone();
+        let key = cell.get_or_try_init(|| self.ask_server_key(backend)).await?;
+        XKey::from_public_key(key).map_err(|e| SecretsError::Seal(e.to_string()))
+    }
+
+    async fn ask_server_key(&self, backend: &str) -> Result<String, SecretsError> {
         let subject = self.subject(backend, "server_xkey");
         let unreachable = |reason: String| SecretsError::Unreachable { backend: backend.to_string(), subject: subject.clone(), reason };
         let answer = tokio::time::timeout(ANSWER_WITHIN, self.nats.request(subject.clone(), bytes::Bytes::new()))
@@ -79,8 +82,7 @@ impl SecretsClient {
         let bad = |reason: String| SecretsError::BadAnswer { backend: backend.to_string(), reason };
         let text = std::str::from_utf8(&answer.payload).map_err(|_| bad("its xkey is not UTF-8".into()))?;
         let key = XKey::from_public_key(text.trim()).map_err(|e| bad(format!("its xkey does not parse: {e}")))?;
-        keys.insert(backend.to_string(), XKey::from_public_key(&key.public_key()).map_err(|e| SecretsError::Seal(e.to_string()))?);
-        Ok(key)
+        Ok(key.public_key())
     }
 
     /// Forgets a backend's key (it may have restarted with another).
@@ -138,7 +140,13 @@ impl SecretsClient {
                 let opened = ours.open(&answer.payload, &theirs).map_err(|e| bad(format!("its answer does not open: {e}")))?;
                 serde_json::from_slice(&opened).map_err(|e| bad(format!("its answer is not a SecretResponse: {e}")))?
             }
-            None => serde_json::from_slice(&answer.payload).map_err(|e| bad(format!("its error is not a SecretResponse: {e}")))?,
+            // Unsealed: only an error is read from it, never a secret (a secret in the clear, or
+            // from whoever else answers on the subject, is not taken).
+            None => {
+                let response: SecretResponse = serde_json::from_slice(&answer.payload).map_err(|e| bad(format!("its error is not a SecretResponse: {e}")))?;
+                let reason = response.error.map_or_else(|| "it answered without sealing its answer".to_string(), |e| e.to_string());
+                return Err(SecretsError::Refused { backend, name, reason });
+            }
         };
         if let Some(error) = response.error {
             debug!(backend = %backend, secret = %name, error = %error, "secrets backend refused");

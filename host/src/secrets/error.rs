@@ -31,6 +31,12 @@ pub enum SecretsError {
     /// Sealing with xkeys failed.
     #[error("cannot seal a secrets request: {0}")]
     Seal(String),
+    /// The values together are larger than a workload may be given.
+    #[error("the secrets asked for are larger than {max} bytes together")]
+    TooLarge { max: usize },
+    /// Fetching took too long in all.
+    #[error("the secrets were not all fetched within {0:?}")]
+    TooSlow(std::time::Duration),
     /// More secret references than a workload may have.
     #[error("{count} secrets asked for; at most {max} per component or provider")]
     TooMany { count: usize, max: usize },

@@ -19,6 +19,7 @@ pub use value::{SecretValue, Secrets};
 
 use std::collections::{BTreeMap, HashMap};
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use secrecy::SecretBox;
 use wasmcloud_secrets_types::SecretConfig;
 
@@ -30,6 +31,13 @@ pub fn is_reference(config_name: &str) -> bool {
 
 /// At most this many secrets per component or provider.
 pub const MAX_SECRETS: usize = 64;
+/// At most this many bytes of secret values per component or provider (they go into a
+/// provider's start data, which is written to its stdin whole).
+pub const MAX_SECRET_BYTES: usize = 1 << 20;
+/// Secrets asked for at once.
+const AT_ONCE: usize = 8;
+/// How long fetching one workload's secrets may take in all.
+pub const FETCH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A secret reference read from its config record (the map wadm and `wash` put: `name`,
 /// `backend`, `key`, optional `field` and `version`, `policy` as a JSON string, `type`).
@@ -80,13 +88,27 @@ pub async fn fetch(
     }
     let client = client.ok_or_else(|| SecretsError::NoTopic(names[0].clone()))?;
     let entity_jwt = entity_jwt.ok_or(SecretsError::Unsigned)?;
-    let mut values = BTreeMap::new();
+    let mut asks = Vec::with_capacity(names.len());
     for name in names {
         let record = lookup(name).ok_or_else(|| SecretsError::NoReference(name.clone()))?;
-        let reference = reference(name, &record)?;
-        let given_as = reference.name.clone();
-        let value = client.get(reference, entity_jwt, application).await?;
-        values.insert(given_as, SecretBox::new(Box::new(value)));
+        asks.push(reference(name, &record)?);
+    }
+    let fetched = futures::stream::iter(asks)
+        .map(|reference| async move {
+            let given_as = reference.name.clone();
+            client.get(reference, entity_jwt, application).await.map(|v| (given_as, v))
+        })
+        .buffer_unordered(AT_ONCE)
+        .try_collect::<Vec<_>>();
+    let fetched = tokio::time::timeout(FETCH_WITHIN, fetched).await.map_err(|_| SecretsError::TooSlow(FETCH_WITHIN))??;
+    let mut values = BTreeMap::new();
+    let mut total = 0usize;
+    for (name, value) in fetched {
+        total = total.saturating_add(value.len());
+        if total > MAX_SECRET_BYTES {
+            return Err(SecretsError::TooLarge { max: MAX_SECRET_BYTES });
+        }
+        values.insert(name, SecretBox::new(Box::new(value)));
     }
     Ok(Secrets::new(values))
 }
@@ -127,6 +149,13 @@ mod tests {
         assert!(matches!(err, SecretsError::NoTopic(ref n) if n == "SECRET_app-db"), "{err}");
         let none = fetch(None, &["plain".to_string()], |_| None, None, None).await.expect("nothing asked");
         assert!(none.is_empty());
+        // With a backend, code without claims is given nothing (and nothing is asked).
+        let nats = async_nats::ConnectOptions::new().retry_on_initial_connect().connect("127.0.0.1:1").await.expect("a client");
+        let client = SecretsClient::new(nats, "wasmcloud.secrets".into(), &nkeys::KeyPair::new_server().public_key(), "h").expect("a client");
+        let err = fetch(Some(&client), &names, |_| None, None, None).await.expect_err("unsigned");
+        assert!(matches!(err, SecretsError::Unsigned), "{err}");
+        let err = fetch(Some(&client), &names, |_| None, Some("jwt"), None).await.expect_err("no reference");
+        assert!(matches!(err, SecretsError::NoReference(ref n) if n == "SECRET_app-db"), "{err}");
         let many: Vec<String> = (0..=MAX_SECRETS).map(|i| format!("SECRET_{i}")).collect();
         assert!(matches!(fetch(None, &many, |_| None, None, None).await, Err(SecretsError::TooMany { .. })));
     }

@@ -17,6 +17,21 @@ pub enum SecretValue {
     Bytes(Vec<u8>),
 }
 
+impl SecretValue {
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::String(s) => s.len(),
+            Self::Bytes(b) => b.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Zeroize for SecretValue {
     fn zeroize(&mut self) {
         match self {

@@ -64,6 +64,9 @@ pub enum StartError {
     /// The secrets its config names could not be fetched.
     #[error("the provider cannot start without its secrets: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
+    /// A built-in provider named a secret.
+    #[error("built-in providers use the host's own connection and take no secrets, but `{0}` names one")]
+    BuiltInSecret(String),
     /// The unpacking task ended abnormally.
     #[error("unpacking failed: {0}")]
     Unpacking(String),

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use trellis_messages::event::{names, ProviderExited, ProviderHealth};
 use trellis_messages::provider::ProviderStatus;
 
@@ -80,6 +80,12 @@ pub struct ExternalProvider {
     launch: Arc<Launch>,
     xkey: nkeys::XKey,
     signed: Signed,
+    /// Link puts, deletes and config updates, sent in order by one task ([`Outbox`]).
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<Batch>>,
+    /// Links whose secrets could not be fetched (said once each).
+    undelivered: std::collections::HashSet<LinkKey>,
+    /// A retry of those is waiting.
+    retry_waiting: bool,
     process: Option<Process>,
     /// Counts processes started, so reports about an earlier one are told apart.
     generation: u64,
@@ -126,6 +132,9 @@ impl ExternalProvider {
             launch,
             xkey: nkeys::XKey::new(),
             signed,
+            outbox: None,
+            undelivered: std::collections::HashSet::new(),
+            retry_waiting: false,
             process: None,
             generation: 0,
             ready: false,
@@ -318,12 +327,12 @@ impl ExternalProvider {
         if config != self.config {
             out.push((self.rpc(&format!("{}.config.update", self.id)), Outgoing::Bytes(serde_json::to_vec(&config).unwrap_or_default())));
         }
+        self.undelivered.retain(|k| now.contains_key(k));
         self.delivered = now;
         self.config = config;
         if out.is_empty() {
             return;
         }
-        let (nats, id) = (self.services.nats.clone(), self.id.clone());
         let sealer = LinkSealer {
             provider_id: self.id.clone(),
             provider_xkey: self.xkey.public_key(),
@@ -332,23 +341,9 @@ impl ExternalProvider {
             client: self.services.secrets.clone(),
             view: self.services.view.clone(),
         };
-        actix::spawn(async move {
-            for (subject, outgoing) in out {
-                let payload = match outgoing {
-                    Outgoing::Bytes(b) => b,
-                    Outgoing::Put(def) => match sealer.seal(*def).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            warn!(provider_id = %id, error = %e, "a link that names secrets for the provider is not sent: its secrets could not be fetched");
-                            continue;
-                        }
-                    },
-                };
-                if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
-                    warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
-                }
-            }
-        });
+        if let Some(outbox) = &self.outbox {
+            let _ = outbox.send(Batch { out, sealer });
+        }
     }
 
     fn exited(&mut self, generation: u64, status: String, ctx: &mut Context<Self>) {
@@ -373,7 +368,31 @@ impl ExternalProvider {
         ctx.run_later(delay, |act, ctx| act.restart(ctx));
     }
 
+    /// Starts the process again; a provider given secrets has them fetched again first, so a
+    /// revoked or rotated secret is not handed to the new process (as wasmCloud 1.9 does).
     fn restart(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let names: Vec<String> = self.config_names.iter().filter(|n| crate::secrets::is_reference(n)).cloned().collect();
+        let Some(jwt) = self.signed.jwt.clone().filter(|_| !names.is_empty()) else {
+            return self.restart_now(ctx);
+        };
+        let (client, view, application) = (self.services.secrets.clone(), self.services.view.clone(), self.signed.application.clone());
+        let fetch = async move {
+            let lookup = |name: &str| view.config_record(name);
+            crate::secrets::fetch(client.as_deref(), &names, lookup, Some(&jwt), application.as_ref()).await
+        };
+        ctx.spawn(fetch.into_actor(self).map(|fetched, act, ctx| match fetched {
+            Ok(secrets) => {
+                act.signed.secrets = secrets;
+                act.restart_now(ctx);
+            }
+            Err(e) => act.restart_failed(super::StartError::Secrets(e).to_string(), ctx),
+        }));
+    }
+
+    fn restart_now(&mut self, ctx: &mut Context<Self>) {
         if self.stopping {
             return;
         }
@@ -382,26 +401,28 @@ impl ExternalProvider {
                 self.notify();
                 self.watch(ctx);
             }
-            Err(e) => {
-                let e = e.to_string();
-                // Counted and retried like an exit (the file may be back later).
-                self.generation += 1;
-                let generation = self.generation;
-                self.process = None;
-                let delay = self.restart_delay;
-                self.restart_delay = (delay * 2).min(self.launch.settings.restart_max);
-                self.status.restarts += 1;
-                self.status.last_exit = Some(e.clone());
-                warn!(provider_id = %self.id, error = %e, restart_in = ?delay, "provider could not be restarted");
-                self.publish_exit(e, Vec::new(), delay);
-                self.notify();
-                ctx.run_later(delay, move |act, ctx| {
-                    if act.generation == generation {
-                        act.restart(ctx);
-                    }
-                });
-            }
+            Err(e) => self.restart_failed(e.to_string(), ctx),
         }
+    }
+
+    /// A restart that failed (`e`): counted and retried like an exit (the file, or the secrets
+    /// backend, may be back later).
+    fn restart_failed(&mut self, e: String, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.process = None;
+        let delay = self.restart_delay;
+        self.restart_delay = (delay * 2).min(self.launch.settings.restart_max);
+        self.status.restarts += 1;
+        self.status.last_exit = Some(e.clone());
+        warn!(provider_id = %self.id, error = %e, restart_in = ?delay, "provider could not be restarted");
+        self.publish_exit(e, Vec::new(), delay);
+        self.notify();
+        ctx.run_later(delay, move |act, ctx| {
+            if act.generation == generation {
+                act.restart(ctx);
+            }
+        });
     }
 }
 
@@ -409,6 +430,9 @@ impl Actor for ExternalProvider {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.outbox = Some(tx);
+        actix::spawn(outbox(rx, self.services.nats.clone(), self.id.clone(), ctx.address()));
         ctx.add_stream(crate::providers::follower::changes(&self.services.view));
         self.watch(ctx);
     }
@@ -469,6 +493,67 @@ impl Handler<StopExternal> for ExternalProvider {
 enum Outgoing {
     Bytes(Vec<u8>),
     Put(Box<LinkDefinition>),
+}
+
+/// One `sync`'s messages, with what fills their links' secrets.
+struct Batch {
+    out: Vec<(String, Outgoing)>,
+    sealer: LinkSealer,
+}
+
+/// A link put that was not sent (its secrets could not be fetched, why): tried again later.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Undelivered(LinkKey, String, String);
+
+/// How long before a link whose secrets could not be fetched is tried again.
+const SECRETS_RETRY: Duration = Duration::from_secs(5);
+
+/// Sends each batch in the order `sync` made them, one message after another, so a link's put
+/// (which may wait for its secrets) never overtakes or is overtaken by a later delete or put.
+async fn outbox(mut batches: tokio::sync::mpsc::UnboundedReceiver<Batch>, nats: async_nats::Client, id: String, actor: Addr<ExternalProvider>) {
+    while let Some(Batch { out, sealer }) = batches.recv().await {
+        for (subject, outgoing) in out {
+            let payload = match outgoing {
+                Outgoing::Bytes(b) => b,
+                Outgoing::Put(def) => {
+                    let (key, link) = (def.key(), format!("{} → {} ({}, {}:{})", def.source_id, def.target, def.name, def.wit_namespace, def.wit_package));
+                    match sealer.seal(*def).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            actor.do_send(Undelivered(key, link, e.to_string()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
+                warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
+            }
+        }
+    }
+}
+
+impl Handler<Undelivered> for ExternalProvider {
+    type Result = ();
+    fn handle(&mut self, Undelivered(key, link, error): Undelivered, ctx: &mut Self::Context) {
+        // Said once per link until it goes through; then at debug level.
+        if self.undelivered.insert(key.clone()) {
+            warn!(provider_id = %self.id, %link, %error, retry_every = ?SECRETS_RETRY, "a link that names secrets for the provider is not sent yet: its secrets could not be fetched");
+        } else {
+            debug!(provider_id = %self.id, %link, %error, "a link's secrets still cannot be fetched");
+        }
+        // Not delivered after all: the next sync sends it again (if it still exists), at most
+        // one retry waiting at a time.
+        self.delivered.remove(&key);
+        if !self.retry_waiting {
+            self.retry_waiting = true;
+            ctx.run_later(SECRETS_RETRY, |act, _| {
+                act.retry_waiting = false;
+                act.sync();
+            });
+        }
+    }
 }
 
 /// Fills a link's secrets for one provider instance before it is sent.
