@@ -24,6 +24,7 @@ mod link_path;
 mod machine;
 mod measure;
 mod scaling;
+mod secrets;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -94,9 +95,9 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=14).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=15).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 14, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 15, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -494,6 +495,11 @@ async fn main() -> Result<()> {
     // 14. Blobstore round trip: wasmCloud's blobby through the built-in blobstore-nats.
     if want(14) {
         figures.extend(blobstore::round_trips(&lattice, &client, &c, if quick { 2 } else { 20 }).await?);
+    }
+
+    // 15. Secrets: a request reading one, and a start fetching one (wasmCloud's backend).
+    if want(15) {
+        figures.extend(secrets::secret_read(&lattice, if quick { 20 } else { 300 }).await?);
     }
 
     // 8. Scale from a registry and from the lattice's artifact store, next to a file.
