@@ -653,3 +653,54 @@ async fn key_value_changes_reach_a_watcher_on_another_host_once() -> anyhow::Res
     server.abort();
     Ok(())
 }
+
+/// The watcher example called by an external key-value provider (the SDK-built test provider,
+/// as wasmCloud's `keyvalue-redis` calls it on a watched change): `wrpc:keyvalue/watcher`'s
+/// `on-set` / `on-delete` reach the component's `wasi:keyvalue/watcher` with a bucket of that
+/// provider; without the provider's watcher link the call is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_keyvalue_watcher_is_called_by_an_external_key_value_provider() -> anyhow::Result<()> {
+    init_tracing();
+    let (alerts, server, _turn) = alert_server().await?;
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    let watcher = push_example(&lattice, "http-keyvalue-watcher").await?;
+    lattice.scale(host.id(), "watcher", &watcher, 2).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(host.id(), "pinger", trellis_tests::guests::PINGER, 2).await?.map_err(anyhow::Error::msg)?;
+    let provider = trellis_tests::test_provider()?;
+    let ack = lattice.ctl().await?.start_provider(host.id(), &provider.display().to_string(), "tp", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    let start = |id: &str, reference: &str| StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), host_id: host.id().into(), ..Default::default() };
+    client.start_provider(host.id(), &start("httpc", "wasmcloud+builtin://http-client")).await?;
+    client.put_config("alerts-on-loopback", &HashMap::from([("allow".to_string(), "127.0.0.1,::1".to_string())])).await?;
+    client.put_link(&Link::new("watcher", "tp", "default", "wasi", "keyvalue", &["store"])).await?;
+    client.put_link(&Link::new("tp", "watcher", "default", "wasi", "keyvalue", &["watcher"])).await?;
+    client.put_link(&Link::new("watcher", "httpc", "default", "wasi", "http", &["outgoing-handler"]).with_target_config(&["alerts-on-loopback"])).await?;
+    client.put_link(&Link::new("pinger", "tp", "default", "trellis", "echo", &["echo"])).await?;
+    // The test provider calls the watcher when the pinger asks it to (`kvwatch:…`).
+    let ask = |message: &'static str| {
+        let client = client.clone();
+        async move {
+            let reply = client.call("pinger", "trellis:echo/pinger.ping", vec![format!("{message:?}")]).await?;
+            anyhow::Ok(reply.results.unwrap_or_default().join(""))
+        }
+    };
+    let set = eventually(Duration::from_secs(20), || async { ask("kvwatch:watcher:sensors:temperature:30").await.ok().filter(|r| r == "\"ok\"") }).await;
+    anyhow::ensure!(set.is_some(), "the provider's on-set did not reach the component: {:?}", ask("kvwatch:watcher:sensors:temperature:30").await);
+    let alerted = eventually(Duration::from_secs(10), || async { (count(&alerts, "/alert?temperature=30") > 0).then_some(()) }).await;
+    anyhow::ensure!(alerted.is_some(), "no alert for the provider's set: {:?}", alerts.lock().expect("alerts"));
+    assert_eq!(ask("kvwatch:watcher:sensors:temperature:-").await?, "\"ok\"");
+    let deleted = eventually(Duration::from_secs(10), || async { (count(&alerts, "/alert?temperature=nil") > 0).then_some(()) }).await;
+    anyhow::ensure!(deleted.is_some(), "no alert for the provider's delete: {:?}", alerts.lock().expect("alerts"));
+    // Without the provider's watcher link, its calls are refused and nothing is alerted (the
+    // functions return nothing, so wRPC cannot tell the provider: it sees the call end).
+    client.delete_link("tp", "default", "wasi", "keyvalue").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), ask("kvwatch:watcher:sensors:temperature:99")).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(count(&alerts, "/alert?temperature=99"), 0, "{:?}", alerts.lock().expect("alerts"));
+    server.abort();
+    host.shutdown(None).await?;
+    Ok(())
+}

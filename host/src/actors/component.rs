@@ -94,6 +94,9 @@ impl ComponentActor {
             // which external messaging providers deliver with.
             use crate::capabilities::messaging::handler::{HANDLE, HANDLE_0_3};
             let shim = crate::wasm::invoke::lookup(id, &component, HANDLE).is_err() && crate::wasm::invoke::lookup(id, &component, HANDLE_0_3).is_ok();
+            // A component exporting `wasi:keyvalue/watcher` is served `wrpc:keyvalue/watcher`,
+            // which external key-value providers call.
+            let watcher = crate::wasm::invoke::lookup(id, &component, crate::capabilities::keyvalue::watch::ON_SET).is_ok();
             let (nats, lattice) = (services.calls.clone(), services.subjects.lattice().to_string());
             services
                 .runtime
@@ -101,7 +104,10 @@ impl ComponentActor {
                 .spawn(async move {
                     let mut tasks = wrpc.serve_component(&owned_id, &prepared, local.clone(), runtime.clone()).await?;
                     if shim {
-                        tasks.push(crate::capabilities::messaging::wrpc_handler::serve(nats, &lattice, &owned_id, local, runtime).await?);
+                        tasks.push(crate::capabilities::messaging::wrpc_handler::serve(nats.clone(), &lattice, &owned_id, local.clone(), runtime.clone()).await?);
+                    }
+                    if watcher {
+                        tasks.push(crate::capabilities::keyvalue::wrpc_watcher::serve(nats, &lattice, &owned_id, local, runtime).await?);
                     }
                     Ok::<_, crate::wasm::transport::wrpc::WrpcError>(tasks)
                 })

@@ -183,6 +183,30 @@ impl Resolver {
             .collect()
     }
 
+    /// Whether external provider `provider` may call `component`'s `wasi:keyvalue/watcher`
+    /// (it has a watcher link to it), and the link name of the component's own
+    /// `wasi:keyvalue/store` link to that provider, through which the bucket it is handed goes.
+    ///
+    /// # Errors
+    /// [`Denied::NoExternalWatch`] without both links; [`Denied`] as [`Self::key_value`] when the
+    /// store link does not lead to that provider running as an external one.
+    pub fn external_watch(&self, provider: &str, component: &str) -> Result<String, Denied> {
+        let refused = || Denied::NoExternalWatch { provider: provider.to_string(), component: component.to_string() };
+        if !self.watcher_links(provider).iter().any(|l| l.target == component) {
+            return Err(refused());
+        }
+        let store = self
+            .view
+            .links_from(component)
+            .into_iter()
+            .find(|l| l.target == provider && l.wit_namespace == "wasi" && l.wit_package == "keyvalue" && l.interfaces.iter().any(|i| i == "store"))
+            .ok_or_else(refused)?;
+        match self.key_value(component, &store.name)? {
+            KeyValueTarget::ExternalProvider(p) if p == provider => Ok(store.name),
+            _ => Err(refused()),
+        }
+    }
+
     /// What watcher link `link` watches: the bucket of its configs (source config, then target
     /// config over it: `bucket` or `BUCKET`, else the host's default) and the keys of `watch`
     /// (`SET@key,DEL@key`, see [`KvWatch::parse_keys`]).

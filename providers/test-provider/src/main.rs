@@ -22,7 +22,9 @@
 //! HTTP server provider does (`wrpc:http/incoming-handler`, a body of `size` bytes streamed in
 //! 64 KiB chunks) and returns `{status} {content-type} {body length} {body, first 200 bytes, other
 //! than printable ASCII and quotes as `.`}` or
-//! `error: …`; `spin` never answers; `trap` fails. Each call is recorded with the caller's id.
+//! `error: …`; `kvwatch:{component}:{bucket}:{key}:{value}` calls that component's
+//! `wrpc:keyvalue/watcher` `on-set` (`on-delete` when the value is `-`) as a key-value provider
+//! does, returning `ok` or `err: …`; `spin` never answers; `trap` fails. Each call is recorded with the caller's id.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -173,6 +175,25 @@ impl Handler<Option<Context>> for TestProvider {
             return Ok(match handled {
                 Ok(()) => "ok".to_string(),
                 Err(e) => format!("err: {e}"),
+            });
+        }
+        if let Some(rest) = message.strip_prefix("kvwatch:") {
+            // As a key-value provider does on a watched change: `wrpc:keyvalue/watcher` of the
+            // component, `on-set` (or `on-delete` when the value is `-`).
+            let mut parts = rest.splitn(4, ':');
+            let (Some(component), Some(bucket), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                anyhow::bail!("kvwatch:{{component}}:{{bucket}}:{{key}}:{{value}}");
+            };
+            let client = get_connection().get_wrpc_client(component).await?;
+            let called = if value == "-" {
+                bindings::wrpc::keyvalue::watcher::on_delete(&client, None, bucket, key).await
+            } else {
+                bindings::wrpc::keyvalue::watcher::on_set(&client, None, bucket, key, &bytes::Bytes::copy_from_slice(value.as_bytes())).await
+            };
+            return Ok(match called {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("err: {e:#}"),
             });
         }
         if let Some(rest) = message.strip_prefix("recurse:") {

@@ -18,6 +18,7 @@ mod batch;
 mod jetstream;
 mod provider;
 pub mod watch;
+pub mod wrpc_watcher;
 
 use async_nats::jetstream::kv;
 use tracing::info;

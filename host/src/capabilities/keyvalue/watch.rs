@@ -300,11 +300,20 @@ async fn deliver(
 /// # Errors
 /// The call's [`Fault`].
 pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id: &str, caller: &str, store: kv::Store, change: Change) -> Result<(), Fault> {
+    deliver_with(runtime, local, id, caller, KvBucket::JetStream(Box::new(store)), change).await
+}
+
+/// As [`deliver_here`], handing the component `bucket` (a bucket of the built-in provider, or
+/// one an external provider serves).
+///
+/// # Errors
+/// The call's [`Fault`].
+pub(crate) async fn deliver_with(runtime: &WasmRuntime, local: &LocalTarget, id: &str, caller: &str, bucket: KvBucket, change: Change) -> Result<(), Fault> {
     let component = local.component.clone();
     let function = if change.value.is_some() { ON_SET } else { ON_DELETE };
     let invoke = || async move {
         let bucket = |state: &mut crate::wasm::state::GuestState| {
-            state.table().push(KvBucket::JetStream(Box::new(store))).map_err(|e| Fault::new(FaultKind::Host, format!("cannot hand over the bucket: {e}")))
+            state.table().push(bucket).map_err(|e| Fault::new(FaultKind::Host, format!("cannot hand over the bucket: {e}")))
         };
         match change.value {
             Some(value) => {
