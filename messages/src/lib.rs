@@ -37,6 +37,9 @@ pub use subjects::Subjects;
 pub const DEFAULT_CTL_PREFIX: &str = "wasmbus.ctl";
 /// The lattice name used when none is given.
 pub const DEFAULT_LATTICE: &str = "default";
+/// The annotation wadm (and Trellis's app manager) puts on the workloads of an application:
+/// its name.
+pub const APP_SPEC_ANNOTATION: &str = "wasmcloud.dev/appspec";
 /// Config names that begin with this are secret references, as wasmCloud 1.x writes them in
 /// `CONFIGDATA_{lattice}` (`wasmcloud-secrets-types`' `SECRET_PREFIX`): a backend, key and
 /// policy, never values a component or provider reads as config. wasmCloud's host sorts a

@@ -169,7 +169,7 @@ impl ProvidersActor {
                 self.launched(&cmd, base, Err(StartError::Secrets(crate::secrets::SecretsError::Unsigned)));
             }
             Ok(Executable::File(path)) => {
-                let application = cmd.annotations.as_ref().and_then(|a| a.get(crate::apps::APP_SPEC).cloned());
+                let application = cmd.annotations.as_ref().and_then(|a| a.get(trellis_messages::APP_SPEC_ANNOTATION).cloned());
                 let signed = Signed { application, ..Signed::default() };
                 let started = self.spawn_external(&cmd, path, launch, signed, ctx).map(|r| ("external", r));
                 self.launched(&cmd, base, started);
@@ -180,7 +180,7 @@ impl ProvidersActor {
                 let (oci, registries) = (self.services.runtime.config().oci.clone(), self.services.registries.clone());
                 let trust = self.services.trust.clone();
                 let (client, view, names) = (self.services.secrets.clone(), self.services.view.clone(), cmd.config.clone());
-                let application = cmd.annotations.as_ref().and_then(|a| a.get(crate::apps::APP_SPEC).cloned());
+                let application = cmd.annotations.as_ref().and_then(|a| a.get(trellis_messages::APP_SPEC_ANNOTATION).cloned());
                 let unpack = self.services.runtime.guests().spawn(async move {
                     let archive = match source {
                         Executable::Image(reference) => {

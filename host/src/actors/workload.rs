@@ -128,7 +128,7 @@ impl WorkloadActor {
         let (resolver, local, calls, subjects, wrpc) = (s.resolver.clone(), s.local.clone(), s.calls.clone(), s.subjects.clone(), s.wrpc.clone());
         let spy = s.runtime.spy().tap(id);
         let (secrets_client, view) = (s.secrets.clone(), s.view.clone());
-        let application = scale.1.get(crate::apps::APP_SPEC).cloned();
+        let application = scale.1.get(trellis_messages::APP_SPEC_ANNOTATION).cloned();
         async move {
             let config = runtime.config().clone();
             let fetched = {

@@ -38,7 +38,7 @@ pub const MANAGED_BY: &str = "wasmcloud.dev/managed-by";
 /// The value of [`MANAGED_BY`].
 pub const MANAGED_BY_WADM: &str = "wadm";
 /// Annotation naming the application a workload belongs to.
-pub const APP_SPEC: &str = "wasmcloud.dev/appspec";
+pub const APP_SPEC: &str = trellis_messages::APP_SPEC_ANNOTATION;
 /// Annotation naming the scaler (trait) that placed a workload.
 pub const SCALER: &str = "wasmcloud.dev/scaler";
 /// Annotation naming the spread a workload was placed for.
