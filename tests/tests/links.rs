@@ -257,9 +257,22 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let got = ctl.get_config("pinger-cfg").await.map_err(anyhow::Error::msg)?;
     assert_eq!(got.data().and_then(|m| m.get("greeting")).map(String::as_str), Some("hello"));
     // A secret reference as wasmCloud 1.x writes one (a config named `SECRET_…`): its backend
-    // and key are not config, though the component names it in its config list.
+    // and key are not config; a component that names it on a host with no secrets backend does
+    // not start (as on a wasmCloud 1.9 host), saying why.
     let secret = HashMap::from([("backend".to_string(), "nats-kv".to_string()), ("key".to_string(), "db-password".to_string())]);
     assert!(ctl.put_config("SECRET_pinger-db", secret).await.map_err(anyhow::Error::msg)?.succeeded());
+    let refused = lattice.watch_scale_events("pinger-secret").await?;
+    let command = trellis_messages::component::ScaleComponentCommand {
+        component_ref: guests::PINGER.into(),
+        component_id: "pinger-secret".into(),
+        max_instances: 1,
+        config: vec!["pinger-cfg".into(), "SECRET_pinger-db".into()],
+        ..Default::default()
+    };
+    lattice.client().await?.scale_component(host.id(), &command).await?;
+    let why = refused.await??.expect_err("a secret with no backend");
+    assert!(why.contains("no secrets backend"), "{why}");
+    assert!(ctl.put_config("pinger-more", HashMap::from([("extra".to_string(), "more".to_string())])).await.map_err(anyhow::Error::msg)?.succeeded());
 
     let client = lattice.client().await?;
     let events_task = lattice.watch_scale_events("pinger").await?;
@@ -270,7 +283,7 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
                 component_ref: guests::PINGER.into(),
                 component_id: "pinger".into(),
                 max_instances: 2,
-                config: vec!["pinger-cfg".into(), "SECRET_pinger-db".into()],
+                config: vec!["pinger-cfg".into()],
                 ..Default::default()
             },
         )
@@ -286,8 +299,22 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let first = eventually(Duration::from_secs(10), || async { config("greeting").await.filter(|v| v == r#"some("hello")"#) }).await;
     assert!(first.is_some(), "the component reads its config");
     assert_eq!(config("missing").await.as_deref(), Some("none"));
-    assert_eq!(config("backend").await.as_deref(), Some("none"), "a secret reference's backend is not config");
-    assert_eq!(config("key").await.as_deref(), Some("none"), "a secret reference's key is not config");
+    assert_eq!(config("extra").await.as_deref(), Some("none"));
+    // Scaled again with another config list (as wadm does when a manifest's config changes):
+    // the running component reads the new list, as a wasmCloud 1.9 host refetches it.
+    let rescaled = lattice.watch_scale_events("pinger").await?;
+    let command = trellis_messages::component::ScaleComponentCommand {
+        component_ref: guests::PINGER.into(),
+        component_id: "pinger".into(),
+        max_instances: 2,
+        config: vec!["pinger-cfg".into(), "pinger-more".into()],
+        ..Default::default()
+    };
+    client.scale_component(host.id(), &command).await?;
+    rescaled.await??.map_err(anyhow::Error::msg)?;
+    let extra = eventually(Duration::from_secs(10), || async { config("extra").await.filter(|v| v == r#"some("more")"#) }).await;
+    assert!(extra.is_some(), "the new config list is read: {:?}", config("extra").await);
+    assert_eq!(config("greeting").await.as_deref(), Some(r#"some("hello")"#));
     // `wasi:config/runtime`, the interface's earlier name that wasmCloud 1.x components import,
     // reads the same config (without the capability it would be a link call with no link).
     let runtime = client.call("pinger", "trellis:echo/pinger.runtime-config", vec![r#""greeting""#.into()]).await?;
@@ -309,7 +336,7 @@ async fn config_reaches_a_running_component_and_follows_changes() -> anyhow::Res
     let mut kinds = Vec::new();
     while kinds.len() < 3 {
         let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await else { break };
-        if event_data(&ev)["config_name"] == "SECRET_pinger-db" {
+        if event_data(&ev)["config_name"] == "SECRET_pinger-db" || event_data(&ev)["config_name"] == "pinger-more" {
             continue;
         }
         assert_eq!(event_data(&ev)["config_name"], "pinger-cfg");

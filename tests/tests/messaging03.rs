@@ -44,7 +44,7 @@ async fn messaging_0_3_components_handle_send_request_and_reply() -> anyhow::Res
     lattice.scale(a.id(), "m3", &m3, 4).await?.map_err(anyhow::Error::msg)?;
     lattice.scale(b.id(), "m3-far", &m3, 2).await?.map_err(anyhow::Error::msg)?;
     let subs = |s: &str| HashMap::from([("subscriptions".to_string(), s.to_string())]);
-    client.put_config("m3-subs", &subs("demo3.echo,ask.svc.time,pub.>,client.>,hold.>")).await?;
+    client.put_config("m3-subs", &subs("demo3.echo,ask.svc.time,pub.>,client.>,hold.>,churn.>,many.>,badmeta.>")).await?;
     client.put_config("m3-far-subs", &subs("demo3.far")).await?;
     client.put_config("m3-pub", &HashMap::from([("subjects".to_string(), "svc.>,out.>".to_string())])).await?;
     client.put_link(&Link::new("msg", "m3", "default", "wasmcloud", "messaging", &["handler"]).with_source_config(&["m3-subs"])).await?;
@@ -73,6 +73,21 @@ async fn messaging_0_3_components_handle_send_request_and_reply() -> anyhow::Res
     assert_eq!(&far.payload[..], b"echo3: there");
     // `request` with options (a timeout), answered by a service.
     assert_eq!(&ask(&nats, "ask.svc.time", "", &[]).await?.payload[..], b"tick");
+    // Expecting up to 3 replies within 1 s from two services: both are gathered.
+    for _ in 0..2 {
+        let mut many = nats.subscribe("svc.many").await?;
+        let responder = nats.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(m) = many.next().await {
+                if let Some(r) = m.reply {
+                    let _ = responder.publish(r, "here".into()).await;
+                }
+            }
+        });
+    }
+    nats.flush().await?;
+    assert_eq!(String::from_utf8_lossy(&ask(&nats, "many.svc.many", "", &[]).await?.payload), "got 2");
     // `producer.send` with metadata (the guest's and the incoming message's).
     let mut out = nats.subscribe("out.x").await?;
     nats.flush().await?;
@@ -89,6 +104,11 @@ async fn messaging_0_3_components_handle_send_request_and_reply() -> anyhow::Res
     assert!(String::from_utf8_lossy(&answer.payload).starts_with("permission denied:"), "{answer:?}");
     // A guest holding more than 64 MiB of messages in the host is stopped; the next message is served.
     assert!(ask(&nats, "hold.100", "", &[]).await.is_err(), "a call holding 100 MiB of messages was answered");
+    // Dropped messages are counted out: making and dropping 200 MiB of them one by one is fine.
+    assert_eq!(&ask(&nats, "churn.200", "", &[]).await?.payload[..], b"churned");
+    // Metadata NATS cannot carry is an error for the guest, not a panic of the host.
+    let answer = ask(&nats, "badmeta.out.z", "", &[]).await?;
+    assert!(String::from_utf8_lossy(&answer.payload).contains("cannot be a NATS header"), "{answer:?}");
     assert_eq!(&ask(&nats, "hold.8", "", &[]).await?.payload[..], b"held 8");
     assert_eq!(&ask(&nats, "demo3.echo", "again", &[]).await?.payload[..], b"echo3: again");
     // Without its link the component cannot reply: no answer.

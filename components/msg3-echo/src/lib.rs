@@ -6,6 +6,11 @@
 //! - `client.<name>.<subject>`: sends through a client connected with `<name>` and replies
 //!   `sent`, or the error's text;
 //! - `hold.<n>`: makes `n` messages of 1 MiB each and keeps them (a guest holding messages);
+//! - `badmeta.<subject>`: sends with metadata NATS cannot carry (`a b: x`) and replies with
+//!   the error's text (or `sent`);
+//! - `churn.<n>`: makes and drops `n` messages of 1 MiB, one after another, and replies `churned`;
+//! - `many.<subject>`: requests `<subject>` expecting up to 3 replies within 1 s and replies
+//!   `got <count>`;
 //! - anything else: replies `echo3: <data>` (with the incoming metadata copied onto the reply).
 //!
 //! Each message is logged through `wasi:logging`.
@@ -68,6 +73,30 @@ impl Guest for Msg3Echo {
                 Ok(()) => answer(&message, b"sent"),
                 Err(e) => answer(&message, text(&e).as_bytes()),
             };
+        }
+        if let Some(subject) = topic.strip_prefix("badmeta.") {
+            let client = Client::connect("")?;
+            let outgoing = Message::new(&data);
+            outgoing.add_metadata("a b", "x");
+            return match producer::send(&client, subject, outgoing) {
+                Ok(()) => answer(&message, b"sent"),
+                Err(e) => answer(&message, text(&e).as_bytes()),
+            };
+        }
+        if let Some(n) = topic.strip_prefix("churn.") {
+            let n: usize = n.parse().unwrap_or(0);
+            for _ in 0..n {
+                drop(Message::new(&vec![7u8; 1 << 20]));
+            }
+            return answer(&message, b"churned");
+        }
+        if let Some(subject) = topic.strip_prefix("many.") {
+            let client = Client::connect("")?;
+            let options = request_reply::RequestOptions::new();
+            options.set_timeout_ms(1000);
+            options.set_expected_replies(3);
+            let replies = request_reply::request(&client, subject, &Message::new(&data), Some(options))?;
+            return answer(&message, format!("got {}", replies.len()).as_bytes());
         }
         if let Some(n) = topic.strip_prefix("hold.") {
             let n: usize = n.parse().unwrap_or(0);

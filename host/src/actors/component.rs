@@ -103,13 +103,27 @@ impl ComponentActor {
                 .guests()
                 .spawn(async move {
                     let mut tasks = wrpc.serve_component(&owned_id, &prepared, local.clone(), runtime.clone()).await?;
-                    if shim {
-                        tasks.push(crate::capabilities::messaging::wrpc_handler::serve(nats.clone(), &lattice, &owned_id, local.clone(), runtime.clone()).await?);
+                    let shims = async {
+                        let mut more = Vec::new();
+                        if shim {
+                            more.push(crate::capabilities::messaging::wrpc_handler::serve(nats.clone(), &lattice, &owned_id, local.clone(), runtime.clone()).await?);
+                        }
+                        if watcher {
+                            more.push(crate::capabilities::keyvalue::wrpc_watcher::serve(nats, &lattice, &owned_id, local, runtime).await?);
+                        }
+                        Ok::<_, crate::wasm::transport::wrpc::WrpcError>(more)
+                    };
+                    match shims.await {
+                        Ok(more) => tasks.extend(more),
+                        Err(e) => {
+                            // Nothing half-served: what was subscribed already stops.
+                            for task in &tasks {
+                                task.abort();
+                            }
+                            return Err(e);
+                        }
                     }
-                    if watcher {
-                        tasks.push(crate::capabilities::keyvalue::wrpc_watcher::serve(nats, &lattice, &owned_id, local, runtime).await?);
-                    }
-                    Ok::<_, crate::wasm::transport::wrpc::WrpcError>(tasks)
+                    Ok(tasks)
                 })
                 .await
                 .map_err(|e| HostError::Subscribe { subject: subject.clone(), reason: e.to_string() })?

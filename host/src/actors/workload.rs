@@ -397,6 +397,23 @@ impl Handler<Scale> for WorkloadActor {
                 self.stop_component(id.clone(), ctx);
                 Ok(format!("component `{id}` is stopping"))
             }
+            // The same code with another config list (a manifest's config or secrets changed):
+            // prepared again with the new list (its secrets fetched again), and swapped in
+            // without dropping calls, as a wasmCloud 1.9 host refetches config and secrets.
+            Some(running)
+                if (command.component_ref.is_empty() || command.component_ref == running.description.image_ref)
+                    && self.configs.get(&id).is_some_and(|c| *c != command.config) =>
+            {
+                running.addr.do_send(SetMaxInstances(max));
+                let reference = running.description.image_ref.clone();
+                if let Some(r) = self.components.get_mut(&id) {
+                    r.description.max_instances = max;
+                }
+                info!(component_id = %id, "config list changed; preparing the component again with it");
+                self.configs.insert(id.clone(), command.config.clone());
+                self.update_component(id.clone(), reference, command.annotations, ctx);
+                Ok(format!("component `{id}` scaled to {max}; its new config list takes effect when it is prepared again"))
+            }
             Some(running) if command.component_ref.is_empty() || command.component_ref == running.description.image_ref => {
                 running.addr.do_send(SetMaxInstances(max));
                 let d = {

@@ -42,9 +42,10 @@ pub enum Denied {
     /// A key-value watcher link whose `watch` cannot be read.
     #[error("link `{link}` from `{source_id}` to `{target}`: `watch` {reason}")]
     Watch { link: String, source_id: String, target: String, reason: String },
-    /// No watcher link from that provider to that component under that name.
+    /// An external provider's watcher call without the links that allow it.
     #[error("`{provider}` has no `wasi:keyvalue/watcher` link to `{component}`, or `{component}` no `wasi:keyvalue/store` link to it (a watcher call hands over a bucket of the provider)")]
     NoExternalWatch { provider: String, component: String },
+    /// No watcher link from that provider to that component under that name.
     #[error("no `wasi:keyvalue/watcher` link named `{link}` from `{source_id}` to `{target}`")]
     NoWatch { link: String, source_id: String, target: String },
     /// A subject outside the link's `subjects`.

@@ -38,7 +38,10 @@ use bindings::exports::wrpc::keyvalue::watcher::Handler;
 pub const INSTANCE: &str = "wrpc:keyvalue/watcher@0.2.0-draft";
 
 /// Bytes of one change's parameters (bucket, key, value).
-pub const MAX_CHANGE_BYTES: usize = 64 << 20;
+pub const MAX_CHANGE_BYTES: usize = 8 << 20;
+/// Calls of this component being read or run at once; past it the next waits (its bytes stay
+/// in the NATS client's bounded buffer), so at most `IN_FLIGHT` × [`MAX_CHANGE_BYTES`] are held.
+pub const IN_FLIGHT: usize = 32;
 
 #[derive(Clone)]
 struct Shim {
@@ -101,11 +104,14 @@ pub async fn serve(nats: async_nats::Client, lattice: &str, id: &str, local: Loc
     Ok(tokio::spawn(async move {
         let _client = client;
         let mut invocations = futures::stream::select(on_set, on_delete);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         while let Some(invocation) = invocations.next().await {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             match invocation {
                 Ok(call) => {
                     let id = id.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = call.await {
                             warn!(component_id = %id, error = %format!("{e:#}"), "a wRPC key-value watcher call failed");
                         }

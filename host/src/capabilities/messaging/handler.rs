@@ -128,7 +128,8 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
     let bytes_in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERY_KIB_IN_FLIGHT as usize));
     while let Some(msg) = sub.next().await {
-        let kib = u32::try_from(msg.payload.len().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, MAX_DELIVERY_KIB_IN_FLIGHT);
+        // Headers count too (a message may carry them and an empty body).
+        let kib = u32::try_from(msg.length.max(msg.payload.len()).div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, MAX_DELIVERY_KIB_IN_FLIGHT);
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let Ok(bytes) = bytes_in_flight.clone().acquire_many_owned(kib).await else { return };
         let (services, target) = (services.clone(), target.clone());

@@ -34,7 +34,10 @@ mod wrpc_bindings {
 use wrpc_bindings::wasmcloud::messaging::{consumer as wrpc_consumer, types as wire};
 
 /// Replies one request may gather (`request-reply`'s `expected-replies`).
-pub const MAX_REPLIES: u32 = 64;
+pub const MAX_REPLIES: u32 = 16;
+/// Bytes of replies one request gathers before it stops reading (the answers are then counted
+/// against what the call may hold).
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
 
 /// Why a messaging call failed; the guest receives its text (0.2's errors are strings, 0.3's
 /// an `error` variant).
@@ -64,6 +67,9 @@ pub enum MessagingError {
     /// The request failed.
     #[error("request on `{subject}` failed: {source}")]
     Request { subject: String, source: async_nats::RequestError },
+    /// Metadata NATS cannot carry as a header.
+    #[error("metadata `{0}` cannot be a NATS header (no control characters, spaces or `:` in a name, no line breaks in a value)")]
+    BadHeader(String),
     /// Listening for replies failed.
     #[error("cannot listen for replies: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
@@ -106,14 +112,21 @@ impl From<async_nats::Message> for Received {
     }
 }
 
-fn header_map(headers: &[(String, String)]) -> Option<async_nats::HeaderMap> {
-    (!headers.is_empty()).then(|| {
-        let mut map = async_nats::HeaderMap::new();
-        for (k, v) in headers {
-            map.append(k.as_str(), v.as_str());
-        }
-        map
-    })
+/// `headers` as NATS headers; a name or value NATS cannot carry (control characters, spaces
+/// or `:` in a name, a line break in a value) is refused, never handed to the client (whose
+/// `append` would panic on it).
+fn header_map(headers: &[(String, String)]) -> Result<Option<async_nats::HeaderMap>, MessagingError> {
+    use std::str::FromStr as _;
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    let mut map = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        let name = async_nats::header::HeaderName::from_str(k).map_err(|_| MessagingError::BadHeader(super::v0_3::clip(k)))?;
+        let value = async_nats::header::HeaderValue::from_str(v).map_err(|_| MessagingError::BadHeader(super::v0_3::clip(k)))?;
+        map.append(name, value);
+    }
+    Ok(Some(map))
 }
 
 /// What one messaging call may do.
@@ -177,7 +190,7 @@ impl Permit {
             return self.via_provider(|c, cx| async move { wrpc_consumer::publish(&*c, cx, &wire).await }).await;
         }
         let nats = &self.ctx.nats;
-        match (msg.reply_to, header_map(&msg.headers)) {
+        match (msg.reply_to, header_map(&msg.headers)?) {
             (Some(reply), Some(h)) => nats.publish_with_reply_and_headers(msg.subject, reply, h, msg.body).await,
             (Some(reply), None) => nats.publish_with_reply(msg.subject, reply, msg.body).await,
             (None, Some(h)) => nats.publish_with_headers(msg.subject, h, msg.body).await,
@@ -211,7 +224,7 @@ impl Permit {
         let expected = expected.clamp(1, MAX_REPLIES) as usize;
         if expected == 1 {
             let mut request = async_nats::Request::new().payload(msg.body).timeout(Some(timeout));
-            if let Some(h) = header_map(&msg.headers) {
+            if let Some(h) = header_map(&msg.headers)? {
                 request = request.headers(h);
             }
             return match tokio::time::timeout(timeout, nats.send_request(subject.clone(), request)).await {
@@ -227,15 +240,19 @@ impl Permit {
             subject: subject.clone(),
             source: async_nats::RequestError::with_source(async_nats::RequestErrorKind::Other, e),
         })?;
-        match header_map(&msg.headers) {
+        match header_map(&msg.headers)? {
             Some(h) => nats.publish_with_reply_and_headers(subject.clone(), inbox, h, msg.body).await?,
             None => nats.publish_with_reply(subject.clone(), inbox, msg.body).await?,
         }
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let until = tokio::time::Instant::now() + timeout;
-        while out.len() < expected {
+        while out.len() < expected && bytes < MAX_REPLY_BYTES {
             match tokio::time::timeout_at(until, answers.next()).await {
-                Ok(Some(m)) => out.push(Received::from(m)),
+                Ok(Some(m)) => {
+                    bytes = bytes.saturating_add(m.length);
+                    out.push(Received::from(m));
+                }
                 Ok(None) | Err(_) => break,
             }
         }

@@ -43,6 +43,17 @@ pub use types::Error;
 
 /// Bytes of messages (bodies, metadata) one call may hold in the host.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
+/// Metadata entries one message may have.
+pub const MAX_METADATA_ENTRIES: usize = 1024;
+/// What a message costs beyond its bytes.
+const MESSAGE_COST: usize = 128;
+/// What a metadata entry costs beyond its bytes.
+const ENTRY_COST: usize = 64;
+
+/// At most 64 characters of `s`, for an error message.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
 
 /// A connection the guest opened: the link it names.
 #[derive(Debug)]
@@ -66,9 +77,16 @@ impl Message {
         Self { topic: Some(subject), reply_to, data: body, metadata: (!headers.is_empty()).then_some(headers), ..Self::default() }
     }
 
+    /// What it costs the host: its bytes, and a fixed cost for itself and each metadata entry
+    /// (so a million empty entries are not free).
     fn size(&self) -> usize {
-        let meta: usize = self.metadata.iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
-        self.data.len() + meta + self.content_type.as_ref().map_or(0, String::len)
+        let meta: usize = self.metadata.iter().flatten().map(|(k, v)| ENTRY_COST + k.len() + v.len()).sum();
+        let strings = [&self.topic, &self.reply_to, &self.content_type].iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
+        MESSAGE_COST + self.data.len() + meta + strings
+    }
+
+    fn entries(&self) -> usize {
+        self.metadata.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -104,6 +122,7 @@ impl View<'_> {
 
     /// Puts a message in the table, counted.
     fn push_message(&mut self, message: Message) -> wasmtime::Result<Resource<Message>> {
+        check_entries(&message)?;
         self.hold(message.size(), 0)?;
         Ok(self.table().push(message)?)
     }
@@ -121,7 +140,9 @@ impl View<'_> {
         let mut taken = std::mem::take(self.table().get_mut(message)?);
         change(&mut taken);
         let after = taken.size();
+        let entries = check_entries(&taken);
         *self.table().get_mut(message)? = taken;
+        entries?;
         self.hold(after, before)
     }
 
@@ -135,6 +156,14 @@ impl View<'_> {
         }
         Ok(Permit::new(self, &name).map_err(to_error))
     }
+}
+
+/// Stops a call whose message has more metadata entries than [`MAX_METADATA_ENTRIES`].
+fn check_entries(message: &Message) -> wasmtime::Result<()> {
+    if message.entries() > MAX_METADATA_ENTRIES {
+        return Err(wasmtime::Error::msg(format!("wasmcloud:messaging: a message may have at most {MAX_METADATA_ENTRIES} metadata entries")));
+    }
+    Ok(())
 }
 
 /// Puts a message delivered to the component into its call's table (counted), for

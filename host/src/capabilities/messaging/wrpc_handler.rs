@@ -34,7 +34,10 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 pub const INSTANCE: &str = "wasmcloud:messaging/handler@0.2.0";
 
 /// Bytes of one delivery's parameters (its body, subject and reply subject).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Calls of this component being read or run at once; past it the next waits (its bytes stay
+/// in the NATS client's bounded buffer), so at most `IN_FLIGHT` × [`MAX_MESSAGE_BYTES`] are held.
+pub const IN_FLIGHT: usize = 32;
 
 #[derive(Clone)]
 struct Shim {
@@ -70,11 +73,14 @@ pub async fn serve(nats: async_nats::Client, lattice: &str, id: &str, local: Loc
     Ok(tokio::spawn(async move {
         let _client = client;
         let mut invocations = std::pin::pin!(invocations);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         while let Some(invocation) = invocations.next().await {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             match invocation {
                 Ok(call) => {
                     let id = id.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = call.await {
                             warn!(component_id = %id, error = %format!("{e:#}"), "a wRPC message delivery failed");
                         }

@@ -80,8 +80,9 @@ pub struct ExternalProvider {
     launch: Arc<Launch>,
     xkey: nkeys::XKey,
     signed: Signed,
-    /// Link puts, deletes and config updates, sent in order by one task ([`Outbox`]).
-    outbox: Option<tokio::sync::mpsc::UnboundedSender<Batch>>,
+    /// Link puts, deletes and config updates, sent in order by one task ([`outbox`]), which a
+    /// stop aborts (nothing queued reaches a later provider of the same id).
+    outbox: Option<(tokio::sync::mpsc::UnboundedSender<Batch>, tokio::task::JoinHandle<()>)>,
     /// Links whose secrets could not be fetched (said once each).
     undelivered: std::collections::HashSet<LinkKey>,
     /// A retry of those is waiting.
@@ -341,7 +342,7 @@ impl ExternalProvider {
             client: self.services.secrets.clone(),
             view: self.services.view.clone(),
         };
-        if let Some(outbox) = &self.outbox {
+        if let Some((outbox, _)) = &self.outbox {
             let _ = outbox.send(Batch { out, sealer });
         }
     }
@@ -431,8 +432,8 @@ impl Actor for ExternalProvider {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.outbox = Some(tx);
-        actix::spawn(outbox(rx, self.services.nats.clone(), self.id.clone(), ctx.address()));
+        let task = actix::spawn(outbox(rx, self.services.nats.clone(), self.id.clone(), ctx.address()));
+        self.outbox = Some((tx, task));
         ctx.add_stream(crate::providers::follower::changes(&self.services.view));
         self.watch(ctx);
     }
@@ -457,6 +458,9 @@ impl Handler<StopExternal> for ExternalProvider {
 
     fn handle(&mut self, _: StopExternal, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
+        if let Some((_, task)) = self.outbox.take() {
+            task.abort();
+        }
         self.services.runtime.metrics().provider_stopped(&self.id);
         let process = self.process.take();
         let nats = self.services.nats.clone();
@@ -513,22 +517,35 @@ const SECRETS_RETRY: Duration = Duration::from_secs(5);
 /// (which may wait for its secrets) never overtakes or is overtaken by a later delete or put.
 async fn outbox(mut batches: tokio::sync::mpsc::UnboundedReceiver<Batch>, nats: async_nats::Client, id: String, actor: Addr<ExternalProvider>) {
     while let Some(Batch { out, sealer }) = batches.recv().await {
-        for (subject, outgoing) in out {
-            let payload = match outgoing {
-                Outgoing::Bytes(b) => b,
-                Outgoing::Put(def) => {
-                    let (key, link) = (def.key(), format!("{} → {} ({}, {}:{})", def.source_id, def.target, def.name, def.wit_namespace, def.wit_package));
-                    match sealer.seal(*def).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            actor.do_send(Undelivered(key, link, e.to_string()));
-                            continue;
+        // A batch's puts are sealed together (a slow backend costs the batch its slowest fetch,
+        // not their sum), then everything goes out in order.
+        let sealed = futures::future::join_all(out.into_iter().map(|(subject, outgoing)| {
+            let sealer = &sealer;
+            async move {
+                let payload = match outgoing {
+                    Outgoing::Bytes(b) => Ok(b),
+                    Outgoing::Put(def) => {
+                        let (key, link) = (def.key(), format!("{} → {} ({}, {}:{})", def.source_id, def.target, def.name, def.wit_namespace, def.wit_package));
+                        // A link deleted meanwhile gets no secrets fetched for it.
+                        if !sealer.still_linked(&def) {
+                            return (subject, Err(None));
                         }
+                        sealer.seal(*def).await.map_err(|e| Some(Undelivered(key, link, e.to_string())))
+                    }
+                };
+                (subject, payload)
+            }
+        }))
+        .await;
+        for (subject, payload) in sealed {
+            match payload {
+                Ok(payload) => {
+                    if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
+                        warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
                     }
                 }
-            };
-            if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
-                warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
+                Err(Some(undelivered)) => actor.do_send(undelivered),
+                Err(None) => {}
             }
         }
     }
@@ -567,6 +584,13 @@ struct LinkSealer {
 }
 
 impl LinkSealer {
+    /// Whether the lattice still has the link `def` was made from.
+    fn still_linked(&self, def: &LinkDefinition) -> bool {
+        self.view.links_from(&def.source_id).iter().any(|l| {
+            l.target == def.target && l.name == def.name && l.wit_namespace == def.wit_namespace && l.wit_package == def.wit_package
+        })
+    }
+
     /// `def` as JSON, with the secrets of the provider's side fetched and sealed (with the
     /// host's xkey, to the instance's), as wasmCloud's host sends a link with secrets.
     async fn seal(&self, mut def: LinkDefinition) -> Result<Vec<u8>, crate::secrets::SecretsError> {
