@@ -44,8 +44,15 @@ pub(crate) const ON_DELETE: &str = "wasi:keyvalue/watcher@0.2.0-draft.on-delete"
 
 use trellis_messages::invocation::WATCH_KIND;
 
-/// Deliveries of one change before it is given up.
+/// Deliveries of one change a host refused (it may not have seen the link yet) before it is
+/// given up.
 pub const MAX_DELIVERIES: i64 = 5;
+/// Deliveries of one change whose call failed for a passing reason (busy, past its deadline, a
+/// host unreachable) before it is given up: retried after 1, 2, 4 … 30 s, about 7 minutes in
+/// all, so a loaded or restarting host does not lose changes.
+pub const MAX_RETRIES: i64 = 20;
+/// The longest wait before a failed change is delivered again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// How long a link's consumer outlives its last reader.
 pub const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// The header in which the KV API marks a delete (`DEL`) or purge (`PURGE`).
@@ -194,7 +201,7 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
         deliver_policy: consumer::DeliverPolicy::New,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait,
-        max_deliver: MAX_DELIVERIES,
+        max_deliver: MAX_RETRIES,
         max_ack_pending: 1,
         inactive_threshold: CONSUMER_IDLE,
         ..Default::default()
@@ -239,13 +246,14 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
                 warn!(component_id = %target, "key-value change not delivered: {m}");
                 AckKind::Term
             }
-            Err(e) if delivered >= MAX_DELIVERIES => {
+            Err(e) if delivered >= MAX_RETRIES => {
                 warn!(component_id = %target, deliveries = delivered, "key-value change given up: {e}");
                 AckKind::Term
             }
             Err(e) => {
-                debug!(component_id = %target, "key-value change not delivered yet: {e}");
-                AckKind::Nak(Some(Duration::from_secs(1)))
+                let delay = retry_delay(delivered);
+                debug!(component_id = %target, retry_in = ?delay, "key-value change not delivered yet: {e}");
+                AckKind::Nak(Some(delay))
             }
         };
         if let Err(e) = message.ack_with(ack).await {
@@ -253,6 +261,13 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
         }
     }
     Ok(())
+}
+
+/// How long before delivery `delivered + 1` of a change whose call failed: 1 s, doubling, at
+/// most [`MAX_RETRY_DELAY`].
+fn retry_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 5)).unwrap_or(5);
+    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
 }
 
 /// The watched bucket, opened as a component's `open` would (created when missing).
@@ -364,4 +379,18 @@ pub(crate) async fn deliver_forwarded(
     let js = jetstream::new(ctx.nats.clone());
     let store = js.get_key_value(&watch.bucket).await.map_err(|e| Fault::new(FaultKind::Host, format!("cannot open bucket `{}`: {e}", watch.bucket)))?;
     deliver_here(runtime, local, id, provider, store, change).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn failed_changes_are_retried_later_and_later_up_to_half_a_minute() {
+        let delays: Vec<u64> = (1..=8).map(|d| super::retry_delay(d).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(super::retry_delay(0), Duration::from_secs(1));
+        let total: u64 = (1..super::MAX_RETRIES).map(|d| super::retry_delay(d).as_secs()).sum();
+        assert!((300..=600).contains(&total), "about 7 minutes in all: {total} s");
+    }
 }
