@@ -567,6 +567,18 @@ pub fn test_provider() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// wasmCloud's file-system blobstore provider (`wasmcloud-provider-blobstore-fs` 0.11 from
+/// crates.io, unchanged): the `blobstore-fs` executable built beside the test provider
+/// (`providers/test-provider/src/bin/blobstore-fs.rs`, by `scripts/build-test-provider`).
+pub fn blobstore_fs_provider() -> Result<PathBuf> {
+    let test_provider = test_provider()?;
+    let path = test_provider.with_file_name("blobstore-fs");
+    if !path.is_file() {
+        bail!("{} is missing: run scripts/build-test-provider", path.display());
+    }
+    Ok(path)
+}
+
 /// The text a host's `/metrics` serves (one GET over a fresh connection); empty on failure.
 pub async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

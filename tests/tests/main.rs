@@ -10,6 +10,7 @@ mod components;
 mod containment;
 mod control_interface;
 mod events;
+mod external_blobstore;
 mod external_providers;
 mod faults;
 mod journal;

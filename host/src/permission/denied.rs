@@ -24,9 +24,6 @@ pub enum Denied {
     /// One of the lattice's own buckets.
     #[error("`{0}` is one of the lattice's own buckets; guests never open it")]
     SystemBucket(String),
-    /// A blobstore link to an external provider (not served yet).
-    #[error("link `{link}` from `{source_id}` for `wasi:blobstore` targets `{target}`, an external provider; this host does not yet serve wasi:blobstore through external providers")]
-    ExternalBlobstore { link: String, source_id: String, target: String },
     /// A container outside the link's `containers`.
     #[error("container `{container}` is not among those link `{link}` from `{source_id}` allows (`containers`: {allowed})")]
     Container { container: String, link: String, source_id: String, allowed: String },

@@ -107,6 +107,16 @@ pub enum KeyValueTarget {
     ExternalProvider(String),
 }
 
+/// Where a component's blobstore link goes.
+#[derive(Debug, Clone)]
+pub enum BlobstoreTarget {
+    /// A built-in blobstore provider (the lattice's object store), with the link's grant.
+    Builtin(ProviderGrant),
+    /// An external provider (e.g. wasmCloud's `blobstore-fs`), called over wRPC
+    /// (`wrpc:blobstore`) with the guest's container names, as wasmCloud hosts do.
+    ExternalProvider(String),
+}
+
 /// A granted provider capability: which provider, through which link, with which config.
 #[derive(Debug, Clone)]
 pub struct ProviderGrant {
@@ -380,18 +390,18 @@ impl Resolver {
         Ok(bucket.clone())
     }
 
-    /// The grant for `source` to use `wasi:blobstore` through link `link_name`: a built-in
-    /// blobstore provider. An external blobstore provider is refused, saying so (not yet served).
+    /// Where `source`'s `wasi:blobstore` through link `link_name` goes: the external provider
+    /// the link targets, else a built-in blobstore provider's grant ([`Self::provider`]).
     ///
     /// # Errors
     /// [`Denied`] as for [`Self::provider`].
-    pub fn blobstore(&self, source: &str, link_name: &str) -> Result<ProviderGrant, Denied> {
+    pub fn blobstore(&self, source: &str, link_name: &str) -> Result<BlobstoreTarget, Denied> {
         let (ns, pkg, iface) = Capability::Blobstore.interface();
-        let link = self.view.resolve_link(source, link_name, ns, pkg, iface).map_err(Denied::from)?;
-        if self.providers.runs_external(&link.target) {
-            return Err(Denied::ExternalBlobstore { link: link_name.to_string(), source_id: source.to_string(), target: link.target });
+        let target = self.view.resolve(source, link_name, ns, pkg, iface).map_err(Denied::from)?;
+        if self.providers.runs_external(&target) {
+            return Ok(BlobstoreTarget::ExternalProvider(target));
         }
-        self.provider(source, link_name, Capability::Blobstore)
+        self.provider(source, link_name, Capability::Blobstore).map(BlobstoreTarget::Builtin)
     }
 
     /// Whether a blobstore grant reaches container `name` (an object-store bucket of the

@@ -61,37 +61,44 @@ fn buckets() {
     assert!(check_bucket("trellis_demo_counters").is_ok());
 }
 
+fn grant_of(target: BlobstoreTarget) -> ProviderGrant {
+    match target {
+        BlobstoreTarget::Builtin(grant) => grant,
+        BlobstoreTarget::ExternalProvider(p) => panic!("a built-in grant, not provider `{p}`"),
+    }
+}
+
 #[test]
 fn blobstore_containers() {
     let (r, view, dir) = resolver();
     dir.add("h", "blobs", "trellis://blobstore-nats");
     dir.add("h", "kv", "trellis://keyvalue");
     view.set_links("c", vec![link("blobs", "wasi", "blobstore", "blobstore", &["cfg"])]);
-    let grant = r.blobstore("c", "default").unwrap();
+    let grant = grant_of(r.blobstore("c", "default").unwrap());
     assert!(r.blob_container(&grant, "photos").is_ok(), "no list: any ordinary container");
     for refused in ["TRELLIS_ARTIFACTS_x", "LATTICEDATA_default", "a.b", ""] {
         assert!(r.blob_container(&grant, refused).is_err(), "{refused}");
     }
     view.set_config("cfg", Some(BTreeMap::from([("containers".into(), "photos, docs".into())])));
-    let grant = r.blobstore("c", "default").unwrap();
+    let grant = grant_of(r.blobstore("c", "default").unwrap());
     assert!(r.blob_container(&grant, "docs").is_ok());
     let err = r.blob_container(&grant, "other").unwrap_err();
     assert!(matches!(&err, Denied::Container { container, .. } if container == "other") && err.to_string().contains("not among those"), "{err}");
     for empty in ["", " , "] {
         view.set_config("cfg", Some(BTreeMap::from([("containers".into(), empty.into())])));
-        let grant = r.blobstore("c", "default").unwrap();
+        let grant = grant_of(r.blobstore("c", "default").unwrap());
         assert!(r.blob_container(&grant, "photos").unwrap_err().to_string().contains("(`containers`: none)"), "`{empty}` names no container");
     }
     view.set_links("c", vec![link("kv", "wasi", "blobstore", "blobstore", &[])]);
     assert!(r.blobstore("c", "default").unwrap_err().to_string().contains("not a blobstore-nats provider"));
-    // An external provider (wasmCloud's blobstore-fs, say) is refused, saying so.
+    // An external provider (wasmCloud's blobstore-fs, say) is called over wRPC.
     dir.add("h", "fs", "ghcr.io/wasmcloud/blobstore-fs:0.11.1");
     view.set_links("c", vec![link("fs", "wasi", "blobstore", "blobstore", &[])]);
-    assert!(r.blobstore("c", "default").unwrap_err().to_string().contains("an external provider; this host does not yet serve"));
+    assert!(matches!(r.blobstore("c", "default"), Ok(BlobstoreTarget::ExternalProvider(p)) if p == "fs"));
     // `*` allows any ordinary container.
     view.set_links("c", vec![link("blobs", "wasi", "blobstore", "blobstore", &["cfg"])]);
     view.set_config("cfg", Some(BTreeMap::from([("containers".into(), "docs, *".into())])));
-    let grant = r.blobstore("c", "default").unwrap();
+    let grant = grant_of(r.blobstore("c", "default").unwrap());
     assert!(r.blob_container(&grant, "anything").is_ok());
     assert!(r.blob_container(&grant, "TRELLIS_ARTIFACTS_x").is_err(), "never the lattice's own");
     view.set_links("c", vec![]);

@@ -6,21 +6,26 @@
 //! interface's `error` string through `trappable_error_type` (a bad resource handle traps; a
 //! refusal or a backend failure is the guest's `error`).
 //!
-//! Every call asks the capability resolver ([`crate::permission::Resolver::blobstore`]) for the
-//! component's link to `wasi:blobstore/blobstore` (under the link name the guest chose, else
-//! `default`) and whether the container is one that link reaches
-//! ([`crate::permission::Resolver::blob_container`]): a container is an object-store bucket of
-//! the lattice with the container's name, as wasmCloud's `provider-blobstore-nats` keeps them,
-//! never one of the lattice's own buckets.
+//! Every call asks the capability resolver ([`crate::permission::Resolver::blobstore`]) where
+//! the component's link to `wasi:blobstore/blobstore` (under the link name the guest chose, else
+//! `default`) goes:
+//! - the built-in `blobstore-nats`: a container is an object-store bucket of the lattice with
+//!   the container's name, as wasmCloud's `provider-blobstore-nats` keeps them, never one of the
+//!   lattice's own buckets, and one the link reaches
+//!   ([`crate::permission::Resolver::blob_container`]);
+//! - an external provider (wasmCloud's `blobstore-fs`, `blobstore-s3`, …): its own containers,
+//!   over wRPC ([`provider`]), as wasmCloud hosts reach them.
 //!
 //! Object bodies stream through bounded buffers both ways ([`values`]): a write holds at most
 //! [`values::WRITE_CHUNKS`] chunks of [`values::CHUNK`] bytes between the guest and the object
 //! store, and a read pulls the object's chunks a few at a time as the guest takes them
-//! ([`chunks`]), so an object of any size moves through the host in bounded memory. `consume-sync` (the whole object as one list) stops at [`values::MAX_SYNC_BYTES`].
+//! ([`chunks`]), or a window of [`provider::READ_WINDOW`] bytes at a time from a provider, so an
+//! object of any size moves through the host in bounded memory. `consume-sync` (the whole object as one list) stops at [`values::MAX_SYNC_BYTES`].
 
 mod chunks;
 mod container;
 mod objects;
+mod provider;
 mod values;
 
 use std::sync::Arc;
@@ -29,10 +34,11 @@ use tracing::debug;
 use wasmtime::component::{Linker, ResourceTableError};
 
 use super::view::{view, HasView, View};
-use crate::permission::{Capability, Denied, ProviderGrant};
+use crate::permission::{BlobstoreTarget, Capability, Denied, ProviderGrant};
 use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 pub use container::{Container, ObjectNames};
+pub use provider::{NAMES_PAGE, READ_WINDOW};
 pub use values::{IncomingValue, OutgoingValue};
 
 /// The host side of `wasi:blobstore`, generated from its WIT (`wit/blobstore/`); `wasi:io` is
@@ -85,6 +91,9 @@ pub enum BlobError {
     /// An object name that is empty or too long.
     #[error("object names are 1 to {MAX_OBJECT_NAME_BYTES} bytes; this one is {0} bytes")]
     BadObjectName(usize),
+    /// A container name for a provider that is empty or too long.
+    #[error("container names are 1 to {MAX_OBJECT_NAME_BYTES} bytes; this one is {0} bytes")]
+    BadContainerName(usize),
     /// `get-data` with `end` before `start`.
     #[error("`end` ({end}) is before `start` ({start})")]
     BadRange {
@@ -151,19 +160,32 @@ pub fn link(linker: &mut Linker<GuestState>, import: &str) -> wasmtime::Result<(
     }
 }
 
-/// What a call may use: the component's context and its blobstore grant.
+/// What a call may use: the component's context and where its blobstore link goes.
 struct Granted {
     ctx: Arc<ImportContext>,
-    grant: ProviderGrant,
+    backing: Backing,
+}
+
+/// The store behind a component's blobstore link.
+enum Backing {
+    /// The built-in provider on the lattice's object store, with the link's grant.
+    Builtin(ProviderGrant),
+    /// An external provider, over wRPC.
+    Provider(provider::ProviderStore),
 }
 
 impl Granted {
-    /// Whether the grant reaches container `name`.
+    /// Whether the grant reaches container `name`: on the object store, as the resolver says;
+    /// on a provider, any name of a bounded length (the provider says which it serves).
     fn container(&self, name: &str) -> Result<(), BlobError> {
-        self.ctx.resolver.blob_container(&self.grant, name).map_err(|e| {
-            debug!(component_id = %self.ctx.source_id, container = name, "blobstore container refused: {e}");
-            BlobError::Denied(e)
-        })
+        match &self.backing {
+            Backing::Builtin(grant) => self.ctx.resolver.blob_container(grant, name).map_err(|e| {
+                debug!(component_id = %self.ctx.source_id, container = name, "blobstore container refused: {e}");
+                BlobError::Denied(e)
+            }),
+            Backing::Provider(_) if name.is_empty() || name.len() > MAX_OBJECT_NAME_BYTES => Err(BlobError::BadContainerName(name.len())),
+            Backing::Provider(_) => Ok(()),
+        }
     }
 }
 
@@ -171,11 +193,15 @@ impl Granted {
 fn granted(view: &View<'_>) -> Result<Granted, BlobError> {
     let ctx = view.context().ok_or(BlobError::NoLattice)?;
     let link = view.link_name(Capability::Blobstore);
-    let grant = ctx.resolver.blobstore(&ctx.source_id, link).map_err(|e| {
+    let target = ctx.resolver.blobstore(&ctx.source_id, link).map_err(|e| {
         debug!(component_id = %ctx.source_id, "blobstore refused: {e}");
         BlobError::Denied(e)
     })?;
-    Ok(Granted { ctx, grant })
+    let backing = match target {
+        BlobstoreTarget::Builtin(grant) => Backing::Builtin(grant),
+        BlobstoreTarget::ExternalProvider(provider) => Backing::Provider(provider::ProviderStore { provider, link_name: link.to_string() }),
+    };
+    Ok(Granted { ctx, backing })
 }
 
 /// Refuses an empty or over-long object name.
@@ -199,27 +225,27 @@ impl blobstore::Host for View<'_> {
     async fn create_container(&mut self, name: String) -> Result<wasmtime::component::Resource<Container>, BlobError> {
         let g = granted(self)?;
         g.container(&name)?;
-        let container = objects::create(&g.ctx, &name).await?;
+        let container = objects::create(&g, &name).await?;
         Ok(self.table().push(container)?)
     }
 
     async fn get_container(&mut self, name: String) -> Result<wasmtime::component::Resource<Container>, BlobError> {
         let g = granted(self)?;
         g.container(&name)?;
-        let container = objects::open(&g.ctx, &name).await?;
+        let container = objects::open(&g, &name).await?;
         Ok(self.table().push(container)?)
     }
 
     async fn delete_container(&mut self, name: String) -> Result<(), BlobError> {
         let g = granted(self)?;
         g.container(&name)?;
-        objects::delete(&g.ctx, &name).await
+        objects::delete(&g, &name).await
     }
 
     async fn container_exists(&mut self, name: String) -> Result<bool, BlobError> {
         let g = granted(self)?;
         g.container(&name)?;
-        objects::exists(&g.ctx, &name).await
+        objects::exists(&g, &name).await
     }
 
     async fn copy_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Result<(), BlobError> {
@@ -228,7 +254,7 @@ impl blobstore::Host for View<'_> {
         g.container(&dest.container)?;
         check_object_name(&src.object)?;
         check_object_name(&dest.object)?;
-        objects::copy(&g.ctx, &src, &dest).await
+        objects::copy(&g, &src, &dest, false).await
     }
 
     async fn move_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Result<(), BlobError> {
@@ -237,10 +263,6 @@ impl blobstore::Host for View<'_> {
         g.container(&dest.container)?;
         check_object_name(&src.object)?;
         check_object_name(&dest.object)?;
-        objects::copy(&g.ctx, &src, &dest).await?;
-        if (&src.container, &src.object) != (&dest.container, &dest.object) {
-            objects::open(&g.ctx, &src.container).await?.delete_object(&src.object).await?;
-        }
-        Ok(())
+        objects::copy(&g, &src, &dest, true).await
     }
 }
