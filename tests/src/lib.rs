@@ -62,6 +62,14 @@ pub fn init_tracing() {
     });
 }
 
+/// Held by each test that measures this process's memory (its RSS before and after): the
+/// lattice tests share one process, and two such tests at once would count each other's
+/// allocations. Other tests still run beside them, as they did when each file was a process.
+pub async fn measuring_memory() -> tokio::sync::MutexGuard<'static, ()> {
+    static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    MEASURING.lock().await
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -18,6 +18,7 @@ fn rss() -> u64 {
 /// Now names and interface keys are bounded in length and a call holds at most 64 choices.
 #[tokio::test]
 async fn link_name_choices_are_bounded_in_host_memory() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     init_tracing();
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(lattice.host_config()).await?;
@@ -438,6 +439,7 @@ async fn wrpc_parameters_that_stall_are_cut_off_and_hold_no_instance() -> anyhow
 /// stalls the host's memory grows by less than 16 MiB, and the file still arrives whole.
 #[tokio::test]
 async fn a_slow_reader_of_a_large_object_holds_little_host_memory() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use trellis_messages::link::Link;
     use trellis_messages::provider::StartProviderCommand;

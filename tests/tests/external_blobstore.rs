@@ -25,6 +25,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobby_stores_and_serves_files_through_wasmclouds_file_system_provider() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     init_tracing();
     let lattice = TestLattice::new().await?;
     // wasmCloud's HTTP server image runs as the built-in; the blobstore is the real provider.

@@ -310,6 +310,7 @@ fn bytes_of(s: &str) -> bytes::Bytes {
 
 #[tokio::test]
 async fn a_provider_flooding_its_output_or_leaving_children_is_contained() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     init_tracing();
     let (lattice, host, client) = lattice_with_host().await?;
     let ctl = lattice.ctl().await?;

@@ -301,6 +301,7 @@ async fn a_registry_token_from_registry_put_is_sent_as_a_bearer_token() -> anyho
 /// component size limit and its memory stays flat.
 #[tokio::test]
 async fn a_registry_that_sends_more_than_it_declared_is_cut_off() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     init_tracing();
     let manifest = wasm_manifest(&format!("sha256:{}", "0".repeat(64)), 10);
     let (address, _, sent) = scripted_registry(move |_, head| {
@@ -406,6 +407,7 @@ fn wasm_manifest(digest: &str, size: usize) -> String {
 /// (`vendor/oci-client`, `MAX_RESPONSE_BYTES`) and the host's memory stays flat.
 #[tokio::test]
 async fn a_registry_sending_an_endless_manifest_or_token_is_cut_off() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     init_tracing();
     const ENDLESS: u64 = 200 << 20;
     let endless = || Answer::Endless { head: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".into(), bytes: ENDLESS };

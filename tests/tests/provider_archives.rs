@@ -57,6 +57,7 @@ async fn hosts_that_name_trusted_issuers_run_only_archives_they_signed() -> anyh
 /// times its size, before anything in it is read, and the host's memory does not take the GiB.
 #[tokio::test]
 async fn a_gzip_bomb_is_refused_without_exhausting_the_host() -> anyhow::Result<()> {
+    let _memory = trellis_tests::measuring_memory().await;
     use std::io::Write as _;
     init_tracing();
     let lattice = TestLattice::new().await?;
