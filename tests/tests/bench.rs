@@ -19,7 +19,7 @@ fn quick_benchmark_produces_every_figure() {
     assert_eq!(names.iter().filter(|n| n.starts_with("4. ")).count(), 3, "HTTP at concurrency 1, 8, 64");
     assert_eq!(names.iter().filter(|n| n.starts_with("8. ")).count(), 4, "registry and artifact store, cold and warm");
     assert_eq!(names.iter().filter(|n| n.starts_with("13. ")).count(), 2, "without guard pages: the local call and HTTP");
-    assert_eq!(names.iter().filter(|n| n.starts_with("14. ")).count(), 2, "blobstore round trips of 1 KiB and 16 MiB");
+    assert_eq!(names.iter().filter(|n| n.starts_with("14. ")).count(), 3, "blobstore round trips of 1 KiB and 16 MiB, and one large object streamed");
     for f in report["figures"].as_array().expect("figures") {
         let ratio = f["ratio"].as_f64().expect("ratio");
         assert!(ratio.is_finite() && ratio > 0.0, "{f}");

@@ -41,6 +41,22 @@ pub const READ_WINDOW: u64 = 1 << 20;
 /// Object names asked of the provider at once.
 pub const NAMES_PAGE: u64 = 1000;
 
+/// Longest refusal of a provider's that reaches the guest, in bytes (the rest is cut).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `reason`, cut to at most [`MAX_REASON_BYTES`] at a character boundary.
+fn bounded(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 /// The blobstore of the external provider a component's link targets.
 #[derive(Debug, Clone)]
 pub struct ProviderStore {
@@ -72,7 +88,7 @@ impl ProviderStore {
         let timeout = ctx.runtime.config().max_execution_time;
         match ctx.wrpc.invoke(&ctx.source_id, &self.link_name, &self.provider, timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(reason)) => Err(BlobError::Backend { op, reason: format!("blobstore provider `{}`: {reason}", self.provider) }),
+            Ok(Err(reason)) => Err(BlobError::Backend { op, reason: format!("blobstore provider `{}`: {}", self.provider, bounded(reason)) }),
             Err(e) => Err(BlobError::backend(op, e)),
         }
     }
@@ -170,7 +186,8 @@ impl ProviderStore {
     }
 
     /// Bytes `start..end` of the object as a stream read a window at a time, each window asked
-    /// when the one before has been taken; ends early where the object does.
+    /// when the one before has been taken. A window shorter than asked (the object shrank or
+    /// was replaced meanwhile) is a read error, never a quietly short value.
     pub fn read(self, ctx: Arc<ImportContext>, container: String, object: String, start: u64, end: u64) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         futures::stream::try_unfold(start, move |at| {
             let (store, ctx, container, object) = (self.clone(), ctx.clone(), container.clone(), object.clone());
@@ -180,11 +197,13 @@ impl ProviderStore {
                 }
                 let to = end.min(at.saturating_add(READ_WINDOW));
                 let bytes = store.window(&ctx, &container, &object, at, to).await.map_err(std::io::Error::other)?;
-                if bytes.is_empty() {
-                    return Ok(None);
+                if (bytes.len() as u64) < to - at {
+                    return Err(std::io::Error::other(format!(
+                        "`{object}` in container `{container}` changed while it was read: bytes {at} to {to} came back as {} bytes",
+                        bytes.len()
+                    )));
                 }
-                let next = if (bytes.len() as u64) < to - at { end } else { to };
-                Ok(Some((bytes, next)))
+                Ok(Some((bytes, to)))
             }
         })
     }
@@ -228,17 +247,32 @@ impl ProviderStore {
         .await
     }
 
-    /// The names of container `name`'s objects, a page asked when the one before is taken.
+    /// The names of container `name`'s objects, a page asked when the one before is taken,
+    /// from where the names so far end, until a page comes back empty (a provider may send
+    /// fewer than asked).
     pub fn names(self, ctx: Arc<ImportContext>, name: String) -> impl Stream<Item = Result<String, BlobError>> + Send + 'static {
         futures::stream::try_unfold(Some(0u64), move |offset| {
             let (store, ctx, name) = (self.clone(), ctx.clone(), name.clone());
             async move {
                 let Some(offset) = offset else { return Ok::<_, BlobError>(None) };
                 let page = store.names_page(&ctx, &name, offset).await?;
-                let next = (page.len() as u64 == NAMES_PAGE).then_some(offset + NAMES_PAGE);
+                let next = (!page.is_empty()).then(|| offset.saturating_add(page.len() as u64));
                 Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), next)))
             }
         })
         .try_flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_refusal_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_REASON_BYTES + '…'.len_utf8() && cut.ends_with('…'), "{} bytes", cut.len());
     }
 }

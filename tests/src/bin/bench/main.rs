@@ -495,6 +495,7 @@ async fn main() -> Result<()> {
     // 14. Blobstore round trip: wasmCloud's blobby through the built-in blobstore-nats.
     if want(14) {
         figures.extend(blobstore::round_trips(&lattice, &client, &c, if quick { 2 } else { 20 }).await?);
+        figures.push(blobstore::large_object(&lattice, if quick { 32 << 20 } else { 1 << 30 }).await?);
     }
 
     // 15. Secrets: a request reading one, and a start fetching one (wasmCloud's backend).
