@@ -23,5 +23,8 @@ pub const HTTP_HELLO: &str = env!("TRELLIS_ACTOR_HTTP_HELLO");
 /// `trellis:schedule/handler` recording each tick it runs in `wasi:keyvalue`.
 pub const TICKER: &str = env!("TRELLIS_ACTOR_TICKER");
 
+/// `wasi:http/incoming-handler` running every `wasi:blobstore` operation on a container.
+pub const BLOB_OPS: &str = env!("TRELLIS_ACTOR_BLOB_OPS");
+
 /// Every component, in the order `trellis-guests` prints them.
-pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER];
+pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER, BLOB_OPS];

@@ -128,3 +128,45 @@ async fn blobby_stores_and_serves_files_through_wasmclouds_file_system_provider(
     host.shutdown(None).await?;
     Ok(())
 }
+
+/// Every `wasi:blobstore` operation (the `blob-ops` guest: create, write, list two names at a
+/// time, has, info, a ranged read, copy, move, delete-objects, clear, container info, delete,
+/// exists) answers the same on the built-in `blobstore-nats` and through wasmCloud's
+/// `blobstore-fs` provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_blobstore_operation_answers_the_same_on_the_built_in_and_through_a_provider() -> anyhow::Result<()> {
+    use trellis_messages::link::Link;
+    use trellis_messages::provider::StartProviderCommand;
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let dir = tempfile::tempdir()?;
+    let provider = trellis_tests::blobstore_fs_provider()?;
+    let ack = lattice.ctl().await?.start_provider(host.id(), &provider.display().to_string(), "fs", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    for (id, reference) in [("http-ops-nats", "trellis://http-server"), ("http-ops-fs", "trellis://http-server"), ("nats-blobs", "trellis://blobstore-nats")] {
+        client.start_provider(host.id(), &StartProviderCommand { provider_id: id.into(), provider_ref: reference.into(), ..Default::default() }).await?;
+    }
+    client.put_config("fs-root", &std::collections::HashMap::from([("ROOT".to_string(), dir.path().display().to_string())])).await?;
+    let expected = "names [\"a\", \"b\", \"c\"]\nhas a true z false\nc is 7 bytes\nc 1..4 \"har\"\nafter copy and move [\"a\", \"c\", \"d\", \"e\"]\n\
+                    e is \"bravo\"\nafter delete [\"a\", \"e\"]\nafter clear []\ncontainer ops\nexists false\n";
+    for (component, target, config) in [("ops-nats", "nats-blobs", None), ("ops-fs", "fs", Some("fs-root"))] {
+        lattice.scale(host.id(), component, trellis_tests::guests::BLOB_OPS, 2).await?.map_err(anyhow::Error::msg)?;
+        let port = free_port();
+        let address = format!("{component}-http");
+        client.put_config(&address, &std::collections::HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+        let server = format!("http-{component}");
+        client.put_link(&Link::new(&server, component, "default", "wasi", "http", &["incoming-handler"]).with_source_config(&[address.as_str()])).await?;
+        let link = Link::new(component, target, "default", "wasi", "blobstore", &["blobstore"]);
+        client.put_link(&match config { Some(c) => link.with_target_config(&[c]), None => link }).await?;
+        let answered = eventually(Duration::from_secs(20), || async move { http(port, "GET", "/ops/ops", None).await.ok().filter(|(s, _)| *s == 200) }).await;
+        let Some((_, report)) = answered else {
+            anyhow::bail!("{component} never ran its operations: {:?}", http(port, "GET", "/ops/ops", None).await);
+        };
+        assert_eq!(report, expected, "{component}");
+    }
+    assert!(!dir.path().join("ops").exists(), "the provider's container folder is gone after delete-container");
+    host.shutdown(None).await?;
+    Ok(())
+}
