@@ -19,10 +19,12 @@ pub mod apps;
 pub mod bench_report;
 pub mod hostile;
 pub mod process;
+pub mod peers;
 pub mod providers;
 pub mod raw_http;
 pub mod serve;
 
+pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, SecretsBackend};
 pub use providers::start_provider;
 /// The example guests, built from `components/` by the `trellis-guests` crate.
 pub use trellis_guests as guests;
@@ -549,44 +551,6 @@ where
     }
 }
 
-/// The test capability provider (`providers/test-provider`, built with the published
-/// `wasmcloud-provider-sdk`): `TRELLIS_TEST_PROVIDER` when set (scripts/test builds it up
-/// front), else built here once with `scripts/build-test-provider` (its own target directory,
-/// so it does not wait for the lock the running `cargo test` holds).
-pub fn test_provider() -> Result<PathBuf> {
-    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    if let Some(path) = std::env::var_os("TRELLIS_TEST_PROVIDER") {
-        return Ok(PathBuf::from(path));
-    }
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(path) = &*built {
-        return Ok(path.clone());
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/build-test-provider"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running scripts/build-test-provider")?;
-    if !out.status.success() {
-        bail!("scripts/build-test-provider failed ({})", out.status);
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
-    *built = Some(path.clone());
-    Ok(path)
-}
-
-/// wasmCloud's file-system blobstore provider (`wasmcloud-provider-blobstore-fs` 0.11 from
-/// crates.io, unchanged): the `blobstore-fs` executable built beside the test provider
-/// (`providers/test-provider/src/bin/blobstore-fs.rs`, by `scripts/build-test-provider`).
-pub fn blobstore_fs_provider() -> Result<PathBuf> {
-    let test_provider = test_provider()?;
-    let path = test_provider.with_file_name("blobstore-fs");
-    if !path.is_file() {
-        bail!("{} is missing: run scripts/build-test-provider", path.display());
-    }
-    Ok(path)
-}
-
 /// The text a host's `/metrics` serves (one GET over a fresh connection); empty on failure.
 pub async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -613,100 +577,4 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 /// component (`{name}.wasm`), its own `wadm.yaml` and README.
 pub fn wasmcloud_example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wasmcloud-examples").join(name)
-}
-
-/// wasmCloud's reference secrets backend (`secrets-nats-kv` 0.2 from crates.io):
-/// `TRELLIS_SECRETS_BACKEND` when set, else built once by `scripts/build-secrets-backend`
-/// (cached under `target/peers`).
-pub fn secrets_backend_binary() -> Result<PathBuf> {
-    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    if let Some(path) = std::env::var_os("TRELLIS_SECRETS_BACKEND") {
-        return Ok(PathBuf::from(path));
-    }
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(path) = &*built {
-        return Ok(path.clone());
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/build-secrets-backend"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running scripts/build-secrets-backend")?;
-    if !out.status.success() {
-        bail!("scripts/build-secrets-backend failed ({})", out.status);
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
-    *built = Some(path.clone());
-    Ok(path)
-}
-
-/// A running `secrets-nats-kv` backend on a lattice's NATS (`wasmcloud.secrets`, backend
-/// `nats-kv`), driven through its own CLI. Killed when dropped.
-pub struct SecretsBackend {
-    binary: PathBuf,
-    address: String,
-    transit_seed: String,
-    child: Option<std::process::Child>,
-}
-
-impl SecretsBackend {
-    /// Starts the backend on the NATS at `url` and waits until it answers for its xkey.
-    pub async fn start(url: &str) -> Result<Self> {
-        let binary = secrets_backend_binary()?;
-        let address = url.trim_start_matches("nats://").to_string();
-        let transit_seed = nkeys::XKey::new().seed().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let encryption_seed = nkeys::XKey::new().seed().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let child = std::process::Command::new(&binary)
-            .args(["run", "--nats-address", &address])
-            .env("TRANSIT_XKEY_SEED", &transit_seed)
-            .env("ENCRYPTION_XKEY_SEED", &encryption_seed)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting secrets-nats-kv")?;
-        let backend = Self { binary, address, transit_seed, child: Some(child) };
-        let nats = async_nats::connect(url).await?;
-        let up = eventually(Duration::from_secs(20), || {
-            let nats = nats.clone();
-            async move { nats.request("wasmcloud.secrets.v1alpha1.nats-kv.server_xkey", "".into()).await.ok() }
-        })
-        .await;
-        anyhow::ensure!(up.is_some(), "secrets-nats-kv did not answer for its xkey");
-        Ok(backend)
-    }
-
-    fn cli(&self, args: &[&str]) -> Result<()> {
-        let out = std::process::Command::new(&self.binary)
-            .args(args)
-            .args(["--nats-address", &self.address])
-            .env("TRANSIT_XKEY_SEED", &self.transit_seed)
-            .output()
-            .context("running secrets-nats-kv")?;
-        anyhow::ensure!(out.status.success(), "secrets-nats-kv {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
-    }
-
-    /// `secrets-nats-kv put NAME --string VALUE`.
-    pub fn put(&self, name: &str, value: &str) -> Result<()> {
-        self.cli(&["put", name, "--string", value])
-    }
-
-    /// `secrets-nats-kv add-mapping SUBJECT --secret NAME`: `subject` may have `name`.
-    pub fn allow(&self, subject: &str, name: &str) -> Result<()> {
-        self.cli(&["add-mapping", subject, "--secret", name])
-    }
-
-    /// Stops it (a backend that is down).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for SecretsBackend {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -39,6 +39,11 @@ pub const MAX_REPLIES: u32 = 16;
 /// against what the call may hold).
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
 
+/// At most 64 characters of `s`, for an error message.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
 /// Why a messaging call failed; the guest receives its text (0.2's errors are strings, 0.3's
 /// an `error` variant).
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +127,8 @@ fn header_map(headers: &[(String, String)]) -> Result<Option<async_nats::HeaderM
     }
     let mut map = async_nats::HeaderMap::new();
     for (k, v) in headers {
-        let name = async_nats::header::HeaderName::from_str(k).map_err(|_| MessagingError::BadHeader(super::v0_3::clip(k)))?;
-        let value = async_nats::header::HeaderValue::from_str(v).map_err(|_| MessagingError::BadHeader(super::v0_3::clip(k)))?;
+        let name = async_nats::header::HeaderName::from_str(k).map_err(|_| MessagingError::BadHeader(clip(k)))?;
+        let value = async_nats::header::HeaderValue::from_str(v).map_err(|_| MessagingError::BadHeader(clip(k)))?;
         map.append(name, value);
     }
     Ok(Some(map))

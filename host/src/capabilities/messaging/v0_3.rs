@@ -50,11 +50,6 @@ const MESSAGE_COST: usize = 128;
 /// What a metadata entry costs beyond its bytes.
 const ENTRY_COST: usize = 64;
 
-/// At most 64 characters of `s`, for an error message.
-pub(crate) fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
 /// A connection the guest opened: the link it names.
 #[derive(Debug)]
 pub struct Client {

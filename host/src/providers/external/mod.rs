@@ -8,6 +8,7 @@
 //! - [`process`]: one process (cleared environment, own process group, bounded logging of its
 //!   output, signals to the group);
 //! - [`supervisor`]: the actor that owns the process: links, config, health, restarts, stop;
+//!   its link and config messages go out in order through `outbox` (secrets sealed first);
 //! - [`guard`]: the process between host and provider that ends the provider when the host
 //!   dies (`trellis provider-guard`).
 //!
@@ -19,6 +20,7 @@
 
 mod error;
 pub mod guard;
+mod outbox;
 pub mod start_data;
 pub mod archive;
 pub mod process;

@@ -36,6 +36,8 @@ use trellis_messages::event::{names, ProviderExited, ProviderHealth};
 use trellis_messages::provider::ProviderStatus;
 
 use crate::providers::external::start_data::{links_of, HostData, LinkDefinition, LinkKey};
+use crate::providers::external::outbox::{outbox, Batch, LinkSealer, Outgoing, Undelivered, SECRETS_RETRY};
+pub use crate::providers::external::outbox::Signed;
 use crate::providers::external::process::Process;
 use crate::providers::external::Launch;
 use crate::services::HostServices;
@@ -58,17 +60,6 @@ pub struct StatusChanged {
     pub id: String,
     /// Its state now.
     pub status: ProviderStatus,
-}
-
-/// What a signed provider was given: its claims' JWT and the secrets its config names.
-#[derive(Debug, Default, Clone)]
-pub struct Signed {
-    /// The claims' JWT (shown to the secrets backend for its links' secrets).
-    pub jwt: Option<String>,
-    /// Its secrets.
-    pub secrets: crate::secrets::Secrets,
-    /// The application it belongs to.
-    pub application: Option<String>,
 }
 
 /// One external provider on this host.
@@ -432,7 +423,7 @@ impl Actor for ExternalProvider {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = actix::spawn(outbox(rx, self.services.nats.clone(), self.id.clone(), ctx.address()));
+        let task = actix::spawn(outbox(rx, self.services.nats.clone(), self.id.clone(), ctx.address().recipient()));
         self.outbox = Some((tx, task));
         ctx.add_stream(crate::providers::follower::changes(&self.services.view));
         self.watch(ctx);
@@ -493,64 +484,6 @@ impl Handler<StopExternal> for ExternalProvider {
     }
 }
 
-/// What [`ExternalProvider::sync`] sends: bytes, or a link put whose secrets are fetched first.
-enum Outgoing {
-    Bytes(Vec<u8>),
-    Put(Box<LinkDefinition>),
-}
-
-/// One `sync`'s messages, with what fills their links' secrets.
-struct Batch {
-    out: Vec<(String, Outgoing)>,
-    sealer: LinkSealer,
-}
-
-/// A link put that was not sent (its secrets could not be fetched, why): tried again later.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct Undelivered(LinkKey, String, String);
-
-/// How long before a link whose secrets could not be fetched is tried again.
-const SECRETS_RETRY: Duration = Duration::from_secs(5);
-
-/// Sends each batch in the order `sync` made them, one message after another, so a link's put
-/// (which may wait for its secrets) never overtakes or is overtaken by a later delete or put.
-async fn outbox(mut batches: tokio::sync::mpsc::UnboundedReceiver<Batch>, nats: async_nats::Client, id: String, actor: Addr<ExternalProvider>) {
-    while let Some(Batch { out, sealer }) = batches.recv().await {
-        // A batch's puts are sealed together (a slow backend costs the batch its slowest fetch,
-        // not their sum), then everything goes out in order.
-        let sealed = futures::future::join_all(out.into_iter().map(|(subject, outgoing)| {
-            let sealer = &sealer;
-            async move {
-                let payload = match outgoing {
-                    Outgoing::Bytes(b) => Ok(b),
-                    Outgoing::Put(def) => {
-                        let (key, link) = (def.key(), format!("{} → {} ({}, {}:{})", def.source_id, def.target, def.name, def.wit_namespace, def.wit_package));
-                        // A link deleted meanwhile gets no secrets fetched for it.
-                        if !sealer.still_linked(&def) {
-                            return (subject, Err(None));
-                        }
-                        sealer.seal(*def).await.map_err(|e| Some(Undelivered(key, link, e.to_string())))
-                    }
-                };
-                (subject, payload)
-            }
-        }))
-        .await;
-        for (subject, payload) in sealed {
-            match payload {
-                Ok(payload) => {
-                    if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
-                        warn!(provider_id = %id, %subject, error = %e, "could not tell the provider");
-                    }
-                }
-                Err(Some(undelivered)) => actor.do_send(undelivered),
-                Err(None) => {}
-            }
-        }
-    }
-}
-
 impl Handler<Undelivered> for ExternalProvider {
     type Result = ();
     fn handle(&mut self, Undelivered(key, link, error): Undelivered, ctx: &mut Self::Context) {
@@ -570,51 +503,5 @@ impl Handler<Undelivered> for ExternalProvider {
                 act.sync();
             });
         }
-    }
-}
-
-/// Fills a link's secrets for one provider instance before it is sent.
-struct LinkSealer {
-    provider_id: String,
-    provider_xkey: String,
-    host_xkey: Arc<nkeys::XKey>,
-    signed: Signed,
-    client: Option<Arc<crate::secrets::SecretsClient>>,
-    view: crate::lattice::LatticeView,
-}
-
-impl LinkSealer {
-    /// Whether the lattice still has the link `def` was made from.
-    fn still_linked(&self, def: &LinkDefinition) -> bool {
-        self.view.links_from(&def.source_id).iter().any(|l| {
-            l.target == def.target && l.name == def.name && l.wit_namespace == def.wit_namespace && l.wit_package == def.wit_package
-        })
-    }
-
-    /// `def` as JSON, with the secrets of the provider's side fetched and sealed (with the
-    /// host's xkey, to the instance's), as wasmCloud's host sends a link with secrets.
-    async fn seal(&self, mut def: LinkDefinition) -> Result<Vec<u8>, crate::secrets::SecretsError> {
-        use crate::secrets::SecretsError;
-        let sides = [
-            (def.source_id == self.provider_id, def.source_secret_names.clone(), true),
-            (def.target == self.provider_id, def.target_secret_names.clone(), false),
-        ];
-        for (ours, names, source) in sides {
-            if !ours || names.is_empty() {
-                continue;
-            }
-            let lookup = |name: &str| self.view.config_record(name);
-            let secrets =
-                crate::secrets::fetch(self.client.as_deref(), &names, lookup, self.signed.jwt.as_deref(), self.signed.application.as_ref()).await?;
-            let json = serde_json::to_vec(&secrets.expose_all()).map_err(|e| SecretsError::Seal(e.to_string()))?;
-            let to = nkeys::XKey::from_public_key(&self.provider_xkey).map_err(|e| SecretsError::Seal(e.to_string()))?;
-            let sealed = self.host_xkey.seal(&json, &to).map_err(|e| SecretsError::Seal(e.to_string()))?;
-            if source {
-                def.source_secrets = Some(sealed);
-            } else {
-                def.target_secrets = Some(sealed);
-            }
-        }
-        Ok(serde_json::to_vec(&def).unwrap_or_default())
     }
 }
