@@ -347,6 +347,13 @@ mod tests {
         let err = c.validate().expect_err("seven replicas");
         assert!(matches!(err, HostError::Config(ConfigError::Replicas(7))));
         assert_eq!(err.to_string(), "invalid configuration: KV replicas must be 1 to 5, not 7", "the message is as before");
+        c.kv_replicas = 1;
+        for bad in ["", "a..b", "wasmcloud.*", "a.>", "with space", "tab\tin", ".lead", "trail."] {
+            c.secrets_topic = Some(bad.into());
+            assert!(matches!(c.validate(), Err(HostError::Config(ConfigError::SecretsTopic(t))) if t == bad), "secrets topic {bad:?}");
+        }
+        c.secrets_topic = Some("wasmcloud.secrets".into());
+        c.validate().unwrap();
     }
 
     #[test]

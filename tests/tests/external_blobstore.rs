@@ -132,14 +132,18 @@ async fn blobby_stores_and_serves_files_through_wasmclouds_file_system_provider(
 /// Every `wasi:blobstore` operation (the `blob-ops` guest: create, write, list two names at a
 /// time, has, info, a ranged read, copy, move, delete-objects, clear, container info, delete,
 /// exists) answers the same on the built-in `blobstore-nats` and through wasmCloud's
-/// `blobstore-fs` provider.
+/// `blobstore-fs` provider; a 17 MiB value is refused by `consume-sync` and streamed whole by
+/// `consume-async` on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_blobstore_operation_answers_the_same_on_the_built_in_and_through_a_provider() -> anyhow::Result<()> {
     use trellis_messages::link::Link;
     use trellis_messages::provider::StartProviderCommand;
     init_tracing();
     let lattice = TestLattice::new().await?;
-    let host = lattice.start_host(lattice.host_config()).await?;
+    let mut config = lattice.host_config();
+    // Time enough for a debug build to write and read 17 MiB in one request.
+    config.wasm.max_execution_time = Duration::from_secs(120);
+    let host = lattice.start_host(config).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
     let dir = tempfile::tempdir()?;
     let provider = trellis_tests::blobstore_fs_provider()?;
@@ -165,6 +169,11 @@ async fn every_blobstore_operation_answers_the_same_on_the_built_in_and_through_
             anyhow::bail!("{component} never ran its operations: {:?}", http(port, "GET", "/ops/ops", None).await);
         };
         assert_eq!(report, expected, "{component}");
+        // 17 MiB: more than `consume-sync` returns (refused, saying why), streamed whole.
+        let (status, report) = http(port, "GET", "/big/big", None).await?;
+        assert_eq!(status, 200, "{component}: {report}");
+        assert!(report.contains("consume-sync refused: the value is 17825792 bytes, more than the 16777216 bytes"), "{component}: {report}");
+        assert!(report.contains("consume-async read 17825792 bytes, as written: true"), "{component}: {report}");
     }
     assert!(!dir.path().join("ops").exists(), "the provider's container folder is gone after delete-container");
     host.shutdown(None).await?;

@@ -1,7 +1,9 @@
 //! `wasi:http/incoming-handler`: `GET /ops/{container}` runs every `wasi:blobstore` operation
 //! on that container — create, write, list a page at a time, has, info, a ranged read, copy,
 //! move, delete-objects, clear, container info, delete, exists — and answers a line per step,
-//! or 500 with the step that failed and the host's error.
+//! or 500 with the step that failed and the host's error. `GET /big/{container}` writes a
+//! 17 MiB object, asks for it whole with `consume-sync` (which must refuse it: it returns at
+//! most 16 MiB), then streams it with `consume-async` and answers both outcomes.
 
 mod bindings {
     wit_bindgen::generate!({ path: "../../wit/blob-ops", world: "blob-imports", generate_all });
@@ -98,13 +100,46 @@ fn script(name: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// 17 MiB written, refused by `consume-sync`, read whole by `consume-async`.
+fn big(name: &str) -> Result<String, String> {
+    const SIZE: usize = 17 << 20;
+    let c = at("create-container", blobstore::create_container(name))?;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    at("write-data", write(&c, "big", &data))?;
+    let sync = match IncomingValue::incoming_value_consume_sync(at("get-data", c.get_data("big", 0, u64::MAX))?) {
+        Ok(bytes) => format!("returned {} bytes", bytes.len()),
+        Err(e) => format!("refused: {e}"),
+    };
+    let stream = at("consume-async", IncomingValue::incoming_value_consume_async(at("get-data", c.get_data("big", 0, u64::MAX))?))?;
+    let (mut read, mut same) = (0usize, true);
+    loop {
+        match stream.blocking_read(64 << 10) {
+            Ok(chunk) => {
+                same &= chunk.iter().enumerate().all(|(i, b)| *b == ((read + i) % 251) as u8);
+                read += chunk.len();
+            }
+            Err(bindings::wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("consume-async read after {read} bytes: {e:?}")),
+        }
+    }
+    drop(stream);
+    drop(c);
+    at("delete-container", blobstore::delete_container(name))?;
+    Ok(format!("consume-sync {sync}\nconsume-async read {read} bytes, as written: {same}\n"))
+}
+
 impl ::wasi::exports::http::incoming_handler::Guest for Ops {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
-        let Some(container) = path.split('?').next().unwrap_or_default().strip_prefix("/ops/") else {
-            return respond(out, 404, "GET /ops/{container}\n".into());
+        let path = path.split('?').next().unwrap_or_default();
+        let answer = if let Some(container) = path.strip_prefix("/ops/") {
+            script(container)
+        } else if let Some(container) = path.strip_prefix("/big/") {
+            big(container)
+        } else {
+            return respond(out, 404, "GET /ops/{container} or /big/{container}\n".into());
         };
-        match script(container) {
+        match answer {
             Ok(text) => respond(out, 200, text),
             Err(e) => respond(out, 500, format!("{e}\n")),
         }
