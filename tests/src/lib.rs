@@ -24,7 +24,7 @@ pub mod providers;
 pub mod raw_http;
 pub mod serve;
 
-pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, SecretsBackend};
+pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, wadm_binary, wadm_events_binary, SecretsBackend, WadmProcess};
 pub use providers::start_provider;
 /// The example guests, built from `components/` by the `trellis-guests` crate.
 pub use trellis_guests as guests;

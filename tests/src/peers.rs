@@ -133,3 +133,47 @@ impl Drop for SecretsBackend {
         self.stop();
     }
 }
+
+/// wadm 0.21 (the `wadm` crate from crates.io, run by the small main in `peers/wadm`):
+/// `TRELLIS_WADM` when set, else built once by `scripts/build-wadm` (cached under
+/// `target/peers/wadm`).
+pub fn wadm_binary() -> Result<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    built_by("TRELLIS_WADM", "build-wadm", &BUILT)
+}
+
+/// `wadm-events`, built beside [`wadm_binary`]: parses lattice events (JSON lines on stdin)
+/// with wadm's own event types and prints `ok TYPE` or `err TYPE: why` for each.
+pub fn wadm_events_binary() -> Result<PathBuf> {
+    let path = wadm_binary()?.with_file_name("wadm-events");
+    if !path.is_file() {
+        bail!("{} is missing: run scripts/build-wadm", path.display());
+    }
+    Ok(path)
+}
+
+/// A running wadm 0.21 process on a lattice's NATS server. Killed when dropped.
+pub struct WadmProcess {
+    child: std::process::Child,
+}
+
+impl WadmProcess {
+    /// Starts wadm on the NATS at `url` (its streams and buckets in that server's JetStream).
+    pub fn start(url: &str) -> Result<Self> {
+        let child = std::process::Command::new(wadm_binary()?)
+            .args(["--nats-server", url.trim_start_matches("nats://")])
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("starting wadm")?;
+        Ok(Self { child })
+    }
+}
+
+impl Drop for WadmProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -32,5 +32,6 @@ mod secrets;
 mod spec_layout;
 mod spy;
 mod trust;
+mod wadm_peer;
 mod wasmcloud_examples;
 mod wrpc_attacks;

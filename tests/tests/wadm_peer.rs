@@ -1,0 +1,179 @@
+//! A real wadm 0.21 (the published crate, run by `peers/wadm`) beside Trellis hosts: every event
+//! a Trellis host publishes parses with wadm's own event types, and wadm deploys, heals and
+//! undeploys an app on Trellis hosts that run with `--no-apps`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use trellis_host::permission::kind::BuiltinImages;
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_tests::apps::{nats039, wadm, wait_status};
+use trellis_tests::raw_http::{exchange, request};
+use trellis_tests::{eventually, free_port, init_tracing, wasmcloud_example, TestLattice, WadmProcess};
+use wadm_types::api::StatusType;
+
+/// The event types wadm reads (its `Event` enum, less its own manifest events).
+const WADM_READS: &[&str] = &[
+    "component_scaled",
+    "component_scale_failed",
+    "provider_started",
+    "provider_stopped",
+    "provider_start_failed",
+    "health_check_passed",
+    "health_check_failed",
+    "health_check_status",
+    "host_started",
+    "host_stopped",
+    "host_heartbeat",
+    "linkdef_set",
+    "linkdef_deleted",
+    "config_set",
+    "config_deleted",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_a_trellis_host_publishes_parses_with_wadms_own_types() -> anyhow::Result<()> {
+    init_tracing();
+    let checker = trellis_tests::wadm_events_binary()?;
+    let lattice = TestLattice::new().await?;
+    let nats = lattice.nats().await?;
+    let mut events = nats.subscribe(format!("wasmbus.evt.{}.>", lattice.name)).await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
+    let ctl = lattice.ctl().await?;
+    // Components: scaled up, failed, scaled to zero.
+    lattice.scale(host.id(), "echo", trellis_tests::guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
+    let _ = lattice.scale(host.id(), "broken", "file:///does/not/exist.wasm", 1).await?;
+    lattice.scale(host.id(), "echo", trellis_tests::guests::ECHO, 0).await?.map_err(anyhow::Error::msg)?;
+    // Providers: the SDK test provider (started, health), one that cannot start, then stopped.
+    let provider = trellis_tests::test_provider()?;
+    let ack = ctl.start_provider(host.id(), &provider.display().to_string(), "tp", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    let _ = client.start_provider(host.id(), &StartProviderCommand { provider_id: "nope".into(), provider_ref: "trellis://no-such-builtin".into(), ..Default::default() }).await;
+    // Links and config.
+    client.put_config("cfg", &HashMap::from([("k".to_string(), "v".to_string())])).await?;
+    client.put_link(&Link::new("echo", "tp", "default", "wasi", "keyvalue", &["store"]).with_target_config(&["cfg"])).await?;
+    client.delete_link("echo", "default", "wasi", "keyvalue").await?;
+    client.delete_config("cfg").await?;
+    // Health: wait for the provider's first check, then stop it and the host.
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let mut types: BTreeMap<String, usize> = BTreeMap::new();
+    let take = |msg: async_nats::Message, seen: &mut Vec<Vec<u8>>, types: &mut BTreeMap<String, usize>| {
+        let ty = serde_json::from_slice::<serde_json::Value>(&msg.payload).ok().and_then(|v| v["type"].as_str().map(str::to_string)).unwrap_or_default();
+        *types.entry(ty.rsplit('.').next().unwrap_or_default().to_string()).or_default() += 1;
+        seen.push(msg.payload.to_vec());
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !types.contains_key("health_check_passed") && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+            take(msg, &mut seen, &mut types);
+        }
+    }
+    let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    host.shutdown(None).await?;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+        take(msg, &mut seen, &mut types);
+    }
+    // Every event through wadm's own parser.
+    let mut child = std::process::Command::new(&checker).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()?;
+    {
+        let mut stdin = child.stdin.take().ok_or_else(|| anyhow::anyhow!("stdin"))?;
+        for payload in &seen {
+            stdin.write_all(payload)?;
+            stdin.write_all(b"\n")?;
+        }
+    }
+    let out = child.wait_with_output()?;
+    let answers = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = answers
+        .lines()
+        .filter(|l| l.starts_with("err ") && WADM_READS.iter().any(|t| l.contains(&format!("com.wasmcloud.lattice.{t}:"))))
+        .collect();
+    assert!(failed.is_empty(), "wadm cannot read these Trellis events:\n{}", failed.join("\n"));
+    let parsed = answers.lines().filter(|l| l.starts_with("ok ")).count();
+    for ty in WADM_READS.iter().filter(|t| !["health_check_failed", "health_check_status"].contains(t)) {
+        assert!(types.contains_key(*ty), "no `{ty}` event was published to check (saw {types:?})");
+    }
+    eprintln!("{parsed} events parsed by wadm; types seen: {types:?}");
+    Ok(())
+}
+
+/// `method path` on `port`: (status, body as text).
+async fn http(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let (status, body) = exchange(port, &request("GET", path, None)).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_wadm_deploys_heals_and_undeploys_an_app_on_trellis_hosts() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    // Hosts that leave applications to the wadm on the lattice, and run wasmCloud's HTTP server
+    // image as the built-in.
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let mut config = lattice.host_config();
+        config.apps = false;
+        config.providers.builtin_images = BuiltinImages::parse(&["wasmcloud"])?;
+        hosts.push(lattice.start_host(config).await?);
+    }
+    let _wadm = WadmProcess::start(&lattice.url())?;
+    let hello = lattice.push("http-hello-world", wasmcloud_example("http-hello-world").join("http-hello-world.wasm").to_str().unwrap_or_default()).await?;
+    let port = free_port();
+    let mut yaml = std::fs::read_to_string(wasmcloud_example("http-hello-world").join("wadm.yaml"))?;
+    for (from, to) in [("file://./build/http_hello_world_s.wasm".to_string(), hello.clone()), ("0.0.0.0:8000".to_string(), format!("127.0.0.1:{port}"))] {
+        anyhow::ensure!(yaml.contains(&from), "`{from}` is not in the example's wadm.yaml");
+        yaml = yaml.replace(&from, &to);
+    }
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    // wadm answers its API once it is up.
+    let put = eventually(Duration::from_secs(30), || async { client.put_and_deploy_manifest(yaml.as_bytes()).await.ok() }).await;
+    anyhow::ensure!(put.is_some(), "wadm never took the manifest: {:?}", client.put_and_deploy_manifest(yaml.as_bytes()).await);
+    wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(60)).await?;
+    let answered = eventually(Duration::from_secs(30), || async { http(port, "/").await.ok().filter(|(s, _)| *s == 200) }).await;
+    let Some((_, body)) = answered else { anyhow::bail!("the app never answered: {:?}", http(port, "/").await) };
+    assert!(body.contains("Hello"), "{body}");
+
+    // Healing: the component stopped behind wadm's back comes back.
+    let ctl = lattice.ctl().await?;
+    let inventory = |id: String| {
+        let ctl = ctl.clone();
+        async move { ctl.get_host_inventory(&id).await.ok().and_then(|r| r.into_data()) }
+    };
+    let mut running_on = None;
+    for host in &hosts {
+        if let Some(inv) = inventory(host.id().to_string()).await {
+            if let Some(c) = inv.components().iter().find(|c| c.image_ref() == hello) {
+                running_on = Some((host.id().to_string(), c.id().to_string()));
+            }
+        }
+    }
+    let (host_id, component_id) = running_on.ok_or_else(|| anyhow::anyhow!("wadm's component runs on no host"))?;
+    let ack = ctl.scale_component(&host_id, &hello, &component_id, 0, None, vec![], false).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    let healed = eventually(Duration::from_secs(60), || async { http(port, "/").await.ok().filter(|(s, _)| *s == 200) }).await;
+    anyhow::ensure!(healed.is_some(), "wadm did not bring the component back: {:?}", client.get_manifest_status("rust-hello-world").await);
+
+    // Undeploy: the component and the HTTP server go.
+    client.undeploy_manifest("rust-hello-world").await?;
+    let gone = eventually(Duration::from_secs(60), || async {
+        let mut left = 0;
+        for host in &hosts {
+            if let Some(inv) = inventory(host.id().to_string()).await {
+                left += inv.components().len() + inv.providers().len();
+            }
+        }
+        (left == 0).then_some(())
+    })
+    .await;
+    anyhow::ensure!(gone.is_some(), "wadm's undeploy left workloads running");
+    for host in hosts {
+        host.shutdown(None).await?;
+    }
+    Ok(())
+}
