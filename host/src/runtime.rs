@@ -362,10 +362,7 @@ async fn build(config: &HostConfig, stop_tx: mpsc::UnboundedSender<StopRequest>)
     let lattice = LatticeActor::new(store, view.clone(), events.clone(), metrics.clone(), health.clone()).start();
     let dispatcher =
         Dispatcher::new(host_id.clone(), HostActors { host: host.clone(), workload: workload.clone(), lattice: lattice.clone(), providers: providers.clone() }, registries, stop_tx.clone(), view.clone());
-    let apps = match apps_opened {
-        Some(opened) => Some(start_apps(opened, config, &host_id, &nats, &host, &workload, &providers, &lattice, &view).await),
-        None => None,
-    };
+    let apps = apps_opened.map(|opened| start_apps(opened, config, &host_id, &nats, &events, &host, &workload, &providers, &lattice, &view));
     let control = ControlActor::new(subjects, nats.clone(), identity.clone(), dispatcher, subscriptions, stop_tx, config.limits.clone()).start();
     // Every subscription is in place on the server before the host reports itself started.
     if let Err(reason) = crate::nats::barrier(&nats).await {
@@ -406,14 +403,15 @@ async fn serve_admin(
 /// The tasks of declared applications ([`crate::apps`]) on this host.
 struct AppTasks {
     reconciler: crate::apps::reconciler::Reconciler,
-    /// Reconciles this host's share.
-    run: tokio::task::JoinHandle<()>,
+    /// Answers wadm's API and reconciles this host's share while no wadm manages the lattice
+    /// ([`crate::apps::wadm_presence::manage`]).
+    manager: tokio::task::JoinHandle<()>,
+    /// Whether this host manages applications now (not while a wadm does).
+    managing: Arc<std::sync::atomic::AtomicBool>,
     /// Publishes this host's liveness record.
     beat: tokio::task::JoinHandle<()>,
     /// Follows the other hosts' records.
     follow: tokio::task::JoinHandle<()>,
-    /// Answers wadm's API.
-    api: tokio::task::JoinHandle<()>,
 }
 
 /// The application store, the liveness bucket, and the follower of the liveness records (a
@@ -439,13 +437,15 @@ async fn open_apps(config: &HostConfig, nats: &async_nats::Client, identity: Arc
 
 /// Spawns the application tasks. Nothing here fails the host: the only fallible step is the
 /// API's subscription, which fails only on a closed connection (a permission refusal comes back
-/// from the server later); the host then runs without answering the API, and says so.
+/// from the server later); the host then runs without answering the API, and says so. The API
+/// and the reconciler run only while no wadm manages the lattice.
 #[allow(clippy::too_many_arguments)]
-async fn start_apps(
+fn start_apps(
     opened: AppsOpened,
     config: &HostConfig,
     host_id: &str,
     nats: &async_nats::Client,
+    events: &EventPublisher,
     host: &Addr<HostActor>,
     workload: &Addr<WorkloadActor>,
     providers: &Addr<ProvidersActor>,
@@ -469,31 +469,54 @@ async fn start_apps(
         failures: std::sync::Arc::default(),
     };
     let api = AppsApi { store, liveness, lattice: lattice.clone(), view: view.clone(), lattice_name: config.lattice.clone() };
-    let api = match api.serve(nats.clone()).await {
-        Ok(serve) => tokio::spawn(serve),
-        Err(e) => {
-            warn!(error = %e, "cannot subscribe to wadm's API; this host does not answer it");
-            tokio::spawn(async {})
+    let managing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let start = {
+        let (reconciler, nats, managing) = (reconciler.clone(), nats.clone(), managing.clone());
+        move || {
+            let (api, reconciler, nats, managing) = (api.clone(), reconciler.clone(), nats.clone(), managing.clone());
+            async move {
+                use tokio_util::task::AbortOnDropHandle;
+                let mut tasks = Vec::new();
+                match api.serve(nats).await {
+                    Ok(serve) => tasks.push(AbortOnDropHandle::new(tokio::spawn(serve))),
+                    Err(e) => warn!(error = %e, "cannot subscribe to wadm's API; this host does not answer it"),
+                }
+                tasks.push(AbortOnDropHandle::new(tokio::spawn(reconciler.run())));
+                managing.store(true, std::sync::atomic::Ordering::Release);
+                tasks
+            }
         }
     };
+    let stepped_aside = {
+        let managing = managing.clone();
+        move || managing.store(false, std::sync::atomic::Ordering::Release)
+    };
+    let manager = tokio::spawn(crate::apps::wadm_presence::manage(
+        async_nats::jetstream::new(nats.clone()),
+        config.lattice.clone(),
+        host_id.to_string(),
+        events.clone(),
+        start,
+        stepped_aside,
+    ));
     let beat = tokio::spawn(reconciler.clone().beat());
-    let run = tokio::spawn(reconciler.clone().run());
-    AppTasks { reconciler, run, beat, follow, api }
+    AppTasks { reconciler, manager, managing, beat, follow }
 }
 
 /// Stops reconciling, hands this host's share to the others (at most `within`), then stops the
 /// rest; every task is awaited, so its NATS subscriptions drop inside the runtime.
 async fn stop_apps(apps: AppTasks, within: Duration) {
-    apps.run.abort();
+    let managing = apps.managing.load(std::sync::atomic::Ordering::Acquire);
+    // The manager's tasks (the API, the reconciler) end with it.
+    apps.manager.abort();
     apps.beat.abort();
-    let _ = apps.run.await;
+    let _ = apps.manager.await;
     let _ = apps.beat.await;
-    // Bounded as a whole: with NATS unreachable even the goodbye would wait for a timeout.
-    if tokio::time::timeout(within, crate::apps::reconciler::hand_off(&apps.reconciler, within)).await.is_err() {
+    // Bounded as a whole: with NATS unreachable even the goodbye would wait for a timeout. A
+    // host that left the applications to a wadm has no share to hand over.
+    if managing && tokio::time::timeout(within, crate::apps::reconciler::hand_off(&apps.reconciler, within)).await.is_err() {
         warn!(?within, "could not hand this host's share of the applications over in time");
     }
     apps.follow.abort();
-    apps.api.abort();
     let _ = apps.follow.await;
-    let _ = apps.api.await;
 }

@@ -177,3 +177,55 @@ async fn a_real_wadm_deploys_heals_and_undeploys_an_app_on_trellis_hosts() -> an
     }
     Ok(())
 }
+
+/// Trellis hosts that manage applications themselves step aside when a wadm starts managing
+/// the lattice (they leave wadm's API and stop reconciling: never two managers on one
+/// lattice), wadm adopts the app they ran, and when the wadm goes they take it up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trellis_hosts_leave_the_apps_to_a_wadm_that_appears_and_take_them_back_when_it_goes() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut events = trellis_tests::providers::Events::on(&lattice).await?;
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let mut config = lattice.host_config();
+        config.providers.builtin_images = BuiltinImages::parse(&["wasmcloud"])?;
+        hosts.push(lattice.start_host(config).await?);
+    }
+    let hello = lattice.push("http-hello-world", wasmcloud_example("http-hello-world").join("http-hello-world.wasm").to_str().unwrap_or_default()).await?;
+    let port = free_port();
+    let mut yaml = std::fs::read_to_string(wasmcloud_example("http-hello-world").join("wadm.yaml"))?;
+    for (from, to) in [("file://./build/http_hello_world_s.wasm".to_string(), hello.clone()), ("0.0.0.0:8000".to_string(), format!("127.0.0.1:{port}"))] {
+        yaml = yaml.replace(&from, &to);
+    }
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(yaml.as_bytes()).await?;
+    wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let answers = || async { eventually(Duration::from_secs(30), || async { http(port, "/").await.ok().filter(|(s, _)| *s == 200) }).await.is_some() };
+    anyhow::ensure!(answers().await, "the Trellis-managed app never answered");
+
+    // A wadm appears: both hosts say they leave the applications to it.
+    let wadm_process = WadmProcess::start(&lattice.url())?;
+    let mut left = std::collections::BTreeSet::new();
+    while left.len() < hosts.len() {
+        let data = events.expect("apps_left_to_wadm", Duration::from_secs(40), |_| true).await;
+        left.insert(data["host_id"].as_str().unwrap_or_default().to_string());
+    }
+    // wadm now answers the API alone and has adopted the app; it still answers.
+    wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(60)).await?;
+    anyhow::ensure!(answers().await, "the app stopped answering under wadm");
+
+    // The wadm goes: the hosts take the applications back.
+    drop(wadm_process);
+    let mut resumed = std::collections::BTreeSet::new();
+    while resumed.len() < hosts.len() {
+        let data = events.expect("apps_resumed", Duration::from_secs(90), |_| true).await;
+        resumed.insert(data["host_id"].as_str().unwrap_or_default().to_string());
+    }
+    wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(30)).await?;
+    anyhow::ensure!(answers().await, "the app stopped answering when the hosts took it back");
+    for host in hosts {
+        host.shutdown(None).await?;
+    }
+    Ok(())
+}

@@ -31,6 +31,7 @@ pub mod placement;
 pub mod reconciler;
 pub mod status;
 pub mod store;
+pub mod wadm_presence;
 
 /// Annotation wadm puts on what it manages (`wasmcloud.dev/managed-by: wadm`); Trellis does the
 /// same, so tools that look for it see Trellis-managed workloads as wadm-managed.
