@@ -238,12 +238,15 @@ async fn key_value_changes_reach_a_watcher_on_another_host_once() -> anyhow::Res
     for i in 0..6 {
         kv.put("door", format!("state{i}").into()).await?;
     }
-    // A call that fails for a passing reason (a loaded machine) is retried after 1, 2, 4 … s.
-    let all = eventually(Duration::from_secs(60), || async { (0..6).all(|i| count(&alerts, &format!("/alert?door=state{i}")) > 0).then_some(()) }).await;
-    anyhow::ensure!(all.is_some(), "{:?}", alerts.lock().expect("alerts"));
+    // The bucket keeps one value per key (history 1, as key-value buckets are made): a value
+    // superseded before it was delivered is gone from the bucket and never delivered; the
+    // latest always is, and none twice. A call that fails for a passing reason (a loaded
+    // machine) is retried after 1, 2, 4 … s.
+    let last = eventually(Duration::from_secs(60), || async { (count(&alerts, "/alert?door=state5") > 0).then_some(()) }).await;
+    anyhow::ensure!(last.is_some(), "the latest value was not delivered: {:?}", alerts.lock().expect("alerts"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 0..6 {
-        assert_eq!(count(&alerts, &format!("/alert?door=state{i}")), 1, "once with two providers: {:?}", alerts.lock().expect("alerts"));
+        assert!(count(&alerts, &format!("/alert?door=state{i}")) <= 1, "at most once with two providers: {:?}", alerts.lock().expect("alerts"));
     }
     components.shutdown(None).await?;
     providers.shutdown(None).await?;

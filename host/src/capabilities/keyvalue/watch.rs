@@ -44,8 +44,8 @@ pub(crate) const ON_DELETE: &str = "wasi:keyvalue/watcher@0.2.0-draft.on-delete"
 
 use trellis_messages::invocation::WATCH_KIND;
 
-/// Deliveries of one change a host refused (it may not have seen the link yet) before it is
-/// given up.
+/// Deliveries of one change a host refused (it may not have seen the link or the provider yet)
+/// before it is given up.
 pub const MAX_DELIVERIES: i64 = 5;
 /// Deliveries of one change whose call failed for a passing reason (busy, past its deadline, a
 /// host unreachable) before it is given up: retried after 1, 2, 4 … 30 s, about 7 minutes in
@@ -238,12 +238,19 @@ async fn read(services: &HostServices, provider: &str, target: &str, link_name: 
         let (outcome, forwarded) = deliver(services, provider, target, link_name, &watch.bucket, &store, change).await;
         let ack = match outcome {
             Ok(()) => AckKind::Ack,
-            // What no retry changes: the component does not export the function, or refuses
-            // here. A host that refused a forwarded change may not have seen the link yet.
-            Err(CallError::Fault { kind: Some(FaultKind::NoSuchFunction | FaultKind::BadArguments | FaultKind::Denied), message: m })
+            // What no retry changes: the component does not export the function or takes
+            // other arguments (known here; a host a change was forwarded to may run other code).
+            Err(CallError::Fault { kind: Some(FaultKind::NoSuchFunction | FaultKind::BadArguments), message: m })
                 if !forwarded || delivered >= MAX_DELIVERIES =>
             {
                 warn!(component_id = %target, "key-value change not delivered: {m}");
+                AckKind::Term
+            }
+            // A refusal, here or on the host it was forwarded to: that host may not have seen
+            // the link or the provider yet (a provider just started here is one), so it is
+            // retried a few times before it is given up.
+            Err(CallError::Fault { kind: Some(FaultKind::Denied), message: m }) if delivered >= MAX_DELIVERIES => {
+                warn!(component_id = %target, deliveries = delivered, "key-value change refused: {m}");
                 AckKind::Term
             }
             Err(e) if delivered >= MAX_RETRIES => {
