@@ -119,12 +119,10 @@ pub enum WorkloadError {
     /// An update without a reference.
     #[error("updating component `{0}` needs a `new_component_ref`")]
     NoNewReference(String),
-    /// A scale with another reference than the one running.
-    #[error("component `{id}` already runs `{running}` on this host; scale it with that reference, set `allow_update`, or use component.update")]
-    OtherReference { id: String, running: String },
-    /// A provider id already runs another reference here.
-    #[error("provider `{id}` already runs `{running}` on this host")]
-    OtherProvider { id: String, running: String },
+    /// A provider id already runs (or is starting) here: wasmCloud 1.9's answer, word for word
+    /// (`id` is for logs).
+    #[error("provider with that ID is already running")]
+    ProviderRunning { id: String },
     /// The component does not run here.
     #[error("component `{id}` is not running on host {host}")]
     NoComponent { id: String, host: String },

@@ -137,24 +137,25 @@ async fn rescale_changes_max_instances_and_a_plain_path_works() -> anyhow::Resul
     let client = lattice.client().await?;
     assert_eq!(client.inventory(host.id()).await?.components[0].max_instances, 5);
 
-    // A different reference is refused unless the request allows an update.
+    // A different reference without `allow_update`: as a wasmCloud 1.9 host answers, the code
+    // running is scaled, its reference kept, and the reply says so.
     let copy = tempfile::NamedTempFile::new()?;
     std::fs::copy(guests::ECHO, copy.path())?;
     let other = copy.path().display().to_string();
-    let err = client
+    let reply = client
         .scale_component(
             host.id(),
             &trellis_messages::component::ScaleComponentCommand {
                 component_ref: other.clone(),
                 component_id: "echo".into(),
-                max_instances: 5,
+                max_instances: 3,
                 ..Default::default()
             },
         )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("already runs") && err.contains("allow_update"), "{err}");
+        .await?;
+    assert!(reply.starts_with("Requested to scale existing component to a different image reference:") && reply.contains("will not be updated"), "{reply}");
+    let inventory = client.inventory(host.id()).await?;
+    assert_eq!((inventory.components[0].image_ref.as_str(), inventory.components[0].max_instances), (guests::ECHO, 3));
     host.shutdown(None).await?;
     Ok(())
 }

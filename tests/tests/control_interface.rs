@@ -156,3 +156,37 @@ async fn custom_control_prefix_is_honoured() -> anyhow::Result<()> {
     assert_eq!(hosts[0].id, host.id());
     Ok(())
 }
+
+/// Where wasmCloud 1.9's host answers a certain way, a Trellis host answers the same, so a
+/// mixed lattice's queue-grouped requests give the same result from either kind of host: no
+/// bid for a provider already running here, a second `provider.start` of one is an error,
+/// and `config.get` of a missing config is a success with no `response`.
+#[tokio::test]
+async fn control_requests_are_answered_as_wasmcloud_1_9_answers_them() -> anyhow::Result<()> {
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let ctl = lattice.ctl().await?;
+    let bids = ctl.perform_provider_auction("trellis://keyvalue", "kv", std::collections::BTreeMap::new()).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(bids.len(), 1, "a host bids for a provider it does not run");
+    let started = ctl.start_provider(host.id(), "trellis://keyvalue", "kv", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    assert!(started.succeeded(), "{}", started.message());
+    let running = trellis_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let inv = ctl.get_host_inventory(host.id()).await.ok()?.into_data()?;
+        inv.providers().iter().any(|p| p.id() == "kv").then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "the provider started");
+    let bids = ctl.perform_provider_auction("trellis://keyvalue", "kv", std::collections::BTreeMap::new()).await.map_err(anyhow::Error::msg)?;
+    assert!(bids.is_empty(), "no bid for a provider already running here: {bids:?}");
+    for reference in ["trellis://keyvalue", "trellis://messaging-nats"] {
+        let again = ctl.start_provider(host.id(), reference, "kv", None, vec![]).await.map_err(anyhow::Error::msg)?;
+        assert!(!again.succeeded(), "a second start of `kv` ({reference})");
+        assert_eq!(again.message(), "provider with that ID is already running");
+    }
+    let missing = ctl.get_config("no-such-config").await.map_err(anyhow::Error::msg)?;
+    assert!(missing.succeeded());
+    assert_eq!(missing.message(), "Configuration not found");
+    assert!(missing.data().is_none(), "no `response`: {:?}", missing.data());
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -159,11 +159,8 @@ impl Dispatcher {
             }
             CtlCommand::ConfigGet { name } => match flatten(self.lattice.send(lattice::GetConfig(name.clone())).await) {
                 Ok(Some(values)) => Answer::reply(&CtlResponse::ok(values)),
-                Ok(None) => {
-                    let mut reply = CtlResponse::ok(BTreeMap::<String, String>::new());
-                    reply.message = format!("config `{name}` not found");
-                    Answer::reply(&reply)
-                }
+                // wasmCloud 1.9's answer: success, a message, no `response`.
+                Ok(None) => Answer::reply(&CtlResponse::<BTreeMap<String, String>> { success: true, message: "Configuration not found".into(), response: None }),
                 Err(e) => Answer::result(Err(e)),
             },
             CtlCommand::ConfigDel { name } => Answer::result(flatten(self.lattice.send(lattice::DeleteConfig(name)).await)),
@@ -181,7 +178,9 @@ impl Dispatcher {
                 }))
             }
             CtlCommand::ProviderAuction(req) => {
-                if !self.satisfies(&req.constraints).await {
+                // Like a wasmCloud host, do not bid for a provider already running here.
+                let running = self.providers.send(providers::IsRunning(req.provider_id.clone())).await.unwrap_or(true);
+                if running || !self.satisfies(&req.constraints).await {
                     return Answer::silent();
                 }
                 Answer::reply(&CtlResponse::ok(ProviderAuctionAck {

@@ -16,6 +16,7 @@ use trellis_messages::link::{DeleteInterfaceLinkDefinitionRequest, Link};
 use crate::error::{LinkError, Result};
 use crate::events::EventPublisher;
 use crate::lattice::spec::ComponentSpec;
+use crate::lattice::store::LinkDeletion;
 use crate::lattice::{LatticeStore, LatticeView};
 
 /// Which bucket a watched entry came from.
@@ -234,13 +235,21 @@ impl Handler<DeleteLink> for LatticeActor {
     fn handle(&mut self, DeleteLink(req): DeleteLink, _: &mut Self::Context) -> Self::Result {
         let (store, events) = (self.store.clone(), self.events.clone());
         Box::pin(async move {
-            store.delete_link(&req).await?;
-            let data = json!({
-                "source_id": req.source_id, "name": req.name,
-                "wit_namespace": req.wit_namespace, "wit_package": req.wit_package,
-            });
+            // As a wasmCloud 1.9 host does: no spec, no event; else the event, with the
+            // link's target and interfaces when there was one.
+            let data = match store.delete_link(&req).await? {
+                LinkDeletion::NoSpec => return Ok("successfully deleted link (spec doesn't exist)".to_string()),
+                LinkDeletion::Deleted(Some(link)) => json!({
+                    "source_id": req.source_id, "target": link.target, "name": req.name,
+                    "wit_namespace": req.wit_namespace, "wit_package": req.wit_package, "interfaces": link.interfaces,
+                }),
+                LinkDeletion::Deleted(None) => json!({
+                    "source_id": req.source_id, "name": req.name,
+                    "wit_namespace": req.wit_namespace, "wit_package": req.wit_package,
+                }),
+            };
             events.publish_logged(names::LINKDEF_DELETED, data).await;
-            Ok(format!("link `{}` from `{}` deleted", req.name, req.source_id))
+            Ok("successfully deleted link".to_string())
         })
     }
 }

@@ -254,14 +254,9 @@ impl Handler<StartProvider> for ProvidersActor {
             provider_ref: cmd.provider_ref.clone(),
             annotations: cmd.annotations.clone().unwrap_or_default().into_iter().collect(),
         };
-        if let Some(r) = self.running.get(&cmd.provider_id) {
-            if r.description.image_ref.as_deref() == Some(cmd.provider_ref.as_str()) {
-                return Ok(format!("provider `{}` already runs here", cmd.provider_id));
-            }
-            return Err(WorkloadError::OtherProvider { id: cmd.provider_id.clone(), running: r.description.image_ref.clone().unwrap_or_default() }.into());
-        }
-        if self.unpacking.contains(&cmd.provider_id) {
-            return Ok(format!("provider `{}` is already starting here", cmd.provider_id));
+        // As a wasmCloud 1.9 host answers, whatever the reference: the id is taken here.
+        if self.running.contains_key(&cmd.provider_id) || self.unpacking.contains(&cmd.provider_id) {
+            return Err(WorkloadError::ProviderRunning { id: cmd.provider_id.clone() }.into());
         }
         let reply = format!("provider `{}` is starting", cmd.provider_id);
         if let Some(policy) = self.services.policy.clone() {
@@ -370,6 +365,18 @@ impl Handler<StopProviders> for ProvidersActor {
         let ids: Vec<String> = self.running.keys().cloned().collect();
         let stops: Vec<_> = ids.iter().filter_map(|id| self.stop_one(id, "host stopping")).collect();
         Box::pin(futures::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
+    }
+}
+
+/// Whether provider `0` runs (or is starting) here: a host does not bid for it then.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct IsRunning(pub String);
+
+impl Handler<IsRunning> for ProvidersActor {
+    type Result = bool;
+    fn handle(&mut self, IsRunning(id): IsRunning, _: &mut Self::Context) -> bool {
+        self.running.contains_key(&id) || self.unpacking.contains(&id)
     }
 }
 

@@ -436,7 +436,22 @@ impl Handler<Scale> for WorkloadActor {
                 self.update_component(id.clone(), command.component_ref, command.annotations, ctx);
                 Ok(format!("component `{id}` is updating"))
             }
-            Some(running) => Err(WorkloadError::OtherReference { id: id.clone(), running: running.description.image_ref.clone() }.into()),
+            // As a wasmCloud 1.9 host does: the code running is scaled, its reference kept, and
+            // the reply says so.
+            Some(running) => {
+                running.addr.do_send(SetMaxInstances(max));
+                let d = {
+                    let r = self.components.get_mut(&id).ok_or(HostError::ShuttingDown)?;
+                    r.description.max_instances = max;
+                    r.description.clone()
+                };
+                self.event(&id, &d.image_ref, max, d.annotations.as_ref(), None);
+                self.publish_component(&id);
+                Ok(format!(
+                    "Requested to scale existing component to a different image reference: {} != {}. The component will be scaled but the image reference will not be updated. If you meant to update this component to a new image ref, use the update command.",
+                    d.image_ref, command.component_ref
+                ))
+            }
         }
     }
 }

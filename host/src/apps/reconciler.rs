@@ -271,8 +271,13 @@ impl Reconciler {
                 annotations: Some(p.annotations.clone()),
                 config: p.config.clone(),
             };
-            if let Ok(Err(e)) = self.providers.send(StartProvider(command)).await {
-                self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), e.to_string());
+            match self.providers.send(StartProvider(command)).await {
+                // Still starting from an earlier pass: not a failure.
+                Ok(Err(crate::error::HostError::Workload(crate::error::WorkloadError::ProviderRunning { .. }))) => {}
+                Ok(Err(e)) => {
+                    self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), e.to_string());
+                }
+                _ => {}
             }
         }
         for r in &own.inventory.providers {

@@ -11,6 +11,15 @@ use crate::error::{HostError, LinkError, Result};
 use crate::lattice::spec::ComponentSpec;
 use crate::lattice::state::{with_link, without_link};
 
+
+/// What [`LatticeStore::delete_link`] found.
+#[derive(Debug)]
+pub enum LinkDeletion {
+    /// The source has no spec (nothing was ever linked from it, or it was deleted).
+    NoSpec,
+    /// The spec exists; the link that was deleted, if there was one.
+    Deleted(Option<Box<Link>>),
+}
 /// Attempts of a read-modify-write before giving up on a key other writers keep changing.
 const CAS_ATTEMPTS: usize = 10;
 
@@ -183,16 +192,24 @@ impl LatticeStore {
         .await
     }
 
-    /// Deletes a link; deleting one that does not exist succeeds.
+    /// Deletes a link; deleting one that does not exist succeeds. Answers what there was.
     ///
     /// # Errors
     /// [`HostError::LatticeData`] when KV fails.
-    pub async fn delete_link(&self, req: &DeleteInterfaceLinkDefinitionRequest) -> Result<()> {
+    pub async fn delete_link(&self, req: &DeleteInterfaceLinkDefinitionRequest) -> Result<LinkDeletion> {
+        let mut outcome = LinkDeletion::NoSpec;
         self.update_spec(&req.source_id, |spec, _| {
+            if spec.url.is_empty() && spec.links.is_empty() {
+                outcome = LinkDeletion::NoSpec;
+                return Ok(None);
+            }
+            let found = spec.links.iter().find(|l| l.name == req.name && l.wit_namespace == req.wit_namespace && l.wit_package == req.wit_package);
+            outcome = LinkDeletion::Deleted(found.cloned().map(Box::new));
             let links = without_link(&spec.links, &req.name, &req.wit_namespace, &req.wit_package);
             Ok((links.len() != spec.links.len()).then(|| ComponentSpec { url: spec.url.clone(), links }))
         })
-        .await
+        .await?;
+        Ok(outcome)
     }
 
     /// Every stored link.
