@@ -355,3 +355,35 @@ const UNVERSIONED_LOGGER: &str = r#"
   (func (export "run") (canon lift (core func $i "run")))
 )
 "#;
+
+/// `component.update` changes the code on the host asked, as on wasmCloud 1.9, not on every
+/// host: the spec's reference is written once, when the spec is made, and neither an update
+/// nor a start with another reference elsewhere rewrites it (writing it is how every Trellis
+/// host is moved).
+#[tokio::test]
+async fn an_update_changes_one_host_and_leaves_the_specs_reference() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    lattice.scale(a.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    lattice.scale(b.id(), "echo", guests::ECHO, 1).await?.map_err(anyhow::Error::msg)?;
+    let copy = tempfile::NamedTempFile::new()?;
+    std::fs::copy(guests::ECHO, copy.path())?;
+    let new_ref = copy.path().display().to_string();
+    let events = lattice.watch_scale_events("echo").await?;
+    let ack = lattice.ctl().await?.update_component(a.id(), "echo", &new_ref, None).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    assert_eq!(events.await??.map_err(anyhow::Error::msg)?.image_ref, new_ref);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(client.inventory(a.id()).await?.components[0].image_ref, new_ref);
+    assert_eq!(client.inventory(b.id()).await?.components[0].image_ref, guests::ECHO, "the other host keeps its code");
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let spec = js.get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?.get("COMPONENT_echo").await?.unwrap_or_default();
+    let spec: serde_json::Value = serde_json::from_slice(&spec)?;
+    assert_eq!(spec["url"], guests::ECHO, "the spec keeps the first reference: {spec}");
+    a.shutdown(None).await?;
+    b.shutdown(None).await?;
+    Ok(())
+}

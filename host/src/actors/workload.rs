@@ -294,7 +294,8 @@ impl WorkloadActor {
                     }
                     let d = running.description.clone();
                     act.event(&id, &d.image_ref, d.max_instances, d.annotations.as_ref(), None);
-                    act.record_url(&id, &new_ref);
+                    // This host only, as on wasmCloud 1.9: the spec's reference is not rewritten
+                    // (writing it moves the component on every Trellis host that runs it).
                     act.publish_component(&id);
                 }
                 Err(e) => {
@@ -358,11 +359,12 @@ impl StreamHandler<UrlChanged> for WorkloadActor {
 }
 
 impl WorkloadActor {
-    /// Records `reference` as component `id`'s url in the lattice's spec (in the background).
+    /// Records `reference` as component `id`'s url in the lattice's spec when it names none
+    /// yet (in the background).
     fn record_url(&self, id: &str, reference: &str) {
         let (store, id, reference) = (self.services.store.clone(), id.to_string(), reference.to_string());
         actix::spawn(async move {
-            if let Err(e) = store.set_url(&id, &reference).await {
+            if let Err(e) = store.set_url_if_missing(&id, &reference).await {
                 warn!(component_id = %id, error = %e, "could not record the component's reference in its spec");
             }
         });

@@ -139,6 +139,20 @@ impl LatticeStore {
         Err(HostError::LatticeData(format!("the spec of `{id}` keeps changing; try again")))
     }
 
+    /// Records `url` as component `id`'s reference when its spec names none yet (a host
+    /// started it from there), as wasmCloud 1.9's host writes it only into a new spec; its
+    /// links are kept. A spec that names a reference keeps it: another start or an update on
+    /// one host does not move the component on every other host.
+    ///
+    /// # Errors
+    /// [`HostError::LatticeData`] when KV fails.
+    pub async fn set_url_if_missing(&self, id: &str, url: &str) -> Result<()> {
+        self.update_spec(id, |spec, legacy| {
+            Ok((spec.url.is_empty() || legacy).then(|| ComponentSpec { url: if spec.url.is_empty() { url.to_string() } else { spec.url.clone() }, links: spec.links.clone() }))
+        })
+        .await
+    }
+
     /// Records `url` as component `id`'s reference (a host scaled it from there); its links
     /// are kept.
     ///
