@@ -358,8 +358,8 @@ const UNVERSIONED_LOGGER: &str = r#"
 
 /// `component.update` changes the code on the host asked, as on wasmCloud 1.9, not on every
 /// host: the spec's reference is written once, when the spec is made, and neither an update
-/// nor a start with another reference elsewhere rewrites it (writing it is how every Trellis
-/// host is moved).
+/// nor a start with another reference on another host rewrites it (writing it is how every
+/// Trellis host is moved).
 #[tokio::test]
 async fn an_update_changes_one_host_and_leaves_the_specs_reference() -> anyhow::Result<()> {
     init_tracing();
@@ -383,7 +383,16 @@ async fn an_update_changes_one_host_and_leaves_the_specs_reference() -> anyhow::
     let spec = js.get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?.get("COMPONENT_echo").await?.unwrap_or_default();
     let spec: serde_json::Value = serde_json::from_slice(&spec)?;
     assert_eq!(spec["url"], guests::ECHO, "the spec keeps the first reference: {spec}");
+    // A start with another reference on a third host leaves it too, and moves nobody.
+    let c = lattice.start_host(lattice.host_config()).await?;
+    lattice.scale(c.id(), "echo", &new_ref, 1).await?.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spec = js.get_key_value(format!("LATTICEDATA_{}", lattice.name)).await?.get("COMPONENT_echo").await?.unwrap_or_default();
+    let spec: serde_json::Value = serde_json::from_slice(&spec)?;
+    assert_eq!(spec["url"], guests::ECHO, "a start elsewhere keeps the spec's reference: {spec}");
+    assert_eq!(client.inventory(b.id()).await?.components[0].image_ref, guests::ECHO, "and does not move the other hosts");
     a.shutdown(None).await?;
     b.shutdown(None).await?;
+    c.shutdown(None).await?;
     Ok(())
 }

@@ -89,7 +89,10 @@ async fn every_event_a_trellis_host_publishes_parses_with_wadms_own_types() -> a
         }
     }
     let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "wadm-events failed: {}", String::from_utf8_lossy(&out.stderr));
     let answers = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(answers.lines().count(), seen.len(), "one answer per event:\n{answers}");
+    assert!(!answers.lines().any(|l| l.starts_with("err ?")), "every event is a CloudEvent:\n{answers}");
     let failed: Vec<&str> = answers
         .lines()
         .filter(|l| l.starts_with("err ") && WADM_READS.iter().any(|t| l.contains(&format!("com.wasmcloud.lattice.{t}:"))))
@@ -211,6 +214,15 @@ async fn trellis_hosts_leave_the_apps_to_a_wadm_that_appears_and_take_them_back_
         let data = events.expect("apps_left_to_wadm", Duration::from_secs(40), |_| true).await;
         left.insert(data["host_id"].as_str().unwrap_or_default().to_string());
     }
+    // wadm now answers the API alone (an operation neither knows gets wadm's answer every
+    // time, never a Trellis host's) and has adopted the app; it still answers.
+    let nats = lattice.nats().await?;
+    let unknown = format!("wadm.api.{}.model.frobnicate", lattice.name);
+    for _ in 0..10 {
+        let reply = nats.request(unknown.clone(), "".into()).await?;
+        let text = String::from_utf8_lossy(&reply.payload).to_string();
+        assert!(text.contains("Unsupported subject"), "answered by a Trellis host while a wadm manages the lattice: {text}");
+    }
     // wadm now answers the API alone and has adopted the app; it still answers.
     wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(60)).await?;
     anyhow::ensure!(answers().await, "the app stopped answering under wadm");
@@ -224,6 +236,9 @@ async fn trellis_hosts_leave_the_apps_to_a_wadm_that_appears_and_take_them_back_
     }
     wait_status(&client, "rust-hello-world", StatusType::Deployed, Duration::from_secs(30)).await?;
     anyhow::ensure!(answers().await, "the app stopped answering when the hosts took it back");
+    let reply = nats.request(unknown.clone(), "".into()).await?;
+    let text = String::from_utf8_lossy(&reply.payload).to_string();
+    assert!(text.contains("unknown application API operation"), "the hosts answer the API again: {text}");
     for host in hosts {
         host.shutdown(None).await?;
     }

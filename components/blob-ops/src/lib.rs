@@ -36,8 +36,22 @@ fn at<T>(step: &str, r: Result<T, String>) -> Result<T, String> {
     r.map_err(|e| format!("{step}: {e}"))
 }
 
-/// Stores `data` as `name`: `write-data` first, then the body, then `finish`.
+/// Stores `data` as `name`, trying up to three times: a write through a provider can fail
+/// when the provider's transport loses part of the stream (the host says so; see
+/// `capabilities/blobstore/provider.rs`).
 fn write(c: &Container, name: &str, data: &[u8]) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match write_once(c, name, data) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Stores `data` as `name`: `write-data` first, then the body, then `finish`.
+fn write_once(c: &Container, name: &str, data: &[u8]) -> Result<(), String> {
     let value = OutgoingValue::new_outgoing_value();
     let body = value.outgoing_value_write_body().map_err(|()| "no body stream".to_string())?;
     c.write_data(name, &value)?;

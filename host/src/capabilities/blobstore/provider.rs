@@ -208,10 +208,35 @@ impl ProviderStore {
         })
     }
 
-    /// `write-container-data` from `body` (what the guest writes, until `finish`).
+    /// `write-container-data` from `body` (what the guest writes, until `finish`), then checked:
+    /// the object the provider reports must be as large as what was sent. A provider built on
+    /// `wrpc-transport-nats` 0.29 (wasmcloud-provider-sdk 0.17, wasmCloud's own providers) can
+    /// drop the start of a stream under load (a message routed before its subscription exists;
+    /// fixed in 0.31), which would otherwise store a shorter object and report success.
     pub async fn write(&self, ctx: &ImportContext, container: &str, object: &str, body: BodyReader) -> Result<(), BlobError> {
         let id = id(container, object);
-        let data = tokio_util::io::ReaderStream::with_capacity(body, CHUNK).filter_map(|chunk| futures::future::ready(chunk.ok()));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = sent.clone();
+        let data = tokio_util::io::ReaderStream::with_capacity(body, CHUNK).filter_map(move |chunk| {
+            let chunk = chunk.ok();
+            if let Some(c) = &chunk {
+                counted.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            futures::future::ready(chunk)
+        });
+        self.write_stream(ctx, container, object, id, data).await?;
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        let (_, stored) = self.object_info(ctx, container, object).await?;
+        if stored != sent {
+            return Err(BlobError::Backend {
+                op: format!("writing `{object}` to container `{container}`"),
+                reason: format!("blobstore provider `{}` stored {stored} bytes of the {sent} sent; write it again", self.provider),
+            });
+        }
+        Ok(())
+    }
+
+    async fn write_stream(&self, ctx: &ImportContext, container: &str, object: &str, id: ObjectId, data: impl Stream<Item = Bytes> + Send + 'static) -> Result<(), BlobError> {
         self.run(ctx, format!("writing `{object}` to container `{container}`"), |c, cx| async move {
             let (answer, io) = remote::write_container_data(&*c, cx, &id, Box::pin(data)).await?;
             let status = match answer {
