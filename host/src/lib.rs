@@ -105,7 +105,9 @@
 //!                                               │    Resolver (links, ProviderDirectory):
 //!                                               │      component import → target;
 //!                                               │      LocalComponents has it? call in-process
-//!                                               │      (same permits/limits) : NATS request;
+//!                                               │      (same permits/limits) : NATS request
+//!                                               │      (no Trellis host runs it: wRPC, for
+//!                                               │      a wasmCloud 1.x host's component);
 //!                                               │      external provider? wRPC request
 //!                                               │      (wasm::transport::wrpc, bounded per provider);
 //!                                               │      key-value → the link's bucket;

@@ -9,34 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_messages::Client;
-use trellis_tests::{guests, eventually, free_port, init_tracing, TestLattice};
-
-/// One HTTP/1.1 request over a fresh TCP connection: (status, body).
-async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok((status, dechunk(body)))
-}
-
-/// The payload of a chunked body (or the body itself when not chunked).
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() { body.to_string() } else { out }
-}
+use trellis_tests::{guests, eventually, free_port, http_get as get, init_tracing, TestLattice};
 
 fn link(source: &str, target: &str, name: &str, ns_pkg: (&str, &str), ifaces: &[&str], source_config: &[&str], target_config: &[&str]) -> Link {
     Link::new(source, target, name, ns_pkg.0, ns_pkg.1, ifaces).with_source_config(source_config).with_target_config(target_config)

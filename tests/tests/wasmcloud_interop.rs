@@ -208,3 +208,152 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
     trellis.shutdown(None).await?;
     Ok(())
 }
+
+/// Pushes `file` to `registry` as `interop/{name}:1.0`; the reference.
+fn push(registry: &Registry, name: &str, file: &str) -> anyhow::Result<String> {
+    let reference = format!("{}/interop/{name}:1.0", registry.address());
+    let out = Command::new(trellis_bin()?).args(["push", "--insecure", &reference, file]).output()?;
+    anyhow::ensure!(out.status.success(), "push {name}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(reference)
+}
+
+/// `pinger.ping(message)` on the Trellis component `id`.
+async fn ping(client: &trellis_messages::Client, id: &str, message: &str) -> anyhow::Result<String> {
+    let reply = client.call(id, "trellis:echo/pinger.ping", vec![serde_json::to_string(message)?]).await?;
+    let result = reply.results.clone().and_then(|r| r.into_iter().next()).ok_or_else(|| anyhow::anyhow!("{reply:?}"))?;
+    Ok(serde_json::from_str(&result)?)
+}
+
+#[tokio::test]
+async fn calls_cross_host_kinds_both_ways() -> anyhow::Result<()> {
+    use trellis_messages::link::Link;
+    use trellis_tests::providers::{records, settings, start_provider, wait_record};
+    let Some(bin) = WasmcloudHost::binary() else { return Ok(()) };
+    init_tracing();
+    let registry = Registry::start(&[]).await?;
+    let echo = push(&registry, "echo", guests::ECHO)?;
+    let pinger = push(&registry, "pinger", guests::PINGER)?;
+    let hello = push(&registry, "hello", guests::HTTP_HELLO)?;
+    let msg_echo = push(&registry, "msg-echo", guests::MSG_ECHO)?;
+
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.oci.insecure = vec![registry.address()];
+    config.providers = settings();
+    let trellis = lattice.start_host(config).await?;
+    let wasmcloud = WasmcloudHost::start(&bin, &lattice, &[trellis.id()], &registry.address()).await?;
+    let client = lattice.client().await?.with_timeout(Duration::from_secs(30));
+    let scale = |host: String, id: &'static str, reference: String| {
+        let lattice = &lattice;
+        async move { lattice.scale(&host, id, &reference, 4).await?.map_err(anyhow::Error::msg).map(|_| ()) }
+    };
+
+    // Trellis → wasmCloud: a component on Trellis calls, through its link, a component only
+    // wasmCloud's host runs (no Trellis host answers Trellis's request/reply, so over wRPC).
+    scale(wasmcloud.id.clone(), "w-echo", echo.clone()).await?;
+    scale(trellis.id().to_string(), "t-pinger", pinger.clone()).await?;
+    client.put_link(&Link::new("t-pinger", "w-echo", "default", "trellis", "echo", &["echo"])).await?;
+    let answer = eventually(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move { ping(&client, "t-pinger", "to wasmCloud").await.ok() }
+    })
+    .await;
+    assert_eq!(answer.as_deref(), Some("to wasmCloud"), "Trellis reached wasmCloud's component");
+    for i in 0..20 {
+        assert_eq!(ping(&client, "t-pinger", &format!("again {i}")).await?, format!("again {i}"));
+    }
+    // Gone from wasmCloud too: the call fails saying so, at once.
+    lattice.scale(&wasmcloud.id, "w-echo", &echo, 0).await?.map_err(anyhow::Error::msg)?;
+    let gone = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move {
+            let reply = client.call("t-pinger", "trellis:echo/pinger.ping", vec!["\"x\"".into()]).await.ok()?;
+            reply.error.filter(|e| e.contains("not running on any host"))
+        }
+    })
+    .await;
+    assert!(gone.is_some(), "a call to a component no host runs fails naming it");
+
+    // wasmCloud → Trellis: a component on wasmCloud's host calls one only Trellis runs.
+    scale(wasmcloud.id.clone(), "w-pinger", pinger.clone()).await?;
+    scale(trellis.id().to_string(), "t-echo", echo.clone()).await?;
+    client.put_link(&Link::new("w-pinger", "t-echo", "default", "trellis", "echo", &["echo"])).await?;
+    let wrpc = trellis_host::wasm::transport::wrpc::Wrpc::new(
+        lattice.nats().await?,
+        &lattice.name,
+        wasmtime::Engine::default(),
+        4,
+        Duration::from_secs(5),
+        trellis_host::Limits::default().body_bounds(),
+    );
+    let string = wasmtime::component::Type::String;
+    let answer = eventually(Duration::from_secs(20), || {
+        let (wrpc, string) = (wrpc.clone(), string.clone());
+        async move {
+            let params = [wasmtime::component::Val::String("to Trellis".into())];
+            let out = wrpc
+                .call("test", "default", "w-pinger", "trellis:echo/pinger@0.1.0", "ping", &params, &[string.clone()], &[string], Duration::from_secs(10))
+                .await;
+            match out {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::debug!(error = %e, "w-pinger not answering yet");
+                    None
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(answer, Some(vec![wasmtime::component::Val::String("to Trellis".into())]), "wasmCloud reached Trellis's component");
+
+    // Trellis's HTTP server routes a request to a component only wasmCloud's host runs
+    // (wrpc:http/incoming-handler, as wasmCloud's HTTP server provider calls it).
+    start_provider(&client, trellis.id(), "http", "wasmcloud+builtin://http-server").await?;
+    scale(wasmcloud.id.clone(), "w-hello", hello.clone()).await?;
+    let port = trellis_tests::free_port();
+    client.put_config("w-hello-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&Link::new("http", "w-hello", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["w-hello-http"])).await?;
+    let served = eventually(Duration::from_secs(20), || async move {
+        let answer = trellis_tests::http_get(port, "/hi").await;
+        tracing::debug!(?answer, "GET /hi");
+        answer.ok().filter(|(s, _)| *s == 200)
+    })
+    .await;
+    let last = trellis_tests::http_get(port, "/hi").await;
+    let (_, response) = served.unwrap_or_else(|| panic!("the request reached wasmCloud's component: {last:?}"));
+    assert_eq!(response, "Hello from Trellis\n");
+
+    // Trellis's messaging provider delivers to a component only wasmCloud's host runs; it
+    // answers through its consumer link to an SDK provider (on the Trellis host), which records it.
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("record.jsonl");
+    client.put_config("tp-settings", &HashMap::from([("record".to_string(), record.display().to_string())])).await?;
+    let ctl = lattice.ctl().await?;
+    let provider = trellis_tests::test_provider()?;
+    let ack = ctl.start_provider(trellis.id(), &provider.display().to_string(), "tp", None, vec!["tp-settings".into()]).await.map_err(anyhow::Error::msg)?;
+    assert!(ack.succeeded(), "{}", ack.message());
+    wait_record(&record, "init", |r| r["event"] == "init").await;
+    start_provider(&client, trellis.id(), "msg", "wasmcloud+builtin://messaging-nats").await?;
+    scale(wasmcloud.id.clone(), "w-msg", msg_echo.clone()).await?;
+    client.put_config("w-msg-subs", &HashMap::from([("subscriptions".to_string(), "xkind.in".to_string())])).await?;
+    client.put_link(&Link::new("msg", "w-msg", "default", "wasmcloud", "messaging", &["handler"]).with_source_config(&["w-msg-subs"])).await?;
+    client.put_link(&Link::new("w-msg", "tp", "default", "wasmcloud", "messaging", &["consumer"])).await?;
+    let nats = lattice.nats().await?;
+    let published = eventually(Duration::from_secs(20), || {
+        let (nats, record) = (nats.clone(), record.clone());
+        async move {
+            nats.publish_with_reply("xkind.in", "xkind.reply", "hi".into()).await.ok()?;
+            nats.flush().await.ok()?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            records(&record).into_iter().find(|r| r["event"] == "published")
+        }
+    })
+    .await;
+    let published = published.expect("the message reached wasmCloud's component, which answered through the provider");
+    assert_eq!((published["subject"].as_str(), published["body"].as_str()), (Some("xkind.reply"), Some("echo: hi")), "{published}");
+    assert_eq!(published["caller"], "w-msg", "{published}");
+
+    wasmcloud.stop();
+    trellis.shutdown(None).await?;
+    Ok(())
+}

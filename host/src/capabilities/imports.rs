@@ -208,12 +208,7 @@ async fn call_callee(
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
             trace!(source = %ctx.source_id, %provider, %function, "link call to an external provider over wRPC");
-            let params_ty: Vec<Type> = ty.params().map(|(_, t)| t).collect();
-            let results_ty: Vec<Type> = ty.results().collect();
-            let timeout = ctx.runtime.config().max_execution_time;
-            return ctx
-                .wrpc
-                .call(&ctx.source_id, link_name, &provider, &function.import, &function.name, &params, &params_ty, &results_ty, timeout)
+            return call_over_wrpc(ctx, &provider, link_name, function, ty, &params)
                 .await
                 .map_err(|reason| LinkCallError::Provider {
                     source_id: ctx.source_id.clone(),
@@ -224,26 +219,33 @@ async fn call_callee(
                 });
         }
     };
-    let function = function.to_string();
-    let function = function.as_str();
+    let name = function.to_string();
     let failed = |e: &dyn std::fmt::Display| LinkCallError::Component {
         source_id: ctx.source_id.clone(),
         target: target.clone(),
-        function: function.to_string(),
+        function: name.clone(),
         link: link_name.to_string(),
         reason: e.to_string(),
     };
     if let Some(local) = ctx.local.get(&target) {
-        trace!(source = %ctx.source_id, %target, function, "local link call");
-        return local.call(&ctx.runtime, &target, function, params, &ctx.source_id).await.map_err(|f| failed(&f));
+        trace!(source = %ctx.source_id, %target, function = %name, "local link call");
+        return local.call(&ctx.runtime, &target, &name, params, &ctx.source_id).await.map_err(|f| failed(&f));
     }
-    trace!(source = %ctx.source_id, %target, function, "link call over NATS");
+    // A component that, a moment ago, no Trellis host ran but a wasmCloud host served: straight
+    // to wRPC, unless it has gone from there (then Trellis's request/reply, as for any other).
+    if ctx.wrpc.served_elsewhere(&target) {
+        match call_over_wrpc(ctx, &target, link_name, function, ty, &params).await {
+            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => ctx.wrpc.forget_elsewhere(&target),
+            other => return other.map_err(|e| failed(&e)),
+        }
+    }
+    trace!(source = %ctx.source_id, %target, function = %name, "link call over NATS");
     let args = params.iter().map(Val::to_wave).collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
-    let body = serde_json::to_vec(&InvocationRequest { function: function.into(), args }).map_err(|e| failed(&e))?;
+    let body = serde_json::to_vec(&InvocationRequest { function: name.clone(), args }).map_err(|e| failed(&e))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(SOURCE_ID_HEADER, ctx.source_id.as_str());
     headers.insert(LINK_NAME_HEADER, link_name);
-    let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function);
+    let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function = %name);
     crate::telemetry::inject_nats(&span, &mut headers);
     let timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait + Duration::from_secs(1);
     // The request carries the call's own deadline: the connection's default (10 s) would end a
@@ -255,7 +257,21 @@ async fn call_callee(
     let reply = match tracing::Instrument::instrument(tokio::time::timeout(timeout, request), span).await {
         Err(_) => return Err(failed(&format!("no reply within {timeout:?}"))),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return Err(failed(&format!("component `{target}` is not running on any host")))
+            // No Trellis host runs it. A wasmCloud 1.x host serves its components over wRPC
+            // only: ask there before giving up (README, "Calls across host kinds").
+            return match call_over_wrpc(ctx, &target, link_name, function, ty, &params).await {
+                Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => {
+                    Err(failed(&format!("component `{target}` is not running on any host")))
+                }
+                Ok(results) => {
+                    ctx.wrpc.remember_elsewhere(&target);
+                    Ok(results)
+                }
+                Err(e) => {
+                    ctx.wrpc.remember_elsewhere(&target);
+                    Err(failed(&e))
+                }
+            };
         }
         Ok(Err(e)) => return Err(failed(&e)),
         Ok(Ok(msg)) => msg,
@@ -272,6 +288,22 @@ async fn call_callee(
         (None, Some(error)) => Err(failed(&error)),
         (None, None) => Err(failed(&"empty reply")),
     }
+}
+
+/// Calls `function` of `target` (an external provider, or a component on a host that speaks
+/// only wRPC) over wRPC, as the caller's link `link_name`.
+async fn call_over_wrpc(
+    ctx: &ImportContext,
+    target: &str,
+    link_name: &str,
+    function: &Function,
+    ty: &ComponentFunc,
+    params: &[Val],
+) -> Result<Vec<Val>, crate::wasm::transport::wrpc::WrpcError> {
+    let params_ty: Vec<Type> = ty.params().map(|(_, t)| t).collect();
+    let results_ty: Vec<Type> = ty.results().collect();
+    let timeout = ctx.runtime.config().max_execution_time;
+    ctx.wrpc.call(&ctx.source_id, link_name, target, &function.import, &function.name, params, &params_ty, &results_ty, timeout).await
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 
-use crate::wasm::transport::http::{forward, limit_body, serve_local, text, BodyError, ResponseBody};
+use crate::wasm::transport::http::{forward, limit_body, serve_local, text, BodyError, OverWrpc, ResponseBody};
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
@@ -39,6 +39,8 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
 struct Route {
     prefix: Option<String>,
     target: String,
+    /// The link's name (a request to a component only a wasmCloud host runs carries it).
+    link_name: String,
 }
 
 type Routes = Arc<RwLock<Vec<Route>>>;
@@ -77,7 +79,7 @@ impl HttpServer {
         for (link, config) in self.services.resolver.deliveries(&self.id, ("wasi", "http", "incoming-handler")) {
             let address = config.get("address").map_or(DEFAULT_ADDRESS, String::as_str);
             match address.parse::<SocketAddr>() {
-                Ok(addr) => out.entry(addr).or_default().push(Route { prefix: config.get("path").cloned(), target: link.target.clone() }),
+                Ok(addr) => out.entry(addr).or_default().push(Route { prefix: config.get("path").cloned(), target: link.target.clone(), link_name: link.name.clone() }),
                 Err(e) => self.report(&link, format!("HTTP server `{}`: address `{address}` is not valid: {e}", self.id)),
             }
         }
@@ -178,11 +180,12 @@ async fn accept_loop(
         };
         let (routes, services, provider, closing) = (routes.clone(), services.clone(), provider.clone(), closing.clone());
         let (header_timeout, write_timeout) = (limits.http_header_timeout, limits.http_body_timeout);
+        let source: Arc<str> = Arc::from(provider.as_str());
         connections.spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let (routes, services) = (routes.clone(), services.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, routes, services).await) }
+                let (routes, services, source) = (routes.clone(), services.clone(), source.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, source, routes, services).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
@@ -217,7 +220,7 @@ fn content_length(req: &hyper::Request<hyper::body::Incoming>) -> Option<u64> {
     req.headers().get(hyper::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, services: HostServices) -> hyper::Response<ResponseBody> {
+async fn route(req: hyper::Request<hyper::body::Incoming>, provider: Arc<str>, routes: Routes, services: HostServices) -> hyper::Response<ResponseBody> {
     let limit = services.limits.max_http_body;
     if content_length(&req).is_some_and(|n| n > limit) {
         return text(413, format!("the request body is larger than this server's limit of {limit} bytes"));
@@ -225,11 +228,11 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, routes: Routes, servi
     let span = tracing::debug_span!(target: crate::telemetry::TARGET, "http", method = %req.method(), path = %req.uri().path());
     crate::telemetry::parent_from_http(&span, req.headers());
     let bounds = services.limits.body_bounds();
-    let response = tracing::Instrument::instrument(dispatch(req.map(|b| bounds.apply(b)), &routes, &services), span).await;
+    let response = tracing::Instrument::instrument(dispatch(req.map(|b| bounds.apply(b)), &provider, &routes, &services), span).await;
     response.map(|b| limit_body(b, limit).boxed_unsync())
 }
 
-async fn dispatch<B>(req: hyper::Request<B>, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody>
+async fn dispatch<B>(req: hyper::Request<B>, provider: &str, routes: &Routes, services: &HostServices) -> hyper::Response<ResponseBody>
 where
     B: hyper::body::Body<Data = bytes::Bytes, Error = BodyError> + Send + Sync + 'static,
 {
@@ -241,10 +244,10 @@ where
             .filter_map(|r| r.prefix.as_ref().map(|p| (p, r)))
             .filter(|(p, _)| path_matches(&path, p))
             .max_by_key(|(p, _)| p.len())
-            .map(|(_, r)| r.target.clone());
-        by_prefix.or_else(|| routes.iter().find(|r| r.prefix.is_none()).map(|r| r.target.clone()))
+            .map(|(_, r)| (r.target.clone(), r.link_name.clone()));
+        by_prefix.or_else(|| routes.iter().find(|r| r.prefix.is_none()).map(|r| (r.target.clone(), r.link_name.clone())))
     };
-    let Some(target) = target else {
+    let Some((target, link_name)) = target else {
         return text(404, format!("no component serves `{path}` here"));
     };
     match services.local.get(&target) {
@@ -252,7 +255,8 @@ where
         None => {
             let config = services.runtime.config();
             let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);
-            forward(&services.calls, services.subjects.invocation(&target), &target, timeout, req).await
+            let over_wrpc = OverWrpc { wrpc: &services.wrpc, source: provider, link_name: &link_name };
+            forward(&services.calls, services.subjects.invocation(&target), &target, timeout, req, Some(over_wrpc)).await
         }
     }
 }

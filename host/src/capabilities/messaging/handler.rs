@@ -46,8 +46,8 @@ struct BrokerMessage {
     reply_to: Option<String>,
 }
 
-/// One subscription: (target component, subject, queue group).
-type Key = (String, String, Option<String>);
+/// One subscription: (target component, subject, queue group, link name).
+type Key = (String, String, Option<String>, String);
 
 /// One messaging provider (run by a [`LinkFollower`]).
 pub struct Messaging {
@@ -78,7 +78,7 @@ impl Messaging {
                     continue;
                 }
                 match self.services.resolver.may_subscribe(subject) {
-                    Ok(()) => out.push((link.target.clone(), subject.to_string(), queue.clone())),
+                    Ok(()) => out.push((link.target.clone(), subject.to_string(), queue.clone(), link.name.clone())),
                     Err(e) => warn!(provider = %self.id, target = %link.target, "messaging subscription refused: {e}"),
                 }
             }
@@ -103,13 +103,13 @@ impl Messaging {
             }
             info!(provider = %self.id, subject = %key.1, target = %key.0, queue = ?key.2, "messaging subscription added");
             let services = self.services.clone();
-            let task = self.services.runtime.guests().spawn(deliver(services, key.clone()));
+            let task = self.services.runtime.guests().spawn(deliver(services, self.id.clone(), key.clone()));
             self.subscriptions.insert(key, task);
         }
     }
 }
 
-async fn deliver(services: HostServices, (target, subject, queue): Key) {
+async fn deliver(services: HostServices, provider: String, (target, subject, queue, link_name): Key) {
     let sub = match &queue {
         Some(q) => services.calls.queue_subscribe(subject.clone(), q.clone()).await,
         None => services.calls.subscribe(subject.clone()).await,
@@ -132,17 +132,23 @@ async fn deliver(services: HostServices, (target, subject, queue): Key) {
         let kib = u32::try_from(msg.length.max(msg.payload.len()).div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, MAX_DELIVERY_KIB_IN_FLIGHT);
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let Ok(bytes) = bytes_in_flight.clone().acquire_many_owned(kib).await else { return };
-        let (services, target) = (services.clone(), target.clone());
+        let (services, target, from) = (services.clone(), target.clone(), Via { provider: provider.clone(), link_name: link_name.clone() });
         tokio::spawn(async move {
             let _permits = (permit, bytes);
-            if let Err(e) = handle(&services, &target, msg).await {
+            if let Err(e) = handle(&services, &from, &target, msg).await {
                 warn!(component_id = %target, "message not handled: {e}");
             }
         });
     }
 }
 
-async fn handle(services: &HostServices, target: &str, msg: async_nats::Message) -> Result<(), CallError> {
+/// The provider and link a delivery comes through (wRPC callers name them in headers).
+struct Via {
+    provider: String,
+    link_name: String,
+}
+
+async fn handle(services: &HostServices, from: &Via, target: &str, msg: async_nats::Message) -> Result<(), CallError> {
     let headers = msg
         .headers
         .iter()
@@ -154,7 +160,7 @@ async fn handle(services: &HostServices, target: &str, msg: async_nats::Message)
             .await
             .map_err(|f| CallError::Fault { kind: Some(f.kind), message: f.message })?
             .err(),
-        None => forward(services, target, delivery).await?,
+        None => forward(services, from, target, delivery).await?,
     };
     if let Some(err) = result {
         debug!(component_id = target, "handle-message returned {err}");
@@ -213,7 +219,7 @@ pub(crate) async fn deliver_here(runtime: &WasmRuntime, local: &LocalTarget, id:
 
 /// Hands a message to whichever host runs component `target`: its body as the NATS payload,
 /// subject and reply subject as headers. Answers the handler's `err`, if it returned one.
-async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> Result<Option<String>, CallError> {
+async fn forward(services: &HostServices, from: &Via, target: &str, delivery: Delivery) -> Result<Option<String>, CallError> {
     use trellis_messages::invocation::{KIND_HEADER, MESSAGE_KIND, MESSAGE_REPLY_TO_HEADER, MESSAGE_SUBJECT_HEADER};
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(KIND_HEADER, MESSAGE_KIND);
@@ -229,6 +235,16 @@ async fn forward(services: &HostServices, target: &str, delivery: Delivery) -> R
             debug!(component_id = target, "the host running it takes no forwarded messages; sent as WAVE");
             let arg = wave_message(&delivery.subject, &delivery.body, delivery.reply_to.as_deref());
             crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?
+        }
+        // No Trellis host runs it: a wasmCloud 1.x host may, serving it over wRPC only.
+        Err(CallError::Unanswered { source }) if source.kind() == async_nats::RequestErrorKind::NoResponders => {
+            let config = services.runtime.config();
+            let timeout = config.max_execution_time + config.max_queue_wait;
+            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, timeout).await {
+                Ok(answer) => Ok(answer.err()),
+                Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => Err(CallError::Unanswered { source }),
+                Err(e) => Err(CallError::Fault { kind: None, message: e.to_string() }),
+            };
         }
         other => other?,
     };

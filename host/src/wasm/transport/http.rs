@@ -198,13 +198,28 @@ async fn collect_at_most(mut body: ResponseBody, max: usize) -> Result<Bytes, Bo
     Ok(out.freeze())
 }
 
-/// Forwards `request` to component `id` on whichever host runs it, over NATS.
+/// How a forwarded request reaches a component no Trellis host runs: over wRPC, as `source`
+/// (the HTTP server provider) through its link `link_name` (a wasmCloud 1.x host serves its
+/// components over wRPC only).
+#[derive(Debug, Clone, Copy)]
+pub struct OverWrpc<'a> {
+    /// This host's wRPC clients.
+    pub wrpc: &'a super::wrpc::Wrpc,
+    /// The caller, as the callee sees it.
+    pub source: &'a str,
+    /// The link the request goes through.
+    pub link_name: &'a str,
+}
+
+/// Forwards `request` to component `id` on whichever host runs it, over NATS: Trellis's own
+/// request/reply, else (no Trellis host runs it) over wRPC as `over_wrpc` says.
 pub async fn forward<B>(
     nats: &async_nats::Client,
     subject: String,
     id: &str,
     timeout: std::time::Duration,
     request: hyper::Request<B>,
+    over_wrpc: Option<OverWrpc<'_>>,
 ) -> hyper::Response<ResponseBody>
 where
     B: hyper::body::Body<Data = Bytes, Error = BodyError>,
@@ -226,6 +241,32 @@ where
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
+    let wrpc_call = |body: Bytes| {
+        let parts = &parts;
+        async move {
+            let w = over_wrpc?;
+            match super::wrpc_http::call(w.wrpc, w.source, w.link_name, id, timeout, parts, body).await {
+                Ok(response) => {
+                    w.wrpc.remember_elsewhere(id);
+                    Some(response)
+                }
+                Err(super::wrpc::WrpcError::NotServing { .. }) => {
+                    w.wrpc.forget_elsewhere(id);
+                    None
+                }
+                Err(e) => {
+                    w.wrpc.remember_elsewhere(id);
+                    Some(text(502, format!("forwarding to component `{id}` over wRPC failed: {e}")))
+                }
+            }
+        }
+    };
+    // Learned a moment ago: only a host that speaks wRPC runs it.
+    if over_wrpc.is_some_and(|w| w.wrpc.served_elsewhere(id)) {
+        if let Some(response) = wrpc_call(body.clone()).await {
+            return response;
+        }
+    }
     let mut headers = async_nats::HeaderMap::new();
     crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
     headers.insert(KIND_HEADER, HTTP_KIND);
@@ -236,10 +277,13 @@ where
             headers.append(name.as_str(), v);
         }
     }
-    let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body).timeout(Some(timeout)))).await {
+    let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body.clone()).timeout(Some(timeout)))).await {
         Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return text(503, format!("component `{id}` is not running on any host"))
+            return match wrpc_call(body).await {
+                Some(response) => response,
+                None => text(503, format!("component `{id}` is not running on any host")),
+            };
         }
         Ok(Err(e)) => return text(502, format!("forwarding to component `{id}` failed: {e}")),
         Ok(Ok(msg)) => msg,

@@ -80,7 +80,11 @@ pub struct Wrpc {
     http_body: crate::wasm::transport::http_body::BodyBounds,
     /// Host memory for decoded parameters and results ([`super::wrpc_value`]).
     values: ValuePool,
+    /// Components no Trellis host ran when last called, served over wRPC by another kind of
+    /// host (wasmCloud 1.x) ([`Self::served_elsewhere`]).
+    elsewhere: super::elsewhere::Elsewhere,
 }
+
 
 impl std::fmt::Debug for Wrpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,7 +107,25 @@ impl Wrpc {
             queue_wait,
             http_body,
             values: ValuePool::default(),
+            elsewhere: super::elsewhere::Elsewhere::default(),
         }
+    }
+
+    /// Whether component `target` was, a moment ago ([`super::elsewhere::ELSEWHERE_FOR`]),
+    /// found served over wRPC with no Trellis host running it: its calls then go over wRPC
+    /// without asking Trellis hosts first (one round trip instead of two).
+    pub fn served_elsewhere(&self, target: &str) -> bool {
+        self.elsewhere.contains(target)
+    }
+
+    /// Remembers that component `target` answered over wRPC when no Trellis host ran it.
+    pub fn remember_elsewhere(&self, target: &str) {
+        self.elsewhere.remember(target);
+    }
+
+    /// Forgets [`Self::remember_elsewhere`] for `target` (nobody serves it over wRPC now).
+    pub fn forget_elsewhere(&self, target: &str) {
+        self.elsewhere.forget(target);
     }
 
     /// A slot for one call to `target`.

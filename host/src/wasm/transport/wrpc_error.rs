@@ -6,7 +6,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum WrpcError {
     /// Too many calls from this host to the provider stayed in flight.
-    #[error("busy: {max_calls} calls from this host to provider `{target}` stayed in flight for {waited:?} (--max-provider-calls)")]
+    #[error("busy: {max_calls} wRPC calls from this host to `{target}` stayed in flight for {waited:?} (--max-provider-calls)")]
     Busy { target: String, max_calls: usize, waited: Duration },
     /// The client for the provider's subjects could not be made.
     #[error("cannot set up wRPC to `{target}`: {reason}")]

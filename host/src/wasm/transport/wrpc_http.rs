@@ -4,6 +4,10 @@
 //! request is run by [`serve_local`] — the same instance slots, deadline and limits as a request
 //! to the built-in HTTP server. Bodies stream both ways; the request body is cut off past
 //! `--max-http-body`.
+//!
+//! The other way, [`call`] hands a request the built-in HTTP server took to a component that
+//! only a wasmCloud 1.x host runs (it serves its components over wRPC only), as wasmCloud's HTTP
+//! server provider does.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use crate::wasm::WasmRuntime;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
-        inline: "package trellis:ingress; world ingress { export wrpc:http/incoming-handler@0.1.0; }",
+        inline: "package trellis:ingress; world ingress { import wrpc:http/incoming-handler@0.1.0; export wrpc:http/incoming-handler@0.1.0; }",
         path: "../wit/wrpc-http",
         world: "trellis:ingress/ingress",
         generate_all,
@@ -185,6 +189,114 @@ fn from_http(response: hyper::Response<ResponseBody>) -> Response {
         status: parts.status.as_u16(),
         headers: to_fields(&parts.headers),
     }
+}
+
+/// Hands a request to component `id` over `wrpc:http/incoming-handler`, as `source` through link
+/// `link_name`: its head from `parts`, its body already read (as for a forward to another
+/// host, so at most the NATS max payload). The response streams back; the call's head must
+/// come within `timeout`.
+///
+/// # Errors
+/// [`WrpcError::NotServing`] when nobody serves it; otherwise why the call failed.
+pub async fn call(
+    wrpc: &crate::wasm::transport::wrpc::Wrpc,
+    source: &str,
+    link_name: &str,
+    id: &str,
+    timeout: std::time::Duration,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<hyper::Response<crate::wasm::transport::http::ResponseBody>, super::wrpc_error::WrpcError> {
+    let request = to_wrpc(parts, body);
+    let owned_id = id.to_string();
+    let answer = wrpc
+        .invoke(source, link_name, id, timeout, |client, headers| async move {
+            // The call's I/O (the request body going out) borrows the client: a task owns both
+            // and runs the I/O on after the response head is back.
+            let (head_tx, head_rx) = oneshot::channel();
+            tokio::spawn(async move {
+                match bindings::wrpc::http::incoming_handler::handle(&*client, headers, request).await {
+                    Ok((answer, io)) => {
+                        let _ = head_tx.send(Ok(answer));
+                        if let Some(io) = io {
+                            if let Err(e) = io.await {
+                                debug!(component_id = %owned_id, error = %format!("{e:#}"), "a request sent over wRPC broke off");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = head_tx.send(Err(e));
+                    }
+                }
+            });
+            head_rx.await.map_err(|_| anyhow::anyhow!("the call ended without an answer"))?
+        })
+        .await?;
+    Ok(match answer {
+        Ok(response) => to_hyper(response),
+        Err(code) => text(502, format!("component `{id}` answered with an error: {code:?}")),
+    })
+}
+
+/// An HTTP request's head and body as a wRPC request.
+fn to_wrpc(parts: &hyper::http::request::Parts, body: Bytes) -> Request {
+    let method = match parts.method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        other => Method::Other(other.to_string()),
+    };
+    let authority = parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+        parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)
+    });
+    // A server's request names neither; the receiving side builds a URI from scheme and
+    // authority, and a URI with an authority needs a scheme (wasmCloud's HTTP server provider
+    // sends `http` too).
+    let scheme = match parts.uri.scheme_str() {
+        Some("http") => Some(Scheme::Http),
+        Some("https") => Some(Scheme::Https),
+        Some(other) => Some(Scheme::Other(other.to_string())),
+        None => authority.as_ref().map(|_| Scheme::Http),
+    };
+    let body: Pin<Box<dyn Stream<Item = Bytes> + Send>> = Box::pin(futures::stream::iter((!body.is_empty()).then_some(body)));
+    Request {
+        body,
+        trailers: Box::pin(async { None }),
+        method,
+        path_with_query: Some(parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string()),
+        scheme,
+        authority,
+        headers: to_fields(&parts.headers),
+    }
+}
+
+/// A wRPC response as an HTTP response whose body (then trailers) streams as it arrives.
+/// A header HTTP does not allow is left out.
+fn to_hyper(response: Response) -> hyper::Response<crate::wasm::transport::http::ResponseBody> {
+    let Response { body, trailers, status, headers } = response;
+    let data = body.map(|chunk| Ok::<_, BodyError>(hyper::body::Frame::data(chunk)));
+    let trailers = futures::stream::once(trailers).filter_map(|fields| async move {
+        let map = fields.and_then(|f| to_header_map(f).ok())?;
+        Some(Ok::<_, BodyError>(hyper::body::Frame::trailers(map)))
+    });
+    let body = http_body_util::StreamBody::new(data.chain(trailers)).boxed_unsync();
+    let mut out = hyper::Response::new(body);
+    *out.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    for (name, values) in headers {
+        let Ok(name) = hyper::header::HeaderName::from_bytes(name.as_bytes()) else { continue };
+        for value in values {
+            if let Ok(value) = hyper::header::HeaderValue::from_maybe_shared(value) {
+                out.headers_mut().append(name.clone(), value);
+            }
+        }
+    }
+    out
 }
 
 /// A method or header of a wRPC request (or response) that HTTP does not allow.
