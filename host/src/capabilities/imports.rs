@@ -208,7 +208,7 @@ async fn call_callee(
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
             trace!(source = %ctx.source_id, %provider, %function, "link call to an external provider over wRPC");
-            return call_over_wrpc(ctx, &provider, link_name, function, ty, &params)
+            return call_over_wrpc(ctx, &provider, link_name, function, ty, &params, ctx.runtime.config().max_execution_time)
                 .await
                 .map_err(|reason| LinkCallError::Provider {
                     source_id: ctx.source_id.clone(),
@@ -233,8 +233,10 @@ async fn call_callee(
     }
     // A component that, a moment ago, no Trellis host ran but a wasmCloud host served: straight
     // to wRPC, unless it has gone from there (then Trellis's request/reply, as for any other).
+    // The same deadline as Trellis's request/reply: the callee's execution and queue wait.
+    let component_timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait;
     if ctx.wrpc.served_elsewhere(&target) {
-        match call_over_wrpc(ctx, &target, link_name, function, ty, &params).await {
+        match call_over_wrpc(ctx, &target, link_name, function, ty, &params, component_timeout).await {
             Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => ctx.wrpc.forget_elsewhere(&target),
             other => return other.map_err(|e| failed(&e)),
         }
@@ -259,7 +261,7 @@ async fn call_callee(
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             // No Trellis host runs it. A wasmCloud 1.x host serves its components over wRPC
             // only: ask there before giving up (README, "Calls across host kinds").
-            return match call_over_wrpc(ctx, &target, link_name, function, ty, &params).await {
+            return match call_over_wrpc(ctx, &target, link_name, function, ty, &params, component_timeout).await {
                 Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => {
                     Err(failed(&format!("component `{target}` is not running on any host")))
                 }
@@ -291,7 +293,7 @@ async fn call_callee(
 }
 
 /// Calls `function` of `target` (an external provider, or a component on a host that speaks
-/// only wRPC) over wRPC, as the caller's link `link_name`.
+/// only wRPC) over wRPC, as the caller's link `link_name`, ending at `timeout`.
 async fn call_over_wrpc(
     ctx: &ImportContext,
     target: &str,
@@ -299,10 +301,10 @@ async fn call_over_wrpc(
     function: &Function,
     ty: &ComponentFunc,
     params: &[Val],
+    timeout: Duration,
 ) -> Result<Vec<Val>, crate::wasm::transport::wrpc::WrpcError> {
     let params_ty: Vec<Type> = ty.params().map(|(_, t)| t).collect();
     let results_ty: Vec<Type> = ty.results().collect();
-    let timeout = ctx.runtime.config().max_execution_time;
     ctx.wrpc.call(&ctx.source_id, link_name, target, &function.import, &function.name, params, &params_ty, &results_ty, timeout).await
 }
 

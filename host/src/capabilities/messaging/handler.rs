@@ -228,6 +228,16 @@ async fn forward(services: &HostServices, from: &Via, target: &str, delivery: De
         headers.insert(MESSAGE_REPLY_TO_HEADER, reply_to.as_str());
     }
     crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+    let config = services.runtime.config();
+    let wrpc_timeout = config.max_execution_time + config.max_queue_wait;
+    // Learned a moment ago: only a host that speaks wRPC runs it (as for link calls).
+    if services.wrpc.served_elsewhere(target) {
+        match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, wrpc_timeout).await {
+            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => services.wrpc.forget_elsewhere(target),
+            Ok(answer) => return Ok(answer.err()),
+            Err(e) => return Err(CallError::Fault { kind: None, message: e.to_string() }),
+        }
+    }
     let result = match crate::providers::request_invocation(services, target, Some(headers), delivery.body.clone(), None).await {
         // A host of an earlier Trellis (during a rolling upgrade) reads the message as a JSON
         // invocation and refuses it: it gets the message as WAVE, as it expects.
@@ -238,12 +248,15 @@ async fn forward(services: &HostServices, from: &Via, target: &str, delivery: De
         }
         // No Trellis host runs it: a wasmCloud 1.x host may, serving it over wRPC only.
         Err(CallError::Unanswered { source }) if source.kind() == async_nats::RequestErrorKind::NoResponders => {
-            let config = services.runtime.config();
-            let timeout = config.max_execution_time + config.max_queue_wait;
-            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, timeout).await {
-                Ok(answer) => Ok(answer.err()),
+            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, wrpc_timeout).await {
                 Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => Err(CallError::Unanswered { source }),
-                Err(e) => Err(CallError::Fault { kind: None, message: e.to_string() }),
+                answered => {
+                    services.wrpc.remember_elsewhere(target);
+                    match answered {
+                        Ok(answer) => Ok(answer.err()),
+                        Err(e) => Err(CallError::Fault { kind: None, message: e.to_string() }),
+                    }
+                }
             };
         }
         other => other?,

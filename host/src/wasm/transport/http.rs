@@ -241,29 +241,30 @@ where
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
-    let wrpc_call = |body: Bytes| {
+    // `learned`: the call follows "no responders" from Trellis hosts, so a component that
+    // answers is remembered; a call made because it was remembered does not renew that (after
+    // a while Trellis hosts are asked first again, as for link calls).
+    let wrpc_call = |body: Bytes, learned: bool| {
         let parts = &parts;
         async move {
             let w = over_wrpc?;
             match super::wrpc_http::call(w.wrpc, w.source, w.link_name, id, timeout, parts, body).await {
-                Ok(response) => {
-                    w.wrpc.remember_elsewhere(id);
-                    Some(response)
-                }
                 Err(super::wrpc::WrpcError::NotServing { .. }) => {
                     w.wrpc.forget_elsewhere(id);
                     None
                 }
-                Err(e) => {
-                    w.wrpc.remember_elsewhere(id);
-                    Some(text(502, format!("forwarding to component `{id}` over wRPC failed: {e}")))
+                answered => {
+                    if learned {
+                        w.wrpc.remember_elsewhere(id);
+                    }
+                    Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}"))))
                 }
             }
         }
     };
     // Learned a moment ago: only a host that speaks wRPC runs it.
     if over_wrpc.is_some_and(|w| w.wrpc.served_elsewhere(id)) {
-        if let Some(response) = wrpc_call(body.clone()).await {
+        if let Some(response) = wrpc_call(body.clone(), false).await {
             return response;
         }
     }
@@ -280,7 +281,7 @@ where
     let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body.clone()).timeout(Some(timeout)))).await {
         Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return match wrpc_call(body).await {
+            return match wrpc_call(body, true).await {
                 Some(response) => response,
                 None => text(503, format!("component `{id}` is not running on any host")),
             };

@@ -71,6 +71,33 @@ where
     }
 }
 
+/// The calling side: a call's incoming results held to the bounds, as a server's parameters
+/// are (`within` then bounds the arrival of everything before the first body).
+impl<T> wrpc_transport::Invoke for HeadBounded<T>
+where
+    T: std::ops::Deref + Send + Sync,
+    T::Target: wrpc_transport::Invoke,
+{
+    type Context = <T::Target as wrpc_transport::Invoke>::Context;
+    type Outgoing = <T::Target as wrpc_transport::Invoke>::Outgoing;
+    type Incoming = Bounded<<T::Target as wrpc_transport::Invoke>::Incoming>;
+
+    async fn invoke<P>(
+        &self,
+        cx: Self::Context,
+        instance: &str,
+        func: &str,
+        params: bytes::Bytes,
+        paths: impl AsRef<[P]> + Send,
+    ) -> anyhow::Result<(Self::Outgoing, Self::Incoming)>
+    where
+        P: AsRef<[Option<usize>]> + Send + Sync,
+    {
+        let (outgoing, incoming) = self.transport.invoke(cx, instance, func, params, paths).await?;
+        Ok((outgoing, Bounded::root(incoming, self.bounds.clone())))
+    }
+}
+
 /// One incoming stream of a call, counting what it reads.
 pub struct Bounded<R> {
     inner: R,
@@ -110,7 +137,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Bounded<R> {
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
                 let within = this.bounds.within;
-                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the request did not arrive within {within:?}"))));
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the call's head did not arrive within {within:?}"))));
             }
         }
         let before = buf.filled().len();
