@@ -13,6 +13,7 @@
 //! `linkdef_set_failed` with the reason, once per link and reason. A client that leaves the
 //! server unable to write for `--http-body-timeout` is disconnected (`write_clock`).
 
+mod over_wrpc;
 mod write_clock;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +30,8 @@ use crate::providers::follower::{FollowLinks, LinkFollower};
 use crate::services::HostServices;
 use http_body_util::BodyExt;
 
-use crate::wasm::transport::http::{forward, limit_body, serve_local, text, BodyError, OverWrpc, ResponseBody};
+use crate::wasm::transport::http::{forward, limit_body, serve_local, text, BodyError, ResponseBody};
+use over_wrpc::OverWrpc;
 
 /// Address used when a link's config names none.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
@@ -255,8 +257,8 @@ where
         None => {
             let config = services.runtime.config();
             let timeout = config.max_execution_time + config.max_queue_wait + std::time::Duration::from_secs(1);
-            let over_wrpc = OverWrpc { wrpc: &services.wrpc, source: provider, link_name: &link_name };
-            forward(&services.calls, services.subjects.invocation(&target), &target, timeout, req, Some(over_wrpc)).await
+            let over_wrpc = OverWrpc { wrpc: &services.wrpc, source: provider, link_name: &link_name, id: &target, timeout };
+            forward(&services.calls, services.subjects.invocation(&target), &target, timeout, req, &over_wrpc).await
         }
     }
 }

@@ -232,7 +232,7 @@ async fn forward(services: &HostServices, from: &Via, target: &str, delivery: De
     let wrpc_timeout = config.max_execution_time + config.max_queue_wait;
     // Learned a moment ago: only a host that speaks wRPC runs it (as for link calls).
     if services.wrpc.served_elsewhere(target) {
-        match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, wrpc_timeout).await {
+        match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, (&delivery.subject, &delivery.body, delivery.reply_to.as_deref()), wrpc_timeout).await {
             Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => services.wrpc.forget_elsewhere(target),
             Ok(answer) => return Ok(answer.err()),
             Err(e) => return Err(CallError::Fault { kind: None, message: e.to_string() }),
@@ -248,7 +248,7 @@ async fn forward(services: &HostServices, from: &Via, target: &str, delivery: De
         }
         // No Trellis host runs it: a wasmCloud 1.x host may, serving it over wRPC only.
         Err(CallError::Unanswered { source }) if source.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, &delivery, wrpc_timeout).await {
+            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, (&delivery.subject, &delivery.body, delivery.reply_to.as_deref()), wrpc_timeout).await {
                 Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => Err(CallError::Unanswered { source }),
                 answered => {
                     services.wrpc.remember_elsewhere(target);

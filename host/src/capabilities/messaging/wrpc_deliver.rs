@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use super::handler::Delivery;
 use crate::wasm::transport::wrpc::{Wrpc, WrpcError};
 
 mod bindings {
@@ -20,12 +19,19 @@ mod bindings {
 use bindings::wasmcloud::messaging::handler::handle_message;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 
-/// Calls `handle-message` of component `target` over wRPC with `delivery`, as provider
-/// `provider` through link `link_name`; answers the handler's own result.
+/// Calls `handle-message` of component `target` over wRPC with `message` (subject, body, reply
+/// subject), as provider `provider` through link `link_name`; answers the handler's own result.
 ///
 /// # Errors
 /// [`WrpcError::NotServing`] when nobody serves it; otherwise why the call failed.
-pub(crate) async fn deliver(wrpc: &Wrpc, provider: &str, link_name: &str, target: &str, delivery: &Delivery, timeout: Duration) -> Result<Result<(), String>, WrpcError> {
-    let message = BrokerMessage { subject: delivery.subject.clone(), body: delivery.body.clone(), reply_to: delivery.reply_to.clone() };
+pub async fn deliver(
+    wrpc: &Wrpc,
+    provider: &str,
+    link_name: &str,
+    target: &str,
+    (subject, body, reply_to): (&str, &bytes::Bytes, Option<&str>),
+    timeout: Duration,
+) -> Result<Result<(), String>, WrpcError> {
+    let message = BrokerMessage { subject: subject.to_string(), body: body.clone(), reply_to: reply_to.map(str::to_string) };
     wrpc.invoke(provider, link_name, target, timeout, |client, headers| async move { handle_message(&*client, headers, &message).await }).await
 }

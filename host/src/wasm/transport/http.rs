@@ -198,28 +198,32 @@ async fn collect_at_most(mut body: ResponseBody, max: usize) -> Result<Bytes, Bo
     Ok(out.freeze())
 }
 
-/// How a forwarded request reaches a component no Trellis host runs: over wRPC, as `source`
-/// (the HTTP server provider) through its link `link_name` (a wasmCloud 1.x host serves its
-/// components over wRPC only).
-#[derive(Debug, Clone, Copy)]
-pub struct OverWrpc<'a> {
-    /// This host's wRPC clients.
-    pub wrpc: &'a super::wrpc::Wrpc,
-    /// The caller, as the callee sees it.
-    pub source: &'a str,
-    /// The link the request goes through.
-    pub link_name: &'a str,
+/// Where a forwarded request goes when no Trellis host runs the component (a wasmCloud 1.x
+/// host may, serving it over wRPC only): the caller's choice, so this module names no other
+/// transport.
+pub trait Fallback: Sync {
+    /// Whether to try it before Trellis hosts (it answered a moment ago).
+    fn first(&self) -> bool;
+
+    /// Sends the request there; `None` when nobody serves it there either. `learned`: the call
+    /// follows "no responders" from Trellis hosts.
+    fn call<'a>(
+        &'a self,
+        parts: &'a hyper::http::request::Parts,
+        body: Bytes,
+        learned: bool,
+    ) -> impl std::future::Future<Output = Option<hyper::Response<ResponseBody>>> + Send + 'a;
 }
 
 /// Forwards `request` to component `id` on whichever host runs it, over NATS: Trellis's own
-/// request/reply, else (no Trellis host runs it) over wRPC as `over_wrpc` says.
+/// request/reply, else (no Trellis host runs it) through `fallback`.
 pub async fn forward<B>(
     nats: &async_nats::Client,
     subject: String,
     id: &str,
     timeout: std::time::Duration,
     request: hyper::Request<B>,
-    over_wrpc: Option<OverWrpc<'_>>,
+    fallback: &impl Fallback,
 ) -> hyper::Response<ResponseBody>
 where
     B: hyper::body::Body<Data = Bytes, Error = BodyError>,
@@ -241,30 +245,9 @@ where
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
-    // `learned`: the call follows "no responders" from Trellis hosts, so a component that
-    // answers is remembered; a call made because it was remembered does not renew that (after
-    // a while Trellis hosts are asked first again, as for link calls).
-    let wrpc_call = |body: Bytes, learned: bool| {
-        let parts = &parts;
-        async move {
-            let w = over_wrpc?;
-            match super::wrpc_http::call(w.wrpc, w.source, w.link_name, id, timeout, parts, body).await {
-                Err(super::wrpc::WrpcError::NotServing { .. }) => {
-                    w.wrpc.forget_elsewhere(id);
-                    None
-                }
-                answered => {
-                    if learned {
-                        w.wrpc.remember_elsewhere(id);
-                    }
-                    Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}"))))
-                }
-            }
-        }
-    };
     // Learned a moment ago: only a host that speaks wRPC runs it.
-    if over_wrpc.is_some_and(|w| w.wrpc.served_elsewhere(id)) {
-        if let Some(response) = wrpc_call(body.clone(), false).await {
+    if fallback.first() {
+        if let Some(response) = fallback.call(&parts, body.clone(), false).await {
             return response;
         }
     }
@@ -281,7 +264,7 @@ where
     let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body.clone()).timeout(Some(timeout)))).await {
         Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return match wrpc_call(body, true).await {
+            return match fallback.call(&parts, body, true).await {
                 Some(response) => response,
                 None => text(503, format!("component `{id}` is not running on any host")),
             };

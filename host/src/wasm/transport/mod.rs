@@ -1,5 +1,5 @@
 //! How calls reach a component: [`local`] in-process (the components running on this host);
-//! [`wrpc`] and [`wrpc_http`] over wRPC on NATS, decoding values with [`wrpc_value`] (lengths
+//! [`wrpc`] and [`wrpc_http`] (and, calling out, [`wrpc_http_call`]) over wRPC on NATS, decoding values with [`wrpc_value`] (lengths
 //! never trusted) and bounding request heads with [`wrpc_head`], failing with [`wrpc_error`]; [`elsewhere`] remembers components only
 //! wRPC hosts (wasmCloud 1.x) run, so link calls to them skip a round trip; [`http`] serves a component's
 //! `wasi:http` export to the built-in HTTP server (and forwards to other hosts), with request
@@ -14,4 +14,5 @@ pub mod wrpc;
 pub mod wrpc_error;
 pub mod wrpc_head;
 pub mod wrpc_http;
+pub mod wrpc_http_call;
 pub mod wrpc_value;
