@@ -143,6 +143,9 @@ async fn stream_through_blobby(port: u16, size: u64) -> Result<u64> {
     anyhow::ensure!(response.status() == 201, "PUT answered {}", response.status());
     response.into_body().collect().await?;
     let get = hyper::Request::get("/bench-large").header("host", "bench").body(generated(0))?;
+    // The connection takes the next request only once its task has seen the last one end
+    // (sending sooner fails "connection was not ready", as it did once in CI).
+    sender.ready().await?;
     let response = sender.send_request(get).await?;
     anyhow::ensure!(response.status() == 200, "GET answered {}", response.status());
     let mut body = response.into_body();
