@@ -58,8 +58,6 @@ pub(crate) async fn keepalive_load(port: u16, path: &'static str, concurrency: u
             let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3)?;
             for i in 0..warm + per {
                 let request = hyper::Request::get(path).header("host", "bench").body(Empty::<Bytes>::new())?;
-                // Ready once the connection's task has seen the last response end.
-                sender.ready().await?;
                 let t = Instant::now();
                 let response = sender.send_request(request).await?;
                 anyhow::ensure!(response.status() == 200, "status {}", response.status());
