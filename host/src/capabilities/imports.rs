@@ -25,6 +25,7 @@ use crate::permission::{Callee, Denied};
 use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
+use crate::wasm::transport::elsewhere::Reached;
 use crate::wasm::transport::wrpc_value::plain_type;
 
 /// WASI 0.2 packages the host's base linker provides.
@@ -231,52 +232,47 @@ async fn call_callee(
         trace!(source = %ctx.source_id, %target, function = %name, "local link call");
         return local.call(&ctx.runtime, &target, &name, params, &ctx.source_id).await.map_err(|f| failed(&f));
     }
-    // A component that, a moment ago, no Trellis host ran but a wasmCloud host served: straight
-    // to wRPC, unless it has gone from there (then Trellis's request/reply, as for any other).
-    // The same deadline as Trellis's request/reply: the callee's execution and queue wait.
+    // The same deadline for wRPC as Trellis's request/reply: the callee's execution and queue
+    // wait.
     let component_timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait;
-    if ctx.wrpc.served_elsewhere(&target) {
+    let request_reply = async {
+        trace!(source = %ctx.source_id, %target, function = %name, "link call over NATS");
+        let encoded = params.iter().map(Val::to_wave).collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e));
+        let body = match encoded.and_then(|args| serde_json::to_vec(&InvocationRequest { function: name.clone(), args }).map_err(|e| failed(&e))) {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(SOURCE_ID_HEADER, ctx.source_id.as_str());
+        headers.insert(LINK_NAME_HEADER, link_name);
+        let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function = %name);
+        crate::telemetry::inject_nats(&span, &mut headers);
+        let timeout = component_timeout + Duration::from_secs(1);
+        // The request carries the call's own deadline: the connection's default (10 s) would
+        // end a longer one early.
+        let request = ctx.nats.send_request(
+            ctx.subjects.invocation(&target),
+            async_nats::Request::new().headers(headers).payload(Bytes::from(body)).timeout(Some(timeout)),
+        );
+        match tracing::Instrument::instrument(tokio::time::timeout(timeout, request), span).await {
+            Err(_) => Ok(Err(failed(&format!("no reply within {timeout:?}")))),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Err(()),
+            Ok(Err(e)) => Ok(Err(failed(&e))),
+            Ok(Ok(msg)) => Ok(Ok(msg)),
+        }
+    };
+    // No Trellis host runs it: a wasmCloud 1.x host serves its components over wRPC only
+    // (README, "Calls across host kinds").
+    let over_wrpc = || async {
         match call_over_wrpc(ctx, &target, link_name, function, ty, &params, component_timeout).await {
-            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => ctx.wrpc.forget_elsewhere(&target),
-            other => return other.map_err(|e| failed(&e)),
+            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => None,
+            answered => Some(answered.map_err(|e| failed(&e))),
         }
-    }
-    trace!(source = %ctx.source_id, %target, function = %name, "link call over NATS");
-    let args = params.iter().map(Val::to_wave).collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
-    let body = serde_json::to_vec(&InvocationRequest { function: name.clone(), args }).map_err(|e| failed(&e))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(SOURCE_ID_HEADER, ctx.source_id.as_str());
-    headers.insert(LINK_NAME_HEADER, link_name);
-    let span = tracing::debug_span!(target: crate::telemetry::TARGET, "link", source = %ctx.source_id, callee = %target, function = %name);
-    crate::telemetry::inject_nats(&span, &mut headers);
-    let timeout = ctx.runtime.config().max_execution_time + ctx.runtime.config().max_queue_wait + Duration::from_secs(1);
-    // The request carries the call's own deadline: the connection's default (10 s) would end a
-    // longer one early.
-    let request = ctx.nats.send_request(
-        ctx.subjects.invocation(&target),
-        async_nats::Request::new().headers(headers).payload(Bytes::from(body)).timeout(Some(timeout)),
-    );
-    let reply = match tracing::Instrument::instrument(tokio::time::timeout(timeout, request), span).await {
-        Err(_) => return Err(failed(&format!("no reply within {timeout:?}"))),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            // No Trellis host runs it. A wasmCloud 1.x host serves its components over wRPC
-            // only: ask there before giving up (README, "Calls across host kinds").
-            return match call_over_wrpc(ctx, &target, link_name, function, ty, &params, component_timeout).await {
-                Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => {
-                    Err(failed(&format!("component `{target}` is not running on any host")))
-                }
-                Ok(results) => {
-                    ctx.wrpc.remember_elsewhere(&target);
-                    Ok(results)
-                }
-                Err(e) => {
-                    ctx.wrpc.remember_elsewhere(&target);
-                    Err(failed(&e))
-                }
-            };
-        }
-        Ok(Err(e)) => return Err(failed(&e)),
-        Ok(Ok(msg)) => msg,
+    };
+    let reply = match ctx.wrpc.elsewhere().reach(&target, request_reply, over_wrpc).await {
+        Reached::Trellis(reply) => reply?,
+        Reached::Wrpc(results) => return results,
+        Reached::Nowhere(()) => return Err(failed(&format!("component `{target}` is not running on any host"))),
     };
     let response: InvocationResponse = serde_json::from_slice(&reply.payload).map_err(|e| failed(&e))?;
     match (response.results, response.error) {

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use crate::wasm::transport::elsewhere::Elsewhere;
 use crate::wasm::transport::http::{text, Fallback, ResponseBody};
 use crate::wasm::transport::wrpc::{Wrpc, WrpcError};
 
@@ -23,31 +24,20 @@ pub struct OverWrpc<'a> {
 }
 
 impl Fallback for OverWrpc<'_> {
-    fn first(&self) -> bool {
-        self.wrpc.served_elsewhere(self.id)
+    fn memo(&self) -> &Elsewhere {
+        self.wrpc.elsewhere()
     }
 
     fn call<'a>(
         &'a self,
         parts: &'a hyper::http::request::Parts,
         body: Bytes,
-        learned: bool,
     ) -> impl std::future::Future<Output = Option<hyper::Response<ResponseBody>>> + Send + 'a {
         async move {
             let id = self.id;
             match crate::wasm::transport::wrpc_http_call::call(self.wrpc, self.source, self.link_name, id, self.timeout, parts, body).await {
-                Err(WrpcError::NotServing { .. }) => {
-                    self.wrpc.forget_elsewhere(id);
-                    None
-                }
-                answered => {
-                    // Renewed only when learned: a call made because it was remembered leaves
-                    // the memo to expire, so Trellis hosts are asked first again.
-                    if learned {
-                        self.wrpc.remember_elsewhere(id);
-                    }
-                    Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}"))))
-                }
+                Err(WrpcError::NotServing { .. }) => None,
+                answered => Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}")))),
             }
         }
     }

@@ -23,6 +23,7 @@ use crate::providers::CallError;
 use trellis_messages::invocation::FaultKind;
 use crate::services::HostServices;
 use crate::wasm::invoke::Fault;
+use crate::wasm::transport::elsewhere::Reached;
 use crate::wasm::transport::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
@@ -230,36 +231,32 @@ async fn forward(services: &HostServices, from: &Via, target: &str, delivery: De
     crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
     let config = services.runtime.config();
     let wrpc_timeout = config.max_execution_time + config.max_queue_wait;
-    // Learned a moment ago: only a host that speaks wRPC runs it (as for link calls).
-    if services.wrpc.served_elsewhere(target) {
-        match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, (&delivery.subject, &delivery.body, delivery.reply_to.as_deref()), wrpc_timeout).await {
-            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => services.wrpc.forget_elsewhere(target),
-            Ok(answer) => return Ok(answer.err()),
-            Err(e) => return Err(CallError::Fault { kind: None, message: e.to_string() }),
+    let request_reply = async {
+        match crate::providers::request_invocation(services, target, Some(headers), delivery.body.clone(), None).await {
+            // A host of an earlier Trellis (during a rolling upgrade) reads the message as a
+            // JSON invocation and refuses it: it gets the message as WAVE, as it expects.
+            Err(CallError::Fault { kind: Some(FaultKind::BadArguments), message }) if message.starts_with(crate::wasm::invoke::NOT_AN_INVOCATION) => {
+                debug!(component_id = target, "the host running it takes no forwarded messages; sent as WAVE");
+                let arg = wave_message(&delivery.subject, &delivery.body, delivery.reply_to.as_deref());
+                Ok(crate::providers::invoke_wave(services, target, HANDLE, arg, None).await)
+            }
+            // No Trellis host runs it: a wasmCloud 1.x host may, serving it over wRPC only.
+            Err(CallError::Unanswered { source }) if source.kind() == async_nats::RequestErrorKind::NoResponders => Err(CallError::Unanswered { source }),
+            other => Ok(other),
         }
-    }
-    let result = match crate::providers::request_invocation(services, target, Some(headers), delivery.body.clone(), None).await {
-        // A host of an earlier Trellis (during a rolling upgrade) reads the message as a JSON
-        // invocation and refuses it: it gets the message as WAVE, as it expects.
-        Err(CallError::Fault { kind: Some(FaultKind::BadArguments), message }) if message.starts_with(crate::wasm::invoke::NOT_AN_INVOCATION) => {
-            debug!(component_id = target, "the host running it takes no forwarded messages; sent as WAVE");
-            let arg = wave_message(&delivery.subject, &delivery.body, delivery.reply_to.as_deref());
-            crate::providers::invoke_wave(services, target, HANDLE, arg, None).await?
+    };
+    let over_wrpc = || async {
+        let message = (delivery.subject.as_str(), &delivery.body, delivery.reply_to.as_deref());
+        match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, message, wrpc_timeout).await {
+            Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => None,
+            Ok(answer) => Some(Ok(answer.err())),
+            Err(e) => Some(Err(CallError::Fault { kind: None, message: e.to_string() })),
         }
-        // No Trellis host runs it: a wasmCloud 1.x host may, serving it over wRPC only.
-        Err(CallError::Unanswered { source }) if source.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return match super::wrpc_deliver::deliver(&services.wrpc, &from.provider, &from.link_name, target, (&delivery.subject, &delivery.body, delivery.reply_to.as_deref()), wrpc_timeout).await {
-                Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => Err(CallError::Unanswered { source }),
-                answered => {
-                    services.wrpc.remember_elsewhere(target);
-                    match answered {
-                        Ok(answer) => Ok(answer.err()),
-                        Err(e) => Err(CallError::Fault { kind: None, message: e.to_string() }),
-                    }
-                }
-            };
-        }
-        other => other?,
+    };
+    let result = match services.wrpc.elsewhere().reach(target, request_reply, over_wrpc).await {
+        Reached::Trellis(result) => result?,
+        Reached::Wrpc(answer) => return answer,
+        Reached::Nowhere(no_responders) => return Err(no_responders),
     };
     Ok(result.starts_with("err(").then_some(result))
 }

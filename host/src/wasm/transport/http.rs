@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::WasiHttpView;
 
 use crate::wasm::invoke::{classify, new_store, within_deadline, Fault};
+use crate::wasm::transport::elsewhere::{Elsewhere, Reached};
 use crate::wasm::transport::local::LocalTarget;
 use crate::wasm::WasmRuntime;
 
@@ -202,16 +203,14 @@ async fn collect_at_most(mut body: ResponseBody, max: usize) -> Result<Bytes, Bo
 /// host may, serving it over wRPC only): the caller's choice, so this module names no other
 /// transport.
 pub trait Fallback: Sync {
-    /// Whether to try it before Trellis hosts (it answered a moment ago).
-    fn first(&self) -> bool;
+    /// Components found a moment ago served there: asked first ([`Elsewhere::reach`]).
+    fn memo(&self) -> &Elsewhere;
 
-    /// Sends the request there; `None` when nobody serves it there either. `learned`: the call
-    /// follows "no responders" from Trellis hosts.
+    /// Sends the request there; `None` when nobody serves it there either.
     fn call<'a>(
         &'a self,
         parts: &'a hyper::http::request::Parts,
         body: Bytes,
-        learned: bool,
     ) -> impl std::future::Future<Output = Option<hyper::Response<ResponseBody>>> + Send + 'a;
 }
 
@@ -245,32 +244,28 @@ where
     if body.len() > max {
         return text(413, format!("a request forwarded to another host carries at most {max} bytes (the NATS max payload)"));
     }
-    // Learned a moment ago: only a host that speaks wRPC runs it.
-    if fallback.first() {
-        if let Some(response) = fallback.call(&parts, body.clone(), false).await {
-            return response;
+    let request_reply = async {
+        let mut headers = async_nats::HeaderMap::new();
+        crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+        headers.insert(KIND_HEADER, HTTP_KIND);
+        headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());
+        headers.insert(HTTP_URI_HEADER, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        for (name, value) in &parts.headers {
+            if let Ok(v) = value.to_str() {
+                headers.append(name.as_str(), v);
+            }
         }
-    }
-    let mut headers = async_nats::HeaderMap::new();
-    crate::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
-    headers.insert(KIND_HEADER, HTTP_KIND);
-    headers.insert(HTTP_METHOD_HEADER, parts.method.as_str());
-    headers.insert(HTTP_URI_HEADER, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
-    for (name, value) in &parts.headers {
-        if let Ok(v) = value.to_str() {
-            headers.append(name.as_str(), v);
+        match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body.clone()).timeout(Some(timeout)))).await {
+            Err(_) => Ok(Err(text(504, format!("component `{id}` did not answer within {timeout:?}")))),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Err(()),
+            Ok(Err(e)) => Ok(Err(text(502, format!("forwarding to component `{id}` failed: {e}")))),
+            Ok(Ok(msg)) => Ok(Ok(msg)),
         }
-    }
-    let reply = match tokio::time::timeout(timeout, nats.send_request(subject, async_nats::Request::new().headers(headers).payload(body.clone()).timeout(Some(timeout)))).await {
-        Err(_) => return text(504, format!("component `{id}` did not answer within {timeout:?}")),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return match fallback.call(&parts, body, true).await {
-                Some(response) => response,
-                None => text(503, format!("component `{id}` is not running on any host")),
-            };
-        }
-        Ok(Err(e)) => return text(502, format!("forwarding to component `{id}` failed: {e}")),
-        Ok(Ok(msg)) => msg,
+    };
+    let reply = match fallback.memo().reach(id, request_reply, || fallback.call(&parts, body.clone())).await {
+        Reached::Trellis(Ok(reply)) => reply,
+        Reached::Trellis(Err(response)) | Reached::Wrpc(response) => return response,
+        Reached::Nowhere(()) => return text(503, format!("component `{id}` is not running on any host")),
     };
     let reply_headers = reply.headers.unwrap_or_default();
     let status = reply_headers.get(HTTP_STATUS_HEADER).and_then(|s| s.as_str().parse().ok()).unwrap_or(502);

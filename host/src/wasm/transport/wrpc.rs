@@ -81,7 +81,7 @@ pub struct Wrpc {
     /// Host memory for decoded parameters and results ([`super::wrpc_value`]).
     values: ValuePool,
     /// Components no Trellis host ran when last called, served over wRPC by another kind of
-    /// host (wasmCloud 1.x) ([`Self::served_elsewhere`]).
+    /// host (wasmCloud 1.x) ([`Self::elsewhere`]).
     elsewhere: super::elsewhere::Elsewhere,
 }
 
@@ -111,21 +111,12 @@ impl Wrpc {
         }
     }
 
-    /// Whether component `target` was, a moment ago ([`super::elsewhere::ELSEWHERE_FOR`]),
-    /// found served over wRPC with no Trellis host running it: its calls then go over wRPC
-    /// without asking Trellis hosts first (one round trip instead of two).
-    pub fn served_elsewhere(&self, target: &str) -> bool {
-        self.elsewhere.contains(target)
-    }
-
-    /// Remembers that component `target` answered over wRPC when no Trellis host ran it.
-    pub fn remember_elsewhere(&self, target: &str) {
-        self.elsewhere.remember(target);
-    }
-
-    /// Forgets [`Self::remember_elsewhere`] for `target` (nobody serves it over wRPC now).
-    pub fn forget_elsewhere(&self, target: &str) {
-        self.elsewhere.forget(target);
+    /// Components found a moment ago ([`super::elsewhere::ELSEWHERE_FOR`]) served over wRPC
+    /// with no Trellis host running them: their calls go over wRPC without asking Trellis
+    /// hosts first (one round trip instead of two). [`super::elsewhere::Elsewhere::reach`]
+    /// is the order every cross-kind call takes.
+    pub fn elsewhere(&self) -> &super::elsewhere::Elsewhere {
+        &self.elsewhere
     }
 
     /// A slot for one call to `target`.
