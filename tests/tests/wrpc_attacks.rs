@@ -67,16 +67,30 @@ fn leb128(mut n: usize, out: &mut Vec<u8>) {
 fn request_head(count: usize, value_len: usize) -> Vec<u8> {
     // body pending, trailers pending, GET, no path, scheme or authority; then the headers.
     let mut head = vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
-    leb128(count, &mut head);
+    headers(count, value_len, &mut head);
+    head
+}
+
+/// A `wrpc:http` `ok(response)` with status 200 and `count` headers of `value_len` bytes each,
+/// body and trailers pending.
+fn response_head(count: usize, value_len: usize) -> Vec<u8> {
+    // ok, body pending, trailers pending, status 200 (LEB128); then the headers.
+    let mut head = vec![0x00, 0x00, 0x00, 0xc8, 0x01];
+    headers(count, value_len, &mut head);
+    head
+}
+
+/// `wasi:http` fields: `count` headers `x-h{i}` of one `value_len`-byte value each.
+fn headers(count: usize, value_len: usize, head: &mut Vec<u8>) {
+    leb128(count, head);
     for i in 0..count {
         let name = format!("x-h{i}");
-        leb128(name.len(), &mut head);
+        leb128(name.len(), head);
         head.extend_from_slice(name.as_bytes());
-        leb128(1, &mut head);
-        leb128(value_len, &mut head);
+        leb128(1, head);
+        leb128(value_len, head);
         head.extend(std::iter::repeat_n(b'v', value_len));
     }
-    head
 }
 
 /// Sends `head` as a wRPC NATS caller does (the first part with the invocation, the rest to the
@@ -180,5 +194,94 @@ async fn a_forged_list_length_in_a_providers_reply_fails_the_call_not_the_host()
         assert!(failed.to_string().contains("cannot decode result 0"), "{failed}");
     }
     server.abort();
+    Ok(())
+}
+
+/// How [`a_wrpc_peer_answering_a_huge_head_or_nothing_fails_the_request_not_the_host`]'s peer
+/// answers.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Peer {
+    /// A 100 KiB head, then an empty body.
+    Small,
+    /// A 2 MB head.
+    Huge,
+    /// Takes the call, then says nothing.
+    Silent,
+}
+
+/// The HTTP server's way to a component no Trellis host runs is a call over wRPC to whoever
+/// serves the component's subjects (a wasmCloud 1.x host, or an attacker who may subscribe
+/// there). A response head past `MAX_HEAD_BYTES` is a 502 as soon as the bound is crossed (a
+/// head of 100 KiB passes, so what cuts the other off is its size); a peer that takes the call
+/// and never answers is answered at the call's deadline; each time the next request is served.
+#[tokio::test]
+async fn a_wrpc_peer_answering_a_huge_head_or_nothing_fails_the_request_not_the_host() -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(1);
+    config.wasm.max_queue_wait = Duration::from_secs(1);
+    let host = lattice.start_host(config).await?;
+    let ctl = lattice.client().await?;
+    trellis_tests::providers::start_provider(&ctl, host.id(), "http", "wasmcloud+builtin://http-server").await?;
+
+    let nats = lattice.nats().await?;
+    let mode = Arc::new(Mutex::new(Peer::Small));
+    let mut calls = nats.subscribe(format!("{}.faraway.wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle", lattice.name)).await?;
+    nats.flush().await?;
+    let peer = {
+        let (nats, mode) = (nats.clone(), mode.clone());
+        tokio::spawn(async move {
+            while let Some(call) = calls.next().await {
+                let Some(reply) = call.reply else { continue };
+                let mode = *mode.lock().unwrap();
+                let _ = nats.publish_with_reply(reply.clone(), format!("{reply}.server"), Vec::new().into()).await;
+                let head = match mode {
+                    Peer::Silent => continue,
+                    Peer::Small => response_head(2, 50 << 10),
+                    Peer::Huge => response_head(40, 50 << 10),
+                };
+                let results = format!("{reply}.results");
+                for chunk in head.chunks(512 << 10) {
+                    let _ = nats.publish(results.clone(), chunk.to_vec().into()).await;
+                }
+                let _ = nats.publish(results, Vec::new().into()).await;
+                // The body ends empty; no trailers.
+                let _ = nats.publish(format!("{reply}.results.0.0"), vec![0x00].into()).await;
+                let _ = nats.publish(format!("{reply}.results.0.1"), vec![0x00].into()).await;
+            }
+        })
+    };
+
+    let port = trellis_tests::free_port();
+    ctl.put_config("faraway-http", &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    let link = trellis_messages::link::Link::new("http", "faraway", "default", "wasi", "http", &["incoming-handler"]).with_source_config(&["faraway-http"]);
+    ctl.put_link(&link).await?;
+    let get = || trellis_tests::http_get(port, "/");
+    let served = trellis_tests::eventually(Duration::from_secs(10), || async { get().await.ok().filter(|(s, _)| *s == 200) }).await;
+    assert!(served.is_some(), "a 100 KiB head is answered: {:?}", get().await);
+
+    *mode.lock().unwrap() = Peer::Huge;
+    assert!(response_head(40, 50 << 10).len() > trellis_host::wasm::transport::wrpc_http::MAX_HEAD_BYTES);
+    let began = Instant::now();
+    let (status, body) = get().await?;
+    assert_eq!(status, 502, "{body}");
+    assert!(began.elapsed() < Duration::from_secs(2), "cut off at the bound, not at the deadline: {:?}", began.elapsed());
+
+    *mode.lock().unwrap() = Peer::Silent;
+    let began = Instant::now();
+    let (status, body) = get().await?;
+    assert!(matches!(status, 502 | 504), "{status} {body}");
+    // The deadline: execution 1 s + queue wait 1 s + 1 s.
+    assert!(began.elapsed() >= Duration::from_secs(2) && began.elapsed() < Duration::from_secs(6), "{:?}", began.elapsed());
+
+    *mode.lock().unwrap() = Peer::Small;
+    assert_eq!(get().await?.0, 200, "the next request is served");
+    let probe = client(&lattice).await?;
+    assert!(probe.inventory(host.id()).await.is_ok(), "the host answers");
+    peer.abort();
+    host.shutdown(None).await?;
     Ok(())
 }
