@@ -24,6 +24,7 @@ pub mod peers;
 pub mod providers;
 pub mod raw_http;
 pub mod serve;
+pub mod wasmcloud_host;
 
 pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, wadm_binary, wadm_events_binary, SecretsBackend, WadmProcess};
 pub use providers::start_provider;
@@ -238,6 +239,14 @@ impl Registry {
     /// `127.0.0.1:port`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes component `file` as `interop/{name}:1.0` with `trellis push`; its reference.
+    pub fn push(&self, name: &str, file: &str) -> Result<String> {
+        let reference = format!("{}/interop/{name}:1.0", self.address());
+        let out = Command::new(trellis_bin()?).args(["push", "--insecure", &reference, file]).output()?;
+        anyhow::ensure!(out.status.success(), "push {name}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(reference)
     }
 
     /// The files holding the registry's blobs (to corrupt one in a test).

@@ -7,62 +7,11 @@
 //! Without that variable each test prints that it was skipped and passes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use trellis_tests::wasmcloud_host::WasmcloudHost;
 use trellis_tests::{guests, eventually, init_tracing, trellis_bin, Registry, TestLattice};
-
-/// wasmCloud's host as a child process on `lattice`, killed when dropped.
-struct WasmcloudHost {
-    child: Child,
-    id: String,
-}
-
-impl Drop for WasmcloudHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl WasmcloudHost {
-    /// The binary, or `None` (the test is skipped) when `TRELLIS_WASMCLOUD_HOST` is not set.
-    fn binary() -> Option<String> {
-        let bin = std::env::var("TRELLIS_WASMCLOUD_HOST").ok().filter(|b| !b.is_empty());
-        if bin.is_none() {
-            eprintln!("skipped: TRELLIS_WASMCLOUD_HOST is not set (scripts/interop builds wasmCloud's host and sets it)");
-        }
-        bin
-    }
-
-    /// Starts it and waits until it answers `host.ping` beside the hosts in `known`.
-    async fn start(bin: &str, lattice: &TestLattice, known: &[&str], insecure: &str) -> anyhow::Result<Self> {
-        let child = Command::new(bin)
-            .env("WASMCLOUD_NATS_URL", lattice.url())
-            .env("WASMCLOUD_LATTICE", &lattice.name)
-            .env("WASMCLOUD_OCI_ALLOWED_INSECURE", insecure)
-            .env("WASMCLOUD_LABEL_RUNTIME", "wasmcloud")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
-            .spawn()?;
-        let mut host = Self { child, id: String::new() };
-        let ctl = lattice.ctl().await?;
-        let id = eventually(Duration::from_secs(30), || async {
-            let hosts = ctl.get_hosts().await.ok()?;
-            hosts.into_iter().filter_map(|h| h.into_data()).map(|h| h.id().to_string()).find(|id| !known.contains(&id.as_str()))
-        })
-        .await;
-        host.id = id.ok_or_else(|| anyhow::anyhow!("wasmCloud's host did not answer host.ping within 30 s"))?;
-        Ok(host)
-    }
-
-    fn stop(mut self) {
-        // SIGTERM: its shutdown path (host_stopped, subscriptions drained).
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        let _ = self.child.kill();
-    }
-}
 
 fn link(source: &str, target: &str, name: &str) -> wasmcloud_control_interface::Link {
     wasmcloud_control_interface::Link::builder()
@@ -90,7 +39,7 @@ async fn links_and_config_written_by_either_runtime_are_read_by_the_other() -> a
     init_tracing();
     let lattice = TestLattice::new().await?;
     let trellis = lattice.start_host(lattice.host_config()).await?;
-    let wasmcloud = WasmcloudHost::start(&bin, &lattice, &[trellis.id()], "").await?;
+    let wasmcloud = WasmcloudHost::start(&bin, &lattice, 0, &[trellis.id()], "").await?;
     let ctl = lattice.ctl().await?;
     let hosts = ctl.get_hosts().await.map_err(anyhow::Error::msg)?;
     assert_eq!(hosts.len(), 2, "both runtimes answer host.ping");
@@ -151,7 +100,7 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
     let mut config = lattice.host_config();
     config.wasm.oci.insecure = vec![registry.address()];
     let trellis = lattice.start_host(config).await?;
-    let wasmcloud = WasmcloudHost::start(&bin, &lattice, &[trellis.id()], &registry.address()).await?;
+    let wasmcloud = WasmcloudHost::start(&bin, &lattice, 0, &[trellis.id()], &registry.address()).await?;
 
     // wasmCloud's host pulls and runs Trellis's push; its events parse as Trellis's types.
     let scaled = lattice.scale(&wasmcloud.id, "echo", &reference, 2).await?.map_err(anyhow::Error::msg)?;
@@ -211,10 +160,7 @@ async fn wasmcloud_runs_what_trellis_pushes_and_both_keep_one_component_spec() -
 
 /// Pushes `file` to `registry` as `interop/{name}:1.0`; the reference.
 fn push(registry: &Registry, name: &str, file: &str) -> anyhow::Result<String> {
-    let reference = format!("{}/interop/{name}:1.0", registry.address());
-    let out = Command::new(trellis_bin()?).args(["push", "--insecure", &reference, file]).output()?;
-    anyhow::ensure!(out.status.success(), "push {name}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(reference)
+    registry.push(name, file)
 }
 
 /// `pinger.ping(message)` on the Trellis component `id`.
@@ -241,7 +187,7 @@ async fn calls_cross_host_kinds_both_ways() -> anyhow::Result<()> {
     config.wasm.oci.insecure = vec![registry.address()];
     config.providers = settings();
     let trellis = lattice.start_host(config).await?;
-    let wasmcloud = WasmcloudHost::start(&bin, &lattice, &[trellis.id()], &registry.address()).await?;
+    let wasmcloud = WasmcloudHost::start(&bin, &lattice, 0, &[trellis.id()], &registry.address()).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(30));
     let scale = |host: String, id: &'static str, reference: String| {
         let lattice = &lattice;
@@ -355,5 +301,167 @@ async fn calls_cross_host_kinds_both_ways() -> anyhow::Result<()> {
 
     wasmcloud.stop();
     trellis.shutdown(None).await?;
+    Ok(())
+}
+
+/// wadm's example app, spread over both kinds of host: its component on each (labels
+/// `runtime`), its HTTP server on the Trellis host (the image a wasmCloud host would pull from
+/// ghcr.io runs there as Trellis's built-in).
+fn mixed_manifest(image: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: mixed-hello
+  annotations:
+    description: wasmCloud's http-hello-world on a mixed lattice
+spec:
+  components:
+    - name: http-component
+      type: component
+      properties:
+        image: {image}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 4
+            spread:
+              - name: on-wasmcloud
+                weight: 50
+                requirements:
+                  runtime: wasmcloud
+              - name: on-trellis
+                weight: 50
+                requirements:
+                  runtime: trellis
+    - name: httpserver
+      type: capability
+      properties:
+        image: ghcr.io/wasmcloud/http-server:0.27.0
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+            spread:
+              - name: on-trellis
+                requirements:
+                  runtime: trellis
+        - type: link
+          properties:
+            target:
+              name: http-component
+            namespace: wasi
+            package: http
+            interfaces: [incoming-handler]
+            source:
+              config:
+                - name: default-http
+                  properties:
+                    address: 127.0.0.1:{port}
+"#
+    )
+}
+
+/// A real wadm 0.21 runs one app on a mixed lattice: a wasmCloud 1.9.2 host and a Trellis host
+/// (`--no-apps`) each run part of the component's instances as the manifest's spread says, the
+/// HTTP server (on Trellis) answers, a component stopped behind wadm's back on the wasmCloud
+/// host is brought back there, and the undeploy leaves nothing running on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_wadm_runs_an_app_across_both_host_kinds() -> anyhow::Result<()> {
+    use trellis_host::permission::kind::BuiltinImages;
+    use trellis_tests::apps::{nats039, wadm, wait_status};
+    use wadm_types::api::StatusType;
+    let Some(bin) = WasmcloudHost::binary() else { return Ok(()) };
+    init_tracing();
+    let registry = Registry::start(&[]).await?;
+    let example = trellis_tests::wasmcloud_example("http-hello-world").join("http-hello-world.wasm");
+    let hello = push(&registry, "http-hello-world", example.to_str().unwrap_or_default())?;
+    let lattice = TestLattice::new().await?;
+    // wadm first: it learns the hosts (and their labels) from their `host_started`.
+    let _wadm = trellis_tests::WadmProcess::start(&lattice.url())?;
+    let mut config = lattice.host_config();
+    config.apps = false;
+    config.wasm.oci.insecure = vec![registry.address()];
+    config.providers.builtin_images = BuiltinImages::parse(&["wasmcloud"])?;
+    config.labels.insert("runtime".into(), "trellis".into());
+    let trellis = lattice.start_host(config).await?;
+    let wasmcloud = WasmcloudHost::start(&bin, &lattice, 0, &[trellis.id()], &registry.address()).await?;
+
+    let port = trellis_tests::free_port();
+    let manifest = mixed_manifest(&hello, port);
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    let put = eventually(Duration::from_secs(30), || async { client.put_and_deploy_manifest(manifest.as_bytes()).await.ok() }).await;
+    anyhow::ensure!(put.is_some(), "wadm never took the manifest: {:?}", client.put_and_deploy_manifest(manifest.as_bytes()).await);
+    wait_status(&client, "mixed-hello", StatusType::Deployed, Duration::from_secs(90)).await?;
+
+    let ctl = lattice.ctl().await?;
+    // Instances of the app's component each host runs.
+    let instances = |host: String| {
+        let (ctl, hello) = (ctl.clone(), hello.clone());
+        async move {
+            let inventory = ctl.get_host_inventory(&host).await.ok()?.into_data()?;
+            Some(inventory.components().iter().filter(|c| c.image_ref() == hello).map(|c| c.max_instances()).sum::<u32>())
+        }
+    };
+    let both = eventually(Duration::from_secs(30), || async {
+        let (w, t) = (instances(wasmcloud.id.clone()).await?, instances(trellis.id().to_string()).await?);
+        (w == 2 && t == 2).then_some(())
+    })
+    .await;
+    anyhow::ensure!(
+        both.is_some(),
+        "the spread is not 2 + 2: wasmCloud {:?}, Trellis {:?}",
+        instances(wasmcloud.id.clone()).await,
+        instances(trellis.id().to_string()).await
+    );
+    let answered = eventually(Duration::from_secs(30), || async { trellis_tests::http_get(port, "/").await.ok().filter(|(s, _)| *s == 200) }).await;
+    let Some((_, body)) = answered else { anyhow::bail!("the app never answered: {:?}", trellis_tests::http_get(port, "/").await) };
+    assert!(body.contains("Hello"), "{body}");
+
+    // Healing on the wasmCloud host: its share stopped behind wadm's back comes back there.
+    let inventory = ctl.get_host_inventory(&wasmcloud.id).await.map_err(anyhow::Error::msg)?.into_data().ok_or_else(|| anyhow::anyhow!("no inventory"))?;
+    let component = inventory.components().iter().find(|c| c.image_ref() == hello).map(|c| c.id().to_string()).ok_or_else(|| anyhow::anyhow!("not on wasmCloud"))?;
+    let ack = ctl.scale_component(&wasmcloud.id, &hello, &component, 0, None, vec![], false).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    let healed = eventually(Duration::from_secs(60), || async { (instances(wasmcloud.id.clone()).await? == 2).then_some(()) }).await;
+    anyhow::ensure!(healed.is_some(), "wadm did not bring the wasmCloud host's share back: {:?}", client.get_manifest_status("mixed-hello").await);
+
+    // Undeploy: nothing of the app is left on either host.
+    client.undeploy_manifest("mixed-hello").await?;
+    let gone = eventually(Duration::from_secs(60), || async {
+        let mut left = 0;
+        for host in [wasmcloud.id.clone(), trellis.id().to_string()] {
+            let inventory = ctl.get_host_inventory(&host).await.ok()?.into_data()?;
+            left += inventory.components().len() + inventory.providers().len();
+        }
+        (left == 0).then_some(())
+    })
+    .await;
+    anyhow::ensure!(gone.is_some(), "wadm's undeploy left workloads running");
+    wasmcloud.stop();
+    trellis.shutdown(None).await?;
+    Ok(())
+}
+
+/// The benchmark's cross-kind figure (16) runs end to end beside two wasmCloud hosts: three
+/// rows, each against wasmCloud → wasmCloud measured in the same run. Asserts nothing about
+/// the numbers (a benchmark, not a timed test).
+#[test]
+fn the_benchmarks_cross_kind_figure_runs() -> anyhow::Result<()> {
+    if WasmcloudHost::binary().is_none() {
+        return Ok(());
+    }
+    let json = tempfile::NamedTempFile::new()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_bench")).args(["--quick", "--only", "16", "--json"]).arg(json.path()).output()?;
+    anyhow::ensure!(out.status.success(), "bench failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path())?)?;
+    let figures = report["figures"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = figures.iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (figure, path) in figures.iter().zip(["Trellis(A)→wasmCloud", "wasmCloud→Trellis(B)", "Trellis(A)→Trellis(B)"]) {
+        let name = figure["name"].as_str().unwrap_or_default();
+        assert!(name.starts_with("16. ") && name.contains(path) && name.contains("vs wasmCloud→wasmCloud"), "{name}");
+        assert!(figure["ratio"].as_f64().is_some_and(|r| r.is_finite() && r > 0.0), "{figure}");
+    }
     Ok(())
 }

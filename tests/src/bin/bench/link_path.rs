@@ -58,7 +58,7 @@ pub async fn alternating(client: &trellis_messages::Client, first: &str, second:
 }
 
 /// One `ping-timed(n)` of component `pinger`: the time of each of its `n` link calls.
-async fn link_round(client: &trellis_messages::Client, pinger: &str, n: u32) -> Result<Vec<Duration>> {
+pub(crate) async fn link_round(client: &trellis_messages::Client, pinger: &str, n: u32) -> Result<Vec<Duration>> {
     let r = client.call(pinger, "trellis:echo/pinger.ping-timed", vec![n.to_string(), r#""x""#.into()]).await?;
     let list = r.results.as_ref().and_then(|v| v.first()).with_context(|| format!("ping-timed failed: {:?}", r.error))?;
     let times = parse_u64_list(list).with_context(|| format!("ping-timed returned `{list}`"))?;

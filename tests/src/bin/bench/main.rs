@@ -18,6 +18,7 @@
 
 mod baselines;
 mod blobstore;
+mod cross_kind;
 mod heal;
 mod http;
 mod link_path;
@@ -95,9 +96,9 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=15).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=16).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 15, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 16, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -564,6 +565,11 @@ async fn main() -> Result<()> {
         f.trellis.push_str(&format!("  cpu {:.0}+{:.0} µs", cpu.cpu.0, cpu.cpu.1));
         f.json["provider_per_call"] = json!({"cpu_us": {"process": cpu.cpu.0, "nats_servers": cpu.cpu.1}});
         figures.push(f);
+    }
+
+    // 16. Link calls across host kinds, beside wasmCloud → wasmCloud (needs wasmCloud's host).
+    if want(16) {
+        figures.extend(cross_kind::cross_kind(&lattice, &client, (&a, &b), size.inner, rounds).await?);
     }
 
     println!("{:<80} | {:<44} | {:<44} | ratio", "figure", "Trellis", "baseline");
