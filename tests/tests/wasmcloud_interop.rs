@@ -11,6 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use trellis_tests::wasmcloud_host::WasmcloudHost;
+
+#[path = "wasmcloud_interop/migration.rs"]
+mod migration;
 use trellis_tests::{guests, eventually, init_tracing, trellis_bin, Registry, TestLattice};
 
 fn link(source: &str, target: &str, name: &str) -> wasmcloud_control_interface::Link {
