@@ -26,7 +26,7 @@ pub mod raw_http;
 pub mod serve;
 pub mod wasmcloud_host;
 
-pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, wadm_binary, wadm_events_binary, SecretsBackend, WadmProcess};
+pub use peers::{blobstore_fs_provider, secrets_backend_binary, test_provider, wadm_binary, wadm_events_binary, wash_binary, SecretsBackend, WadmProcess};
 pub use providers::start_provider;
 pub use http::http_get;
 /// The example guests, built from `components/` by the `trellis-guests` crate.

@@ -142,6 +142,13 @@ pub fn wadm_binary() -> Result<PathBuf> {
     built_by("TRELLIS_WADM", "build-wadm", &BUILT)
 }
 
+/// wasmCloud 1.x's CLI, `wash` (`wash-cli` 0.39.0 from crates.io): `TRELLIS_WASH` when set
+/// (scripts/interop builds it up front), else built once with `scripts/build-wash`.
+pub fn wash_binary() -> Result<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    built_by("TRELLIS_WASH", "build-wash", &BUILT)
+}
+
 /// `wadm-events`, built beside [`wadm_binary`]: parses lattice events (JSON lines on stdin)
 /// with wadm's own event types and prints `ok TYPE` or `err TYPE: why` for each.
 pub fn wadm_events_binary() -> Result<PathBuf> {

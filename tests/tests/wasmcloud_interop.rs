@@ -14,6 +14,8 @@ use trellis_tests::wasmcloud_host::WasmcloudHost;
 
 #[path = "wasmcloud_interop/migration.rs"]
 mod migration;
+#[path = "wasmcloud_interop/wash.rs"]
+mod wash;
 use trellis_tests::{guests, eventually, init_tracing, trellis_bin, Registry, TestLattice};
 
 fn link(source: &str, target: &str, name: &str) -> wasmcloud_control_interface::Link {
