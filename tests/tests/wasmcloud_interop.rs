@@ -423,13 +423,35 @@ async fn a_real_wadm_runs_an_app_across_both_host_kinds() -> anyhow::Result<()> 
     let Some((_, body)) = answered else { anyhow::bail!("the app never answered: {:?}", trellis_tests::http_get(port, "/").await) };
     assert!(body.contains("Hello"), "{body}");
 
-    // Healing on the wasmCloud host: its share stopped behind wadm's back comes back there.
+    // Healing on the wasmCloud host: its share stopped behind wadm's back comes back there,
+    // as its own events say (scaled to 0, then up again).
+    let nats = lattice.nats().await?;
+    let mut scaled = nats.subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.name)).await?;
+    nats.flush().await?;
     let inventory = ctl.get_host_inventory(&wasmcloud.id).await.map_err(anyhow::Error::msg)?.into_data().ok_or_else(|| anyhow::anyhow!("no inventory"))?;
     let component = inventory.components().iter().find(|c| c.image_ref() == hello).map(|c| c.id().to_string()).ok_or_else(|| anyhow::anyhow!("not on wasmCloud"))?;
     let ack = ctl.scale_component(&wasmcloud.id, &hello, &component, 0, None, vec![], false).await.map_err(anyhow::Error::msg)?;
     anyhow::ensure!(ack.succeeded(), "{}", ack.message());
-    let healed = eventually(Duration::from_secs(60), || async { (instances(wasmcloud.id.clone()).await? == 2).then_some(()) }).await;
-    anyhow::ensure!(healed.is_some(), "wadm did not bring the wasmCloud host's share back: {:?}", client.get_manifest_status("mixed-hello").await);
+    let mut seen = Vec::new();
+    let healed = tokio::time::timeout(Duration::from_secs(60), async {
+        use futures::StreamExt as _;
+        while let Some(m) = scaled.next().await {
+            let event: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+            if event["data"]["host_id"] != wasmcloud.id.as_str() {
+                continue;
+            }
+            seen.push(event["data"]["max_instances"].as_u64().unwrap_or(u64::MAX));
+            if seen.first() == Some(&0) && seen.last().is_some_and(|n| *n > 0) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    anyhow::ensure!(healed.is_some(), "wadm did not bring the wasmCloud host's share back (its scale events: {seen:?}): {:?}", client.get_manifest_status("mixed-hello").await);
+    anyhow::ensure!(eventually(Duration::from_secs(20), || async { (instances(wasmcloud.id.clone()).await? == 2).then_some(()) }).await.is_some(), "back to 2 instances");
 
     // Undeploy: nothing of the app is left on either host.
     client.undeploy_manifest("mixed-hello").await?;

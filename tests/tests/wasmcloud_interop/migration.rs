@@ -195,6 +195,21 @@ async fn a_wasmcloud_app_moves_to_trellis_hosts_under_load() -> anyhow::Result<(
     let Some((_, first)) = first else { anyhow::bail!("the app never answered: {:?}", trellis_tests::http_get(port, "/moving").await) };
     let first: u64 = first.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).last().and_then(|n| n.parse().ok()).unwrap_or_default();
 
+    // pinger → echo, both on the wasmCloud hosts, answers over wRPC.
+    let wrpc = trellis_host::wasm::transport::wrpc::Wrpc::new(lattice.nats().await?, &lattice.name, wasmtime::Engine::default(), 4, Duration::from_secs(5), trellis_host::Limits::default().body_bounds());
+    let ping = |message: &'static str| {
+        let wrpc = wrpc.clone();
+        async move {
+            let string = wasmtime::component::Type::String;
+            let params = [wasmtime::component::Val::String(message.into())];
+            wrpc.call("test", "default", "moving-pinger", "trellis:echo/pinger@0.1.0", "ping", &params, std::slice::from_ref(&string), std::slice::from_ref(&string), Duration::from_secs(10))
+                .await
+                .map_err(anyhow::Error::msg)
+        }
+    };
+    let pinged = eventually(Duration::from_secs(30), || async { ping("on wasmCloud").await.ok() }).await;
+    assert_eq!(pinged, Some(vec![wasmtime::component::Val::String("on wasmCloud".into())]), "pinger → echo on the wasmCloud hosts");
+
     let began = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let (running, seen) = load(port, stop.clone(), began);
@@ -241,14 +256,9 @@ async fn a_wasmcloud_app_moves_to_trellis_hosts_under_load() -> anyhow::Result<(
         assert_eq!(pair[1], pair[0] + 1, "each count one more than the last (none lost, none twice): {:?}", seen.ok);
     }
     // pinger → echo on Trellis hosts alone.
-    let wrpc = trellis_host::wasm::transport::wrpc::Wrpc::new(lattice.nats().await?, &lattice.name, wasmtime::Engine::default(), 4, Duration::from_secs(5), trellis_host::Limits::default().body_bounds());
-    let string = wasmtime::component::Type::String;
-    let params = [wasmtime::component::Val::String("moved".into())];
-    let answer = wrpc
-        .call("test", "default", "moving-pinger", "trellis:echo/pinger@0.1.0", "ping", &params, std::slice::from_ref(&string), std::slice::from_ref(&string), Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    assert_eq!(answer, vec![wasmtime::component::Val::String("moved".into())]);
+    let hosts_left = ctl.get_hosts().await.map_err(anyhow::Error::msg)?.len();
+    assert_eq!(hosts_left, 3, "the edge and two Trellis workers remain");
+    assert_eq!(ping("moved").await?, vec![wasmtime::component::Val::String("moved".into())]);
     for host in [t1, t2, edge] {
         host.shutdown(None).await?;
     }
