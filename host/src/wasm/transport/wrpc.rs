@@ -64,8 +64,19 @@ fn codec_store(engine: &Engine, client: Arc<Client>) -> Store<Codec> {
 
 pub use super::wrpc_error::WrpcError;
 
+/// Targets (providers, components on other hosts) whose client and call slots are kept; past
+/// it, the ones with no call in flight are let go (each client holds a NATS subscription).
+pub const MAX_TARGETS: usize = 1024;
+
+/// Lets go of the entries of `map` that `idle` says no call uses, once it holds `max` or more.
+fn evict_idle<V>(map: &mut HashMap<String, Arc<V>>, max: usize, idle: impl Fn(&Arc<V>) -> bool) {
+    if map.len() >= max {
+        map.retain(|_, v| !idle(v));
+    }
+}
+
 /// wRPC clients of this host, one per target (each keeps a reply subscription), on the call
-/// connection.
+/// connection; at most [`MAX_TARGETS`] while idle.
 #[derive(Clone)]
 pub struct Wrpc {
     nats: Arc<async_nats::Client>,
@@ -121,13 +132,14 @@ impl Wrpc {
 
     /// A slot for one call to `target`.
     async fn slot(&self, target: &str) -> Result<tokio::sync::OwnedSemaphorePermit, WrpcError> {
-        let slots = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(target.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_calls)))
-            .clone();
+        let slots = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            if !in_flight.contains_key(target) {
+                // A permit or a waiter holds the semaphore too.
+                evict_idle(&mut in_flight, MAX_TARGETS, |s| Arc::strong_count(s) == 1 && s.available_permits() == self.max_calls);
+            }
+            in_flight.entry(target.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_calls))).clone()
+        };
         match tokio::time::timeout(self.queue_wait, slots.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(WrpcError::Busy { target: target.into(), max_calls: self.max_calls, waited: self.queue_wait }),
@@ -143,8 +155,10 @@ impl Wrpc {
             .await
             .map_err(|e| WrpcError::Setup { target: target.into(), reason: format!("{e:#}") })?;
         let client = Arc::new(client);
-        self.clients.lock().unwrap_or_else(PoisonError::into_inner).entry(target.to_string()).or_insert(client.clone());
-        Ok(client)
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        // A call in flight holds its client too (its codec store).
+        evict_idle(&mut clients, MAX_TARGETS, |c| Arc::strong_count(c) == 1);
+        Ok(clients.entry(target.to_string()).or_insert(client).clone())
     }
 
     /// Calls `instance`.`func` (e.g. `trellis:echo/echo@0.1.0`, `echo`) on `target` with
@@ -414,5 +428,29 @@ impl Wrpc {
         }));
         let (http, instances) = futures::future::try_join(http, instances).await?;
         Ok(http.into_iter().chain(instances.into_iter().flatten()).collect())
+    }
+}
+
+#[cfg(test)]
+mod target_bound_tests {
+    use super::*;
+
+    #[test]
+    fn idle_targets_are_let_go_past_the_bound_busy_ones_kept() {
+        let mut map: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
+        let busy = Arc::new(tokio::sync::Semaphore::new(4));
+        let permit = busy.clone().try_acquire_owned().expect("a permit");
+        map.insert("busy".into(), busy);
+        for i in 0..7 {
+            map.insert(format!("idle{i}"), Arc::new(tokio::sync::Semaphore::new(4)));
+        }
+        let idle = |s: &Arc<tokio::sync::Semaphore>| Arc::strong_count(s) == 1 && s.available_permits() == 4;
+        evict_idle(&mut map, 16, idle);
+        assert_eq!(map.len(), 8, "under the bound nothing goes");
+        evict_idle(&mut map, 8, idle);
+        assert_eq!(map.keys().collect::<Vec<_>>(), vec!["busy"], "at the bound the idle go, the one in use stays");
+        drop(permit);
+        evict_idle(&mut map, 1, idle);
+        assert!(map.is_empty());
     }
 }
