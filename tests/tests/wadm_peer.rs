@@ -41,9 +41,32 @@ async fn every_event_a_trellis_host_publishes_parses_with_wadms_own_types() -> a
     let lattice = TestLattice::new().await?;
     let nats = lattice.nats().await?;
     let mut events = nats.subscribe(format!("wasmbus.evt.{}.>", lattice.name)).await?;
-    let host = lattice.start_host(lattice.host_config()).await?;
+    let mut config = lattice.host_config();
+    config.providers = trellis_tests::providers::settings();
+    let host = lattice.start_host(config).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(10));
     let ctl = lattice.ctl().await?;
+    // Health that passes, stays, then fails: a process that never speaks NATS, whose health
+    // checks the test answers (healthy twice, then not).
+    let dir = tempfile::tempdir()?;
+    let silent = trellis_tests::providers::script(dir.path(), "silent", "exec sleep 1000");
+    let mut checks = nats.subscribe(format!("wasmbus.rpc.{}.odd.health", lattice.name)).await?;
+    nats.flush().await?;
+    let responder = {
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(check) = checks.next().await {
+                n += 1;
+                let body = if n <= 2 { r#"{"healthy":true,"message":null}"# } else { r#"{"healthy":false,"message":"down"}"# };
+                if let Some(reply) = check.reply {
+                    let _ = nats.publish(reply, body.into()).await;
+                }
+            }
+        })
+    };
+    let ack = ctl.start_provider(host.id(), &silent.display().to_string(), "odd", None, vec![]).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
     // Components: scaled up, failed, scaled to zero.
     lattice.scale(host.id(), "echo", trellis_tests::guests::ECHO, 2).await?.map_err(anyhow::Error::msg)?;
     let _ = lattice.scale(host.id(), "broken", "file:///does/not/exist.wasm", 1).await?;
@@ -67,13 +90,17 @@ async fn every_event_a_trellis_host_publishes_parses_with_wadms_own_types() -> a
         seen.push(msg.payload.to_vec());
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !types.contains_key("health_check_passed") && tokio::time::Instant::now() < deadline {
+    let health = ["health_check_passed", "health_check_status", "health_check_failed"];
+    while !health.iter().all(|t| types.contains_key(*t)) && tokio::time::Instant::now() < deadline {
         if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
             take(msg, &mut seen, &mut types);
         }
     }
-    let ack = ctl.stop_provider(host.id(), "tp").await.map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    responder.abort();
+    for provider in ["tp", "odd"] {
+        let ack = ctl.stop_provider(host.id(), provider).await.map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     host.shutdown(None).await?;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
@@ -99,7 +126,7 @@ async fn every_event_a_trellis_host_publishes_parses_with_wadms_own_types() -> a
         .collect();
     assert!(failed.is_empty(), "wadm cannot read these Trellis events:\n{}", failed.join("\n"));
     let parsed = answers.lines().filter(|l| l.starts_with("ok ")).count();
-    for ty in WADM_READS.iter().filter(|t| !["health_check_failed", "health_check_status"].contains(t)) {
+    for ty in WADM_READS {
         assert!(types.contains_key(*ty), "no `{ty}` event was published to check (saw {types:?})");
     }
     eprintln!("{parsed} events parsed by wadm; types seen: {types:?}");
