@@ -271,3 +271,62 @@ async fn trellis_hosts_leave_the_apps_to_a_wadm_that_appears_and_take_them_back_
     }
     Ok(())
 }
+
+/// What a host that stepped aside does not do: heal the applications (a component stopped
+/// behind its back stays stopped), take over the share of a host that stops, or answer wadm's
+/// API. The sign of a wadm is made by hand here (a pull waiting on wadm's consumer, as wadm
+/// keeps one), so no wadm heals either; when the pull goes, the hosts take the applications
+/// back and heal them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_left_the_apps_to_a_wadm_neither_heals_them_nor_takes_over_a_share() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut events = trellis_tests::providers::Events::on(&lattice).await?;
+    let a = lattice.start_host(lattice.host_config()).await?;
+    let b = lattice.start_host(lattice.host_config()).await?;
+    let echo = lattice.push("echo", trellis_tests::guests::ECHO).await?;
+    let client = wadm(&lattice, nats039(&lattice).await?);
+    client.put_and_deploy_manifest(trellis_tests::apps::echo_app("steady", "v1", &echo, 4).as_bytes()).await?;
+    wait_status(&client, "steady", StatusType::Deployed, Duration::from_secs(30)).await?;
+    let trellis = lattice.client().await?;
+    let instances = |host: String| {
+        let trellis = trellis.clone();
+        async move { trellis.inventory(&host).await.ok().map_or(0, |inv| inv.components.iter().filter(|c| c.id == "steady-echo").map(|c| c.max_instances).sum::<u32>()) }
+    };
+    let total = || async { instances(a.id().to_string()).await + instances(b.id().to_string()).await };
+    anyhow::ensure!(eventually(Duration::from_secs(20), || async { (total().await == 4).then_some(()) }).await.is_some(), "4 instances: {}", total().await);
+
+    // A wadm's sign: a pull waiting on its consumer of its stream.
+    let js = async_nats::jetstream::new(lattice.nats().await?);
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config { name: "wadm_event_consumer".into(), subjects: vec![format!("fake-wadm.{}.>", lattice.name)], ..Default::default() })
+        .await?;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config { durable_name: Some(format!("wadm_event_consumer-{}", lattice.name)), ..Default::default() })
+        .await?;
+    let mut pulls = consumer.stream().expires(Duration::from_secs(2)).messages().await?;
+    let puller = tokio::spawn(async move { while pulls.next().await.is_some() {} });
+    for _ in 0..2 {
+        events.expect("apps_left_to_wadm", Duration::from_secs(20), |_| true).await;
+    }
+    // wadm's API: nobody in the queue group now.
+    let nats = lattice.nats().await?;
+    let asked = nats.request(format!("wadm.api.{}.model.list", lattice.name), "".into()).await;
+    assert!(asked.is_err_and(|e| e.kind() == async_nats::RequestErrorKind::NoResponders), "a host that stepped aside answered wadm's API");
+
+    // Stopped behind their backs on `a`: not healed. `b` stops: its share is not taken over.
+    let on_a = instances(a.id().to_string()).await;
+    lattice.scale(a.id(), "steady-echo", &echo, 0).await?.map_err(anyhow::Error::msg)?;
+    let on_b = instances(b.id().to_string()).await;
+    b.shutdown(None).await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(instances(a.id().to_string()).await, 0, "a host that left the apps to a wadm healed one (it had {on_a}, b had {on_b})");
+
+    // The sign goes: `a` takes the applications back and heals the app on itself.
+    puller.abort();
+    events.expect("apps_resumed", Duration::from_secs(40), |d| d["host_id"] == a.id()).await;
+    let healed = eventually(Duration::from_secs(30), || async { (instances(a.id().to_string()).await == 4).then_some(()) }).await;
+    anyhow::ensure!(healed.is_some(), "not healed once the host took the apps back: {}", instances(a.id().to_string()).await);
+    a.shutdown(None).await?;
+    Ok(())
+}
