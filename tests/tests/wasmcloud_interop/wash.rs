@@ -92,6 +92,20 @@ async fn operate(wash: &Wash, host: &str, hello: &str) -> anyhow::Result<()> {
     // wash call: an HTTP request to the component over wRPC, as wash makes it.
     let called = wash.ok(&["call", "hello", "wasi:http/incoming-handler.handle"])?;
     anyhow::ensure!(called.to_string().contains("Hello"), "wash call: {called}");
+    // wash spy (experimental in 0.39) watches the component's wRPC subjects: it sees the same
+    // call (not calls between Trellis hosts, which are Trellis's own request/reply).
+    let mut spy = Command::new(&wash.bin)
+        .args(["spy", "--experimental", "hello"])
+        .envs(&wash.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wash.ok(&["call", "hello", "wasi:http/incoming-handler.handle"])?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    spy.kill()?;
+    let spied = String::from_utf8_lossy(&spy.wait_with_output()?.stdout).into_owned();
+    anyhow::ensure!(spied.contains("Spying on component hello") && spied.contains("incoming-handler"), "wash spy saw no call: {spied}");
 
     wash.ok(&["label", host, "zone=north"])?;
     let listed = wash.ok(&["get", "hosts"])?;
