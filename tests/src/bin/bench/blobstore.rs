@@ -33,7 +33,7 @@ async fn through_blobby(port: u16, size: usize, rounds: usize) -> Result<Vec<Dur
         let began = Instant::now();
         let (put, _) = exchange(port, &request("PUT", &path, Some(&body))).await?;
         let (get, back) = exchange(port, &request("GET", &path, None)).await?;
-        anyhow::ensure!(put == 201 && get == 200 && back.len() == size, "blobby answered {put} and {get} with {} bytes", back.len());
+        anyhow::ensure!(put == 201 && get == 200 && back.len() == size, "blobby answered {put} and {get} with {} bytes of {size} (round {i} of {path})", back.len());
         if i > 0 {
             times.push(began.elapsed());
         }
@@ -166,6 +166,9 @@ pub async fn large_object(lattice: &TestLattice, size: u64) -> Result<Figure> {
     config.heartbeat_interval = Duration::from_secs(30);
     config.wasm.max_execution_time = Duration::from_secs(600);
     config.kv_replicas = 1;
+    // The object is the request's body and then the response's (`--max-http-body`, 64 MiB by
+    // default, refused the 1 GiB one with a 413).
+    config.limits.max_http_body = config.limits.max_http_body.max(size + (1 << 20));
     let host = lattice.start_host(config).await?;
     let client = lattice.client().await?.with_timeout(Duration::from_secs(30));
     for (id, reference) in [("large-http", "wasmcloud+builtin://http-server"), ("large-blobs", "wasmcloud+builtin://blobstore-nats")] {
