@@ -429,10 +429,25 @@ async fn open_apps(config: &HostConfig, nats: &async_nats::Client, identity: Arc
             "declared applications cannot start ({e}); give this host's NATS user the application subjects and buckets, or run it with --no-apps"
         ))
     };
-    let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await.map_err(needs)?;
-    let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas, identity).await.map_err(needs)?;
-    let follow = Box::pin(liveness.follow().await.map_err(needs)?);
-    Ok(AppsOpened { store, liveness, follow })
+    // A cluster that has just started, or lost its JetStream leader, answers "temporarily
+    // unavailable" for a moment: that is waited out (as the lattice's buckets are), a refusal is not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let opened = async {
+            let store = ManifestStore::open(nats, &config.lattice, config.kv_replicas).await?;
+            let liveness = Liveness::open(nats, &config.lattice, config.kv_replicas, identity.clone()).await?;
+            let follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(liveness.follow().await?);
+            Ok::<_, HostError>(AppsOpened { store, liveness, follow })
+        }
+        .await;
+        match opened {
+            Err(e) if e.to_string().contains("temporarily unavailable") && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "JetStream not available yet for the application buckets; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other.map_err(needs),
+        }
+    }
 }
 
 /// Spawns the application tasks. Nothing here fails the host: the only fallible step is the

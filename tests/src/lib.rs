@@ -109,7 +109,7 @@ impl NatsServer {
             .arg(self.store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.store.path().join("nats-server.log"))?)
             .spawn()
             .context("cannot run nats-server")?;
         self.child = Some(child);
@@ -125,7 +125,7 @@ impl NatsServer {
     /// A standalone server with JetStream.
     pub async fn start() -> Result<Self> {
         let port = free_port();
-        let server = Self::start_with(
+        let mut server = Self::start_with(
             vec!["-js".into(), "-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
             port,
         )?;
@@ -171,11 +171,17 @@ impl NatsServer {
         self.wait_ready().await
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
+            }
+            // One that exited (a port another process took meanwhile) says why in its log.
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.store.path().join("nats-server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!("nats-server on port {} exited ({status}): {}", self.port, tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -310,6 +316,9 @@ impl TestLattice {
         init_tracing();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports.iter().map(|(_, c)| format!("nats://127.0.0.1:{c}")).collect();
+        // A cluster name of its own: a route that reaches another test's cluster (a port reused
+        // meanwhile) is refused rather than merging the two.
+        let name = unique_lattice();
         let mut servers = Vec::new();
         for (i, (port, cport)) in ports.iter().enumerate() {
             let args = vec![
@@ -321,7 +330,7 @@ impl TestLattice {
                 "-n".into(),
                 format!("node{i}"),
                 "--cluster_name".into(),
-                "trellis-test".into(),
+                format!("trellis-{name}"),
                 "--cluster".into(),
                 format!("nats://127.0.0.1:{cport}"),
                 "--routes".into(),
@@ -329,10 +338,10 @@ impl TestLattice {
             ];
             servers.push(NatsServer::start_with(args, *port)?);
         }
-        for s in &servers {
+        for s in &mut servers {
             s.wait_ready().await?;
         }
-        let lattice = Self { name: unique_lattice(), servers };
+        let lattice = Self { name, servers };
         for i in 0..n {
             lattice.wait_jetstream(i).await?;
         }

@@ -1,8 +1,14 @@
 //! The benchmark in `--quick` mode as a smoke test: it runs end to end and produces every
 //! figure. It asserts nothing about the numbers (a benchmark, not a timed test).
 
+/// The benchmark processes take turns: each starts a 3-node NATS cluster and hosts, and two at
+/// once on two cores made a cluster start late (CI saw "nats-server did not come up" and
+/// JetStream "temporarily unavailable").
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn quick_benchmark_produces_every_figure() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let json = tempfile::NamedTempFile::new().expect("temp file");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--quick", "--json"])
@@ -65,6 +71,7 @@ fn the_readme_table_is_generated_from_the_newest_results_file() {
 
 #[test]
 fn only_runs_the_figures_named_and_refuses_a_bad_list() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let json = tempfile::NamedTempFile::new().expect("temp file");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--quick", "--only", "3", "--json"])

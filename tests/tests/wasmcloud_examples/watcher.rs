@@ -20,9 +20,19 @@ async fn alert_server() -> anyhow::Result<(Alerts, tokio::task::JoinHandle<()>, 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     static PORT_3001: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let guard = PORT_3001.lock().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001")
-        .await
-        .map_err(|e| anyhow::anyhow!("the watcher example alerts localhost:3001, which this test must listen on: {e}"))?;
+    // The previous test's listener lives in its task until that test's runtime is gone, a
+    // moment after it released the guard: wait for the port a few seconds.
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind("127.0.0.1:3001").await {
+            Ok(listener) => break listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => anyhow::bail!("the watcher example alerts localhost:3001, which this test must listen on: {e}"),
+        }
+    };
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let task = tokio::spawn(async move {
