@@ -27,6 +27,10 @@ use sha2::{Digest as _, Sha256};
 /// Chunks one pull asks for (no byte limit: a chunk larger than one would never arrive; a
 /// chunk is at most the server's max payload).
 pub const BATCH: usize = 4;
+/// Times a reader asks its consumer again how many chunks are there when the first count is
+/// short, [`PENDING_PAUSE`] apart.
+const PENDING_ASKS: usize = 3;
+const PENDING_PAUSE: Duration = Duration::from_millis(20);
 /// How long a reader's consumer outlives a reader that stopped (the host deletes it sooner
 /// when the read ends).
 const CONSUMER_IDLE: Duration = Duration::from_secs(30);
@@ -73,14 +77,25 @@ fn pulled(stream: JsStream<()>, subject: String, chunks: usize) -> BoxStream<'st
         ..Default::default()
     };
     let opened = async move {
-        let consumer: consumer::PullConsumer =
+        let mut consumer: consumer::PullConsumer =
             stream.create_consumer(config).await.map_err(|e| std::io::Error::other(format!("cannot read the object: {e}")))?;
         let name = consumer.cached_info().name.clone();
         // Deleted when the read ends, however it ends (the idle threshold is the fallback).
         let cleanup = DeleteOnDrop(Some((stream, name)));
         // The chunks there are now: fewer than the info says end the read there (the size
-        // check then fails it) instead of waiting for chunks that will not come.
-        let there = usize::try_from(consumer.cached_info().num_pending).unwrap_or(usize::MAX).min(chunks);
+        // check then fails it) instead of waiting for chunks that will not come. The count in
+        // the consumer's creation answer can be 0 on a cluster while it is still being counted
+        // (a 16 MiB read of an object just written failed so about once in 27 benchmark runs),
+        // so a short count is asked again from the consumer before it is believed.
+        let mut pending = consumer.cached_info().num_pending;
+        for _ in 0..PENDING_ASKS {
+            if usize::try_from(pending).unwrap_or(usize::MAX) >= chunks {
+                break;
+            }
+            tokio::time::sleep(PENDING_PAUSE).await;
+            pending = consumer.info().await.map_err(|e| std::io::Error::other(format!("cannot read the object: {e}")))?.num_pending;
+        }
+        let there = usize::try_from(pending).unwrap_or(usize::MAX).min(chunks);
         let messages = consumer
             .stream()
             .max_messages_per_batch(BATCH)
