@@ -5,7 +5,16 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{eventually, TestLattice};
+use crate::{eventually, wasmcloud_example, Registry, TestLattice};
+
+/// Pushes wasmCloud's example component `name` ([`wasmcloud_example`]) to `registry`, where a
+/// wasmCloud host can pull it; its reference.
+///
+/// # Errors
+/// When `trellis push` fails.
+pub fn push_example(registry: &Registry, name: &str) -> anyhow::Result<String> {
+    registry.push(name, &wasmcloud_example(name).join(format!("{name}.wasm")).display().to_string())
+}
 
 /// wasmCloud's host as a child process on `lattice`, killed when dropped.
 pub struct WasmcloudHost {

@@ -379,8 +379,7 @@ async fn a_real_wadm_runs_an_app_across_both_host_kinds() -> anyhow::Result<()> 
     let Some(bin) = WasmcloudHost::binary() else { return Ok(()) };
     init_tracing();
     let registry = Registry::start(&[]).await?;
-    let example = trellis_tests::wasmcloud_example("http-hello-world").join("http-hello-world.wasm");
-    let hello = push(&registry, "http-hello-world", example.to_str().unwrap_or_default())?;
+    let hello = trellis_tests::wasmcloud_host::push_example(&registry, "http-hello-world")?;
     let lattice = TestLattice::new().await?;
     // wadm first: it learns the hosts (and their labels) from their `host_started`.
     let _wadm = trellis_tests::WadmProcess::start(&lattice.url())?;

@@ -157,9 +157,8 @@ async fn a_wasmcloud_app_moves_to_trellis_hosts_under_load() -> anyhow::Result<(
     let Some(bin) = WasmcloudHost::binary() else { return Ok(()) };
     init_tracing();
     let registry = Registry::start(&[]).await?;
-    let example = trellis_tests::wasmcloud_example("http-keyvalue-counter").join("http-keyvalue-counter.wasm");
     let images = Images {
-        counter: registry.push("counter", example.to_str().unwrap_or_default())?,
+        counter: trellis_tests::wasmcloud_host::push_example(&registry, "http-keyvalue-counter")?,
         pinger: registry.push("pinger", guests::PINGER)?,
         echo: registry.push("echo", guests::ECHO)?,
         kv: trellis_tests::test_provider()?.display().to_string(),

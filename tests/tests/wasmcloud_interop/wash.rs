@@ -167,8 +167,7 @@ async fn wash_drives_a_lattice_of_trellis_hosts() -> anyhow::Result<()> {
     init_tracing();
     let registry = Registry::start(&[]).await?;
     let hello = registry.push("http-hello", guests::HTTP_HELLO)?;
-    let example = trellis_tests::wasmcloud_example("http-hello-world").join("http-hello-world.wasm");
-    let example = registry.push("http-hello-world", example.to_str().unwrap_or_default())?;
+    let example = trellis_tests::wasmcloud_host::push_example(&registry, "http-hello-world")?;
     let lattice = TestLattice::new().await?;
     let host = lattice.start_host(trellis_config(&lattice, &registry, true)?).await?;
     let wash = Wash::on(&lattice)?;
@@ -192,8 +191,7 @@ async fn wash_drives_a_mixed_lattice() -> anyhow::Result<()> {
     let registry = Registry::start(&[]).await?;
     let hello = registry.push("http-hello", guests::HTTP_HELLO)?;
     let echo = registry.push("echo", guests::ECHO)?;
-    let example = trellis_tests::wasmcloud_example("http-hello-world").join("http-hello-world.wasm");
-    let example = registry.push("http-hello-world", example.to_str().unwrap_or_default())?;
+    let example = trellis_tests::wasmcloud_host::push_example(&registry, "http-hello-world")?;
     let lattice = TestLattice::new().await?;
     let _wadm = trellis_tests::WadmProcess::start(&lattice.url())?;
     let mut config = trellis_config(&lattice, &registry, false)?;
