@@ -487,16 +487,22 @@ fn start_apps(
     let managing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = {
         let (reconciler, nats, managing) = (reconciler.clone(), nats.clone(), managing.clone());
-        move || {
+        move |stop: tokio_util::sync::CancellationToken| {
             let (api, reconciler, nats, managing) = (api.clone(), reconciler.clone(), nats.clone(), managing.clone());
             async move {
                 use tokio_util::task::AbortOnDropHandle;
                 let mut tasks = Vec::new();
-                match api.serve(nats).await {
+                match api.serve(nats, stop.clone()).await {
                     Ok(serve) => tasks.push(AbortOnDropHandle::new(tokio::spawn(serve))),
                     Err(e) => warn!(error = %e, "cannot subscribe to wadm's API; this host does not answer it"),
                 }
-                tasks.push(AbortOnDropHandle::new(tokio::spawn(reconciler.run())));
+                // Reconciling stops between passes' awaits, as an abort would.
+                tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                    tokio::select! {
+                        () = reconciler.run() => {}
+                        () = stop.cancelled() => {}
+                    }
+                })));
                 managing.store(true, std::sync::atomic::Ordering::Release);
                 tasks
             }

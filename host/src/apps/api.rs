@@ -89,33 +89,48 @@ fn storage_error(e: &crate::error::HostError) -> String {
 }
 
 impl AppsApi {
-    /// Subscribes (in wadm's queue group) and returns the future that answers until aborted.
+    /// Subscribes (in wadm's queue group) and returns the future that answers until `stop`
+    /// (then it leaves the group and answers what was delivered) or until aborted.
     ///
     /// # Errors
     /// When the client cannot subscribe (it is closed).
-    pub async fn serve(self, nats: async_nats::Client) -> Result<impl std::future::Future<Output = ()> + Send + 'static, async_nats::SubscribeError> {
+    pub async fn serve(self, nats: async_nats::Client, stop: tokio_util::sync::CancellationToken) -> Result<impl std::future::Future<Output = ()> + Send + 'static, async_nats::SubscribeError> {
         let prefix = trellis_messages::subjects::wadm::api_prefix(&self.lattice_name);
         let sub = nats.queue_subscribe(format!("{prefix}model.>"), QUEUE_GROUP.to_string()).await?;
-        Ok(self.answer_all(nats, sub, prefix))
+        Ok(self.answer_all(nats, sub, prefix, stop))
     }
 
-    async fn answer_all(self, nats: async_nats::Client, mut sub: async_nats::Subscriber, prefix: String) {
+    /// Answers every request until `stop`; then leaves the queue group (the UNSUB is on the
+    /// connection before anything the caller publishes after this ends) and answers the
+    /// requests already delivered, so none is dropped unanswered.
+    async fn answer_all(self, nats: async_nats::Client, mut sub: async_nats::Subscriber, prefix: String, stop: tokio_util::sync::CancellationToken) {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-        {
-            while let Some(msg) = sub.next().await {
-                let Some(reply) = msg.reply.clone() else { continue };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let (api, nats, prefix) = (self.clone(), nats.clone(), prefix.clone());
-                tokio::spawn(async move {
-                    let rest = msg.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
-                    let content_type = msg.headers.as_ref().and_then(|h| h.get("Content-Type")).map(|v| v.as_str().to_string());
-                    let body = api.answer(rest, content_type.as_deref(), &msg.payload).await;
-                    if let Err(e) = nats.publish(reply, body.into()).await {
-                        debug!(error = %e, "cannot send an application API reply");
+        let mut stopping = false;
+        loop {
+            let msg = tokio::select! {
+                msg = sub.next() => msg,
+                () = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if let Err(e) = sub.unsubscribe().await {
+                        debug!(error = %e, "cannot leave the application API's queue group");
+                        break;
                     }
-                    drop(permit);
-                });
-            }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            let Some(reply) = msg.reply.clone() else { continue };
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let (api, nats, prefix) = (self.clone(), nats.clone(), prefix.clone());
+            tokio::spawn(async move {
+                let rest = msg.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
+                let content_type = msg.headers.as_ref().and_then(|h| h.get("Content-Type")).map(|v| v.as_str().to_string());
+                let body = api.answer(rest, content_type.as_deref(), &msg.payload).await;
+                if let Err(e) = nats.publish(reply, body.into()).await {
+                    debug!(error = %e, "cannot send an application API reply");
+                }
+                drop(permit);
+            });
         }
     }
 

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
@@ -25,6 +26,9 @@ use crate::events::EventPublisher;
 
 /// How often the host looks for a wadm.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// How long the tasks have to end once told to stop, before they are aborted.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// Checks in a row without a wadm before the host manages applications again.
 pub const ABSENT_CHECKS: u32 = 3;
@@ -62,16 +66,16 @@ pub const LEFT_TO_WADM: &str = "apps_left_to_wadm";
 /// Event: no wadm any more; this host manages applications again.
 pub const RESUMED: &str = "apps_resumed";
 
-/// Runs `start()`'s tasks (the API and the reconciler) while no wadm manages the lattice, and
-/// none while one does (calling `stepped_aside()` when it stops them); ends only when aborted
-/// (its tasks with it).
+/// Runs `start(stop)`'s tasks (the API and the reconciler) while no wadm manages the lattice,
+/// and none while one does: it cancels `stop`, gives them [`STOP_WITHIN`] to end, aborts what
+/// is left and then calls `on_step_aside()`. Ends only when aborted (its tasks with it).
 pub async fn manage<F, Fut, S>(js: async_nats::jetstream::Context, lattice: String, host_id: String, events: EventPublisher, start: F, on_step_aside: S)
 where
-    F: Fn() -> Fut,
+    F: Fn(CancellationToken) -> Fut,
     Fut: Future<Output = Vec<AbortOnDropHandle<()>>>,
     S: Fn(),
 {
-    let mut running: Option<Vec<AbortOnDropHandle<()>>> = None;
+    let mut running: Option<(CancellationToken, Vec<AbortOnDropHandle<()>>)> = None;
     let mut stepped_aside = false;
     // At start, one check without a wadm is enough.
     let mut absent = ABSENT_CHECKS - 1;
@@ -79,7 +83,18 @@ where
         if present(&js, &lattice).await {
             absent = 0;
             if !stepped_aside {
-                drop(running.take());
+                // The API leaves its queue group (the UNSUB on the connection ahead of the
+                // event below) and answers what it already received; the tasks are awaited,
+                // so nothing of them runs once the host says it left.
+                if let Some((stop, tasks)) = running.take() {
+                    stop.cancel();
+                    for mut task in tasks {
+                        if tokio::time::timeout(STOP_WITHIN, &mut task).await.is_err() {
+                            task.abort();
+                            let _ = task.await;
+                        }
+                    }
+                }
                 on_step_aside();
                 stepped_aside = true;
                 warn!(%lattice, "a wadm manages this lattice: this host stops answering wadm's API and running declared applications, and leaves them to it");
@@ -88,7 +103,8 @@ where
         } else {
             absent = absent.saturating_add(1);
             if running.is_none() && absent >= ABSENT_CHECKS {
-                running = Some(start().await);
+                let stop = CancellationToken::new();
+                running = Some((stop.clone(), start(stop).await));
                 if stepped_aside {
                     stepped_aside = false;
                     info!(%lattice, "no wadm manages this lattice any more: this host answers wadm's API and runs declared applications again");
