@@ -26,5 +26,9 @@ pub const TICKER: &str = env!("TRELLIS_ACTOR_TICKER");
 /// `wasi:http/incoming-handler` running every `wasi:blobstore` operation on a container.
 pub const BLOB_OPS: &str = env!("TRELLIS_ACTOR_BLOB_OPS");
 
+/// `trellis:echo/tally-user`, using the `counter` resource of `trellis:echo/tally` through a
+/// link.
+pub const TALLY: &str = env!("TRELLIS_ACTOR_TALLY");
+
 /// Every component, in the order `trellis-guests` prints them.
-pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER, BLOB_OPS];
+pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER, BLOB_OPS, TALLY];

@@ -286,9 +286,10 @@ async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result
     Ok(())
 }
 
-/// An import no capability of the host serves and no link can carry (an interface with a
-/// resource), and a bare function import, fail the scale naming the import, instead of
-/// becoming link calls that fail later.
+/// An import no capability of the host serves and no link can carry (an interface exporting an
+/// instance), and a bare function import, fail the scale naming the import, instead of becoming
+/// link calls that fail later. (An interface with resources is linked: the resources are the
+/// target's, `provider_calls::a_link_carries_the_handles_of_a_providers_resources`.)
 #[tokio::test]
 async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() -> anyhow::Result<()> {
     init_tracing();
@@ -298,7 +299,7 @@ async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() ->
     let cases = [
         (
             "files",
-            r#"(component (import "acme:files/handles@0.2.0-draft" (instance (export "handle" (type (sub resource))))))"#,
+            r#"(component (import "acme:files/handles@0.2.0-draft" (instance (export "inner" (instance)))))"#,
             "imports `acme:files/handles@0.2.0-draft`, which this host does not serve",
         ),
         ("bare", r#"(component (import "do-it" (func)))"#, "imports `do-it`, which is not an interface"),

@@ -188,6 +188,70 @@ async fn components_and_an_sdk_provider_call_each_other_over_wrpc_across_hosts()
     t.shutdown().await
 }
 
+/// The resources of an interface a component imports through a link are the target's: the
+/// guest makes, uses, lends and gives up a provider's counters by their handles, which cross
+/// the link as the provider's own bytes (as wRPC carries them between wasmCloud hosts and
+/// providers). A handle past the host's bound fails the call, and a call with handles to a
+/// component (which keeps nothing between calls) fails, saying why; the host serves on.
+#[tokio::test]
+async fn a_link_carries_the_handles_of_a_providers_resources() -> anyhow::Result<()> {
+    init_tracing();
+    let t = two_hosts(|_, _| {}).await?;
+    let (client, record) = (&t.client, &t.record);
+    t.scale(false, "tally", trellis_tests::guests::TALLY, 2).await?;
+    t.scale(false, "echo", trellis_tests::guests::ECHO, 1).await?;
+    t.start_provider().await?;
+    client.put_link(&Link::new("tally", "tp", "default", "trellis", "echo", &["tally"])).await?;
+    const RUN: &str = "trellis:echo/tally-user.run";
+    let values = |reply: &trellis_messages::invocation::InvocationResponse| reply.results.clone().unwrap_or_default().join("").replace(' ', "");
+
+    // Made at 5, 1 + 2 + 3 added, peeked (borrowed), finished (given up): the provider holds the
+    // counter between those calls, by the handle it chose.
+    let reply = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { client.call("tally", RUN, vec!["5".into(), "[1, 2, 3]".into()]).await.ok().filter(|r| r.results.is_some()) }
+    })
+    .await;
+    let Some(reply) = reply else { anyhow::bail!("tally never reached the provider: {:?}", client.call("tally", RUN, vec!["5".into(), "[1, 2, 3]".into()]).await) };
+    assert_eq!(values(&reply), "[6,8,11,11,11]", "{reply:?}");
+    let calls: Vec<serde_json::Value> = records(record).into_iter().filter(|r| r["event"] == "tally").collect();
+    let ops: Vec<&str> = calls.iter().filter_map(|r| r["op"].as_str()).collect();
+    assert_eq!(ops, ["new", "add", "add", "add", "peek", "finish"], "{calls:?}");
+    let handle = &calls[0]["handle"];
+    assert!(calls.iter().all(|r| r["handle"] == *handle && r["caller"] == "tally"), "one handle, the provider's, used by the caller: {calls:?}");
+    // A second call gets a counter of its own.
+    let reply = client.call("tally", RUN, vec!["0".into(), "[7]".into()]).await?;
+    assert_eq!(values(&reply), "[7,7,7]", "{reply:?}");
+    let second = records(record).into_iter().filter(|r| r["event"] == "tally").nth(6).expect("recorded");
+    assert_ne!(second["handle"], *handle, "{second}");
+
+    // A handle longer than the host takes fails the call, naming the bound.
+    let reply = client.call("tally", RUN, vec!["4294967295".into(), "[]".into()]).await?;
+    let error = reply.error.clone().unwrap_or_default();
+    assert!(reply.results.is_none() && error.contains("resource handle of 2048 bytes"), "{reply:?}");
+
+    // Linked to a component, the call with handles fails, saying why.
+    client.delete_link("tally", "default", "trellis", "echo").await?;
+    client.put_link(&Link::new("tally", "echo", "default", "trellis", "echo", &["tally"])).await?;
+    let refused = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.call("tally", RUN, vec!["1".into(), "[1]".into()]).await.ok().filter(|r| r.error.as_deref().is_some_and(|e| e.contains("keeps no resource between calls"))) }
+    })
+    .await;
+    assert!(refused.is_some(), "{:?}", client.call("tally", RUN, vec!["1".into(), "[1]".into()]).await);
+
+    // The host serves on.
+    client.delete_link("tally", "default", "trellis", "echo").await?;
+    client.put_link(&Link::new("tally", "tp", "default", "trellis", "echo", &["tally"])).await?;
+    let again = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.call("tally", RUN, vec!["2".into(), "[2]".into()]).await.ok().filter(|r| r.results.is_some()) }
+    })
+    .await
+    .expect("served again");
+    assert_eq!(values(&again), "[4,4,4]", "{again:?}");
+    t.shutdown().await
+}
 
 /// The provider's answer to `message` through pinger's `echo` import.
 async fn ask(client: &trellis_messages::Client, message: &str) -> anyhow::Result<String> {

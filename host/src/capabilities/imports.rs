@@ -5,8 +5,14 @@
 //!   time** (so a link put or deleted anywhere changes running components at once), then calls
 //!   the target in-process when it runs on this host, or over NATS otherwise;
 //! * an interface the host serves itself (the list in [`crate::capabilities`]): linked as that entry says;
-//! * anything else (an interface with resources no capability serves, a bare function): the
-//!   component fails to prepare, naming the import.
+//! * anything else (an interface with streams or futures no capability serves, a bare
+//!   function): the component fails to prepare, naming the import.
+//!
+//! The resources of a linked interface are the target's: the guest holds handles whose bytes
+//! the target chose ([`crate::wasm::transport::handles`]), carried over wRPC as wasmCloud
+//! carries them. So a call with handles goes only to a target that keeps its resources between
+//! calls, an external provider; a component runs a fresh instance per call, and a handle to it
+//! would outlive what it names, so such a call to a component fails, saying so.
 //!
 //! A call through an import with no link fails with a message naming the missing link; the
 //! guest traps (a WIT signature has no error case to carry it) and the caller of the guest gets
@@ -26,7 +32,7 @@ use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 use crate::wasm::transport::elsewhere::Reached;
-use crate::wasm::transport::wrpc_value::plain_type;
+use crate::wasm::transport::handles::{self, crossable, has_handles, RemoteResource};
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =
@@ -80,9 +86,13 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
         if let Some(served) = crate::capabilities::find(name) {
             (served.link)(&mut crate::capabilities::Linking { linker, import: name, ctx, log_rate: &log_rate })?;
         } else if let Some(iface) = parse_interface(name).filter(|_| linkable(&instance, &engine)) {
+            let resources: Vec<String> = instance
+                .exports(&engine)
+                .filter_map(|(n, item)| matches!(item, ComponentItem::Resource(_)).then(|| n.to_string()))
+                .collect();
             // (An interface of types alone needs no definitions.)
-            if !funcs.is_empty() {
-                link_interface(linker, name, &iface, &funcs, ctx)?;
+            if !funcs.is_empty() || !resources.is_empty() {
+                link_interface(linker, name, &iface, &funcs, &resources, ctx)?;
             }
         } else {
             return Err(crate::capabilities::ImportError::NotServed(name.to_string()).into());
@@ -92,40 +102,55 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
 }
 
 /// Whether every export of an imported interface can cross to another component or provider:
-/// functions of plain values, and types that are not resources.
+/// functions of values that can ([`crossable`]), resources (the target's) and other types.
 fn linkable(instance: &wasmtime::component::types::ComponentInstance, engine: &wasmtime::Engine) -> bool {
     instance.exports(engine).all(|(_, item)| match item {
-        ComponentItem::ComponentFunc(f) => plain(&f),
-        ComponentItem::Type(_) => true,
+        ComponentItem::ComponentFunc(f) => f.params().all(|(_, t)| crossable(&t)) && f.results().all(|t| crossable(&t)),
+        ComponentItem::Type(_) | ComponentItem::Resource(_) => true,
         _ => false,
     })
 }
 
-/// Whether a function's signature has no resources (so its values can cross to another store).
-fn plain(f: &ComponentFunc) -> bool {
-    f.params().all(|(_, t)| plain_type(&t)) && f.results().all(|t| plain_type(&t))
+/// Whether a call of `f` carries resource handles.
+fn carries_handles(f: &ComponentFunc) -> bool {
+    f.params().any(|(_, t)| has_handles(&t)) || f.results().any(|t| has_handles(&t))
 }
-
 
 fn link_interface(
     linker: &mut Linker<GuestState>,
     import: &str,
     iface: &InterfaceName,
     funcs: &[(String, ComponentFunc)],
+    resources: &[String],
     ctx: &Arc<ImportContext>,
 ) -> wasmtime::Result<()> {
     let mut instance = linker.instance(import)?;
-    for (fname, _) in funcs {
+    // The target's resources: the guest holds their handles; dropping one forgets its bytes
+    // (wRPC has no call to tell the target).
+    for resource in resources {
+        instance.resource(resource, wasmtime::component::ResourceType::host::<RemoteResource>(), |mut store, rep| {
+            store.data_mut().table().delete(wasmtime::component::Resource::<RemoteResource>::new_own(rep))?;
+            Ok(())
+        })?;
+    }
+    for (fname, fty) in funcs {
         let ctx = ctx.clone();
         let iface = iface.clone();
         let function = Function { import: import.to_string(), name: fname.clone() };
-        instance.func_new_async(fname, move |store, ty, params, results| {
+        let with_handles = carries_handles(fty);
+        instance.func_new_async(fname, move |mut store, ty, params, results| {
             let ctx = ctx.clone();
             let iface = iface.clone();
             let function = function.clone();
             let link_name = store.data().link_name(&iface.key()).unwrap_or(DEFAULT_LINK_NAME).to_string();
             Box::new(async move {
-                let out = call_link(&ctx, &iface, &link_name, &function, &ty, params.to_vec()).await.map_err(wasmtime::Error::msg)?;
+                let mut params = params.to_vec();
+                if with_handles {
+                    for (v, (_, t)) in params.iter_mut().zip(ty.params()) {
+                        handles::each_handle(v, &t, &mut |resource, owned| handle_of(&mut store, resource, owned))?;
+                    }
+                }
+                let out = call_link(&ctx, &iface, &link_name, &function, &ty, params, with_handles).await.map_err(wasmtime::Error::msg)?;
                 if out.len() != results.len() {
                     return Err(wasmtime::Error::msg(format!(
                         "`{function}` returned {} results where {} were expected",
@@ -134,11 +159,37 @@ fn link_interface(
                     )));
                 }
                 results.clone_from_slice(&out);
+                if with_handles {
+                    for (v, t) in results.iter_mut().zip(ty.results()) {
+                        handles::each_handle(v, &t, &mut |handle, _| resource_of(&mut store, &handle))?;
+                    }
+                }
                 Ok(())
             })
         })?;
     }
     Ok(())
+}
+
+/// The bytes of the guest's handle `resource`, standing in for it; an owned one leaves the
+/// guest's table (it is given to the target).
+fn handle_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, resource: Val, owned: bool) -> wasmtime::Result<Val> {
+    let Val::Resource(any) = resource else { return Err(wasmtime::Error::msg("a resource parameter that is not a resource")) };
+    let resource: wasmtime::component::Resource<RemoteResource> = any.try_into_resource(&mut *store)?;
+    let RemoteResource(bytes) = if owned {
+        store.data_mut().table().delete(resource)?
+    } else {
+        RemoteResource(store.data_mut().table().get(&resource)?.0.clone())
+    };
+    Ok(handles::as_handle(&bytes))
+}
+
+/// A new guest handle for the target's `handle` (its bytes, standing in); counted against the
+/// guest's table bound.
+fn resource_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, handle: &Val) -> wasmtime::Result<Val> {
+    let bytes = handles::handle_bytes(handle).ok_or_else(|| wasmtime::Error::msg("a resource result that is not a handle"))?;
+    let resource = store.data_mut().table().push(RemoteResource(bytes))?;
+    Ok(Val::Resource(resource.try_into_resource_any(&mut *store)?))
 }
 
 /// An imported function: the import (`ns:pkg/iface@version`) and the function's name.
@@ -175,11 +226,12 @@ async fn call_link(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
+    with_handles: bool,
 ) -> Result<Vec<Val>, LinkCallError> {
     // Resolved once: the spy names the target the call went to.
     let callee = ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(LinkCallError::from);
     if !ctx.spy.armed() {
-        return call_callee(ctx, callee?, link_name, function, ty, params).await;
+        return call_callee(ctx, callee?, link_name, function, ty, params, with_handles).await;
     }
     let peer = match &callee {
         Ok(Callee::Component(target)) => target.clone(),
@@ -188,7 +240,7 @@ async fn call_link(
     };
     let began = std::time::Instant::now();
     let result = match callee {
-        Ok(callee) => call_callee(ctx, callee, link_name, function, ty, params).await,
+        Ok(callee) => call_callee(ctx, callee, link_name, function, ty, params, with_handles).await,
         Err(e) => Err(e),
     };
     let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -204,6 +256,7 @@ async fn call_callee(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
+    with_handles: bool,
 ) -> Result<Vec<Val>, LinkCallError> {
     let target = match callee {
         Callee::Component(target) => target,
@@ -228,6 +281,9 @@ async fn call_callee(
         link: link_name.to_string(),
         reason: e.to_string(),
     };
+    if with_handles {
+        return Err(failed(&"the call carries resource handles, and a component keeps no resource between calls (each runs in a fresh instance): link this interface to a provider"));
+    }
     if let Some(local) = ctx.local.get(&target) {
         trace!(source = %ctx.source_id, %target, function = %name, "local link call");
         return local.call(&ctx.runtime, &target, &name, params, &ctx.source_id).await.map_err(|f| failed(&f));

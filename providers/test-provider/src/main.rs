@@ -25,6 +25,11 @@
 //! `error: …`; `kvwatch:{component}:{bucket}:{key}:{value}` calls that component's
 //! `wrpc:keyvalue/watcher` `on-set` (`on-delete` when the value is `-`) as a key-value provider
 //! does, returning `ok` or `err: …`; `spin` never answers; `trap` fails. Each call is recorded with the caller's id.
+//!
+//! It serves `trellis:echo/tally`, a resource (`counter`) whose handles are its own bytes
+//! (`counter-{n}`), kept between calls as a provider keeps them; each call is recorded as
+//! `tally` with the caller, the operation and the handle. A counter started at `4294967295`
+//! gets a 2 KiB handle (a provider handing out more than a host takes).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -48,6 +53,10 @@ struct TestProvider {
     config: Arc<Mutex<HashMap<String, String>>>,
     /// The key-value store it serves: (bucket, key) → value.
     kv: Arc<Mutex<HashMap<(String, String), bytes::Bytes>>>,
+    /// The `tally` counters it holds, by handle.
+    counters: Arc<Mutex<HashMap<bytes::Bytes, u32>>>,
+    /// The number of the next counter.
+    next_counter: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TestProvider {
@@ -288,6 +297,53 @@ async fn http_request(client: &wasmcloud_provider_sdk::provider::WrpcClient, met
 }
 
 /// `wrpc:keyvalue/store`, in memory; every call recorded as `kv` with the caller and bucket.
+use bindings::exports::trellis::echo::tally::Counter;
+use wit_bindgen_wrpc::wrpc_transport::{ResourceBorrow, ResourceOwn};
+
+impl TestProvider {
+    fn record_tally(&self, cx: Option<Context>, op: &str, handle: &[u8]) {
+        let caller = cx.and_then(|c| c.component).unwrap_or_default();
+        self.record("tally", json!({ "caller": caller, "op": op, "handle": String::from_utf8_lossy(handle) }));
+    }
+
+    fn with_counter<T>(&self, handle: &[u8], f: impl FnOnce(&mut u32) -> T) -> anyhow::Result<T> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let value = counters.get_mut(handle).ok_or_else(|| anyhow::anyhow!("no counter {:?}", String::from_utf8_lossy(handle)))?;
+        Ok(f(value))
+    }
+}
+
+impl bindings::exports::trellis::echo::tally::HandlerCounter<Option<Context>> for TestProvider {
+    async fn new(&self, cx: Option<Context>, start: u32) -> anyhow::Result<ResourceOwn<Counter>> {
+        let n = self.next_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let handle = if start == u32::MAX { bytes::Bytes::from(vec![b'x'; 2048]) } else { bytes::Bytes::from(format!("counter-{n}")) };
+        self.record_tally(cx, "new", &handle);
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).insert(handle.clone(), start);
+        Ok(ResourceOwn::from(handle))
+    }
+
+    async fn add(&self, cx: Option<Context>, counter: ResourceBorrow<Counter>, n: u32) -> anyhow::Result<u32> {
+        self.record_tally(cx, "add", counter.as_ref());
+        self.with_counter(counter.as_ref(), |v| {
+            *v = v.saturating_add(n);
+            *v
+        })
+    }
+}
+
+impl bindings::exports::trellis::echo::tally::Handler<Option<Context>> for TestProvider {
+    async fn peek(&self, cx: Option<Context>, counter: ResourceBorrow<Counter>) -> anyhow::Result<u32> {
+        self.record_tally(cx, "peek", counter.as_ref());
+        self.with_counter(counter.as_ref(), |v| *v)
+    }
+
+    async fn finish(&self, cx: Option<Context>, counter: ResourceOwn<Counter>) -> anyhow::Result<u32> {
+        let handle: bytes::Bytes = counter.into();
+        self.record_tally(cx, "finish", &handle);
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle).ok_or_else(|| anyhow::anyhow!("no counter {:?}", String::from_utf8_lossy(&handle)))
+    }
+}
+
 impl bindings::exports::wrpc::keyvalue::store::Handler<Option<Context>> for TestProvider {
     async fn get(&self, cx: Option<Context>, bucket: String, key: String) -> anyhow::Result<Result<Option<bytes::Bytes>, KvError>> {
         self.record_kv(cx, "get", &bucket, &key);

@@ -28,17 +28,11 @@ impl Fallback for OverWrpc<'_> {
         self.wrpc.elsewhere()
     }
 
-    fn call<'a>(
-        &'a self,
-        parts: &'a hyper::http::request::Parts,
-        body: Bytes,
-    ) -> impl std::future::Future<Output = Option<hyper::Response<ResponseBody>>> + Send + 'a {
-        async move {
-            let id = self.id;
-            match crate::wasm::transport::wrpc_http_call::call(self.wrpc, self.source, self.link_name, id, self.timeout, parts, body).await {
-                Err(WrpcError::NotServing { .. }) => None,
-                answered => Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}")))),
-            }
+    async fn call(&self, parts: &hyper::http::request::Parts, body: Bytes) -> Option<hyper::Response<ResponseBody>> {
+        let id = self.id;
+        match crate::wasm::transport::wrpc_http_call::call(self.wrpc, self.source, self.link_name, id, self.timeout, parts, body).await {
+            Err(WrpcError::NotServing { .. }) => None,
+            answered => Some(answered.unwrap_or_else(|e| text(502, format!("forwarding to component `{id}` over wRPC failed: {e}")))),
         }
     }
 }

@@ -2,11 +2,13 @@
 //! out on `{lattice}.{provider}.wrpc.0.0.1.{instance}.{func}` with wRPC's NATS transport, and a
 //! provider's call to a component arrives on the component's own wRPC subjects
 //! ([`Wrpc::serve_component`]). Values cross with `wrpc-runtime-wasmtime`'s codec (component values ↔
-//! wRPC's encoding). Only functions without resources are carried, as for calls between
-//! components.
+//! wRPC's encoding). A call to a provider carries the handles of the provider's resources as
+//! their bytes ([`super::handles`]); a component's exports are served only where they have no
+//! resources (a fresh instance per call keeps none between calls).
 //!
-//! The codec works on a store; values without resources never touch it, so encoding and
-//! decoding use a small store of their own ([`Codec`]) rather than the guest's.
+//! The codec works on a store; values never touch the guest's, so encoding and decoding use a
+//! small store of their own ([`Codec`]), where a handle's bytes become a remote resource for
+//! the encoder.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,6 +58,12 @@ impl WrpcView for Codec {
     fn wrpc(&mut self) -> WrpcCtxView<'_, Client> {
         WrpcCtxView { ctx: &mut self.ctx, table: &mut self.table }
     }
+}
+
+/// A function's name on the wire: wRPC names a resource's functions without the component
+/// model's `[constructor]`, `[method]` and `[static]` (`counter`, `counter.add`).
+pub fn wire_name(func: &str) -> &str {
+    ["[constructor]", "[method]", "[static]"].iter().find_map(|p| func.strip_prefix(p)).unwrap_or(func)
 }
 
 fn codec_store(engine: &Engine, client: Arc<Client>) -> Store<Codec> {
@@ -186,15 +194,26 @@ impl Wrpc {
             let mut store = codec_store(&self.engine, client.clone());
             let mut buf = BytesMut::new();
             for (i, (v, ty)) in params.iter().zip(params_ty).enumerate() {
+                let encode_error = |reason: String| WrpcError::Encode { index: i, reason };
+                // A resource handle (its bytes, standing in) becomes a remote resource of the
+                // codec's store, which the encoder writes as those bytes.
+                let mut v = v.clone();
+                // (Owned in the codec's store either way: the encoder writes a borrowed handle's
+                // bytes as an owned one's, and the store ends with the call.)
+                super::handles::each_handle(&mut v, ty, &mut |handle, _owned| {
+                    let bytes = super::handles::handle_bytes(&handle).ok_or_else(|| encode_error("a resource that is not a handle of the link's target".into()))?;
+                    let resource = store.data_mut().table.push(super::handles::RemoteResource(bytes)).map_err(|e| encode_error(e.to_string()))?;
+                    resource.try_into_resource_any(store.as_context_mut()).map(Val::Resource).map_err(|e| encode_error(format!("{e:#}")))
+                })?;
                 let mut enc = ValEncoder::<_, wrpc_transport_nats::ParamWriter>::new(store.as_context_mut(), ty, &[], &[]);
-                enc.encode(v, &mut buf).map_err(|e| WrpcError::Encode { index: i, reason: format!("{e:#}") })?;
+                enc.encode(&v, &mut buf).map_err(|e| encode_error(format!("{e:#}")))?;
             }
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(trellis_messages::invocation::SOURCE_ID_HEADER, source);
             headers.insert(trellis_messages::invocation::LINK_NAME_HEADER, link_name);
             let paths: &[&[Option<usize>]] = &[];
             let (outgoing, incoming) = client
-                .invoke(Some(headers), instance, func, buf.freeze(), paths)
+                .invoke(Some(headers), instance, wire_name(func), buf.freeze(), paths)
                 .await
                 .map_err(|e| WrpcError::NoAnswer { target: target.into(), reason: format!("{e:#}") })?;
             // Closing the parameters waits for the provider to take the call: with nobody
@@ -434,6 +453,14 @@ impl Wrpc {
 #[cfg(test)]
 mod target_bound_tests {
     use super::*;
+
+    #[test]
+    fn a_resources_functions_go_by_wrpcs_names() {
+        assert_eq!(wire_name("[constructor]counter"), "counter");
+        assert_eq!(wire_name("[method]counter.add"), "counter.add");
+        assert_eq!(wire_name("[static]counter.open"), "counter.open");
+        assert_eq!(wire_name("echo"), "echo");
+    }
 
     #[test]
     fn idle_targets_are_let_go_past_the_bound_busy_ones_kept() {

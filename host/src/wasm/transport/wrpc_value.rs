@@ -8,8 +8,9 @@
 //! of a host's calls ([`MAX_HOST_VALUE_BYTES`]), both counted in host memory (a decoded value is
 //! a [`Val`], 40 bytes per element, so a `list<u8>` costs 40× its wire size).
 //!
-//! Only values without resources, streams or futures are decoded: what Trellis carries between
-//! components and providers ([`plain_type`]).
+//! Values without streams or futures are decoded: what Trellis carries between components and
+//! providers ([`plain_type`]), and resource handles, read as their bytes
+//! ([`super::handles`]).
 
 use std::sync::Arc;
 
@@ -125,8 +126,8 @@ fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }
 
-/// Reads one value of type `ty` (without resources, streams or futures), charging what it builds
-/// to `budget`.
+/// Reads one value of type `ty` (without streams or futures; a resource handle stands in as its
+/// bytes, see [`super::handles`]), charging what it builds to `budget`.
 ///
 /// # Errors
 /// A read error, malformed bytes, a type that cannot be carried, or the budget spent.
@@ -231,8 +232,20 @@ pub async fn read_plain<R: AsyncRead + Unpin + Send>(r: &mut R, ty: &Type, budge
             budget.charge(set.iter().map(|n| n.len() + VAL_SIZE).sum())?;
             Val::Flags(set.into_iter().map(str::to_string).collect())
         }
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => {
-            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a value with resources, streams or futures cannot be carried"))
+        // A resource handle: the sender's bytes, read as the `list<u8>` that stands in for it
+        // until the caller makes it a resource in its store (`super::handles`).
+        Type::Own(_) | Type::Borrow(_) => {
+            let n = r.read_u32_leb128().await? as usize;
+            if n > super::handles::MAX_HANDLE_BYTES {
+                return Err(invalid(format!("a resource handle of {n} bytes (at most {} are taken)", super::handles::MAX_HANDLE_BYTES)));
+            }
+            budget.charge(n.saturating_mul(VAL_SIZE))?;
+            let mut bytes = vec![0u8; n];
+            r.read_exact(&mut bytes).await?;
+            super::handles::as_handle(&bytes)
+        }
+        Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => {
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a value with streams, futures or maps cannot be carried"))
         }
     })
 }
