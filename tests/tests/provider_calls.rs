@@ -225,6 +225,25 @@ async fn a_link_carries_the_handles_of_a_providers_resources() -> anyhow::Result
     let second = records(record).into_iter().filter(|r| r["event"] == "tally").nth(6).expect("recorded");
     assert_ne!(second["handle"], *handle, "{second}");
 
+    // A handle goes back only to the provider that issued it: made through one link and passed
+    // through another (to a second provider), the call fails before it leaves the host.
+    let ack = t.lattice.ctl().await?.start_provider(t.provider_host.id(), &test_provider()?.display().to_string(), "tp2", None, vec!["tp-settings".into()]).await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(ack.succeeded(), "{}", ack.message());
+    client.put_link(&Link::new("tally", "tp2", "other", "trellis", "echo", &["tally"])).await?;
+    const PEEK_VIA: &str = "trellis:echo/tally-user.peek-via";
+    let same = eventually(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move { client.call("tally", PEEK_VIA, vec![r#""other""#.into(), r#""other""#.into(), "3".into()]).await.ok().filter(|r| r.results.is_some()) }
+    })
+    .await;
+    assert_eq!(same.and_then(|r| r.results), Some(vec!["3".to_string()]), "made and peeked through the second provider");
+    let before = records(record).iter().filter(|r| r["event"] == "tally" && r["op"] == "peek").count();
+    let reply = client.call("tally", PEEK_VIA, vec![r#""default""#.into(), r#""other""#.into(), "3".into()]).await?;
+    let error = reply.error.clone().unwrap_or_default();
+    assert!(reply.results.is_none() && error.contains("passes a handle of `tp` to `tp2`"), "{reply:?}");
+    let after = records(record).iter().filter(|r| r["event"] == "tally" && r["op"] == "peek").count();
+    assert_eq!(before, after, "no provider was asked");
+
     // A handle longer than the host takes fails the call, naming the bound.
     let reply = client.call("tally", RUN, vec!["4294967295".into(), "[]".into()]).await?;
     let error = reply.error.clone().unwrap_or_default();

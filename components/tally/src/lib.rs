@@ -5,6 +5,7 @@ wit_bindgen::generate!({ path: "../../wit/echo", world: "tally-component", gener
 
 use exports::trellis::echo::tally_user::Guest;
 use trellis::echo::tally::{self, Counter};
+use wasmcloud::bus::lattice;
 
 struct Tally;
 
@@ -15,6 +16,14 @@ impl Guest for Tally {
         seen.push(tally::peek(&counter));
         seen.push(tally::finish(counter));
         seen
+    }
+
+    fn peek_via(made_by: String, asked: String, start: u32) -> u32 {
+        let tally = || vec![lattice::CallTargetInterface::new("trellis", "echo", "tally")];
+        lattice::set_link_name(&made_by, tally());
+        let counter = Counter::new(start);
+        lattice::set_link_name(&asked, tally());
+        tally::peek(&counter)
     }
 }
 

@@ -32,7 +32,7 @@ use crate::lattice::state::DEFAULT_LINK_NAME;
 pub use crate::capabilities::context::ImportContext;
 use crate::wasm::state::GuestState;
 use crate::wasm::transport::elsewhere::Reached;
-use crate::wasm::transport::handles::{self, crossable, has_handles, RemoteResource};
+use crate::wasm::transport::handles::{self, crossable, has_handles, Handle};
 
 /// WASI 0.2 packages the host's base linker provides.
 const WASI_PROVIDED: &[&str] =
@@ -128,8 +128,8 @@ fn link_interface(
     // The target's resources: the guest holds their handles; dropping one forgets its bytes
     // (wRPC has no call to tell the target).
     for resource in resources {
-        instance.resource(resource, wasmtime::component::ResourceType::host::<RemoteResource>(), |mut store, rep| {
-            store.data_mut().table().delete(wasmtime::component::Resource::<RemoteResource>::new_own(rep))?;
+        instance.resource(resource, wasmtime::component::ResourceType::host::<Handle>(), |mut store, rep| {
+            store.data_mut().table().delete(wasmtime::component::Resource::<Handle>::new_own(rep))?;
             Ok(())
         })?;
     }
@@ -144,13 +144,28 @@ fn link_interface(
             let function = function.clone();
             let link_name = store.data().link_name(&iface.key()).unwrap_or(DEFAULT_LINK_NAME).to_string();
             Box::new(async move {
+                // Resolved once: the spy names the target the call went to, and handles go only
+                // back to the target that issued them.
+                let callee = ctx.resolver.callee(&ctx.source_id, &link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(LinkCallError::from);
                 let mut params = params.to_vec();
                 if with_handles {
+                    let mut issuers = Vec::new();
                     for (v, (_, t)) in params.iter_mut().zip(ty.params()) {
-                        handles::each_handle(v, &t, &mut |resource, owned| handle_of(&mut store, resource, owned))?;
+                        handles::each_handle(v, &t, &mut |resource, owned| handle_of(&mut store, resource, owned, &mut issuers))?;
+                    }
+                    if let Ok(Callee::ExternalProvider(provider)) = &callee {
+                        if let Some(other) = issuers.iter().find(|i| *i != provider) {
+                            return Err(wasmtime::Error::msg(format!(
+                                "`{function}` through link `{link_name}` passes a handle of `{other}` to `{provider}`: a handle goes back only to the target that issued it"
+                            )));
+                        }
                     }
                 }
-                let out = call_link(&ctx, &iface, &link_name, &function, &ty, params, with_handles).await.map_err(wasmtime::Error::msg)?;
+                let issuer = match &callee {
+                    Ok(Callee::ExternalProvider(provider)) => provider.clone(),
+                    _ => String::new(),
+                };
+                let out = call_link(&ctx, callee, &link_name, &function, &ty, params, with_handles).await.map_err(wasmtime::Error::msg)?;
                 if out.len() != results.len() {
                     return Err(wasmtime::Error::msg(format!(
                         "`{function}` returned {} results where {} were expected",
@@ -161,7 +176,7 @@ fn link_interface(
                 results.clone_from_slice(&out);
                 if with_handles {
                     for (v, t) in results.iter_mut().zip(ty.results()) {
-                        handles::each_handle(v, &t, &mut |handle, _| resource_of(&mut store, &handle))?;
+                        handles::each_handle(v, &t, &mut |handle, _| resource_of(&mut store, &handle, &issuer))?;
                     }
                 }
                 Ok(())
@@ -171,24 +186,21 @@ fn link_interface(
     Ok(())
 }
 
-/// The bytes of the guest's handle `resource`, standing in for it; an owned one leaves the
-/// guest's table (it is given to the target).
-fn handle_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, resource: Val, owned: bool) -> wasmtime::Result<Val> {
+/// The bytes of the guest's handle `resource`, standing in for it, its issuer added to
+/// `issuers`; an owned one leaves the guest's table (it is given to the target).
+fn handle_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, resource: Val, owned: bool, issuers: &mut Vec<String>) -> wasmtime::Result<Val> {
     let Val::Resource(any) = resource else { return Err(wasmtime::Error::msg("a resource parameter that is not a resource")) };
-    let resource: wasmtime::component::Resource<RemoteResource> = any.try_into_resource(&mut *store)?;
-    let RemoteResource(bytes) = if owned {
-        store.data_mut().table().delete(resource)?
-    } else {
-        RemoteResource(store.data_mut().table().get(&resource)?.0.clone())
-    };
+    let resource: wasmtime::component::Resource<Handle> = any.try_into_resource(&mut *store)?;
+    let Handle { issuer, bytes } = if owned { store.data_mut().table().delete(resource)? } else { store.data_mut().table().get(&resource)?.clone() };
+    issuers.push(issuer);
     Ok(handles::as_handle(&bytes))
 }
 
-/// A new guest handle for the target's `handle` (its bytes, standing in); counted against the
+/// A new guest handle for `issuer`'s `handle` (its bytes, standing in); counted against the
 /// guest's table bound.
-fn resource_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, handle: &Val) -> wasmtime::Result<Val> {
+fn resource_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, handle: &Val, issuer: &str) -> wasmtime::Result<Val> {
     let bytes = handles::handle_bytes(handle).ok_or_else(|| wasmtime::Error::msg("a resource result that is not a handle"))?;
-    let resource = store.data_mut().table().push(RemoteResource(bytes))?;
+    let resource = store.data_mut().table().push(Handle { issuer: issuer.to_string(), bytes })?;
     Ok(Val::Resource(resource.try_into_resource_any(&mut *store)?))
 }
 
@@ -221,15 +233,13 @@ pub enum LinkCallError {
 
 async fn call_link(
     ctx: &ImportContext,
-    iface: &InterfaceName,
+    callee: Result<Callee, LinkCallError>,
     link_name: &str,
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
     with_handles: bool,
 ) -> Result<Vec<Val>, LinkCallError> {
-    // Resolved once: the spy names the target the call went to.
-    let callee = ctx.resolver.callee(&ctx.source_id, link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(LinkCallError::from);
     if !ctx.spy.armed() {
         return call_callee(ctx, callee?, link_name, function, ty, params, with_handles).await;
     }

@@ -1,8 +1,10 @@
 //! Resource handles across a link, as wRPC carries them: a resource of an interface a component
 //! imports through a link is the *target's*, and the calling guest holds only its handle, the
 //! bytes the target chose (wRPC writes it as a `list<u8>`). The host keeps those bytes in the
-//! guest's resource table as a [`RemoteResource`] (wrpc-runtime-wasmtime's type, the one its
-//! encoder knows) and carries them, never looks inside.
+//! guest's resource table as a [`Handle`], with the target that issued them, and carries them
+//! (never looking inside) only back to that target: a guest cannot hand one provider's handle
+//! to another by re-pointing its link. In the codec's store a handle is a [`RemoteResource`]
+//! (wrpc-runtime-wasmtime's type, the one its encoder knows).
 //!
 //! Between the guest's store and the wire a handle travels as its bytes in a `list<u8>` value
 //! in the resource's place ([`handle_bytes`] / [`as_handle`]): [`each_handle`] finds those
@@ -11,6 +13,15 @@
 use wasmtime::component::{Type, Val};
 
 pub use wrpc_runtime_wasmtime::RemoteResource;
+
+/// A guest's handle of a resource a link's target serves.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// The target that issued it (a provider's id).
+    pub issuer: String,
+    /// The target's bytes.
+    pub bytes: bytes::Bytes,
+}
 
 /// The longest handle a target may hand out (wasmCloud's are 16-byte ids).
 pub const MAX_HANDLE_BYTES: usize = 1024;
