@@ -136,6 +136,9 @@ pub struct ComponentScaled {
     /// Claims of a signed component, in wasmCloud's shape (absent when unsigned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<serde_json::Value>,
+    /// A signed component's public key (its claims' subject), as wasmCloud 1.9 sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// Why the scale failed (`component_scale_failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -170,8 +173,8 @@ pub struct LabelsChanged {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Data of `provider_started`, with the fields wasmCloud 1.x hosts send for a provider without
-/// claims.
+/// Data of `provider_started`, with the fields wasmCloud 1.x hosts send (and, for an archive
+/// with claims, those 1.9 adds then).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderStarted {
     /// The host it runs on.
@@ -185,6 +188,23 @@ pub struct ProviderStarted {
     /// Annotations of the start command.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// A provider archive's claims, in wasmCloud 1.9's shape; with them, as 1.9 sends them,
+    /// `instance_id` and `public_key` (the provider id) and `link_name` (`default`).
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveClaims>,
+}
+
+/// What `provider_started` adds for a provider started from an archive with claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveClaims {
+    /// Issuer, name, version and validity, as wasmCloud 1.9 formats them.
+    pub claims: serde_json::Value,
+    /// The provider id.
+    pub instance_id: String,
+    /// The provider id.
+    pub public_key: String,
+    /// Always `default`.
+    pub link_name: String,
 }
 
 /// Data of `provider_start_failed`: wasmCloud 1.x's fields, and what `provider_started` has.

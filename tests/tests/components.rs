@@ -287,7 +287,7 @@ async fn two_hosts_share_calls_and_a_stopping_host_drops_out() -> anyhow::Result
 }
 
 /// An import no capability of the host serves and no link can carry (an interface exporting an
-/// instance), and a bare function import, fail the scale naming the import, instead of becoming
+/// instance, or lending another interface's resource), and a bare function import, fail the scale naming the import, instead of becoming
 /// link calls that fail later. (An interface with resources is linked: the resources are the
 /// target's, `provider_calls::a_link_carries_the_handles_of_a_providers_resources`.)
 #[tokio::test]
@@ -303,6 +303,18 @@ async fn a_component_importing_what_nothing_serves_fails_to_scale_naming_it() ->
             "imports `acme:files/handles@0.2.0-draft`, which this host does not serve",
         ),
         ("bare", r#"(component (import "do-it" (func)))"#, "imports `do-it`, which is not an interface"),
+        // A function lending another interface's resource: a link's target could not hold it.
+        (
+            "foreign",
+            r#"(component
+                (import "acme:io/streams@0.1.0" (instance $io (export "stream" (type (sub resource)))))
+                (alias export $io "stream" (type $stream))
+                (type $reader (instance
+                    (alias outer 1 $stream (type $s))
+                    (export "read" (func (param "s" (borrow $s))))))
+                (import "acme:files/reader@0.1.0" (instance (type $reader))))"#,
+            "imports `acme:files/reader@0.1.0`, which this host does not serve",
+        ),
     ];
     for (id, text, expected) in cases {
         let path = dir.path().join(format!("{id}.wasm"));

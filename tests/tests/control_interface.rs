@@ -187,6 +187,13 @@ async fn control_requests_are_answered_as_wasmcloud_1_9_answers_them() -> anyhow
     assert!(missing.succeeded());
     assert_eq!(missing.message(), "Configuration not found");
     assert!(missing.data().is_none(), "no `response`: {:?}", missing.data());
+    // A scale to zero of a component that does not run here still says it is at zero.
+    let mut events = trellis_tests::providers::Events::on(&lattice).await?;
+    let annotations = std::collections::BTreeMap::from([("owner".to_string(), "the-test".to_string())]);
+    let zero = ctl.scale_component(host.id(), "ghcr.io/acme/absent:0.1.0", "absent", 0, Some(annotations), vec![], false).await.map_err(anyhow::Error::msg)?;
+    assert!(zero.succeeded(), "{}", zero.message());
+    let scaled = events.expect("component_scaled", std::time::Duration::from_secs(5), |d| d["component_id"] == "absent").await;
+    assert_eq!((&scaled["max_instances"], &scaled["image_ref"], &scaled["annotations"]["owner"]), (&serde_json::json!(0), &serde_json::json!("ghcr.io/acme/absent:0.1.0"), &serde_json::json!("the-test")), "{scaled}");
     host.shutdown(None).await?;
     Ok(())
 }

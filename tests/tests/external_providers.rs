@@ -117,7 +117,8 @@ async fn an_sdk_provider_gets_its_start_data_links_config_health_and_shutdown() 
     // wasmCloud 1.9's fields: wadm reads `annotations` to know whose provider stopped.
     assert_eq!(stopped["annotations"]["owner"], "the-test", "{stopped}");
     assert_eq!((&stopped["instance_id"], &stopped["public_key"], &stopped["link_name"]), (&serde_json::json!("tp"), &serde_json::json!("tp"), &serde_json::json!("default")), "{stopped}");
-    assert_eq!(stopped["reason"], "stop requested", "{stopped}");
+    assert_eq!(stopped["reason"], "stop", "as wasmCloud 1.9 says it: {stopped}");
+    assert!(stopped.get("claims").is_none() && started.get("public_key").is_none(), "a bare executable has no claims: {started}");
     assert_eq!(healthy(&scrape(metrics).await), None, "a stopped provider has no health gauge");
     assert!(asked.elapsed() < Duration::from_secs(2), "stopped within the grace period: {:?}", asked.elapsed());
     wait_record(&record, "the shutdown", |r| r["event"] == "shutdown").await;

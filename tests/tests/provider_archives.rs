@@ -42,7 +42,7 @@ async fn hosts_that_name_trusted_issuers_run_only_archives_they_signed() -> anyh
     assert!(failed["error"].as_str().unwrap_or_default().contains("not one of this host's trusted issuers"), "{failed}");
 
     let ours = archive_by(dir.path(), "ours", &target, binary.as_bytes(), true, &trusted).await?;
-    let pid = start_and_wait(&ctl, &mut events, host.id(), &ours.display().to_string(), "ours", &pid_file).await?;
+    let (pid, _) = start_and_wait(&ctl, &mut events, host.id(), &ours.display().to_string(), "ours", &pid_file).await?;
     // claims.get lists the running archive's claims.
     let claims = ctl.get_claims().await.map_err(anyhow::Error::msg)?.into_data().unwrap_or_default();
     assert_eq!(claims.len(), 1, "{claims:?}");
@@ -108,9 +108,15 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
 
     // Signed, gzipped, with this machine's binary: it runs.
     let good = archive(dir.path(), "good", &target, binary.as_bytes(), true).await?;
-    let pid = start_and_wait(&ctl, &mut events, host.id(), &good.display().to_string(), "par", &pid_file).await?;
+    let (pid, started) = start_and_wait(&ctl, &mut events, host.id(), &good.display().to_string(), "par", &pid_file).await?;
+    // `provider_started` carries the archive's claims and the fields wasmCloud 1.9 adds with them.
+    assert_eq!((&started["claims"]["name"], &started["claims"]["version"]), (&serde_json::json!("good"), &serde_json::json!("0.1.0")), "{started}");
+    assert!(started["claims"]["issuer"].as_str().is_some_and(|i| i.starts_with('A')), "{started}");
+    assert_eq!((&started["claims"]["not_before_human"], &started["claims"]["expires_human"]), (&serde_json::json!("never"), &serde_json::json!("never")), "{started}");
+    assert_eq!((&started["instance_id"], &started["public_key"], &started["link_name"]), (&serde_json::json!("par"), &serde_json::json!("par"), &serde_json::json!("default")), "{started}");
     ctl.stop_provider(host.id(), "par").await.map_err(anyhow::Error::msg)?;
-    events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
+    let stopped = events.expect("provider_stopped", Duration::from_secs(10), |d| d["provider_id"] == "par").await;
+    assert_eq!(stopped["reason"], "stop", "as wasmCloud 1.9 says it: {stopped}");
     assert!(!alive(pid), "the archive's process ended with the stop");
     // It ran from a directory only the host's user can enter, removed when the host stops.
     let unpacked = std::path::PathBuf::from(std::fs::read_to_string(&exe_file)?.trim());
@@ -157,7 +163,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
     config.wasm.oci.cache_dir = Some(dir.path().join("oci-cache"));
     let host = lattice.start_host(config).await?;
     std::fs::remove_file(&pid_file)?;
-    let pid = start_and_wait(&ctl, &mut events, host.id(), &image, "from-registry", &pid_file).await?;
+    let (pid, _) = start_and_wait(&ctl, &mut events, host.id(), &image, "from-registry", &pid_file).await?;
     // A component image is not a provider image.
     let component = push_raw_layer(&registry, "trellis/echo:0.1.0", std::fs::read(trellis_tests::guests::ECHO)?, "application/wasm").await?;
     ctl.start_provider(host.id(), &component, "wrong", None, vec![]).await.map_err(anyhow::Error::msg)?;
@@ -169,7 +175,7 @@ async fn provider_archives_run_the_binary_for_this_machine_when_signed_and_intac
 }
 
 /// Starts provider `id` from `reference` and waits for its process to write its pid to
-/// `pid_file`; returns the pid of the running process.
+/// `pid_file`; returns the pid of the running process and its `provider_started` event.
 async fn start_and_wait(
     ctl: &wasmcloud_control_interface::Client,
     events: &mut Events,
@@ -177,10 +183,10 @@ async fn start_and_wait(
     reference: &str,
     id: &str,
     pid_file: &Path,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, serde_json::Value)> {
     let ack = ctl.start_provider(host, reference, id, None, vec![]).await.map_err(anyhow::Error::msg)?;
     assert!(ack.succeeded(), "{}", ack.message());
-    events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == id).await;
+    let started = events.expect("provider_started", Duration::from_secs(20), |d| d["provider_id"] == id).await;
     let pid: u64 = eventually(Duration::from_secs(10), || {
         let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok());
         async move { pid }
@@ -188,7 +194,7 @@ async fn start_and_wait(
     .await
     .unwrap_or_else(|| panic!("{reference} ran"));
     assert!(alive(pid));
-    Ok(pid)
+    Ok((pid, started))
 }
 
 /// The layer media type of wasmCloud provider images.

@@ -96,6 +96,7 @@ async fn only_components_signed_by_a_trusted_issuer_run_where_signatures_are_req
     let ran = scale("echo", signed.clone()).await?.map_err(anyhow::Error::msg)?;
     let event_claims = ran.claims.expect("component_scaled carries the claims");
     assert_eq!((event_claims["issuer"].as_str(), event_claims["name"].as_str()), (Some(account.public_key().as_str()), Some("echo-signed")));
+    assert!(ran.public_key.as_deref().is_some_and(|k| k.starts_with('M')), "and, as wasmCloud 1.9, the component's public key: {:?}", ran.public_key);
     let client = lattice.client().await?;
     let reply = client.call("echo", "trellis:echo/echo.echo", vec![r#""signed""#.into()]).await?;
     assert_eq!(reply.results, Some(vec![r#""signed""#.to_string()]));

@@ -209,6 +209,15 @@ impl ProvidersActor {
                         Ok((path, claims, signed)) => (act.spawn_external(&cmd, path, launch, signed, ctx).map(|r| ("external", r)), Some(claims)),
                         Err(e) => (Err(e), None),
                     };
+                    let mut base = base;
+                    if let (Ok(_), Some(c)) = (&started, &claims) {
+                        base.archive = Some(trellis_messages::event::ArchiveClaims {
+                            claims: crate::trust::provider_event_claims(c),
+                            instance_id: cmd.provider_id.clone(),
+                            public_key: cmd.provider_id.clone(),
+                            link_name: "default".into(),
+                        });
+                    }
                     act.launched(&cmd, base, started);
                     if let Some(running) = act.running.get_mut(&cmd.provider_id) {
                         if let Some(c) = &claims {
@@ -253,6 +262,7 @@ impl Handler<StartProvider> for ProvidersActor {
             image_ref: cmd.provider_ref.clone(),
             provider_ref: cmd.provider_ref.clone(),
             annotations: cmd.annotations.clone().unwrap_or_default().into_iter().collect(),
+            archive: None,
         };
         // As a wasmCloud 1.9 host answers, whatever the reference: the id is taken here.
         if self.running.contains_key(&cmd.provider_id) || self.unpacking.contains(&cmd.provider_id) {
@@ -337,10 +347,10 @@ impl Handler<StopProvider> for ProvidersActor {
     type Result = Result<String>;
     fn handle(&mut self, StopProvider(cmd): StopProvider, _: &mut Self::Context) -> Self::Result {
         if self.unpacking.remove(&cmd.provider_id) {
-            self.publish(names::PROVIDER_STOPPED, ProviderStopped::new(&self.services.host_id, &cmd.provider_id, BTreeMap::new(), "stop requested"));
+            self.publish(names::PROVIDER_STOPPED, ProviderStopped::new(&self.services.host_id, &cmd.provider_id, BTreeMap::new(), "stop"));
             return Ok(format!("provider `{}` stopped before it started", cmd.provider_id));
         }
-        if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop requested") {
+        if let Some(stopping) = self.stop_one(&cmd.provider_id, "stop") {
             self.publish_inventory();
             // provider_stopped follows once it has (for an external one, after its process).
             actix::spawn(stopping);

@@ -88,13 +88,15 @@ impl WorkloadActor {
     }
 
     fn event(&self, id: &str, image_ref: &str, max: u32, annotations: Option<&BTreeMap<String, String>>, error: Option<String>) {
+        let claims = if error.is_none() { self.components.get(id).and_then(|r| r.claims.as_ref()) } else { None };
         let data = ComponentScaled {
             host_id: self.services.host_id.clone(),
             image_ref: image_ref.into(),
             component_id: id.into(),
             max_instances: max,
             annotations: annotations.cloned().unwrap_or_default(),
-            claims: if error.is_none() { self.components.get(id).and_then(|r| r.claims.as_ref()).map(crate::trust::event_claims) } else { None },
+            claims: claims.map(crate::trust::event_claims),
+            public_key: claims.map(|c| c.subject.clone()),
             error,
         };
         let name = if data.error.is_some() { names::COMPONENT_SCALE_FAILED } else { names::COMPONENT_SCALED };
@@ -383,7 +385,12 @@ impl Handler<Scale> for WorkloadActor {
         self.check_idle(&id)?;
         let max = command.max_instances;
         match self.components.get(&id) {
-            None if max == 0 => Ok(format!("component `{id}` is not running on this host; nothing to stop")),
+            None if max == 0 => {
+                // As wasmCloud 1.9: a scale to zero of what is not running still says it is at
+                // zero (wadm counts on the event).
+                self.event(&id, &command.component_ref, 0, command.annotations.as_ref(), None);
+                Ok(format!("component `{id}` is not running on this host; nothing to stop"))
+            }
             None => {
                 if command.component_ref.trim().is_empty() {
                     return Err(WorkloadError::NoReference(id.clone()).into());

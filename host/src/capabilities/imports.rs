@@ -102,10 +102,18 @@ pub fn link_imports(linker: &mut Linker<GuestState>, component: &Component, ctx:
 }
 
 /// Whether every export of an imported interface can cross to another component or provider:
-/// functions of values that can ([`crossable`]), resources (the target's) and other types.
+/// functions of values that can ([`crossable`]: plain values, and handles of the interface's
+/// own resources, which are the target's), its resources and other types.
 fn linkable(instance: &wasmtime::component::types::ComponentInstance, engine: &wasmtime::Engine) -> bool {
+    let own: Vec<wasmtime::component::ResourceType> = instance
+        .exports(engine)
+        .filter_map(|(_, item)| match item {
+            ComponentItem::Resource(r) => Some(r),
+            _ => None,
+        })
+        .collect();
     instance.exports(engine).all(|(_, item)| match item {
-        ComponentItem::ComponentFunc(f) => f.params().all(|(_, t)| crossable(&t)) && f.results().all(|t| crossable(&t)),
+        ComponentItem::ComponentFunc(f) => f.params().all(|(_, t)| crossable(&t, &own)) && f.results().all(|t| crossable(&t, &own)),
         ComponentItem::Type(_) | ComponentItem::Resource(_) => true,
         _ => false,
     })
@@ -148,13 +156,13 @@ fn link_interface(
                 // back to the target that issued them.
                 let callee = ctx.resolver.callee(&ctx.source_id, &link_name, &iface.ns, &iface.pkg, &iface.iface).map_err(LinkCallError::from);
                 let mut params = params.to_vec();
+                let mut outgoing = handles::Outgoing::default();
                 if with_handles {
-                    let mut issuers = Vec::new();
                     for (v, (_, t)) in params.iter_mut().zip(ty.params()) {
-                        handles::each_handle(v, &t, &mut |resource, owned| handle_of(&mut store, resource, owned, &mut issuers))?;
+                        handles::each_handle(v, &t, &mut |resource, owned| handle_of(&mut store, resource, owned, &mut outgoing))?;
                     }
                     if let Ok(Callee::ExternalProvider(provider)) = &callee {
-                        if let Some(other) = issuers.iter().find(|i| *i != provider) {
+                        if let Some(other) = outgoing.issuers.iter().find(|i| *i != provider) {
                             return Err(wasmtime::Error::msg(format!(
                                 "`{function}` through link `{link_name}` passes a handle of `{other}` to `{provider}`: a handle goes back only to the target that issued it"
                             )));
@@ -165,7 +173,7 @@ fn link_interface(
                     Ok(Callee::ExternalProvider(provider)) => provider.clone(),
                     _ => String::new(),
                 };
-                let out = call_link(&ctx, callee, &link_name, &function, &ty, params, with_handles).await.map_err(wasmtime::Error::msg)?;
+                let out = call_link(&ctx, callee, &link_name, &function, &ty, params, with_handles.then_some(&outgoing.bytes[..])).await.map_err(wasmtime::Error::msg)?;
                 if out.len() != results.len() {
                     return Err(wasmtime::Error::msg(format!(
                         "`{function}` returned {} results where {} were expected",
@@ -186,14 +194,13 @@ fn link_interface(
     Ok(())
 }
 
-/// The bytes of the guest's handle `resource`, standing in for it, its issuer added to
-/// `issuers`; an owned one leaves the guest's table (it is given to the target).
-fn handle_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, resource: Val, owned: bool, issuers: &mut Vec<String>) -> wasmtime::Result<Val> {
+/// The guest's handle `resource` added to the call's `outgoing` handles; the stand-in for it.
+/// An owned one leaves the guest's table (it is given to the target).
+fn handle_of(store: &mut wasmtime::StoreContextMut<'_, GuestState>, resource: Val, owned: bool, outgoing: &mut handles::Outgoing) -> wasmtime::Result<Val> {
     let Val::Resource(any) = resource else { return Err(wasmtime::Error::msg("a resource parameter that is not a resource")) };
     let resource: wasmtime::component::Resource<Handle> = any.try_into_resource(&mut *store)?;
-    let Handle { issuer, bytes } = if owned { store.data_mut().table().delete(resource)? } else { store.data_mut().table().get(&resource)?.clone() };
-    issuers.push(issuer);
-    Ok(handles::as_handle(&bytes))
+    let stand_in = if owned { outgoing.add(&store.data_mut().table().delete(resource)?) } else { outgoing.add(store.data_mut().table().get(&resource)?) };
+    Ok(stand_in?)
 }
 
 /// A new guest handle for `issuer`'s `handle` (its bytes, standing in); counted against the
@@ -238,10 +245,10 @@ async fn call_link(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
-    with_handles: bool,
+    handles: Option<&[Bytes]>,
 ) -> Result<Vec<Val>, LinkCallError> {
     if !ctx.spy.armed() {
-        return call_callee(ctx, callee?, link_name, function, ty, params, with_handles).await;
+        return call_callee(ctx, callee?, link_name, function, ty, params, handles).await;
     }
     let peer = match &callee {
         Ok(Callee::Component(target)) => target.clone(),
@@ -250,7 +257,7 @@ async fn call_link(
     };
     let began = std::time::Instant::now();
     let result = match callee {
-        Ok(callee) => call_callee(ctx, callee, link_name, function, ty, params, with_handles).await,
+        Ok(callee) => call_callee(ctx, callee, link_name, function, ty, params, handles).await,
         Err(e) => Err(e),
     };
     let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -266,13 +273,13 @@ async fn call_callee(
     function: &Function,
     ty: &ComponentFunc,
     params: Vec<Val>,
-    with_handles: bool,
+    handles: Option<&[Bytes]>,
 ) -> Result<Vec<Val>, LinkCallError> {
     let target = match callee {
         Callee::Component(target) => target,
         Callee::ExternalProvider(provider) => {
             trace!(source = %ctx.source_id, %provider, %function, "link call to an external provider over wRPC");
-            return call_over_wrpc(ctx, &provider, link_name, function, ty, &params, ctx.runtime.config().max_execution_time)
+            return call_over_wrpc(ctx, &provider, link_name, function, ty, &params, handles.unwrap_or_default(), ctx.runtime.config().max_execution_time)
                 .await
                 .map_err(|reason| LinkCallError::Provider {
                     source_id: ctx.source_id.clone(),
@@ -291,7 +298,7 @@ async fn call_callee(
         link: link_name.to_string(),
         reason: e.to_string(),
     };
-    if with_handles {
+    if handles.is_some() {
         return Err(failed(&"the call carries resource handles, and a component keeps no resource between calls (each runs in a fresh instance): link this interface to a provider"));
     }
     if let Some(local) = ctx.local.get(&target) {
@@ -330,7 +337,7 @@ async fn call_callee(
     // No Trellis host runs it: a wasmCloud 1.x host serves its components over wRPC only
     // (README, "Calls across host kinds").
     let over_wrpc = || async {
-        match call_over_wrpc(ctx, &target, link_name, function, ty, &params, component_timeout).await {
+        match call_over_wrpc(ctx, &target, link_name, function, ty, &params, &[], component_timeout).await {
             Err(crate::wasm::transport::wrpc::WrpcError::NotServing { .. }) => None,
             answered => Some(answered.map_err(|e| failed(&e))),
         }
@@ -356,6 +363,7 @@ async fn call_callee(
 
 /// Calls `function` of `target` (an external provider, or a component on a host that speaks
 /// only wRPC) over wRPC, as the caller's link `link_name`, ending at `timeout`.
+#[allow(clippy::too_many_arguments)] // one call's parts, each used once
 async fn call_over_wrpc(
     ctx: &ImportContext,
     target: &str,
@@ -363,11 +371,12 @@ async fn call_over_wrpc(
     function: &Function,
     ty: &ComponentFunc,
     params: &[Val],
+    handles: &[Bytes],
     timeout: Duration,
 ) -> Result<Vec<Val>, crate::wasm::transport::wrpc::WrpcError> {
     let params_ty: Vec<Type> = ty.params().map(|(_, t)| t).collect();
     let results_ty: Vec<Type> = ty.results().collect();
-    ctx.wrpc.call(&ctx.source_id, link_name, target, &function.import, &function.name, params, &params_ty, &results_ty, timeout).await
+    ctx.wrpc.call_with_handles(&ctx.source_id, link_name, target, &function.import, &function.name, params, &params_ty, &results_ty, handles, timeout).await
 }
 
 #[cfg(test)]

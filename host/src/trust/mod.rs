@@ -124,6 +124,24 @@ pub fn component_map(claims: &ComponentClaims) -> HashMap<String, String> {
 }
 
 /// One provider's claims in `claims.get`'s shape.
+/// A provider archive's claims as wasmCloud 1.9 puts them in `provider_started`.
+pub fn provider_event_claims(claims: &ProviderClaims) -> serde_json::Value {
+    let not_before = claims.not_before.map_or_else(|| "never".to_string(), |n| n.to_string());
+    let expires = claims.expires.map_or_else(|| "never".to_string(), |n| n.to_string());
+    let meta = claims.metadata.as_ref();
+    serde_json::json!({
+        "issuer": claims.issuer,
+        // 1.9 sends it, always empty.
+        "tags": serde_json::Value::Null,
+        // Empty where an archive names none (1.9 sends null, which wadm 0.21's types refuse).
+        "name": meta.and_then(|m| m.name.clone()).unwrap_or_default(),
+        "version": meta.and_then(|m| m.ver.clone()).unwrap_or_default(),
+        "not_before_human": not_before,
+        "expires_human": expires,
+    })
+}
+
+/// A provider archive's claims as `claims.get` lists them.
 pub fn provider_map(claims: &ProviderClaims) -> HashMap<String, String> {
     let meta = claims.metadata.clone().unwrap_or_default();
     let mut map = common_map(&claims.issuer, &claims.subject, meta.name, meta.rev, meta.ver);

@@ -132,11 +132,16 @@ impl PreparedComponent {
     }
 
     /// The exported functions wRPC can carry (no resources), by instance
-    /// (`ns:pkg/iface@version`): name, parameter types, result types.
+    /// (`ns:pkg/iface@version`): name (as wRPC names it: a resource's `[static]r.f` is `r.f`),
+    /// parameter types, result types.
     pub fn wrpc_exports(&self) -> BTreeMap<String, Vec<WrpcFunction>> {
         let mut out: BTreeMap<String, Vec<WrpcFunction>> = BTreeMap::new();
         for (name, f) in &self.functions {
-            let Some((instance, func)) = name.rsplit_once('.') else { continue };
+            // A resource's function (`…@1.0.0.[static]r.f`) is split at its bracket, any other
+            // at the last dot.
+            let split = name.find(".[").map(|i| (&name[..i], &name[i + 1..])).or_else(|| name.rsplit_once('.'));
+            let Some((instance, func)) = split else { continue };
+            let func = crate::wasm::transport::wrpc::wire_name(func);
             if !instance.contains(':') || instance.starts_with("wasi:http/") {
                 continue;
             }

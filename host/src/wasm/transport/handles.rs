@@ -6,9 +6,11 @@
 //! to another by re-pointing its link. In the codec's store a handle is a [`RemoteResource`]
 //! (wrpc-runtime-wasmtime's type, the one its encoder knows).
 //!
-//! Between the guest's store and the wire a handle travels as its bytes in a `list<u8>` value
-//! in the resource's place ([`handle_bytes`] / [`as_handle`]): [`each_handle`] finds those
-//! places in a value by its type.
+//! Between the guest's store and the wire a handle travels in the resource's place as a
+//! stand-in: going out, its index (a `u32`) among the call's handles ([`Outgoing`], at most
+//! [`MAX_HANDLES_PER_CALL`]); coming back, its bytes as a `list<u8>` ([`as_handle`] /
+//! [`handle_bytes`], charged to the call's value budget as they are read). [`each_handle`]
+//! finds those places in a value by its type.
 
 use wasmtime::component::{Type, Val};
 
@@ -23,14 +25,57 @@ pub struct Handle {
     pub bytes: bytes::Bytes,
 }
 
+/// Handles one call may pass (a guest can lend one handle many times in a list; each costs
+/// host memory).
+pub const MAX_HANDLES_PER_CALL: usize = 1024;
+
+/// The handles a call passes, in order, and who issued them.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// Each handle's bytes; a stand-in is its index here.
+    pub bytes: Vec<bytes::Bytes>,
+    /// The targets that issued them, each once.
+    pub issuers: Vec<String>,
+}
+
+impl Outgoing {
+    /// Adds `handle`, issued by `issuer`; the stand-in for it.
+    ///
+    /// # Errors
+    /// Past [`MAX_HANDLES_PER_CALL`].
+    pub fn add(&mut self, handle: &Handle) -> Result<Val, TooManyHandles> {
+        if self.bytes.len() >= MAX_HANDLES_PER_CALL {
+            return Err(TooManyHandles);
+        }
+        if !self.issuers.contains(&handle.issuer) {
+            self.issuers.push(handle.issuer.clone());
+        }
+        self.bytes.push(handle.bytes.clone());
+        Ok(Val::U32(u32::try_from(self.bytes.len() - 1).unwrap_or(u32::MAX)))
+    }
+}
+
+/// More than [`MAX_HANDLES_PER_CALL`] handles in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a call passes more than {MAX_HANDLES_PER_CALL} resource handles")]
+pub struct TooManyHandles;
+
+/// The bytes of the handle a stand-in made by [`Outgoing::add`] points to in `handles`.
+pub fn outgoing_bytes<'a>(stand_in: &Val, handles: &'a [bytes::Bytes]) -> Option<&'a bytes::Bytes> {
+    let Val::U32(i) = stand_in else { return None };
+    handles.get(usize::try_from(*i).ok()?)
+}
+
 /// The longest handle a target may hand out (wasmCloud's are 16-byte ids).
 pub const MAX_HANDLE_BYTES: usize = 1024;
 
 /// Whether values of `t` can cross a link: plain values (`super::wrpc_value::plain_type`) and
-/// resource handles.
-pub fn crossable(t: &Type) -> bool {
+/// handles of `own`, the resources of the linked interface itself (not another interface's,
+/// e.g. a WASI stream, which the link's target cannot hold).
+pub fn crossable(t: &Type, own: &[wasmtime::component::ResourceType]) -> bool {
+    let crossable = |t: &Type| crossable(t, own);
     match t {
-        Type::Own(_) | Type::Borrow(_) => true,
+        Type::Own(r) | Type::Borrow(r) => own.contains(r),
         Type::Future(_) | Type::Stream(_) | Type::ErrorContext | Type::Map(_) => false,
         Type::List(l) => crossable(&l.ty()),
         Type::Option(o) => crossable(&o.ty()),
@@ -122,6 +167,21 @@ pub fn handle_bytes(val: &Val) -> Option<bytes::Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_passes_a_bounded_number_of_handles_each_issuer_named_once() {
+        let mut out = Outgoing::default();
+        let handle = Handle { issuer: "tp".into(), bytes: bytes::Bytes::from_static(b"counter-0") };
+        for i in 0..MAX_HANDLES_PER_CALL {
+            let stand_in = out.add(&handle).expect("under the bound");
+            assert_eq!(stand_in, Val::U32(u32::try_from(i).unwrap()));
+        }
+        assert_eq!(out.add(&handle), Err(TooManyHandles));
+        assert_eq!(out.issuers, vec!["tp".to_string()]);
+        assert_eq!(outgoing_bytes(&Val::U32(3), &out.bytes).map(|b| &b[..]), Some(&b"counter-0"[..]));
+        assert_eq!(outgoing_bytes(&Val::U32(u32::MAX), &out.bytes), None);
+        assert_eq!(outgoing_bytes(&Val::U8(0), &out.bytes), None);
+    }
 
     #[test]
     fn a_handle_stands_in_as_its_bytes_and_only_a_byte_list_is_one() {

@@ -188,6 +188,28 @@ impl Wrpc {
         results_ty: &[Type],
         timeout: Duration,
     ) -> Result<Vec<Val>, WrpcError> {
+        self.call_with_handles(source, link_name, target, instance, func, params, params_ty, results_ty, &[], timeout).await
+    }
+
+    /// As [`Self::call`], with `params` holding stand-ins for `handles`
+    /// ([`super::handles::Outgoing`]).
+    ///
+    /// # Errors
+    /// As [`Self::call`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_with_handles(
+        &self,
+        source: &str,
+        link_name: &str,
+        target: &str,
+        instance: &str,
+        func: &str,
+        params: &[Val],
+        params_ty: &[Type],
+        results_ty: &[Type],
+        handles: &[bytes::Bytes],
+        timeout: Duration,
+    ) -> Result<Vec<Val>, WrpcError> {
         let call = async {
             let _slot = self.slot(target).await?;
             let client = self.client(target).await?;
@@ -195,18 +217,26 @@ impl Wrpc {
             let mut buf = BytesMut::new();
             for (i, (v, ty)) in params.iter().zip(params_ty).enumerate() {
                 let encode_error = |reason: String| WrpcError::Encode { index: i, reason };
-                // A resource handle (its bytes, standing in) becomes a remote resource of the
-                // codec's store, which the encoder writes as those bytes.
-                let mut v = v.clone();
-                // (Owned in the codec's store either way: the encoder writes a borrowed handle's
-                // bytes as an owned one's, and the store ends with the call.)
-                super::handles::each_handle(&mut v, ty, &mut |handle, _owned| {
-                    let bytes = super::handles::handle_bytes(&handle).ok_or_else(|| encode_error("a resource that is not a handle of the link's target".into()))?;
-                    let resource = store.data_mut().table.push(super::handles::RemoteResource(bytes)).map_err(|e| encode_error(e.to_string()))?;
-                    resource.try_into_resource_any(store.as_context_mut()).map(Val::Resource).map_err(|e| encode_error(format!("{e:#}")))
-                })?;
+                // A resource handle (standing in as its index among `handles`) becomes a remote
+                // resource of the codec's store, which the encoder writes as its bytes. (Owned
+                // there either way: the encoder writes a borrowed handle's bytes as an owned
+                // one's, and the store ends with the call.) Values without handles are encoded
+                // as they are.
+                let with_handles;
+                let v = if super::handles::has_handles(ty) {
+                    let mut v = v.clone();
+                    super::handles::each_handle(&mut v, ty, &mut |stand_in, _owned| {
+                        let bytes = super::handles::outgoing_bytes(&stand_in, handles).ok_or_else(|| encode_error("a resource that is not a handle of the link's target".into()))?;
+                        let resource = store.data_mut().table.push(super::handles::RemoteResource(bytes.clone())).map_err(|e| encode_error(e.to_string()))?;
+                        resource.try_into_resource_any(store.as_context_mut()).map(Val::Resource).map_err(|e| encode_error(format!("{e:#}")))
+                    })?;
+                    with_handles = v;
+                    &with_handles
+                } else {
+                    v
+                };
                 let mut enc = ValEncoder::<_, wrpc_transport_nats::ParamWriter>::new(store.as_context_mut(), ty, &[], &[]);
-                enc.encode(&v, &mut buf).map_err(|e| encode_error(format!("{e:#}")))?;
+                enc.encode(v, &mut buf).map_err(|e| encode_error(format!("{e:#}")))?;
             }
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(trellis_messages::invocation::SOURCE_ID_HEADER, source);
