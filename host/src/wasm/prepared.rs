@@ -141,7 +141,7 @@ impl PreparedComponent {
             // at the last dot.
             let split = name.find(".[").map(|i| (&name[..i], &name[i + 1..])).or_else(|| name.rsplit_once('.'));
             let Some((instance, func)) = split else { continue };
-            let func = crate::wasm::transport::wrpc::wire_name(func);
+            let func = crate::wasm::transport::handles::wire_name(func);
             if !instance.contains(':') || instance.starts_with("wasi:http/") {
                 continue;
             }

@@ -153,6 +153,12 @@ pub fn each_handle<E>(val: &mut Val, ty: &Type, f: &mut dyn FnMut(Val, bool) -> 
     Ok(())
 }
 
+/// A function's name on the wire: wRPC names a resource's functions without the component
+/// model's `[constructor]`, `[method]` and `[static]` (`counter`, `counter.add`).
+pub fn wire_name(func: &str) -> &str {
+    ["[constructor]", "[method]", "[static]"].iter().find_map(|p| func.strip_prefix(p)).unwrap_or(func)
+}
+
 /// A handle's bytes as the value that stands in its place between stores.
 pub fn as_handle(bytes: &[u8]) -> Val {
     Val::List(bytes.iter().copied().map(Val::U8).collect())
@@ -167,6 +173,14 @@ pub fn handle_bytes(val: &Val) -> Option<bytes::Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resources_functions_go_by_wrpcs_names() {
+        assert_eq!(wire_name("[constructor]counter"), "counter");
+        assert_eq!(wire_name("[method]counter.add"), "counter.add");
+        assert_eq!(wire_name("[static]counter.open"), "counter.open");
+        assert_eq!(wire_name("echo"), "echo");
+    }
 
     #[test]
     fn a_call_passes_a_bounded_number_of_handles_each_issuer_named_once() {

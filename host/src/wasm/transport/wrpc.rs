@@ -60,12 +60,6 @@ impl WrpcView for Codec {
     }
 }
 
-/// A function's name on the wire: wRPC names a resource's functions without the component
-/// model's `[constructor]`, `[method]` and `[static]` (`counter`, `counter.add`).
-pub fn wire_name(func: &str) -> &str {
-    ["[constructor]", "[method]", "[static]"].iter().find_map(|p| func.strip_prefix(p)).unwrap_or(func)
-}
-
 fn codec_store(engine: &Engine, client: Arc<Client>) -> Store<Codec> {
     Store::new(engine, Codec { table: ResourceTable::new(), ctx: CodecCtx { client, shared: SharedResourceTable::default() } })
 }
@@ -243,7 +237,7 @@ impl Wrpc {
             headers.insert(trellis_messages::invocation::LINK_NAME_HEADER, link_name);
             let paths: &[&[Option<usize>]] = &[];
             let (outgoing, incoming) = client
-                .invoke(Some(headers), instance, wire_name(func), buf.freeze(), paths)
+                .invoke(Some(headers), instance, super::handles::wire_name(func), buf.freeze(), paths)
                 .await
                 .map_err(|e| WrpcError::NoAnswer { target: target.into(), reason: format!("{e:#}") })?;
             // Closing the parameters waits for the provider to take the call: with nobody
@@ -483,14 +477,6 @@ impl Wrpc {
 #[cfg(test)]
 mod target_bound_tests {
     use super::*;
-
-    #[test]
-    fn a_resources_functions_go_by_wrpcs_names() {
-        assert_eq!(wire_name("[constructor]counter"), "counter");
-        assert_eq!(wire_name("[method]counter.add"), "counter.add");
-        assert_eq!(wire_name("[static]counter.open"), "counter.open");
-        assert_eq!(wire_name("echo"), "echo");
-    }
 
     #[test]
     fn idle_targets_are_let_go_past_the_bound_busy_ones_kept() {
