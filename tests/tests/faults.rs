@@ -43,11 +43,10 @@ async fn bad_references_fail_with_the_reason_and_the_host_carries_on() -> anyhow
         (
             write(
                 "imports.wasm",
-                // An interface with a resource: only the host could provide it (plain-function
-                // imports are linked to other components at call time instead).
-                &wat::parse_str(
-                    r#"(component (import "acme:missing/thing@1.0.0" (instance (export "handle" (type (sub resource))))))"#,
-                )?,
+                // An interface exporting an instance: only the host could provide it (interfaces
+                // of functions, resources included, are linked to other components or providers
+                // at call time instead).
+                &wat::parse_str(r#"(component (import "acme:missing/thing@1.0.0" (instance (export "inner" (instance)))))"#)?,
             )?,
             "cannot link its imports: the component imports `acme:missing/thing@1.0.0`, which this host does not serve",
         ),
