@@ -123,7 +123,6 @@ pub fn component_map(claims: &ComponentClaims) -> HashMap<String, String> {
     map
 }
 
-/// One provider's claims in `claims.get`'s shape.
 /// A provider archive's claims as wasmCloud 1.9 puts them in `provider_started`.
 pub fn provider_event_claims(claims: &ProviderClaims) -> serde_json::Value {
     let not_before = claims.not_before.map_or_else(|| "never".to_string(), |n| n.to_string());
@@ -141,7 +140,7 @@ pub fn provider_event_claims(claims: &ProviderClaims) -> serde_json::Value {
     })
 }
 
-/// A provider archive's claims as `claims.get` lists them.
+/// One provider's claims in `claims.get`'s shape.
 pub fn provider_map(claims: &ProviderClaims) -> HashMap<String, String> {
     let meta = claims.metadata.clone().unwrap_or_default();
     let mut map = common_map(&claims.issuer, &claims.subject, meta.name, meta.rev, meta.ver);
