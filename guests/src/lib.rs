@@ -32,3 +32,7 @@ pub const TALLY: &str = env!("TRELLIS_ACTOR_TALLY");
 
 /// Every component, in the order `trellis-guests` prints them.
 pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COUNTER, HOSTILE, HTTP_HELLO, TICKER, BLOB_OPS, TALLY];
+
+/// `wasi:http/handler@0.3.0-rc-2026-03-15` (an async export) answering "Hello from Trellis",
+/// with how many requests its instance has served in `x-served-by-instance`.
+pub const HTTP_HELLO_P3: &str = env!("TRELLIS_ACTOR_HTTP_HELLO_P3");

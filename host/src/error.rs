@@ -132,6 +132,9 @@ pub enum WorkloadError {
     /// Its `component_limits` cannot be applied here.
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    /// Its reuse annotations cannot be applied here.
+    #[error(transparent)]
+    Reuse(#[from] ReuseError),
     /// The secrets it names could not be fetched.
     #[error("`{reference}` cannot start without its secrets: {reason}")]
     Secrets { reference: String, reason: crate::secrets::SecretsError },
@@ -165,6 +168,29 @@ pub struct LinkConflict {
     pub interface: String,
     /// Where the existing link points.
     pub target: String,
+}
+
+/// Reuse annotations (`wasm::reuse`) this host cannot apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReuseError {
+    /// Not a whole number within its bounds.
+    #[error("annotation `{key}` must be a whole number from 1 to {bound}, not `{value}`")]
+    OutOfBounds {
+        /// The annotation.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// The largest value allowed.
+        bound: u64,
+    },
+    /// Not `true` or `false`.
+    #[error("annotation `{key}` must be `true` or `false`, not `{value}`")]
+    NotBool {
+        /// The annotation.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// A `component_limits` this host cannot apply.

@@ -13,6 +13,7 @@ mod events;
 mod external_blobstore;
 mod external_providers;
 mod faults;
+mod http_reuse;
 mod journal;
 mod limits;
 mod links;

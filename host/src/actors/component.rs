@@ -146,6 +146,7 @@ impl ComponentActor {
             id: id.into(),
             host_id: services.host_id.as_str().into(),
             serving: Serving::new(LocalTarget {
+                http_pool: LocalTarget::http_pool_for(id, &services.runtime, &component, max_instances),
                 component,
                 slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
                 metrics: services.runtime.metrics().component(id),
@@ -478,7 +479,9 @@ impl Handler<Update> for ComponentActor {
     fn handle(&mut self, msg: Update, _: &mut Self::Context) {
         info!(component_id = %self.id, image_ref = %msg.0.image_ref, "component updated");
         let target = self.target();
-        self.serve(LocalTarget { component: msg.0, admission: msg.1, ..target });
+        // New code, new instances: the old pool's finish what they hold and end.
+        let http_pool = LocalTarget::http_pool_for(&self.id, &self.runtime, &msg.0, target.slots.limit());
+        self.serve(LocalTarget { component: msg.0, admission: msg.1, http_pool, ..target });
     }
 }
 
@@ -491,11 +494,15 @@ pub struct SetMaxInstances(pub u32);
 impl Handler<SetMaxInstances> for ComponentActor {
     type Result = ();
     fn handle(&mut self, msg: SetMaxInstances, _: &mut Self::Context) {
-        let slots = self.target().slots;
+        let target = self.target();
+        let slots = target.slots;
         let from = slots.limit();
         if msg.0 != from {
             info!(component_id = %self.id, from, to = msg.0, "component rescaled");
             slots.resize(msg.0);
+            if let Some(pool) = &target.http_pool {
+                pool.resize(msg.0);
+            }
             self.runtime.metrics().set_max_instances(&self.id, msg.0);
         }
     }

@@ -21,6 +21,7 @@ use crate::error::{HostError, Result, WorkloadError};
 use crate::services::HostServices;
 use crate::capabilities::imports::{link_imports, ImportContext};
 use crate::wasm::limits::ComponentLimits;
+use crate::wasm::reuse::Reuse;
 use crate::wasm::PreparedComponent;
 
 /// A component running here.
@@ -270,11 +271,13 @@ impl WorkloadActor {
         });
         // The new code keeps the limits the component was started with (checked then).
         let host_max = self.services.runtime.config().max_component_memory;
-        let limits = self
+        let mut limits = self
             .components
             .get(&id)
             .and_then(|r| ComponentLimits::parse(r.description.limits.as_ref(), host_max).ok())
             .unwrap_or_default();
+        // Reuse as the update's annotations say, else as the running component's did.
+        limits.reuse = Reuse::parse(Some(&scale.1)).unwrap_or_default();
         let prepare = self.loading.track_future(self.prepare(&id, new_ref.clone(), configs, scale, limits));
         ctx.spawn(prepare.into_actor(self).map(move |result, act, _| {
             act.busy.remove(&id);
@@ -396,7 +399,8 @@ impl Handler<Scale> for WorkloadActor {
                     return Err(WorkloadError::NoReference(id.clone()).into());
                 }
                 let host_max = self.services.runtime.config().max_component_memory;
-                let limits = ComponentLimits::parse(command.component_limits.as_ref(), host_max).map_err(WorkloadError::Limits)?;
+                let mut limits = ComponentLimits::parse(command.component_limits.as_ref(), host_max).map_err(WorkloadError::Limits)?;
+                limits.reuse = Reuse::parse(command.annotations.as_ref()).map_err(WorkloadError::Reuse)?;
                 info!(component_id = %id, image_ref = %command.component_ref, max, "scaling component");
                 self.start_component(command, limits, ctx);
                 Ok(format!("component `{id}` is starting"))

@@ -128,6 +128,10 @@ impl WasmRuntime {
             .map_err(|e| HostError::Wasm(format!("cannot link WASI: {e}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| HostError::Wasm(format!("cannot link wasi:http: {e}")))?;
+        // WASI 0.3 beside 0.2: the same context (which grants nothing), so a 0.3 component has
+        // what a 0.2 one has. Outgoing 0.3 HTTP is refused by its hooks (`GuestState`).
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| HostError::Wasm(format!("cannot link WASI 0.3: {e}")))?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| HostError::Wasm(format!("cannot link wasi:http 0.3: {e}")))?;
 
         let threads = if config.guest_threads == 0 {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
@@ -175,6 +179,8 @@ impl WasmRuntime {
     fn build_engine(config: &WasmConfig, memory: usize, pooling: bool) -> Result<Engine> {
         let mut c = Config::new();
         c.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Component-model async: WASI 0.3 (`async` exports and imports, `stream`, `future`).
+        c.wasm_component_model_async(true);
         if !config.guard_pages {
             // Explicit bounds checks instead of traps from guard pages; wasmtime requires
             // (and sets) its heap and table Spectre mitigations off with this. See

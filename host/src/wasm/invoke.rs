@@ -228,14 +228,9 @@ pub async fn within_deadline<T>(
 /// A fresh store for one call of `component`: memory limit, deadline (the guest yields every
 /// epoch tick and is stopped past the deadline), outgoing HTTP only when the resolver grants it.
 pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<GuestState> {
-    let config = runtime.config();
-    let limit = config.max_execution_time;
-    let max_memory = usize::try_from(component.limits.max_memory(config.max_component_memory)).unwrap_or(usize::MAX);
-    let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks());
+    let limit = runtime.config().max_execution_time;
     let deadline = Instant::now() + limit;
-    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, http, deadline));
-    store.data_mut().imports = component.imports.clone();
-    store.limiter(|state| &mut state.limiter);
+    let mut store = store_for(runtime, component, deadline);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
@@ -244,6 +239,25 @@ pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<
             Ok(UpdateDeadline::Yield(1))
         }
     });
+    store
+}
+
+/// A store for an instance that serves many requests (`transport::http_pool`): as
+/// [`new_store`], but the guest only yields every epoch tick; each request's deadline is kept
+/// by the pool, which drops the whole instance when one runs past it.
+pub fn new_reused_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<GuestState> {
+    let mut store = store_for(runtime, component, Instant::now() + runtime.config().max_execution_time);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+}
+
+fn store_for(runtime: &WasmRuntime, component: &PreparedComponent, deadline: Instant) -> Store<GuestState> {
+    let config = runtime.config();
+    let max_memory = usize::try_from(component.limits.max_memory(config.max_component_memory)).unwrap_or(usize::MAX);
+    let http = component.imports.as_ref().filter(|_| component.imports_outgoing_http).map(|ctx| ctx.outgoing_http.hooks());
+    let mut store = Store::new(runtime.engine(), GuestState::new(max_memory, http, deadline));
+    store.data_mut().imports = component.imports.clone();
+    store.limiter(|state| &mut state.limiter);
     store
 }
 
@@ -256,11 +270,16 @@ async fn func_instance(
 
 /// Turns a failed call into a [`Fault`] naming what happened.
 pub fn classify(store: &Store<GuestState>, component_id: &str, function: &str, error: &wasmtime::Error) -> Fault {
+    classify_state(store.data(), component_id, function, error)
+}
+
+/// As [`classify`], from the store's data (what a concurrent task reaches).
+pub fn classify_state(state: &GuestState, component_id: &str, function: &str, error: &wasmtime::Error) -> Fault {
     let at = format!("`{function}` of component `{component_id}`");
     if let Some(DeadlineExceeded(limit)) = error.downcast_ref::<DeadlineExceeded>() {
         return Fault::new(FaultKind::Deadline, format!("{at} ran past the host's deadline of {limit:?} and was stopped"));
     }
-    let limiter = &store.data().limiter;
+    let limiter = &state.limiter;
     if limiter.refused {
         return Fault::new(
             FaultKind::MemoryLimit,

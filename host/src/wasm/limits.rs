@@ -19,6 +19,9 @@ const PAGE: u64 = 64 << 10;
 pub struct ComponentLimits {
     /// Bytes of linear memory per instance, when the scale asked for a limit.
     pub max_memory: Option<u64>,
+    /// What its annotations asked of instance reuse (read beside the limits, from the scale's
+    /// annotations: [`crate::wasm::reuse`]).
+    pub reuse: crate::wasm::reuse::Reuse,
 }
 
 impl ComponentLimits {
@@ -35,7 +38,7 @@ impl ComponentLimits {
         if asked > host_max {
             return Err(LimitsError::AboveHost { asked, host: host_max });
         }
-        Ok(Self { max_memory: Some(asked) })
+        Ok(Self { max_memory: Some(asked), ..Self::default() })
     }
 
     /// The memory an instance may grow to on a host allowing `host_max`.

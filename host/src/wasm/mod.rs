@@ -7,7 +7,7 @@
 //!   export table); [`state`] (what a guest's `Store` holds: WASI context, memory limiter, the
 //!   hooks its outgoing HTTP goes through); [`invoke`] (one call: a fresh `Store` and instance,
 //!   every guest fault turned into a [`Fault`]); [`limits`] (what a scale may ask of one
-//!   component's resources).
+//!   component's resources); [`reuse`] (whether and how its HTTP instances are reused).
 //! * [`sources`]: where component bytes come from (files, OCI registries, the lattice's
 //!   artifact store).
 //! * [`transport`]: how calls reach a component (in-process, wRPC, HTTP).
@@ -20,6 +20,7 @@ pub mod engine;
 pub mod invoke;
 pub mod limits;
 pub mod prepared;
+pub mod reuse;
 pub mod sources;
 pub mod state;
 pub mod transport;

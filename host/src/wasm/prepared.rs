@@ -41,6 +41,9 @@ pub struct PreparedComponent {
     pub size: usize,
     /// The `wasi:http/incoming-handler` entry point, when the component exports it.
     pub proxy: Option<ProxyPre<GuestState>>,
+    /// Whether it exports WASI 0.3's `wasi:http/handler` (served by reused, concurrent
+    /// instances: `transport::http_pool`).
+    pub http_0_3: bool,
     /// What its imports were linked with (its id, links, the lattice): handed to each call's
     /// store for the capabilities bound with `bindgen!` ([`GuestState::imports`]), and asked
     /// for its outgoing HTTP.
@@ -98,12 +101,19 @@ impl PreparedComponent {
         })?;
         let functions = exports(runtime, &component);
         let proxy = ProxyPre::new(pre.clone()).ok();
+        let http_0_3 = wasmtime_wasi_http::p3::bindings::ServiceIndices::new(&pre).is_ok();
         let imports_outgoing_http = component
             .component_type()
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
         info!(reference, bytes = bytes.len(), shared, elapsed = ?began.elapsed(), functions = functions.len(), "component prepared");
-        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, imports, imports_outgoing_http, code, limits: Default::default() })
+        Ok(Self { image_ref: reference.into(), pre, functions, size: bytes.len(), proxy, http_0_3, imports, imports_outgoing_http, code, limits: Default::default() })
+    }
+
+    /// Whether it serves HTTP: it exports `wasi:http/incoming-handler` (0.2) or
+    /// `wasi:http/handler` (0.3).
+    pub fn serves_http(&self) -> bool {
+        self.proxy.is_some() || self.http_0_3
     }
 
     /// The function called `name`: exact, or without the package version.

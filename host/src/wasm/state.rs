@@ -53,6 +53,12 @@ pub struct GuestState {
     /// What capabilities keep for one call beside its resources, each under its own type (the
     /// blobstore's count of live values): gone with the call.
     pub extensions: hyper::http::Extensions,
+    /// Held for the store's life, dropped with it: a reused instance's place in its pool's
+    /// count of instances (`transport::http_pool`).
+    pub lease: Option<Box<dyn Send>>,
+    /// WASI 0.3's HTTP hooks: outgoing 0.3 requests are refused (not yet routed through the
+    /// HTTP client capability, as 0.2's are).
+    http3: RefuseOutgoing3,
 }
 
 impl GuestState {
@@ -75,6 +81,8 @@ impl GuestState {
             reply_to: None,
             imports: None,
             extensions: hyper::http::Extensions::new(),
+            lease: None,
+            http3: RefuseOutgoing3,
         }
     }
 
@@ -126,6 +134,34 @@ impl WasiView for GuestState {
 impl WasiHttpView for GuestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut *self.hooks }
+    }
+}
+
+impl wasmtime_wasi_http::p3::WasiHttpView for GuestState {
+    fn http(&mut self) -> wasmtime_wasi_http::p3::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::p3::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http3 }
+    }
+}
+
+/// Refuses every outgoing WASI 0.3 HTTP request: no 0.3 request leaves the host until the
+/// HTTP client capability decides them as it decides 0.2's.
+struct RefuseOutgoing3;
+
+/// Types of `wasi:http` 0.3's hooks.
+mod http3 {
+    pub use bytes::Bytes;
+    pub use http_body_util::combinators::UnsyncBoxBody;
+    pub use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+    pub type Body = UnsyncBoxBody<Bytes, ErrorCode>;
+    pub type Done = Box<dyn std::future::Future<Output = Result<(), ErrorCode>> + Send>;
+    pub type Sent = Box<dyn std::future::Future<Output = Result<(hyper::http::Response<Body>, Done), wasmtime_wasi::TrappableError<ErrorCode>>> + Send>;
+}
+
+impl wasmtime_wasi_http::p3::WasiHttpHooks for RefuseOutgoing3 {
+    fn send_request(&mut self, _request: hyper::http::Request<http3::Body>, _options: Option<wasmtime_wasi_http::p3::RequestOptions>, _fut: http3::Done) -> http3::Sent {
+        Box::new(async {
+            Err(http3::ErrorCode::InternalError(Some("outgoing HTTP from WASI 0.3 components is not supported by this host yet".into())).into())
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use trellis_messages::invocation::FaultKind;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::WasiHttpView;
 
-use crate::wasm::invoke::{classify, new_store, within_deadline, Fault};
+use crate::wasm::invoke::{classify, new_store, within_deadline};
 use crate::wasm::transport::elsewhere::{Elsewhere, Reached};
 use crate::wasm::transport::local::LocalTarget;
 use crate::wasm::WasmRuntime;
@@ -19,28 +19,7 @@ use crate::wasm::WasmRuntime;
 pub use crate::wasm::transport::http_body::{limit_body, BodyError};
 use crate::wasm::transport::http_body::{prefetch, status_of, PREFETCH_BYTES};
 
-/// The body of every response the HTTP server sends.
-pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>;
-
-/// A plain-text response with `status`.
-pub fn text(status: u16, message: impl Into<String>) -> hyper::Response<ResponseBody> {
-    let mut body = message.into();
-    body.push('\n');
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
-
-/// The response for a failed request: 504 past the deadline, 503 when busy, 500 otherwise.
-pub fn fault_response(fault: &Fault) -> hyper::Response<ResponseBody> {
-    let status = match fault.kind {
-        FaultKind::Deadline => 504,
-        FaultKind::Busy => 503,
-        _ => 500,
-    };
-    text(status, &fault.message)
-}
+pub use crate::wasm::transport::http_response::{fault_response, text, ResponseBody};
 
 /// Serves `request` with component `id` running here.
 pub async fn serve_local<B>(runtime: Arc<WasmRuntime>, id: &str, target: LocalTarget, request: hyper::Request<B>) -> hyper::Response<ResponseBody>
@@ -74,9 +53,9 @@ async fn serve_local_inner<B>(
 where
     B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
 {
-    let Some(proxy) = target.component.proxy.clone() else {
+    if !target.component.serves_http() {
         return (text(500, format!("component `{id}` does not export wasi:http/incoming-handler")), Some(FaultKind::NoSuchFunction));
-    };
+    }
     if let Err(fault) = target.admit(id, crate::trust::policy::HTTP_HANDLE).await {
         return (text(403, fault.message), Some(fault.kind));
     }
@@ -86,6 +65,13 @@ where
     let request = match prefetch(body, PREFETCH_BYTES).await {
         Ok(body) => hyper::Request::from_parts(parts, body),
         Err(e) => return (text(status_of(&e), format!("cannot read the request body: {e}")), Some(FaultKind::BadArguments)),
+    };
+    // Reused instances (a WASI 0.3 handler, or a 0.2 one declared reusable): the pool admits.
+    if let Some(pool) = &target.http_pool {
+        return pool.serve(request, &target.metrics).await;
+    }
+    let Some(proxy) = target.component.proxy.clone() else {
+        return (text(500, format!("component `{id}` does not export wasi:http/incoming-handler")), Some(FaultKind::NoSuchFunction));
     };
     let permit = match target.acquire(&runtime, id).await {
         Ok(p) => p,

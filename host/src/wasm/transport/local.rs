@@ -3,70 +3,18 @@
 //! arrives over NATS.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::info;
 use trellis_messages::invocation::FaultKind;
 use wasmtime::component::Val;
 
 use crate::wasm::invoke::{invoke_vals, Fault};
+pub use crate::wasm::transport::slots::Slots;
+use crate::wasm::transport::http_pool::HttpPool;
 use crate::wasm::{PreparedComponent, WasmRuntime};
-
-/// A component's instance slots: at most `limit` calls run at once, at most `max_queued` more
-/// wait for a slot. One semaphore for the component's life: a rescale grows or shrinks it in
-/// place, so calls admitted under the old limit and the new never together exceed the larger.
-#[derive(Debug)]
-pub struct Slots {
-    permits: Arc<Semaphore>,
-    limit: AtomicU32,
-    waiting: AtomicUsize,
-    max_queued: usize,
-}
-
-impl Slots {
-    /// `limit` slots, and room for `max_queued` waiting calls.
-    pub fn new(limit: u32, max_queued: usize) -> Arc<Self> {
-        Arc::new(Self {
-            permits: Arc::new(Semaphore::new(limit as usize)),
-            limit: AtomicU32::new(limit),
-            waiting: AtomicUsize::new(0),
-            max_queued,
-        })
-    }
-
-    /// The current limit (`max_instances`).
-    pub fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Relaxed)
-    }
-
-    /// Changes the limit in place. Growing frees slots at once; shrinking takes free slots at
-    /// once and the rest as running calls finish (a task on the current runtime waits for them).
-    pub fn resize(&self, limit: u32) {
-        let old = self.limit.swap(limit, Ordering::SeqCst);
-        if limit > old {
-            self.permits.add_permits((limit - old) as usize);
-        } else if old > limit {
-            let shrink = (old - limit) as usize;
-            let taken = self.permits.forget_permits(shrink);
-            if let Some(rest) = u32::try_from(shrink - taken).ok().filter(|r| *r > 0) {
-                let permits = self.permits.clone();
-                tokio::spawn(async move {
-                    if let Ok(p) = permits.acquire_many_owned(rest).await {
-                        p.forget();
-                    }
-                });
-            }
-        }
-    }
-
-    /// Closes the slots: waiting calls fail, no new call starts.
-    pub fn close(&self) {
-        self.permits.close();
-    }
-}
 
 /// One running component: its current code and its instance slots.
 #[derive(Clone, Debug)]
@@ -81,18 +29,28 @@ pub struct LocalTarget {
     pub spy: crate::spy::SpyTap,
     /// Asked before any call runs, whichever way it came (`None`: no policy service).
     pub admission: Option<Arc<crate::trust::policy::Admission>>,
-}
-
-/// Decrements the waiting count when a waiting call stops waiting, however it stops.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    /// The reused instances its HTTP requests go to, when its HTTP export is served that way
+    /// ([`crate::wasm::reuse`]); `None`: a fresh instance per request, in `slots`.
+    pub http_pool: Option<Arc<HttpPool>>,
 }
 
 impl LocalTarget {
+    /// The pool of reused instances for `component`'s HTTP export, when its exports and its
+    /// scale's annotations ask for one ([`crate::wasm::reuse::Reuse::plan`]).
+    pub fn http_pool_for(id: &str, runtime: &Arc<WasmRuntime>, component: &Arc<PreparedComponent>, max_instances: u32) -> Option<Arc<HttpPool>> {
+        if !component.serves_http() {
+            return None;
+        }
+        let plan = component.limits.reuse.plan(component.http_0_3)?;
+        match HttpPool::new(id, runtime.clone(), component.clone(), plan, max_instances) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                tracing::warn!(component_id = id, error = %e, "its HTTP export cannot be served by reused instances; a fresh instance per request");
+                None
+            }
+        }
+    }
+
     /// Calls `function` with `params` once an instance slot is free (waiting at most the host's
     /// queue wait).
     ///
@@ -187,45 +145,7 @@ impl LocalTarget {
     /// [`FaultKind::Busy`] when the queue is full or no slot freed up in time,
     /// [`FaultKind::Host`] when stopping.
     pub async fn acquire(&self, runtime: &WasmRuntime, id: &str) -> Result<OwnedSemaphorePermit, Fault> {
-        let slots = &self.slots;
-        match slots.permits.clone().try_acquire_owned() {
-            Ok(p) => return Ok(p),
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err(Fault::new(FaultKind::Host, format!("component `{id}` is stopping")))
-            }
-            Err(tokio::sync::TryAcquireError::NoPermits) => {}
-        }
-        if slots.waiting.fetch_add(1, Ordering::SeqCst) >= slots.max_queued {
-            slots.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Fault::new(
-                FaultKind::Busy,
-                format!(
-                    "all {} instances of component `{id}` on this host are busy and {} calls already wait (--max-queued-calls)",
-                    slots.limit(),
-                    slots.max_queued
-                ),
-            ));
-        }
-        let _waiting = Waiting(&slots.waiting);
-        let _counted = self.metrics.waiting();
-        let wait = runtime.config().max_queue_wait;
-        let began = Instant::now();
-        match tokio::time::timeout(wait, slots.permits.clone().acquire_owned()).await {
-            Ok(Ok(p)) => {
-                let waited = began.elapsed();
-                if waited.as_millis() >= 100 {
-                    info!(component_id = id, ?waited, max_instances = slots.limit(), "call waited for a free instance slot");
-                } else {
-                    debug!(component_id = id, ?waited, "call waited for a free instance slot");
-                }
-                Ok(p)
-            }
-            Ok(Err(_)) => Err(Fault::new(FaultKind::Host, format!("component `{id}` is stopping"))),
-            Err(_) => Err(Fault::new(
-                FaultKind::Busy,
-                format!("all {} instances of component `{id}` on this host stayed busy for {wait:?}", slots.limit()),
-            )),
-        }
+        self.slots.acquire(runtime.config().max_queue_wait, id, "instances", &self.metrics).await
     }
 }
 

@@ -4,14 +4,18 @@
 //! wRPC hosts (wasmCloud 1.x) run, so link calls to them skip a round trip; [`handles`] carries
 //! the handles of resources a link's target serves; [`http`] serves a component's
 //! `wasi:http` export to the built-in HTTP server (and forwards to other hosts), with request
-//! bodies on a clock ([`http_body`]). Trellis's own request/reply over NATS is the component
+//! bodies on a clock ([`http_body`]), through reused instances where the component allows
+//! ([`http_pool`]), answering for itself with [`http_response`]; [`slots`] bounds the calls that run and wait. Trellis's own request/reply over NATS is the component
 //! actor's (`crate::actors::component`).
 
 pub mod elsewhere;
 pub mod handles;
 pub mod http;
 pub mod http_body;
+pub mod http_pool;
+pub mod http_response;
 pub mod local;
+pub mod slots;
 pub mod wrpc;
 pub mod wrpc_error;
 pub mod wrpc_head;

@@ -440,7 +440,7 @@ impl Wrpc {
         runtime: Arc<crate::wasm::WasmRuntime>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, WrpcError> {
         let exports = component.wrpc_exports();
-        if component.proxy.is_none() && exports.is_empty() {
+        if !component.serves_http() && exports.is_empty() {
             return Ok(Vec::new());
         }
         // One wRPC client (one inbox subscription) per component, for all it serves.
@@ -450,9 +450,9 @@ impl Wrpc {
             .map_err(|e| WrpcError::Serve { id: id.to_string(), what: "its exports".into(), reason: format!("{e:#}") })?;
         let client = Arc::new(client);
         let http = async {
-            match component.proxy {
-                Some(_) => super::wrpc_http::serve(client.clone(), id, local.clone(), runtime.clone(), self.http_body).await.map(|t| vec![t]),
-                None => Ok(Vec::new()),
+            match component.serves_http() {
+                true => super::wrpc_http::serve(client.clone(), id, local.clone(), runtime.clone(), self.http_body).await.map(|t| vec![t]),
+                false => Ok(Vec::new()),
             }
         };
         let instances = futures::future::try_join_all(exports.into_iter().map(|(instance, functions)| {

@@ -1,0 +1,227 @@
+//! HTTP on reused instances: a WASI 0.3 `wasi:http/handler` component serves many requests
+//! at once per instance, within `max_instances` and the queue bound; a WASI 0.2 component is
+//! reused only when its scale declares it reusable; a trap ends its instance (the next request
+//! gets a fresh one); a request past the deadline ends without stalling the others. The guests
+//! say in `x-served-by-instance` how many requests their instance has served.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trellis_messages::component::ScaleComponentCommand;
+use trellis_messages::link::Link;
+use trellis_messages::provider::StartProviderCommand;
+use trellis_messages::Client;
+use trellis_tests::{eventually, free_port, guests, init_tracing, TestLattice};
+
+/// A response: status, the `x-served-by-instance` header (0 when absent), body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    served: u64,
+    body: String,
+}
+
+/// One GET over a fresh connection.
+async fn get(port: u16, path: &str) -> anyhow::Result<Answer> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let served = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-served-by-instance")).map(|(_, v)| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok(Answer { status, served, body })
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+async fn start_http(client: &Client, host: &str) -> anyhow::Result<()> {
+    let command = StartProviderCommand { provider_id: "http".into(), provider_ref: "wasmcloud+builtin://http-server".into(), host_id: host.into(), ..Default::default() };
+    client.start_provider(host, &command).await?;
+    Ok(())
+}
+
+/// Serves `component` on `port` through provider `http`, and waits until it answers 200.
+async fn serve(client: &Client, component: &str, port: u16) -> anyhow::Result<()> {
+    let name = format!("{component}-http");
+    client.put_config(&name, &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&Link::new("http", component, component, "wasi", "http", &["incoming-handler"]).with_source_config(&[&name])).await?;
+    let ok = eventually(Duration::from_secs(10), || async move { get(port, "/").await.ok().filter(|a| a.status == 200) }).await;
+    anyhow::ensure!(ok.is_some(), "{component} is not served on {port}");
+    Ok(())
+}
+
+/// Scales `id` with `annotations`; the outcome event.
+async fn scale(lattice: &TestLattice, host: &str, id: &str, reference: &str, max: u32, annotations: &[(&str, &str)]) -> anyhow::Result<Result<(), String>> {
+    let events = lattice.watch_scale_events(id).await?;
+    let command = ScaleComponentCommand {
+        component_ref: reference.into(),
+        component_id: id.into(),
+        max_instances: max,
+        host_id: host.into(),
+        annotations: Some(annotations.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect::<BTreeMap<_, _>>()),
+        ..ScaleComponentCommand::default()
+    };
+    let ack = lattice.client().await?.scale_component(host, &command).await;
+    if let Err(e) = ack {
+        return Ok(Err(e.to_string()));
+    }
+    Ok(events.await??.map(|_| ()))
+}
+
+#[tokio::test]
+async fn a_wasi_0_3_component_serves_many_requests_per_instance_and_a_trap_ends_only_its_instance() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    scale(&lattice, host.id(), "hello3", guests::HTTP_HELLO_P3, 1, &[]).await?.map_err(anyhow::Error::msg)?;
+    let port = free_port();
+    serve(&client, "hello3", port).await?;
+
+    // One instance serves request after request: its count goes up.
+    let mut last = 0;
+    for _ in 0..5 {
+        let a = get(port, "/").await?;
+        assert_eq!((a.status, a.body.as_str()), (200, "Hello from Trellis\n"));
+        assert!(a.served > last, "the same instance serves the next request: {} after {last}", a.served);
+        last = a.served;
+    }
+
+    // Many at once on one instance (`max_instances` 1): a request waiting on the clock does not
+    // hold the others back.
+    let began = Instant::now();
+    let sleeper = tokio::spawn(async move { get(port, "/sleep").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for a in futures::future::join_all((0..20).map(|_| get(port, "/"))).await {
+        assert_eq!(a?.status, 200);
+    }
+    assert!(!sleeper.is_finished(), "the others were answered while one slept: {:?}", began.elapsed());
+    let slept = sleeper.await??;
+    assert_eq!(slept.status, 200, "{slept:?}");
+    assert!(began.elapsed() >= Duration::from_secs(1));
+
+    // A trap fails its request, and the next request gets a fresh instance.
+    let trapped = get(port, "/trap").await?;
+    assert_eq!(trapped.status, 500, "{trapped:?}");
+    let after = get(port, "/").await?;
+    assert_eq!((after.status, after.served), (200, 1), "a fresh instance after the trap: {after:?}");
+    assert!(client.inventory(host.id()).await.is_ok(), "the host is unharmed");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reuse_follows_its_limits_and_a_0_2_component_only_when_declared_reusable() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+
+    // WASI 0.3, at most 3 requests per instance: the count starts again after 3.
+    scale(&lattice, host.id(), "hello3", guests::HTTP_HELLO_P3, 1, &[("trellis.dev/reuse-max-requests", "3")]).await?.map_err(anyhow::Error::msg)?;
+    let port3 = free_port();
+    serve(&client, "hello3", port3).await?;
+    let mut counts = Vec::new();
+    for _ in 0..7 {
+        counts.push(get(port3, "/").await?.served);
+    }
+    assert!(counts.iter().all(|c| (1..=3).contains(c)), "no instance serves more than 3: {counts:?}");
+    assert!(counts.windows(2).any(|w| w[1] < w[0]), "a fresh instance took over: {counts:?}");
+
+    // WASI 0.2 by default: a fresh instance per request, nothing kept.
+    scale(&lattice, host.id(), "hello2", guests::HTTP_HELLO, 2, &[]).await?.map_err(anyhow::Error::msg)?;
+    let port2 = free_port();
+    serve(&client, "hello2", port2).await?;
+    for _ in 0..5 {
+        let a = get(port2, "/").await?;
+        assert_eq!((a.status, a.served), (200, 1), "a 0.2 component not declared reusable always gets a fresh instance");
+    }
+
+    // Declared reusable: its instance keeps its state between requests.
+    scale(&lattice, host.id(), "reused2", guests::HTTP_HELLO, 1, &[("trellis.dev/reuse", "true")]).await?.map_err(anyhow::Error::msg)?;
+    let port_r = free_port();
+    serve(&client, "reused2", port_r).await?;
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let a = get(port_r, "/").await?;
+        assert_eq!(a.body, "Hello from Trellis\n");
+        counts.push(a.served);
+    }
+    assert!(counts.windows(2).all(|w| w[1] > w[0]), "the reused instance kept its count: {counts:?}");
+
+    // Annotations out of bounds refuse the scale, naming the bound.
+    let refused = scale(&lattice, host.id(), "bad", guests::HTTP_HELLO_P3, 1, &[("trellis.dev/max-concurrency", "0")]).await?;
+    let e = refused.expect_err("refused");
+    assert!(e.contains("trellis.dev/max-concurrency") && e.contains("1 to 1000"), "{e}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_is_answered_or_refused_busy_and_a_request_past_the_deadline_stalls_no_other() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_millis(1500);
+    config.wasm.max_queue_wait = Duration::from_secs(2);
+    config.wasm.max_queued_calls = 100;
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    scale(&lattice, host.id(), "hello3", guests::HTTP_HELLO_P3, 2, &[("trellis.dev/max-concurrency", "100")]).await?.map_err(anyhow::Error::msg)?;
+    let port = free_port();
+    serve(&client, "hello3", port).await?;
+
+    // 1,000 at once, each sleeping 1 s on its instance: 2 instances × 100 at once are served,
+    // 100 more may wait (and be served next), and the rest are refused busy at once. Nothing
+    // else, nothing lost.
+    let answers = futures::future::join_all((0..1000).map(|_| get(port, "/sleep"))).await;
+    let mut by_status = BTreeMap::new();
+    for a in answers {
+        *by_status.entry(a?.status).or_insert(0) += 1;
+    }
+    let (ok, busy) = (by_status.get(&200).copied().unwrap_or(0), by_status.get(&503).copied().unwrap_or(0));
+    assert_eq!(ok + busy, 1000, "only 200 or 503: {by_status:?}");
+    assert!(ok >= 200, "two instances of 100 at once were used: {by_status:?}");
+    // At most 200 run and 100 wait at any moment; requests still connecting when the first
+    // second's are done may be admitted after them, so a few more than 300 can be served.
+    assert!(busy >= 500, "the queue is bounded: most of a burst five times its size is refused: {by_status:?}");
+
+    // A guest that never yields runs past the 1.5 s deadline: it gets 504 (its instance is
+    // dropped), and requests meanwhile are served by the other instance.
+    let began = Instant::now();
+    let spinner = tokio::spawn(async move { get(port, "/spin").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let a = get(port, "/").await?;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    assert!(!spinner.is_finished(), "served while the other instance spun: {:?}", began.elapsed());
+    let spun = spinner.await??;
+    assert_eq!(spun.status, 504, "{spun:?}");
+    assert_eq!(get(port, "/").await?.status, 200, "served after the deadline");
+    host.shutdown(None).await?;
+    Ok(())
+}
