@@ -31,3 +31,9 @@ impl WasiHttpView for Serve {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::p2::default_hooks() }
     }
 }
+
+impl wasmtime_wasi_http::p3::WasiHttpView for Serve {
+    fn http(&mut self) -> wasmtime_wasi_http::p3::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::p3::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::p3::default_hooks() }
+    }
+}

@@ -149,6 +149,23 @@ async fn reuse_follows_its_limits_and_a_0_2_component_only_when_declared_reusabl
     }
     assert!(counts.iter().all(|c| (1..=3).contains(c)), "no instance serves more than 3: {counts:?}");
     assert!(counts.windows(2).any(|w| w[1] < w[0]), "a fresh instance took over: {counts:?}");
+    // An instance idle for its idle time (1 s by default) is dropped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get(port3, "/").await?.served, 1, "an idle instance is not kept past its idle time");
+
+    // At most 1 s of new requests per instance, however busy it is.
+    let aged = [("trellis.dev/reuse-max-seconds", "1"), ("trellis.dev/reuse-idle-seconds", "10"), ("trellis.dev/reuse-max-requests", "100000")];
+    scale(&lattice, host.id(), "aged3", guests::HTTP_HELLO_P3, 1, &aged).await?.map_err(anyhow::Error::msg)?;
+    let port_a = free_port();
+    serve(&client, "aged3", port_a).await?;
+    let began = Instant::now();
+    let mut counts = Vec::new();
+    while began.elapsed() < Duration::from_millis(2500) {
+        counts.push(get(port_a, "/").await?.served);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counts.windows(2).any(|w| w[1] < w[0]), "a fresh instance took over after 1 s: {counts:?}");
+    assert!(counts.iter().all(|c| *c < 60), "no instance took requests for much more than 1 s: {counts:?}");
 
     // WASI 0.2 by default: a fresh instance per request, nothing kept.
     scale(&lattice, host.id(), "hello2", guests::HTTP_HELLO, 2, &[]).await?.map_err(anyhow::Error::msg)?;

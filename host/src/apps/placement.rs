@@ -42,7 +42,7 @@ pub struct Placed {
     pub max_instances: u32,
     /// Config names handed to it.
     pub config: Vec<String>,
-    /// wadm's annotations.
+    /// wadm's annotations, and the manifest's `trellis.dev/` ones.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -177,14 +177,29 @@ pub fn place(apps: &[(String, Manifest)], hosts: &[HostView]) -> Plan {
                 (c.name.as_str(), component_id(app, explicit, &c.name))
             })
             .collect();
+        // The manifest's own `trellis.dev/` annotations (instance reuse: `wasm::reuse`) go to
+        // every workload it scales; wadm's annotations stay wadm's.
+        let trellis: BTreeMap<String, String> =
+            manifest.metadata.annotations.iter().filter(|(k, _)| k.starts_with(TRELLIS_ANNOTATIONS)).map(|(k, v)| (k.clone(), v.clone())).collect();
         for component in &manifest.spec.components {
-            place_component(app, component, &ids, &manifest.spec.policies, hosts, &mut plan);
+            place_component(app, component, &ids, &manifest.spec.policies, &trellis, hosts, &mut plan);
         }
     }
     plan
 }
 
-fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String>, policies: &[wadm_types::Policy], hosts: &[HostView], plan: &mut Plan) {
+/// The prefix of the manifest annotations a Trellis host passes on to the workloads' scales.
+pub const TRELLIS_ANNOTATIONS: &str = "trellis.dev/";
+
+fn place_component(
+    app: &str,
+    component: &Component,
+    ids: &BTreeMap<&str, String>,
+    policies: &[wadm_types::Policy],
+    trellis: &BTreeMap<String, String>,
+    hosts: &[HostView],
+    plan: &mut Plan,
+) {
     let id = ids.get(component.name.as_str()).cloned().unwrap_or_default();
     let (image, configs, secrets, is_provider) = match &component.properties {
         Properties::Component { properties } => (properties.image.clone(), properties.config.clone(), properties.secrets.clone(), false),
@@ -246,6 +261,7 @@ fn place_component(app: &str, component: &Component, ids: &BTreeMap<&str, String
                     if !daemon {
                         annotations.insert(SPREAD_NAME.to_string(), spread.name.clone());
                     }
+                    annotations.extend(trellis.iter().map(|(k, v)| (k.clone(), v.clone())));
                     let ordered = rendezvous(&format!("{app}/{id}/{}", spread.name), candidates);
                     // (host, max_instances) for this spread.
                     let shares: Vec<(&HostView, u32)> = match (daemon, is_provider) {
@@ -400,6 +416,18 @@ spec:
         // No eligible host: a problem, not a panic.
         let plan = place(&[("shop".into(), manifest(APP))], &[host("N9", "north")]);
         assert!(plan.problems["shop"].iter().any(|p| p.contains("0/1 eligible")), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn the_manifests_trellis_annotations_reach_every_workload_and_no_others_do() {
+        let app = APP.replace("annotations: {version: v1}", "annotations: {version: v1, \"trellis.dev/max-concurrency\": \"100\", other: x}");
+        let plan = place(&[("shop".into(), manifest(&app))], &[host("N1", "east"), host("N3", "west")]);
+        let placed: Vec<&Placed> = plan.components.values().chain(plan.providers.values()).flat_map(BTreeMap::values).collect();
+        assert!(!placed.is_empty());
+        for p in placed {
+            assert_eq!(p.annotations.get("trellis.dev/max-concurrency").map(String::as_str), Some("100"), "{p:?}");
+            assert!(!p.annotations.contains_key("other") && !p.annotations.contains_key("version"), "{p:?}");
+        }
     }
 
     #[test]

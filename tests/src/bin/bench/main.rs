@@ -26,6 +26,7 @@ mod machine;
 mod measure;
 mod scaling;
 mod secrets;
+mod wasi3;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -96,9 +97,9 @@ async fn scaled(lattice: &TestLattice, host: &str, id: &str, reference: &str, ma
 /// `--only`'s argument: figure numbers, comma separated.
 fn figure_list(list: &str) -> Result<Vec<u32>> {
     list.split(',')
-        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=16).contains(n)))
+        .map(|n| n.trim().parse::<u32>().ok().filter(|n| (1..=17).contains(n)))
         .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("--only takes figure numbers 1 to 16, comma separated (such as 2,3), not `{list}`"))
+        .with_context(|| format!("--only takes figure numbers 1 to 17, comma separated (such as 2,3), not `{list}`"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -326,6 +327,11 @@ async fn main() -> Result<()> {
                              "p99_ratio_to_wasmtime_serve": t.us(0.99) / w.us(0.99).max(0.001), "rps_ratio_to_hyper": t.rps / h.rps.max(0.001)}),
             });
         }
+    }
+
+    // 17. WASI 0.3 HTTP on reused, concurrent instances (on host C, beside figure 4's).
+    if want(17) {
+        figures.extend(wasi3::figure(&lattice, &client, &c, size).await?);
     }
 
     // 13, continued: HTTP keep-alive at 64 connections on the host without guard pages vs the
