@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ACTORS: &[&str] = &["echo", "http-hello", "pinger", "kv-counter", "http-fetch", "msg-echo", "msg3-echo", "hostile", "ticker", "blob-ops", "tally", "http-hello-p3"];
+const ACTORS: &[&str] = &["echo", "http-hello", "pinger", "kv-counter", "http-fetch", "msg-echo", "msg3-echo", "hostile", "ticker", "blob-ops", "tally", "http-hello-p3", "kv-counter-p3"];
 
 fn main() {
     if let Err(e) = run() {

@@ -36,3 +36,7 @@ pub const ALL: &[&str] = &[ECHO, PINGER, HTTP_FETCH, MSG_ECHO, MSG3_ECHO, KV_COU
 /// `wasi:http/handler@0.3.0-rc-2026-03-15` (an async export) answering "Hello from Trellis",
 /// with how many requests its instance has served in `x-served-by-instance`.
 pub const HTTP_HELLO_P3: &str = env!("TRELLIS_ACTOR_HTTP_HELLO_P3");
+
+/// `wasi:http/handler@0.3.0-rc-2026-03-15` counting requests in `wasi:keyvalue`, as
+/// [`KV_COUNTER`] does for 0.2.
+pub const KV_COUNTER_P3: &str = env!("TRELLIS_ACTOR_KV_COUNTER_P3");

@@ -121,6 +121,11 @@ async fn a_wasi_0_3_component_serves_many_requests_per_instance_and_a_trap_ends_
     assert_eq!(slept.status, 200, "{slept:?}");
     assert!(began.elapsed() >= Duration::from_secs(1));
 
+    // No sockets: WASI 0.3's `listen` (which binds an unbound socket itself) is refused.
+    let listen = get(port, "/listen").await?;
+    assert_eq!(listen.status, 200);
+    assert!(listen.body.contains("failed") && listen.body.contains("AccessDenied"), "{listen:?}");
+
     // A trap fails its request, and the next request gets a fresh instance.
     let trapped = get(port, "/trap").await?;
     assert_eq!(trapped.status, 500, "{trapped:?}");
@@ -239,6 +244,60 @@ async fn a_flood_is_answered_or_refused_busy_and_a_request_past_the_deadline_sta
     let spun = spinner.await??;
     assert_eq!(spun.status, 504, "{spun:?}");
     assert_eq!(get(port, "/").await?.status, 200, "served after the deadline");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wasi_0_3_component_counts_in_key_value_through_its_link() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    let kv = StartProviderCommand { provider_id: "kv".into(), provider_ref: "trellis://keyvalue".into(), host_id: host.id().into(), ..Default::default() };
+    client.start_provider(host.id(), &kv).await?;
+    scale(&lattice, host.id(), "counter3", guests::KV_COUNTER_P3, 2, &[]).await?.map_err(anyhow::Error::msg)?;
+    client.put_config("kv3", &HashMap::from([("bucket".to_string(), format!("c3_{}", lattice.name.replace('-', "_")))])).await?;
+    client.put_link(&Link::new("counter3", "kv", "default", "wasi", "keyvalue", &["store", "atomics"]).with_target_config(&["kv3"])).await?;
+    let port = free_port();
+    serve(&client, "counter3", port).await?;
+    // `serve` counted `default` once; a key of its own counts from 1.
+    let first = eventually(Duration::from_secs(10), || async move { get(port, "/visits").await.ok().filter(|a| a.status == 200) }).await.expect("counted");
+    assert_eq!(first.body, "Count: 1\n");
+    assert_eq!(get(port, "/visits").await?.body, "Count: 2\n");
+    let answers = futures::future::join_all((0..20).map(|_| get(port, "/visits"))).await;
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.status == 200)), "{answers:?}");
+    assert_eq!(get(port, "/visits").await?.body, "Count: 23\n", "every concurrent increment landed");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_guest_still_busy_after_it_answered_is_stopped_and_its_instance_replaced() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let mut config = lattice.host_config();
+    config.wasm.max_execution_time = Duration::from_secs(1);
+    config.wasm.max_queue_wait = Duration::from_secs(5);
+    let host = lattice.start_host(config).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    // Idle instances kept 30 s: only the deadline can end this one sooner.
+    scale(&lattice, host.id(), "after3", guests::HTTP_HELLO_P3, 1, &[("trellis.dev/reuse-idle-seconds", "30")]).await?.map_err(anyhow::Error::msg)?;
+    let port = free_port();
+    serve(&client, "after3", port).await?;
+    // The guest answers, then (0.3 s later, its request long over) spins in a task of its own
+    // on its only instance. No request runs past a deadline, but the instance's wasm does: it
+    // is stopped one deadline after the latest request's, and the next request, waiting for an
+    // instance meanwhile, gets a fresh one.
+    let began = Instant::now();
+    let a = get(port, "/spin-after").await?;
+    assert_eq!(a.status, 200, "{a:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await; // it spins from 0.3 s after answering
+    let next = get(port, "/").await?;
+    assert_eq!((next.status, next.served), (200, 1), "a fresh instance after the busy one was stopped: {next:?}");
+    assert!(began.elapsed() < Duration::from_secs(5), "within the queue wait: {:?}", began.elapsed());
     host.shutdown(None).await?;
     Ok(())
 }

@@ -146,7 +146,7 @@ impl ComponentActor {
             id: id.into(),
             host_id: services.host_id.as_str().into(),
             serving: Serving::new(LocalTarget {
-                http_pool: LocalTarget::http_pool_for(id, &services.runtime, &component, max_instances),
+                http_pool: LocalTarget::http_pool_for(id, &services.runtime, &component, max_instances, None),
                 component,
                 slots: Slots::new(max_instances, services.runtime.config().max_queued_calls),
                 metrics: services.runtime.metrics().component(id),
@@ -480,8 +480,12 @@ impl Handler<Update> for ComponentActor {
         info!(component_id = %self.id, image_ref = %msg.0.image_ref, "component updated");
         let target = self.target();
         // New code, new instances: the old pool's finish what they hold and end.
-        let http_pool = LocalTarget::http_pool_for(&self.id, &self.runtime, &msg.0, target.slots.limit());
+        let http_pool = LocalTarget::http_pool_for(&self.id, &self.runtime, &msg.0, target.slots.limit(), target.http_pool.as_deref());
+        let old = target.http_pool.clone();
         self.serve(LocalTarget { component: msg.0, admission: msg.1, http_pool, ..target });
+        if let Some(old) = old {
+            old.close();
+        }
     }
 }
 
@@ -521,6 +525,10 @@ impl Handler<StopComponent> for ComponentActor {
     fn handle(&mut self, msg: StopComponent, _: &mut Self::Context) -> Self::Result {
         // Local callers now go over NATS (to another host, if any runs this component).
         self.local.remove(&self.id);
+        // Reused instances take no new request and end once idle.
+        if let Some(pool) = &self.target().http_pool {
+            pool.close();
+        }
         for task in self.wrpc_tasks.drain(..) {
             task.abort();
         }

@@ -413,6 +413,23 @@ impl Handler<Scale> for WorkloadActor {
             // The same code with another config list (a manifest's config or secrets changed):
             // prepared again with the new list (its secrets fetched again), and swapped in
             // without dropping calls, as a wasmCloud 1.9 host refetches config and secrets.
+            // The same code with another config list (a manifest's config or secrets changed),
+            // or other reuse annotations: prepared again, as below.
+            Some(running)
+                if (command.component_ref.is_empty() || command.component_ref == running.description.image_ref)
+                    && command.annotations.is_some()
+                    && Reuse::parse(command.annotations.as_ref()).map_err(WorkloadError::Reuse)?
+                        != Reuse::parse(running.description.annotations.as_ref()).unwrap_or_default() =>
+            {
+                running.addr.do_send(SetMaxInstances(max));
+                let reference = running.description.image_ref.clone();
+                if let Some(r) = self.components.get_mut(&id) {
+                    r.description.max_instances = max;
+                }
+                info!(component_id = %id, "reuse annotations changed; preparing the component again with them");
+                self.update_component(id.clone(), reference, command.annotations, ctx);
+                Ok(format!("component `{id}` scaled to {max}; its new reuse settings take effect when it is prepared again"))
+            }
             Some(running)
                 if (command.component_ref.is_empty() || command.component_ref == running.description.image_ref)
                     && self.configs.get(&id).is_some_and(|c| *c != command.config) =>
@@ -488,6 +505,7 @@ impl Handler<UpdateComponent> for WorkloadActor {
         if running.description.image_ref == command.new_component_ref {
             return Ok(format!("component `{id}` already runs `{}`", command.new_component_ref));
         }
+        Reuse::parse(command.annotations.as_ref()).map_err(WorkloadError::Reuse)?;
         info!(component_id = %id, new_ref = %command.new_component_ref, "updating component");
         self.update_component(id.clone(), command.new_component_ref, command.annotations, ctx);
         Ok(format!("component `{id}` is updating"))

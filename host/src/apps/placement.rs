@@ -178,9 +178,15 @@ pub fn place(apps: &[(String, Manifest)], hosts: &[HostView]) -> Plan {
             })
             .collect();
         // The manifest's own `trellis.dev/` annotations (instance reuse: `wasm::reuse`) go to
-        // every workload it scales; wadm's annotations stay wadm's.
-        let trellis: BTreeMap<String, String> =
-            manifest.metadata.annotations.iter().filter(|(k, _)| k.starts_with(TRELLIS_ANNOTATIONS)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        // every workload it scales; wadm's annotations stay wadm's. Not `trellis.dev/reuse`:
+        // whether a WASI 0.2 component may be reused is its own author's word, not an app's.
+        let trellis: BTreeMap<String, String> = manifest
+            .metadata
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with(TRELLIS_ANNOTATIONS) && k.as_str() != crate::wasm::reuse::REUSABLE)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for component in &manifest.spec.components {
             place_component(app, component, &ids, &manifest.spec.policies, &trellis, hosts, &mut plan);
         }
@@ -420,13 +426,14 @@ spec:
 
     #[test]
     fn the_manifests_trellis_annotations_reach_every_workload_and_no_others_do() {
-        let app = APP.replace("annotations: {version: v1}", "annotations: {version: v1, \"trellis.dev/max-concurrency\": \"100\", other: x}");
+        let app = APP.replace("annotations: {version: v1}", "annotations: {version: v1, \"trellis.dev/max-concurrency\": \"100\", \"trellis.dev/reuse\": \"true\", other: x}");
         let plan = place(&[("shop".into(), manifest(&app))], &[host("N1", "east"), host("N3", "west")]);
         let placed: Vec<&Placed> = plan.components.values().chain(plan.providers.values()).flat_map(BTreeMap::values).collect();
         assert!(!placed.is_empty());
         for p in placed {
             assert_eq!(p.annotations.get("trellis.dev/max-concurrency").map(String::as_str), Some("100"), "{p:?}");
             assert!(!p.annotations.contains_key("other") && !p.annotations.contains_key("version"), "{p:?}");
+            assert!(!p.annotations.contains_key("trellis.dev/reuse"), "a 0.2 component's reuse is not the app's to declare: {p:?}");
         }
     }
 

@@ -243,11 +243,22 @@ pub fn new_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<
 }
 
 /// A store for an instance that serves many requests (`transport::http_pool`): as
-/// [`new_store`], but the guest only yields every epoch tick; each request's deadline is kept
-/// by the pool, which drops the whole instance when one runs past it.
+/// [`new_store`], but each request's deadline is kept by the pool, which drops the whole
+/// instance when one runs past it; each request moves `deadline` to its own.
+///
+/// Wasm that runs past the latest request's deadline by one more deadline (a guest still busy
+/// after it answered, with no request of its own) is stopped: the instance ends.
 pub fn new_reused_store(runtime: &WasmRuntime, component: &PreparedComponent) -> Store<GuestState> {
-    let mut store = store_for(runtime, component, Instant::now() + runtime.config().max_execution_time);
-    store.epoch_deadline_async_yield_and_update(1);
+    let limit = runtime.config().max_execution_time;
+    let mut store = store_for(runtime, component, Instant::now() + limit);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |store| {
+        if Instant::now() >= store.data().deadline + limit {
+            Err(wasmtime::Error::new(DeadlineExceeded(limit)))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     store
 }
 

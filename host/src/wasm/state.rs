@@ -68,6 +68,9 @@ impl GuestState {
     pub fn new(max_memory: usize, http: Option<Box<dyn WasiHttpHooks + Send>>, deadline: std::time::Instant) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(false);
+        // No sockets: the address check refuses every address already, but WASI 0.3's `listen`
+        // binds an unbound socket itself without asking it.
+        wasi.allow_tcp(false).allow_udp(false);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Self {

@@ -18,7 +18,8 @@
 //! resource table (bounded per store, as for any call); see the README's security model.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
 use trellis_messages::invocation::FaultKind;
 use wasmtime::component::Accessor;
@@ -51,11 +52,9 @@ pub struct HttpPool {
     plan: ReusePlan,
     /// Requests admitted (running, or waiting for an instance): `max_instances × concurrency`.
     admitted: Arc<Slots>,
-    /// `max_instances`, as rescaled.
-    limit: Arc<AtomicU32>,
-    /// Notified whenever an instance ends or a request finishes: a request refused an instance
-    /// tries again.
-    freed: Arc<Notify>,
+    /// The component's count of instances, shared by every generation and by the pools of its
+    /// earlier code (an update), so `max_instances` holds across both.
+    shared: Arc<Shared>,
     /// The component's HTTP export, pre-instantiated: each generation's handler starts from it.
     pre: Pre,
     /// The instances taking new requests, and when they started to.
@@ -88,10 +87,24 @@ struct PoolState {
     runtime: Arc<WasmRuntime>,
     component: Arc<PreparedComponent>,
     plan: ReusePlan,
-    limit: Arc<AtomicU32>,
-    /// Instances of this generation alive now.
-    live: Arc<AtomicUsize>,
-    freed: Arc<Notify>,
+    shared: Arc<Shared>,
+}
+
+/// What every pool of one component shares.
+#[derive(Debug)]
+struct Shared {
+    /// `max_instances`, as rescaled.
+    limit: AtomicU32,
+    /// Instances alive now.
+    live: AtomicUsize,
+    /// Notified whenever an instance ends: a request refused an instance tries again.
+    freed: Notify,
+    /// Attempts refused an instance (and only those retry), until their request looks.
+    refused: Mutex<HashSet<u64>>,
+    /// Numbers attempts.
+    attempts: AtomicU64,
+    /// How the last instance that failed to start or ended with an error failed.
+    last_error: Mutex<Option<String>>,
 }
 
 /// A store refused because `max_instances` instances are alive.
@@ -100,28 +113,29 @@ struct PoolState {
 struct AllInUse;
 
 /// Held by a store for its life: its instance counts against `max_instances` until dropped.
-struct Lease {
-    live: Arc<AtomicUsize>,
-    freed: Arc<Notify>,
-}
+struct Lease(Arc<Shared>);
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        self.freed.notify_waiters();
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.freed.notify_waiters();
     }
 }
 
 impl HandlerState for PoolState {
     type StoreData = GuestState;
 
-    fn new_store(&self, _req_id: Option<u64>) -> wasmtime::Result<StoreBundle<GuestState>> {
-        let limit = self.limit.load(Ordering::SeqCst) as usize;
-        if self.live.fetch_add(1, Ordering::SeqCst) >= limit {
-            self.live.fetch_sub(1, Ordering::SeqCst);
+    fn new_store(&self, attempt: Option<u64>) -> wasmtime::Result<StoreBundle<GuestState>> {
+        let shared = &self.shared;
+        let limit = shared.limit.load(Ordering::SeqCst) as usize;
+        if shared.live.fetch_add(1, Ordering::SeqCst) >= limit {
+            shared.live.fetch_sub(1, Ordering::SeqCst);
+            if let Some(attempt) = attempt {
+                shared.refused.lock().unwrap_or_else(PoisonError::into_inner).insert(attempt);
+            }
             return Err(wasmtime::Error::new(AllInUse));
         }
-        let lease = Lease { live: self.live.clone(), freed: self.freed.clone() };
+        let lease = Lease(shared.clone());
         let mut store = new_reused_store(&self.runtime, &self.component);
         store.data_mut().lease = Some(Box::new(lease));
         Ok(StoreBundle { store, write_profile: Box::new(|_| {}) })
@@ -132,7 +146,9 @@ impl HandlerState for PoolState {
     }
 
     fn idle_instance_timeout(&self) -> Duration {
-        self.plan.idle
+        // Never idle longer than an instance may take requests: an old generation's instances
+        // end within it.
+        self.plan.idle.min(self.plan.max_age)
     }
 
     fn max_instance_reuse_count(&self) -> usize {
@@ -148,8 +164,9 @@ impl HandlerState for PoolState {
             debug!(component_id = %self.id, "no instance free; the request waits for one");
             return;
         }
-        warn!(component_id = %self.id, error = %format!("{error:#}").lines().next().unwrap_or_default(), "a reused instance ended with an error; its requests in flight failed");
-        self.freed.notify_waiters();
+        let first = format!("{error:#}").lines().next().unwrap_or_default().to_string();
+        warn!(component_id = %self.id, error = %first, "a reused instance failed to start or ended with an error; its requests in flight failed");
+        *self.shared.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(first);
     }
 }
 
@@ -169,7 +186,15 @@ impl HttpPool {
     ///
     /// # Errors
     /// When the component does not export the handler its plan is for.
-    pub fn new(id: &str, runtime: Arc<WasmRuntime>, component: Arc<PreparedComponent>, plan: ReusePlan, max_instances: u32) -> wasmtime::Result<Arc<Self>> {
+    /// `previous`: the pool of the component's earlier code, whose instances still count.
+    pub fn new(
+        id: &str,
+        runtime: Arc<WasmRuntime>,
+        component: Arc<PreparedComponent>,
+        plan: ReusePlan,
+        max_instances: u32,
+        previous: Option<&HttpPool>,
+    ) -> wasmtime::Result<Arc<Self>> {
         let pre = if component.http_0_3 {
             Pre::V0_3(wasmtime_wasi_http::p3::bindings::ServicePre::new(component.pre.clone())?)
         } else {
@@ -182,8 +207,19 @@ impl HttpPool {
             runtime,
             component,
             plan,
-            limit: Arc::new(AtomicU32::new(max_instances)),
-            freed: Arc::new(Notify::new()),
+            shared: previous.map_or_else(
+                || {
+                    Arc::new(Shared {
+                        limit: AtomicU32::new(max_instances),
+                        live: AtomicUsize::new(0),
+                        freed: Notify::new(),
+                        refused: Mutex::new(HashSet::new()),
+                        attempts: AtomicU64::new(0),
+                        last_error: Mutex::new(None),
+                    })
+                },
+                |p| p.shared.clone(),
+            ),
             generation: Mutex::new(Generation { handler: None, born: Instant::now() }),
             pre,
         };
@@ -193,8 +229,15 @@ impl HttpPool {
     /// Changes `max_instances`: new instances beyond it are refused, and fewer requests are
     /// admitted, as the running ones finish.
     pub fn resize(&self, max_instances: u32) {
-        self.limit.store(max_instances, Ordering::SeqCst);
+        self.shared.limit.store(max_instances, Ordering::SeqCst);
         self.admitted.resize(max_instances.saturating_mul(self.plan.concurrency));
+    }
+
+    /// Closes the pool (its component stopped, or was updated): no new request is admitted,
+    /// waiting ones fail, and its instances end once idle.
+    pub fn close(&self) {
+        self.admitted.close();
+        self.generation.lock().unwrap_or_else(PoisonError::into_inner).handler = None;
     }
 
     /// The instances taking new requests: a new generation once the current one is older than
@@ -222,9 +265,7 @@ impl HttpPool {
             runtime: self.runtime.clone(),
             component: self.component.clone(),
             plan: self.plan,
-            limit: self.limit.clone(),
-            live: Arc::new(AtomicUsize::new(0)),
-            freed: self.freed.clone(),
+            shared: self.shared.clone(),
         };
         ProxyHandler::new(state, pre)
     }
@@ -234,10 +275,12 @@ impl HttpPool {
     where
         B: Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
     {
-        let what = format!("request places ({} instances × {} at once)", self.limit.load(Ordering::Relaxed), self.plan.concurrency);
+        let shared = &self.shared;
+        let what = format!("request places ({} instances × {} at once)", shared.limit.load(Ordering::Relaxed), self.plan.concurrency);
         let wait = self.runtime.config().max_queue_wait;
-        let permit = match self.admitted.acquire(wait, &self.id, &what, metrics).await {
-            Ok(p) => Arc::new(p),
+        // Held here, not by the task: a task stranded in a queue holds no place.
+        let _permit = match self.admitted.acquire(wait, &self.id, &what, metrics).await {
+            Ok(p) => p,
             Err(fault) => return (fault_response(&fault), Some(fault.kind)),
         };
         let _active = metrics.active();
@@ -249,26 +292,34 @@ impl HttpPool {
         // admitted requests retry, so at most `max_instances × concurrency` do.
         let mut backoff = Duration::from_millis(1);
         loop {
-            let freed = self.freed.notified();
+            let freed = shared.freed.notified();
             let (done, outcome) = oneshot::channel();
             let started = Arc::new(AtomicBool::new(false));
-            let task = task(self.id.clone(), parked.clone(), done, started.clone(), permit.clone(), limit);
+            let attempt = shared.attempts.fetch_add(1, Ordering::Relaxed);
+            let task = task(self.id.clone(), parked.clone(), done, started.clone(), limit);
             {
                 // Workers run on the guest threads, where every call runs.
                 let _guests = self.runtime.guests().enter();
-                self.current().spawn(None, task);
+                self.current().spawn(Some(attempt), task);
             }
             let began = Instant::now();
             // A task is taken by an instance once the requests ahead of it end, and ends by its
             // deadline; a guest that never yields is dropped with its instance within three
             // deadlines (`ProxyHandler`'s bound). Past all that, busy.
-            let Ok(outcome) = tokio::time::timeout_at((until + 3 * limit + Duration::from_secs(1)).into(), outcome).await else {
+            let outcome = tokio::time::timeout_at((until + 3 * limit + Duration::from_secs(1)).into(), outcome).await;
+            let refused = shared.refused.lock().unwrap_or_else(PoisonError::into_inner).remove(&attempt);
+            let Ok(outcome) = outcome else {
                 let fault = Fault::new(FaultKind::Busy, format!("no instance of component `{}` on this host took the request in time", self.id));
                 return (fault_response(&fault), Some(fault.kind));
             };
             match outcome {
                 Ok(Outcome::Response(response)) => return (response, None),
                 Ok(Outcome::Fault(fault)) => return (fault_response(&fault), Some(fault.kind)),
+                Err(_) if !started.load(Ordering::SeqCst) && !refused => {
+                    let why = shared.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_else(|| "unknown".into());
+                    let fault = Fault::new(FaultKind::Host, format!("no instance of component `{}` could take the request: {why}", self.id));
+                    return (fault_response(&fault), Some(fault.kind));
+                }
                 Err(_) if !started.load(Ordering::SeqCst) => {
                     // No instance could be had for it: wait for one to free, within the queue wait.
                     let retry_at = (Instant::now() + backoff).min(until);
@@ -277,7 +328,7 @@ impl HttpPool {
                     if Instant::now() >= until {
                         let fault = Fault::new(
                             FaultKind::Busy,
-                            format!("all {} instances of component `{}` on this host stayed busy for {wait:?}", self.limit.load(Ordering::Relaxed), self.id),
+                            format!("all {} instances of component `{}` on this host stayed busy for {wait:?}", shared.limit.load(Ordering::Relaxed), self.id),
                         );
                         return (fault_response(&fault), Some(fault.kind));
                     }
@@ -290,7 +341,7 @@ impl HttpPool {
                     return (fault_response(&fault), Some(fault.kind));
                 }
                 Err(_) => {
-                    let fault = Fault::new(FaultKind::Trap, format!("the instance of component `{}` serving this request failed (another request on it trapped)", self.id));
+                    let fault = Fault::new(FaultKind::Trap, format!("the instance of component `{}` serving this request ended without answering it (a trap, here or in another request on it)", self.id));
                     return (fault_response(&fault), Some(fault.kind));
                 }
             }
@@ -299,13 +350,12 @@ impl HttpPool {
 }
 
 /// The task that serves one request on a reused instance.
-fn task<B>(id: Arc<str>, parked: Parked<B>, done: oneshot::Sender<Outcome>, started: Arc<AtomicBool>, permit: Arc<OwnedSemaphorePermit>, limit: Duration) -> TaskFn<GuestState>
+fn task<B>(id: Arc<str>, parked: Parked<B>, done: oneshot::Sender<Outcome>, started: Arc<AtomicBool>, limit: Duration) -> TaskFn<GuestState>
 where
     B: Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
 {
     Box::new(move |accessor, proxy| {
         Box::pin(async move {
-            let _permit = permit;
             let Some(request) = parked.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
             started.store(true, Ordering::SeqCst);
             if done.is_closed() {

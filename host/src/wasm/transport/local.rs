@@ -37,12 +37,20 @@ pub struct LocalTarget {
 impl LocalTarget {
     /// The pool of reused instances for `component`'s HTTP export, when its exports and its
     /// scale's annotations ask for one ([`crate::wasm::reuse::Reuse::plan`]).
-    pub fn http_pool_for(id: &str, runtime: &Arc<WasmRuntime>, component: &Arc<PreparedComponent>, max_instances: u32) -> Option<Arc<HttpPool>> {
+    /// `previous`: the pool of the component's earlier code (an update), whose instances count
+    /// against the same `max_instances`.
+    pub fn http_pool_for(
+        id: &str,
+        runtime: &Arc<WasmRuntime>,
+        component: &Arc<PreparedComponent>,
+        max_instances: u32,
+        previous: Option<&HttpPool>,
+    ) -> Option<Arc<HttpPool>> {
         if !component.serves_http() {
             return None;
         }
         let plan = component.limits.reuse.plan(component.http_0_3)?;
-        match HttpPool::new(id, runtime.clone(), component.clone(), plan, max_instances) {
+        match HttpPool::new(id, runtime.clone(), component.clone(), plan, max_instances, previous) {
             Ok(pool) => Some(pool),
             Err(e) => {
                 tracing::warn!(component_id = id, error = %e, "its HTTP export cannot be served by reused instances; a fresh instance per request");
