@@ -19,7 +19,7 @@ pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 }
 
 /// The payload of a chunked body (or the body itself when not chunked).
-fn dechunk(body: &str) -> String {
+pub fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {

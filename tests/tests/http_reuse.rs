@@ -36,22 +36,8 @@ async fn get(port: u16, path: &str) -> anyhow::Result<Answer> {
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-served-by-instance")).map(|(_, v)| v.trim().to_string()))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = trellis_tests::http::dechunk(body);
     Ok(Answer { status, served, body })
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 async fn start_http(client: &Client, host: &str) -> anyhow::Result<()> {
