@@ -33,6 +33,9 @@ const STOP_WITHIN: Duration = Duration::from_secs(5);
 /// Checks in a row without a wadm before the host manages applications again.
 pub const ABSENT_CHECKS: u32 = 3;
 
+/// A wadm that had events delivered this recently is taken to be there, pull waiting or not.
+const ACTIVE_WITHIN: Duration = Duration::from_secs(10);
+
 /// wadm's stream of lattice events, and its consumer's name for lattice `lattice`.
 fn consumer_of(lattice: &str) -> (&'static str, String) {
     ("wadm_event_consumer", format!("wadm_event_consumer-{lattice}"))
@@ -44,7 +47,14 @@ pub async fn present(js: &async_nats::jetstream::Context, lattice: &str) -> bool
     let (stream, consumer) = consumer_of(lattice);
     let Ok(stream) = js.get_stream_no_info(stream).await else { return false };
     match stream.consumer_info(&consumer).await {
-        Ok(info) => info.num_waiting > 0,
+        // A wadm waits on the consumer while idle; while it works through a batch of events it
+        // may have no pull waiting (seen under load: a host took the API back from a wadm that
+        // was busy deploying), but it has deliveries unacknowledged or delivered a moment ago.
+        Ok(info) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let recent = info.delivered.last_active.is_some_and(|t| u64::try_from(t.unix_timestamp()).is_ok_and(|at| now.saturating_sub(at) < ACTIVE_WITHIN.as_secs()));
+            info.num_waiting > 0 || info.num_ack_pending > 0 || recent
+        }
         Err(e) => {
             debug!(error = %e, "no wadm consumer to read");
             false
