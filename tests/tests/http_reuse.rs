@@ -287,3 +287,99 @@ async fn a_guest_still_busy_after_it_answered_is_stopped_and_its_instance_replac
     host.shutdown(None).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn reuse_settings_follow_a_rescale_and_an_update_and_both_check_them() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    // A second reference to the same 0.2 component, to update to.
+    let dir = tempfile::tempdir()?;
+    let copy = dir.path().join("http-hello-copy.wasm");
+    std::fs::copy(guests::HTTP_HELLO, &copy)?;
+    let copy = copy.display().to_string();
+
+    // Not declared reusable: a fresh instance per request.
+    scale(&lattice, host.id(), "turns", guests::HTTP_HELLO, 1, &[]).await?.map_err(anyhow::Error::msg)?;
+    let port = free_port();
+    serve(&client, "turns", port).await?;
+    for _ in 0..3 {
+        assert_eq!(get(port, "/").await?.served, 1, "fresh per request before the rescale");
+    }
+
+    // A rescale that declares it reusable prepares it again: its instance then keeps its count.
+    scale(&lattice, host.id(), "turns", guests::HTTP_HELLO, 1, &[("trellis.dev/reuse", "true")]).await?.map_err(anyhow::Error::msg)?;
+    let reused = eventually(Duration::from_secs(10), || async move { get(port, "/").await.ok().filter(|a| a.served >= 2) }).await;
+    assert!(reused.is_some(), "the rescale's reuse annotation took effect");
+
+    // An update whose annotations are out of bounds is refused, naming the bound; the
+    // component keeps running as it was.
+    let update = |annotations: &[(&str, &str)]| trellis_messages::component::UpdateComponentCommand {
+        component_id: "turns".into(),
+        annotations: Some(annotations.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+        host_id: host.id().into(),
+        new_component_ref: copy.clone(),
+    };
+    let refused = client.update_component(host.id(), &update(&[("trellis.dev/reuse", "true"), ("trellis.dev/reuse-max-requests", "0")])).await;
+    let e = refused.expect_err("an update out of bounds is refused").to_string();
+    assert!(e.contains("trellis.dev/reuse-max-requests") && e.contains("1 to 1000000"), "{e}");
+    assert_eq!(get(port, "/").await?.status, 200, "still serving after the refused update");
+
+    // An update with other reuse settings runs the new code with them: at most 2 requests
+    // per instance.
+    client.update_component(host.id(), &update(&[("trellis.dev/reuse", "true"), ("trellis.dev/reuse-max-requests", "2")])).await?;
+    let updated = eventually(Duration::from_secs(10), || async {
+        let inventory = client.inventory(host.id()).await.ok()?;
+        inventory.components.iter().any(|c| c.id == "turns" && c.image_ref == copy).then_some(())
+    })
+    .await;
+    assert!(updated.is_some(), "the update ran");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut counts = Vec::new();
+    for _ in 0..6 {
+        counts.push(get(port, "/").await?.served);
+    }
+    assert!(counts.iter().all(|c| (1..=2).contains(c)), "no instance serves more than 2 after the update: {counts:?}");
+    assert!(counts.contains(&2), "instances are still reused after the update: {counts:?}");
+    host.shutdown(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_component_that_cannot_be_instantiated_is_answered_500_with_the_reason_at_once() -> anyhow::Result<()> {
+    init_tracing();
+    let lattice = TestLattice::new().await?;
+    let host = lattice.start_host(lattice.host_config()).await?;
+    let client = lattice.client().await?;
+    start_http(&client, host.id()).await?;
+    // One page of memory: less than the guest starts with, so no instance can be made.
+    let events = lattice.watch_scale_events("small3").await?;
+    let command = ScaleComponentCommand {
+        component_ref: guests::HTTP_HELLO_P3.into(),
+        component_id: "small3".into(),
+        max_instances: 2,
+        host_id: host.id().into(),
+        component_limits: Some(HashMap::from([(trellis_host::wasm::limits::MAX_MEMORY_LIMIT.to_string(), "65536".to_string())])),
+        ..ScaleComponentCommand::default()
+    };
+    client.scale_component(host.id(), &command).await?;
+    events.await??.map_err(anyhow::Error::msg)?;
+    let name = "small3-http";
+    let port = free_port();
+    client.put_config(name, &HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))])).await?;
+    client.put_link(&Link::new("http", "small3", "small3", "wasi", "http", &["incoming-handler"]).with_source_config(&[name])).await?;
+    let first = eventually(Duration::from_secs(10), || async move { get(port, "/").await.ok().filter(|a| a.status != 0 && a.status != 404) }).await.expect("answered");
+    assert_eq!(first.status, 500, "{first:?}");
+    assert!(first.body.contains("memory") || first.body.contains("instantiate"), "the reason is given: {first:?}");
+    // Each request is answered at once, not after retries or the queue wait.
+    let began = Instant::now();
+    for a in futures::future::join_all((0..20).map(|_| get(port, "/"))).await {
+        assert_eq!(a?.status, 500);
+    }
+    assert!(began.elapsed() < Duration::from_secs(2), "answered at once: {:?}", began.elapsed());
+    assert!(client.inventory(host.id()).await.is_ok(), "the host is unharmed");
+    host.shutdown(None).await?;
+    Ok(())
+}

@@ -410,11 +410,8 @@ impl Handler<Scale> for WorkloadActor {
                 self.stop_component(id.clone(), ctx);
                 Ok(format!("component `{id}` is stopping"))
             }
-            // The same code with another config list (a manifest's config or secrets changed):
-            // prepared again with the new list (its secrets fetched again), and swapped in
-            // without dropping calls, as a wasmCloud 1.9 host refetches config and secrets.
-            // The same code with another config list (a manifest's config or secrets changed),
-            // or other reuse annotations: prepared again, as below.
+            // The same code with other reuse annotations: prepared again with them, and swapped
+            // in as below.
             Some(running)
                 if (command.component_ref.is_empty() || command.component_ref == running.description.image_ref)
                     && command.annotations.is_some()
@@ -430,6 +427,9 @@ impl Handler<Scale> for WorkloadActor {
                 self.update_component(id.clone(), reference, command.annotations, ctx);
                 Ok(format!("component `{id}` scaled to {max}; its new reuse settings take effect when it is prepared again"))
             }
+            // The same code with another config list (a manifest's config or secrets changed):
+            // prepared again with the new list (its secrets fetched again), and swapped in
+            // without dropping calls, as a wasmCloud 1.9 host refetches config and secrets.
             Some(running)
                 if (command.component_ref.is_empty() || command.component_ref == running.description.image_ref)
                     && self.configs.get(&id).is_some_and(|c| *c != command.config) =>

@@ -19,11 +19,13 @@
 mod baselines;
 mod blobstore;
 mod cross_kind;
+mod density;
 mod heal;
 mod http;
 mod link_path;
 mod machine;
 mod measure;
+mod propagation;
 mod scaling;
 mod secrets;
 mod wasi3;
@@ -37,10 +39,10 @@ use trellis_messages::link::Link;
 use trellis_messages::provider::StartProviderCommand;
 use trellis_tests::{guests, free_port, TestLattice};
 
-use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, kv_watch_delay, raw_request, raw_responder};
+use baselines::{direct_wasmtime, http_get, http_load, hyper_hello, raw_request, raw_responder};
 use measure::{interleaved, latencies, pct, us, warmups, Cost, CostMeter};
 use link_path::{alternating, link_path, pinger_host};
-use scaling::{scale_by_source, scale_many};
+use scaling::scale_by_source;
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -369,134 +371,24 @@ async fn main() -> Result<()> {
         host.shutdown(None).await?;
     }
 
-    // 5. Scale from zero, cold and warm compile cache (a fresh host each time), `samples`
-    // rounds: each round an empty cache (cold), then the same cache again (warm).
+    // 5. Scale from zero, cold and warm compile cache (a fresh host each time).
     if want(5) {
-        let samples = if quick { 2 } else { 20 };
-        let (mut cold, mut warm) = (Vec::new(), Vec::new());
-        let mut events = scaling::ScaleEvents::subscribe(&lattice).await?;
-        for round in 0..samples {
-            let cache = tempfile::tempdir()?;
-            for (state, times) in [("cold", &mut cold), ("warm", &mut warm)] {
-                let mut config = lattice.host_config();
-                config.wasm.cache_dir = Some(cache.path().to_path_buf());
-                config.labels.insert("bench".into(), "scale".into());
-                let host = lattice.start_host(config).await?;
-                let id = format!("{state}-{round}");
-                times.push(events.scale_then_call(&client, host.id(), &id, guests::ECHO).await?);
-                host.shutdown(None).await?;
-            }
-        }
-        cold.sort_unstable();
-        warm.sort_unstable();
-        let ms = |v: &[Duration], p: f64| pct(v, p).as_secs_f64() * 1e3;
-        figures.push(Figure {
-            name: "5. scale from zero → first call (warm cache vs cold)".into(),
-            trellis: format!("warm p50 {:.1} ms  p90 {:.1} ms", ms(&warm, 0.5), ms(&warm, 0.9)),
-            baseline: format!("cold p50 {:.1} ms  p90 {:.1} ms ({samples} rounds)", ms(&cold, 0.5), ms(&cold, 0.9)),
-            ratio: ms(&warm, 0.5) / ms(&cold, 0.5).max(1e-9),
-            json: json!({"cold_p50_ms": ms(&cold, 0.5), "cold_p90_ms": ms(&cold, 0.9), "warm_p50_ms": ms(&warm, 0.5), "warm_p90_ms": ms(&warm, 0.9), "samples": samples}),
-        });
+        figures.push(scaling::from_zero(&lattice, &client, if quick { 2 } else { 20 }).await?);
     }
 
-    // 6. Density: N components under distinct ids on a fresh `trellis host` process each, so
-    // its resident memory is the host's alone.
+    // 6. Density: N components on a `trellis host` process of their own.
     if want(6) {
         let counts = match density {
             Some(n) => vec![n],
             None if quick => vec![size.density],
             None => vec![size.density, size.density * 10, size.density * 100],
         };
-        for n in counts {
-            let process = trellis_tests::process::HostProcess::start(&lattice, 0, &["--allow-file-load", "--heartbeat-interval", "1s"])?;
-            let host = process.id.clone();
-            let up = Instant::now();
-            // Asked with a short timeout: a request made while the host is still starting can go
-            // unanswered, and the client's own 30 s would outlast the 20 s this loop allows.
-            let asking = client.clone().with_timeout(Duration::from_secs(2));
-            while asking.inventory(&host).await.is_err() {
-                anyhow::ensure!(up.elapsed() < Duration::from_secs(20), "the density host did not start");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let mut heartbeats = nats.subscribe(format!("wasmbus.evt.{}.host_heartbeat", lattice.name)).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let before = process.rss_bytes();
-            let began = Instant::now();
-            scale_many(&lattice, &client, &host, n, guests::ECHO).await?;
-            let took = began.elapsed();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let after = process.rss_bytes();
-            // The next heartbeat of that host that counts every component (listed, or counted
-            // in `components_omitted` past the NATS max payload), as published.
-            let (heartbeat, omitted) = loop {
-                let event = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut heartbeats)).await?.context("heartbeats ended")?;
-                if !String::from_utf8_lossy(&event.payload).contains(host.as_str()) {
-                    continue;
-                }
-                let value: serde_json::Value = serde_json::from_slice(&event.payload)?;
-                let listed = value["data"]["components"].as_array().map_or(0, Vec::len);
-                let omitted = value["data"]["components_omitted"].as_u64().unwrap_or(0) as usize;
-                if listed + omitted == n {
-                    break (event.payload.len(), omitted);
-                }
-            };
-            let per = after.saturating_sub(before) / n as u64;
-            figures.push(Figure {
-                name: format!("6. density: {n} components on one host"),
-                trellis: format!("{:.1} KiB RSS/component (host process), {:.1} ms to scale all", per as f64 / 1024.0, took.as_secs_f64() * 1e3),
-                baseline: match omitted {
-                    0 => format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB)"),
-                    _ => format!("host_heartbeat event as published: {heartbeat} bytes (NATS max payload 1 MiB), {} listed, {omitted} counted in components_omitted", n - omitted),
-                },
-                ratio: heartbeat as f64 / 1_048_576.0,
-                json: json!({"components": n, "rss_per_component_bytes": per, "scale_all_ms": took.as_secs_f64() * 1e3, "heartbeat_bytes": heartbeat, "heartbeat_components_omitted": omitted}),
-            });
-            drop(process);
-        }
+        figures.extend(density::figures(&lattice, &client, &nats, &counts).await?);
     }
 
     // 7. Link propagation: link.put acknowledged → pinger on A uses the new target (echo2 on C).
     if want(7) {
-        scaled(&lattice, &c, "echo2", guests::ECHO, 8).await?;
-        client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
-        let (mut props, mut acks, mut attempts) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..rounds {
-            client.delete_link("pinger", "alt", "trellis", "echo").await?;
-            client.put_link(&link("pinger", "nobody", "alt", "trellis", "echo", &["echo"], &[])).await?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            client.delete_link("pinger", "alt", "trellis", "echo").await?;
-            let began = Instant::now();
-            client.put_link(&link("pinger", "echo2", "alt", "trellis", "echo", &["echo"], &[])).await?;
-            acks.push(began.elapsed());
-            loop {
-                attempts += 1;
-                let r = client.call("pinger", "trellis:echo/pinger.ping-via", vec![r#""alt""#.into(), r#""x""#.into()]).await?;
-                if r.results.is_some() {
-                    break;
-                }
-                anyhow::ensure!(began.elapsed() < Duration::from_secs(10), "link never propagated");
-            }
-            props.push(began.elapsed());
-        }
-        props.sort_unstable();
-        acks.sort_unstable();
-        let kv = kv_watch_delay(&lattice, rounds).await?;
-        figures.push(Figure {
-            name: "7. link propagation (link.put → caller on another host uses it) vs raw KV put → watch on another node".into(),
-            trellis: format!(
-                "p50 {:.2} ms  p90 {:.2} ms (put acked at {:.2} ms, {:.1} calls, {} rounds)",
-                pct(&props, 0.5).as_secs_f64() * 1e3,
-                pct(&props, 0.9).as_secs_f64() * 1e3,
-                pct(&acks, 0.5).as_secs_f64() * 1e3,
-                attempts as f64 / props.len().max(1) as f64,
-                props.len()
-            ),
-            baseline: format!("p50 {:.2} ms", kv.as_secs_f64() * 1e3),
-            ratio: us(pct(&props, 0.5)) / us(kv).max(0.001),
-            json: json!({"p50_ms": pct(&props, 0.5).as_secs_f64() * 1e3, "p90_ms": pct(&props, 0.9).as_secs_f64() * 1e3, "rounds": props.len(), "max_ms": props.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-                         "baseline_kv_watch_p50_ms": kv.as_secs_f64() * 1e3, "put_ack_p50_ms": pct(&acks, 0.5).as_secs_f64() * 1e3,
-                         "calls_per_round": attempts as f64 / props.len().max(1) as f64}),
-        });
+        figures.push(propagation::figure(&lattice, &client, &c, rounds).await?);
     }
 
     // 14. Blobstore round trip: wasmCloud's blobby through the built-in blobstore-nats.

@@ -1,5 +1,6 @@
-//! Scaling figures' helpers: many components one after another (figure 6), and one scale from
-//! a registry, the artifact store or a file, cold and warm (figure 8).
+//! Scaling figures: scale from zero, cold and warm compile cache (figure 5); many components
+//! one after another (figure 6's helper); and one scale from a registry, the artifact store or a
+//! file, cold and warm (figure 8).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -141,3 +142,32 @@ pub(crate) async fn scale_by_source(lattice: &TestLattice, client: &trellis_mess
     ])
 }
 
+/// Figure 5: scale from zero to the first answered call, cold and warm compile cache (a fresh
+/// host each time), `samples` rounds: each round an empty cache (cold), then the same cache
+/// again (warm).
+pub(crate) async fn from_zero(lattice: &TestLattice, client: &trellis_messages::Client, samples: usize) -> Result<Figure> {
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let mut events = ScaleEvents::subscribe(lattice).await?;
+    for round in 0..samples {
+        let cache = tempfile::tempdir()?;
+        for (state, times) in [("cold", &mut cold), ("warm", &mut warm)] {
+            let mut config = lattice.host_config();
+            config.wasm.cache_dir = Some(cache.path().to_path_buf());
+            config.labels.insert("bench".into(), "scale".into());
+            let host = lattice.start_host(config).await?;
+            let id = format!("{state}-{round}");
+            times.push(events.scale_then_call(client, host.id(), &id, guests::ECHO).await?);
+            host.shutdown(None).await?;
+        }
+    }
+    cold.sort_unstable();
+    warm.sort_unstable();
+    let ms = |v: &[Duration], p: f64| pct(v, p).as_secs_f64() * 1e3;
+    Ok(Figure {
+        name: "5. scale from zero → first call (warm cache vs cold)".into(),
+        trellis: format!("warm p50 {:.1} ms  p90 {:.1} ms", ms(&warm, 0.5), ms(&warm, 0.9)),
+        baseline: format!("cold p50 {:.1} ms  p90 {:.1} ms ({samples} rounds)", ms(&cold, 0.5), ms(&cold, 0.9)),
+        ratio: ms(&warm, 0.5) / ms(&cold, 0.5).max(1e-9),
+        json: json!({"cold_p50_ms": ms(&cold, 0.5), "cold_p90_ms": ms(&cold, 0.9), "warm_p50_ms": ms(&warm, 0.5), "warm_p90_ms": ms(&warm, 0.9), "samples": samples}),
+    })
+}
